@@ -1,0 +1,256 @@
+//! The broker's front door: accepted publish items go into per-shard queues, and one task
+//! per shard takes them in order through dedup and `prev-id` ordering to the registry's
+//! fan-out.
+//!
+//! Items are sharded by channel name, so every item of a channel passes through the same
+//! task in the order it was accepted: per-channel publish order holds for every subscriber.
+//! A shard task drains everything queued before it fans out, groups it by channel, and hands
+//! each subscriber one batch per channel, so a publish request of many items costs each
+//! subscriber one write, not one per item.
+//!
+//! `publish` returns once the items are queued: the publish API answers without waiting for
+//! the fan-out. The queues are bounded; when they are full, `publish` waits (backpressure on
+//! the publisher) rather than dropping anything it has acknowledged.
+
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use foldhash::fast::FixedState;
+use foldhash::HashMap;
+use gripway_proto::publish::Item;
+use tokio::sync::mpsc;
+
+use crate::dedup::Dedup;
+use crate::message::{ChannelName, Message};
+use crate::registry::Registry;
+use crate::sequencer::{Arrival, Sequencer};
+use crate::subscriber::Transport;
+
+/// How the broker orders, deduplicates and queues.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// Dispatcher tasks (channels are spread over them by name).
+    pub shards: usize,
+    /// Items queued per shard before `publish` waits.
+    pub queue_per_shard: usize,
+    /// A (channel, id) seen within this window is not delivered again; zero disables.
+    pub dedup_window: Duration,
+    /// Most (channel, id) pairs remembered per shard.
+    pub dedup_max_entries: usize,
+    /// How long an out-of-order item waits for its predecessor.
+    pub order_wait: Duration,
+    /// Most items waiting per channel.
+    pub max_waiting_per_channel: usize,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            shards: 2,
+            queue_per_shard: 65_536,
+            dedup_window: Duration::from_secs(60),
+            dedup_max_entries: 1_000_000,
+            order_wait: Duration::from_secs(5),
+            max_waiting_per_channel: 100,
+        }
+    }
+}
+
+/// Counters of what the broker did, read by the metrics endpoint.
+#[derive(Debug, Default)]
+pub struct BrokerStats {
+    /// Items accepted by `publish`.
+    pub received: AtomicU64,
+    /// Items not delivered because their (channel, id) was seen within the window.
+    pub duplicates: AtomicU64,
+    /// Items that had to wait for their predecessor.
+    pub waited: AtomicU64,
+    /// Items published to a channel with no subscribers on this node.
+    pub unheard: AtomicU64,
+    /// Messages written or queued to subscribers, by [`Transport::index`].
+    pub sent: [AtomicU64; Transport::ALL.len()],
+    /// Messages lost to subscribers too slow to keep up (they are disconnected).
+    pub dropped_slow: AtomicU64,
+    /// Messages not delivered because the subscriber was already closing.
+    pub dropped_closed: AtomicU64,
+}
+
+/// Why `publish` could not take items.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the broker is shutting down")]
+pub struct BrokerClosed;
+
+/// Handle to the broker; cheap to clone.
+#[derive(Clone)]
+pub struct Broker {
+    registry: Arc<Registry>,
+    queues: Arc<[mpsc::Sender<Arc<Message>>]>,
+    hasher: FixedState,
+    stats: Arc<BrokerStats>,
+}
+
+impl Broker {
+    /// Starts the dispatcher tasks on the current tokio runtime.
+    pub fn start(config: BrokerConfig) -> Broker {
+        let registry = Registry::new();
+        let stats = Arc::new(BrokerStats::default());
+        let queues: Vec<_> = (0..config.shards.max(1))
+            .map(|_| {
+                let (tx, rx) = mpsc::channel(config.queue_per_shard.max(1));
+                let shard = Shard {
+                    registry: registry.clone(),
+                    stats: stats.clone(),
+                    dedup: Dedup::new(config.dedup_window, config.dedup_max_entries),
+                    sequencer: Sequencer::new(config.order_wait, config.max_waiting_per_channel),
+                };
+                tokio::spawn(shard.run(rx));
+                tx
+            })
+            .collect();
+        Broker {
+            registry,
+            queues: queues.into(),
+            hasher: FixedState::with_seed(0x7368_6172),
+            stats,
+        }
+    }
+
+    /// The subscriber registry, for connections to subscribe.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// What the broker has done so far.
+    pub fn stats(&self) -> &BrokerStats {
+        &self.stats
+    }
+
+    /// Queues validated items for fan-out, in order. Returns once all are queued.
+    pub async fn publish(&self, items: Vec<Item>) -> Result<(), BrokerClosed> {
+        for item in items {
+            let msg = Message::new(item);
+            let queue = &self.queues[self.shard_of(&msg.channel)];
+            match queue.try_send(msg) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(msg)) => {
+                    queue.send(msg).await.map_err(|_| BrokerClosed)?;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return Err(BrokerClosed),
+            }
+            self.stats.received.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    fn shard_of(&self, channel: &str) -> usize {
+        let mut h = self.hasher.build_hasher();
+        channel.hash(&mut h);
+        (h.finish() as usize) % self.queues.len()
+    }
+}
+
+/// One dispatcher task's state: the channels hashed to it.
+struct Shard {
+    registry: Arc<Registry>,
+    stats: Arc<BrokerStats>,
+    dedup: Dedup,
+    sequencer: Sequencer,
+}
+
+/// Most items taken from the queue before fanning out.
+const MAX_BATCH: usize = 4096;
+
+impl Shard {
+    async fn run(mut self, mut rx: mpsc::Receiver<Arc<Message>>) {
+        let mut batch = Vec::with_capacity(64);
+        let mut ready = Vec::with_capacity(64);
+        loop {
+            let deadline = self.sequencer.next_deadline();
+            let received = tokio::select! {
+                n = rx.recv_many(&mut batch, MAX_BATCH) => n,
+                _ = sleep_until(deadline), if deadline.is_some() => 0,
+            };
+            if received == 0 && batch.is_empty() && deadline.is_none() {
+                return; // every sender is gone
+            }
+            let now = Instant::now();
+            for msg in batch.drain(..) {
+                self.arrive(msg, now, &mut ready);
+            }
+            self.sequencer.expire(now, &mut ready);
+            if !ready.is_empty() {
+                self.fan_out(&mut ready);
+            }
+        }
+    }
+
+    fn arrive(&mut self, msg: Arc<Message>, now: Instant, ready: &mut Vec<Arc<Message>>) {
+        if let Some(id) = &msg.id {
+            if !self.dedup.first_sighting(&msg.channel, id, now) {
+                self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+        let has_subscribers = self.registry.subscriber_count(&msg.channel) > 0;
+        if self.sequencer.arrive(msg, has_subscribers, now, ready) == Arrival::Waiting {
+            self.stats.waited.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Fans `ready` out, one batch per channel in order of first appearance; empties it.
+    fn fan_out(&mut self, ready: &mut Vec<Arc<Message>>) {
+        let single_channel = ready.iter().all(|m| m.channel == ready[0].channel);
+        if single_channel {
+            let channel = ready[0].channel.clone();
+            self.fan_out_channel(&channel, ready);
+        } else {
+            let mut index: HashMap<ChannelName, usize> = HashMap::default();
+            let mut groups: Vec<Vec<Arc<Message>>> = Vec::new();
+            for msg in ready.drain(..) {
+                let g = *index.entry(msg.channel.clone()).or_insert_with(|| {
+                    groups.push(Vec::new());
+                    groups.len() - 1
+                });
+                groups[g].push(msg);
+            }
+            for group in &groups {
+                self.fan_out_channel(&group[0].channel, group);
+            }
+        }
+        ready.clear();
+    }
+
+    fn fan_out_channel(&self, channel: &str, messages: &[Arc<Message>]) {
+        let count = self.registry.fan_out(channel, messages);
+        let stats = &self.stats;
+        if count.subscribers == 0 {
+            stats
+                .unheard
+                .fetch_add(messages.len() as u64, Ordering::Relaxed);
+        }
+        for (t, n) in count.sent.iter().enumerate() {
+            if *n > 0 {
+                stats.sent[t].fetch_add(*n, Ordering::Relaxed);
+            }
+        }
+        if count.dropped_slow > 0 {
+            stats
+                .dropped_slow
+                .fetch_add(count.dropped_slow, Ordering::Relaxed);
+        }
+        if count.closed > 0 {
+            stats
+                .dropped_closed
+                .fetch_add(count.closed, Ordering::Relaxed);
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}

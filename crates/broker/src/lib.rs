@@ -1,0 +1,22 @@
+//! Gripway's broker: channels, subscriptions and fan-out, with no HTTP in sight.
+//!
+//! A published item becomes a [`Message`](message::Message); the [`Broker`](dispatch::Broker)
+//! queues it on the shard that owns its channel, where dedup ([`dedup`]) and `prev-id`
+//! ordering ([`sequencer`]) decide when it goes out, and the [`Registry`](registry::Registry)
+//! hands it to every [`Subscriber`](subscriber::Subscriber) of the channel. Transports
+//! implement `Subscriber` in the server crate; the broker never touches a socket.
+//!
+//! Later layers plug in here: history per channel beside the sequencer, and a bus between
+//! nodes in front of the shard queues.
+
+pub mod dedup;
+pub mod dispatch;
+pub mod message;
+pub mod registry;
+pub mod sequencer;
+pub mod subscriber;
+
+pub use dispatch::{Broker, BrokerClosed, BrokerConfig, BrokerStats};
+pub use message::{ChannelName, Message};
+pub use registry::{Registry, Subscription};
+pub use subscriber::{Delivery, Subscriber, Transport};

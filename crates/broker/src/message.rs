@@ -1,0 +1,74 @@
+//! A published item as the broker carries it: the parsed formats plus, per transport, the
+//! bytes that go on the wire, encoded the first time a subscriber of that transport asks and
+//! then shared by every other subscriber (one `Bytes`, reference-counted, never copied).
+//!
+//! Invariant: a `Message` is immutable once built; the lazily filled encodings are pure
+//! functions of its formats, so whichever subscriber fills one first, all see the same bytes.
+
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use gripway_proto::chunked::encode_chunk;
+use gripway_proto::publish::{Formats, HttpStreamAction, Item};
+
+/// A channel name, shared between the registry, the dispatcher and every message on it.
+pub type ChannelName = Arc<str>;
+
+/// One published item, ready for fan-out.
+#[derive(Debug)]
+pub struct Message {
+    /// The channel it was published to (route prefixes already part of the name).
+    pub channel: ChannelName,
+    /// The publisher's id for this item, used for dedup and ordering.
+    pub id: Option<Arc<str>>,
+    /// The id of the item the publisher says came before this one on the channel.
+    pub prev_id: Option<Arc<str>>,
+    /// Publisher metadata, read by subscription filters (`skip-self`, `skip-users`, ...).
+    pub meta: Vec<(String, String)>,
+    /// True when the publisher asked to bypass ordering (`no-seq`).
+    pub no_seq: bool,
+    /// What the publisher sent, per transport.
+    pub formats: Formats,
+    /// `http-stream` content framed as one HTTP/1.1 chunk.
+    http_chunk: OnceLock<Option<Bytes>>,
+}
+
+impl Message {
+    /// Wraps a validated publish item.
+    pub fn new(item: Item) -> Arc<Message> {
+        Arc::new(Message {
+            channel: Arc::from(item.channel.as_str()),
+            id: item.id.as_deref().map(Arc::from),
+            prev_id: item.prev_id.as_deref().map(Arc::from),
+            meta: item.meta,
+            no_seq: item.no_seq,
+            formats: item.formats,
+            http_chunk: OnceLock::new(),
+        })
+    }
+
+    /// The `http-stream` content to append to a stream, if this message sends any.
+    /// Empty content is treated as nothing to send (an empty chunk would end the body).
+    pub fn stream_content(&self) -> Option<&Bytes> {
+        match self.formats.http_stream.as_ref().map(|f| &f.action) {
+            Some(HttpStreamAction::Send(content)) if !content.is_empty() => Some(content),
+            _ => None,
+        }
+    }
+
+    /// The `http-stream` content as one HTTP/1.1 chunk (`<hex len>\r\n<content>\r\n`),
+    /// encoded once and shared by every chunked stream subscriber.
+    pub fn stream_chunk(&self) -> Option<&Bytes> {
+        self.http_chunk
+            .get_or_init(|| self.stream_content().map(|c| encode_chunk(c)))
+            .as_ref()
+    }
+
+    /// The value of a publisher meta field, if set.
+    pub fn meta_value(&self, name: &str) -> Option<&str> {
+        self.meta
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}

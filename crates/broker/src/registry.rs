@@ -1,0 +1,277 @@
+//! The channel registry: which subscribers listen on which channel, on this node.
+//!
+//! Channels live in a sharded map (name → `Channel`); each channel keeps its subscribers in a
+//! slab so that leaving is O(1) without shifting anyone. A channel exists exactly while it has
+//! subscribers: the last one to leave marks it dead and removes it from the map, and a
+//! subscriber that finds a dead channel under the shard lock replaces it with a fresh one.
+//! Lock order is always shard → channel; no code holds a channel lock while taking a shard
+//! lock, and no lock is held across an `.await`.
+//!
+//! Dropping a [`Subscription`] unsubscribes, so a connection that goes away for any reason
+//! leaves nothing behind.
+
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use foldhash::fast::FixedState;
+use foldhash::HashMap;
+use parking_lot::Mutex;
+use slab::Slab;
+
+use crate::message::{ChannelName, Message};
+use crate::subscriber::{Delivery, Subscriber, Transport};
+
+const SHARDS: usize = 64;
+
+/// Subscribers by channel on this node.
+pub struct Registry {
+    shards: Box<[Mutex<HashMap<ChannelName, Arc<Channel>>>]>,
+    hasher: FixedState,
+    channels: AtomicUsize,
+    subscriptions: AtomicUsize,
+}
+
+/// One channel's subscribers.
+pub struct Channel {
+    name: ChannelName,
+    inner: Mutex<ChannelInner>,
+}
+
+struct ChannelInner {
+    subscribers: Slab<Arc<dyn Subscriber>>,
+    /// Set when the last subscriber left; a dead channel is never subscribed to again.
+    dead: bool,
+}
+
+/// Counts from one fan-out, for metrics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct FanOutCount {
+    /// Subscribers that were handed the batch.
+    pub subscribers: u32,
+    /// Messages written or queued, summed over subscribers, by [`Transport::index`].
+    pub sent: [u64; Transport::ALL.len()],
+    /// Messages lost because a subscriber was too slow (it is being disconnected).
+    pub dropped_slow: u64,
+    /// Messages not delivered because the subscriber was already closing.
+    pub closed: u64,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Arc<Registry> {
+        Arc::new(Registry {
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(HashMap::default()))
+                .collect(),
+            hasher: FixedState::with_seed(0x6772_6970),
+            channels: AtomicUsize::new(0),
+            subscriptions: AtomicUsize::new(0),
+        })
+    }
+
+    fn shard(&self, channel: &str) -> &Mutex<HashMap<ChannelName, Arc<Channel>>> {
+        let mut h = self.hasher.build_hasher();
+        channel.hash(&mut h);
+        &self.shards[(h.finish() as usize) % SHARDS]
+    }
+
+    /// Subscribes `subscriber` to `channel` until the returned handle is dropped.
+    pub fn subscribe(
+        self: &Arc<Self>,
+        channel: &str,
+        subscriber: Arc<dyn Subscriber>,
+    ) -> Subscription {
+        let mut shard = self.shard(channel).lock();
+        loop {
+            let chan = match shard.get(channel) {
+                Some(c) => c.clone(),
+                None => {
+                    let c = Arc::new(Channel {
+                        name: Arc::from(channel),
+                        inner: Mutex::new(ChannelInner {
+                            subscribers: Slab::new(),
+                            dead: false,
+                        }),
+                    });
+                    shard.insert(c.name.clone(), c.clone());
+                    self.channels.fetch_add(1, Ordering::Relaxed);
+                    c
+                }
+            };
+            let mut inner = chan.inner.lock();
+            if inner.dead {
+                // its last subscriber left and has not yet removed it from the map
+                drop(inner);
+                shard.remove(channel);
+                self.channels.fetch_sub(1, Ordering::Relaxed);
+                continue;
+            }
+            let key = inner.subscribers.insert(subscriber);
+            drop(inner);
+            self.subscriptions.fetch_add(1, Ordering::Relaxed);
+            return Subscription {
+                registry: self.clone(),
+                channel: chan,
+                key,
+            };
+        }
+    }
+
+    fn unsubscribe(&self, channel: &Arc<Channel>, key: usize) {
+        let now_dead = {
+            let mut inner = channel.inner.lock();
+            if inner.subscribers.try_remove(key).is_none() {
+                return;
+            }
+            if inner.subscribers.is_empty() {
+                inner.dead = true;
+                // give the slab's memory back before the channel is dropped
+                inner.subscribers = Slab::new();
+                true
+            } else {
+                false
+            }
+        };
+        self.subscriptions.fetch_sub(1, Ordering::Relaxed);
+        if now_dead {
+            let mut shard = self.shard(&channel.name).lock();
+            if shard
+                .get(&channel.name)
+                .is_some_and(|c| Arc::ptr_eq(c, channel))
+            {
+                shard.remove(&channel.name);
+                self.channels.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Hands `messages` (all on `channel`, in order) to every subscriber of the channel.
+    pub fn fan_out(&self, channel: &str, messages: &[Arc<Message>]) -> FanOutCount {
+        let Some(chan) = self.shard(channel).lock().get(channel).cloned() else {
+            return FanOutCount::default();
+        };
+        let inner = chan.inner.lock();
+        let mut count = FanOutCount::default();
+        for (_, sub) in inner.subscribers.iter() {
+            count.subscribers += 1;
+            match sub.deliver(channel, messages) {
+                Delivery::Sent(n) => count.sent[sub.transport().index()] += u64::from(n),
+                Delivery::Skipped => {}
+                Delivery::DroppedSlow(n) => count.dropped_slow += u64::from(n),
+                Delivery::Closed(n) => count.closed += u64::from(n),
+            }
+        }
+        count
+    }
+
+    /// Number of subscribers on `channel` now.
+    pub fn subscriber_count(&self, channel: &str) -> usize {
+        self.shard(channel)
+            .lock()
+            .get(channel)
+            .map_or(0, |c| c.inner.lock().subscribers.len())
+    }
+
+    /// Channels with at least one subscriber.
+    pub fn channel_count(&self) -> usize {
+        self.channels.load(Ordering::Relaxed)
+    }
+
+    /// Subscriptions, summed over channels.
+    pub fn subscription_count(&self) -> usize {
+        self.subscriptions.load(Ordering::Relaxed)
+    }
+}
+
+/// One subscriber's place in one channel; dropping it unsubscribes.
+pub struct Subscription {
+    registry: Arc<Registry>,
+    channel: Arc<Channel>,
+    key: usize,
+}
+
+impl Subscription {
+    /// The channel subscribed to.
+    pub fn channel(&self) -> &str {
+        &self.channel.name
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.registry.unsubscribe(&self.channel, self.key);
+    }
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("channel", &self.channel.name)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU32;
+
+    #[derive(Default)]
+    struct Counting(AtomicU32);
+    impl Subscriber for Counting {
+        fn transport(&self) -> Transport {
+            Transport::HttpStream
+        }
+        fn deliver(&self, _: &str, messages: &[Arc<Message>]) -> Delivery {
+            self.0.fetch_add(messages.len() as u32, Ordering::Relaxed);
+            Delivery::Sent(messages.len() as u32)
+        }
+    }
+
+    #[test]
+    fn subscribe_fan_out_and_leave_nothing_behind() {
+        let reg = Registry::new();
+        let a = Arc::new(Counting::default());
+        let b = Arc::new(Counting::default());
+        let sa = reg.subscribe("x", a.clone());
+        let sb = reg.subscribe("x", b.clone());
+        let sc = reg.subscribe("y", b.clone());
+        assert_eq!((reg.channel_count(), reg.subscription_count()), (2, 3));
+        let count = reg.fan_out("x", &[]);
+        assert_eq!(count.subscribers, 2);
+        drop(sa);
+        assert_eq!(reg.subscriber_count("x"), 1);
+        drop(sb);
+        drop(sc);
+        assert_eq!((reg.channel_count(), reg.subscription_count()), (0, 0));
+        assert!(reg.shards.iter().all(|s| s.lock().is_empty()));
+        // a channel can come back after dying
+        let _s = reg.subscribe("x", a);
+        assert_eq!((reg.channel_count(), reg.subscriber_count("x")), (1, 1));
+    }
+
+    #[test]
+    fn concurrent_churn_leaves_registry_empty() {
+        let reg = Registry::new();
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let reg = reg.clone();
+                std::thread::spawn(move || {
+                    for i in 0..2000 {
+                        let s: Arc<dyn Subscriber> = Arc::new(Counting::default());
+                        let ch = format!("c{}", (i + t) % 7);
+                        let sub = reg.subscribe(&ch, s);
+                        reg.fan_out(&ch, &[]);
+                        drop(sub);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!((reg.channel_count(), reg.subscription_count()), (0, 0));
+        assert!(reg.shards.iter().all(|s| s.lock().is_empty()));
+    }
+}

@@ -1,0 +1,197 @@
+//! The `gripway` binary: command-line flags and the config file in, a running GRIP proxy out.
+//! Flags follow Pushpin's runner (`--config`, `--port`, `--route`, `--loglevel`) so existing
+//! scripts keep working; `gripway publish` does what `pushpin-publish` does.
+//!
+//! Exit codes: 0 after a clean shutdown, 1 when the server cannot start (a port in use),
+//! 2 for a bad command line, config file or routes line (the message names file and line).
+
+mod publish;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use gripway_server::config::{file, parse_listen_addr, Config, ConfigError, RoutesSource};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "gripway",
+    version,
+    about = "A GRIP proxy and pub/sub broker: a drop-in replacement for Pushpin",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Publish a message to a channel (the flags of pushpin-publish).
+    Publish(publish::PublishArgs),
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// Config file (TOML); without one, Pushpin's defaults and the built-in demo origin.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Client listener, [addr:]port; repeatable; replaces the config file's ports.
+    #[arg(long = "port", value_name = "[ADDR:]PORT")]
+    ports: Vec<String>,
+    /// A route in routes-file syntax; repeatable; replaces the config file's routes.
+    #[arg(long = "route", value_name = "LINE")]
+    routes: Vec<String>,
+    /// Publish API listener, [addr:]port (default 127.0.0.1:5561).
+    #[arg(long, value_name = "[ADDR:]PORT")]
+    publish_port: Option<String>,
+    /// Admin listener for /metrics and /health, [addr:]port (default 127.0.0.1:5564); "off" disables.
+    #[arg(long, value_name = "[ADDR:]PORT")]
+    admin_port: Option<String>,
+    /// Log level: error, warn, info, debug, trace, or Pushpin's 0-4; RUST_LOG-style filters too.
+    #[arg(long = "log-level", alias = "loglevel", value_name = "LEVEL")]
+    log_level: Option<String>,
+    /// Same as --log-level debug.
+    #[arg(long)]
+    verbose: bool,
+    /// Runtime worker threads (default: one per core).
+    #[arg(long)]
+    workers: Option<usize>,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            // clap prints help/version with exit 0 and usage errors with exit 2
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    match cli.command {
+        Some(Command::Publish(args)) => publish::main(args),
+        None => serve(cli.run),
+    }
+}
+
+fn serve(args: RunArgs) -> ExitCode {
+    init_logging(args.log_level.as_deref(), args.verbose);
+    let config = match build_config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("gripway: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = gripway_server::validate(&config) {
+        eprintln!("gripway: {e}");
+        return ExitCode::from(2);
+    }
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if config.workers > 0 {
+        builder.worker_threads(config.workers);
+    }
+    let runtime = match builder.enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("gripway: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async move {
+        let listeners = match gripway_server::bind(&config).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("gripway: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        match gripway_server::run(config, listeners, shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("gripway: {e}");
+                ExitCode::from(2)
+            }
+        }
+    })
+}
+
+/// The config file (if any), then the flags on top.
+fn build_config(args: &RunArgs) -> Result<Config, ConfigError> {
+    let mut config = match &args.config {
+        Some(path) => file::load(path)?,
+        None => Config::default(),
+    };
+    if !args.ports.is_empty() {
+        config.http_addrs = args
+            .ports
+            .iter()
+            .map(|p| parse_listen_addr(p).map_err(|m| ConfigError::new(format!("--port: {m}"))))
+            .collect::<Result<_, _>>()?;
+    }
+    if !args.routes.is_empty() {
+        config.routes = RoutesSource::Inline(args.routes.clone());
+    }
+    if let Some(p) = &args.publish_port {
+        config.publish_addr =
+            parse_listen_addr(p).map_err(|m| ConfigError::new(format!("--publish-port: {m}")))?;
+    }
+    if let Some(p) = &args.admin_port {
+        config.admin_addr = if p == "off" {
+            None
+        } else {
+            Some(parse_listen_addr(p).map_err(|m| ConfigError::new(format!("--admin-port: {m}")))?)
+        };
+    }
+    if let Some(w) = args.workers {
+        config.workers = w;
+    }
+    Ok(config)
+}
+
+fn init_logging(level: Option<&str>, verbose: bool) {
+    let directive = match (level, verbose) {
+        (Some(l), _) => match l.trim() {
+            "0" => "error".to_string(),
+            "1" => "warn".to_string(),
+            "2" => "info".to_string(),
+            "3" => "debug".to_string(),
+            "4" | "5" => "trace".to_string(),
+            other => other.to_string(),
+        },
+        (None, true) => "debug".to_string(),
+        (None, false) => std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_string()),
+    };
+    let filter = EnvFilter::try_new(&directive).unwrap_or_else(|e| {
+        eprintln!("gripway: log level '{directive}' not understood ({e}); using info");
+        EnvFilter::new("info")
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

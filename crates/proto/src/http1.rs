@@ -1,0 +1,371 @@
+//! HTTP/1.x message heads as Gripway reads them from clients and writes them back: request
+//! head parsing (on `httparse`) with the framing checks a proxy needs against request
+//! smuggling, and response head serialization.
+//!
+//! Invariants: a parsed head's body framing is unambiguous (`Content-Length` and
+//! `Transfer-Encoding` together, conflicting lengths, or a transfer coding other than
+//! `chunked` are refused); header values never contain CR or LF when written.
+
+use bytes::BytesMut;
+use http::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::{HeaderMap, Method};
+
+/// Most headers accepted in one request head.
+pub const MAX_HEADERS: usize = 128;
+
+/// HTTP version of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// HTTP/1.0: no chunked responses; keep-alive only when asked for.
+    Http10,
+    /// HTTP/1.1.
+    Http11,
+}
+
+/// How a request's body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFraming {
+    /// No body.
+    None,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// Chunked transfer coding.
+    Chunked,
+}
+
+/// A parsed request head.
+#[derive(Debug, Clone)]
+pub struct RequestHead {
+    /// The method.
+    pub method: Method,
+    /// The request target as sent (origin-form path and query, or absolute-form).
+    pub target: String,
+    /// The version.
+    pub version: Version,
+    /// The headers, names lower-cased, repeated headers kept in order.
+    pub headers: HeaderMap,
+    /// How the body is delimited.
+    pub framing: BodyFraming,
+}
+
+impl RequestHead {
+    /// The path and query (absolute-form targets reduced to their path).
+    pub fn path_and_query(&self) -> &str {
+        let t = self.target.as_str();
+        if t.starts_with('/') {
+            return t;
+        }
+        // absolute-form: scheme://authority/path
+        match t.find("://") {
+            Some(i) => match t[i + 3..].find('/') {
+                Some(j) => &t[i + 3 + j..],
+                None => "/",
+            },
+            None => t,
+        }
+    }
+
+    /// The path without the query.
+    pub fn path(&self) -> &str {
+        let pq = self.path_and_query();
+        pq.split('?').next().unwrap_or(pq)
+    }
+
+    /// The Host header, or the authority of an absolute-form target.
+    pub fn host(&self) -> &str {
+        if let Some(h) = self
+            .headers
+            .get(http::header::HOST)
+            .and_then(|v| v.to_str().ok())
+        {
+            return h;
+        }
+        let t = self.target.as_str();
+        t.find("://")
+            .map(|i| &t[i + 3..])
+            .map(|rest| rest.split('/').next().unwrap_or(rest))
+            .unwrap_or("")
+    }
+
+    /// True if the client wants the connection kept open after this exchange.
+    pub fn keep_alive(&self) -> bool {
+        let has = |token: &str| {
+            self.headers.get_all(CONNECTION).iter().any(|v| {
+                v.to_str()
+                    .unwrap_or("")
+                    .split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case(token))
+            })
+        };
+        match self.version {
+            Version::Http11 => !has("close"),
+            Version::Http10 => has("keep-alive"),
+        }
+    }
+
+    /// True if this is a WebSocket upgrade request.
+    pub fn is_websocket_upgrade(&self) -> bool {
+        self.headers
+            .get(http::header::UPGRADE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("websocket"))
+            })
+    }
+
+    /// True if the client sent `Expect: 100-continue`.
+    pub fn expects_continue(&self) -> bool {
+        self.headers
+            .get(http::header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+    }
+}
+
+/// Why a request head was refused; always the client's fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeadError {
+    /// Not HTTP/1.x syntax.
+    #[error("malformed request head: {0}")]
+    Malformed(String),
+    /// More than [`MAX_HEADERS`] headers.
+    #[error("too many headers")]
+    TooManyHeaders,
+    /// Framing headers that contradict each other or that we cannot decode.
+    #[error("{0}")]
+    BadFraming(&'static str),
+}
+
+/// Parses a request head from the start of `buf`. `Ok(None)`: incomplete, read more.
+/// On success returns the head and how many bytes of `buf` it took.
+pub fn parse_request_head(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, HeadError> {
+    let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut raw);
+    let consumed = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyHeaders),
+        Err(e) => return Err(HeadError::Malformed(e.to_string())),
+    };
+    let method = Method::from_bytes(req.method.unwrap_or("").as_bytes())
+        .map_err(|_| HeadError::Malformed("invalid method".into()))?;
+    let version = match req.version {
+        Some(0) => Version::Http10,
+        _ => Version::Http11,
+    };
+    let target = req.path.unwrap_or("/").to_string();
+    let mut headers = HeaderMap::with_capacity(req.headers.len());
+    for h in req.headers.iter() {
+        let name = HeaderName::from_bytes(h.name.as_bytes())
+            .map_err(|_| HeadError::Malformed(format!("invalid header name '{}'", h.name)))?;
+        let value = HeaderValue::from_bytes(h.value)
+            .map_err(|_| HeadError::Malformed(format!("invalid value for header '{}'", h.name)))?;
+        headers.append(name, value);
+    }
+    let framing = body_framing(&headers)?;
+    Ok(Some((
+        RequestHead {
+            method,
+            target,
+            version,
+            headers,
+            framing,
+        },
+        consumed,
+    )))
+}
+
+fn body_framing(headers: &HeaderMap) -> Result<BodyFraming, HeadError> {
+    let te: Vec<&HeaderValue> = headers.get_all(TRANSFER_ENCODING).iter().collect();
+    let cl: Vec<&HeaderValue> = headers.get_all(CONTENT_LENGTH).iter().collect();
+    if !te.is_empty() {
+        if !cl.is_empty() {
+            return Err(HeadError::BadFraming(
+                "both Content-Length and Transfer-Encoding sent",
+            ));
+        }
+        let codings: Vec<String> = te
+            .iter()
+            .flat_map(|v| v.to_str().unwrap_or("?").split(','))
+            .map(|t| t.trim().to_ascii_lowercase())
+            .filter(|t| !t.is_empty())
+            .collect();
+        return if codings.len() == 1 && codings[0] == "chunked" {
+            Ok(BodyFraming::Chunked)
+        } else {
+            Err(HeadError::BadFraming("unsupported Transfer-Encoding"))
+        };
+    }
+    let mut length: Option<u64> = None;
+    for v in cl {
+        for part in v.to_str().unwrap_or("x").split(',') {
+            let n: u64 = part
+                .trim()
+                .parse()
+                .map_err(|_| HeadError::BadFraming("invalid Content-Length"))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(HeadError::BadFraming("conflicting Content-Length values"));
+            }
+            length = Some(n);
+        }
+    }
+    Ok(match length {
+        Some(0) | None => BodyFraming::None,
+        Some(n) => BodyFraming::Length(n),
+    })
+}
+
+/// Writes a status line and headers (and the blank line) to `out`. Header values were
+/// validated by `http` and cannot contain CR or LF. A `reason` containing CR/LF is replaced
+/// by the canonical one.
+pub fn write_response_head(
+    out: &mut BytesMut,
+    version: Version,
+    status: u16,
+    reason: Option<&str>,
+    headers: &HeaderMap,
+) {
+    let canonical = http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("Unknown");
+    let reason = reason
+        .filter(|r| !r.bytes().any(|b| b == b'\r' || b == b'\n'))
+        .unwrap_or(canonical);
+    out.extend_from_slice(match version {
+        Version::Http10 => b"HTTP/1.0 ",
+        Version::Http11 => b"HTTP/1.1 ",
+    });
+    out.extend_from_slice(status.to_string().as_bytes());
+    out.extend_from_slice(b" ");
+    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in headers {
+        write_header(out, name.as_str(), value.as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Writes one `Name: value\r\n` line, with the name in the usual capitalisation.
+pub fn write_header(out: &mut BytesMut, name: &str, value: &[u8]) {
+    let mut upper = true;
+    for b in name.bytes() {
+        out.extend_from_slice(&[if upper { b.to_ascii_uppercase() } else { b }]);
+        upper = b == b'-';
+    }
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn parse(s: &str) -> Result<Option<(RequestHead, usize)>, HeadError> {
+        parse_request_head(s.as_bytes())
+    }
+
+    #[test]
+    fn parses_a_request() {
+        let raw = "GET /a/b?c=1 HTTP/1.1\r\nHost: Example.com:7999\r\nX-A: 1\r\nX-A: 2\r\n\r\nrest";
+        let (head, n) = parse(raw).unwrap().unwrap();
+        assert_eq!(n, raw.len() - 4);
+        assert_eq!(head.method, Method::GET);
+        assert_eq!(head.path(), "/a/b");
+        assert_eq!(head.path_and_query(), "/a/b?c=1");
+        assert_eq!(head.host(), "Example.com:7999");
+        assert_eq!(head.headers.get_all("x-a").iter().count(), 2);
+        assert_eq!(head.framing, BodyFraming::None);
+        assert!(head.keep_alive());
+        assert!(parse("GET / HTTP/1.1\r\nHost: x\r\n").unwrap().is_none());
+    }
+
+    #[test]
+    fn absolute_form_and_versions() {
+        let (head, _) = parse("GET http://h:1/p?q HTTP/1.0\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(head.path_and_query(), "/p?q");
+        assert_eq!(head.host(), "h:1");
+        assert_eq!(head.version, Version::Http10);
+        assert!(!head.keep_alive());
+        let (head, _) = parse("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(head.keep_alive());
+        let (head, _) = parse("GET / HTTP/1.1\r\nConnection: foo, close\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(!head.keep_alive());
+    }
+
+    #[test]
+    fn framing() {
+        let f = |s: &str| parse(s).map(|r| r.unwrap().0.framing);
+        assert_eq!(
+            f("POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n"),
+            Ok(BodyFraming::Length(5))
+        );
+        assert_eq!(
+            f("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n"),
+            Ok(BodyFraming::Length(5))
+        );
+        assert_eq!(
+            f("POST / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n"),
+            Ok(BodyFraming::Chunked)
+        );
+        assert!(f("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n").is_err());
+        assert!(
+            f("POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n")
+                .is_err()
+        );
+        assert!(f("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n").is_err());
+        assert!(f("POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn websocket_and_expect() {
+        let (head, _) = parse(
+            "GET /ws HTTP/1.1\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\nExpect: 100-continue\r\n\r\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert!(head.is_websocket_upgrade());
+        assert!(head.expects_continue());
+    }
+
+    #[test]
+    fn writes_heads() {
+        let mut h = HeaderMap::new();
+        h.append("content-type", HeaderValue::from_static("text/plain"));
+        h.append("x-multi", HeaderValue::from_static("1"));
+        h.append("x-multi", HeaderValue::from_static("2"));
+        let mut out = BytesMut::new();
+        write_response_head(&mut out, Version::Http11, 404, Some("Nope\r\nX: y"), &h);
+        assert_eq!(
+            &out[..],
+            b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nX-Multi: 1\r\nX-Multi: 2\r\n\r\n"
+        );
+        let mut out = BytesMut::new();
+        write_response_head(
+            &mut out,
+            Version::Http10,
+            299,
+            Some("Custom"),
+            &HeaderMap::new(),
+        );
+        assert_eq!(&out[..], b"HTTP/1.0 299 Custom\r\n\r\n");
+    }
+
+    proptest! {
+        #[test]
+        fn never_panics(input in proptest::collection::vec(any::<u8>(), 0..600)) {
+            if let Ok(Some((head, n))) = parse_request_head(&input) {
+                prop_assert!(n <= input.len());
+                let _ = (head.path(), head.host(), head.keep_alive());
+            }
+        }
+    }
+}

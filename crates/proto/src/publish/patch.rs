@@ -1,0 +1,731 @@
+//! RFC 6902 JSON Patch and the RFC 6901 JSON Pointers it addresses, as used by a published
+//! `http-response` item's `body-patch`.
+//!
+//! A [`JsonPatch`] is validated once, when the publish body is parsed: every operation has a
+//! known `op`, well-formed pointers, and the members its `op` needs. Applying it to a document
+//! is atomic: either every operation succeeds, or the document is left exactly as it was.
+//! Numbers compare by value in `test` (so `1` equals `1.0`), as RFC 6902 §4.6 asks.
+
+use std::fmt;
+
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Serialize, Serializer};
+use serde_json::Value;
+
+/// Most operations one patch may hold.
+pub const MAX_PATCH_OPS: usize = 1024;
+
+/// Why a pointer string is not an RFC 6901 JSON Pointer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PointerError {
+    /// A non-empty pointer has to start with `/`.
+    #[error("a JSON pointer must be empty or start with '/'")]
+    NoLeadingSlash,
+    /// `~` is an escape and may only be followed by `0` (for `~`) or `1` (for `/`).
+    #[error("'~' in a JSON pointer must be followed by '0' or '1'")]
+    BadEscape,
+}
+
+/// A parsed RFC 6901 JSON Pointer: the empty pointer names the whole document, otherwise each
+/// reference token (already unescaped) names an object member or an array position.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct JsonPointer {
+    tokens: Vec<String>,
+}
+
+impl JsonPointer {
+    /// Parses `text`, unescaping `~1` to `/` and `~0` to `~`.
+    pub fn parse(text: &str) -> Result<Self, PointerError> {
+        if text.is_empty() {
+            return Ok(Self::default());
+        }
+        let rest = text.strip_prefix('/').ok_or(PointerError::NoLeadingSlash)?;
+        let tokens = rest
+            .split('/')
+            .map(unescape_token)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { tokens })
+    }
+
+    /// Builds a pointer from unescaped reference tokens.
+    pub fn from_tokens(tokens: Vec<String>) -> Self {
+        Self { tokens }
+    }
+
+    /// The unescaped reference tokens, outermost first.
+    pub fn tokens(&self) -> &[String] {
+        &self.tokens
+    }
+
+    /// True for the empty pointer, which names the whole document.
+    pub fn is_root(&self) -> bool {
+        self.tokens.is_empty()
+    }
+
+    /// True when `other` names something strictly inside what `self` names.
+    fn is_proper_prefix_of(&self, other: &JsonPointer) -> bool {
+        self.tokens.len() < other.tokens.len() && other.tokens.starts_with(&self.tokens)
+    }
+}
+
+impl fmt::Display for JsonPointer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for token in &self.tokens {
+            f.write_str("/")?;
+            for ch in token.chars() {
+                match ch {
+                    '~' => f.write_str("~0")?,
+                    '/' => f.write_str("~1")?,
+                    other => fmt::Write::write_char(f, other)?,
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for JsonPointer {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+fn unescape_token(raw: &str) -> Result<String, PointerError> {
+    if !raw.contains('~') {
+        return Ok(raw.to_owned());
+    }
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(ch) = chars.next() {
+        if ch == '~' {
+            match chars.next() {
+                Some('0') => out.push('~'),
+                Some('1') => out.push('/'),
+                _ => return Err(PointerError::BadEscape),
+            }
+        } else {
+            out.push(ch);
+        }
+    }
+    Ok(out)
+}
+
+/// One RFC 6902 operation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PatchOp {
+    /// Insert `value` at `path` (replacing an existing object member, shifting array items).
+    Add { path: JsonPointer, value: Value },
+    /// Delete what is at `path`, which must exist and must not be the whole document.
+    Remove { path: JsonPointer },
+    /// Replace what is at `path`, which must exist, with `value`.
+    Replace { path: JsonPointer, value: Value },
+    /// Remove what is at `from` and add it at `path`; `from` may not contain `path`.
+    Move { from: JsonPointer, path: JsonPointer },
+    /// Add a copy of what is at `from` at `path`.
+    Copy { from: JsonPointer, path: JsonPointer },
+    /// Fail the whole patch unless what is at `path` equals `value`.
+    Test { path: JsonPointer, value: Value },
+}
+
+impl PatchOp {
+    /// The operation's `op` name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            PatchOp::Add { .. } => "add",
+            PatchOp::Remove { .. } => "remove",
+            PatchOp::Replace { .. } => "replace",
+            PatchOp::Move { .. } => "move",
+            PatchOp::Copy { .. } => "copy",
+            PatchOp::Test { .. } => "test",
+        }
+    }
+
+    /// The operation's target location.
+    pub fn path(&self) -> &JsonPointer {
+        match self {
+            PatchOp::Add { path, .. }
+            | PatchOp::Remove { path }
+            | PatchOp::Replace { path, .. }
+            | PatchOp::Move { path, .. }
+            | PatchOp::Copy { path, .. }
+            | PatchOp::Test { path, .. } => path,
+        }
+    }
+}
+
+/// A patch that failed validation or could not be applied. Operation numbers count from 0.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatchError {
+    /// The patch document is not a JSON array.
+    #[error("expected an array of operations, got {got}")]
+    NotAnArray { got: &'static str },
+    /// The patch holds more than [`MAX_PATCH_OPS`] operations.
+    #[error("more than {max} operations")]
+    TooManyOps { max: usize },
+    /// Operation `index` is malformed; `reason` says how.
+    #[error("operation {index}: {reason}")]
+    InvalidOp { index: usize, reason: String },
+    /// Nothing exists at a location the operation needs.
+    #[error("operation {index} ({op}): nothing at '{path}'")]
+    NotFound { index: usize, op: &'static str, path: String },
+    /// An array position is not a number, is out of range, or is `-` where that is not allowed.
+    #[error("operation {index} ({op}): '{path}' is not a valid array position")]
+    BadArrayIndex { index: usize, op: &'static str, path: String },
+    /// The location's parent is a string, number, boolean or null.
+    #[error("operation {index} ({op}): the parent of '{path}' is not an object or array")]
+    NotAContainer { index: usize, op: &'static str, path: String },
+    /// A `test` operation found a different value.
+    #[error("operation {index} (test): the value at '{path}' differs")]
+    TestFailed { index: usize, path: String },
+    /// A `remove` of the whole document, or a `move` of a value into its own child.
+    #[error("operation {index} ({op}): {reason}")]
+    Impossible { index: usize, op: &'static str, reason: &'static str },
+}
+
+/// A validated RFC 6902 JSON Patch.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct JsonPatch {
+    ops: Vec<PatchOp>,
+}
+
+impl JsonPatch {
+    /// Builds a patch from operations, rejecting ones that can never succeed.
+    pub fn new(ops: Vec<PatchOp>) -> Result<Self, PatchError> {
+        if ops.len() > MAX_PATCH_OPS {
+            return Err(PatchError::TooManyOps { max: MAX_PATCH_OPS });
+        }
+        for (index, op) in ops.iter().enumerate() {
+            check_possible(index, op)?;
+        }
+        Ok(Self { ops })
+    }
+
+    /// Parses and validates a patch document (a JSON array of operation objects). Members an
+    /// operation does not use are ignored, as RFC 6902 §4 requires.
+    pub fn from_value(doc: &Value) -> Result<Self, PatchError> {
+        let list = doc.as_array().ok_or(PatchError::NotAnArray {
+            got: json_kind(doc),
+        })?;
+        if list.len() > MAX_PATCH_OPS {
+            return Err(PatchError::TooManyOps { max: MAX_PATCH_OPS });
+        }
+        let ops = list
+            .iter()
+            .enumerate()
+            .map(|(index, op)| op_from_value(index, op))
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::new(ops)
+    }
+
+    /// The operations, in order.
+    pub fn ops(&self) -> &[PatchOp] {
+        &self.ops
+    }
+
+    /// Applies every operation in order. On any error `doc` is left unchanged.
+    pub fn apply(&self, doc: &mut Value) -> Result<(), PatchError> {
+        match self.ops.as_slice() {
+            [] => Ok(()),
+            // A lone operation other than `move` checks everything before it changes anything,
+            // so it can work in place.
+            [op] if !matches!(op, PatchOp::Move { .. }) => apply_op(doc, 0, op),
+            ops => {
+                let mut scratch = doc.clone();
+                for (index, op) in ops.iter().enumerate() {
+                    apply_op(&mut scratch, index, op)?;
+                }
+                *doc = scratch;
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Serialize for JsonPatch {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(self.ops.len()))?;
+        for op in &self.ops {
+            seq.serialize_element(&OpJson(op))?;
+        }
+        seq.end()
+    }
+}
+
+struct OpJson<'a>(&'a PatchOp);
+
+impl Serialize for OpJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(3))?;
+        map.serialize_entry("op", self.0.name())?;
+        map.serialize_entry("path", self.0.path())?;
+        match self.0 {
+            PatchOp::Add { value, .. }
+            | PatchOp::Replace { value, .. }
+            | PatchOp::Test { value, .. } => map.serialize_entry("value", value)?,
+            PatchOp::Move { from, .. } | PatchOp::Copy { from, .. } => {
+                map.serialize_entry("from", from)?
+            }
+            PatchOp::Remove { .. } => {}
+        }
+        map.end()
+    }
+}
+
+/// "a string", "an object", ... for error messages.
+pub(crate) fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn op_from_value(index: usize, raw: &Value) -> Result<PatchOp, PatchError> {
+    let invalid = |reason: String| PatchError::InvalidOp { index, reason };
+    let obj = raw
+        .as_object()
+        .ok_or_else(|| invalid(format!("expected an object, got {}", json_kind(raw))))?;
+    let member_str = |name: &str| -> Result<&str, PatchError> {
+        match obj.get(name) {
+            None => Err(invalid(format!("missing '{name}'"))),
+            Some(Value::String(s)) => Ok(s),
+            Some(other) => Err(invalid(format!(
+                "'{name}' must be a string, got {}",
+                json_kind(other)
+            ))),
+        }
+    };
+    let pointer = |name: &str| -> Result<JsonPointer, PatchError> {
+        let text = member_str(name)?;
+        JsonPointer::parse(text).map_err(|e| invalid(format!("'{name}' {text:?}: {e}")))
+    };
+    let value = || -> Result<Value, PatchError> {
+        obj.get("value")
+            .cloned()
+            .ok_or_else(|| invalid("missing 'value'".to_owned()))
+    };
+    let op = member_str("op")?;
+    Ok(match op {
+        "add" => PatchOp::Add {
+            path: pointer("path")?,
+            value: value()?,
+        },
+        "remove" => PatchOp::Remove {
+            path: pointer("path")?,
+        },
+        "replace" => PatchOp::Replace {
+            path: pointer("path")?,
+            value: value()?,
+        },
+        "move" => PatchOp::Move {
+            from: pointer("from")?,
+            path: pointer("path")?,
+        },
+        "copy" => PatchOp::Copy {
+            from: pointer("from")?,
+            path: pointer("path")?,
+        },
+        "test" => PatchOp::Test {
+            path: pointer("path")?,
+            value: value()?,
+        },
+        other => {
+            return Err(invalid(format!(
+                "unknown op {other:?} (expected add, remove, replace, move, copy or test)"
+            )))
+        }
+    })
+}
+
+fn check_possible(index: usize, op: &PatchOp) -> Result<(), PatchError> {
+    match op {
+        PatchOp::Remove { path } if path.is_root() => Err(PatchError::Impossible {
+            index,
+            op: "remove",
+            reason: "cannot remove the whole document",
+        }),
+        PatchOp::Move { from, path } if from.is_proper_prefix_of(path) => {
+            Err(PatchError::Impossible {
+                index,
+                op: "move",
+                reason: "cannot move a value into one of its own children",
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+fn apply_op(doc: &mut Value, index: usize, op: &PatchOp) -> Result<(), PatchError> {
+    check_possible(index, op)?;
+    let name = op.name();
+    let not_found = |path: &JsonPointer| PatchError::NotFound {
+        index,
+        op: name,
+        path: path.to_string(),
+    };
+    match op {
+        PatchOp::Add { path, value } => add(doc, path, value.clone()).map_err(|e| e.at(index, name)),
+        PatchOp::Remove { path } => remove(doc, path).map(drop).map_err(|e| e.at(index, name)),
+        PatchOp::Replace { path, value } => {
+            let target = lookup_mut(doc, path.tokens()).ok_or_else(|| not_found(path))?;
+            *target = value.clone();
+            Ok(())
+        }
+        PatchOp::Move { from, path } => {
+            if from == path {
+                return lookup(doc, from.tokens()).map(drop).ok_or_else(|| not_found(from));
+            }
+            // Callers run `move` on a scratch copy, so a failed `add` may leave `from` removed.
+            let moved = remove(doc, from).map_err(|e| e.at(index, name))?;
+            add(doc, path, moved).map_err(|e| e.at(index, name))
+        }
+        PatchOp::Copy { from, path } => {
+            let copied = lookup(doc, from.tokens()).ok_or_else(|| not_found(from))?.clone();
+            add(doc, path, copied).map_err(|e| e.at(index, name))
+        }
+        PatchOp::Test { path, value } => {
+            let found = lookup(doc, path.tokens()).ok_or_else(|| not_found(path))?;
+            if json_equal(found, value) {
+                Ok(())
+            } else {
+                Err(PatchError::TestFailed {
+                    index,
+                    path: path.to_string(),
+                })
+            }
+        }
+    }
+}
+
+/// A failure of [`add`] or [`remove`], before the operation number is known.
+enum Failure {
+    NotFound(String),
+    BadArrayIndex(String),
+    NotAContainer(String),
+}
+
+impl Failure {
+    fn at(self, index: usize, op: &'static str) -> PatchError {
+        match self {
+            Failure::NotFound(path) => PatchError::NotFound { index, op, path },
+            Failure::BadArrayIndex(path) => PatchError::BadArrayIndex { index, op, path },
+            Failure::NotAContainer(path) => PatchError::NotAContainer { index, op, path },
+        }
+    }
+}
+
+/// Inserts `value` at `path`; changes nothing when it fails.
+fn add(doc: &mut Value, path: &JsonPointer, value: Value) -> Result<(), Failure> {
+    let Some((last, parent_tokens)) = path.tokens().split_last() else {
+        *doc = value;
+        return Ok(());
+    };
+    let parent =
+        lookup_mut(doc, parent_tokens).ok_or_else(|| Failure::NotFound(path.to_string()))?;
+    match parent {
+        Value::Object(members) => {
+            members.insert(last.clone(), value);
+            Ok(())
+        }
+        Value::Array(items) => {
+            let position = if last == "-" {
+                items.len()
+            } else {
+                match parse_array_index(last) {
+                    Some(i) if i <= items.len() => i,
+                    _ => return Err(Failure::BadArrayIndex(path.to_string())),
+                }
+            };
+            items.insert(position, value);
+            Ok(())
+        }
+        _ => Err(Failure::NotAContainer(path.to_string())),
+    }
+}
+
+/// Takes out the value at `path` (never the root); changes nothing when it fails.
+fn remove(doc: &mut Value, path: &JsonPointer) -> Result<Value, Failure> {
+    let Some((last, parent_tokens)) = path.tokens().split_last() else {
+        return Err(Failure::NotFound(String::new()));
+    };
+    let parent =
+        lookup_mut(doc, parent_tokens).ok_or_else(|| Failure::NotFound(path.to_string()))?;
+    match parent {
+        Value::Object(members) => members
+            .remove(last)
+            .ok_or_else(|| Failure::NotFound(path.to_string())),
+        Value::Array(items) => match parse_array_index(last) {
+            Some(i) if i < items.len() => Ok(items.remove(i)),
+            _ => Err(Failure::BadArrayIndex(path.to_string())),
+        },
+        _ => Err(Failure::NotAContainer(path.to_string())),
+    }
+}
+
+/// An RFC 6901 array index: `0`, or digits without a leading zero.
+fn parse_array_index(token: &str) -> Option<usize> {
+    let digits_only = !token.is_empty() && token.bytes().all(|b| b.is_ascii_digit());
+    if !digits_only || (token.len() > 1 && token.starts_with('0')) {
+        return None;
+    }
+    token.parse().ok()
+}
+
+fn lookup<'v>(doc: &'v Value, tokens: &[String]) -> Option<&'v Value> {
+    tokens.iter().try_fold(doc, |node, token| match node {
+        Value::Object(members) => members.get(token),
+        Value::Array(items) => items.get(parse_array_index(token)?),
+        _ => None,
+    })
+}
+
+fn lookup_mut<'v>(doc: &'v mut Value, tokens: &[String]) -> Option<&'v mut Value> {
+    tokens.iter().try_fold(doc, |node, token| match node {
+        Value::Object(members) => members.get_mut(token),
+        Value::Array(items) => items.get_mut(parse_array_index(token)?),
+        _ => None,
+    })
+}
+
+/// JSON equality with numbers compared by value (`1 == 1.0`).
+fn json_equal(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            if x.is_f64() || y.is_f64() {
+                x.as_f64() == y.as_f64()
+            } else {
+                x == y
+            }
+        }
+        (Value::Array(xs), Value::Array(ys)) => {
+            xs.len() == ys.len() && xs.iter().zip(ys).all(|(x, y)| json_equal(x, y))
+        }
+        (Value::Object(xs), Value::Object(ys)) => {
+            xs.len() == ys.len()
+                && xs
+                    .iter()
+                    .all(|(key, x)| ys.get(key).is_some_and(|y| json_equal(x, y)))
+        }
+        _ => a == b,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn patch(ops: Value) -> JsonPatch {
+        match JsonPatch::from_value(&ops) {
+            Ok(p) => p,
+            Err(e) => panic!("patch should parse: {e}"),
+        }
+    }
+
+    fn patch_error(ops: Value) -> String {
+        match JsonPatch::from_value(&ops) {
+            Ok(p) => panic!("patch should not parse: {p:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn applied(doc: Value, ops: Value) -> Result<Value, (String, Value)> {
+        let mut doc = doc;
+        match patch(ops).apply(&mut doc) {
+            Ok(()) => Ok(doc),
+            Err(e) => Err((e.to_string(), doc)),
+        }
+    }
+
+    #[test]
+    fn pointer_parsing_and_display() {
+        let p = JsonPointer::parse("/a~1b/m~0n/0").unwrap();
+        assert_eq!(p.tokens(), ["a/b", "m~n", "0"]);
+        assert_eq!(p.to_string(), "/a~1b/m~0n/0");
+        assert!(JsonPointer::parse("").unwrap().is_root());
+        assert_eq!(JsonPointer::parse("/").unwrap().tokens(), [""]);
+        assert_eq!(JsonPointer::parse("a"), Err(PointerError::NoLeadingSlash));
+        assert_eq!(JsonPointer::parse("/a~2"), Err(PointerError::BadEscape));
+        assert_eq!(JsonPointer::parse("/a~"), Err(PointerError::BadEscape));
+    }
+
+    #[test]
+    fn rfc6902_appendix_examples() {
+        // A.1, A.2, A.3, A.4, A.6, A.7, A.8, A.10, A.16 of RFC 6902.
+        let cases = [
+            (json!({"foo": "bar"}), json!([{"op": "add", "path": "/baz", "value": "qux"}]),
+             json!({"baz": "qux", "foo": "bar"})),
+            (json!({"foo": ["bar", "baz"]}), json!([{"op": "add", "path": "/foo/1", "value": "qux"}]),
+             json!({"foo": ["bar", "qux", "baz"]})),
+            (json!({"baz": "qux", "foo": "bar"}), json!([{"op": "remove", "path": "/baz"}]),
+             json!({"foo": "bar"})),
+            (json!({"foo": ["bar", "qux", "baz"]}), json!([{"op": "remove", "path": "/foo/1"}]),
+             json!({"foo": ["bar", "baz"]})),
+            (json!({"foo": {"bar": "baz", "waldo": "fred"}, "qux": {"corge": "grault"}}),
+             json!([{"op": "move", "from": "/foo/waldo", "path": "/qux/thud"}]),
+             json!({"foo": {"bar": "baz"}, "qux": {"corge": "grault", "thud": "fred"}})),
+            (json!({"foo": ["all", "grass", "cows", "eat"]}),
+             json!([{"op": "move", "from": "/foo/1", "path": "/foo/3"}]),
+             json!({"foo": ["all", "cows", "eat", "grass"]})),
+            (json!({"baz": "qux", "foo": ["a", 2, "c"]}),
+             json!([{"op": "test", "path": "/baz", "value": "qux"},
+                    {"op": "test", "path": "/foo/1", "value": 2}]),
+             json!({"baz": "qux", "foo": ["a", 2, "c"]})),
+            (json!({"foo": "bar"}), json!([{"op": "add", "path": "/child", "value": {"grandchild": {}}}]),
+             json!({"foo": "bar", "child": {"grandchild": {}}})),
+            (json!({"foo": ["bar"]}), json!([{"op": "add", "path": "/foo/-", "value": ["abc", "def"]}]),
+             json!({"foo": ["bar", ["abc", "def"]]})),
+        ];
+        for (doc, ops, want) in cases {
+            assert_eq!(applied(doc, ops.clone()), Ok(want), "patch {ops}");
+        }
+    }
+
+    #[test]
+    fn replace_copy_and_root_operations() {
+        assert_eq!(
+            applied(json!({"a": 1}), json!([{"op": "replace", "path": "/a", "value": [1]}])),
+            Ok(json!({"a": [1]}))
+        );
+        assert_eq!(
+            applied(json!({"a": {"b": 1}}), json!([{"op": "copy", "from": "/a", "path": "/c"}])),
+            Ok(json!({"a": {"b": 1}, "c": {"b": 1}}))
+        );
+        assert_eq!(
+            applied(json!({"a": 1}), json!([{"op": "replace", "path": "", "value": 7}])),
+            Ok(json!(7))
+        );
+        assert_eq!(
+            applied(json!({"a": 1}), json!([{"op": "add", "path": "", "value": [true]}])),
+            Ok(json!([true]))
+        );
+        assert_eq!(
+            applied(json!({"a": 1}), json!([{"op": "move", "from": "/a", "path": "/a"}])),
+            Ok(json!({"a": 1}))
+        );
+        assert_eq!(
+            applied(json!({"a/b": 1, "m~n": 2}), json!([{"op": "remove", "path": "/a~1b"},
+                {"op": "replace", "path": "/m~0n", "value": 3}])),
+            Ok(json!({"m~n": 3}))
+        );
+    }
+
+    #[test]
+    fn test_compares_numbers_by_value() {
+        assert!(applied(json!({"n": 1}), json!([{"op": "test", "path": "/n", "value": 1.0}])).is_ok());
+        assert!(applied(json!([1, {"a": 2.5}]), json!([{"op": "test", "path": "", "value": [1.0, {"a": 2.5}]}])).is_ok());
+        assert!(applied(json!({"n": 1}), json!([{"op": "test", "path": "/n", "value": "1"}])).is_err());
+    }
+
+    #[test]
+    fn failures_leave_the_document_unchanged() {
+        let doc = json!({"a": [1, 2], "s": "text"});
+        let cases = [
+            (json!([{"op": "add", "path": "/x", "value": 1}, {"op": "test", "path": "/a/0", "value": 9}]),
+             "operation 1 (test): the value at '/a/0' differs"),
+            (json!([{"op": "remove", "path": "/a/0"}, {"op": "remove", "path": "/nope"}]),
+             "operation 1 (remove): nothing at '/nope'"),
+            (json!([{"op": "add", "path": "/a/3", "value": 0}]),
+             "operation 0 (add): '/a/3' is not a valid array position"),
+            (json!([{"op": "add", "path": "/a/01", "value": 0}]),
+             "operation 0 (add): '/a/01' is not a valid array position"),
+            (json!([{"op": "remove", "path": "/a/-"}]),
+             "operation 0 (remove): '/a/-' is not a valid array position"),
+            (json!([{"op": "add", "path": "/s/x", "value": 0}]),
+             "operation 0 (add): the parent of '/s/x' is not an object or array"),
+            (json!([{"op": "add", "path": "/q/x", "value": 0}]),
+             "operation 0 (add): nothing at '/q/x'"),
+            (json!([{"op": "replace", "path": "/zz", "value": 0}]),
+             "operation 0 (replace): nothing at '/zz'"),
+            (json!([{"op": "copy", "from": "/zz", "path": "/b"}]),
+             "operation 0 (copy): nothing at '/zz'"),
+            (json!([{"op": "move", "from": "/a/0", "path": "/a/5"}]),
+             "operation 0 (move): '/a/5' is not a valid array position"),
+            (json!([{"op": "test", "path": "/zz", "value": 0}]),
+             "operation 0 (test): nothing at '/zz'"),
+        ];
+        for (ops, message) in cases {
+            assert_eq!(applied(doc.clone(), ops), Err((message.to_owned(), doc.clone())));
+        }
+    }
+
+    #[test]
+    fn invalid_patches_are_rejected_when_parsed() {
+        let cases = [
+            (json!({"op": "add"}), "expected an array of operations, got an object"),
+            (json!([5]), "operation 0: expected an object, got a number"),
+            (json!([{"path": "/a"}]), "operation 0: missing 'op'"),
+            (json!([{"op": 1, "path": "/a"}]), "operation 0: 'op' must be a string, got a number"),
+            (json!([{"op": "test", "path": "/a", "value": 1}, {"op": "frob", "path": "/a"}]),
+             "operation 1: unknown op \"frob\" (expected add, remove, replace, move, copy or test)"),
+            (json!([{"op": "add", "value": 1}]), "operation 0: missing 'path'"),
+            (json!([{"op": "add", "path": "/a"}]), "operation 0: missing 'value'"),
+            (json!([{"op": "copy", "path": "/a"}]), "operation 0: missing 'from'"),
+            (json!([{"op": "remove", "path": "a"}]),
+             "operation 0: 'path' \"a\": a JSON pointer must be empty or start with '/'"),
+            (json!([{"op": "move", "from": "/a~x", "path": "/b"}]),
+             "operation 0: 'from' \"/a~x\": '~' in a JSON pointer must be followed by '0' or '1'"),
+            (json!([{"op": "remove", "path": ""}]),
+             "operation 0 (remove): cannot remove the whole document"),
+            (json!([{"op": "move", "from": "/a", "path": "/a/b"}]),
+             "operation 0 (move): cannot move a value into one of its own children"),
+        ];
+        for (ops, message) in cases {
+            assert_eq!(patch_error(ops), message);
+        }
+        let too_many = Value::Array(vec![json!({"op": "remove", "path": "/a"}); MAX_PATCH_OPS + 1]);
+        assert_eq!(patch_error(too_many), format!("more than {MAX_PATCH_OPS} operations"));
+    }
+
+    #[test]
+    fn null_value_is_present_and_extra_members_are_ignored() {
+        assert_eq!(
+            applied(json!({}), json!([{"op": "add", "path": "/n", "value": null, "x": 1}])),
+            Ok(json!({"n": null}))
+        );
+    }
+
+    #[test]
+    fn serializes_back_to_the_same_patch() {
+        let ops = json!([
+            {"op": "add", "path": "/a~1b", "value": {"x": [1, null]}},
+            {"op": "remove", "path": "/c~0"},
+            {"op": "replace", "path": "", "value": 2},
+            {"op": "move", "from": "/d", "path": "/e"},
+            {"op": "copy", "from": "/f", "path": "/g/-"},
+            {"op": "test", "path": "/h", "value": "v"}
+        ]);
+        let parsed = patch(ops.clone());
+        assert_eq!(serde_json::to_value(&parsed).unwrap(), ops);
+    }
+
+    proptest! {
+        #[test]
+        fn pointer_display_round_trips(tokens in proptest::collection::vec(".{0,6}", 0..4)) {
+            let pointer = JsonPointer::from_tokens(tokens);
+            prop_assert_eq!(JsonPointer::parse(&pointer.to_string()), Ok(pointer));
+        }
+
+        #[test]
+        fn apply_never_panics_and_is_atomic(
+            ops in proptest::collection::vec(
+                (0..6usize, "(/[a-c0-2-]{1,2}){0,3}", "(/[a-c0-2-]{1,2}){0,3}", 0..3i64), 1..5),
+        ) {
+            let ops: Vec<Value> = ops.into_iter().map(|(kind, path, from, n)| {
+                let op = ["add", "remove", "replace", "move", "copy", "test"][kind];
+                json!({"op": op, "path": path, "from": from, "value": n})
+            }).collect();
+            if let Ok(p) = JsonPatch::from_value(&Value::Array(ops)) {
+                let original = json!({"a": [0, 1, {"b": 2}], "b": {"c": [1]}, "0": 1});
+                let mut doc = original.clone();
+                if p.apply(&mut doc).is_err() {
+                    prop_assert_eq!(doc, original);
+                }
+            }
+        }
+    }
+}

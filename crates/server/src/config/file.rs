@@ -1,0 +1,402 @@
+//! The `gripway.toml` file: its raw serde shape (every field documented, unknown fields
+//! refused) and its translation into [`Config`]. Every error names the file and, where the
+//! TOML parser or our validation can tell, the line.
+//!
+//! ```toml
+//! [server]
+//! http_port = ["7999"]              # Pushpin's [addr:]port, one or more
+//! publish_port = "127.0.0.1:5561"
+//! admin_port = "127.0.0.1:5564"     # "" disables metrics/health
+//! routes_file = "routes"            # relative to this file; or `routes = ["* 127.0.0.1:8080"]`
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use gripway_proto::auth::{PublishAuth, PublishAuthConfig};
+use gripway_proto::sig::parse_verifying_key;
+use serde::Deserialize;
+
+use super::{
+    parse_forwarded_for, parse_forwarded_proto, parse_listen_addr, Config, ConfigError,
+    RoutesSource,
+};
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Listeners, routes and threads.
+    #[serde(default)]
+    pub server: RawServer,
+    /// Proxying to origins.
+    #[serde(default)]
+    pub proxy: RawProxy,
+    /// Holding connections.
+    #[serde(default)]
+    pub grip: RawGrip,
+    /// The publish API.
+    #[serde(default)]
+    pub publish: RawPublish,
+}
+
+/// `[server]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    /// Client listeners, `[addr:]port` each (default `7999` on every address).
+    pub http_port: Option<Vec<String>>,
+    /// Publish API listener (default `127.0.0.1:5561`).
+    pub publish_port: Option<String>,
+    /// Admin listener for `/metrics` and `/health` (default `127.0.0.1:5564`; empty disables).
+    pub admin_port: Option<String>,
+    /// Routes file in Pushpin's syntax, relative to this file; reloaded when it changes.
+    pub routes_file: Option<String>,
+    /// Route lines given inline (instead of a routes file).
+    pub routes: Option<Vec<String>>,
+    /// Runtime worker threads (default: one per core).
+    pub workers: Option<usize>,
+}
+
+/// `[proxy]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProxy {
+    /// Verbose error bodies for every route.
+    pub debug: Option<bool>,
+    /// Grip-Sig issuer (default `pushpin`).
+    pub sig_iss: Option<String>,
+    /// Grip-Sig key: secret, `base64:...` or `file:...` (default `changeme`; empty: unsigned).
+    pub sig_key: Option<String>,
+    /// Key that verifies a trusted upstream proxy's Grip-Sig.
+    pub upstream_key: Option<String>,
+    /// `append`, `truncate:N` or `off`.
+    pub x_forwarded_for: Option<String>,
+    /// The same, for trusted upstreams.
+    pub x_forwarded_for_trusted: Option<String>,
+    /// `proto-only`, `both` or `off`.
+    pub x_forwarded_proto: Option<String>,
+    /// Largest request head in bytes.
+    pub max_request_head: Option<usize>,
+    /// Largest request body in bytes.
+    pub max_request_body: Option<usize>,
+    /// Largest body of an instruction response in bytes.
+    pub max_instruct_body: Option<usize>,
+    /// Origin connect timeout in milliseconds.
+    pub connect_timeout_ms: Option<u64>,
+    /// Origin response-head timeout in milliseconds.
+    pub response_timeout_ms: Option<u64>,
+    /// Client request-head timeout in milliseconds.
+    pub request_head_timeout_ms: Option<u64>,
+    /// Idle keep-alive client timeout in milliseconds.
+    pub idle_timeout_ms: Option<u64>,
+}
+
+/// `[grip]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGrip {
+    /// Channels per connection (default 20).
+    pub max_channels_per_connection: Option<usize>,
+    /// Bytes queued for a slow subscriber before it is disconnected.
+    pub subscriber_queue_bytes: Option<usize>,
+    /// Client connections at once.
+    pub max_connections: Option<usize>,
+}
+
+/// `[publish]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPublish {
+    /// Largest publish request body in bytes (default 1,000,000).
+    pub max_body: Option<usize>,
+    /// Largest content per format in bytes (default 32,767; larger gives 413).
+    pub max_content: Option<usize>,
+    /// Most items per request.
+    pub max_items: Option<usize>,
+    /// Dedup window in seconds (default 60; 0 disables).
+    pub dedup_window_secs: Option<u64>,
+    /// Ordering wait in milliseconds (default 5000).
+    pub order_wait_ms: Option<u64>,
+    /// Who may publish.
+    #[serde(default)]
+    pub auth: RawPublishAuth,
+}
+
+/// `[publish.auth]`: any listed method admits a request; none listed means open (allowed only
+/// when the publish API listens on loopback).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPublishAuth {
+    /// Static tokens, sent as `Authorization: Bearer <key>` or `Fastly-Key: <key>`.
+    #[serde(default)]
+    pub keys: Vec<String>,
+    /// `user:pass` for Basic auth.
+    pub basic: Option<String>,
+    /// Key specs verifying `Authorization: Bearer <JWT>` (HS256 secret, ES256/RS256 public key).
+    #[serde(default)]
+    pub jwt_keys: Vec<String>,
+    /// Issuer a JWT must carry, if set.
+    pub jwt_iss: Option<String>,
+}
+
+/// Reads and validates `path` into a [`Config`].
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::at(path, None, format!("cannot read: {e}")))?;
+    parse(&text, path)
+}
+
+/// Parses the text of a config file found at `path`.
+pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|s| line_of(text, s.start));
+        ConfigError::at(path, line, e.message().trim().to_string())
+    })?;
+    let base_dir = path
+        .parent()
+        .map(Path::to_path_buf)
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from("."));
+    // validation errors point at the line that set the value
+    let err = |key: &str, message: String| ConfigError::at(path, find_key_line(text, key), message);
+    let mut c = Config {
+        base_dir,
+        ..Config::default()
+    };
+
+    let s = raw.server;
+    if let Some(ports) = s.http_port {
+        if ports.is_empty() {
+            return Err(err(
+                "http_port",
+                "http_port needs at least one address".into(),
+            ));
+        }
+        c.http_addrs = ports
+            .iter()
+            .map(|p| parse_listen_addr(p).map_err(|m| err("http_port", m)))
+            .collect::<Result<_, _>>()?;
+    }
+    if let Some(p) = s.publish_port {
+        c.publish_addr = parse_listen_addr(&p).map_err(|m| err("publish_port", m))?;
+    }
+    if let Some(p) = s.admin_port {
+        c.admin_addr = if p.trim().is_empty() {
+            None
+        } else {
+            Some(parse_listen_addr(&p).map_err(|m| err("admin_port", m))?)
+        };
+    }
+    c.routes = match (s.routes_file, s.routes) {
+        (Some(_), Some(_)) => {
+            return Err(err(
+                "routes",
+                "set either routes_file or routes, not both".into(),
+            ))
+        }
+        (Some(f), None) => RoutesSource::File(c.base_dir.join(f)),
+        (None, Some(lines)) => RoutesSource::Inline(lines),
+        (None, None) => RoutesSource::Demo,
+    };
+    if let Some(w) = s.workers {
+        c.workers = w;
+    }
+
+    let p = raw.proxy;
+    let pc = &mut c.proxy;
+    set(&mut pc.debug, p.debug);
+    set(&mut pc.sig_iss, p.sig_iss);
+    set(&mut pc.sig_key, p.sig_key);
+    set(&mut pc.upstream_key, p.upstream_key);
+    if let Some(v) = p.x_forwarded_for {
+        pc.x_forwarded_for = parse_forwarded_for(&v).map_err(|m| err("x_forwarded_for", m))?;
+    }
+    if let Some(v) = p.x_forwarded_for_trusted {
+        pc.x_forwarded_for_trusted =
+            parse_forwarded_for(&v).map_err(|m| err("x_forwarded_for_trusted", m))?;
+    }
+    if let Some(v) = p.x_forwarded_proto {
+        pc.x_forwarded_proto =
+            parse_forwarded_proto(&v).map_err(|m| err("x_forwarded_proto", m))?;
+    }
+    set(&mut pc.max_request_head, p.max_request_head);
+    set(&mut pc.max_request_body, p.max_request_body);
+    set(&mut pc.max_instruct_body, p.max_instruct_body);
+    set_ms(&mut pc.connect_timeout, p.connect_timeout_ms);
+    set_ms(&mut pc.response_timeout, p.response_timeout_ms);
+    set_ms(&mut pc.request_head_timeout, p.request_head_timeout_ms);
+    set_ms(&mut pc.idle_timeout, p.idle_timeout_ms);
+    if pc.max_request_head < 1024 {
+        return Err(err(
+            "max_request_head",
+            "max_request_head must be at least 1024".into(),
+        ));
+    }
+
+    let g = raw.grip;
+    set(
+        &mut c.grip.max_channels_per_connection,
+        g.max_channels_per_connection,
+    );
+    set(&mut c.grip.subscriber_queue_bytes, g.subscriber_queue_bytes);
+    set(&mut c.grip.max_connections, g.max_connections);
+    if c.grip.max_channels_per_connection == 0 {
+        return Err(err(
+            "max_channels_per_connection",
+            "max_channels_per_connection must be at least 1".into(),
+        ));
+    }
+
+    let pb = raw.publish;
+    set(&mut c.publish.max_body, pb.max_body);
+    set(&mut c.publish.limits.max_content_bytes, pb.max_content);
+    set(&mut c.publish.limits.max_items, pb.max_items);
+    if let Some(s) = pb.dedup_window_secs {
+        c.publish.dedup_window = Duration::from_secs(s);
+    }
+    set_ms(&mut c.publish.order_wait, pb.order_wait_ms);
+    c.publish.auth = publish_auth(&pb.auth, &c.base_dir).map_err(|(key, m)| err(key, m))?;
+    Ok(c)
+}
+
+fn publish_auth(
+    raw: &RawPublishAuth,
+    base_dir: &Path,
+) -> Result<PublishAuthConfig, (&'static str, String)> {
+    let mut methods = Vec::new();
+    if !raw.keys.is_empty() {
+        if raw.keys.iter().any(|k| k.is_empty()) {
+            return Err((
+                "keys",
+                "publish.auth.keys may not contain an empty key".into(),
+            ));
+        }
+        methods.push(PublishAuth::Keys(raw.keys.clone()));
+    }
+    if let Some(b) = &raw.basic {
+        let Some((user, pass)) = b.split_once(':') else {
+            return Err(("basic", "publish.auth.basic must be 'user:pass'".into()));
+        };
+        methods.push(PublishAuth::Basic {
+            user: user.into(),
+            pass: pass.into(),
+        });
+    }
+    if !raw.jwt_keys.is_empty() {
+        let mut keys = Vec::new();
+        for spec in &raw.jwt_keys {
+            match parse_verifying_key(spec, base_dir) {
+                Ok(Some(k)) => keys.push(k),
+                Ok(None) => {
+                    return Err(("jwt_keys", "publish.auth.jwt_keys has an empty key".into()))
+                }
+                Err(e) => return Err(("jwt_keys", format!("publish.auth.jwt_keys: {e}"))),
+            }
+        }
+        methods.push(PublishAuth::Jwt {
+            keys,
+            iss: raw.jwt_iss.clone(),
+        });
+    }
+    Ok(PublishAuthConfig { methods })
+}
+
+fn set<T>(slot: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *slot = v;
+    }
+}
+
+fn set_ms(slot: &mut Duration, value: Option<u64>) {
+    if let Some(ms) = value {
+        *slot = Duration::from_millis(ms);
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
+}
+
+/// The line where `key = ...` is set, for errors found after parsing.
+fn find_key_line(text: &str, key: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| {
+            let l = l.trim_start();
+            l.strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map(|i| i + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(text: &str) -> Result<Config, ConfigError> {
+        parse(text, Path::new("/etc/gw/gripway.toml"))
+    }
+
+    #[test]
+    fn empty_file_gives_pushpin_defaults() {
+        let c = parse_str("").unwrap();
+        assert_eq!(c.http_addrs, vec!["0.0.0.0:7999".parse().unwrap()]);
+        assert_eq!(c.publish_addr, "127.0.0.1:5561".parse().unwrap());
+        assert!(matches!(c.routes, RoutesSource::Demo));
+        assert_eq!(c.proxy.sig_iss, "pushpin");
+        assert_eq!(c.grip.max_channels_per_connection, 20);
+    }
+
+    #[test]
+    fn reads_every_section() {
+        let c = parse_str(
+            r#"
+[server]
+http_port = ["127.0.0.1:8000", "8001"]
+publish_port = "127.0.0.1:9000"
+admin_port = ""
+routes_file = "routes"
+
+[proxy]
+sig_key = "s3cret"
+x_forwarded_for = "truncate:1"
+
+[publish]
+max_content = 1000
+dedup_window_secs = 0
+[publish.auth]
+keys = ["k1"]
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.http_addrs.len(), 2);
+        assert_eq!(c.admin_addr, None);
+        assert!(matches!(&c.routes, RoutesSource::File(p) if p == Path::new("/etc/gw/routes")));
+        assert_eq!(c.proxy.sig_key, "s3cret");
+        assert_eq!(c.publish.limits.max_content_bytes, 1000);
+        assert_eq!(c.publish.dedup_window, Duration::ZERO);
+        assert!(!c.publish.auth.is_open());
+    }
+
+    #[test]
+    fn errors_name_file_line_and_problem() {
+        let e = parse_str("[server]\nbogus = 1\n").unwrap_err();
+        assert_eq!(e.line, Some(2));
+        assert!(e.to_string().starts_with("/etc/gw/gripway.toml:2:"), "{e}");
+        assert!(e.message.contains("bogus"), "{e}");
+
+        let e = parse_str("[server]\n\npublish_port = \"nowhere\"\n").unwrap_err();
+        assert_eq!(e.line, Some(3));
+        assert!(e.message.contains("not a listen address"), "{e}");
+
+        let e = parse_str("[proxy]\nx_forwarded_for = \"sometimes\"\n").unwrap_err();
+        assert_eq!(e.line, Some(2));
+
+        let e = parse_str("[publish.auth]\nbasic = \"nocolon\"\n").unwrap_err();
+        assert_eq!(e.line, Some(2));
+    }
+}

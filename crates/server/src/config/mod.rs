@@ -1,0 +1,331 @@
+//! Gripway's configuration as the server uses it: typed, validated, with every default in one
+//! place. It is built from the TOML file ([`file`]) and the command line (the binary crate),
+//! in that order, and passed by value to [`crate::run`].
+//!
+//! Defaults follow Pushpin where Pushpin has one (ports 7999 and 5561, Grip-Sig issuer
+//! `pushpin` and key `changeme`, 20 channels per connection, 5 s ordering wait, 60 s dedup)
+//! so that an existing deployment behaves the same after the switch.
+
+pub mod file;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use gripway_proto::auth::PublishAuthConfig;
+use gripway_proto::publish::PublishLimits;
+
+/// Where routes come from.
+#[derive(Debug, Clone)]
+pub enum RoutesSource {
+    /// Lines given on the command line (`--route`) or inline in the config file.
+    Inline(Vec<String>),
+    /// A routes file, reloaded when it changes.
+    File(PathBuf),
+    /// No routes configured: everything goes to the built-in demo origin.
+    Demo,
+}
+
+/// How to treat `X-Forwarded-For` on requests to the origin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardedFor {
+    /// Leave the header as the client sent it.
+    Off,
+    /// Append the client's address.
+    Append,
+    /// Keep only the last N addresses the client sent, then append the client's address.
+    Truncate(usize),
+}
+
+/// How to treat `X-Forwarded-Proto` (and `X-Forwarded-Protocol`) on requests to the origin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForwardedProto {
+    /// Leave them as the client sent them.
+    Off,
+    /// Remove what the client sent; set `X-Forwarded-Proto` for TLS connections.
+    ProtoOnly,
+    /// Remove what the client sent; set both headers for TLS connections.
+    Both,
+}
+
+/// Everything the server needs to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The config file's directory; relative paths (routes, keys) are resolved against it.
+    pub base_dir: PathBuf,
+    /// Client listeners.
+    pub http_addrs: Vec<SocketAddr>,
+    /// Publish API listener.
+    pub publish_addr: SocketAddr,
+    /// Admin listener (metrics, health); None disables it.
+    pub admin_addr: Option<SocketAddr>,
+    /// Routes.
+    pub routes: RoutesSource,
+    /// Proxying to origins.
+    pub proxy: ProxyConfig,
+    /// Holding connections.
+    pub grip: GripConfig,
+    /// The publish API.
+    pub publish: PublishConfig,
+    /// Runtime worker threads (0: one per core).
+    pub workers: usize,
+}
+
+/// Proxying requests to origins.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// Verbose error bodies (the reason an instruction was refused, ...) for every route.
+    pub debug: bool,
+    /// Grip-Sig issuer.
+    pub sig_iss: String,
+    /// Grip-Sig key spec (plain secret, `base64:...`, `file:...`); empty: no Grip-Sig.
+    pub sig_key: String,
+    /// Key spec verifying a client's Grip-Sig; a client that passes is a trusted upstream.
+    pub upstream_key: String,
+    /// `X-Forwarded-For` for ordinary clients.
+    pub x_forwarded_for: ForwardedFor,
+    /// `X-Forwarded-For` for trusted upstreams.
+    pub x_forwarded_for_trusted: ForwardedFor,
+    /// `X-Forwarded-Proto` handling.
+    pub x_forwarded_proto: ForwardedProto,
+    /// Largest request head (request line and headers) a client may send.
+    pub max_request_head: usize,
+    /// Largest request body a client may send (it is buffered to allow retries).
+    pub max_request_body: usize,
+    /// Largest body of a response carrying GRIP instructions.
+    pub max_instruct_body: usize,
+    /// Time to connect to an origin before trying the next target.
+    pub connect_timeout: Duration,
+    /// Time for an origin to send its response head.
+    pub response_timeout: Duration,
+    /// Time a client has to send a request head.
+    pub request_head_timeout: Duration,
+    /// Time an idle keep-alive client connection is kept.
+    pub idle_timeout: Duration,
+}
+
+/// Holding connections open for published messages.
+#[derive(Debug, Clone)]
+pub struct GripConfig {
+    /// Channels one connection may subscribe to; more are ignored (Pushpin: 20).
+    pub max_channels_per_connection: usize,
+    /// Bytes queued for a slow subscriber before it is disconnected.
+    pub subscriber_queue_bytes: usize,
+    /// Client connections held at once; more are refused with 503.
+    pub max_connections: usize,
+}
+
+/// The publish API and the broker behind it.
+#[derive(Debug, Clone)]
+pub struct PublishConfig {
+    /// Largest publish request body.
+    pub max_body: usize,
+    /// Item limits (content size, items per request, ...).
+    pub limits: PublishLimits,
+    /// A (channel, id) seen within this window is delivered only once.
+    pub dedup_window: Duration,
+    /// How long an item waits for the item named by its `prev-id`.
+    pub order_wait: Duration,
+    /// Who may publish.
+    pub auth: PublishAuthConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            base_dir: PathBuf::from("."),
+            http_addrs: vec![SocketAddr::from(([0, 0, 0, 0], 7999))],
+            publish_addr: SocketAddr::from(([127, 0, 0, 1], 5561)),
+            admin_addr: Some(SocketAddr::from(([127, 0, 0, 1], 5564))),
+            routes: RoutesSource::Demo,
+            proxy: ProxyConfig::default(),
+            grip: GripConfig::default(),
+            publish: PublishConfig::default(),
+            workers: 0,
+        }
+    }
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            debug: false,
+            sig_iss: "pushpin".into(),
+            sig_key: "changeme".into(),
+            upstream_key: String::new(),
+            x_forwarded_for: ForwardedFor::Append,
+            x_forwarded_for_trusted: ForwardedFor::Off,
+            x_forwarded_proto: ForwardedProto::ProtoOnly,
+            max_request_head: 32 * 1024,
+            max_request_body: 1024 * 1024,
+            max_instruct_body: 100_000,
+            connect_timeout: Duration::from_secs(5),
+            response_timeout: Duration::from_secs(30),
+            request_head_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+impl Default for GripConfig {
+    fn default() -> Self {
+        GripConfig {
+            max_channels_per_connection: 20,
+            subscriber_queue_bytes: 1024 * 1024,
+            max_connections: 100_000,
+        }
+    }
+}
+
+impl Default for PublishConfig {
+    fn default() -> Self {
+        PublishConfig {
+            max_body: 1_000_000,
+            limits: PublishLimits::default(),
+            dedup_window: Duration::from_secs(60),
+            order_wait: Duration::from_secs(5),
+            auth: PublishAuthConfig {
+                methods: Vec::new(),
+            },
+        }
+    }
+}
+
+/// A problem with the configuration, located as precisely as possible.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file at fault, if any (None: the command line).
+    pub file: Option<PathBuf>,
+    /// 1-based line in that file, if known.
+    pub line: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl ConfigError {
+    /// An error on the command line or in derived settings.
+    pub fn new(message: impl Into<String>) -> Self {
+        ConfigError {
+            file: None,
+            line: None,
+            message: message.into(),
+        }
+    }
+
+    /// An error in `file` at `line`.
+    pub fn at(file: impl Into<PathBuf>, line: Option<usize>, message: impl Into<String>) -> Self {
+        ConfigError {
+            file: Some(file.into()),
+            line,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.file, self.line) {
+            (Some(file), Some(line)) => write!(f, "{}:{}: {}", file.display(), line, self.message),
+            (Some(file), None) => write!(f, "{}: {}", file.display(), self.message),
+            (None, _) => write!(f, "{}", self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Parses Pushpin's `[addr:]port` form (`7999`, `127.0.0.1:7999`, `[::1]:7999`); a bare
+/// port listens on every IPv4 address.
+pub fn parse_listen_addr(s: &str) -> Result<SocketAddr, String> {
+    let s = s.trim();
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok(SocketAddr::from(([0, 0, 0, 0], port)));
+    }
+    if let Some(port) = s.strip_prefix(':').and_then(|p| p.parse::<u16>().ok()) {
+        return Ok(SocketAddr::from(([0, 0, 0, 0], port)));
+    }
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    if let Some(port) = s
+        .strip_prefix("localhost:")
+        .and_then(|p| p.parse::<u16>().ok())
+    {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    Err(format!(
+        "'{s}' is not a listen address: expected PORT, IP:PORT or [IPv6]:PORT"
+    ))
+}
+
+/// Parses `append`, `truncate:N` or `off` (also Pushpin's empty value = off).
+pub fn parse_forwarded_for(s: &str) -> Result<ForwardedFor, String> {
+    match s.trim() {
+        "" | "off" | "none" => Ok(ForwardedFor::Off),
+        "append" => Ok(ForwardedFor::Append),
+        other => match other.strip_prefix("truncate:").map(str::parse::<usize>) {
+            Some(Ok(n)) => Ok(ForwardedFor::Truncate(n)),
+            _ => Err(format!(
+                "'{other}' is not an X-Forwarded-For rule: expected append, truncate:N or off"
+            )),
+        },
+    }
+}
+
+/// Parses `proto-only`, `both` (Pushpin's `true`) or `off`.
+pub fn parse_forwarded_proto(s: &str) -> Result<ForwardedProto, String> {
+    match s.trim() {
+        "proto-only" => Ok(ForwardedProto::ProtoOnly),
+        "both" | "true" => Ok(ForwardedProto::Both),
+        "off" | "false" | "" => Ok(ForwardedProto::Off),
+        other => Err(format!(
+            "'{other}' is not an X-Forwarded-Proto mode: expected proto-only, both or off"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_addrs() {
+        assert_eq!(
+            parse_listen_addr("7999").unwrap(),
+            "0.0.0.0:7999".parse().unwrap()
+        );
+        assert_eq!(
+            parse_listen_addr("127.0.0.1:80").unwrap(),
+            "127.0.0.1:80".parse().unwrap()
+        );
+        assert_eq!(
+            parse_listen_addr("[::1]:80").unwrap(),
+            "[::1]:80".parse().unwrap()
+        );
+        assert_eq!(
+            parse_listen_addr("localhost:5561").unwrap(),
+            "127.0.0.1:5561".parse().unwrap()
+        );
+        assert!(parse_listen_addr("70000").is_err());
+        assert!(parse_listen_addr("nohost:1").is_err());
+    }
+
+    #[test]
+    fn forwarded_rules() {
+        assert_eq!(parse_forwarded_for("append"), Ok(ForwardedFor::Append));
+        assert_eq!(
+            parse_forwarded_for("truncate:2"),
+            Ok(ForwardedFor::Truncate(2))
+        );
+        assert_eq!(parse_forwarded_for("off"), Ok(ForwardedFor::Off));
+        assert!(parse_forwarded_for("truncate:x").is_err());
+        assert_eq!(parse_forwarded_proto("true"), Ok(ForwardedProto::Both));
+        assert!(parse_forwarded_proto("maybe").is_err());
+    }
+
+    #[test]
+    fn errors_name_file_and_line() {
+        let e = ConfigError::at("/etc/gripway.toml", Some(3), "bad");
+        assert_eq!(e.to_string(), "/etc/gripway.toml:3: bad");
+    }
+}

@@ -1,0 +1,142 @@
+//! Held connections: what an origin's GRIP instructions turn a request into.
+//!
+//! [`prepare`] reads the instructions into a [`HoldPlan`] (or a plain response when there is
+//! no hold); [`run`] then holds the connection as a stream ([`stream`]) or a long-poll
+//! ([`response`]) until it ends. Both share the socket writer in [`sink`], through which the
+//! broker's fan-out writes published messages directly, and the filters in [`filters`].
+
+mod filters;
+mod response;
+mod sink;
+mod stream;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use gripway_proto::http1::Version;
+use gripway_proto::instruct::{HoldMode, Instruct, KeepAlive};
+use http::{HeaderMap, Method};
+
+use crate::conn::ClientConn;
+use crate::origin::OriginResponse;
+use crate::proxy::ProxiedRequest;
+use crate::relay::FullResponse;
+use crate::Shared;
+
+pub(crate) use filters::FilterSet;
+
+/// Everything needed to hold one connection.
+pub(crate) struct HoldPlan {
+    pub(crate) mode: HoldMode,
+    /// The client's HTTP version (HTTP/1.0 streams are close-delimited, not chunked).
+    pub(crate) version: Version,
+    /// The client wants the connection kept open afterwards.
+    pub(crate) keep_alive: bool,
+    /// A HEAD request: responses carry no body.
+    pub(crate) head_only: bool,
+    /// The initial response (stream) or the timeout response (long-poll).
+    pub(crate) response: FullResponse,
+    /// Channels (route prefix applied) with their delivery filters.
+    pub(crate) channels: Vec<(String, FilterSet)>,
+    /// Subscription meta (read by filters).
+    pub(crate) meta: Vec<(String, String)>,
+    /// Long-poll timeout.
+    pub(crate) timeout: Duration,
+    /// Stream keep-alive.
+    pub(crate) keep_alive_data: Option<KeepAlive>,
+    /// The request, kept so a long-poll can be retried on `hint`.
+    pub(crate) request: Option<ProxiedRequest>,
+}
+
+/// What the instructions amount to.
+pub(crate) enum Prepared {
+    /// No hold: relay this response.
+    Relay(FullResponse),
+    /// Hold the connection.
+    Hold(Box<HoldPlan>),
+}
+
+/// How a hold ended.
+pub(crate) enum HoldEnd {
+    /// Close the connection.
+    Close,
+    /// Serve the next request on it.
+    KeepAlive(ClientConn),
+    /// A long-poll got `hint`: send the request to the origin again.
+    Retry(ClientConn, ProxiedRequest),
+}
+
+/// Turns parsed instructions and the origin's response into a hold plan.
+pub(crate) fn prepare(
+    request: &ProxiedRequest,
+    origin: &OriginResponse,
+    instruct: Instruct,
+    body: Bytes,
+) -> Prepared {
+    let (status, reason) = instruct.relayed_status(origin.status.as_u16());
+    let reason = reason.map(str::to_string).or_else(|| {
+        (instruct.response.is_none() && instruct.status.is_none())
+            .then(|| origin.reason.clone())
+            .flatten()
+    });
+    let headers: HeaderMap = instruct.client_headers(&origin.headers);
+    let body = match &instruct.response {
+        Some(r) => r.body.clone(),
+        None => body,
+    };
+    let response = FullResponse {
+        status,
+        reason,
+        headers,
+        body,
+    };
+    let Some(mode) = instruct.hold else {
+        return Prepared::Relay(response);
+    };
+    let route = &request.route.route;
+    let mut channels: Vec<(String, FilterSet)> = instruct
+        .channels
+        .iter()
+        .map(|c| {
+            (
+                format!("{}{}", route.prefix, c.name),
+                FilterSet::from_names(&c.filters),
+            )
+        })
+        .collect();
+    for target in &route.targets {
+        for sub in &target.subs {
+            let name = format!("{}{}", route.prefix, sub);
+            if !channels.iter().any(|(c, _)| *c == name) {
+                channels.push((name, FilterSet::default()));
+            }
+        }
+    }
+    let keep_request = mode == HoldMode::Response;
+    Prepared::Hold(Box::new(HoldPlan {
+        mode,
+        version: request.head.version,
+        keep_alive: request.head.keep_alive(),
+        head_only: request.head.method == Method::HEAD,
+        response,
+        channels,
+        meta: instruct.meta,
+        timeout: Duration::from_secs(u64::from(instruct.timeout_secs)),
+        keep_alive_data: instruct.keep_alive,
+        request: keep_request.then(|| ProxiedRequest {
+            route: request.route.clone(),
+            head: request.head.clone(),
+            body: request.body.clone(),
+            trusted: request.trusted,
+        }),
+    }))
+}
+
+/// Holds `conn` as `plan` says until the hold ends.
+pub(crate) async fn run(shared: &Arc<Shared>, conn: ClientConn, plan: Box<HoldPlan>) -> HoldEnd {
+    match plan.mode {
+        HoldMode::Stream => stream::run(shared, conn, plan).await,
+        HoldMode::Response => response::run(shared, conn, plan).await,
+    }
+}

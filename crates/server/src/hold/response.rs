@@ -1,0 +1,252 @@
+//! Response holds (`Grip-Hold: response`, long-polling): nothing is sent until the first
+//! published `http-response` message, which becomes the whole response, or until the
+//! timeout, when the origin's own response (the "timeout response") is sent instead.
+//! A `hint` asks for the request to be sent to the origin again.
+//!
+//! A published response inherits the timeout response's headers, overridden by its own, and
+//! a `body-patch` is applied to the timeout response's JSON body. The connection then serves
+//! the client's next request as usual.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use gripway_broker::{Delivery, Message, Subscriber, Subscription, Transport};
+use gripway_proto::http1::{write_response_head, Version};
+use gripway_proto::publish::{HttpResponseAction, ResponseBody, ResponseMessage};
+use http::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+
+use super::filters::Filters;
+use super::sink::{Ending, Sink, Wake};
+use super::{HoldEnd, HoldPlan};
+use crate::conn::ClientConn;
+use crate::metrics::ConnKind;
+use crate::relay::{set_connection, FullResponse};
+use crate::Shared;
+
+/// A long-poll subscriber.
+struct PollSub {
+    sink: Sink,
+    /// The timeout response, which published responses are layered over.
+    template: FullResponse,
+    version: Version,
+    keep_alive: bool,
+    head_only: bool,
+    filters: Option<Box<Filters>>,
+    /// A `hint` arrived: retry the request instead of answering.
+    retry: AtomicBool,
+}
+
+impl Subscriber for PollSub {
+    fn transport(&self) -> Transport {
+        Transport::HttpResponse
+    }
+
+    fn deliver(&self, channel: &str, messages: &[Arc<Message>]) -> Delivery {
+        let mut st = self.sink.lock();
+        if Sink::is_closed(&st) {
+            return Delivery::Skipped;
+        }
+        for msg in messages {
+            let Some(format) = &msg.formats.http_response else {
+                continue;
+            };
+            if !format.content_filters.is_empty() {
+                continue;
+            }
+            if let Some(f) = &self.filters {
+                if !f.pass(channel, msg) {
+                    continue;
+                }
+            }
+            match &format.action {
+                HttpResponseAction::Hint => {
+                    self.retry.store(true, Ordering::Relaxed);
+                    self.sink.finish(&mut st);
+                    return Delivery::Sent(1);
+                }
+                HttpResponseAction::Send(message) => {
+                    let Some(bytes) = self.answer(message) else {
+                        continue;
+                    };
+                    let ok = self.sink.send(&mut st, &[&bytes]);
+                    self.sink.finish(&mut st);
+                    return if ok {
+                        Delivery::Sent(1)
+                    } else {
+                        Delivery::DroppedSlow(1)
+                    };
+                }
+            }
+        }
+        Delivery::Skipped
+    }
+}
+
+impl PollSub {
+    /// The full response for a published message; None if its body patch cannot apply.
+    fn answer(&self, message: &ResponseMessage) -> Option<Bytes> {
+        let mut headers = self.template.headers.clone();
+        for (name, value) in &message.headers {
+            let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value),
+            ) else {
+                continue;
+            };
+            if name == CONTENT_LENGTH || name == TRANSFER_ENCODING || name == CONNECTION {
+                continue;
+            }
+            headers.insert(name, value);
+        }
+        let body = match &message.body {
+            ResponseBody::Bytes(b) => b.clone(),
+            ResponseBody::Patch(patch) => match patched(&self.template.body, patch) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::debug!("body-patch not applied: {e}");
+                    return None;
+                }
+            },
+        };
+        // codes below 100 cannot go on an HTTP/1.x status line
+        let code = if message.code < 100 {
+            200
+        } else {
+            message.code
+        };
+        Some(full_response_bytes(
+            self.version,
+            self.keep_alive,
+            self.head_only,
+            code,
+            message.reason.as_deref(),
+            headers,
+            &body,
+        ))
+    }
+}
+
+fn patched(template: &Bytes, patch: &gripway_proto::publish::JsonPatch) -> Result<Bytes, String> {
+    let mut doc: serde_json::Value =
+        serde_json::from_slice(template).map_err(|e| format!("timeout body is not JSON: {e}"))?;
+    patch.apply(&mut doc).map_err(|e| e.to_string())?;
+    let mut out = serde_json::to_vec(&doc).map_err(|e| e.to_string())?;
+    if template.ends_with(b"\n") {
+        out.push(b'\n');
+    }
+    Ok(Bytes::from(out))
+}
+
+fn full_response_bytes(
+    version: Version,
+    keep_alive: bool,
+    head_only: bool,
+    status: u16,
+    reason: Option<&str>,
+    mut headers: http::HeaderMap,
+    body: &[u8],
+) -> Bytes {
+    headers.remove(TRANSFER_ENCODING);
+    headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+    set_connection(&mut headers, version, keep_alive);
+    let mut out = BytesMut::with_capacity(256 + body.len());
+    write_response_head(&mut out, version, status, reason, &headers);
+    if !head_only {
+        out.extend_from_slice(body);
+    }
+    out.freeze()
+}
+
+/// Holds `conn` as a long-poll.
+pub(crate) async fn run(
+    shared: &Arc<Shared>,
+    conn: ClientConn,
+    mut plan: Box<HoldPlan>,
+) -> HoldEnd {
+    let ClientConn {
+        sock,
+        peer,
+        buf: _,
+        mut guard,
+    } = conn;
+    guard.become_kind(ConnKind::LongPoll);
+    let request = plan.request.take();
+    let template = std::mem::replace(
+        &mut plan.response,
+        FullResponse {
+            status: 0,
+            reason: None,
+            headers: http::HeaderMap::new(),
+            body: Bytes::new(),
+        },
+    );
+    let sub = Arc::new(PollSub {
+        sink: Sink::new(sock, shared.config.grip.subscriber_queue_bytes),
+        template,
+        version: plan.version,
+        keep_alive: plan.keep_alive,
+        head_only: plan.head_only,
+        filters: Filters::new(&plan.channels, &plan.meta),
+        retry: AtomicBool::new(false),
+    });
+    let registry = shared.broker.registry();
+    let subscriptions: Vec<Subscription> = plan
+        .channels
+        .iter()
+        .map(|(c, _)| registry.subscribe(c, sub.clone() as Arc<dyn Subscriber>))
+        .collect();
+    let timeout = plan.timeout;
+    drop(plan);
+    let timer = tokio::time::sleep(timeout);
+    tokio::pin!(timer);
+    let ending = match sub.sink.wait(Some(timer.as_mut())).await {
+        Wake::End(e) => e,
+        Wake::Timer => {
+            {
+                let mut st = sub.sink.lock();
+                if !Sink::is_closed(&st) {
+                    let t = &sub.template;
+                    let bytes = full_response_bytes(
+                        sub.version,
+                        sub.keep_alive,
+                        sub.head_only,
+                        t.status,
+                        t.reason.as_deref(),
+                        t.headers.clone(),
+                        &t.body,
+                    );
+                    sub.sink.send(&mut st, &[&bytes]);
+                    sub.sink.finish(&mut st);
+                }
+            }
+            match sub.sink.wait(None).await {
+                Wake::End(e) => e,
+                Wake::Timer => Ending::ClientGone,
+            }
+        }
+    };
+    drop(subscriptions);
+    let retry = sub.retry.load(Ordering::Relaxed);
+    if ending == Ending::Slow {
+        shared.metrics.dropped("slow-subscriber");
+    }
+    if ending != Ending::Finished || !(sub.keep_alive || retry) {
+        return HoldEnd::Close;
+    }
+    let Ok(sub) = Arc::try_unwrap(sub) else {
+        return HoldEnd::Close;
+    };
+    guard.become_kind(ConnKind::Http);
+    let conn = ClientConn {
+        sock: sub.sink.into_socket(),
+        peer,
+        buf: BytesMut::new(),
+        guard,
+    };
+    match (retry, request) {
+        (true, Some(request)) => HoldEnd::Retry(conn, request),
+        (true, None) => HoldEnd::Close,
+        (false, _) => HoldEnd::KeepAlive(conn),
+    }
+}

@@ -1,0 +1,270 @@
+//! The write side of a held connection, shared by the broker's fan-out and the connection's
+//! own task.
+//!
+//! The fan-out writes straight to the socket (one vectored write for a whole batch) when
+//! nothing is queued, so the common case costs one syscall per subscriber and no task wake.
+//! What the socket does not take is queued as slices of the shared message bytes and the
+//! connection's task flushes it when the socket is writable again. The queue is bounded in
+//! bytes: a subscriber that falls further behind is marked slow, its socket shut down, and
+//! its task ends the connection — the fan-out never waits for anyone.
+//!
+//! An idle held connection keeps no buffers: the queue's storage is released once drained.
+
+use std::collections::VecDeque;
+use std::future::{poll_fn, Future};
+use std::io::{self, IoSlice};
+use std::net::Shutdown;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use bytes::{Buf, Bytes};
+use parking_lot::{Mutex, MutexGuard};
+use tokio::net::TcpStream;
+use tokio::time::Sleep;
+
+/// Most buffers handed to one vectored write (Linux takes up to 1024).
+const MAX_IOV: usize = 256;
+
+/// Why a held connection is ending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ending {
+    /// Everything meant for the client was written (publisher closed the stream, long-poll
+    /// answered): the connection may serve another request.
+    Finished,
+    /// The client closed the connection or it failed.
+    ClientGone,
+    /// The client could not keep up with what was published.
+    Slow,
+}
+
+/// What woke the connection's task.
+pub(crate) enum Wake {
+    /// The hold is over.
+    End(Ending),
+    /// The timer passed to [`Sink::wait`] fired.
+    Timer,
+}
+
+pub(crate) struct SinkState {
+    queue: VecDeque<Bytes>,
+    queued_bytes: usize,
+    waker: Option<Waker>,
+    /// Set once no more data will be added; the hold ends when the queue drains.
+    finished: bool,
+    slow: bool,
+    /// Bytes were written or queued since the keep-alive timer was last armed.
+    active: bool,
+}
+
+/// A held client socket and what is waiting to be written to it.
+pub(crate) struct Sink {
+    sock: TcpStream,
+    state: Mutex<SinkState>,
+    max_queued_bytes: usize,
+}
+
+impl Sink {
+    pub(crate) fn new(sock: TcpStream, max_queued_bytes: usize) -> Sink {
+        Sink {
+            sock,
+            state: Mutex::new(SinkState {
+                queue: VecDeque::new(),
+                queued_bytes: 0,
+                waker: None,
+                finished: false,
+                slow: false,
+                active: false,
+            }),
+            max_queued_bytes,
+        }
+    }
+
+    /// Takes the socket back once nobody else holds the sink.
+    pub(crate) fn into_socket(self) -> TcpStream {
+        self.sock
+    }
+
+    /// Locks the write state (for the fan-out, which decides what to send under the lock so
+    /// that concurrent batches keep their order).
+    pub(crate) fn lock(&self) -> MutexGuard<'_, SinkState> {
+        self.state.lock()
+    }
+
+    /// True if the connection is ending and takes nothing more.
+    pub(crate) fn is_closed(st: &SinkState) -> bool {
+        st.slow || st.finished
+    }
+
+    /// Sends `frames` in order: written now as far as the socket takes them, the rest queued.
+    /// Returns false (and starts disconnecting the client) if the queue would exceed its bound.
+    pub(crate) fn send(&self, st: &mut SinkState, frames: &[&Bytes]) -> bool {
+        if frames.is_empty() || st.slow {
+            return !st.slow;
+        }
+        st.active = true;
+        let mut written = 0;
+        if st.queue.is_empty() {
+            let mut io = [IoSlice::new(&[]); 64];
+            let n = frames.len().min(io.len());
+            for (slot, f) in io.iter_mut().zip(frames) {
+                *slot = IoSlice::new(f);
+            }
+            match self.sock.try_write_vectored(&io[..n]) {
+                Ok(w) => written = w,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => {
+                    // broken connection: the task sees it on its next read and ends
+                    self.wake(st);
+                    return true;
+                }
+            }
+        }
+        for f in frames {
+            if written >= f.len() {
+                written -= f.len();
+                continue;
+            }
+            let rest = f.slice(written..);
+            written = 0;
+            st.queued_bytes += rest.len();
+            st.queue.push_back(rest);
+        }
+        if st.queued_bytes > self.max_queued_bytes {
+            st.slow = true;
+            st.queue = VecDeque::new();
+            st.queued_bytes = 0;
+            let _ = socket2::SockRef::from(&self.sock).shutdown(Shutdown::Both);
+            self.wake(st);
+            return false;
+        }
+        if !st.queue.is_empty() {
+            self.wake(st);
+        }
+        true
+    }
+
+    /// Marks that nothing more will be added; the hold ends once the queue is written.
+    pub(crate) fn finish(&self, st: &mut SinkState) {
+        st.finished = true;
+        self.wake(st);
+    }
+
+    fn wake(&self, st: &mut SinkState) {
+        if let Some(w) = st.waker.take() {
+            w.wake();
+        }
+    }
+
+    /// True once if bytes went out since the last call (for idle keep-alives).
+    pub(crate) fn take_activity(&self) -> bool {
+        std::mem::take(&mut self.state.lock().active)
+    }
+
+    /// Runs the connection until the hold ends or `timer` fires: flushes the queue when the
+    /// socket is writable, discards what the client sends, notices when it goes away.
+    pub(crate) async fn wait(&self, mut timer: Option<Pin<&mut Sleep>>) -> Wake {
+        loop {
+            let event = poll_fn(|cx| self.poll_event(cx, timer.as_mut())).await;
+            match event {
+                Event::Timer => return Wake::Timer,
+                Event::End(e) => return Wake::End(e),
+                Event::Input => {
+                    if !self.discard_input() {
+                        return Wake::End(Ending::ClientGone);
+                    }
+                }
+                Event::Writable => {
+                    if self.flush().is_err() {
+                        return Wake::End(Ending::ClientGone);
+                    }
+                }
+            }
+        }
+    }
+
+    fn poll_event(&self, cx: &mut Context<'_>, timer: Option<&mut Pin<&mut Sleep>>) -> Poll<Event> {
+        let queued = {
+            let mut st = self.state.lock();
+            if st.slow {
+                return Poll::Ready(Event::End(Ending::Slow));
+            }
+            let queued = !st.queue.is_empty();
+            if !queued {
+                if st.finished {
+                    return Poll::Ready(Event::End(Ending::Finished));
+                }
+                match &st.waker {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    _ => st.waker = Some(cx.waker().clone()),
+                }
+            }
+            queued
+        };
+        if self.sock.poll_read_ready(cx).is_ready() {
+            return Poll::Ready(Event::Input);
+        }
+        if queued && self.sock.poll_write_ready(cx).is_ready() {
+            return Poll::Ready(Event::Writable);
+        }
+        if let Some(t) = timer {
+            if t.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Event::Timer);
+            }
+        }
+        Poll::Pending
+    }
+
+    /// Writes queued bytes until the queue is empty or the socket is full.
+    fn flush(&self) -> io::Result<()> {
+        let mut st = self.state.lock();
+        while !st.queue.is_empty() {
+            let mut io = [IoSlice::new(&[]); MAX_IOV];
+            let n = st
+                .queue
+                .iter()
+                .zip(io.iter_mut())
+                .map(|(f, slot)| *slot = IoSlice::new(f))
+                .count();
+            let mut written = match self.sock.try_write_vectored(&io[..n]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(w) => w,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
+            };
+            st.queued_bytes -= written.min(st.queued_bytes);
+            while let Some(front) = st.queue.front_mut() {
+                if written < front.len() {
+                    front.advance(written);
+                    break;
+                }
+                written -= front.len();
+                st.queue.pop_front();
+            }
+        }
+        // drained: give the storage back so an idle subscriber holds no buffer
+        st.queue = VecDeque::new();
+        st.queued_bytes = 0;
+        Ok(())
+    }
+
+    /// Reads and drops what the client sends on a held connection; false on EOF or error.
+    fn discard_input(&self) -> bool {
+        let mut buf = [0u8; 256];
+        for _ in 0..64 {
+            match self.sock.try_read(&mut buf) {
+                Ok(0) => return false,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+}
+
+enum Event {
+    Input,
+    Writable,
+    Timer,
+    End(Ending),
+}

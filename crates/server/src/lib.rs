@@ -1,0 +1,148 @@
+//! Gripway's server: everything that touches a socket.
+//!
+//! [`run`] takes a validated [`Config`](config::Config) and bound listeners and serves until
+//! its shutdown future resolves. Client connections ([`conn`]) are proxied to origins
+//! ([`proxy`], [`origin`]); responses with GRIP instructions become held connections
+//! ([`hold`]) subscribed in the broker; the publish API ([`publish_api`]) feeds the broker;
+//! the admin listener ([`admin`]) serves metrics ([`metrics`]).
+
+pub mod config;
+pub mod metrics;
+pub mod origin;
+pub mod routing;
+
+mod admin;
+mod conn;
+mod hold;
+mod proxy;
+mod publish_api;
+mod relay;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+
+use gripway_broker::{Broker, BrokerConfig};
+use gripway_proto::sig::VerifyingKey;
+use tokio::net::TcpListener;
+
+use crate::config::{Config, ConfigError, RoutesSource};
+use crate::metrics::Metrics;
+use crate::origin::{OriginClient, OriginTimeouts};
+use crate::routing::{RouteDefaults, RoutesHandle};
+
+/// What every connection shares.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) routes: RoutesHandle,
+    pub(crate) origin: OriginClient,
+    pub(crate) broker: Broker,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) upstream_key: Option<VerifyingKey>,
+    pub(crate) open_connections: AtomicUsize,
+}
+
+/// The sockets Gripway serves on, bound by the caller (tests bind port 0).
+pub struct Listeners {
+    /// Client listeners.
+    pub http: Vec<TcpListener>,
+    /// The publish API.
+    pub publish: TcpListener,
+    /// The admin listener, if enabled.
+    pub admin: Option<TcpListener>,
+}
+
+/// Binds the listeners the config names.
+pub async fn bind(config: &Config) -> Result<Listeners, ConfigError> {
+    let bind_one = |addr: SocketAddr, what: &'static str| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|e| ConfigError::new(format!("cannot listen on {addr} ({what}): {e}")))
+    };
+    let mut http = Vec::new();
+    for addr in &config.http_addrs {
+        http.push(bind_one(*addr, "clients").await?);
+    }
+    let publish = bind_one(config.publish_addr, "publish API").await?;
+    let admin = match config.admin_addr {
+        Some(addr) => Some(bind_one(addr, "admin").await?),
+        None => None,
+    };
+    Ok(Listeners {
+        http,
+        publish,
+        admin,
+    })
+}
+
+/// Checks what can be checked before binding: routes, keys, and that an open publish API is
+/// only reachable from this machine.
+pub fn validate(config: &Config) -> Result<(), ConfigError> {
+    routing::load(config)?;
+    routing::load_upstream_key(config)?;
+    if !config.publish_addr.ip().is_loopback() && config.publish.auth.is_open() {
+        return Err(ConfigError::new(format!(
+            "the publish API listens on {} (not loopback) without authentication: set [publish.auth] keys, basic or jwt_keys",
+            config.publish_addr
+        )));
+    }
+    Ok(())
+}
+
+/// Serves until `shutdown` resolves. Must run inside a tokio runtime.
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ConfigError> {
+    validate(&config)?;
+    let routes = RoutesHandle::new(routing::load(&config)?);
+    if let RoutesSource::File(path) = &config.routes {
+        routing::spawn_reloader(
+            path.clone(),
+            RouteDefaults::from_config(&config),
+            routes.clone(),
+        );
+    }
+    let upstream_key = routing::load_upstream_key(&config)?;
+    let broker = Broker::start(BrokerConfig {
+        dedup_window: config.publish.dedup_window,
+        order_wait: config.publish.order_wait,
+        shards: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        ..BrokerConfig::default()
+    });
+    let metrics = Metrics::new(broker.clone());
+    let origin = OriginClient::new(OriginTimeouts {
+        connect: config.proxy.connect_timeout,
+        response: config.proxy.response_timeout,
+    });
+    let shared = Arc::new(Shared {
+        config,
+        routes,
+        origin,
+        broker,
+        metrics: metrics.clone(),
+        upstream_key,
+        open_connections: AtomicUsize::new(0),
+    });
+    for listener in listeners.http {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!("clients on {addr}");
+        }
+        tokio::spawn(conn::accept_loop(shared.clone(), listener));
+    }
+    if let Ok(addr) = listeners.publish.local_addr() {
+        tracing::info!("publish API on {addr}");
+    }
+    tokio::spawn(publish_api::serve(shared.clone(), listeners.publish));
+    if let Some(admin) = listeners.admin {
+        if let Ok(addr) = admin.local_addr() {
+            tracing::info!("metrics on http://{addr}/metrics");
+        }
+        tokio::spawn(admin::serve(metrics, admin));
+    }
+    shutdown.await;
+    tracing::info!("shutting down");
+    Ok(())
+}

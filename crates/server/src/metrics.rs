@@ -1,0 +1,342 @@
+//! Prometheus metrics: counters the data plane bumps as it works (connections, origin
+//! requests, refusals) and figures read from the broker at scrape time (subscriptions,
+//! channels, messages received and sent, drops), all encoded by `/metrics` on the admin
+//! listener. Every metric is prefixed `gripway_`.
+//!
+//! Hot-path updates are single atomic increments; label sets are small and fixed (transport,
+//! route, reason), so no family grows without bound except by route count.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gripway_broker::{Broker, Transport};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// Connection kinds for the connections gauge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConnKind {
+    /// Accepted, reading a request or relaying a response.
+    Http,
+    /// Held open as a stream.
+    Stream,
+    /// Held as a long-poll.
+    LongPoll,
+    /// A WebSocket.
+    WebSocket,
+}
+
+impl ConnKind {
+    fn label(self) -> &'static str {
+        match self {
+            ConnKind::Http => "http",
+            ConnKind::Stream => "http-stream",
+            ConnKind::LongPoll => "http-response",
+            ConnKind::WebSocket => "ws",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct KindLabel {
+    transport: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RouteLabel {
+    route: Arc<str>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RouteErrorLabel {
+    route: Arc<str>,
+    error: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct StatusLabel {
+    status: u16,
+}
+
+/// The server's metrics.
+pub struct Metrics {
+    registry: Registry,
+    connections: Family<KindLabel, Gauge>,
+    origin_requests: Family<RouteLabel, Counter>,
+    origin_errors: Family<RouteErrorLabel, Counter>,
+    origin_latency: Family<RouteLabel, Histogram>,
+    refused: Family<ReasonLabel, Counter>,
+    publish_requests: Family<StatusLabel, Counter>,
+    dropped: Family<ReasonLabel, Counter>,
+}
+
+impl Metrics {
+    /// Metrics reading the broker's figures at scrape time.
+    pub fn new(broker: Broker) -> Arc<Metrics> {
+        let mut registry = Registry::with_prefix("gripway");
+        let connections = Family::<KindLabel, Gauge>::default();
+        registry.register(
+            "connections",
+            "Client connections open now, by transport",
+            connections.clone(),
+        );
+        let origin_requests = Family::<RouteLabel, Counter>::default();
+        registry.register(
+            "origin_requests",
+            "Requests sent to origins, by route",
+            origin_requests.clone(),
+        );
+        let origin_errors = Family::<RouteErrorLabel, Counter>::default();
+        registry.register(
+            "origin_errors",
+            "Origin requests that failed, by route and error",
+            origin_errors.clone(),
+        );
+        let origin_latency = Family::<RouteLabel, Histogram>::new_with_constructor(
+            (|| Histogram::new(exponential_buckets(0.0005, 2.0, 16))) as fn() -> Histogram,
+        );
+        registry.register(
+            "origin_response_seconds",
+            "Time from sending a request to an origin to its response head, by route",
+            origin_latency.clone(),
+        );
+        let refused = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "client_errors",
+            "Client requests refused, by reason",
+            refused.clone(),
+        );
+        let publish_requests = Family::<StatusLabel, Counter>::default();
+        registry.register(
+            "publish_requests",
+            "Publish API requests, by response status",
+            publish_requests.clone(),
+        );
+        let dropped = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "connection_drops",
+            "Connections the server closed, by reason",
+            dropped.clone(),
+        );
+        registry.register_collector(Box::new(BrokerCollector(broker)));
+        Arc::new(Metrics {
+            registry,
+            connections,
+            origin_requests,
+            origin_errors,
+            origin_latency,
+            refused,
+            publish_requests,
+            dropped,
+        })
+    }
+
+    /// Counts a connection of `kind` until the guard is dropped.
+    pub fn connection(self: &Arc<Self>, kind: ConnKind) -> ConnGuard {
+        self.connections
+            .get_or_create(&KindLabel {
+                transport: kind.label(),
+            })
+            .inc();
+        ConnGuard {
+            metrics: self.clone(),
+            kind,
+        }
+    }
+
+    /// Records an origin response head received after `latency`.
+    pub fn origin_ok(&self, route: &Arc<str>, latency: Duration) {
+        let label = RouteLabel {
+            route: route.clone(),
+        };
+        self.origin_requests.get_or_create(&label).inc();
+        self.origin_latency
+            .get_or_create(&label)
+            .observe(latency.as_secs_f64());
+    }
+
+    /// Records a failed origin request.
+    pub fn origin_error(&self, route: &Arc<str>, error: &'static str) {
+        self.origin_requests
+            .get_or_create(&RouteLabel {
+                route: route.clone(),
+            })
+            .inc();
+        self.origin_errors
+            .get_or_create(&RouteErrorLabel {
+                route: route.clone(),
+                error,
+            })
+            .inc();
+    }
+
+    /// Records a client request refused for `reason`.
+    pub fn refused(&self, reason: &'static str) {
+        self.refused.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    /// Records a publish API answer.
+    pub fn publish_answer(&self, status: u16) {
+        self.publish_requests
+            .get_or_create(&StatusLabel { status })
+            .inc();
+    }
+
+    /// Records a connection the server closed for `reason` (slow, timeout, ...).
+    pub fn dropped(&self, reason: &'static str) {
+        self.dropped.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            tracing::error!("metrics encoding failed");
+        }
+        out
+    }
+}
+
+/// Decrements the connections gauge when dropped.
+pub struct ConnGuard {
+    metrics: Arc<Metrics>,
+    kind: ConnKind,
+}
+
+impl ConnGuard {
+    /// Moves the connection to another kind (e.g. from `http` to a held stream).
+    pub fn become_kind(&mut self, kind: ConnKind) {
+        if kind == self.kind {
+            return;
+        }
+        self.metrics
+            .connections
+            .get_or_create(&KindLabel {
+                transport: self.kind.label(),
+            })
+            .dec();
+        self.metrics
+            .connections
+            .get_or_create(&KindLabel {
+                transport: kind.label(),
+            })
+            .inc();
+        self.kind = kind;
+    }
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.metrics
+            .connections
+            .get_or_create(&KindLabel {
+                transport: self.kind.label(),
+            })
+            .dec();
+    }
+}
+
+/// Reads the broker's counters at scrape time.
+struct BrokerCollector(Broker);
+
+impl std::fmt::Debug for BrokerCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BrokerCollector")
+    }
+}
+
+impl Collector for BrokerCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let stats = self.0.stats();
+        let registry = self.0.registry();
+        let gauge = |encoder: &mut DescriptorEncoder, name: &str, help: &str, v: i64| {
+            let g = ConstGauge::new(v);
+            g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)
+        };
+        gauge(
+            &mut encoder,
+            "subscriptions",
+            "Channel subscriptions held now, over all connections",
+            registry.subscription_count() as i64,
+        )?;
+        gauge(
+            &mut encoder,
+            "channels",
+            "Channels with at least one subscriber now",
+            registry.channel_count() as i64,
+        )?;
+        let counter = |encoder: &mut DescriptorEncoder, name: &str, help: &str, v: u64| {
+            let c = ConstCounter::new(v);
+            c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)
+        };
+        counter(
+            &mut encoder,
+            "messages_received",
+            "Items accepted by the publish API",
+            stats.received.load(Ordering::Relaxed),
+        )?;
+        counter(
+            &mut encoder,
+            "messages_duplicate",
+            "Items not delivered because their id was seen within the dedup window",
+            stats.duplicates.load(Ordering::Relaxed),
+        )?;
+        counter(
+            &mut encoder,
+            "messages_reordered",
+            "Items that waited for the item named by their prev-id",
+            stats.waited.load(Ordering::Relaxed),
+        )?;
+        counter(
+            &mut encoder,
+            "messages_unheard",
+            "Items published to channels with no subscribers on this node",
+            stats.unheard.load(Ordering::Relaxed),
+        )?;
+        {
+            let c = ConstCounter::new(0u64);
+            let mut family = encoder.encode_descriptor(
+                "messages_sent",
+                "Messages written or queued to subscribers, by transport",
+                None,
+                c.metric_type(),
+            )?;
+            for t in Transport::ALL {
+                let v = stats.sent[t.index()].load(Ordering::Relaxed);
+                ConstCounter::new(v).encode(family.encode_family(&KindLabel {
+                    transport: t.as_str(),
+                })?)?;
+            }
+        }
+        {
+            let c = ConstCounter::new(0u64);
+            let mut family = encoder.encode_descriptor(
+                "messages_dropped",
+                "Messages not delivered to a subscriber, by reason",
+                None,
+                c.metric_type(),
+            )?;
+            for (reason, v) in [
+                (
+                    "slow-subscriber",
+                    stats.dropped_slow.load(Ordering::Relaxed),
+                ),
+                ("closing", stats.dropped_closed.load(Ordering::Relaxed)),
+            ] {
+                ConstCounter::new(v).encode(family.encode_family(&ReasonLabel { reason })?)?;
+            }
+        }
+        Ok(())
+    }
+}

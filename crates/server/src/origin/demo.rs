@@ -1,0 +1,119 @@
+//! The built-in demo origin (Pushpin's `test` target, and what Gripway routes to when no
+//! routes are configured). It answers in-process, with the endpoints of Fastly's Fanout
+//! starter kit, all on channel `test`:
+//!
+//! | path | answer |
+//! |---|---|
+//! | `/test/stream` | `text/plain` stream hold |
+//! | `/test/sse` | `text/event-stream` stream hold, `:` comment keep-alive every 20 s |
+//! | `/test/long-poll` | response hold, empty body on timeout |
+//! | `/` | a page whose `EventSource` shows what is published to `test` |
+//!
+//! Publish to see it: `curl -d '{"items":[{"channel":"test","formats":{"http-stream":
+//! {"content":"event: message\ndata: hello\n\n"}}}]}' localhost:5561/publish/`
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_TYPE};
+use http::{HeaderMap, Method, StatusCode};
+
+use super::{OriginBody, OriginResponse};
+
+/// The channel every demo endpoint subscribes to.
+pub const CHANNEL: &str = "test";
+
+/// Answers one request as the demo origin.
+pub fn respond(method: &Method, path: &str) -> OriginResponse {
+    let grip = |ctype: &'static str, hold: &'static str| {
+        let mut h = HeaderMap::new();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
+        h.insert("grip-hold", HeaderValue::from_static(hold));
+        h.insert("grip-channel", HeaderValue::from_static(CHANNEL));
+        h
+    };
+    let (status, headers, body): (StatusCode, HeaderMap, &'static [u8]) = match (method, path) {
+        (&Method::GET, "/test/stream") => (StatusCode::OK, grip("text/plain", "stream"), b""),
+        (&Method::GET, "/test/sse") => {
+            let mut h = grip("text/event-stream", "stream");
+            h.insert(
+                "grip-keep-alive",
+                HeaderValue::from_static(":\\n\\n; format=cstring; timeout=20"),
+            );
+            h.insert("cache-control", HeaderValue::from_static("no-cache"));
+            (StatusCode::OK, h, b"")
+        }
+        (&Method::GET, "/test/long-poll") => (StatusCode::OK, grip("text/plain", "response"), b""),
+        (&Method::GET, "/" | "/test" | "/test/") => {
+            let mut h = HeaderMap::new();
+            h.insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            (StatusCode::OK, h, PAGE.as_bytes())
+        }
+        _ => {
+            let mut h = HeaderMap::new();
+            h.insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+            (
+                StatusCode::NOT_FOUND,
+                h,
+                b"Not found: the demo origin serves /test/stream, /test/sse and /test/long-poll\n",
+            )
+        }
+    };
+    OriginResponse {
+        status,
+        reason: None,
+        headers,
+        body: OriginBody::Full(Some(Bytes::from_static(body))),
+    }
+}
+
+/// The demo page: shows every event published to channel `test`.
+const PAGE: &str = r#"<!doctype html>
+<html>
+<head><meta charset="utf-8"><title>Gripway demo</title></head>
+<body>
+<h1>Gripway demo</h1>
+<p>Status: <span id="status">connecting</span></p>
+<p>Publish to channel <code>test</code> and the events appear below:</p>
+<pre>curl -d '{"items":[{"channel":"test","formats":{"http-stream":{"content":"event: message\ndata: hello\n\n"}}}]}' localhost:5561/publish/</pre>
+<ul id="events"></ul>
+<script>
+const status = document.getElementById('status');
+const events = document.getElementById('events');
+const source = new EventSource('/test/sse');
+source.onopen = () => { status.textContent = 'open'; };
+source.onerror = () => { status.textContent = 'reconnecting'; };
+source.onmessage = (e) => {
+  const li = document.createElement('li');
+  li.className = 'event';
+  li.textContent = e.data;
+  events.appendChild(li);
+};
+</script>
+</body>
+</html>
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints() {
+        let r = respond(&Method::GET, "/test/sse");
+        assert_eq!(r.headers["grip-hold"], "stream");
+        assert_eq!(r.headers["grip-channel"], "test");
+        assert_eq!(r.headers["content-type"], "text/event-stream");
+        assert_eq!(
+            respond(&Method::GET, "/test/long-poll").headers["grip-hold"],
+            "response"
+        );
+        assert_eq!(
+            respond(&Method::GET, "/test/stream").headers["content-type"],
+            "text/plain"
+        );
+        assert_eq!(respond(&Method::GET, "/nope").status, StatusCode::NOT_FOUND);
+        assert_eq!(respond(&Method::GET, "/").status, StatusCode::OK);
+    }
+}

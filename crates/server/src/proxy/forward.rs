@@ -1,0 +1,106 @@
+//! Sending a request to its route's targets: each target in order until one answers, with
+//! the request's headers rebuilt per target (its `host=` may differ) and every attempt
+//! counted per route. Only failures that prove the request never reached the origin
+//! (connect, TLS, no response head in time) move on to the next target.
+
+use std::net::IpAddr;
+use std::time::Instant;
+
+use gripway_proto::routes::{Target, TargetKind};
+
+use super::headers::{origin_headers, HeaderContext};
+use super::{now_unix, ProxiedRequest};
+use crate::origin::{demo, ConnectTarget, OriginError, OriginRequest, OriginResponse};
+use crate::Shared;
+
+/// Sends `request` to its route's targets in order; the first answer wins.
+pub(crate) async fn forward(
+    shared: &Shared,
+    request: &ProxiedRequest,
+    peer: IpAddr,
+) -> Result<OriginResponse, OriginError> {
+    let route = &request.route;
+    let path = route
+        .route
+        .origin_path(request.head.path_and_query())
+        .into_owned();
+    let mut last_error = None;
+    for target in &route.route.targets {
+        if let TargetKind::Test = target.kind {
+            shared
+                .metrics
+                .origin_ok(&route.label, std::time::Duration::ZERO);
+            let path_only = path.split('?').next().unwrap_or(&path);
+            return Ok(demo::respond(&request.head.method, path_only));
+        }
+        let headers = origin_headers(
+            &request.head.headers,
+            &HeaderContext {
+                config: &shared.config.proxy,
+                route,
+                target,
+                peer,
+                tls: false,
+                trusted: request.trusted,
+                now_unix: now_unix(),
+            },
+        );
+        let out = OriginRequest {
+            method: request.head.method.clone(),
+            path_and_query: path.clone(),
+            headers,
+            body: request.body.clone(),
+        };
+        let started = Instant::now();
+        match shared.origin.send(&connect_target(target), &out).await {
+            Ok(response) => {
+                shared.metrics.origin_ok(&route.label, started.elapsed());
+                return Ok(response);
+            }
+            Err(e) => {
+                shared.metrics.origin_error(&route.label, e.label());
+                let next = e.try_next_target();
+                last_error = Some(e);
+                if !next {
+                    break;
+                }
+            }
+        }
+    }
+    Err(last_error.unwrap_or_else(|| OriginError {
+        kind: crate::origin::OriginErrorKind::Connect,
+        message: "route has no targets".into(),
+    }))
+}
+
+fn connect_target(target: &Target) -> ConnectTarget {
+    let (host, port) = match &target.kind {
+        TargetKind::Addr { host, port } => (
+            host.trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+            *port,
+        ),
+        TargetKind::Test => (String::new(), 0),
+    };
+    let tls = target.ssl.then(|| {
+        target
+            .host
+            .as_deref()
+            .map(|h| {
+                h.rsplit_once(':')
+                    .filter(|(_, p)| p.parse::<u16>().is_ok())
+                    .map_or(h, |(n, _)| n)
+            })
+            .unwrap_or(&host)
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string()
+    });
+    ConnectTarget {
+        host,
+        port,
+        tls,
+        insecure: target.insecure,
+    }
+}

@@ -1,0 +1,260 @@
+//! One client request through the proxy: find its route, read its body, send it to the
+//! route's targets in order until one answers, then either relay the answer or, when it
+//! carries GRIP instructions, prepare the hold.
+//!
+//! Errors are sorted by whose fault they are: the client's (400, 403, 413: counted under
+//! `client_errors`), the origin's (502/504: counted under `origin_errors`), or ours (logged).
+
+mod forward;
+pub(crate) mod headers;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use gripway_proto::http1::RequestHead;
+use gripway_proto::instruct::{is_grip_response, parse_instruct, InstructLimits};
+use gripway_proto::routes::RouteProto;
+use gripway_proto::sig::verify_grip_sig;
+
+use crate::conn::{read_body, write_simple, BodyProblem, ClientConn};
+use crate::hold::{self, HoldPlan};
+use crate::origin::{OriginErrorKind, OriginResponse};
+use crate::relay;
+use crate::routing::RouteEntry;
+use crate::Shared;
+
+pub(crate) use forward::forward;
+
+/// What the connection does after a request.
+pub(crate) enum Next {
+    /// Read the next request.
+    KeepAlive,
+    /// Close the connection.
+    Close,
+    /// Hold the connection for published messages.
+    Hold(Box<HoldPlan>),
+}
+
+/// A client request as sent to the origin, kept for retries (`hint` on a long-poll).
+pub(crate) struct ProxiedRequest {
+    pub(crate) route: Arc<RouteEntry>,
+    pub(crate) head: RequestHead,
+    pub(crate) body: Bytes,
+    /// The client proved itself a trusted upstream proxy.
+    pub(crate) trusted: bool,
+}
+
+/// Seconds since the Unix epoch (for token expiry).
+pub(crate) fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Handles one request read from `conn`.
+pub(crate) async fn handle(shared: &Arc<Shared>, conn: &mut ClientConn, head: RequestHead) -> Next {
+    let routes = shared.routes.current();
+    let proto = if head.is_websocket_upgrade() {
+        RouteProto::Ws
+    } else {
+        RouteProto::Http
+    };
+    let Some(route) = routes.find(head.host(), head.path(), proto, false).cloned() else {
+        shared.metrics.refused("no-route");
+        let _ = write_simple(
+            &mut conn.sock,
+            head.version,
+            502,
+            "Route not found\n",
+            false,
+        )
+        .await;
+        return Next::Close;
+    };
+    drop(routes);
+    if proto == RouteProto::Ws {
+        shared.metrics.refused("websocket-unsupported");
+        let _ = write_simple(
+            &mut conn.sock,
+            head.version,
+            501,
+            "WebSocket connections are not supported yet.\n",
+            false,
+        )
+        .await;
+        return Next::Close;
+    }
+    let trusted = is_trusted(shared, &head);
+    if !trusted && sends_websocket_events(&head) && route.route.targets.iter().any(|t| t.over_http)
+    {
+        shared.metrics.refused("websocket-events-from-client");
+        let _ = write_simple(
+            &mut conn.sock,
+            head.version,
+            403,
+            "Client not allowed to send WebSocket events directly.\n",
+            false,
+        )
+        .await;
+        return Next::Close;
+    }
+    let cfg = &shared.config.proxy;
+    let body = match read_body(conn, &head, cfg.max_request_body, cfg.request_head_timeout).await {
+        Ok(b) => b,
+        Err(problem) => {
+            let (status, reason, text) = match problem {
+                BodyProblem::TooLarge => (
+                    413,
+                    "request-body-too-large",
+                    "Request body too large.\n".to_string(),
+                ),
+                BodyProblem::Bad(e) => {
+                    (400, "bad-request-body", format!("Bad request body: {e}\n"))
+                }
+                BodyProblem::Gone => return Next::Close,
+            };
+            shared.metrics.refused(reason);
+            let _ = write_simple(&mut conn.sock, head.version, status, &text, false).await;
+            return Next::Close;
+        }
+    };
+    let request = ProxiedRequest {
+        route,
+        head,
+        body,
+        trusted,
+    };
+    match forward(shared, &request, conn.peer.ip()).await {
+        Ok(response) => respond(shared, conn, request, response).await,
+        Err(e) => {
+            let status = if e.kind == OriginErrorKind::Timeout {
+                504
+            } else {
+                502
+            };
+            tracing::info!(route = %request.route.label, "origin failed: {e}");
+            let body = if request.route.debug {
+                format!("Error while proxying to origin: {e}\n")
+            } else {
+                "Error while proxying to origin.\n".into()
+            };
+            let keep = request.head.keep_alive();
+            let _ = write_simple(&mut conn.sock, request.head.version, status, &body, keep).await;
+            if keep {
+                Next::KeepAlive
+            } else {
+                Next::Close
+            }
+        }
+    }
+}
+
+/// Sends a held request to the origin again (a long-poll got `hint`) and acts on the answer.
+pub(crate) async fn retry(
+    shared: &Arc<Shared>,
+    conn: &mut ClientConn,
+    request: ProxiedRequest,
+) -> Next {
+    match forward(shared, &request, conn.peer.ip()).await {
+        Ok(response) => respond(shared, conn, request, response).await,
+        Err(e) => {
+            tracing::info!(route = %request.route.label, "origin failed on retry: {e}");
+            let _ = write_simple(
+                &mut conn.sock,
+                request.head.version,
+                502,
+                "Error while proxying to origin.\n",
+                false,
+            )
+            .await;
+            Next::Close
+        }
+    }
+}
+
+/// Acts on an origin's response to `request`: relay it, or prepare a hold.
+pub(crate) async fn respond(
+    shared: &Arc<Shared>,
+    conn: &mut ClientConn,
+    request: ProxiedRequest,
+    mut response: OriginResponse,
+) -> Next {
+    let grip =
+        !request.route.route.no_grip && !request.trusted && is_grip_response(&response.headers);
+    if !grip {
+        return relay::relay(conn, &request.head, response).await;
+    }
+    let limit = shared.config.proxy.max_instruct_body;
+    let body = match response.body.read_to_end(limit).await {
+        Ok(Some(b)) => b,
+        Ok(None) => {
+            return origin_fault(shared, conn, &request, "GRIP instruct response too large").await
+        }
+        Err(e) => return origin_fault(shared, conn, &request, &e.message).await,
+    };
+    let limits = InstructLimits {
+        max_channels: shared.config.grip.max_channels_per_connection,
+        max_body_bytes: limit,
+        ..InstructLimits::default()
+    };
+    let instruct = match parse_instruct(response.status.as_u16(), &response.headers, &body, &limits)
+    {
+        Ok(i) => i,
+        Err(e) => {
+            let reason = format!("Failed to parse accept instructions: {e}");
+            return origin_fault(shared, conn, &request, &reason).await;
+        }
+    };
+    if instruct.channels_dropped > 0 {
+        tracing::debug!(route = %request.route.label, dropped = instruct.channels_dropped, "too many channels; extra ones ignored");
+    }
+    let plan = hold::prepare(&request, &response, instruct, body);
+    match plan {
+        hold::Prepared::Relay(relayed) => relay::write_full(conn, &request.head, relayed).await,
+        hold::Prepared::Hold(plan) => Next::Hold(plan),
+    }
+}
+
+/// The origin sent something we cannot use: 502, with the reason in debug mode.
+async fn origin_fault(
+    shared: &Shared,
+    conn: &mut ClientConn,
+    request: &ProxiedRequest,
+    reason: &str,
+) -> Next {
+    shared
+        .metrics
+        .origin_error(&request.route.label, "bad-instruct");
+    tracing::info!(route = %request.route.label, "{reason}");
+    let body = if request.route.debug {
+        format!("{reason}\n")
+    } else {
+        "Error while proxying to origin.\n".into()
+    };
+    let _ = write_simple(&mut conn.sock, request.head.version, 502, &body, false).await;
+    Next::Close
+}
+
+fn is_trusted(shared: &Shared, head: &RequestHead) -> bool {
+    let Some(key) = &shared.upstream_key else {
+        return false;
+    };
+    head.headers
+        .get("grip-sig")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|token| verify_grip_sig(token, key, now_unix()))
+}
+
+fn sends_websocket_events(head: &RequestHead) -> bool {
+    head.headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';').next().is_some_and(|t| {
+                t.trim()
+                    .eq_ignore_ascii_case("application/websocket-events")
+            })
+        })
+}

@@ -1,0 +1,200 @@
+//! The publish API, compatible with Pushpin's (`POST /publish/`) and Fastly Fanout's
+//! (`POST /service/{id}/publish/`), with or without the trailing slash.
+//!
+//! A request is checked in this order: route and method (404/405), credentials (401),
+//! `Accept` (406), body size (413), items (400, or 413 for oversized content; all-or-nothing).
+//! It is answered as soon as its items are queued in the broker, before fan-out, so a
+//! publisher never waits on subscribers; an acknowledged item is never dropped.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use gripway_proto::auth::AuthError;
+use gripway_proto::publish::parse_publish_body;
+use http::header::{HeaderValue, ACCEPT, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+
+use crate::proxy::now_unix;
+use crate::Shared;
+
+/// Serves the publish API on `listener` until the process ends.
+pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener) {
+    loop {
+        let (sock, _) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!("publish API accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = sock.set_nodelay(true);
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let shared = shared.clone();
+                async move { Ok::<_, Infallible>(handle(&shared, req).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(30))
+                .max_buf_size(64 * 1024)
+                .serve_connection(TokioIo::new(sock), service)
+                .await;
+        });
+    }
+}
+
+enum Format {
+    Text,
+    Json,
+}
+
+async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let response = route(shared, req).await;
+    shared.metrics.publish_answer(response.status().as_u16());
+    response
+}
+
+async fn route(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = req.uri().path();
+    let path = path.strip_suffix('/').unwrap_or(path);
+    let is_publish = path == "/publish" || is_fastly_publish(path);
+    match (path, req.method()) {
+        ("", &Method::GET) => text(StatusCode::OK, "Gripway API\n"),
+        (_, &Method::POST) if is_publish => publish(shared, req).await,
+        ("/recover", &Method::POST) => text(StatusCode::OK, "Updated\n"),
+        (_, _) if is_publish || path == "/recover" => {
+            let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed.\n");
+            r.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("POST"));
+            r
+        }
+        _ => text(StatusCode::NOT_FOUND, "Not found.\n"),
+    }
+}
+
+/// `/service/{id}/publish` (the trailing slash already removed).
+fn is_fastly_publish(path: &str) -> bool {
+    path.strip_prefix("/service/")
+        .and_then(|rest| rest.strip_suffix("/publish"))
+        .is_some_and(|id| !id.is_empty() && !id.contains('/'))
+}
+
+async fn publish(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let auth = &shared.config.publish.auth;
+    if !auth.is_open() {
+        let header = |name: &str| req.headers().get(name).map(HeaderValue::as_bytes);
+        if let Err(e) = auth.check(header("authorization"), header("fastly-key"), now_unix()) {
+            return unauthorized(&e);
+        }
+    }
+    let format = match negotiate(req.headers().get(ACCEPT)) {
+        Some(f) => f,
+        None => return text(StatusCode::NOT_ACCEPTABLE, "Not acceptable.\n"),
+    };
+    let max = shared.config.publish.max_body;
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return text(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large.\n");
+    }
+    let body = match Limited::new(req.into_body(), max).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            return text(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large.\n")
+        }
+        Err(_) => return text(StatusCode::BAD_REQUEST, "Request body could not be read.\n"),
+    };
+    let items = match parse_publish_body(&body, &shared.config.publish.limits) {
+        Ok(items) => items,
+        Err(e) => {
+            let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+            return text(status, &format!("{e}\n"));
+        }
+    };
+    if shared.broker.publish(items).await.is_err() {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "Shutting down.\n");
+    }
+    match format {
+        Format::Text => text(StatusCode::OK, "Published\n"),
+        Format::Json => {
+            let mut r = text(StatusCode::OK, "{\"message\": \"Published\"}\n");
+            r.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r
+        }
+    }
+}
+
+/// Pushpin's negotiation: text unless the client prefers JSON; None if it accepts neither.
+fn negotiate(accept: Option<&HeaderValue>) -> Option<Format> {
+    let Some(accept) = accept.and_then(|v| v.to_str().ok()) else {
+        return Some(Format::Text);
+    };
+    for range in accept.split(',') {
+        let media = range
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        match media.as_str() {
+            "text/plain" | "text/*" | "*/*" | "*" => return Some(Format::Text),
+            "application/json" | "application/*" => return Some(Format::Json),
+            _ => {}
+        }
+    }
+    None
+}
+
+fn unauthorized(e: &AuthError) -> Response<Full<Bytes>> {
+    let mut r = text(StatusCode::UNAUTHORIZED, &format!("Unauthorized: {e}\n"));
+    r.headers_mut().insert(
+        WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer realm=\"gripway\""),
+    );
+    r
+}
+
+fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::copy_from_slice(body.as_bytes())));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fastly_paths() {
+        assert!(is_fastly_publish("/service/abc123/publish"));
+        assert!(!is_fastly_publish("/service//publish"));
+        assert!(!is_fastly_publish("/service/a/b/publish"));
+        assert!(!is_fastly_publish("/publish"));
+    }
+
+    #[test]
+    fn accept_negotiation() {
+        let n = |s: &'static str| negotiate(Some(&HeaderValue::from_static(s)));
+        assert!(matches!(negotiate(None), Some(Format::Text)));
+        assert!(matches!(n("application/json"), Some(Format::Json)));
+        assert!(matches!(n("text/html, */*;q=0.8"), Some(Format::Text)));
+        assert!(n("image/png").is_none());
+    }
+}
