@@ -169,8 +169,10 @@ fn init_logging(level: Option<&str>, verbose: bool) {
         eprintln!("gripway: log level '{directive}' not understood ({e}); using info");
         EnvFilter::new("info")
     });
+    use std::io::IsTerminal as _;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
 }

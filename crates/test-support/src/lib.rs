@@ -1,1 +1,18 @@
-//! (being written)
+//! For tests only: the real `gripway` binary started on port 0 ([`Gripway`]), origins
+//! written in the test on port 0 ([`Origin`]), and clients that talk to them over real
+//! sockets ([`RawClient`] for byte-exact HTTP/1.1, [`publish`] for the publish API).
+//!
+//! Every wait is bounded: helpers take or imply a timeout and panic with what they saw when it
+//! runs out, so a broken feature fails a test instead of hanging it. Everything started here
+//! stops when its handle is dropped.
+
+mod gripway;
+mod origin;
+mod raw;
+
+pub use gripway::Gripway;
+pub use origin::{Origin, OriginRequest, Reply};
+pub use raw::{publish, publish_with, RawClient};
+
+/// The default bound on any single wait in a test.
+pub const WAIT: std::time::Duration = std::time::Duration::from_secs(10);

@@ -29,9 +29,9 @@ pub(super) fn parse(body: &[u8], limits: &PublishLimits) -> Result<Vec<Item>, Pu
         .deserialize(&mut json)
         .and_then(|items| json.end().map(|()| items));
     parsed.map_err(|json_error| {
-        ctx.error.take().unwrap_or_else(|| {
-            invalid(None, format!("Body is not valid JSON: {json_error}"))
-        })
+        ctx.error
+            .take()
+            .unwrap_or_else(|| invalid(None, format!("Body is not valid JSON: {json_error}")))
     })
 }
 
@@ -466,7 +466,10 @@ impl<'de> Visitor<'de> for ItemSeed<'_, '_> {
                                 name,
                                 legacy: true,
                             };
-                            let format = map.next_value_seed(FormatSeed { ctx: &mut *ctx, loc })?;
+                            let format = map.next_value_seed(FormatSeed {
+                                ctx: &mut *ctx,
+                                loc,
+                            })?;
                             store_format(&mut legacy, format);
                         }
                         _ => {
@@ -490,7 +493,11 @@ impl<'de> Visitor<'de> for ItemSeed<'_, '_> {
                 ITEM_ID | ITEM_PREV_ID => {
                     let path = format_args!("items[{index}].{key}");
                     let value = expect_str(ctx, map.next_value()?, item, path)?;
-                    let slot = if bit == ITEM_ID { &mut id } else { &mut prev_id };
+                    let slot = if bit == ITEM_ID {
+                        &mut id
+                    } else {
+                        &mut prev_id
+                    };
                     // An empty id means no id, as in Pushpin.
                     if !value.is_empty() {
                         check_name(&value, limits.max_id_bytes, item, path)
@@ -498,7 +505,12 @@ impl<'de> Visitor<'de> for ItemSeed<'_, '_> {
                         *slot = Some(value.into_owned());
                     }
                 }
-                ITEM_META => meta = map.next_value_seed(MetaSeed { ctx: &mut *ctx, index })?,
+                ITEM_META => {
+                    meta = map.next_value_seed(MetaSeed {
+                        ctx: &mut *ctx,
+                        index,
+                    })?
+                }
                 ITEM_NO_SEQ => match map.next_value()? {
                     Scalar::Bool(b) => no_seq = b,
                     other => {
@@ -524,7 +536,12 @@ impl<'de> Visitor<'de> for ItemSeed<'_, '_> {
                         return Err(ctx.reject(invalid(item, message)));
                     }
                 },
-                _ => formats = Some(map.next_value_seed(FormatsSeed { ctx: &mut *ctx, index })?),
+                _ => {
+                    formats = Some(map.next_value_seed(FormatsSeed {
+                        ctx: &mut *ctx,
+                        index,
+                    })?)
+                }
             }
         }
 
@@ -563,7 +580,10 @@ fn check_name(
     }
     if value.len() > max {
         let len = value.len();
-        return Err(invalid(item, format!("{path}: {len} bytes, over the limit of {max}")));
+        return Err(invalid(
+            item,
+            format!("{path}: {len} bytes, over the limit of {max}"),
+        ));
     }
     match value.chars().find(|c| c.is_control()) {
         Some(c) => {
@@ -610,13 +630,19 @@ impl<'de> Visitor<'de> for MetaSeed<'_, '_> {
             let path = format_args!("items[{index}].meta[{key:?}]");
             let value = expect_str(ctx, map.next_value()?, item, path)?;
             let problem = if meta.len() == MAX_META_ENTRIES {
-                Some(format!("items[{index}].meta: more than {MAX_META_ENTRIES} entries"))
+                Some(format!(
+                    "items[{index}].meta: more than {MAX_META_ENTRIES} entries"
+                ))
             } else if meta.iter().any(|(k, _)| *k == key) {
                 Some(format!("items[{index}].meta: duplicate key {key:?}"))
             } else if key.len() > MAX_META_KEY_BYTES {
-                Some(format!("{path}: key over the limit of {MAX_META_KEY_BYTES} bytes"))
+                Some(format!(
+                    "{path}: key over the limit of {MAX_META_KEY_BYTES} bytes"
+                ))
             } else if value.len() > MAX_META_VALUE_BYTES {
-                Some(format!("{path}: value over the limit of {MAX_META_VALUE_BYTES} bytes"))
+                Some(format!(
+                    "{path}: value over the limit of {MAX_META_VALUE_BYTES} bytes"
+                ))
             } else {
                 None
             };
@@ -669,7 +695,10 @@ impl<'de> DeserializeSeed<'de> for FormatsSeed<'_, '_> {
 
 impl FormatsSeed<'_, '_> {
     fn wrong_type<E: de::Error>(self, got: &str) -> E {
-        let message = format!("items[{}].formats: expected an object, got {got}", self.index);
+        let message = format!(
+            "items[{}].formats: expected an object, got {got}",
+            self.index
+        );
         self.ctx.reject(invalid(Some(self.index), message))
     }
 }
@@ -702,7 +731,10 @@ impl<'de> Visitor<'de> for FormatsSeed<'_, '_> {
             };
             store_format(
                 &mut formats,
-                map.next_value_seed(FormatSeed { ctx: &mut *ctx, loc })?,
+                map.next_value_seed(FormatSeed {
+                    ctx: &mut *ctx,
+                    loc,
+                })?,
             );
         }
         Ok(formats)

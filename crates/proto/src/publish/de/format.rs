@@ -22,8 +22,8 @@ use super::{
 };
 use crate::publish::{
     HttpResponseAction, HttpResponseFormat, HttpStreamAction, HttpStreamFormat, JsonPatch,
-    PublishError, PublishLimits, ResponseBody, ResponseMessage, WsAction, WsKind,
-    WsMessageFormat, MAX_CLOSE_REASON_BYTES, MAX_CONTENT_FILTERS, MAX_CONTENT_FILTER_BYTES,
+    PublishError, PublishLimits, ResponseBody, ResponseMessage, WsAction, WsKind, WsMessageFormat,
+    MAX_CLOSE_REASON_BYTES, MAX_CONTENT_FILTERS, MAX_CONTENT_FILTER_BYTES,
     MAX_CONTROL_FRAME_PAYLOAD, MAX_HEADER_BYTES, MAX_REASON_BYTES, MAX_RESPONSE_HEADERS,
 };
 
@@ -148,12 +148,17 @@ impl<'de> Visitor<'de> for FormatSeed<'_, '_> {
                     continue;
                 }
                 Field::Headers => {
-                    raw.headers = map.next_value_seed(HeadersSeed { ctx: &mut *ctx, loc })?;
+                    raw.headers = map.next_value_seed(HeadersSeed {
+                        ctx: &mut *ctx,
+                        loc,
+                    })?;
                     continue;
                 }
                 Field::ContentFilters => {
-                    raw.content_filters =
-                        map.next_value_seed(FiltersSeed { ctx: &mut *ctx, loc })?;
+                    raw.content_filters = map.next_value_seed(FiltersSeed {
+                        ctx: &mut *ctx,
+                        loc,
+                    })?;
                     continue;
                 }
                 Field::Action => &mut raw.action,
@@ -164,7 +169,12 @@ impl<'de> Visitor<'de> for FormatSeed<'_, '_> {
                 Field::Reason => &mut raw.reason,
                 Field::Type => &mut raw.kind,
             };
-            *slot = Some(expect_str(ctx, map.next_value()?, item, format_args!("{loc}.{key}"))?);
+            *slot = Some(expect_str(
+                ctx,
+                map.next_value()?,
+                item,
+                format_args!("{loc}.{key}"),
+            )?);
         }
         finish(raw, loc, ctx.limits).map_err(|e| ctx.reject(e))
     }
@@ -225,7 +235,14 @@ fn finish(
                 Action::Close => HttpStreamAction::Close,
                 Action::Hint | Action::Refresh => HttpStreamAction::Hint,
                 Action::Send => {
-                    match payload(loc, max, raw.content, "content", raw.content_bin, "content-bin")? {
+                    match payload(
+                        loc,
+                        max,
+                        raw.content,
+                        "content",
+                        raw.content_bin,
+                        "content-bin",
+                    )? {
                         Some(p) => HttpStreamAction::Send(p.bytes),
                         None => {
                             let message = format!("{loc}: needs 'content' or 'content-bin'");
@@ -291,8 +308,7 @@ fn response_message(
                 return Err(invalid(item, message));
             }
             if !reason.bytes().all(is_field_byte) {
-                let message =
-                    format!("{loc}.reason: contains CR, LF or another control character");
+                let message = format!("{loc}.reason: contains CR, LF or another control character");
                 return Err(invalid(item, message));
             }
             Some(reason.into_owned())
@@ -354,7 +370,14 @@ fn ws_send(raw: RawFormat<'_>, loc: FormatLoc, max: usize) -> Result<WsAction, P
             return Err(invalid(item, message));
         }
     };
-    let found = payload(loc, max, raw.content, "content", raw.content_bin, "content-bin")?;
+    let found = payload(
+        loc,
+        max,
+        raw.content,
+        "content",
+        raw.content_bin,
+        "content-bin",
+    )?;
     let control = matches!(kind, Some(WsKind::Ping | WsKind::Pong));
     let payload = match found {
         Some(p) => p,
@@ -676,9 +699,18 @@ impl<'de> Visitor<'de> for HeaderPairSeed<'_, '_> {
         }
         match (name, value) {
             (Some(name), Some(value)) if extra == 0 => {
-                let name = expect_str(ctx, name, item, format_args!("{loc}.headers[{position}][0]"))?;
-                let value =
-                    expect_str(ctx, value, item, format_args!("{loc}.headers[{position}][1]"))?;
+                let name = expect_str(
+                    ctx,
+                    name,
+                    item,
+                    format_args!("{loc}.headers[{position}][0]"),
+                )?;
+                let value = expect_str(
+                    ctx,
+                    value,
+                    item,
+                    format_args!("{loc}.headers[{position}][1]"),
+                )?;
                 Ok((name, value))
             }
             (name, value) => {
@@ -733,9 +765,13 @@ impl<'de> Visitor<'de> for FiltersSeed<'_, '_> {
             let path = format_args!("{loc}.content-filters[{position}]");
             let filter = expect_str(ctx, value, item, path)?;
             let problem = if position == MAX_CONTENT_FILTERS {
-                Some(format!("{loc}.content-filters: more than {MAX_CONTENT_FILTERS} entries"))
+                Some(format!(
+                    "{loc}.content-filters: more than {MAX_CONTENT_FILTERS} entries"
+                ))
             } else if filter.len() > MAX_CONTENT_FILTER_BYTES {
-                Some(format!("{path}: over the limit of {MAX_CONTENT_FILTER_BYTES} bytes"))
+                Some(format!(
+                    "{path}: over the limit of {MAX_CONTENT_FILTER_BYTES} bytes"
+                ))
             } else if filter.chars().any(char::is_control) {
                 Some(format!("{path}: contains a control character"))
             } else {

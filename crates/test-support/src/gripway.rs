@@ -1,0 +1,165 @@
+//! Starts the real `gripway` binary with every listener on port 0 and learns the ports it got
+//! from its start-up log lines. The process is killed when the handle drops; its log is kept
+//! and printed if the test panics, so a failure shows what the server said.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A running gripway process.
+pub struct Gripway {
+    child: Child,
+    /// Client listener.
+    pub addr: SocketAddr,
+    /// Publish API listener.
+    pub publish_addr: SocketAddr,
+    /// Admin listener.
+    pub admin_addr: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Gripway {
+    /// Starts `binary` with `args` (plus the three port-0 listeners).
+    pub fn start(binary: &str, args: &[&str]) -> Gripway {
+        Self::start_in(binary, args, None)
+    }
+
+    /// Starts `binary` in directory `dir`.
+    pub fn start_in(binary: &str, args: &[&str], dir: Option<&Path>) -> Gripway {
+        let mut cmd = Command::new(binary);
+        cmd.args([
+            "--port",
+            "127.0.0.1:0",
+            "--publish-port",
+            "127.0.0.1:0",
+            "--admin-port",
+            "127.0.0.1:0",
+        ])
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+        if !args.iter().any(|a| a.starts_with("--log-level")) {
+            cmd.args(["--log-level", "info"]);
+        }
+        if let Some(d) = dir {
+            cmd.current_dir(d);
+        }
+        let mut child = cmd.spawn().expect("gripway binary starts");
+        let stderr = child.stderr.take().expect("stderr piped");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    let _ = tx.send(line.clone());
+                    log.lock().expect("log lock").push(line);
+                }
+            });
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let (mut addr, mut publish_addr, mut admin_addr) = (None, None, None);
+        while addr.is_none() || publish_addr.is_none() || admin_addr.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = match rx.recv_timeout(left) {
+                Ok(l) => l,
+                Err(_) => {
+                    let status = child.try_wait().ok().flatten();
+                    let _ = child.kill();
+                    panic!(
+                        "gripway did not report its listeners (exit: {status:?}); log:\n{}",
+                        log.lock().expect("log lock").join("\n")
+                    );
+                }
+            };
+            let after = |marker: &str| {
+                line.find(marker).and_then(|i| {
+                    line[i + marker.len()..]
+                        .split(|c: char| c.is_whitespace() || c == '/')
+                        .next()
+                        .and_then(|a| a.parse::<SocketAddr>().ok())
+                })
+            };
+            addr = addr.or_else(|| after("clients on "));
+            publish_addr = publish_addr.or_else(|| after("publish API on "));
+            admin_addr = admin_addr.or_else(|| after("metrics on http://"));
+        }
+        Gripway {
+            child,
+            addr: addr.expect("client address"),
+            publish_addr: publish_addr.expect("publish address"),
+            admin_addr: admin_addr.expect("admin address"),
+            log,
+        }
+    }
+
+    /// `http://127.0.0.1:PORT` of the client listener.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// The publish endpoint (Pushpin's form).
+    pub fn publish_url(&self) -> String {
+        format!("http://{}/publish/", self.publish_addr)
+    }
+
+    /// Everything the server logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().expect("log lock").join("\n")
+    }
+
+    /// Waits until the log contains `needle` (bounded by `within`).
+    pub fn wait_for_log(&self, needle: &str, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if self.log().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// The value of a Prometheus sample (`name{labels}` exactly as exposed), if present.
+    pub async fn metric(&self, sample: &str) -> Option<f64> {
+        let text = reqwest_like_get(self.admin_addr, "/metrics").await;
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .find_map(|l| {
+                let (name, value) = l.rsplit_once(' ')?;
+                (name == sample).then(|| value.parse().ok()).flatten()
+            })
+    }
+
+    /// True while the process runs.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Gripway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- gripway log ---\n{}\n---", self.log());
+        }
+    }
+}
+
+/// A GET over a fresh connection, returning the body (admin endpoints are tiny).
+async fn reqwest_like_get(addr: SocketAddr, path: &str) -> String {
+    let mut c = crate::RawClient::connect(addr).await;
+    c.send(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await;
+    let all = c.read_to_end(crate::WAIT).await;
+    let text = String::from_utf8_lossy(&all).into_owned();
+    text.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
+}
