@@ -143,6 +143,14 @@ impl Sink {
         true
     }
 
+    /// Queues `frame` without writing it yet: it goes out (first) when the connection's task
+    /// next runs. Used for the initial response, so that the client sees nothing before the
+    /// subscriptions that follow it are in place.
+    pub(crate) fn enqueue(&self, st: &mut SinkState, frame: Bytes) {
+        st.queued_bytes += frame.len();
+        st.queue.push_back(frame);
+    }
+
     /// Marks that nothing more will be added; the hold ends once the queue is written.
     pub(crate) fn finish(&self, st: &mut SinkState) {
         st.finished = true;

@@ -120,15 +120,15 @@ pub(crate) async fn run(
         chunked,
         filters: Filters::new(&plan.channels, &plan.meta),
     });
-    let first = initial_bytes(&plan, chunked);
     {
+        // queued, not written: the client sees the response only once it is subscribed, and
+        // whatever is published meanwhile is queued behind it
         let mut st = sub.sink.lock();
-        sub.sink.send(&mut st, &[&first]);
+        sub.sink.enqueue(&mut st, initial_bytes(&plan, chunked));
         if plan.head_only {
             sub.sink.finish(&mut st);
         }
     }
-    drop(first);
     let keep_alive = plan.keep_alive_data.as_ref().map(|k| KeepAliveTimer {
         data: if chunked {
             encode_chunk(&k.data)
