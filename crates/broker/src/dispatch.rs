@@ -12,7 +12,7 @@
 //! the fan-out. The queues are bounded; when they are full, `publish` waits (backpressure on
 //! the publisher) rather than dropping anything it has acknowledged.
 
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -145,9 +145,7 @@ impl Broker {
     }
 
     fn shard_of(&self, channel: &str) -> usize {
-        let mut h = self.hasher.build_hasher();
-        channel.hash(&mut h);
-        (h.finish() as usize) % self.queues.len()
+        (self.hasher.hash_one(channel) as usize) % self.queues.len()
     }
 }
 

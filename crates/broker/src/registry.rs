@@ -10,7 +10,7 @@
 //! Dropping a [`Subscription`] unsubscribes, so a connection that goes away for any reason
 //! leaves nothing behind.
 
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -24,9 +24,12 @@ use crate::subscriber::{Delivery, Subscriber, Transport};
 
 const SHARDS: usize = 64;
 
+/// One lock's worth of the channel map.
+type Shard = Mutex<HashMap<ChannelName, Arc<Channel>>>;
+
 /// Subscribers by channel on this node.
 pub struct Registry {
-    shards: Box<[Mutex<HashMap<ChannelName, Arc<Channel>>>]>,
+    shards: Box<[Shard]>,
     hasher: FixedState,
     channels: AtomicUsize,
     subscriptions: AtomicUsize,
@@ -70,10 +73,8 @@ impl Registry {
         })
     }
 
-    fn shard(&self, channel: &str) -> &Mutex<HashMap<ChannelName, Arc<Channel>>> {
-        let mut h = self.hasher.build_hasher();
-        channel.hash(&mut h);
-        &self.shards[(h.finish() as usize) % SHARDS]
+    fn shard(&self, channel: &str) -> &Shard {
+        &self.shards[(self.hasher.hash_one(channel) as usize) % SHARDS]
     }
 
     /// Subscribes `subscriber` to `channel` until the returned handle is dropped.

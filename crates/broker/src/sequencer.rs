@@ -203,8 +203,11 @@ mod tests {
         assert_eq!(s.expire(now + Duration::from_secs(5), &mut out), 1);
         assert_eq!(ids(&out), ["1", "3"]);
         assert_eq!(s.next_deadline(), None);
-        // "2" arriving late still goes out (its successor is gone)
-        s.arrive(msg("2", Some("1")), true, now, &mut out);
+        // "2" arriving late does not follow the last id ("3") either: it waits its turn too,
+        // and is not lost
+        let later = now + Duration::from_secs(6);
+        assert_eq!(s.arrive(msg("2", Some("1")), true, later, &mut out), Arrival::Waiting);
+        s.expire(later + Duration::from_secs(5), &mut out);
         assert_eq!(ids(&out), ["1", "3", "2"]);
     }
 

@@ -4,44 +4,29 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use common::*;
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!(
-            "gripway-{tag}-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
-        ));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.0.join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn run_expecting_failure(args: &[&str]) -> (Option<i32>, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_gripway"))
-        .args(["--port", "127.0.0.1:0", "--publish-port", "127.0.0.1:0", "--admin-port", "off"])
+        .args([
+            "--port",
+            "127.0.0.1:0",
+            "--publish-port",
+            "127.0.0.1:0",
+            "--admin-port",
+            "off",
+        ])
         .args(args)
         .output()
         .unwrap();
-    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[tokio::test]
@@ -50,7 +35,11 @@ async fn no_arguments_serve_the_demo_origin() {
     let mut sse = RawClient::connect(gw.addr).await;
     sse.get("/test/sse", &[]).await;
     let head = sse.read_head().await;
-    assert!(head.to_ascii_lowercase().contains("content-type: text/event-stream"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/event-stream"),
+        "{head}"
+    );
     let mut stream = RawClient::connect(gw.addr).await;
     stream.get("/test/stream", &[]).await;
     stream.read_head().await;
@@ -66,8 +55,11 @@ async fn no_arguments_serve_the_demo_origin() {
         "http-stream":{"content":"event: message\ndata: hello\n\n"},
         "http-response":{"body":"hello poll\n"}}}]}"#;
     assert_eq!(publish(&gw.publish_url(), body).await.0, 200);
-    sse.read_until(b"event: message\ndata: hello\n\n", WAIT).await;
-    stream.read_until(b"event: message\ndata: hello\n\n", WAIT).await;
+    sse.read_until(b"event: message\ndata: hello\n\n", WAIT)
+        .await;
+    stream
+        .read_until(b"event: message\ndata: hello\n\n", WAIT)
+        .await;
     poll.read_until(b"hello poll\n", WAIT).await;
     let mut page = RawClient::connect(gw.addr).await;
     page.get("/", &[]).await;
@@ -77,7 +69,10 @@ async fn no_arguments_serve_the_demo_origin() {
 #[test]
 fn bad_config_file_names_file_and_line() {
     let dir = TempDir::new("badconf");
-    let path = dir.write("gripway.toml", "[server]\npublish_port = \"127.0.0.1:0\"\nbogus_key = 1\n");
+    let path = dir.write(
+        "gripway.toml",
+        "[server]\npublish_port = \"127.0.0.1:0\"\nbogus_key = 1\n",
+    );
     let (code, err) = run_expecting_failure(&["--config", path.to_str().unwrap()]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains(&format!("{}:3:", path.display())), "{err}");
@@ -87,7 +82,10 @@ fn bad_config_file_names_file_and_line() {
 #[test]
 fn bad_routes_file_names_file_and_line() {
     let dir = TempDir::new("badroutes");
-    let routes = dir.write("routes", "# comment\n* 127.0.0.1:8080\n*,path_beg=/x,nonsense_option 127.0.0.1:9\n");
+    let routes = dir.write(
+        "routes",
+        "# comment\n* 127.0.0.1:8080\n*,path_beg=/x,nonsense_option 127.0.0.1:9\n",
+    );
     let conf = dir.write("gripway.toml", "[server]\nroutes_file = \"routes\"\n");
     let (code, err) = run_expecting_failure(&["--config", conf.to_str().unwrap()]);
     assert_eq!(code, Some(2), "{err}");
@@ -131,13 +129,21 @@ async fn routes_file_reloads_without_dropping_held_connections() {
 
     // a broken file is refused and the old routes stay
     write_slowly(&routes, "* 127.0.0.1:notaport\n");
-    assert!(gw.wait_for_log("routes not reloaded", Duration::from_secs(5)), "{}", gw.log());
+    assert!(
+        gw.wait_for_log("routes not reloaded", Duration::from_secs(5)),
+        "{}",
+        gw.log()
+    );
     let mut c = RawClient::connect(gw.addr).await;
     c.get("/", &[]).await;
     c.read_until(b"served by A\n", WAIT).await;
 
     write_slowly(&routes, &format!("* {}\n", b.target()));
-    assert!(gw.wait_for_log("routes reloaded", Duration::from_secs(5)), "{}", gw.log());
+    assert!(
+        gw.wait_for_log("routes reloaded", Duration::from_secs(5)),
+        "{}",
+        gw.log()
+    );
     let mut c = RawClient::connect(gw.addr).await;
     c.get("/", &[]).await;
     c.read_until(b"served by B\n", WAIT).await;
@@ -167,11 +173,23 @@ async fn publish_command_reaches_subscribers() {
     }
     let spec = format!("http://{}", gw.publish_addr);
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_gripway"))
-        .args(["publish", "test", "hello from the cli", "--id", "c1", "--spec", &spec])
+        .args([
+            "publish",
+            "test",
+            "hello from the cli",
+            "--id",
+            "c1",
+            "--spec",
+            &spec,
+        ])
         .output()
         .await
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "Published\n");
     sse.read_until(b"hello from the cli\n", WAIT).await;
 
@@ -188,5 +206,9 @@ async fn publish_command_reaches_subscribers() {
         .output()
         .await
         .unwrap();
-    assert_eq!(out.status.code(), Some(1), "unreachable publish API is an error");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "unreachable publish API is an error"
+    );
 }

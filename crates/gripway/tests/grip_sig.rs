@@ -59,12 +59,19 @@ async fn default_key_signs_every_origin_request() {
 #[tokio::test]
 async fn per_route_key_and_issuer() {
     let origin = Origin::start(|_| Reply::ok()).await;
-    let route = format!("*,sig_iss=route-iss,sig_key=base64:cm91dGUta2V5 {}", origin.target());
+    let route = format!(
+        "*,sig_iss=route-iss,sig_key=base64:cm91dGUta2V5 {}",
+        origin.target()
+    );
     let gw = gripway(&["--route", &route]);
     let mut c = RawClient::connect(gw.addr).await;
     c.get("/", &[]).await;
     c.read_head().await;
-    let token = origin.last_request().header("grip-sig").unwrap().to_string();
+    let token = origin
+        .last_request()
+        .header("grip-sig")
+        .unwrap()
+        .to_string();
     check_grip_sig(&token, &VerifyingKey::hmac(b"route-key").unwrap(), now()).unwrap();
     assert!(check_grip_sig(&token, &VerifyingKey::hmac(b"changeme").unwrap(), now()).is_err());
     assert_eq!(claims(&token)["iss"], "route-iss");
@@ -76,9 +83,13 @@ async fn no_grip_routes_pass_grip_responses_through_unsigned() {
     let route = format!("*,no_grip {}", origin.target());
     let gw = gripway(&["--route", &route]);
     let mut c = RawClient::connect(gw.addr).await;
-    c.send(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    c.send(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await;
     let text = String::from_utf8_lossy(&c.read_to_end(WAIT).await).into_owned();
-    assert!(text.to_ascii_lowercase().contains("grip-hold: stream"), "{text}");
+    assert!(
+        text.to_ascii_lowercase().contains("grip-hold: stream"),
+        "{text}"
+    );
     assert!(text.ends_with("plain"));
     assert_eq!(origin.last_request().header("grip-sig"), None);
 }
@@ -92,19 +103,28 @@ async fn trusted_upstream_keeps_its_grip_headers_and_gets_instructions_back() {
             .body("for the upstream proxy")
     })
     .await;
-    let dir = std::env::temp_dir().join(format!("gripway-upstream-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let conf = dir.join("gripway.toml");
-    std::fs::write(&conf, "[proxy]\nupstream_key = \"upstream-secret\"\n").unwrap();
+    let dir = TempDir::new("upstream");
+    let conf = dir.write(
+        "gripway.toml",
+        "[proxy]\nupstream_key = \"upstream-secret\"\n",
+    );
     let route = format!("* {}", origin.target());
     let gw = gripway(&["--config", conf.to_str().unwrap(), "--route", &route]);
 
-    let token = GripSigner::new("edge".into(), SigningKey::hmac(b"upstream-secret").unwrap()).token(now());
+    let token =
+        GripSigner::new("edge".into(), SigningKey::hmac(b"upstream-secret").unwrap()).token(now());
     let mut c = RawClient::connect(gw.addr).await;
     let sig = format!("Grip-Sig: {token}");
-    c.get("/", &[&sig, "Grip-Last: upstream; last-id=7", "Connection: close"]).await;
+    c.get(
+        "/",
+        &[&sig, "Grip-Last: upstream; last-id=7", "Connection: close"],
+    )
+    .await;
     let text = String::from_utf8_lossy(&c.read_to_end(WAIT).await).into_owned();
-    assert!(text.to_ascii_lowercase().contains("grip-hold: stream"), "relayed, not held: {text}");
+    assert!(
+        text.to_ascii_lowercase().contains("grip-hold: stream"),
+        "relayed, not held: {text}"
+    );
     let req = origin.last_request();
     assert_eq!(req.header("grip-last"), Some("upstream; last-id=7"));
     assert_eq!(req.header("grip-sig"), Some(&*token));
@@ -116,5 +136,4 @@ async fn trusted_upstream_keeps_its_grip_headers_and_gets_instructions_back() {
     c.get("/", &[&sig, "Grip-Last: upstream; last-id=7"]).await;
     c.read_until(b"for the upstream proxy", WAIT).await;
     assert_eq!(origin.last_request().header("grip-last"), None);
-    let _ = std::fs::remove_dir_all(&dir);
 }

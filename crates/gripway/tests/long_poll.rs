@@ -24,7 +24,11 @@ async fn held(gw: &Gripway, path: &str) -> RawClient {
     c.get(path, &[]).await;
     // the hold is in place once the subscription shows in the metrics
     for _ in 0..200 {
-        if gw.metric("gripway_connections{transport=\"http-response\"}").await >= Some(1.0) {
+        if gw
+            .metric("gripway_connections{transport=\"http-response\"}")
+            .await
+            >= Some(1.0)
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -37,7 +41,10 @@ async fn published_response_answers_the_poll() {
     let origin = Origin::start(|_| poll_reply("lp", "60")).await;
     let gw = gripway_to(&origin, &[]);
     let mut c = held(&gw, "/poll").await;
-    assert!(c.read_for(Duration::from_millis(300)).await.is_empty(), "nothing before a publish");
+    assert!(
+        c.read_for(Duration::from_millis(300)).await.is_empty(),
+        "nothing before a publish"
+    );
     let body = r#"{"items":[{"channel":"lp","formats":{"http-response":{
         "code":201,"reason":"Made It","headers":{"X-Pushed":"1","Content-Type":"text/plain"},"body":"hello poller\n"}}}]}"#;
     assert_eq!(publish(&gw.publish_url(), body).await.0, 200);
@@ -45,8 +52,14 @@ async fn published_response_answers_the_poll() {
     let lower = head.to_ascii_lowercase();
     assert!(head.starts_with("HTTP/1.1 201 Made It\r\n"), "{head}");
     assert!(lower.contains("x-pushed: 1\r\n"), "{head}");
-    assert!(lower.contains("x-from-origin: kept\r\n"), "inherits the timeout response's headers: {head}");
-    assert!(lower.contains("content-type: text/plain\r\n"), "pushed headers override: {head}");
+    assert!(
+        lower.contains("x-from-origin: kept\r\n"),
+        "inherits the timeout response's headers: {head}"
+    );
+    assert!(
+        lower.contains("content-type: text/plain\r\n"),
+        "pushed headers override: {head}"
+    );
     assert!(lower.contains("content-length: 13\r\n"), "{head}");
     assert!(!lower.contains("grip-"), "{head}");
     c.read_until(b"hello poller\n", WAIT).await;
@@ -67,9 +80,15 @@ async fn timeout_sends_the_origin_response_then_serves_the_next_request() {
     let mut c = held(&gw, "/poll").await;
     let head = c.read_head().await;
     let waited = started.elapsed();
-    assert!(waited >= Duration::from_millis(4900) && waited < Duration::from_secs(8), "{waited:?}");
+    assert!(
+        waited >= Duration::from_millis(4900) && waited < Duration::from_secs(8),
+        "{waited:?}"
+    );
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
-    assert!(head.to_ascii_lowercase().contains("content-length: 17\r\n"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("content-length: 17\r\n"),
+        "{head}"
+    );
     c.read_until(b"{\"messages\": []}\n", WAIT).await;
     c.get("/again", &[]).await;
     c.read_until(b"next request served", WAIT).await;
@@ -112,9 +131,14 @@ async fn stream_only_items_do_not_answer_polls() {
     let origin = Origin::start(|_| poll_reply("mixed", "60")).await;
     let gw = gripway_to(&origin, &[]);
     let mut c = held(&gw, "/").await;
-    publish(&gw.publish_url(), &stream_item("mixed", "for streams only\n")).await;
+    publish(
+        &gw.publish_url(),
+        &stream_item("mixed", "for streams only\n"),
+    )
+    .await;
     assert!(c.read_for(Duration::from_millis(300)).await.is_empty());
-    let body = r#"{"items":[{"channel":"mixed","formats":{"http-response":{"body":"for polls\n"}}}]}"#;
+    let body =
+        r#"{"items":[{"channel":"mixed","formats":{"http-response":{"body":"for polls\n"}}}]}"#;
     publish(&gw.publish_url(), body).await;
     c.read_until(b"for polls\n", WAIT).await;
 }
@@ -140,7 +164,10 @@ async fn many_pollers_each_answered_once() {
     publish(&gw.publish_url(), body).await;
     for c in &mut clients {
         c.read_until(b"\r\n\r\none\n", WAIT).await;
-        assert!(c.read_for(Duration::from_millis(50)).await.is_empty(), "only the first message answers");
+        assert!(
+            c.read_for(Duration::from_millis(50)).await.is_empty(),
+            "only the first message answers"
+        );
     }
     assert_eq!(gw.metric("gripway_subscriptions").await, Some(0.0));
 }

@@ -57,8 +57,15 @@ async fn drops_hop_by_hop_and_appends_forwarded_for() {
     let req = origin.last_request();
     assert_eq!(req.header("x-secret-hop"), None);
     assert_eq!(req.header("keep-alive"), None);
-    assert_eq!(req.header("x-forwarded-for"), Some("203.0.113.9, 127.0.0.1"));
-    assert_eq!(req.header("x-forwarded-proto"), None, "a plain-HTTP client may not claim https");
+    assert_eq!(
+        req.header("x-forwarded-for"),
+        Some("203.0.113.9, 127.0.0.1")
+    );
+    assert_eq!(
+        req.header("x-forwarded-proto"),
+        None,
+        "a plain-HTTP client may not claim https"
+    );
 }
 
 #[tokio::test]
@@ -83,8 +90,15 @@ async fn clients_cannot_forge_grip_headers() {
         .filter(|(k, _)| k.to_ascii_lowercase().starts_with("grip-"))
         .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
         .collect();
-    assert!(grip.iter().all(|(k, v)| k != "grip-channel" && k != "grip-last" && v != "forged.token.here"), "{grip:?}");
-    assert!(req.header("grip-sig").is_some(), "Gripway signs requests with its own key");
+    assert!(
+        grip.iter()
+            .all(|(k, v)| k != "grip-channel" && k != "grip-last" && v != "forged.token.here"),
+        "{grip:?}"
+    );
+    assert!(
+        req.header("grip-sig").is_some(),
+        "Gripway signs requests with its own key"
+    );
     assert!(req.header("grip-feature").is_some());
 }
 
@@ -105,7 +119,10 @@ async fn relays_status_reason_and_repeated_headers_unchanged() {
     let head = c.read_head().await;
     assert!(head.starts_with("HTTP/1.1 299 Quite Unusual\r\n"), "{head}");
     let lower = head.to_ascii_lowercase();
-    assert!(lower.contains("set-cookie: a=1\r\n") && lower.contains("set-cookie: b=2\r\n"), "{head}");
+    assert!(
+        lower.contains("set-cookie: a=1\r\n") && lower.contains("set-cookie: b=2\r\n"),
+        "{head}"
+    );
     assert!(lower.contains("x-origin: yes\r\n"));
     assert!(lower.contains("content-length: 5\r\n"));
     c.read_until(b"body!", WAIT).await;
@@ -125,18 +142,28 @@ async fn relays_large_chunked_and_close_delimited_bodies() {
 
     // HTTP/1.1 client: chunked from the origin stays chunked
     let mut c = RawClient::connect(gw.addr).await;
-    c.send(b"GET /chunked HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    c.send(b"GET /chunked HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await;
     let all = c.read_to_end(Duration::from_secs(20)).await;
     let (head, body) = split_response(&all);
-    assert!(head.to_ascii_lowercase().contains("transfer-encoding: chunked"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "{head}"
+    );
     assert_eq!(dechunk(body), big);
 
     // close-delimited origin body to an HTTP/1.1 client: re-framed as chunked
     let mut c = RawClient::connect(gw.addr).await;
-    c.send(b"GET /close HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    c.send(b"GET /close HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await;
     let all = c.read_to_end(Duration::from_secs(20)).await;
     let (head, body) = split_response(&all);
-    assert!(head.to_ascii_lowercase().contains("transfer-encoding: chunked"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "{head}"
+    );
     assert_eq!(dechunk(body), big);
 
     // HTTP/1.0 client: no chunking, the body ends with the connection
@@ -145,7 +172,10 @@ async fn relays_large_chunked_and_close_delimited_bodies() {
     let all = c.read_to_end(Duration::from_secs(20)).await;
     let (head, body) = split_response(&all);
     assert!(head.starts_with("HTTP/1.0 200"), "{head}");
-    assert!(!head.to_ascii_lowercase().contains("transfer-encoding"), "{head}");
+    assert!(
+        !head.to_ascii_lowercase().contains("transfer-encoding"),
+        "{head}"
+    );
     assert_eq!(body, &big[..]);
 }
 
@@ -160,7 +190,8 @@ async fn keeps_client_connections_alive() {
         c.read_until(format!("/n{i}").as_bytes(), WAIT).await;
     }
     // pipelined requests are answered in order
-    c.send(b"GET /p1 HTTP/1.1\r\nHost: x\r\n\r\nGET /p2 HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    c.send(b"GET /p1 HTTP/1.1\r\nHost: x\r\n\r\nGET /p2 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
     c.read_until(b"/p1", WAIT).await;
     c.read_until(b"/p2", WAIT).await;
 }
@@ -184,7 +215,11 @@ async fn dead_origin_fails_over_then_gives_502() {
     let head = c.read_head().await;
     assert!(head.starts_with("HTTP/1.1 502 "), "{head}");
     c.read_until(b"Error while proxying to origin.", WAIT).await;
-    assert!(gw.metric("gripway_origin_errors_total{route=\"line-1\",error=\"connect\"}").await >= Some(1.0));
+    assert!(
+        gw.metric("gripway_origin_errors_total{route=\"line-1\",error=\"connect\"}")
+            .await
+            >= Some(1.0)
+    );
 }
 
 #[tokio::test]
@@ -227,34 +262,61 @@ async fn malformed_and_oversized_requests_get_clear_errors() {
     assert!(text.starts_with("HTTP/1.1 400 "), "{text}");
 
     let mut c = RawClient::connect(gw.addr).await;
-    let huge = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(40_000));
+    let huge = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(40_000)
+    );
     c.send(huge.as_bytes()).await;
     let text = String::from_utf8_lossy(&c.read_to_end(WAIT).await).into_owned();
     assert!(text.starts_with("HTTP/1.1 431 "), "{text}");
 
     let mut c = RawClient::connect(gw.addr).await;
-    c.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999\r\n\r\n").await;
+    c.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999\r\n\r\n")
+        .await;
     let text = String::from_utf8_lossy(&c.read_to_end(WAIT).await).into_owned();
     assert!(text.starts_with("HTTP/1.1 413 "), "{text}");
 
     let mut c = RawClient::connect(gw.addr).await;
-    c.send(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n").await;
+    c.send(
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+    )
+    .await;
     let text = String::from_utf8_lossy(&c.read_to_end(WAIT).await).into_owned();
-    assert!(text.starts_with("HTTP/1.1 400 "), "request smuggling shape refused: {text}");
-    assert!(origin.requests().is_empty(), "nothing bad reached the origin");
-    assert!(gw.metric("gripway_client_errors_total{reason=\"bad-request-head\"}").await >= Some(2.0));
+    assert!(
+        text.starts_with("HTTP/1.1 400 "),
+        "request smuggling shape refused: {text}"
+    );
+    assert!(
+        origin.requests().is_empty(),
+        "nothing bad reached the origin"
+    );
+    assert!(
+        gw.metric("gripway_client_errors_total{reason=\"bad-request-head\"}")
+            .await
+            >= Some(2.0)
+    );
 }
 
 fn split_response(all: &[u8]) -> (String, &[u8]) {
-    let i = all.windows(4).position(|w| w == b"\r\n\r\n").expect("response head");
-    (String::from_utf8_lossy(&all[..i]).into_owned(), &all[i + 4..])
+    let i = all
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("response head");
+    (
+        String::from_utf8_lossy(&all[..i]).into_owned(),
+        &all[i + 4..],
+    )
 }
 
 fn dechunk(mut body: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     loop {
-        let line_end = body.windows(2).position(|w| w == b"\r\n").expect("chunk size line");
-        let size = usize::from_str_radix(std::str::from_utf8(&body[..line_end]).unwrap(), 16).unwrap();
+        let line_end = body
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("chunk size line");
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&body[..line_end]).unwrap(), 16).unwrap();
         body = &body[line_end + 2..];
         if size == 0 {
             return out;

@@ -26,34 +26,10 @@ async fn subscriber(gw: &Gripway, channel: &str) -> RawClient {
     c
 }
 
-fn write_config(text: &str) -> tempdir::Dir {
-    let dir = tempdir::Dir::new();
-    std::fs::write(dir.path().join("gripway.toml"), text).unwrap();
+fn write_config(text: &str) -> TempDir {
+    let dir = TempDir::new("publish");
+    dir.write("gripway.toml", text);
     dir
-}
-
-mod tempdir {
-    /// A temporary directory removed on drop.
-    pub struct Dir(std::path::PathBuf);
-    impl Dir {
-        pub fn new() -> Dir {
-            let p = std::env::temp_dir().join(format!(
-                "gripway-test-{}-{}",
-                std::process::id(),
-                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
-            ));
-            std::fs::create_dir_all(&p).unwrap();
-            Dir(p)
-        }
-        pub fn path(&self) -> &std::path::Path {
-            &self.0
-        }
-    }
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
 }
 
 #[tokio::test]
@@ -62,16 +38,26 @@ async fn pushpin_and_fastly_paths_with_and_without_slash() {
     let gw = gripway_to(&origin, &[]);
     let mut c = subscriber(&gw, "paths").await;
     let base = format!("http://{}", gw.publish_addr);
-    for (i, path) in ["/publish/", "/publish", "/service/SVC123/publish/", "/service/SVC123/publish"]
-        .iter()
-        .enumerate()
+    for (i, path) in [
+        "/publish/",
+        "/publish",
+        "/service/SVC123/publish/",
+        "/service/SVC123/publish",
+    ]
+    .iter()
+    .enumerate()
     {
-        let (status, body) = publish(&format!("{base}{path}"), &stream_item("paths", &format!("via {i}\n"))).await;
+        let (status, body) = publish(
+            &format!("{base}{path}"),
+            &stream_item("paths", &format!("via {i}\n")),
+        )
+        .await;
         assert_eq!((status, body.as_str()), (200, "Published\n"), "{path}");
         c.read_until(format!("via {i}\n").as_bytes(), WAIT).await;
     }
     let mut raw = RawClient::connect(gw.publish_addr).await;
-    raw.send(b"GET /publish/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    raw.send(b"GET /publish/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await;
     let text = String::from_utf8_lossy(&raw.read_to_end(WAIT).await).into_owned();
     assert!(text.starts_with("HTTP/1.1 405"), "{text}");
     assert!(text.to_ascii_lowercase().contains("allow: post"), "{text}");
@@ -92,11 +78,17 @@ async fn validation_errors_name_the_item_and_field() {
                                   {"channel":"b","formats":{"http-stream":{}}}]}"#;
     let (status, body) = publish(&url, bad_second).await;
     assert_eq!(status, 400);
-    assert!(body.contains("items[1]") && body.contains("http-stream"), "{body}");
+    assert!(
+        body.contains("items[1]") && body.contains("http-stream"),
+        "{body}"
+    );
     let no_channel = r#"{"items":[{"formats":{"http-stream":{"content":"x"}}}]}"#;
     let (status, body) = publish(&url, no_channel).await;
     assert_eq!(status, 400);
-    assert!(body.contains("items[0]") && body.contains("channel"), "{body}");
+    assert!(
+        body.contains("items[0]") && body.contains("channel"),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -121,7 +113,10 @@ async fn content_and_body_limits_give_413() {
     let over = stream_item("big", &"x".repeat(32_768));
     let (status, body) = publish(&url, &over).await;
     assert_eq!(status, 413);
-    assert!(body.contains("items[0]") && body.contains("32767"), "{body}");
+    assert!(
+        body.contains("items[0]") && body.contains("32767"),
+        "{body}"
+    );
     let huge = stream_item("big", &"y".repeat(150_000));
     assert_eq!(publish(&url, &huge).await.0, 413);
 }
@@ -130,11 +125,21 @@ async fn content_and_body_limits_give_413() {
 async fn json_answers_and_unacceptable_accept() {
     let gw = gripway(&[]);
     let url = gw.publish_url();
-    let (status, body) = publish_with(&url, &stream_item("x", "y"), &[("Accept", "application/json")]).await;
+    let (status, body) = publish_with(
+        &url,
+        &stream_item("x", "y"),
+        &[("Accept", "application/json")],
+    )
+    .await;
     assert_eq!(status, 200);
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["message"], "Published");
-    assert_eq!(publish_with(&url, &stream_item("x", "y"), &[("Accept", "image/png")]).await.0, 406);
+    assert_eq!(
+        publish_with(&url, &stream_item("x", "y"), &[("Accept", "image/png")])
+            .await
+            .0,
+        406
+    );
 }
 
 #[tokio::test]
@@ -147,35 +152,100 @@ async fn keys_basic_and_jwt_authentication() {
     let fastly = format!("http://{}/service/abc/publish/", gw.publish_addr);
     let url = gw.publish_url();
     let item = stream_item("auth", "x");
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let jwt = |iss: &str, key: &[u8], at: u64| {
-        GripSigner::new(iss.into(), SigningKey::hmac(key).unwrap()).token(at).to_string()
+        GripSigner::new(iss.into(), SigningKey::hmac(key).unwrap())
+            .token(at)
+            .to_string()
     };
 
     assert_eq!(publish(&url, &item).await.0, 401, "no credentials");
-    assert_eq!(publish_with(&url, &item, &[("Authorization", "Bearer wrong")]).await.0, 401);
-    assert_eq!(publish_with(&url, &item, &[("Authorization", "Bearer static-key")]).await.0, 200);
-    assert_eq!(publish_with(&fastly, &item, &[("Fastly-Key", "static-key")]).await.0, 200);
-    assert_eq!(publish_with(&url, &item, &[("Authorization", "Basic cHViOnNlY3JldA==")]).await.0, 200);
-    assert_eq!(publish_with(&url, &item, &[("Authorization", "Basic cHViOm5vcGU=")]).await.0, 401);
+    assert_eq!(
+        publish_with(&url, &item, &[("Authorization", "Bearer wrong")])
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        publish_with(&url, &item, &[("Authorization", "Bearer static-key")])
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        publish_with(&fastly, &item, &[("Fastly-Key", "static-key")])
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        publish_with(&url, &item, &[("Authorization", "Basic cHViOnNlY3JldA==")])
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        publish_with(&url, &item, &[("Authorization", "Basic cHViOm5vcGU=")])
+            .await
+            .0,
+        401
+    );
     let good = format!("Bearer {}", jwt("my-realm", b"jwt-secret", now));
-    assert_eq!(publish_with(&url, &item, &[("Authorization", &good)]).await.0, 200);
+    assert_eq!(
+        publish_with(&url, &item, &[("Authorization", &good)])
+            .await
+            .0,
+        200
+    );
     let expired = format!("Bearer {}", jwt("my-realm", b"jwt-secret", now - 7200));
-    assert_eq!(publish_with(&url, &item, &[("Authorization", &expired)]).await.0, 401);
+    assert_eq!(
+        publish_with(&url, &item, &[("Authorization", &expired)])
+            .await
+            .0,
+        401
+    );
     let wrong_iss = format!("Bearer {}", jwt("other", b"jwt-secret", now));
-    assert_eq!(publish_with(&url, &item, &[("Authorization", &wrong_iss)]).await.0, 401);
+    assert_eq!(
+        publish_with(&url, &item, &[("Authorization", &wrong_iss)])
+            .await
+            .0,
+        401
+    );
     let wrong_key = format!("Bearer {}", jwt("my-realm", b"not-it", now));
-    assert_eq!(publish_with(&url, &item, &[("Authorization", &wrong_key)]).await.0, 401);
+    assert_eq!(
+        publish_with(&url, &item, &[("Authorization", &wrong_key)])
+            .await
+            .0,
+        401
+    );
     // {"alg":"none"} with valid claims and no signature
     let claims = format!("{{\"iss\":\"my-realm\",\"exp\":{}}}", now + 600);
-    let none = format!("Bearer eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{}.", b64url(claims.as_bytes()));
-    assert_eq!(publish_with(&url, &item, &[("Authorization", &none)]).await.0, 401);
+    let none = format!(
+        "Bearer eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.{}.",
+        b64url(claims.as_bytes())
+    );
+    assert_eq!(
+        publish_with(&url, &item, &[("Authorization", &none)])
+            .await
+            .0,
+        401
+    );
 }
 
 #[tokio::test]
 async fn open_publish_api_must_stay_on_loopback() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_gripway"))
-        .args(["--port", "127.0.0.1:0", "--admin-port", "off", "--publish-port", "0.0.0.0:0"])
+        .args([
+            "--port",
+            "127.0.0.1:0",
+            "--admin-port",
+            "off",
+            "--publish-port",
+            "0.0.0.0:0",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -192,12 +262,25 @@ async fn duplicate_ids_are_delivered_once() {
         serde_json::json!({"items": [{"channel": "dedup", "id": id, "formats": {"http-stream": {"content": text}}}]})
             .to_string()
     };
-    assert_eq!(publish(&gw.publish_url(), &item("1", "first\n")).await.0, 200);
-    assert_eq!(publish(&gw.publish_url(), &item("1", "again\n")).await.0, 200, "accepted");
-    assert_eq!(publish(&gw.publish_url(), &item("2", "second\n")).await.0, 200);
+    assert_eq!(
+        publish(&gw.publish_url(), &item("1", "first\n")).await.0,
+        200
+    );
+    assert_eq!(
+        publish(&gw.publish_url(), &item("1", "again\n")).await.0,
+        200,
+        "accepted"
+    );
+    assert_eq!(
+        publish(&gw.publish_url(), &item("2", "second\n")).await.0,
+        200
+    );
     let got = c.read_until(b"second\n", WAIT).await;
     let text = String::from_utf8_lossy(&got);
-    assert!(text.contains("first\n") && !text.contains("again"), "{text}");
+    assert!(
+        text.contains("first\n") && !text.contains("again"),
+        "{text}"
+    );
     assert!(gw.metric("gripway_messages_duplicate_total").await >= Some(1.0));
 }
 
@@ -222,7 +305,10 @@ async fn prev_id_reorders_and_late_items_go_out_after_the_wait() {
     publish(&gw.publish_url(), &item("2", Some("1"))).await;
     let got = c.read_until(b"<3>", WAIT).await;
     let text = String::from_utf8_lossy(&got);
-    assert!(text.find("<2>").unwrap() < text.find("<3>").unwrap(), "{text}");
+    assert!(
+        text.find("<2>").unwrap() < text.find("<3>").unwrap(),
+        "{text}"
+    );
     // a predecessor that never comes: the item waits, then goes out anyway
     let started = Instant::now();
     publish(&gw.publish_url(), &item("5", Some("4"))).await;
@@ -235,7 +321,10 @@ fn b64url(data: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::new();
     for chunk in data.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
         for i in 0..=chunk.len() {
             out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
         }

@@ -19,23 +19,40 @@ fn sse_origin_reply(channels: &[&str]) -> Reply {
 
 #[tokio::test]
 async fn initial_body_then_published_events_exact_bytes() {
-    let origin = Origin::start(|_| sse_origin_reply(&["news"]).header("X-Kept", "1").header("Grip-Foo", "x")).await;
+    let origin = Origin::start(|_| {
+        sse_origin_reply(&["news"])
+            .header("X-Kept", "1")
+            .header("Grip-Foo", "x")
+    })
+    .await;
     let gw = gripway_to(&origin, &[]);
     let mut c = RawClient::connect(gw.addr).await;
     c.get("/events", &[]).await;
     let head = c.read_head().await;
     let lower = head.to_ascii_lowercase();
     assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
-    assert!(lower.contains("content-type: text/event-stream\r\n"), "{head}");
+    assert!(
+        lower.contains("content-type: text/event-stream\r\n"),
+        "{head}"
+    );
     assert!(lower.contains("transfer-encoding: chunked\r\n"), "{head}");
     assert!(lower.contains("x-kept: 1\r\n"));
-    assert!(!lower.contains("grip-"), "no Grip-* header reaches the client: {head}");
+    assert!(
+        !lower.contains("grip-"),
+        "no Grip-* header reaches the client: {head}"
+    );
     assert!(!lower.contains("content-length"), "{head}");
-    c.read_until(b"1b\r\nevent: open\ndata: welcome\n\n\r\n", WAIT).await;
+    c.read_until(b"1b\r\nevent: open\ndata: welcome\n\n\r\n", WAIT)
+        .await;
 
-    let (status, body) = publish(&gw.publish_url(), &stream_item("news", "event: message\ndata: hello\n\n")).await;
+    let (status, body) = publish(
+        &gw.publish_url(),
+        &stream_item("news", "event: message\ndata: hello\n\n"),
+    )
+    .await;
     assert_eq!((status, body.as_str()), (200, "Published\n"));
-    c.read_until(b"1c\r\nevent: message\ndata: hello\n\n\r\n", WAIT).await;
+    c.read_until(b"1c\r\nevent: message\ndata: hello\n\n\r\n", WAIT)
+        .await;
 }
 
 #[tokio::test]
@@ -81,11 +98,21 @@ async fn messages_arrive_in_publish_order_on_every_channel() {
             seen_b.clear();
             for piece in text.split("\r\n").filter(|p| p.starts_with('m')) {
                 let n: u32 = piece[1..piece.len() - 1].parse().unwrap();
-                if n % 2 == 0 { seen_a.push_str(piece) } else { seen_b.push_str(piece) }
+                if n.is_multiple_of(2) {
+                    seen_a.push_str(piece)
+                } else {
+                    seen_b.push_str(piece)
+                }
             }
         }
-        assert_eq!(seen_a, expected, "every message once, in order, on channel a");
-        assert_eq!(seen_b, expected_b, "every message once, in order, on channel b");
+        assert_eq!(
+            seen_a, expected,
+            "every message once, in order, on channel a"
+        );
+        assert_eq!(
+            seen_b, expected_b,
+            "every message once, in order, on channel b"
+        );
     }
 }
 
@@ -102,7 +129,10 @@ async fn only_subscribed_channels_and_route_prefix() {
     publish(&gw.publish_url(), &stream_item("app1-mine", "prefixed\n")).await;
     let got = c.read_until(b"prefixed\n", WAIT).await;
     let text = String::from_utf8_lossy(&got);
-    assert!(!text.contains("unprefixed") && !text.contains("other"), "{text}");
+    assert!(
+        !text.contains("unprefixed") && !text.contains("other"),
+        "{text}"
+    );
 }
 
 #[tokio::test]
@@ -113,7 +143,10 @@ async fn http10_clients_get_raw_content_and_close() {
     c.send(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").await;
     let head = c.read_head().await;
     assert!(head.starts_with("HTTP/1.0 200 OK\r\n"), "{head}");
-    assert!(!head.to_ascii_lowercase().contains("transfer-encoding"), "{head}");
+    assert!(
+        !head.to_ascii_lowercase().contains("transfer-encoding"),
+        "{head}"
+    );
     c.read_until(b"event: open\ndata: welcome\n\n", WAIT).await;
     publish(&gw.publish_url(), &stream_item("c", "data: x\n\n")).await;
     let got = c.read_until(b"data: x\n\n", WAIT).await;
@@ -147,14 +180,19 @@ async fn publisher_close_ends_the_stream_and_the_connection_is_reused() {
 
 #[tokio::test]
 async fn keep_alive_data_when_idle() {
-    let origin = Origin::start(|_| sse_origin_reply(&["ka"]).header("Grip-Keep-Alive", ":\\n\\n; format=cstring; timeout=1")).await;
+    let origin = Origin::start(|_| {
+        sse_origin_reply(&["ka"]).header("Grip-Keep-Alive", ":\\n\\n; format=cstring; timeout=1")
+    })
+    .await;
     let gw = gripway_to(&origin, &[]);
     let mut c = RawClient::connect(gw.addr).await;
     c.get("/", &[]).await;
     c.read_until(b"welcome\n\n\r\n", WAIT).await;
     // a keep-alive comment chunk arrives within about a second of quiet, and keeps coming
-    c.read_until(b"3\r\n:\n\n\r\n", Duration::from_secs(3)).await;
-    c.read_until(b"3\r\n:\n\n\r\n", Duration::from_secs(3)).await;
+    c.read_until(b"3\r\n:\n\n\r\n", Duration::from_secs(3))
+        .await;
+    c.read_until(b"3\r\n:\n\n\r\n", Duration::from_secs(3))
+        .await;
 }
 
 #[tokio::test]
@@ -172,7 +210,10 @@ async fn grip_status_and_expose_headers_shape_the_response() {
     c.get("/", &[]).await;
     let head = c.read_head().await;
     let lower = head.to_ascii_lowercase();
-    assert!(head.starts_with("HTTP/1.1 202 Accepted For Streaming\r\n"), "{head}");
+    assert!(
+        head.starts_with("HTTP/1.1 202 Accepted For Streaming\r\n"),
+        "{head}"
+    );
     assert!(lower.contains("x-public: yes"), "{head}");
     assert!(!lower.contains("x-private"), "{head}");
 }
@@ -190,7 +231,11 @@ async fn grip_instruct_json_form() {
     let mut c = RawClient::connect(gw.addr).await;
     c.get("/", &[]).await;
     let head = c.read_head().await;
-    assert!(head.to_ascii_lowercase().contains("content-type: text/plain"), "{head}");
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/plain"),
+        "{head}"
+    );
     c.read_until(b"hi from json\n", WAIT).await;
     publish(&gw.publish_url(), &stream_item("json,chan", "published\n")).await;
     c.read_until(b"published\n", WAIT).await;
@@ -198,21 +243,32 @@ async fn grip_instruct_json_form() {
 
 #[tokio::test]
 async fn bad_instructions_give_502_with_reason_in_debug_mode() {
-    let origin = Origin::start(|_| Reply::ok().header("Grip-Hold", "Stream").header("Grip-Channel", "x")).await;
+    let origin = Origin::start(|_| {
+        Reply::ok()
+            .header("Grip-Hold", "Stream")
+            .header("Grip-Channel", "x")
+    })
+    .await;
     let route = format!("*,debug {}", origin.target());
     let gw = gripway(&["--route", &route]);
     let mut c = RawClient::connect(gw.addr).await;
     c.get("/", &[]).await;
     let text = String::from_utf8_lossy(&c.read_to_end(WAIT).await).into_owned();
     assert!(text.starts_with("HTTP/1.1 502 "), "{text}");
-    assert!(text.contains("Grip-Hold"), "the reason names the header: {text}");
+    assert!(
+        text.contains("Grip-Hold"),
+        "the reason names the header: {text}"
+    );
 
     let gw = gripway_to(&origin, &[]);
     let mut c = RawClient::connect(gw.addr).await;
     c.get("/", &[]).await;
     let text = String::from_utf8_lossy(&c.read_to_end(WAIT).await).into_owned();
     assert!(text.starts_with("HTTP/1.1 502 "), "{text}");
-    assert!(!text.contains("Grip-Hold"), "no details outside debug mode: {text}");
+    assert!(
+        !text.contains("Grip-Hold"),
+        "no details outside debug mode: {text}"
+    );
 }
 
 #[tokio::test]
@@ -244,7 +300,11 @@ async fn client_gone_leaves_nothing_subscribed() {
     c.get("/", &[]).await;
     c.read_until(b"welcome\n\n\r\n", WAIT).await;
     assert_eq!(gw.metric("gripway_subscriptions").await, Some(2.0));
-    assert_eq!(gw.metric("gripway_connections{transport=\"http-stream\"}").await, Some(1.0));
+    assert_eq!(
+        gw.metric("gripway_connections{transport=\"http-stream\"}")
+            .await,
+        Some(1.0)
+    );
     drop(c);
     let mut left = None;
     for _ in 0..100 {
@@ -256,5 +316,9 @@ async fn client_gone_leaves_nothing_subscribed() {
     }
     assert_eq!(left, Some(0.0));
     assert_eq!(gw.metric("gripway_channels").await, Some(0.0));
-    assert_eq!(gw.metric("gripway_connections{transport=\"http-stream\"}").await, Some(0.0));
+    assert_eq!(
+        gw.metric("gripway_connections{transport=\"http-stream\"}")
+            .await,
+        Some(0.0)
+    );
 }

@@ -113,7 +113,7 @@ async fn serve(shared: &Arc<Shared>, mut conn: ClientConn) {
                     }
                     HoldEnd::Retry(c, request) => {
                         conn = c;
-                        next = Box::pin(proxy::retry(shared, &mut conn, request)).await;
+                        next = Box::pin(proxy::retry(shared, &mut conn, *request)).await;
                     }
                 },
             }

@@ -128,12 +128,10 @@ impl Gripway {
     /// The value of a Prometheus sample (`name{labels}` exactly as exposed), if present.
     pub async fn metric(&self, sample: &str) -> Option<f64> {
         let text = reqwest_like_get(self.admin_addr, "/metrics").await;
-        text.lines()
-            .filter(|l| !l.starts_with('#'))
-            .find_map(|l| {
-                let (name, value) = l.rsplit_once(' ')?;
-                (name == sample).then(|| value.parse().ok()).flatten()
-            })
+        text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            (name == sample).then(|| value.parse().ok()).flatten()
+        })
     }
 
     /// True while the process runs.

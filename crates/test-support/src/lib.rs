@@ -9,10 +9,12 @@
 mod gripway;
 mod origin;
 mod raw;
+mod tempdir;
 
 pub use gripway::Gripway;
 pub use origin::{Origin, OriginRequest, Reply};
 pub use raw::{publish, publish_with, RawClient};
+pub use tempdir::TempDir;
 
 /// The default bound on any single wait in a test.
 pub const WAIT: std::time::Duration = std::time::Duration::from_secs(10);

@@ -136,7 +136,9 @@ impl Reply {
         }
         match &self.framing {
             Framing::Sized => {
-                out.extend_from_slice(format!("Content-Length: {}\r\n\r\n", self.body.len()).as_bytes());
+                out.extend_from_slice(
+                    format!("Content-Length: {}\r\n\r\n", self.body.len()).as_bytes(),
+                );
                 out.extend_from_slice(&self.body);
             }
             Framing::Chunked(parts) => {
@@ -169,7 +171,9 @@ pub struct Origin {
 
 impl Origin {
     /// Starts an origin answering with `handler` (must run inside a tokio runtime).
-    pub async fn start(handler: impl Fn(&OriginRequest) -> Reply + Send + Sync + 'static) -> Origin {
+    pub async fn start(
+        handler: impl Fn(&OriginRequest) -> Reply + Send + Sync + 'static,
+    ) -> Origin {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind origin");
         let addr = listener.local_addr().expect("origin addr");
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -199,7 +203,9 @@ impl Origin {
 
     /// The last request received (panics if none).
     pub fn last_request(&self) -> OriginRequest {
-        self.requests().pop().expect("the origin received a request")
+        self.requests()
+            .pop()
+            .expect("the origin received a request")
     }
 }
 
@@ -209,7 +215,11 @@ impl Drop for Origin {
     }
 }
 
-async fn serve(mut sock: TcpStream, handler: Arc<Handler>, requests: Arc<Mutex<Vec<OriginRequest>>>) {
+async fn serve(
+    mut sock: TcpStream,
+    handler: Arc<Handler>,
+    requests: Arc<Mutex<Vec<OriginRequest>>>,
+) {
     let mut buf = Vec::new();
     loop {
         let Some(req) = read_request(&mut sock, &mut buf).await else {
@@ -239,7 +249,12 @@ async fn read_request(sock: &mut TcpStream, buf: &mut Vec<u8>) -> Option<OriginR
             let headers: Vec<(String, String)> = req
                 .headers
                 .iter()
-                .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+                .map(|h| {
+                    (
+                        h.name.to_string(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
                 .collect();
             let len: usize = headers
                 .iter()

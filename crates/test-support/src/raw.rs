@@ -165,7 +165,10 @@ pub async fn publish_with(url: &str, body: &str, headers: &[(&str, &str)]) -> (u
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no status line in {text:?}"));
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (status, body)
 }
 
@@ -175,5 +178,8 @@ fn split_url(url: &str) -> (SocketAddr, String) {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    (authority.parse().expect("IP:PORT authority"), path.to_string())
+    (
+        authority.parse().expect("IP:PORT authority"),
+        path.to_string(),
+    )
 }

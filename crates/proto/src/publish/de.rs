@@ -20,11 +20,23 @@ use super::{
 };
 
 pub(super) fn parse(body: &[u8], limits: &PublishLimits) -> Result<Vec<Item>, PublishError> {
+    // JSON text is UTF-8 (RFC 8259 §8.1). Checking the whole body at once is faster than
+    // letting serde_json check each string, which it skips for a `&str` input.
+    let text = std::str::from_utf8(body).map_err(|e| {
+        let at = e.valid_up_to();
+        invalid(
+            None,
+            format!("Body is not valid JSON: invalid UTF-8 at byte offset {at}"),
+        )
+    })?;
     let mut ctx = Ctx {
         limits,
+        // Typical items are about 100 bytes. The cap keeps a body of padding from reserving
+        // much; a list longer than the guess just grows.
+        items_hint: (body.len() / 100 + 1).min(limits.max_items.clamp(1, MAX_ITEMS_RESERVED)),
         error: None,
     };
-    let mut json = serde_json::Deserializer::from_slice(body);
+    let mut json = serde_json::Deserializer::from_str(text);
     let parsed = BodySeed { ctx: &mut ctx }
         .deserialize(&mut json)
         .and_then(|items| json.end().map(|()| items));
@@ -35,9 +47,14 @@ pub(super) fn parse(body: &[u8], limits: &PublishLimits) -> Result<Vec<Item>, Pu
     })
 }
 
+/// Most items whose room is reserved before any is parsed.
+const MAX_ITEMS_RESERVED: usize = 4096;
+
 /// What the visitors share: the limits, and the first validation error found.
 struct Ctx<'l> {
     limits: &'l PublishLimits,
+    /// Capacity to reserve for the items list, estimated from the body's length.
+    items_hint: usize,
     error: Option<PublishError>,
 }
 
@@ -371,7 +388,7 @@ impl<'de> Visitor<'de> for ItemsSeed<'_, '_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let ctx = self.ctx;
         let max = ctx.limits.max_items;
-        let mut items = Vec::new();
+        let mut items = Vec::with_capacity(ctx.items_hint);
         loop {
             if items.len() == max {
                 if seq.next_element::<IgnoredAny>()?.is_some() {
@@ -380,13 +397,15 @@ impl<'de> Visitor<'de> for ItemsSeed<'_, '_> {
                 }
                 return Ok(items);
             }
+            // The item is pushed by the seed itself: moving it out through serde's layers of
+            // `Result`s costs more than parsing it.
             let seed = ItemSeed {
                 ctx: &mut *ctx,
                 index: items.len(),
+                out: &mut items,
             };
-            match seq.next_element_seed(seed)? {
-                Some(item) => items.push(item),
-                None => return Ok(items),
+            if seq.next_element_seed(seed)?.is_none() {
+                return Ok(items);
             }
         }
     }
@@ -395,13 +414,15 @@ impl<'de> Visitor<'de> for ItemsSeed<'_, '_> {
 // ---------------------------------------------------------------------------------------------
 // One item.
 
+/// Parses one item and pushes it onto `out`.
 struct ItemSeed<'c, 'l> {
     ctx: &'c mut Ctx<'l>,
     index: usize,
+    out: &'c mut Vec<Item>,
 }
 
 impl<'de> DeserializeSeed<'de> for ItemSeed<'_, '_> {
-    type Value = Item;
+    type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
         deserializer.deserialize_any(self)
     }
@@ -423,7 +444,7 @@ const ITEM_SIZE: u32 = 5;
 const ITEM_FORMATS: u32 = 6;
 
 impl<'de> Visitor<'de> for ItemSeed<'_, '_> {
-    type Value = Item;
+    type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a publish item object")
@@ -432,7 +453,7 @@ impl<'de> Visitor<'de> for ItemSeed<'_, '_> {
     expect_object!('de);
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let ItemSeed { ctx, index } = self;
+        let ItemSeed { ctx, index, out } = self;
         let item = Some(index);
         let limits = ctx.limits;
         let mut seen = SeenKeys::default();
@@ -441,7 +462,8 @@ impl<'de> Visitor<'de> for ItemSeed<'_, '_> {
         let mut prev_id = None;
         let mut meta = Vec::new();
         let mut no_seq = false;
-        let mut formats: Option<Formats> = None;
+        let mut formats = Formats::default();
+        let mut has_formats = false;
         let mut legacy = Formats::default();
 
         while let Some(Key(key)) = map.next_key()? {
@@ -456,8 +478,8 @@ impl<'de> Visitor<'de> for ItemSeed<'_, '_> {
                 other => {
                     match FormatName::from_key(other) {
                         // Legacy form: formats directly on the item, used only without `formats`.
-                        Some(name) if formats.is_none() => {
-                            if legacy_slot_taken(&legacy, name) {
+                        Some(name) if !has_formats => {
+                            if slot_taken(&legacy, name) {
                                 let at = format_args!("items[{index}]");
                                 return Err(ctx.reject(duplicate(item, at, other)));
                             }
@@ -466,11 +488,11 @@ impl<'de> Visitor<'de> for ItemSeed<'_, '_> {
                                 name,
                                 legacy: true,
                             };
-                            let format = map.next_value_seed(FormatSeed {
+                            map.next_value_seed(FormatSeed {
                                 ctx: &mut *ctx,
                                 loc,
+                                out: &mut legacy,
                             })?;
-                            store_format(&mut legacy, format);
                         }
                         _ => {
                             map.next_value::<IgnoredAny>()?;
@@ -537,10 +559,12 @@ impl<'de> Visitor<'de> for ItemSeed<'_, '_> {
                     }
                 },
                 _ => {
-                    formats = Some(map.next_value_seed(FormatsSeed {
+                    has_formats = true;
+                    map.next_value_seed(FormatsSeed {
                         ctx: &mut *ctx,
                         index,
-                    })?)
+                        out: &mut formats,
+                    })?;
                 }
             }
         }
@@ -549,7 +573,7 @@ impl<'de> Visitor<'de> for ItemSeed<'_, '_> {
             let message = format!("items[{index}]: missing 'channel'");
             return Err(ctx.reject(invalid(item, message)));
         };
-        let formats = formats.unwrap_or(legacy);
+        let formats = if has_formats { formats } else { legacy };
         if formats.is_empty() {
             let message = format!(
                 "items[{index}]: no formats; give at least one of 'http-response', \
@@ -557,14 +581,15 @@ impl<'de> Visitor<'de> for ItemSeed<'_, '_> {
             );
             return Err(ctx.reject(invalid(item, message)));
         }
-        Ok(Item {
+        out.push(Item {
             channel,
             id,
             prev_id,
             meta,
             no_seq,
             formats,
-        })
+        });
+        Ok(())
     }
 }
 
@@ -584,6 +609,12 @@ fn check_name(
             item,
             format!("{path}: {len} bytes, over the limit of {max}"),
         ));
+    }
+    // Control characters are C0 (< 0x20), DEL, and C1 (encoded as 0xC2 0x80..=0x9F), so
+    // only a string holding one of those bytes needs decoding.
+    let maybe_control = value.bytes().any(|b| b < 0x20 || b == 0x7f || b == 0xc2);
+    if !maybe_control {
+        return Ok(());
     }
     match value.chars().find(|c| c.is_control()) {
         Some(c) => {
@@ -658,7 +689,7 @@ impl<'de> Visitor<'de> for MetaSeed<'_, '_> {
 // ---------------------------------------------------------------------------------------------
 // Formats.
 
-fn legacy_slot_taken(formats: &Formats, name: FormatName) -> bool {
+fn slot_taken(formats: &Formats, name: FormatName) -> bool {
     match name {
         FormatName::HttpResponse => formats.http_response.is_some(),
         FormatName::HttpStream => formats.http_stream.is_some(),
@@ -681,13 +712,15 @@ fn store_format(formats: &mut Formats, format: ParsedFormat) {
     }
 }
 
+/// Parses an item's `formats` object into `out`.
 struct FormatsSeed<'c, 'l> {
     ctx: &'c mut Ctx<'l>,
     index: usize,
+    out: &'c mut Formats,
 }
 
 impl<'de> DeserializeSeed<'de> for FormatsSeed<'_, '_> {
-    type Value = Formats;
+    type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
         deserializer.deserialize_any(self)
     }
@@ -704,7 +737,7 @@ impl FormatsSeed<'_, '_> {
 }
 
 impl<'de> Visitor<'de> for FormatsSeed<'_, '_> {
-    type Value = Formats;
+    type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("an object of formats")
@@ -713,14 +746,13 @@ impl<'de> Visitor<'de> for FormatsSeed<'_, '_> {
     expect_object!('de);
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let FormatsSeed { ctx, index } = self;
-        let mut formats = Formats::default();
+        let FormatsSeed { ctx, index, out } = self;
         while let Some(Key(key)) = map.next_key()? {
             let Some(name) = FormatName::from_key(&key) else {
                 map.next_value::<IgnoredAny>()?;
                 continue;
             };
-            if legacy_slot_taken(&formats, name) {
+            if slot_taken(out, name) {
                 let at = format_args!("items[{index}].formats");
                 return Err(ctx.reject(duplicate(Some(index), at, &key)));
             }
@@ -729,15 +761,13 @@ impl<'de> Visitor<'de> for FormatsSeed<'_, '_> {
                 name,
                 legacy: false,
             };
-            store_format(
-                &mut formats,
-                map.next_value_seed(FormatSeed {
-                    ctx: &mut *ctx,
-                    loc,
-                })?,
-            );
+            map.next_value_seed(FormatSeed {
+                ctx: &mut *ctx,
+                loc,
+                out: &mut *out,
+            })?;
         }
-        Ok(formats)
+        Ok(())
     }
 }
 

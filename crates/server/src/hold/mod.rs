@@ -64,7 +64,7 @@ pub(crate) enum HoldEnd {
     /// Serve the next request on it.
     KeepAlive(ClientConn),
     /// A long-poll got `hint`: send the request to the origin again.
-    Retry(ClientConn, ProxiedRequest),
+    Retry(ClientConn, Box<ProxiedRequest>),
 }
 
 /// Turns parsed instructions and the origin's response into a hold plan.

@@ -245,7 +245,7 @@ pub(crate) async fn run(
         guard,
     };
     match (retry, request) {
-        (true, Some(request)) => HoldEnd::Retry(conn, request),
+        (true, Some(request)) => HoldEnd::Retry(conn, Box::new(request)),
         (true, None) => HoldEnd::Close,
         (false, _) => HoldEnd::KeepAlive(conn),
     }

@@ -230,8 +230,10 @@ mod tests {
         let route = entry(
             r#"*,header=X-Env:prod,header=Cookie:,as_host=internal 127.0.0.1:80,host=backend:8080"#,
         );
-        let mut config = ProxyConfig::default();
-        config.x_forwarded_for = ForwardedFor::Truncate(1);
+        let mut config = ProxyConfig {
+            x_forwarded_for: ForwardedFor::Truncate(1),
+            ..ProxyConfig::default()
+        };
         let h = build(&route, false, &config);
         assert_eq!(h["x-forwarded-for"], "10.0.0.2, 192.0.2.7");
         assert_eq!(h["x-env"], "prod");

@@ -17,11 +17,11 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use serde_json::Value;
 
 use super::{
-    duplicate, expect_str, invalid, too_large, Ctx, FormatLoc, FormatName, Key, ParsedFormat,
-    Scalar, SeenKeys,
+    duplicate, expect_str, invalid, store_format, too_large, Ctx, FormatLoc, FormatName, Key,
+    ParsedFormat, Scalar, SeenKeys,
 };
 use crate::publish::{
-    HttpResponseAction, HttpResponseFormat, HttpStreamAction, HttpStreamFormat, JsonPatch,
+    Formats, HttpResponseAction, HttpResponseFormat, HttpStreamAction, HttpStreamFormat, JsonPatch,
     PublishError, PublishLimits, ResponseBody, ResponseMessage, WsAction, WsKind, WsMessageFormat,
     MAX_CLOSE_REASON_BYTES, MAX_CONTENT_FILTERS, MAX_CONTENT_FILTER_BYTES,
     MAX_CONTROL_FRAME_PAYLOAD, MAX_HEADER_BYTES, MAX_REASON_BYTES, MAX_RESPONSE_HEADERS,
@@ -97,13 +97,15 @@ struct RawFormat<'de> {
     kind: Option<Cow<'de, str>>,
 }
 
+/// Parses one format object and stores it in its slot of `out`.
 pub(super) struct FormatSeed<'c, 'l> {
     pub(super) ctx: &'c mut Ctx<'l>,
     pub(super) loc: FormatLoc,
+    pub(super) out: &'c mut Formats,
 }
 
 impl<'de> DeserializeSeed<'de> for FormatSeed<'_, '_> {
-    type Value = ParsedFormat;
+    type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
         deserializer.deserialize_any(self)
     }
@@ -117,7 +119,7 @@ impl FormatSeed<'_, '_> {
 }
 
 impl<'de> Visitor<'de> for FormatSeed<'_, '_> {
-    type Value = ParsedFormat;
+    type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a format object")
@@ -126,7 +128,7 @@ impl<'de> Visitor<'de> for FormatSeed<'_, '_> {
     expect_object!('de);
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let FormatSeed { ctx, loc } = self;
+        let FormatSeed { ctx, loc, out } = self;
         let item = Some(loc.item);
         let mut seen = SeenKeys::default();
         let mut raw = RawFormat::default();
@@ -176,7 +178,9 @@ impl<'de> Visitor<'de> for FormatSeed<'_, '_> {
                 format_args!("{loc}.{key}"),
             )?);
         }
-        finish(raw, loc, ctx.limits).map_err(|e| ctx.reject(e))
+        let format = finish(raw, loc, ctx.limits).map_err(|e| ctx.reject(e))?;
+        store_format(out, format);
+        Ok(())
     }
 }
 

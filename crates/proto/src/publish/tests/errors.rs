@@ -57,6 +57,19 @@ fn body_errors() {
 }
 
 #[test]
+fn invalid_utf8_is_not_json() {
+    let body = b"{\"items\":[{\"channel\":\"\xff\"}]}";
+    let e = parse_publish_body(body, &limits()).expect_err("not UTF-8");
+    assert_eq!(
+        (e.kind, e.message.as_str()),
+        (
+            PublishErrorKind::Invalid,
+            "Body is not valid JSON: invalid UTF-8 at byte offset 22"
+        )
+    );
+}
+
+#[test]
 fn item_errors() {
     let f = json!({"http-stream": {"content": "x"}});
     let cases = [

@@ -1,0 +1,132 @@
+//! Fan-out at scale and under stress: thousands of held connections leave nothing behind when
+//! they go, and a client too slow to read is cut off and counted without holding anyone up.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use futures_util::future::join_all;
+
+fn sse_origin(r: &OriginRequest) -> Reply {
+    Reply::ok()
+        .header("Content-Type", "text/event-stream")
+        .header("Grip-Hold", "stream")
+        .header("Grip-Channel", r.path.trim_start_matches('/'))
+        .body("ready\n")
+}
+
+async fn wait_metric(gw: &Gripway, sample: &str, want: f64) -> Option<f64> {
+    let mut got = None;
+    for _ in 0..500 {
+        got = gw.metric(sample).await;
+        if got == Some(want) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_thousand_connections_held_and_dropped_leave_the_registry_empty() {
+    const N: usize = 5000;
+    let origin = Origin::start(sse_origin).await;
+    let gw = gripway_to(&origin, &[]);
+    let mut clients = Vec::with_capacity(N);
+    for batch in (0..N).collect::<Vec<_>>().chunks(250) {
+        let connected = join_all(batch.iter().map(|i| {
+            let addr = gw.addr;
+            async move {
+                let mut c = RawClient::connect(addr).await;
+                c.get(&format!("/ch{}", i % 100), &[]).await;
+                c.read_until(b"ready\n\r\n", WAIT).await;
+                c
+            }
+        }))
+        .await;
+        clients.extend(connected);
+    }
+    assert_eq!(
+        wait_metric(&gw, "gripway_subscriptions", N as f64).await,
+        Some(N as f64)
+    );
+    assert_eq!(gw.metric("gripway_channels").await, Some(100.0));
+    assert_eq!(
+        gw.metric("gripway_connections{transport=\"http-stream\"}")
+            .await,
+        Some(N as f64)
+    );
+
+    // every one of them is live
+    let items: Vec<_> = (0..100)
+        .map(|i| serde_json::json!({"channel": format!("ch{i}"), "formats": {"http-stream": {"content": "ping\n"}}}))
+        .collect();
+    let body = serde_json::json!({ "items": items }).to_string();
+    assert_eq!(publish(&gw.publish_url(), &body).await.0, 200);
+    for c in &mut clients {
+        c.read_until(b"ping\n", WAIT).await;
+    }
+
+    drop(clients);
+    assert_eq!(
+        wait_metric(&gw, "gripway_subscriptions", 0.0).await,
+        Some(0.0)
+    );
+    assert_eq!(wait_metric(&gw, "gripway_channels", 0.0).await, Some(0.0));
+    assert_eq!(
+        wait_metric(&gw, "gripway_connections{transport=\"http-stream\"}", 0.0).await,
+        Some(0.0)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_client_is_disconnected_and_counted_without_delaying_others() {
+    let dir = TempDir::new("slow");
+    let conf = dir.write("gripway.toml", "[grip]\nsubscriber_queue_bytes = 65536\n");
+    let origin = Origin::start(sse_origin).await;
+    let route = format!("* {}", origin.target());
+    let gw = gripway(&["--config", conf.to_str().unwrap(), "--route", &route]);
+
+    // the slow client subscribes and then never reads
+    let mut slow = RawClient::connect(gw.addr).await;
+    slow.get("/busy", &[]).await;
+    slow.read_until(b"ready\n\r\n", WAIT).await;
+    let mut fast = RawClient::connect(gw.addr).await;
+    fast.get("/busy", &[]).await;
+    fast.read_until(b"ready\n\r\n", WAIT).await;
+
+    let payload = "z".repeat(30_000);
+    let reader = tokio::spawn(async move {
+        for i in 0..400 {
+            fast.read_until(format!("#{i}#").as_bytes(), WAIT).await;
+        }
+    });
+    for i in 0..400 {
+        let body = stream_item("busy", &format!("{payload}#{i}#"));
+        assert_eq!(publish(&gw.publish_url(), &body).await.0, 200);
+    }
+    tokio::time::timeout(Duration::from_secs(30), reader)
+        .await
+        .expect("the fast client got all 400 messages while the slow one stalled")
+        .unwrap();
+
+    assert_eq!(
+        wait_metric(
+            &gw,
+            "gripway_connection_drops_total{reason=\"slow-subscriber\"}",
+            1.0
+        )
+        .await,
+        Some(1.0)
+    );
+    assert!(
+        gw.metric("gripway_messages_dropped_total{reason=\"slow-subscriber\"}")
+            .await
+            > Some(0.0)
+    );
+    assert!(
+        slow.closed_within(WAIT).await,
+        "the slow client's connection is closed"
+    );
+}

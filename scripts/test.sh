@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine or this one: installs what the tests need (Debian's
+# chromium, a Python venv with the GRIP client libraries, playwright-core from npm), then runs
+# formatting and lint checks, the Rust tests, the Python interop suite and the browser test.
+# Ends with one line "suites: N passed, N failed" and exits non-zero if any suite failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+export CARGO_TERM_COLOR=never
+
+log() { echo "[test.sh] $*"; }
+
+ensure_system_packages() {
+    local missing=()
+    command -v chromium >/dev/null || missing+=(chromium)
+    python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
+    [ ${#missing[@]} -eq 0 ] && return 0
+    log "installing ${missing[*]}"
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo=sudo
+    $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+ensure_python() {
+    if [ ! -x .venv/bin/python ]; then
+        log "creating .venv"
+        python3 -m venv .venv || return 1
+    fi
+    .venv/bin/pip install -q --disable-pip-version-check -r tests/interop/requirements.txt
+}
+
+ensure_node() {
+    (cd tests/browser && npm ci --no-audit --no-fund --silent)
+}
+
+passed=0 failed=0 failures=()
+suite() { # NAME COMMAND...
+    local name=$1
+    shift
+    log "== $name: $*"
+    if "$@"; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1))
+        failures+=("$name")
+        log "FAILED: $name"
+    fi
+}
+
+suite setup-system ensure_system_packages
+suite setup-python ensure_python
+suite setup-node ensure_node
+suite fmt cargo fmt --all -- --check
+suite clippy cargo clippy --workspace --all-targets --locked -- -D warnings
+suite rust-tests cargo test --workspace --locked
+export GRIPWAY_BIN=$ROOT/target/debug/gripway
+suite interop .venv/bin/python -m pytest -q tests/interop
+suite browser node --test tests/browser/
+
+[ ${#failures[@]} -gt 0 ] && log "failed: ${failures[*]}"
+echo "suites: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
