@@ -5,6 +5,7 @@
 //! Errors are sorted by whose fault they are: the client's (400, 403, 413: counted under
 //! `client_errors`), the origin's (502/504: counted under `origin_errors`), or ours (logged).
 
+mod cors;
 mod forward;
 pub(crate) mod headers;
 
@@ -24,6 +25,7 @@ use crate::relay;
 use crate::routing::RouteEntry;
 use crate::Shared;
 
+pub(crate) use cors::add_cors_headers;
 pub(crate) use forward::forward;
 
 /// What the connection does after a request.
@@ -183,7 +185,11 @@ pub(crate) async fn respond(
 ) -> Next {
     let grip =
         !request.route.route.no_grip && !request.trusted && is_grip_response(&response.headers);
+    let aco = request.route.route.aco;
     if !grip {
+        if aco {
+            add_cors_headers(&request.head.headers, &mut response.headers);
+        }
         return relay::relay(conn, &request.head, response).await;
     }
     let limit = shared.config.proxy.max_instruct_body;
@@ -210,10 +216,19 @@ pub(crate) async fn respond(
     if instruct.channels_dropped > 0 {
         tracing::debug!(route = %request.route.label, dropped = instruct.channels_dropped, "too many channels; extra ones ignored");
     }
-    let plan = hold::prepare(&request, &response, instruct, body);
-    match plan {
-        hold::Prepared::Relay(relayed) => relay::write_full(conn, &request.head, relayed).await,
-        hold::Prepared::Hold(plan) => Next::Hold(plan),
+    match hold::prepare(&request, &response, instruct, body) {
+        hold::Prepared::Relay(mut relayed) => {
+            if aco {
+                add_cors_headers(&request.head.headers, &mut relayed.headers);
+            }
+            relay::write_full(conn, &request.head, relayed).await
+        }
+        hold::Prepared::Hold(mut plan) => {
+            if aco {
+                add_cors_headers(&request.head.headers, &mut plan.response.headers);
+            }
+            Next::Hold(plan)
+        }
     }
 }
 

@@ -237,6 +237,7 @@ fn finish(
         FormatName::HttpStream => {
             let action = match action {
                 Action::Close => HttpStreamAction::Close,
+                // `parse_action` has already rejected `refresh` here.
                 Action::Hint | Action::Refresh => HttpStreamAction::Hint,
                 Action::Send => {
                     match payload(
@@ -264,7 +265,8 @@ fn finish(
             let content_filters = std::mem::take(&mut raw.content_filters);
             let action = match action {
                 Action::Send => HttpResponseAction::Send(response_message(raw, loc, max)?),
-                _ => HttpResponseAction::Hint,
+                // `parse_action` has already rejected `close` and `refresh` here.
+                Action::Hint | Action::Close | Action::Refresh => HttpResponseAction::Hint,
             };
             ParsedFormat::HttpResponse(HttpResponseFormat {
                 action,
