@@ -206,7 +206,10 @@ mod tests {
         // "2" arriving late does not follow the last id ("3") either: it waits its turn too,
         // and is not lost
         let later = now + Duration::from_secs(6);
-        assert_eq!(s.arrive(msg("2", Some("1")), true, later, &mut out), Arrival::Waiting);
+        assert_eq!(
+            s.arrive(msg("2", Some("1")), true, later, &mut out),
+            Arrival::Waiting
+        );
         s.expire(later + Duration::from_secs(5), &mut out);
         assert_eq!(ids(&out), ["1", "3", "2"]);
     }

@@ -331,7 +331,10 @@ fn dechunk(mut body: &[u8]) -> Vec<u8> {
 async fn aco_routes_add_cross_origin_headers_to_relayed_and_held_responses() {
     let origin = Origin::start(|r| {
         if r.path == "/held" {
-            Reply::ok().header("Grip-Hold", "stream").header("Grip-Channel", "cors").header("X-Mine", "1")
+            Reply::ok()
+                .header("Grip-Hold", "stream")
+                .header("Grip-Channel", "cors")
+                .header("X-Mine", "1")
         } else {
             Reply::ok().header("X-Mine", "1").body("plain")
         }
@@ -343,8 +346,17 @@ async fn aco_routes_add_cross_origin_headers_to_relayed_and_held_responses() {
         let mut c = RawClient::connect(gw.addr).await;
         c.get(path, &["Origin: https://app.example"]).await;
         let head = c.read_head().await.to_ascii_lowercase();
-        assert!(head.contains("access-control-allow-origin: https://app.example\r\n"), "{path}: {head}");
-        assert!(head.contains("access-control-allow-credentials: true\r\n"), "{path}: {head}");
-        assert!(head.contains("access-control-expose-headers: x-mine\r\n"), "{path}: {head}");
+        assert!(
+            head.contains("access-control-allow-origin: https://app.example\r\n"),
+            "{path}: {head}"
+        );
+        assert!(
+            head.contains("access-control-allow-credentials: true\r\n"),
+            "{path}: {head}"
+        );
+        assert!(
+            head.contains("access-control-expose-headers: x-mine\r\n"),
+            "{path}: {head}"
+        );
     }
 }

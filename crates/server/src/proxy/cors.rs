@@ -27,7 +27,9 @@ pub(crate) fn add_cors_headers(request: &HeaderMap, response: &mut HeaderMap) {
     let exposed: Vec<&str> = response
         .keys()
         .map(HeaderName::as_str)
-        .filter(|n| !SIMPLE.contains(n) && !n.starts_with("access-control-") && !n.starts_with("grip-"))
+        .filter(|n| {
+            !SIMPLE.contains(n) && !n.starts_with("access-control-") && !n.starts_with("grip-")
+        })
         .collect();
     let exposed = (!exposed.is_empty())
         .then(|| HeaderValue::from_str(&exposed.join(", ")).ok())
@@ -35,7 +37,9 @@ pub(crate) fn add_cors_headers(request: &HeaderMap, response: &mut HeaderMap) {
     let methods = request
         .get("access-control-request-method")
         .cloned()
-        .unwrap_or(HeaderValue::from_static("OPTIONS, HEAD, GET, POST, PUT, DELETE"));
+        .unwrap_or(HeaderValue::from_static(
+            "OPTIONS, HEAD, GET, POST, PUT, DELETE",
+        ));
     set(response, "access-control-allow-methods", methods);
     if let Some(h) = request.get("access-control-request-headers") {
         set(response, "access-control-allow-headers", h.clone());
@@ -43,10 +47,21 @@ pub(crate) fn add_cors_headers(request: &HeaderMap, response: &mut HeaderMap) {
     if let Some(e) = exposed {
         set(response, "access-control-expose-headers", e);
     }
-    set(response, "access-control-allow-credentials", HeaderValue::from_static("true"));
-    let origin = request.get("origin").cloned().unwrap_or(HeaderValue::from_static("*"));
+    set(
+        response,
+        "access-control-allow-credentials",
+        HeaderValue::from_static("true"),
+    );
+    let origin = request
+        .get("origin")
+        .cloned()
+        .unwrap_or(HeaderValue::from_static("*"));
     set(response, "access-control-allow-origin", origin);
-    set(response, "access-control-max-age", HeaderValue::from_static("3600"));
+    set(
+        response,
+        "access-control-max-age",
+        HeaderValue::from_static("3600"),
+    );
 }
 
 #[cfg(test)]
@@ -57,7 +72,10 @@ mod tests {
     fn adds_missing_headers_only() {
         let mut req = HeaderMap::new();
         req.insert("origin", HeaderValue::from_static("https://app.example"));
-        req.insert("access-control-request-headers", HeaderValue::from_static("x-token"));
+        req.insert(
+            "access-control-request-headers",
+            HeaderValue::from_static("x-token"),
+        );
         let mut resp = HeaderMap::new();
         resp.insert("content-type", HeaderValue::from_static("text/plain"));
         resp.insert("x-custom", HeaderValue::from_static("1"));
@@ -67,7 +85,13 @@ mod tests {
         assert_eq!(resp["access-control-allow-headers"], "x-token");
         assert_eq!(resp["access-control-expose-headers"], "x-custom");
         assert_eq!(resp["access-control-allow-credentials"], "true");
-        assert_eq!(resp["access-control-max-age"], "60", "the origin's value stays");
-        assert_eq!(resp["access-control-allow-methods"], "OPTIONS, HEAD, GET, POST, PUT, DELETE");
+        assert_eq!(
+            resp["access-control-max-age"], "60",
+            "the origin's value stays"
+        );
+        assert_eq!(
+            resp["access-control-allow-methods"],
+            "OPTIONS, HEAD, GET, POST, PUT, DELETE"
+        );
     }
 }
