@@ -26,7 +26,7 @@ ensure_python() {
         log "creating .venv"
         python3 -m venv .venv || return 1
     fi
-    .venv/bin/pip install -q --disable-pip-version-check -r tests/interop/requirements.txt
+    .venv/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
 }
 
 ensure_node() {
@@ -54,7 +54,7 @@ suite fmt cargo fmt --all -- --check
 suite clippy cargo clippy --workspace --all-targets --locked -- -D warnings
 suite rust-tests cargo test --workspace --locked
 export GRIPWAY_BIN=$ROOT/target/debug/gripway
-suite interop .venv/bin/python -m pytest -q tests/interop
+suite python .venv/bin/python -m pytest -q -c tests/pytest.ini tests/interop tests/compat
 suite browser node --test tests/browser/
 
 [ ${#failures[@]} -gt 0 ] && log "failed: ${failures[*]}"

@@ -360,3 +360,27 @@ async fn aco_routes_add_cross_origin_headers_to_relayed_and_held_responses() {
         );
     }
 }
+
+#[tokio::test]
+async fn tls_targets_verify_certificates_unless_insecure() {
+    let origin = Origin::start_tls(|_| Reply::ok().body("over tls")).await;
+    let port = origin.addr.port();
+    let insecure = format!("* localhost:{port},ssl,insecure");
+    let gw = gripway(&["--route", &insecure]);
+    let mut c = RawClient::connect(gw.addr).await;
+    c.get("/", &[]).await;
+    c.read_until(b"over tls", WAIT).await;
+
+    // a self-signed certificate fails verification: the route fails clearly
+    let verified = format!("* localhost:{port},ssl");
+    let gw = gripway(&["--route", &verified]);
+    let mut c = RawClient::connect(gw.addr).await;
+    c.get("/", &[]).await;
+    let head = c.read_head().await;
+    assert!(head.starts_with("HTTP/1.1 502 "), "{head}");
+    assert!(
+        gw.metric("gripway_origin_errors_total{route=\"line-1\",error=\"tls\"}")
+            .await
+            >= Some(1.0)
+    );
+}

@@ -81,7 +81,7 @@ async fn refuse(mut sock: TcpStream) {
 }
 
 /// Serves requests on one connection until it closes.
-async fn serve(shared: &Arc<Shared>, mut conn: ClientConn) {
+pub(crate) async fn serve(shared: &Arc<Shared>, mut conn: ClientConn) {
     let mut first = true;
     loop {
         let wait = if first {
@@ -90,11 +90,8 @@ async fn serve(shared: &Arc<Shared>, mut conn: ClientConn) {
             shared.config.proxy.idle_timeout
         };
         first = false;
-        let head = match Box::pin(read_head(shared, &mut conn, wait)).await {
-            Some(h) => h,
-            None => return,
-        };
-        let mut next = Box::pin(proxy::handle(shared, &mut conn, head)).await;
+        // boxed: the request head and proxying state exist only while a request is served
+        let mut next = Box::pin(next_request(shared, &mut conn, wait)).await;
         loop {
             match next {
                 Next::KeepAlive => {
@@ -118,6 +115,14 @@ async fn serve(shared: &Arc<Shared>, mut conn: ClientConn) {
                 },
             }
         }
+    }
+}
+
+/// Reads the next request and proxies it.
+async fn next_request(shared: &Arc<Shared>, conn: &mut ClientConn, wait: Duration) -> Next {
+    match read_head(shared, conn, wait).await {
+        Some(head) => proxy::handle(shared, conn, head).await,
+        None => Next::Close,
     }
 }
 

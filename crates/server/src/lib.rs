@@ -12,6 +12,7 @@ pub mod origin;
 pub mod routing;
 
 mod admin;
+mod budget;
 mod conn;
 mod hold;
 mod proxy;

@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 
 /// A request as the origin received it.
 #[derive(Debug, Clone)]
@@ -174,6 +174,33 @@ impl Origin {
     pub async fn start(
         handler: impl Fn(&OriginRequest) -> Reply + Send + Sync + 'static,
     ) -> Origin {
+        Self::start_with(handler, None).await
+    }
+
+    /// Starts an HTTPS origin with a self-signed certificate for `localhost` and 127.0.0.1.
+    pub async fn start_tls(
+        handler: impl Fn(&OriginRequest) -> Reply + Send + Sync + 'static,
+    ) -> Origin {
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+            .expect("self-signed certificate");
+        let key = rustls::pki_types::PrivateKeyDer::try_from(cert.signing_key.serialize_der())
+            .expect("private key");
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .expect("TLS server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        Self::start_with(handler, Some(acceptor)).await
+    }
+
+    async fn start_with(
+        handler: impl Fn(&OriginRequest) -> Reply + Send + Sync + 'static,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> Origin {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind origin");
         let addr = listener.local_addr().expect("origin addr");
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -181,7 +208,20 @@ impl Origin {
         let recorded = requests.clone();
         let task = tokio::spawn(async move {
             while let Ok((sock, _)) = listener.accept().await {
-                tokio::spawn(serve(sock, handler.clone(), recorded.clone()));
+                let (handler, recorded) = (handler.clone(), recorded.clone());
+                match &tls {
+                    None => {
+                        tokio::spawn(serve(sock, handler, recorded));
+                    }
+                    Some(acceptor) => {
+                        let acceptor = acceptor.clone();
+                        tokio::spawn(async move {
+                            if let Ok(stream) = acceptor.accept(sock).await {
+                                serve(stream, handler, recorded).await;
+                            }
+                        });
+                    }
+                }
             }
         });
         Origin {
@@ -215,8 +255,8 @@ impl Drop for Origin {
     }
 }
 
-async fn serve(
-    mut sock: TcpStream,
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    mut sock: S,
     handler: Arc<Handler>,
     requests: Arc<Mutex<Vec<OriginRequest>>>,
 ) {
@@ -239,7 +279,10 @@ async fn serve(
     }
 }
 
-async fn read_request(sock: &mut TcpStream, buf: &mut Vec<u8>) -> Option<OriginRequest> {
+async fn read_request<S: AsyncRead + Unpin>(
+    sock: &mut S,
+    buf: &mut Vec<u8>,
+) -> Option<OriginRequest> {
     loop {
         let mut headers = [httparse::EMPTY_HEADER; 64];
         let mut req = httparse::Request::new(&mut headers);

@@ -198,8 +198,8 @@ pub(crate) async fn run(
         .collect();
     let timeout = plan.timeout;
     drop(plan);
-    let timer = tokio::time::sleep(timeout);
-    tokio::pin!(timer);
+    // boxed: the timer lives on the heap, not in every connection's future
+    let mut timer = Box::pin(tokio::time::sleep(timeout));
     let ending = match sub.sink.wait(Some(timer.as_mut())).await {
         Wake::End(e) => e,
         Wake::Timer => {

@@ -187,8 +187,8 @@ async fn hold(sub: &StreamSub, keep_alive: Option<KeepAliveTimer>) -> Ending {
             Wake::Timer => Ending::ClientGone,
         };
     };
-    let timer = tokio::time::sleep(jittered(ka.period));
-    tokio::pin!(timer);
+    // boxed: only streams with keep-alives pay for a timer
+    let mut timer = Box::pin(tokio::time::sleep(jittered(ka.period)));
     sub.sink.take_activity();
     loop {
         match sub.sink.wait(Some(timer.as_mut())).await {

@@ -1,0 +1,101 @@
+//! Budgets for what every held connection costs, checked by a test so they cannot creep up
+//! unnoticed: the size of each per-connection future (allocated once per task) and of the
+//! state shared with the broker. Raise a budget only with a measurement that says why.
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
+
+    use bytes::{Bytes, BytesMut};
+    use gripway_broker::{Broker, BrokerConfig};
+    use gripway_proto::http1::Version;
+    use gripway_proto::instruct::HoldMode;
+    use tokio::net::{TcpListener, TcpStream};
+
+    use crate::config::Config;
+    use crate::conn::ClientConn;
+    use crate::hold::{self, HoldPlan};
+    use crate::metrics::{ConnKind, Metrics};
+    use crate::origin::{OriginClient, OriginTimeouts};
+    use crate::relay::FullResponse;
+    use crate::routing::{self, RoutesHandle};
+    use crate::Shared;
+
+    /// Bytes of the task future that serves a connection between requests.
+    const SERVE_FUTURE: usize = 448;
+    /// Bytes of the future that holds a stream (boxed, alive as long as the stream).
+    const STREAM_HOLD_FUTURE: usize = 800;
+    /// Bytes of the future that holds a long-poll.
+    const POLL_HOLD_FUTURE: usize = 800;
+
+    async fn conn(shared: &Arc<Shared>) -> (ClientConn, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (sock, peer) = l.accept().await.unwrap();
+        let conn = ClientConn {
+            sock,
+            peer,
+            buf: BytesMut::new(),
+            guard: shared.metrics.connection(ConnKind::Http),
+        };
+        (conn, client)
+    }
+
+    fn plan(mode: HoldMode) -> Box<HoldPlan> {
+        Box::new(HoldPlan {
+            mode,
+            version: Version::Http11,
+            keep_alive: true,
+            head_only: false,
+            response: FullResponse {
+                status: 200,
+                reason: None,
+                headers: http::HeaderMap::new(),
+                body: Bytes::new(),
+            },
+            channels: vec![("c".into(), hold::FilterSet::default())],
+            meta: vec![],
+            timeout: std::time::Duration::from_secs(55),
+            keep_alive_data: None,
+            request: None,
+        })
+    }
+
+    #[tokio::test]
+    async fn per_connection_futures_stay_within_budget() {
+        let config = Config::default();
+        let broker = Broker::start(BrokerConfig::default());
+        let shared = Arc::new(Shared {
+            routes: RoutesHandle::new(routing::load(&config).unwrap()),
+            origin: OriginClient::new(OriginTimeouts {
+                connect: config.proxy.connect_timeout,
+                response: config.proxy.response_timeout,
+            }),
+            metrics: Metrics::new(broker.clone()),
+            broker,
+            upstream_key: None,
+            open_connections: AtomicUsize::new(0),
+            config,
+        });
+        let (c, _client) = conn(&shared).await;
+        let serve = std::mem::size_of_val(&crate::conn::serve(&shared, c));
+        let (c, _client) = conn(&shared).await;
+        let stream = std::mem::size_of_val(&hold::run(&shared, c, plan(HoldMode::Stream)));
+        let (c, _client) = conn(&shared).await;
+        let poll = std::mem::size_of_val(&hold::run(&shared, c, plan(HoldMode::Response)));
+        eprintln!("serve future {serve} B, stream hold {stream} B, long-poll hold {poll} B");
+        assert!(
+            serve <= SERVE_FUTURE,
+            "serve future {serve} B > {SERVE_FUTURE}"
+        );
+        assert!(
+            stream <= STREAM_HOLD_FUTURE,
+            "stream hold future {stream} B > {STREAM_HOLD_FUTURE}"
+        );
+        assert!(
+            poll <= POLL_HOLD_FUTURE,
+            "long-poll hold future {poll} B > {POLL_HOLD_FUTURE}"
+        );
+    }
+}

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Gripway and Pushpin side by side with the independent load tool in ../shared/bench
+# (fanbench): the same scenario against each, alternately, on fresh servers, in one session,
+# so machine drift affects both alike. Prints and saves a Markdown table per scenario.
+#
+# Usage: scripts/bench.sh [--rounds N] [--with-floor] [SCENARIO...]
+#   SCENARIO   any of bench-lib.sh's scenarios, plus sse-10k-1ch (10,000 SSE subscribers on one
+#              channel, 50 messages at 10/s) [default: sse-10k-1ch]
+#   --rounds   runs per server per scenario [2]
+#   --with-floor  also run fanbench's limit-server (the machine's floor)
+# Needs: Pushpin (apt-get install pushpin), a release build (cargo build --release), and
+# fanbench (built from ../shared/bench/fanbench into $FANBENCH_TARGET if missing).
+# Results: bench/results/<date>/<scenario>/<server>.r<N>.json and bench/results/<date>/summary.md
+set -euo pipefail
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+SHARED=${SHARED:-$REPO/../shared/bench}
+FANBENCH_TARGET=${FANBENCH_TARGET:-/tmp/fanbench-target}
+export FANBENCH=${FANBENCH:-$FANBENCH_TARGET/release/fanbench}
+if [ ! -x "$FANBENCH" ]; then
+    (cd "$SHARED/fanbench" && CARGO_TARGET_DIR=$FANBENCH_TARGET cargo build --release)
+fi
+# shellcheck source=/dev/null
+source "$SHARED/bench-lib.sh"
+
+ROUNDS=2 FLOOR=0 SCENARIOS=()
+while [ $# -gt 0 ]; do
+    case $1 in
+    --rounds) ROUNDS=${2:?}; shift 2 ;;
+    --with-floor) FLOOR=1; shift ;;
+    *) SCENARIOS+=("$1"); shift ;;
+    esac
+done
+[ ${#SCENARIOS[@]} -gt 0 ] || SCENARIOS=(sse-10k-1ch)
+
+eval "lib_$(declare -f scenario_args)"
+scenario_args() { # adds the scenarios the issues ask for to bench-lib.sh's set
+    local run="run --proxy $2 --publish $3 --size 100"
+    case $1 in
+    sse-10k-1ch) echo "$run --transport sse --subscribers 10000 --channels 1 --messages 50 --rate 10" ;;
+    *) lib_scenario_args "$@" ;;
+    esac
+}
+
+GW=$REPO/target/release/gripway
+[ -x "$GW" ] || { log "build first: cargo build --release"; exit 2; }
+TG_PORT=${TG_PORT:-19999} TG_PUB_PORT=${TG_PUB_PORT:-19561} TG_ORIGIN_PORT=${TG_ORIGIN_PORT:-19080}
+OUT=${OUT:-$REPO/bench/results/$(date +%Y%m%d-%H%M%S)}
+mkdir -p "$OUT"
+
+start_gripway() {
+    check_ports_free $TG_PORT $TG_PUB_PORT $TG_ORIGIN_PORT
+    start_origin $TG_ORIGIN_PORT
+    "$GW" --port 127.0.0.1:$TG_PORT --publish-port 127.0.0.1:$TG_PUB_PORT --admin-port off \
+        --log-level warn --route "* 127.0.0.1:$TG_ORIGIN_PORT,over_http" >"$WORK/gripway.log" 2>&1 &
+    TG_PID=$!
+    STARTED+=("$TG_PID")
+    wait_up gripway "$TG_PID" "http://127.0.0.1:$TG_PORT" "http://127.0.0.1:$TG_PUB_PORT/publish/" ||
+        { tail -20 "$WORK/gripway.log" >&2; exit 1; }
+}
+
+start_floor() {
+    check_ports_free $TG_PORT $TG_PUB_PORT
+    "$FANBENCH" limit-server --listen 127.0.0.1:$TG_PORT --publish-listen 127.0.0.1:$TG_PUB_PORT \
+        --max-seconds 7200 >"$WORK/limit.log" 2>&1 &
+    TG_PID=$!
+    STARTED+=("$TG_PID")
+    wait_up limit "$TG_PID" "http://127.0.0.1:$TG_PORT" "http://127.0.0.1:$TG_PUB_PORT/publish/" || exit 1
+}
+
+run_one() { # SERVER SCENARIO ROUND
+    local server=$1 scen=$2 r=$3 port pub pid out
+    case $server in
+    pushpin) start_pushpin 0 0; port=$PP_PORT pub=$PP_PUB_PORT pid=$PP_PID ;;
+    gripway) start_gripway; port=$TG_PORT pub=$TG_PUB_PORT pid=$TG_PID ;;
+    limit) start_floor; port=$TG_PORT pub=$TG_PUB_PORT pid=$TG_PID ;;
+    esac
+    out="$OUT/$scen/$server.r$r"
+    read -r -a args <<<"$(scenario_args "$scen" "http://127.0.0.1:$port" "http://127.0.0.1:$pub/publish/")"
+    "$FANBENCH" "${args[@]}" --server-pids "$pid" --label "$server/$scen/r$r" --json "$out.json" \
+        >"$out.txt" 2>"$out.log" || log "fanbench failed for $server $scen r$r (see $out.log)"
+    stop_all
+    sleep 1
+}
+
+servers=(pushpin gripway)
+[ "$FLOOR" = 1 ] && servers+=(limit)
+{
+    echo "# Gripway vs Pushpin 1.36 (rate limits off), $(date '+%Y-%m-%d %H:%M'), $(nproc) cores"
+    echo
+    echo "Command: \`scripts/bench.sh --rounds $ROUNDS $([ "$FLOOR" = 1 ] && echo --with-floor) ${SCENARIOS[*]}\`"
+    echo
+} >"$OUT/summary.md"
+for scen in "${SCENARIOS[@]}"; do
+    mkdir -p "$OUT/$scen"
+    for r in $(seq 1 "$ROUNDS"); do
+        for server in "${servers[@]}"; do
+            log "== $scen round $r/$ROUNDS: $server"
+            run_one "$server" "$scen" "$r"
+        done
+    done
+    "$SHARED/summarize.py" --side-by-side "$OUT/$scen" | tee -a "$OUT/summary.md"
+done
+log "results in $OUT"
