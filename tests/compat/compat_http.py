@@ -180,6 +180,17 @@ class Conn:
             raw += self._recv(deadline)
         return raw
 
+    def read_raw_for(self, seconds):
+        """Raw bytes after the head that arrive within `seconds` (stops early at EOF)."""
+        deadline = time.monotonic() + seconds
+        raw, self.buf = self.buf, b""
+        try:
+            while not self.eof:
+                raw += self._recv(deadline)
+        except TimeoutError:
+            pass
+        return raw
+
     def closed_within(self, limit):
         """True if the server closes the connection (EOF) within `limit` seconds; data that
         arrives meanwhile goes to the body."""

@@ -90,14 +90,6 @@ def test_invalid_items(both, case):
     assert gripway_fragment in gb, gb
 
 
-def test_all_or_nothing(origin, both):
-    """A request with one bad item publishes nothing, in both."""
-    body = {"items": [{"channel": "compat-api", "formats": {"http-stream": {"content": "x"}}},
-                      {"channel": "compat-api", "formats": {}}]}
-    res = both_publish(both, body)
-    assert res["pushpin"][0].status == res["gripway"][0].status == 400
-
-
 @pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
 def test_wrong_method_405(both, method):
     res = both_publish(both, b"", method=method)

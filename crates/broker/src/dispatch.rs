@@ -166,20 +166,22 @@ impl Shard {
         let mut ready = Vec::with_capacity(64);
         loop {
             let deadline = self.sequencer.next_deadline();
-            let received = tokio::select! {
-                n = rx.recv_many(&mut batch, MAX_BATCH) => n,
-                _ = sleep_until(deadline), if deadline.is_some() => 0,
+            let closed = tokio::select! {
+                n = rx.recv_many(&mut batch, MAX_BATCH) => n == 0,
+                _ = sleep_until(deadline), if deadline.is_some() => false,
             };
-            if received == 0 && batch.is_empty() && deadline.is_none() {
-                return; // every sender is gone
-            }
             let now = Instant::now();
             for msg in batch.drain(..) {
                 self.arrive(msg, now, &mut ready);
             }
-            self.sequencer.expire(now, &mut ready);
+            // at shutdown nothing more can arrive: release whatever still waits
+            let horizon = if closed { now + Duration::from_secs(86_400) } else { now };
+            self.sequencer.expire(horizon, &mut ready);
             if !ready.is_empty() {
                 self.fan_out(&mut ready);
+            }
+            if closed {
+                return; // every sender is gone
             }
         }
     }

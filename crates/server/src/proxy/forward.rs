@@ -43,6 +43,7 @@ pub(crate) async fn forward(
                 tls: false,
                 trusted: request.trusted,
                 now_unix: now_unix(),
+                client_host: Some(request.head.host()),
             },
         );
         let out = OriginRequest {

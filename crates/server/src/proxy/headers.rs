@@ -7,7 +7,7 @@
 
 use std::net::IpAddr;
 
-use gripway_proto::routes::Target;
+use gripway_proto::routes::{Target, TargetKind};
 use http::header::{HeaderName, HeaderValue, CONNECTION, HOST};
 use http::HeaderMap;
 
@@ -65,6 +65,8 @@ pub(crate) struct HeaderContext<'a> {
     pub(crate) tls: bool,
     pub(crate) trusted: bool,
     pub(crate) now_unix: u64,
+    /// The host the client named (Host header or absolute-form target), if any.
+    pub(crate) client_host: Option<&'a str>,
 }
 
 /// Builds the origin request headers from the client's.
@@ -121,6 +123,19 @@ pub(crate) fn origin_headers(client: &HeaderMap, cx: &HeaderContext<'_>) -> Head
         .or(cx.route.route.as_host.as_deref());
     if let Some(host) = host {
         if let Ok(v) = HeaderValue::from_str(host) {
+            h.insert(HOST, v);
+        }
+    }
+    if !h.contains_key(HOST) {
+        // an HTTP/1.0 client may send no Host; HTTP/1.1 to the origin requires one
+        let fallback = cx.client_host.filter(|s| !s.is_empty()).map(str::to_string).or_else(|| {
+            match &cx.target.kind {
+                TargetKind::Addr { host, port } if host.contains(':') => Some(format!("[{host}]:{port}")),
+                TargetKind::Addr { host, port } => Some(format!("{host}:{port}")),
+                TargetKind::Test => None,
+            }
+        });
+        if let Some(v) = fallback.and_then(|f| HeaderValue::from_str(&f).ok()) {
             h.insert(HOST, v);
         }
     }
@@ -193,6 +208,7 @@ mod tests {
             tls: false,
             trusted,
             now_unix: 0,
+            client_host: None,
         };
         origin_headers(&client(), &cx)
     }
