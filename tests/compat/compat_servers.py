@@ -18,6 +18,7 @@ import compat_http as ch
 PUSHPIN_BIN = shutil.which("pushpin") or "/usr/bin/pushpin"
 SERVER_HEADER = "X-Compat-Server"  # set by the client so the origin knows who proxied
 DEAD_PREFIX = "/compat-dead/"  # routed to a port nobody listens on
+READY_PATH = "/compat-ready"
 
 
 def routes_for(origin_addr, dead_port):
@@ -131,6 +132,10 @@ class Origin:
         return buf[:n], buf[n:]
 
     def _find(self, path):
+        if path == READY_PATH:  # a stream hold: proves proxy -> handler -> client works
+            return lambda req: Reply(200, "OK", [("Content-Type", "text/plain"),
+                                                 ("Grip-Hold", "stream"),
+                                                 ("Grip-Channel", "compat-ready")], "ready\n")
         best = max((p for p in self.handlers if path.startswith(p)), key=len, default=None)
         return self.handlers.get(best)
 
@@ -184,11 +189,13 @@ class Pushpin:
             if self.proc.poll() is not None:
                 break
             try:
-                ch.fetch(self.addr, "GET", "/compat-ready", limit=2)
+                with ch.Conn(self.addr, timeout=2) as c:
+                    ready = c.request("GET", READY_PATH, read=True, headers=[]).status == 200
+                    ready = ready and c.read_until(b"ready\n", limit=2) == b"ready\n"
                 head, _ = ch.publish_raw(self.publish_addr, item)
-                if head.status == 200:
+                if ready and head.status == 200:
                     return
-            except (OSError, ConnectionError, TimeoutError):
+            except (OSError, AssertionError, ValueError):
                 pass
             time.sleep(0.1)
         logs = self.logs()

@@ -175,7 +175,11 @@ impl Shard {
                 self.arrive(msg, now, &mut ready);
             }
             // at shutdown nothing more can arrive: release whatever still waits
-            let horizon = if closed { now + Duration::from_secs(86_400) } else { now };
+            let horizon = if closed {
+                now + Duration::from_secs(86_400)
+            } else {
+                now
+            };
             self.sequencer.expire(horizon, &mut ready);
             if !ready.is_empty() {
                 self.fan_out(&mut ready);

@@ -137,3 +137,34 @@ async fn trusted_upstream_keeps_its_grip_headers_and_gets_instructions_back() {
     c.read_until(b"for the upstream proxy", WAIT).await;
     assert_eq!(origin.last_request().header("grip-last"), None);
 }
+
+#[tokio::test]
+async fn pem_keys_sign_with_es256_and_rs256() {
+    let keys = concat!(env!("CARGO_MANIFEST_DIR"), "/../proto/tests/keys");
+    let origin = Origin::start(|_| Reply::ok()).await;
+    for (private, public, alg) in [
+        ("ec-private.pem", "ec-public.pem", "ES256"),
+        ("rsa-private.pem", "rsa-public.pem", "RS256"),
+    ] {
+        let route = format!("*,sig_key=file:{keys}/{private} {}", origin.target());
+        let gw = gripway(&["--route", &route]);
+        let mut c = RawClient::connect(gw.addr).await;
+        c.get("/", &[]).await;
+        c.read_head().await;
+        let token = origin
+            .last_request()
+            .header("grip-sig")
+            .unwrap()
+            .to_string();
+        let pem = std::fs::read(format!("{keys}/{public}")).unwrap();
+        let key = VerifyingKey::from_pem(&pem).unwrap();
+        check_grip_sig(&token, &key, now()).unwrap_or_else(|e| panic!("{alg}: {e:?}"));
+        let header = claims_of_part(&token, 0);
+        assert_eq!(header["alg"], alg);
+    }
+}
+
+fn claims_of_part(token: &str, part: usize) -> serde_json::Value {
+    let rebuilt = format!("x.{}.y", token.split('.').nth(part).unwrap());
+    claims(&rebuilt)
+}

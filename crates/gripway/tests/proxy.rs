@@ -384,3 +384,17 @@ async fn tls_targets_verify_certificates_unless_insecure() {
             >= Some(1.0)
     );
 }
+
+#[tokio::test]
+async fn http10_request_without_host_gets_one_for_the_origin() {
+    let origin = Origin::start(|_| Reply::ok().body("ok")).await;
+    let gw = gripway_to(&origin, &[]);
+    let mut c = RawClient::connect(gw.addr).await;
+    c.send(b"GET /old HTTP/1.0\r\n\r\n").await;
+    let all = String::from_utf8_lossy(&c.read_to_end(WAIT).await).into_owned();
+    assert!(all.starts_with("HTTP/1.0 200 OK\r\n"), "{all}");
+    assert_eq!(
+        origin.last_request().header("host"),
+        Some(origin.target().as_str())
+    );
+}

@@ -128,13 +128,17 @@ pub(crate) fn origin_headers(client: &HeaderMap, cx: &HeaderContext<'_>) -> Head
     }
     if !h.contains_key(HOST) {
         // an HTTP/1.0 client may send no Host; HTTP/1.1 to the origin requires one
-        let fallback = cx.client_host.filter(|s| !s.is_empty()).map(str::to_string).or_else(|| {
-            match &cx.target.kind {
-                TargetKind::Addr { host, port } if host.contains(':') => Some(format!("[{host}]:{port}")),
+        let fallback = cx
+            .client_host
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .or_else(|| match &cx.target.kind {
+                TargetKind::Addr { host, port } if host.contains(':') => {
+                    Some(format!("[{host}]:{port}"))
+                }
                 TargetKind::Addr { host, port } => Some(format!("{host}:{port}")),
                 TargetKind::Test => None,
-            }
-        });
+            });
         if let Some(v) = fallback.and_then(|f| HeaderValue::from_str(&f).ok()) {
             h.insert(HOST, v);
         }
