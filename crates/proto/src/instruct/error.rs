@@ -28,12 +28,6 @@ pub enum InstructError {
         /// The value received.
         got: String,
     },
-    /// A `Grip-Channel` list has a blank element (`a, , b` or a trailing comma).
-    #[error("Grip-Channel element {element} is empty")]
-    EmptyChannelElement {
-        /// 1-based element index across all `Grip-Channel` lines.
-        element: usize,
-    },
     /// A channel has an empty name.
     #[error("{location}: channel name is empty")]
     EmptyChannelName {

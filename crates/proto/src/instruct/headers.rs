@@ -93,7 +93,8 @@ fn read_channels(headers: &HeaderMap, draft: &mut Draft) -> Result<(), InstructE
         let element = parsed?;
         let number = index + 1;
         if element.is_empty() {
-            return Err(InstructError::EmptyChannelElement { element: number });
+            // as Pushpin: an empty element ("a,,b" or a trailing comma) is skipped
+            continue;
         }
         let prev_id = element
             .param("prev-id")
@@ -327,13 +328,23 @@ mod tests {
 
     #[test]
     fn channel_errors() {
+        // empty elements are skipped, as Pushpin does
+        let names = |h: &[(&'static str, &str)]| -> Vec<String> {
+            let mut map = HeaderMap::new();
+            for (k, v) in h {
+                map.append(*k, v.parse().unwrap());
+            }
+            parse_instruct(200, &map, b"", &InstructLimits::default())
+                .unwrap()
+                .channels
+                .into_iter()
+                .map(|c| c.name)
+                .collect()
+        };
+        assert_eq!(names(&[("grip-channel", "a, , b")]), ["a", "b"]);
         assert_eq!(
-            header_error(&[("grip-channel", "a, , b")]),
-            "Grip-Channel element 2 is empty"
-        );
-        assert_eq!(
-            header_error(&[("grip-channel", "a"), ("grip-channel", "b,")]),
-            "Grip-Channel element 3 is empty"
+            names(&[("grip-channel", "a"), ("grip-channel", "b,")]),
+            ["a", "b"]
         );
         assert_eq!(
             header_error(&[("grip-channel", "; prev-id=1")]),

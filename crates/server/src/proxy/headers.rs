@@ -18,6 +18,9 @@ use crate::routing::RouteEntry;
 pub(crate) const GRIP_FEATURES: &str =
     "status, filter:skip-self, filter:skip-users, filter:require-sub";
 
+/// The prefix Pushpin gives to copies of original headers (route option `orig_headers`).
+const ORIG_HEADER_MARK: &str = "eb9bf0f5-";
+
 /// Headers that describe one hop only and are never forwarded (RFC 9110 §7.6.1), plus
 /// `Accept-Encoding` (an encoded body could not have published content appended) and
 /// `Expect` (Gripway answers `100-continue` itself).
@@ -73,6 +76,16 @@ pub(crate) struct HeaderContext<'a> {
 pub(crate) fn origin_headers(client: &HeaderMap, cx: &HeaderContext<'_>) -> HeaderMap {
     let mut h = client.clone();
     strip_hop_by_hop(&mut h);
+    // Pushpin marks copies of original headers with this prefix for upstream proxies
+    // (`orig_headers`); a client must not be able to smuggle such copies in
+    let marked: Vec<HeaderName> = h
+        .keys()
+        .filter(|n| n.as_str().starts_with(ORIG_HEADER_MARK))
+        .cloned()
+        .collect();
+    for name in marked {
+        h.remove(name);
+    }
     if !cx.trusted {
         let grip: Vec<HeaderName> = h.keys().filter(|n| is_grip_header(n)).cloned().collect();
         for name in grip {
