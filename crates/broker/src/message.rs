@@ -9,7 +9,8 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use gripway_proto::chunked::encode_chunk;
-use gripway_proto::publish::{Formats, HttpStreamAction, Item};
+use gripway_proto::publish::{Formats, HttpStreamAction, Item, WsAction, WsKind};
+use gripway_proto::ws_frame::{encode_close, encode_frame, FrameKind};
 
 /// A channel name, shared between the registry, the dispatcher and every message on it.
 pub type ChannelName = Arc<str>;
@@ -31,6 +32,8 @@ pub struct Message {
     pub formats: Formats,
     /// `http-stream` content framed as one HTTP/1.1 chunk.
     http_chunk: OnceLock<Option<Bytes>>,
+    /// `ws-message` as one WebSocket frame (a data, ping, pong or close frame).
+    ws_frame: OnceLock<Option<Bytes>>,
 }
 
 impl Message {
@@ -44,6 +47,7 @@ impl Message {
             no_seq: item.no_seq,
             formats: item.formats,
             http_chunk: OnceLock::new(),
+            ws_frame: OnceLock::new(),
         })
     }
 
@@ -61,6 +65,29 @@ impl Message {
     pub fn stream_chunk(&self) -> Option<&Bytes> {
         self.http_chunk
             .get_or_init(|| self.stream_content().map(|c| encode_chunk(c)))
+            .as_ref()
+    }
+
+    /// The `ws-message` as one unmasked WebSocket frame — for `send` the message (text,
+    /// binary, ping or pong), for `close` the close frame — encoded once and shared by every
+    /// WebSocket subscriber. None for other actions or when there is no `ws-message`.
+    pub fn ws_frame(&self) -> Option<&Bytes> {
+        self.ws_frame
+            .get_or_init(
+                || match self.formats.ws_message.as_ref().map(|f| &f.action) {
+                    Some(WsAction::Send { kind, content }) => {
+                        let kind = match kind {
+                            WsKind::Text => FrameKind::Text,
+                            WsKind::Binary => FrameKind::Binary,
+                            WsKind::Ping => FrameKind::Ping,
+                            WsKind::Pong => FrameKind::Pong,
+                        };
+                        Some(encode_frame(kind, content.clone()))
+                    }
+                    Some(WsAction::Close { code, reason }) => Some(encode_close(*code, reason)),
+                    _ => None,
+                },
+            )
             .as_ref()
     }
 

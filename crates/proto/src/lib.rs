@@ -13,3 +13,4 @@ pub mod params;
 pub mod publish;
 pub mod routes;
 pub mod sig;
+pub mod ws_frame;

@@ -5,9 +5,9 @@
 //! ([`response`]) until it ends. Both share the socket writer in [`sink`], through which the
 //! broker's fan-out writes published messages directly, and the filters in [`filters`].
 
-mod filters;
+pub(crate) mod filters;
 mod response;
-mod sink;
+pub(crate) mod sink;
 mod stream;
 
 use std::sync::Arc;

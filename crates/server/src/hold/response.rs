@@ -200,29 +200,29 @@ pub(crate) async fn run(
     drop(plan);
     // boxed: the timer lives on the heap, not in every connection's future
     let mut timer = Box::pin(tokio::time::sleep(timeout));
-    let ending = match sub.sink.wait(Some(timer.as_mut())).await {
-        Wake::End(e) => e,
-        Wake::Timer => {
-            {
-                let mut st = sub.sink.lock();
-                if !Sink::is_closed(&st) {
-                    let t = &sub.template;
-                    let bytes = full_response_bytes(
-                        sub.version,
-                        sub.keep_alive,
-                        sub.head_only,
-                        t.status,
-                        t.reason.as_deref(),
-                        t.headers.clone(),
-                        &t.body,
-                    );
-                    sub.sink.send(&mut st, &[&bytes]);
-                    sub.sink.finish(&mut st);
+    let ending = loop {
+        match sub.sink.wait(Some(timer.as_mut())).await {
+            Wake::End(e) => break e,
+            Wake::Readable | Wake::Notified => {}
+            Wake::Timer => {
+                {
+                    let mut st = sub.sink.lock();
+                    if !Sink::is_closed(&st) {
+                        let t = &sub.template;
+                        let bytes = full_response_bytes(
+                            sub.version,
+                            sub.keep_alive,
+                            sub.head_only,
+                            t.status,
+                            t.reason.as_deref(),
+                            t.headers.clone(),
+                            &t.body,
+                        );
+                        sub.sink.send(&mut st, &[&bytes]);
+                        sub.sink.finish(&mut st);
+                    }
                 }
-            }
-            match sub.sink.wait(None).await {
-                Wake::End(e) => e,
-                Wake::Timer => Ending::ClientGone,
+                break sub.sink.wait_end().await;
             }
         }
     };

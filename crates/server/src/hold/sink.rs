@@ -43,6 +43,10 @@ pub(crate) enum Wake {
     End(Ending),
     /// The timer passed to [`Sink::wait`] fired.
     Timer,
+    /// The client sent something (only when the caller asked to read input itself).
+    Readable,
+    /// Someone called [`Sink::notify`].
+    Notified,
 }
 
 pub(crate) struct SinkState {
@@ -54,6 +58,8 @@ pub(crate) struct SinkState {
     slow: bool,
     /// Bytes were written or queued since the keep-alive timer was last armed.
     active: bool,
+    /// [`Sink::notify`] was called and the task has not seen it yet.
+    notified: bool,
 }
 
 /// A held client socket and what is waiting to be written to it.
@@ -74,6 +80,7 @@ impl Sink {
                 finished: false,
                 slow: false,
                 active: false,
+                notified: false,
             }),
             max_queued_bytes,
         }
@@ -157,6 +164,18 @@ impl Sink {
         self.wake(st);
     }
 
+    /// Wakes the connection's task with [`Wake::Notified`] (e.g. the fan-out asks a WebSocket
+    /// to close or to refresh).
+    pub(crate) fn notify(&self, st: &mut SinkState) {
+        st.notified = true;
+        self.wake(st);
+    }
+
+    /// The socket, for reading what the client sends.
+    pub(crate) fn socket(&self) -> &TcpStream {
+        &self.sock
+    }
+
     fn wake(&self, st: &mut SinkState) {
         if let Some(w) = st.waker.take() {
             w.wake();
@@ -170,12 +189,33 @@ impl Sink {
 
     /// Runs the connection until the hold ends or `timer` fires: flushes the queue when the
     /// socket is writable, discards what the client sends, notices when it goes away.
-    pub(crate) async fn wait(&self, mut timer: Option<Pin<&mut Sleep>>) -> Wake {
+    pub(crate) async fn wait(&self, timer: Option<Pin<&mut Sleep>>) -> Wake {
+        self.wait_with(timer, false).await
+    }
+
+    /// Waits until the hold ends (no timer, input discarded).
+    pub(crate) async fn wait_end(&self) -> Ending {
+        loop {
+            if let Wake::End(e) = self.wait(None).await {
+                return e;
+            }
+        }
+    }
+
+    /// As [`Sink::wait`], but returns [`Wake::Readable`] instead of discarding input when
+    /// `read_input` is set (the caller reads the socket itself).
+    pub(crate) async fn wait_with(
+        &self,
+        mut timer: Option<Pin<&mut Sleep>>,
+        read_input: bool,
+    ) -> Wake {
         loop {
             let event = poll_fn(|cx| self.poll_event(cx, timer.as_mut())).await;
             match event {
                 Event::Timer => return Wake::Timer,
                 Event::End(e) => return Wake::End(e),
+                Event::Notified => return Wake::Notified,
+                Event::Input if read_input => return Wake::Readable,
                 Event::Input => {
                     if !self.discard_input() {
                         return Wake::End(Ending::ClientGone);
@@ -195,6 +235,9 @@ impl Sink {
             let mut st = self.state.lock();
             if st.slow {
                 return Poll::Ready(Event::End(Ending::Slow));
+            }
+            if std::mem::take(&mut st.notified) {
+                return Poll::Ready(Event::Notified);
             }
             let queued = !st.queue.is_empty();
             if !queued {
@@ -270,9 +313,53 @@ impl Sink {
     }
 }
 
+/// Frames gathered on the stack by a fan-out delivery and handed to [`Sink::send`] a few at
+/// a time, so a delivery allocates nothing.
+pub(crate) struct Batch<'a> {
+    frames: [&'a Bytes; BATCH],
+    len: usize,
+    /// Frames added, over all sends.
+    pub(crate) count: u32,
+}
+
+const BATCH: usize = 32;
+static NO_FRAME: Bytes = Bytes::new();
+
+impl<'a> Batch<'a> {
+    pub(crate) fn new() -> Self {
+        Batch {
+            frames: [&NO_FRAME; BATCH],
+            len: 0,
+            count: 0,
+        }
+    }
+
+    /// Adds a frame, sending the batch when it is full; false if the client is too slow.
+    pub(crate) fn push(&mut self, sink: &Sink, st: &mut SinkState, frame: &'a Bytes) -> bool {
+        if self.len == BATCH {
+            if !sink.send(st, &self.frames[..self.len]) {
+                return false;
+            }
+            self.len = 0;
+        }
+        self.frames[self.len] = frame;
+        self.len += 1;
+        self.count += 1;
+        true
+    }
+
+    /// Sends what is left; false if the client is too slow.
+    pub(crate) fn send(&mut self, sink: &Sink, st: &mut SinkState) -> bool {
+        let ok = sink.send(st, &self.frames[..self.len]);
+        self.len = 0;
+        ok
+    }
+}
+
 enum Event {
     Input,
     Writable,
     Timer,
+    Notified,
     End(Ending),
 }

@@ -20,7 +20,7 @@ use http::header::{HeaderValue, CONTENT_LENGTH, TRANSFER_ENCODING};
 use rand::Rng;
 
 use super::filters::Filters;
-use super::sink::{Ending, Sink, Wake};
+use super::sink::{Batch, Ending, Sink, Wake};
 use super::{HoldEnd, HoldPlan};
 use crate::conn::ClientConn;
 use crate::metrics::ConnKind;
@@ -46,10 +46,7 @@ impl Subscriber for StreamSub {
         if Sink::is_closed(&st) {
             return Delivery::Closed(messages.len() as u32);
         }
-        // frames are collected on the stack, a few at a time, and sent in order
-        let mut frames: [&Bytes; 32] = [&END_OF_STREAM; 32];
-        let mut n = 0;
-        let mut sent = 0u32;
+        let mut batch = Batch::new();
         let mut close = false;
         for msg in messages {
             let Some(format) = &msg.formats.http_stream else {
@@ -73,30 +70,24 @@ impl Subscriber for StreamSub {
                 HttpStreamAction::Hint => None,
             };
             if let Some(frame) = frame {
-                if n == frames.len() {
-                    if !self.sink.send(&mut st, &frames[..n]) {
-                        return Delivery::DroppedSlow(messages.len() as u32);
-                    }
-                    n = 0;
+                if !batch.push(&self.sink, &mut st, frame) {
+                    return Delivery::DroppedSlow(messages.len() as u32);
                 }
-                frames[n] = frame;
-                n += 1;
-                sent += 1;
             }
             if close {
                 break;
             }
         }
-        if !self.sink.send(&mut st, &frames[..n]) {
+        if !batch.send(&self.sink, &mut st) {
             return Delivery::DroppedSlow(messages.len() as u32);
         }
         if close {
             self.sink.finish(&mut st);
         }
-        if sent == 0 {
+        if batch.count == 0 {
             Delivery::Skipped
         } else {
-            Delivery::Sent(sent)
+            Delivery::Sent(batch.count)
         }
     }
 }
@@ -182,10 +173,7 @@ struct KeepAliveTimer {
 /// Waits for the stream to end, sending keep-alives when due.
 async fn hold(sub: &StreamSub, keep_alive: Option<KeepAliveTimer>) -> Ending {
     let Some(ka) = keep_alive else {
-        return match sub.sink.wait(None).await {
-            Wake::End(e) => e,
-            Wake::Timer => Ending::ClientGone,
-        };
+        return sub.sink.wait_end().await;
     };
     // boxed: only streams with keep-alives pay for a timer
     let mut timer = Box::pin(tokio::time::sleep(jittered(ka.period)));
@@ -207,6 +195,7 @@ async fn hold(sub: &StreamSub, keep_alive: Option<KeepAliveTimer>) -> Ending {
                     .as_mut()
                     .reset(tokio::time::Instant::now() + jittered(ka.period));
             }
+            Wake::Readable | Wake::Notified => {}
         }
     }
 }

@@ -1,0 +1,88 @@
+//! Server-to-client WebSocket frames as bytes, encoded by tungstenite's frame encoder: each
+//! published `ws-message` is framed once with these and the same bytes go to every
+//! subscriber. Server frames are never masked (RFC 6455 §5.1).
+
+use bytes::Bytes;
+use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use tungstenite::protocol::frame::{CloseFrame, Frame};
+
+/// What a frame carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameKind {
+    /// A whole text message (the payload must be UTF-8).
+    Text,
+    /// A whole binary message.
+    Binary,
+    /// A ping (payload at most 125 bytes).
+    Ping,
+    /// A pong (payload at most 125 bytes).
+    Pong,
+}
+
+/// One complete, unfragmented, unmasked frame.
+pub fn encode_frame(kind: FrameKind, payload: Bytes) -> Bytes {
+    let frame = match kind {
+        FrameKind::Text => Frame::message(payload, OpCode::Data(Data::Text), true),
+        FrameKind::Binary => Frame::message(payload, OpCode::Data(Data::Binary), true),
+        FrameKind::Ping => Frame::ping(payload),
+        FrameKind::Pong => Frame::pong(payload),
+    };
+    format(frame)
+}
+
+/// A close frame with `code` and `reason` (no payload when `code` is None; a reason without a
+/// code is sent with 1000, since RFC 6455 allows a reason only after a code).
+pub fn encode_close(code: Option<u16>, reason: &str) -> Bytes {
+    let close = match (code, reason.is_empty()) {
+        (None, true) => None,
+        (code, _) => Some(CloseFrame {
+            code: CloseCode::from(code.unwrap_or(1000)),
+            reason: reason.to_string().into(),
+        }),
+    };
+    format(Frame::close(close))
+}
+
+fn format(frame: Frame) -> Bytes {
+    let mut out = Vec::with_capacity(frame.len());
+    // writing into a Vec cannot fail
+    let _ = frame.format(&mut out);
+    Bytes::from(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_bytes() {
+        assert_eq!(
+            &encode_frame(FrameKind::Text, Bytes::from_static(b"hi"))[..],
+            b"\x81\x02hi"
+        );
+        assert_eq!(
+            &encode_frame(FrameKind::Binary, Bytes::from_static(b"\x00\x01"))[..],
+            b"\x82\x02\x00\x01"
+        );
+        assert_eq!(
+            &encode_frame(FrameKind::Ping, Bytes::new())[..],
+            b"\x89\x00"
+        );
+        assert_eq!(
+            &encode_frame(FrameKind::Pong, Bytes::from_static(b"p"))[..],
+            b"\x8a\x01p"
+        );
+        let long = encode_frame(FrameKind::Text, Bytes::from(vec![b'x'; 300]));
+        assert_eq!(&long[..4], &[0x81, 126, 1, 44]);
+        assert_eq!(long.len(), 304);
+        let huge = encode_frame(FrameKind::Binary, Bytes::from(vec![0; 70_000]));
+        assert_eq!(&huge[..10], &[0x82, 127, 0, 0, 0, 0, 0, 1, 0x11, 0x70]);
+    }
+
+    #[test]
+    fn close_frames() {
+        assert_eq!(&encode_close(None, "")[..], b"\x88\x00");
+        assert_eq!(&encode_close(Some(1001), "bye")[..], b"\x88\x05\x03\xe9bye");
+        assert_eq!(&encode_close(None, "why")[..], b"\x88\x05\x03\xe8why");
+    }
+}

@@ -1,0 +1,163 @@
+//! The client's side of a WebSocket connection: RFC 6455 as tungstenite implements it, driven
+//! without handing it the socket. Gripway reads from the socket through a thin adapter when
+//! the socket is readable, and everything tungstenite wants to send (pongs, close replies,
+//! close frames we start) is captured as bytes and written through the connection's sink,
+//! the same path published frames take, so writes never interleave.
+//!
+//! Protocol violations by the client end the connection with the close code RFC 6455
+//! prescribes: 1002 for protocol errors (unmasked frames, bad opcodes, fragmented control
+//! frames, ...), 1007 for invalid UTF-8 in text, 1009 for a message over the size limit.
+
+use std::io::{self, Read, Write};
+
+use bytes::Bytes;
+use tokio::net::TcpStream;
+use tungstenite::error::{CapacityError, Error as WsError};
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::frame::CloseFrame;
+use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
+use tungstenite::Message;
+
+/// Bytes tungstenite reads from the socket at a time (and keeps as its read buffer).
+const READ_CHUNK: usize = 1024;
+
+/// A message the client sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ClientMessage {
+    Text(Bytes),
+    Binary(Bytes),
+    Ping(Bytes),
+    Pong(Bytes),
+    /// The client started or answered the close handshake: its code and reason.
+    Close(Option<(u16, String)>),
+}
+
+/// What reading found beyond messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReadEnd {
+    /// Nothing more to read for now.
+    Drained,
+    /// The close handshake is complete or the client went away: drop the connection.
+    Closed,
+    /// The client broke the protocol; a close frame with this code was produced.
+    Violation(u16),
+}
+
+/// The protocol state of one client connection.
+pub(crate) struct ClientProtocol {
+    ctx: WebSocketContext,
+}
+
+impl ClientProtocol {
+    /// A server-side protocol state accepting messages up to `max_message` bytes.
+    pub(crate) fn new(max_message: usize) -> ClientProtocol {
+        let config = WebSocketConfig::default()
+            .read_buffer_size(READ_CHUNK)
+            .write_buffer_size(0)
+            .max_message_size(Some(max_message))
+            .max_frame_size(Some(max_message))
+            .accept_unmasked_frames(false);
+        ClientProtocol {
+            ctx: WebSocketContext::new(Role::Server, Some(config)),
+        }
+    }
+
+    /// Reads every message the socket has now into `messages`; bytes to send back go to `out`.
+    pub(crate) fn read(
+        &mut self,
+        sock: &TcpStream,
+        messages: &mut Vec<ClientMessage>,
+        out: &mut Vec<u8>,
+    ) -> ReadEnd {
+        let mut io = Io { sock, out };
+        loop {
+            match self.ctx.read(&mut io) {
+                Ok(Message::Text(t)) => messages.push(ClientMessage::Text(Bytes::from(t))),
+                Ok(Message::Binary(b)) => messages.push(ClientMessage::Binary(b)),
+                Ok(Message::Ping(p)) => messages.push(ClientMessage::Ping(p)),
+                Ok(Message::Pong(p)) => messages.push(ClientMessage::Pong(p)),
+                Ok(Message::Close(frame)) => messages.push(ClientMessage::Close(
+                    frame.map(|f| (u16::from(f.code), f.reason.to_string())),
+                )),
+                Ok(Message::Frame(_)) => {}
+                Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return ReadEnd::Drained;
+                }
+                Err(WsError::ConnectionClosed | WsError::AlreadyClosed | WsError::Io(_)) => {
+                    return ReadEnd::Closed;
+                }
+                Err(e) => {
+                    let code = violation_code(&e);
+                    let _ = self.ctx.close(
+                        &mut io,
+                        Some(CloseFrame {
+                            code: CloseCode::from(code),
+                            reason: violation_reason(code).into(),
+                        }),
+                    );
+                    return ReadEnd::Violation(code);
+                }
+            }
+        }
+    }
+
+    /// Starts (or completes) the close handshake with `code` and `reason`; the close frame's
+    /// bytes go to `out`.
+    pub(crate) fn close(&mut self, sock: &TcpStream, code: Option<u16>, reason: &str, out: &mut Vec<u8>) {
+        let frame = match (code, reason.is_empty()) {
+            (None, true) => None,
+            (code, _) => Some(CloseFrame {
+                code: CloseCode::from(code.unwrap_or(1000)),
+                reason: reason.to_string().into(),
+            }),
+        };
+        let mut io = Io { sock, out };
+        let _ = self.ctx.close(&mut io, frame);
+    }
+
+    /// True until a close frame has been sent or received.
+    pub(crate) fn is_open(&self) -> bool {
+        self.ctx.can_write()
+    }
+}
+
+/// The close code for a client's protocol violation.
+fn violation_code(e: &WsError) -> u16 {
+    match e {
+        WsError::Utf8(_) => 1007,
+        WsError::Capacity(CapacityError::MessageTooLong { .. }) => 1009,
+        WsError::Capacity(_) => 1009,
+        _ => 1002,
+    }
+}
+
+fn violation_reason(code: u16) -> &'static str {
+    match code {
+        1007 => "invalid UTF-8 in a text message",
+        1009 => "message too big",
+        _ => "protocol error",
+    }
+}
+
+/// Lets tungstenite read the socket without owning it, and captures what it writes.
+struct Io<'a> {
+    sock: &'a TcpStream,
+    out: &'a mut Vec<u8>,
+}
+
+impl Read for Io<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.sock.try_read(buf)
+    }
+}
+
+impl Write for Io<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.out.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}

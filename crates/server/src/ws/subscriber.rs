@@ -1,0 +1,102 @@
+//! A WebSocket connection as a subscriber: published `ws-message` items reach it through the
+//! broker's fan-out, framed once per message and written straight to the socket through the
+//! shared sink. What the fan-out cannot do itself under the sink's lock — closing the
+//! connection (the close handshake belongs to the protocol state the connection's task owns)
+//! and a WebSocket-over-HTTP `refresh` — it leaves in [`Requests`] and wakes the task.
+
+use std::sync::Arc;
+
+use gripway_broker::{Delivery, Message, Subscriber, Transport};
+use gripway_proto::publish::WsAction;
+use parking_lot::Mutex;
+
+use crate::hold::filters::Filters;
+use crate::hold::sink::{Batch, Sink};
+
+/// What the fan-out asks of the connection's task.
+#[derive(Debug, Default)]
+pub(crate) struct Requests {
+    /// Close the connection with this code and reason (a published `close`).
+    pub(crate) close: Option<(Option<u16>, String)>,
+    /// Send a WebSocket-over-HTTP request now, even an empty one (a published `refresh`).
+    pub(crate) refresh: bool,
+}
+
+/// The parts of a WebSocket connection the fan-out reaches.
+pub(crate) struct WsSub {
+    pub(crate) sink: Sink,
+    /// Delivery filters (they change with `subscribe` and `set-meta` control messages).
+    pub(crate) filters: Mutex<Option<Box<Filters>>>,
+    pub(crate) requests: Mutex<Requests>,
+}
+
+impl WsSub {
+    pub(crate) fn new(sink: Sink) -> Arc<WsSub> {
+        Arc::new(WsSub {
+            sink,
+            filters: Mutex::new(None),
+            requests: Mutex::new(Requests::default()),
+        })
+    }
+}
+
+impl Subscriber for WsSub {
+    fn transport(&self) -> Transport {
+        Transport::WebSocket
+    }
+
+    fn deliver(&self, channel: &str, messages: &[Arc<Message>]) -> gripway_broker::Delivery {
+        let mut st = self.sink.lock();
+        if Sink::is_closed(&st) {
+            return Delivery::Closed(messages.len() as u32);
+        }
+        let filters = self.filters.lock();
+        let mut batch = Batch::new();
+        let mut notify = false;
+        for msg in messages {
+            let Some(format) = &msg.formats.ws_message else {
+                continue;
+            };
+            if !format.content_filters.is_empty() {
+                continue;
+            }
+            if let Some(f) = filters.as_ref() {
+                if !f.pass(channel, msg) {
+                    continue;
+                }
+            }
+            match &format.action {
+                WsAction::Send { .. } => {
+                    if let Some(frame) = msg.ws_frame() {
+                        if !batch.push(&self.sink, &mut st, frame) {
+                            return Delivery::DroppedSlow(messages.len() as u32);
+                        }
+                    }
+                }
+                WsAction::Close { code, reason } => {
+                    self.requests.lock().close = Some((*code, reason.clone()));
+                    notify = true;
+                    break;
+                }
+                WsAction::Refresh => {
+                    self.requests.lock().refresh = true;
+                    notify = true;
+                }
+                WsAction::Hint => {}
+            }
+        }
+        drop(filters);
+        let sent = batch.count;
+        if !batch.send(&self.sink, &mut st) {
+            return Delivery::DroppedSlow(messages.len() as u32);
+        }
+        if notify {
+            self.sink.notify(&mut st);
+        }
+        if sent == 0 && !notify {
+            Delivery::Skipped
+        } else {
+            Delivery::Sent(sent.max(1))
+        }
+    }
+}
