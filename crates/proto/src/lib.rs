@@ -13,4 +13,6 @@ pub mod params;
 pub mod publish;
 pub mod routes;
 pub mod sig;
+pub mod woh;
+pub mod ws_control;
 pub mod ws_frame;

@@ -33,14 +33,26 @@ pub fn encode_frame(kind: FrameKind, payload: Bytes) -> Bytes {
 /// A close frame with `code` and `reason` (no payload when `code` is None; a reason without a
 /// code is sent with 1000, since RFC 6455 allows a reason only after a code).
 pub fn encode_close(code: Option<u16>, reason: &str) -> Bytes {
-    let close = match (code, reason.is_empty()) {
-        (None, true) => None,
-        (code, _) => Some(CloseFrame {
-            code: CloseCode::from(code.unwrap_or(1000)),
-            reason: reason.to_string().into(),
-        }),
-    };
-    format(Frame::close(close))
+    format(Frame::close(close_frame(code, reason)))
+}
+
+/// The longest close reason that fits a control frame (125 bytes less the 2-byte code).
+pub const MAX_CLOSE_REASON: usize = 123;
+
+/// The close frame for `code` and `reason`, the reason cut to [`MAX_CLOSE_REASON`] bytes at a
+/// character boundary.
+pub fn close_frame(code: Option<u16>, reason: &str) -> Option<CloseFrame> {
+    if code.is_none() && reason.is_empty() {
+        return None;
+    }
+    let mut end = reason.len().min(MAX_CLOSE_REASON);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    Some(CloseFrame {
+        code: CloseCode::from(code.unwrap_or(1000)),
+        reason: reason[..end].to_string().into(),
+    })
 }
 
 fn format(frame: Frame) -> Bytes {
@@ -84,5 +96,11 @@ mod tests {
         assert_eq!(&encode_close(None, "")[..], b"\x88\x00");
         assert_eq!(&encode_close(Some(1001), "bye")[..], b"\x88\x05\x03\xe9bye");
         assert_eq!(&encode_close(None, "why")[..], b"\x88\x05\x03\xe8why");
+        let long = "é".repeat(100);
+        let frame = encode_close(Some(1000), &long);
+        assert_eq!(
+            frame[1], 124,
+            "2-byte code + 122 bytes: whole characters only"
+        );
     }
 }

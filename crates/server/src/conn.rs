@@ -102,6 +102,10 @@ pub(crate) async fn serve(shared: &Arc<Shared>, mut conn: ClientConn) {
                     break;
                 }
                 Next::Close => return,
+                Next::WebSocket(plan) => {
+                    Box::pin(crate::ws::run(shared, conn, plan)).await;
+                    return;
+                }
                 Next::Hold(plan) => match Box::pin(crate::hold::run(shared, conn, plan)).await {
                     HoldEnd::Close => return,
                     HoldEnd::KeepAlive(c) => {

@@ -18,6 +18,7 @@ mod hold;
 mod proxy;
 mod publish_api;
 mod relay;
+mod ws;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -38,6 +38,19 @@ pub struct RawConfig {
     /// The publish API.
     #[serde(default)]
     pub publish: RawPublish,
+    /// WebSocket clients.
+    #[serde(default)]
+    pub websocket: RawWebSocket,
+}
+
+/// `[websocket]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWebSocket {
+    /// Largest message a client may send, in bytes (default 65,536).
+    pub max_message_bytes: Option<usize>,
+    /// Negotiate permessage-deflate when a client offers it (default false).
+    pub permessage_deflate: Option<bool>,
 }
 
 /// `[server]`
@@ -256,6 +269,20 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         c.publish.dedup_window = Duration::from_secs(s);
     }
     set_ms(&mut c.publish.order_wait, pb.order_wait_ms);
+    set(
+        &mut c.websocket.max_message_bytes,
+        raw.websocket.max_message_bytes,
+    );
+    set(
+        &mut c.websocket.permessage_deflate,
+        raw.websocket.permessage_deflate,
+    );
+    if c.websocket.max_message_bytes < 125 {
+        return Err(err(
+            "max_message_bytes",
+            "max_message_bytes must be at least 125".into(),
+        ));
+    }
     c.publish.auth = publish_auth(&pb.auth, &c.base_dir).map_err(|(key, m)| err(key, m))?;
     Ok(c)
 }

@@ -67,6 +67,8 @@ pub struct Config {
     pub grip: GripConfig,
     /// The publish API.
     pub publish: PublishConfig,
+    /// WebSocket clients.
+    pub websocket: WsConfig,
     /// Runtime worker threads (0: one per core).
     pub workers: usize,
 }
@@ -115,6 +117,24 @@ pub struct GripConfig {
     pub max_connections: usize,
 }
 
+/// WebSocket clients.
+#[derive(Debug, Clone)]
+pub struct WsConfig {
+    /// Largest message a client may send (bigger ones close the connection with 1009).
+    pub max_message_bytes: usize,
+    /// Negotiate permessage-deflate (RFC 7692) when a client offers it.
+    pub permessage_deflate: bool,
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        WsConfig {
+            max_message_bytes: 64 * 1024,
+            permessage_deflate: false,
+        }
+    }
+}
+
 /// The publish API and the broker behind it.
 #[derive(Debug, Clone)]
 pub struct PublishConfig {
@@ -141,6 +161,7 @@ impl Default for Config {
             proxy: ProxyConfig::default(),
             grip: GripConfig::default(),
             publish: PublishConfig::default(),
+            websocket: WsConfig::default(),
             workers: 0,
         }
     }

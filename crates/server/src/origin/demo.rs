@@ -68,6 +68,63 @@ pub fn respond(method: &Method, path: &str) -> OriginResponse {
     }
 }
 
+/// Answers one WebSocket-over-HTTP request for `/test/websocket`, as Fastly's starter kit
+/// does: the opening request subscribes the connection to `test` (with the `grip`
+/// extension and no message prefix), and every text message is echoed back.
+pub fn websocket(request: &super::OriginRequest) -> OriginResponse {
+    use gripway_proto::woh::{
+        decode_events, encode_events, Event, EventKind, WohLimits, CONTENT_TYPE,
+    };
+    let path = request.path_and_query.split('?').next().unwrap_or("");
+    let is_events = request
+        .headers
+        .get(CONTENT_TYPE_HEADER)
+        .is_some_and(|v| v.as_bytes() == CONTENT_TYPE.as_bytes());
+    if path != "/test/websocket" || !is_events {
+        return respond(&request.method, path);
+    }
+    let Ok(events) = decode_events(&request.body, &WohLimits::default()) else {
+        let mut h = HeaderMap::new();
+        h.insert(CONTENT_TYPE_HEADER, HeaderValue::from_static("text/plain"));
+        return OriginResponse {
+            status: StatusCode::BAD_REQUEST,
+            reason: None,
+            headers: h,
+            body: OriginBody::Full(Some(Bytes::from_static(b"bad events\n"))),
+        };
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert(CONTENT_TYPE_HEADER, HeaderValue::from_static(CONTENT_TYPE));
+    let mut out = Vec::new();
+    for e in events {
+        match e.kind {
+            EventKind::Open => {
+                headers.insert(
+                    "sec-websocket-extensions",
+                    HeaderValue::from_static("grip; message-prefix=\"\""),
+                );
+                out.push(Event::open());
+                out.push(Event::text(Bytes::from_static(
+                    b"c:{\"type\":\"subscribe\",\"channel\":\"test\"}",
+                )));
+            }
+            EventKind::Text | EventKind::Binary => out.push(e),
+            EventKind::Close => out.push(e),
+            _ => {}
+        }
+    }
+    let mut body = Vec::new();
+    encode_events(&out, &mut body);
+    OriginResponse {
+        status: StatusCode::OK,
+        reason: None,
+        headers,
+        body: OriginBody::Full(Some(Bytes::from(body))),
+    }
+}
+
+const CONTENT_TYPE_HEADER: http::header::HeaderName = CONTENT_TYPE;
+
 /// The demo page: shows every event published to channel `test`.
 const PAGE: &str = r#"<!doctype html>
 <html>

@@ -16,6 +16,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
 pub use pool::{ConnectTarget, OriginClient, PooledConn};
+pub use tls::OriginStream;
 
 /// A request to send to an origin; kept so it can be re-sent (failover, retries).
 #[derive(Debug, Clone)]

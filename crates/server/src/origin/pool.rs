@@ -118,10 +118,11 @@ impl OriginClient {
         None
     }
 
-    async fn connect(
+    /// Opens a TCP (or TLS) connection to `target`, bounded by the connect timeout.
+    pub async fn connect_stream(
         &self,
         target: &ConnectTarget,
-    ) -> Result<SendRequest<Full<Bytes>>, OriginError> {
+    ) -> Result<OriginStream, OriginError> {
         let connect = async {
             let tcp = TcpStream::connect((target.host.as_str(), target.port))
                 .await
@@ -132,7 +133,7 @@ impl OriginClient {
                     )
                 })?;
             let _ = tcp.set_nodelay(true);
-            let stream = match &target.tls {
+            Ok(match &target.tls {
                 None => OriginStream::Plain(tcp),
                 Some(name) => OriginStream::Tls(Box::new(
                     self.tls
@@ -145,21 +146,7 @@ impl OriginClient {
                             )
                         })?,
                 )),
-            };
-            let (sender, conn) = hyper::client::conn::http1::Builder::new()
-                .title_case_headers(true)
-                .max_buf_size(MAX_RESPONSE_HEAD.max(8192) * 2)
-                .handshake::<_, Full<Bytes>>(TokioIo::new(stream))
-                .await
-                .map_err(|e| {
-                    OriginError::new(OriginErrorKind::Connect, format!("handshake: {e}"))
-                })?;
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!("origin connection ended: {e}");
-                }
-            });
-            Ok(sender)
+            })
         };
         match tokio::time::timeout(self.timeouts.connect, connect).await {
             Ok(r) => r,
@@ -171,6 +158,25 @@ impl OriginClient {
                 ),
             )),
         }
+    }
+
+    async fn connect(
+        &self,
+        target: &ConnectTarget,
+    ) -> Result<SendRequest<Full<Bytes>>, OriginError> {
+        let stream = self.connect_stream(target).await?;
+        let (sender, conn) = hyper::client::conn::http1::Builder::new()
+            .title_case_headers(true)
+            .max_buf_size(MAX_RESPONSE_HEAD.max(8192) * 2)
+            .handshake::<_, Full<Bytes>>(TokioIo::new(stream))
+            .await
+            .map_err(|e| OriginError::new(OriginErrorKind::Connect, format!("handshake: {e}")))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!("origin connection ended: {e}");
+            }
+        });
+        Ok(sender)
     }
 
     /// One exchange on `sender`. On error, the flag says whether the request surely never

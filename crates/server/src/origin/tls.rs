@@ -121,8 +121,10 @@ impl ServerCertVerifier for AcceptAnyCert {
 }
 
 /// An origin connection: plain TCP or TLS.
-pub(crate) enum OriginStream {
+pub enum OriginStream {
+    /// Plain TCP.
     Plain(TcpStream),
+    /// TLS over TCP.
     Tls(Box<TlsStream<TcpStream>>),
 }
 

@@ -74,7 +74,7 @@ pub(crate) async fn forward(
     }))
 }
 
-fn connect_target(target: &Target) -> ConnectTarget {
+pub(crate) fn connect_target(target: &Target) -> ConnectTarget {
     let (host, port) = match &target.kind {
         TargetKind::Addr { host, port } => (
             host.trim_start_matches('[')

@@ -26,7 +26,7 @@ use crate::routing::RouteEntry;
 use crate::Shared;
 
 pub(crate) use cors::add_cors_headers;
-pub(crate) use forward::forward;
+pub(crate) use forward::{connect_target, forward};
 
 /// What the connection does after a request.
 pub(crate) enum Next {
@@ -36,6 +36,8 @@ pub(crate) enum Next {
     Close,
     /// Hold the connection for published messages.
     Hold(Box<HoldPlan>),
+    /// Switch the connection to a WebSocket.
+    WebSocket(Box<crate::ws::WsPlan>),
 }
 
 /// A client request as sent to the origin, kept for retries (`hint` on a long-poll).
@@ -76,19 +78,22 @@ pub(crate) async fn handle(shared: &Arc<Shared>, conn: &mut ClientConn, head: Re
         return Next::Close;
     };
     drop(routes);
-    if proto == RouteProto::Ws {
-        shared.metrics.refused("websocket-unsupported");
-        let _ = write_simple(
-            &mut conn.sock,
-            head.version,
-            501,
-            "WebSocket connections are not supported yet.\n",
-            false,
-        )
-        .await;
-        return Next::Close;
-    }
     let trusted = is_trusted(shared, &head);
+    if proto == RouteProto::Ws {
+        return match crate::ws::check_handshake(&head) {
+            Ok(accept) => Next::WebSocket(Box::new(crate::ws::WsPlan {
+                route,
+                head,
+                trusted,
+                accept,
+            })),
+            Err((status, text)) => {
+                shared.metrics.refused("bad-websocket-handshake");
+                let _ = write_simple(&mut conn.sock, head.version, status, text, false).await;
+                Next::Close
+            }
+        };
+    }
     if !trusted && sends_websocket_events(&head) && route.route.targets.iter().any(|t| t.over_http)
     {
         shared.metrics.refused("websocket-events-from-client");

@@ -103,14 +103,14 @@ impl ClientProtocol {
 
     /// Starts (or completes) the close handshake with `code` and `reason`; the close frame's
     /// bytes go to `out`.
-    pub(crate) fn close(&mut self, sock: &TcpStream, code: Option<u16>, reason: &str, out: &mut Vec<u8>) {
-        let frame = match (code, reason.is_empty()) {
-            (None, true) => None,
-            (code, _) => Some(CloseFrame {
-                code: CloseCode::from(code.unwrap_or(1000)),
-                reason: reason.to_string().into(),
-            }),
-        };
+    pub(crate) fn close(
+        &mut self,
+        sock: &TcpStream,
+        code: Option<u16>,
+        reason: &str,
+        out: &mut Vec<u8>,
+    ) {
+        let frame = gripway_proto::ws_frame::close_frame(code, reason);
         let mut io = Io { sock, out };
         let _ = self.ctx.close(&mut io, frame);
     }

@@ -1,0 +1,637 @@
+//! One WebSocket connection after the handshake: client messages go to the origin, origin
+//! messages and control messages are acted on, published messages arrive through the sink,
+//! and both close handshakes are seen through.
+//!
+//! The task waits on one `select!`: the sink (client input, the socket becoming writable,
+//! a notification from the fan-out, or the next timer) and the origin link (a request's
+//! answer, or the origin WebSocket's next message). Timers are the control messages'
+//! keep-alive and delayed messages, WebSocket-over-HTTP retries and keep-alives, and the
+//! close handshake's deadline. When the connection ends, the origin is told (`DISCONNECT`)
+//! unless it already knows.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use gripway_broker::{Subscriber, Subscription};
+use gripway_proto::woh::{close_code_and_reason, Event, EventKind};
+use gripway_proto::ws_control::{ControlMessage, GripExtension};
+use gripway_proto::ws_frame::{encode_frame, FrameKind};
+use http::HeaderMap;
+use tungstenite::Message;
+
+use super::client::{ClientMessage, ClientProtocol, ReadEnd};
+use super::grip::{from_origin, FromOrigin, Timed};
+use super::passthrough::{Connected, WsLink};
+use super::subscriber::WsSub;
+use super::woh::{Answer, Reply, WohLink};
+use super::{client_visible, Refused};
+use crate::conn::ClientConn;
+use crate::hold::filters::Filters;
+use crate::hold::sink::{Ending, Sink, Wake};
+use crate::hold::FilterSet;
+use crate::metrics::ConnKind;
+use crate::origin::OriginError;
+use crate::routing::RouteEntry;
+use crate::Shared;
+
+/// How long the client has to answer our close frame.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The origin's side of a connection.
+enum Link {
+    Http(Box<WohLink>),
+    Ws(Box<WsLink>),
+    /// Detached, or the origin is gone: only published messages reach the client.
+    None,
+}
+
+/// A connection the origin accepted, before the client has been told.
+pub(crate) struct Opened {
+    pub(crate) client_headers: HeaderMap,
+    link: Link,
+    grip: Option<GripExtension>,
+    /// What came with the origin's acceptance, to act on once the client is switched.
+    first: Option<Box<Reply>>,
+}
+
+/// Opens the connection to an `over_http` origin with `OPEN`.
+pub(crate) async fn open_over_http(
+    shared: &Arc<Shared>,
+    route: &Arc<RouteEntry>,
+    path: String,
+    headers: HeaderMap,
+) -> Result<Opened, Refused> {
+    let opened = WohLink::open(shared.clone(), route.clone(), path, headers, &[]).await;
+    let (link, answer) = match opened {
+        Ok(x) => x,
+        Err(e) => {
+            tracing::info!(route = %route.label, "WebSocket origin failed: {e}");
+            return Err(Refused::origin_failed(route.debug, &e.message));
+        }
+    };
+    let reply = match answer {
+        Answer::Events(reply) => reply,
+        Answer::Refused {
+            status,
+            reason,
+            headers,
+            body,
+        } => {
+            return Err(Refused {
+                status: status.as_u16(),
+                reason,
+                headers,
+                body,
+            })
+        }
+    };
+    let opens = reply
+        .events
+        .first()
+        .is_some_and(|e| e.kind == EventKind::Open)
+        || (reply.events.is_empty() && reply.keep_alive.is_some());
+    if !opens {
+        return Err(Refused::origin_failed(
+            route.debug,
+            "the origin's answer to OPEN did not start with OPEN",
+        ));
+    }
+    Ok(Opened {
+        client_headers: client_visible(&reply.headers),
+        grip: reply.grip.clone().filter(|_| !route.route.no_grip),
+        link: Link::Http(Box::new(link)),
+        first: Some(reply),
+    })
+}
+
+/// Opens a WebSocket to the origin (pass-through), trying the route's targets in order.
+pub(crate) async fn open_passthrough(
+    shared: &Arc<Shared>,
+    route: &Arc<RouteEntry>,
+    path: &str,
+    headers: HeaderMap,
+) -> Result<Opened, Refused> {
+    let max = shared.config.websocket.max_message_bytes;
+    let mut last = String::from("route has no targets");
+    for target in &route.route.targets {
+        match WsLink::connect(shared, target, path, headers.clone(), max).await {
+            Ok(Connected::Open {
+                link,
+                headers,
+                grip,
+            }) => {
+                return Ok(Opened {
+                    client_headers: client_visible(&headers),
+                    grip: grip.filter(|_| !route.route.no_grip),
+                    link: Link::Ws(link),
+                    first: None,
+                })
+            }
+            Ok(Connected::Refused(r)) => {
+                return Err(Refused {
+                    status: r.status.as_u16(),
+                    reason: None,
+                    headers: r.headers,
+                    body: r.body,
+                })
+            }
+            Err(e) if e.try_next_target() => last = e.message,
+            Err(e) => {
+                last = e.message;
+                break;
+            }
+        }
+    }
+    tracing::info!(route = %route.label, "WebSocket origin failed: {last}");
+    Err(Refused::origin_failed(route.debug, &last))
+}
+
+struct Channel {
+    name: String,
+    filters: FilterSet,
+    /// From the target's `sub=`: not removable by `unsubscribe`.
+    implicit: bool,
+    _subscription: Subscription,
+}
+
+struct Session {
+    shared: Arc<Shared>,
+    route: Arc<RouteEntry>,
+    sub: Arc<WsSub>,
+    proto: ClientProtocol,
+    grip: Option<GripExtension>,
+    channels: Vec<Channel>,
+    meta: Vec<(String, String)>,
+    keep_alive: Option<Timed>,
+    delayed: Option<Timed>,
+    link: Link,
+    /// The close handshake is under way; drop the connection if not done by then.
+    closing_deadline: Option<Instant>,
+    /// The origin has been told the connection ended (CLOSE or DISCONNECT sent).
+    origin_told: bool,
+    refresh: bool,
+}
+
+enum Step {
+    Continue,
+    End,
+}
+
+/// Runs the connection until it ends.
+pub(crate) async fn run(
+    shared: &Arc<Shared>,
+    conn: ClientConn,
+    route: Arc<RouteEntry>,
+    opened: Opened,
+) {
+    let ClientConn {
+        sock, mut guard, ..
+    } = conn;
+    guard.become_kind(ConnKind::WebSocket);
+    let sub = WsSub::new(Sink::new(sock, shared.config.grip.subscriber_queue_bytes));
+    let mut s = Session {
+        shared: shared.clone(),
+        route: route.clone(),
+        sub,
+        proto: ClientProtocol::new(shared.config.websocket.max_message_bytes),
+        grip: opened.grip,
+        channels: Vec::new(),
+        meta: Vec::new(),
+        keep_alive: None,
+        delayed: None,
+        link: opened.link,
+        closing_deadline: None,
+        origin_told: false,
+        refresh: false,
+    };
+    let implicit: Vec<String> = route
+        .route
+        .targets
+        .iter()
+        .flat_map(|t| t.subs.iter())
+        .map(|c| format!("{}{}", route.route.prefix, c))
+        .collect();
+    for name in implicit {
+        s.subscribe(&name, FilterSet::default(), true);
+    }
+    if let Some(reply) = opened.first {
+        if let Step::End = s.on_reply(*reply, true) {
+            s.finish().await;
+            return;
+        }
+    }
+    loop {
+        if let Step::End = s.step().await {
+            break;
+        }
+    }
+    s.finish().await;
+}
+
+impl Session {
+    async fn step(&mut self) -> Step {
+        if let Link::Http(link) = &mut self.link {
+            link.pump(&self.meta, std::mem::take(&mut self.refresh));
+        }
+        let deadline = self.next_deadline();
+        let mut timer = deadline.map(|d| Box::pin(tokio::time::sleep_until(d.into())));
+        let sink = &self.sub.sink;
+        let link = &mut self.link;
+        tokio::select! {
+            wake = sink.wait_with(timer.as_mut().map(|t| t.as_mut()), true) => match wake {
+                Wake::Readable => self.on_client_input(),
+                Wake::Notified => self.on_notified(),
+                Wake::Timer => self.on_timer(),
+                Wake::End(Ending::Slow) => {
+                    self.shared.metrics.dropped("slow-subscriber");
+                    Step::End
+                }
+                Wake::End(_) => Step::End,
+            },
+            from_origin = link_next(link) => self.on_origin(from_origin),
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let link = match &self.link {
+            Link::Http(l) => l.deadline(),
+            _ => None,
+        };
+        [
+            self.keep_alive.as_ref().map(|t| t.due),
+            self.delayed.as_ref().map(|t| t.due),
+            self.closing_deadline,
+            link,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// Writes frames to the client through the sink; false if the client is too slow.
+    fn send(&self, frames: &[&Bytes]) -> bool {
+        let mut st = self.sub.sink.lock();
+        self.sub.sink.send(&mut st, frames)
+    }
+
+    fn send_bytes(&self, bytes: Vec<u8>) -> bool {
+        bytes.is_empty() || self.send(&[&Bytes::from(bytes)])
+    }
+
+    fn on_client_input(&mut self) -> Step {
+        let mut messages = Vec::new();
+        let mut out = Vec::new();
+        let end = self
+            .proto
+            .read(self.sub.sink.socket(), &mut messages, &mut out);
+        if !self.send_bytes(out) {
+            return Step::End;
+        }
+        for m in messages {
+            self.on_client_message(m);
+        }
+        match end {
+            ReadEnd::Drained => Step::Continue,
+            ReadEnd::Closed => Step::End,
+            ReadEnd::Violation(code) => {
+                tracing::debug!(code, "client broke the WebSocket protocol");
+                self.shared.metrics.refused("websocket-protocol-error");
+                Step::End
+            }
+        }
+    }
+
+    fn on_client_message(&mut self, m: ClientMessage) {
+        let close_handshake_done =
+            matches!(m, ClientMessage::Close(_)) && self.closing_deadline.is_some();
+        if let ClientMessage::Close(_) = m {
+            // tungstenite has answered the close; give the client a moment to read it
+            self.closing_deadline
+                .get_or_insert(Instant::now() + CLOSE_TIMEOUT);
+        }
+        if close_handshake_done {
+            return;
+        }
+        match (&mut self.link, m) {
+            (Link::None, _) => {}
+            (Link::Http(link), m) => {
+                let event = match m {
+                    ClientMessage::Text(t) => Event::text(t),
+                    ClientMessage::Binary(b) => Event::binary(b),
+                    ClientMessage::Ping(p) => Event::ping(p),
+                    ClientMessage::Pong(p) => Event::pong(p),
+                    ClientMessage::Close(c) => {
+                        self.origin_told = true;
+                        match c {
+                            Some((code, reason)) => Event::close(Some(code), &reason),
+                            None => Event::close(None, ""),
+                        }
+                    }
+                };
+                link.push(event);
+            }
+            (Link::Ws(link), m) => {
+                let message = match m {
+                    ClientMessage::Text(t) => match String::from_utf8(t.to_vec()) {
+                        Ok(s) => Message::Text(s.into()),
+                        Err(_) => return,
+                    },
+                    ClientMessage::Binary(b) => Message::Binary(b),
+                    ClientMessage::Ping(p) => Message::Ping(p),
+                    ClientMessage::Pong(p) => Message::Pong(p),
+                    ClientMessage::Close(c) => {
+                        self.origin_told = true;
+                        Message::Close(c.map(|(code, reason)| tungstenite::protocol::CloseFrame {
+                            code: code.into(),
+                            reason: reason.into(),
+                        }))
+                    }
+                };
+                link.push(message);
+            }
+        }
+    }
+
+    fn on_notified(&mut self) -> Step {
+        let (close, refresh) = {
+            let mut r = self.sub.requests.lock();
+            (r.close.take(), std::mem::take(&mut r.refresh))
+        };
+        self.refresh |= refresh;
+        if let Some((code, reason)) = close {
+            self.close_client(code, &reason);
+        }
+        Step::Continue
+    }
+
+    fn on_timer(&mut self) -> Step {
+        let now = Instant::now();
+        if self.closing_deadline.is_some_and(|d| now >= d) {
+            return Step::End;
+        }
+        if let Some(ka) = &mut self.keep_alive {
+            if now >= ka.due {
+                let quiet = !(ka.idle && self.sub.sink.take_activity());
+                ka.due = now + ka.period;
+                if quiet {
+                    let frame = ka.frame.clone();
+                    if !self.send(&[&frame]) {
+                        return Step::End;
+                    }
+                    self.sub.sink.take_activity();
+                }
+            }
+        }
+        if self.delayed.as_ref().is_some_and(|d| now >= d.due) {
+            if let Some(d) = self.delayed.take() {
+                if !self.send(&[&d.frame]) {
+                    return Step::End;
+                }
+            }
+        }
+        Step::Continue
+    }
+
+    fn on_origin(&mut self, result: OriginUpdate) -> Step {
+        match result {
+            OriginUpdate::Reply(reply) => self.on_reply(*reply, false),
+            OriginUpdate::Retrying => Step::Continue,
+            OriginUpdate::Message(m) => self.on_origin_message(m),
+            OriginUpdate::Gone(why) => {
+                tracing::debug!(route = %self.route.label, "WebSocket origin side ended: {why}");
+                self.origin_told = true;
+                self.link = Link::None;
+                if self.closing_deadline.is_some() {
+                    return Step::End;
+                }
+                self.close_client(Some(1011), "origin error");
+                Step::Continue
+            }
+        }
+    }
+
+    /// Acts on a WebSocket-over-HTTP response.
+    fn on_reply(&mut self, reply: Reply, opening: bool) -> Step {
+        for (name, value) in reply.set_meta {
+            self.set_meta(name, value);
+        }
+        if let (Some(interval), Link::Http(link)) = (reply.keep_alive, &mut self.link) {
+            link.set_keep_alive(interval);
+        }
+        for (i, event) in reply.events.into_iter().enumerate() {
+            let step = match event.kind {
+                EventKind::Open if opening && i == 0 => Step::Continue,
+                EventKind::Open | EventKind::Disconnect => {
+                    self.origin_told = true;
+                    Step::End
+                }
+                EventKind::Text => self.deliver_from_origin(false, event.content),
+                EventKind::Binary => self.deliver_from_origin(true, event.content),
+                EventKind::Ping => self.frame_to_client(FrameKind::Ping, event.content),
+                EventKind::Pong => self.frame_to_client(FrameKind::Pong, event.content),
+                EventKind::Close => {
+                    self.origin_told = true;
+                    let (code, reason) = close_code_and_reason(&event.content)
+                        .map_or((None, String::new()), |(c, r)| (Some(c), r));
+                    self.close_client(code, &reason);
+                    self.link = Link::None;
+                    Step::Continue
+                }
+            };
+            if let Step::End = step {
+                return Step::End;
+            }
+        }
+        Step::Continue
+    }
+
+    fn on_origin_message(&mut self, m: Message) -> Step {
+        match m {
+            Message::Text(t) => self.deliver_from_origin(false, Bytes::from(t)),
+            Message::Binary(b) => self.deliver_from_origin(true, b),
+            Message::Ping(p) => self.frame_to_client(FrameKind::Ping, p),
+            Message::Pong(p) => self.frame_to_client(FrameKind::Pong, p),
+            Message::Close(frame) => {
+                self.origin_told = true;
+                let (code, reason) = frame.map_or((None, String::new()), |f| {
+                    (Some(u16::from(f.code)), f.reason.to_string())
+                });
+                self.close_client(code, &reason);
+                self.link = Link::None;
+                Step::Continue
+            }
+            Message::Frame(_) => Step::Continue,
+        }
+    }
+
+    fn frame_to_client(&self, kind: FrameKind, payload: Bytes) -> Step {
+        if !self.proto.is_open() || payload.len() > 125 {
+            return Step::Continue;
+        }
+        if self.send(&[&encode_frame(kind, payload)]) {
+            Step::Continue
+        } else {
+            Step::End
+        }
+    }
+
+    fn deliver_from_origin(&mut self, binary: bool, content: Bytes) -> Step {
+        match from_origin(self.grip.as_ref(), binary, content) {
+            FromOrigin::Frame(frame) => {
+                if self.proto.is_open() && !self.send(&[&frame]) {
+                    return Step::End;
+                }
+                Step::Continue
+            }
+            FromOrigin::Control(c) => self.on_control(c),
+            FromOrigin::Drop => Step::Continue,
+            FromOrigin::Fatal(why) => {
+                tracing::info!(route = %self.route.label, "closing WebSocket: {why}");
+                self.close_client(Some(1011), "invalid control message");
+                Step::Continue
+            }
+        }
+    }
+
+    fn on_control(&mut self, control: ControlMessage) -> Step {
+        match control {
+            ControlMessage::Subscribe { channel, filters } => {
+                let name = format!("{}{}", self.route.route.prefix, channel);
+                self.subscribe(&name, FilterSet::from_names(&filters), false);
+            }
+            ControlMessage::Unsubscribe { channel } => {
+                let name = format!("{}{}", self.route.route.prefix, channel);
+                self.channels.retain(|c| c.implicit || c.name != name);
+                self.update_filters();
+            }
+            ControlMessage::Detach => {
+                self.origin_told = true;
+                self.link = Link::None;
+            }
+            ControlMessage::Session { .. } => {}
+            ControlMessage::SetMeta { name, value } => self.set_meta(name, value),
+            ControlMessage::KeepAlive(timed) => {
+                self.keep_alive = timed.map(|t| Timed::new(&t, Instant::now()));
+                self.sub.sink.take_activity();
+            }
+            ControlMessage::SendDelayed(timed) => {
+                if let Some(previous) = self.delayed.take() {
+                    if !self.send(&[&previous.frame]) {
+                        return Step::End;
+                    }
+                }
+                self.delayed = Some(Timed::new(&timed, Instant::now()));
+            }
+            ControlMessage::FlushDelayed => {
+                if let Some(d) = self.delayed.take() {
+                    if !self.send(&[&d.frame]) {
+                        return Step::End;
+                    }
+                }
+            }
+        }
+        Step::Continue
+    }
+
+    fn subscribe(&mut self, name: &str, filters: FilterSet, implicit: bool) {
+        if self.channels.iter().any(|c| c.name == name) {
+            return;
+        }
+        if self.channels.len() >= self.shared.config.grip.max_channels_per_connection {
+            tracing::debug!(channel = name, "too many subscriptions; ignored");
+            return;
+        }
+        let subscription = self
+            .shared
+            .broker
+            .registry()
+            .subscribe(name, self.sub.clone() as Arc<dyn Subscriber>);
+        self.channels.push(Channel {
+            name: name.to_string(),
+            filters,
+            implicit,
+            _subscription: subscription,
+        });
+        self.update_filters();
+    }
+
+    fn set_meta(&mut self, name: String, value: Option<String>) {
+        self.meta.retain(|(n, _)| !n.eq_ignore_ascii_case(&name));
+        if let Some(v) = value {
+            self.meta.push((name, v));
+        }
+        self.update_filters();
+    }
+
+    fn update_filters(&self) {
+        let list: Vec<(String, FilterSet)> = self
+            .channels
+            .iter()
+            .map(|c| (c.name.clone(), c.filters))
+            .collect();
+        *self.sub.filters.lock() = Filters::new(&list, &self.meta);
+    }
+
+    /// Starts the close handshake with the client (once).
+    fn close_client(&mut self, code: Option<u16>, reason: &str) {
+        if !self.proto.is_open() {
+            return;
+        }
+        let mut out = Vec::new();
+        self.proto
+            .close(self.sub.sink.socket(), code, reason, &mut out);
+        self.send_bytes(out);
+        self.closing_deadline
+            .get_or_insert(Instant::now() + CLOSE_TIMEOUT);
+    }
+
+    /// Ends the connection: tells the origin if it does not know, flushes what is queued.
+    async fn finish(mut self) {
+        self.channels.clear();
+        if !self.origin_told {
+            if let Link::Http(mut link) = std::mem::replace(&mut self.link, Link::None) {
+                // best effort, in the background: the client is gone either way
+                link.push(Event::disconnect());
+                let meta = std::mem::take(&mut self.meta);
+                tokio::spawn(async move {
+                    link.pump(&meta, true);
+                    let _ = tokio::time::timeout(Duration::from_secs(10), link.next()).await;
+                });
+            }
+        }
+        let sink = &self.sub.sink;
+        {
+            let mut st = sink.lock();
+            sink.finish(&mut st);
+        }
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, sink.wait_end()).await;
+    }
+}
+
+/// What the origin link produced.
+enum OriginUpdate {
+    Reply(Box<Reply>),
+    Message(Message),
+    Retrying,
+    Gone(String),
+}
+
+async fn link_next(link: &mut Link) -> OriginUpdate {
+    match link {
+        Link::None => std::future::pending().await,
+        Link::Http(l) => match l.next().await {
+            Ok(Answer::Events(reply)) => OriginUpdate::Reply(reply),
+            Ok(Answer::Refused { status, .. }) => {
+                OriginUpdate::Gone(format!("origin answered {status}"))
+            }
+            Err(_) if l.retrying() => OriginUpdate::Retrying,
+            Err(OriginError { message, .. }) => OriginUpdate::Gone(message),
+        },
+        Link::Ws(l) => match l.next().await {
+            Some(Ok(m)) => OriginUpdate::Message(m),
+            Some(Err(e)) => OriginUpdate::Gone(e.to_string()),
+            None => OriginUpdate::Gone("origin closed its WebSocket".into()),
+        },
+    }
+}

@@ -1,0 +1,447 @@
+//! WebSocket-over-HTTP: a client's WebSocket seen by the origin as a series of short HTTP
+//! requests (`POST`, `application/websocket-events`), so the origin stays stateless.
+//!
+//! One request is in flight per connection; events the client produces meanwhile queue and go
+//! in the next request, at most [`MAX_REQUEST_CONTENT`] content bytes at a time (one message
+//! per request with the target's `one_event`). Every request carries the handshake's headers,
+//! `Connection-Id`, the connection's `Meta-*` values and a `Grip-Sig`. Failed requests are
+//! retried with backoff; a response may accept only part of what was sent
+//! (`Content-Bytes-Accepted`) and the rest is sent again first (`Content-Bytes-Replayed`).
+//! When the origin asks for it (`Keep-Alive-Interval`), an empty request goes out whenever
+//! the connection has been quiet that long.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use gripway_proto::routes::TargetKind;
+use gripway_proto::woh::{
+    decode_events_bytes, encode_events, Event, EventKind, WohLimits, CONTENT_TYPE,
+};
+use gripway_proto::ws_control::{parse_grip_extension, GripExtension};
+use http::header::{HeaderName, HeaderValue};
+use http::{HeaderMap, Method, StatusCode};
+use rand::Rng;
+
+use crate::origin::{demo, OriginError, OriginErrorKind, OriginRequest};
+use crate::proxy::{connect_target, now_unix};
+use crate::routing::RouteEntry;
+use crate::Shared;
+
+/// Content bytes of client messages sent in one request (Pushpin's limit).
+pub(crate) const MAX_REQUEST_CONTENT: usize = 200_000;
+/// Largest response body accepted from the origin.
+const MAX_RESPONSE_BODY: usize = 1_000_000;
+/// Largest body of a refused handshake relayed to the client.
+const MAX_REJECT_BODY: usize = 100_000;
+/// Retries of a failed request before the connection is dropped.
+const MAX_RETRIES: u32 = 5;
+/// The shortest keep-alive interval an origin may ask for.
+const MIN_KEEP_ALIVE: Duration = Duration::from_secs(20);
+
+/// What one request got back.
+pub(crate) enum Answer {
+    /// 200 with WebSocket events.
+    Events(Box<Reply>),
+    /// The origin answered, but not with events: on the opening request this refuses the
+    /// handshake and is relayed to the client.
+    Refused {
+        status: StatusCode,
+        reason: Option<String>,
+        headers: HeaderMap,
+        body: Bytes,
+    },
+}
+
+/// A 200 `application/websocket-events` response.
+pub(crate) struct Reply {
+    pub(crate) events: Vec<Event>,
+    pub(crate) headers: HeaderMap,
+    /// The `grip` extension the origin enabled (meaningful on the opening response).
+    pub(crate) grip: Option<GripExtension>,
+    /// `Set-Meta-*`: name (lower-case) and value (None deletes).
+    pub(crate) set_meta: Vec<(String, Option<String>)>,
+    /// `Keep-Alive-Interval`, when present: None disables.
+    pub(crate) keep_alive: Option<Option<Duration>>,
+    /// `Content-Bytes-Accepted`, when present.
+    pub(crate) accepted: Option<usize>,
+}
+
+type Pending = Pin<Box<dyn Future<Output = Result<Answer, OriginError>> + Send>>;
+
+/// The origin side of a WebSocket-over-HTTP connection.
+pub(crate) struct WohLink {
+    shared: Arc<Shared>,
+    route: Arc<RouteEntry>,
+    /// Index of the target that accepted the connection.
+    target: usize,
+    path: String,
+    /// The handshake's headers as every request repeats them.
+    base_headers: HeaderMap,
+    connection_id: HeaderValue,
+    /// Client events not yet sent, in order.
+    queue: VecDeque<Event>,
+    /// Content bytes at the front of `queue` being sent again after a partial accept.
+    replayed: usize,
+    /// The request in flight and the events it carries.
+    inflight: Option<(Pending, Vec<Event>)>,
+    retries: u32,
+    retry_at: Option<Instant>,
+    keep_alive: Option<Duration>,
+    last_request: Instant,
+    one_event: bool,
+}
+
+impl WohLink {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        route: Arc<RouteEntry>,
+        target: usize,
+        path: String,
+        base_headers: HeaderMap,
+    ) -> WohLink {
+        let id = uuid::Uuid::new_v4().to_string();
+        let one_event = route.route.targets.get(target).is_some_and(|t| t.one_event);
+        WohLink {
+            shared,
+            route,
+            target,
+            path,
+            base_headers,
+            connection_id: HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("0")),
+            queue: VecDeque::new(),
+            replayed: 0,
+            inflight: None,
+            retries: 0,
+            retry_at: None,
+            keep_alive: None,
+            last_request: Instant::now(),
+            one_event,
+        }
+    }
+
+    /// Sends the opening request (`OPEN`) to the route's targets in order, the first that
+    /// answers wins. Returns the link bound to that target and the answer.
+    pub(crate) async fn open(
+        shared: Arc<Shared>,
+        route: Arc<RouteEntry>,
+        path: String,
+        base_headers: HeaderMap,
+        meta: &[(String, String)],
+    ) -> Result<(WohLink, Answer), OriginError> {
+        let mut last = None;
+        for target in 0..route.route.targets.len() {
+            let link = WohLink::new(
+                shared.clone(),
+                route.clone(),
+                target,
+                path.clone(),
+                base_headers.clone(),
+            );
+            match link.request(vec![Event::open()], meta, 0).await {
+                Ok(answer) => return Ok((link, answer)),
+                Err(e) if e.try_next_target() => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| OriginError {
+            kind: OriginErrorKind::Connect,
+            message: "route has no targets".into(),
+        }))
+    }
+
+    /// Queues a client event for the next request.
+    pub(crate) fn push(&mut self, event: Event) {
+        self.queue.push_back(event);
+    }
+
+    /// Sets the keep-alive interval from a response's `Keep-Alive-Interval`.
+    pub(crate) fn set_keep_alive(&mut self, interval: Option<Duration>) {
+        self.keep_alive = interval.map(|d| d.max(MIN_KEEP_ALIVE));
+    }
+
+    /// When the link next needs the task's attention without I/O (a retry or keep-alive).
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        if self.inflight.is_some() {
+            return None;
+        }
+        if let Some(at) = self.retry_at {
+            return Some(at);
+        }
+        if self.queue.is_empty() {
+            return self.keep_alive.map(|k| self.last_request + k);
+        }
+        None
+    }
+
+    /// Starts a request if none is in flight and there is something to send, a retry is due,
+    /// a keep-alive is due, or `force` (a refresh) asks for one.
+    pub(crate) fn pump(&mut self, meta: &[(String, String)], force: bool) {
+        if self.inflight.is_some() {
+            return;
+        }
+        let now = Instant::now();
+        if self.retry_at.is_some_and(|at| at > now) {
+            return;
+        }
+        let keep_alive_due = self
+            .keep_alive
+            .is_some_and(|k| now >= self.last_request + k);
+        if self.queue.is_empty() && !force && !keep_alive_due && self.retry_at.is_none() {
+            return;
+        }
+        self.retry_at = None;
+        let events = self.take_batch();
+        let replayed = std::mem::take(&mut self.replayed);
+        let fut = self.request(events.clone(), meta, replayed);
+        self.inflight = Some((Box::pin(fut), events));
+        self.last_request = now;
+    }
+
+    fn take_batch(&mut self) -> Vec<Event> {
+        let mut out = Vec::new();
+        let mut content = 0;
+        while let Some(front) = self.queue.front() {
+            let size = front.content.len();
+            if !out.is_empty() && (content + size > MAX_REQUEST_CONTENT || self.one_event) {
+                break;
+            }
+            content += size;
+            if let Some(e) = self.queue.pop_front() {
+                out.push(e);
+            }
+            if self.one_event && !out.last().is_some_and(|e| e.content.is_empty()) {
+                break;
+            }
+        }
+        out
+    }
+
+    /// Waits for the request in flight (forever if there is none). On failure the events go
+    /// back to the front of the queue and a retry is scheduled, up to [`MAX_RETRIES`].
+    pub(crate) async fn next(&mut self) -> Result<Answer, OriginError> {
+        let Some((fut, _)) = self.inflight.as_mut() else {
+            return std::future::pending().await;
+        };
+        let result = fut.await;
+        let Some((_, events)) = self.inflight.take() else {
+            return result;
+        };
+        match result {
+            Ok(Answer::Events(reply)) => {
+                self.retries = 0;
+                if let Some(accepted) = reply.accepted {
+                    self.requeue_unaccepted(events, accepted)?;
+                }
+                Ok(Answer::Events(reply))
+            }
+            Ok(refused) => Ok(refused),
+            Err(e) if e.try_next_target() && self.retries < MAX_RETRIES => {
+                let delay = Duration::from_millis(
+                    1000 * (1 << self.retries) + rand::rng().random_range(0..1000),
+                );
+                self.retries += 1;
+                tracing::debug!(route = %self.route.label, "WebSocket-over-HTTP request failed ({e}); retry in {delay:?}");
+                for e in events.into_iter().rev() {
+                    self.queue.push_front(e);
+                }
+                self.retry_at = Some(Instant::now() + delay);
+                Err(OriginError {
+                    kind: OriginErrorKind::Timeout,
+                    message: "retrying".into(),
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// True if `next` failed only to retry later.
+    pub(crate) fn retrying(&self) -> bool {
+        self.retry_at.is_some()
+    }
+
+    /// Puts back what the origin did not accept: the first `accepted` content bytes of the
+    /// request's messages were taken, the rest is sent again at the front of the next request.
+    fn requeue_unaccepted(
+        &mut self,
+        events: Vec<Event>,
+        accepted: usize,
+    ) -> Result<(), OriginError> {
+        let offered: usize = events.iter().map(|e| e.content.len()).sum();
+        if accepted > offered {
+            return Err(OriginError {
+                kind: OriginErrorKind::Broken,
+                message: format!(
+                    "Content-Bytes-Accepted {accepted} is more than the {offered} bytes sent"
+                ),
+            });
+        }
+        let mut skip = accepted;
+        let mut rest = Vec::new();
+        for e in events {
+            let len = e.content.len();
+            if skip >= len && !(len == 0 && skip == 0 && matches!(e.kind, EventKind::Close)) {
+                skip -= len;
+                continue;
+            }
+            if matches!(e.kind, EventKind::Text | EventKind::Binary) && skip > 0 {
+                rest.push(Event {
+                    kind: e.kind,
+                    content: e.content.slice(skip..),
+                });
+            } else {
+                rest.push(e);
+            }
+            skip = 0;
+        }
+        self.replayed = rest.iter().map(|e| e.content.len()).sum();
+        for e in rest.into_iter().rev() {
+            self.queue.push_front(e);
+        }
+        Ok(())
+    }
+
+    /// One request with `events`; the future owns everything it needs.
+    fn request(
+        &self,
+        events: Vec<Event>,
+        meta: &[(String, String)],
+        replayed: usize,
+    ) -> impl Future<Output = Result<Answer, OriginError>> + Send + 'static {
+        let mut body = Vec::new();
+        encode_events(&events, &mut body);
+        let mut headers = self.base_headers.clone();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static(CONTENT_TYPE),
+        );
+        headers.insert(http::header::ACCEPT, HeaderValue::from_static(CONTENT_TYPE));
+        headers.insert("connection-id", self.connection_id.clone());
+        for (name, value) in meta {
+            if let (Ok(n), Ok(v)) = (
+                HeaderName::from_bytes(format!("meta-{name}").as_bytes()),
+                HeaderValue::from_str(value),
+            ) {
+                headers.insert(n, v);
+            }
+        }
+        if replayed > 0 {
+            headers.insert("content-bytes-replayed", HeaderValue::from(replayed));
+        }
+        if !self.route.route.no_grip {
+            if let Some(signer) = &self.route.signer {
+                if let Ok(v) = HeaderValue::from_str(&signer.token(now_unix())) {
+                    headers.insert("grip-sig", v);
+                }
+            }
+        }
+        let request = OriginRequest {
+            method: Method::POST,
+            path_and_query: self.path.clone(),
+            headers,
+            body: Bytes::from(body),
+        };
+        let shared = self.shared.clone();
+        let route = self.route.clone();
+        let target = self.target;
+        async move {
+            let Some(t) = route.route.targets.get(target) else {
+                return Err(OriginError {
+                    kind: OriginErrorKind::Connect,
+                    message: "no such target".into(),
+                });
+            };
+            let started = Instant::now();
+            let mut response = match &t.kind {
+                TargetKind::Test => demo::websocket(&request),
+                TargetKind::Addr { .. } => {
+                    match shared.origin.send(&connect_target(t), &request).await {
+                        Ok(r) => r,
+                        Err(e) => {
+                            shared.metrics.origin_error(&route.label, e.label());
+                            return Err(e);
+                        }
+                    }
+                }
+            };
+            shared.metrics.origin_ok(&route.label, started.elapsed());
+            let is_events = response.status == StatusCode::OK
+                && response
+                    .headers
+                    .get(http::header::CONTENT_TYPE)
+                    .is_some_and(|v| v.as_bytes() == CONTENT_TYPE.as_bytes());
+            let limit = if is_events {
+                MAX_RESPONSE_BODY
+            } else {
+                MAX_REJECT_BODY
+            };
+            let body = response
+                .body
+                .read_to_end(limit)
+                .await?
+                .ok_or_else(|| OriginError {
+                    kind: OriginErrorKind::Broken,
+                    message: format!("response body over {limit} bytes"),
+                })?;
+            if !is_events {
+                return Ok(Answer::Refused {
+                    status: response.status,
+                    reason: response.reason,
+                    headers: response.headers,
+                    body,
+                });
+            }
+            let events =
+                decode_events_bytes(&body, &WohLimits::default()).map_err(|e| OriginError {
+                    kind: OriginErrorKind::Broken,
+                    message: format!("bad WebSocket events: {e}"),
+                })?;
+            Ok(Answer::Events(Box::new(parse_reply(
+                events,
+                response.headers,
+            ))))
+        }
+    }
+}
+
+fn parse_reply(events: Vec<Event>, headers: HeaderMap) -> Reply {
+    let grip = parse_grip_extension(
+        headers
+            .get_all("sec-websocket-extensions")
+            .iter()
+            .map(HeaderValue::as_bytes),
+    );
+    let set_meta = headers
+        .iter()
+        .filter_map(|(name, value)| {
+            let meta = name.as_str().strip_prefix("set-meta-")?;
+            let value = value.to_str().ok()?;
+            Some((
+                meta.to_string(),
+                (!value.is_empty()).then(|| value.to_string()),
+            ))
+        })
+        .collect();
+    let keep_alive = headers.get("keep-alive-interval").map(|v| {
+        v.to_str()
+            .ok()
+            .and_then(|s| s.trim().parse::<i64>().ok())
+            .filter(|s| *s > 0)
+            .map(|s| Duration::from_secs(s as u64))
+    });
+    let accepted = headers
+        .get("content-bytes-accepted")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.trim().parse().ok());
+    Reply {
+        events,
+        headers,
+        grip,
+        set_meta,
+        keep_alive,
+        accepted,
+    }
+}
