@@ -7,6 +7,7 @@
 //! | `/test/stream` | `text/plain` stream hold |
 //! | `/test/sse` | `text/event-stream` stream hold, `:` comment keep-alive every 20 s |
 //! | `/test/long-poll` | response hold, empty body on timeout |
+//! | `/test/websocket` | WebSocket-over-HTTP: subscribed to `test`, echoes what the client sends |
 //! | `/` | a page whose `EventSource` shows what is published to `test` |
 //!
 //! Publish to see it: `curl -d '{"items":[{"channel":"test","formats":{"http-stream":
@@ -131,10 +132,15 @@ const PAGE: &str = r#"<!doctype html>
 <head><meta charset="utf-8"><title>Gripway demo</title></head>
 <body>
 <h1>Gripway demo</h1>
+<p>Publish to channel <code>test</code> and the messages appear below:</p>
+<pre>curl -d '{"items":[{"channel":"test","formats":{"http-stream":{"content":"event: message\ndata: hello\n\n"},"ws-message":{"content":"hello"}}}]}' localhost:5561/publish/</pre>
+<h2>Server-Sent Events <small>(<code>/test/sse</code>)</small></h2>
 <p>Status: <span id="status">connecting</span></p>
-<p>Publish to channel <code>test</code> and the events appear below:</p>
-<pre>curl -d '{"items":[{"channel":"test","formats":{"http-stream":{"content":"event: message\ndata: hello\n\n"}}}]}' localhost:5561/publish/</pre>
 <ul id="events"></ul>
+<h2>WebSocket <small>(<code>/test/websocket</code>, echoes what you send)</small></h2>
+<p>Status: <span id="ws-status">connecting</span></p>
+<form id="ws-form"><input id="ws-input" value="hello"><button>Send</button></form>
+<ul id="ws-messages"></ul>
 <script>
 const status = document.getElementById('status');
 const events = document.getElementById('events');
@@ -146,6 +152,21 @@ source.onmessage = (e) => {
   li.className = 'event';
   li.textContent = e.data;
   events.appendChild(li);
+};
+const wsStatus = document.getElementById('ws-status');
+const wsMessages = document.getElementById('ws-messages');
+const ws = new WebSocket((location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/test/websocket');
+ws.onopen = () => { wsStatus.textContent = 'open'; };
+ws.onclose = (e) => { wsStatus.textContent = 'closed ' + e.code; };
+ws.onmessage = (e) => {
+  const li = document.createElement('li');
+  li.className = 'ws';
+  li.textContent = e.data;
+  wsMessages.appendChild(li);
+};
+document.getElementById('ws-form').onsubmit = (e) => {
+  e.preventDefault();
+  ws.send(document.getElementById('ws-input').value);
 };
 </script>
 </body>

@@ -79,9 +79,17 @@ impl WsLink {
                 message: format!("handshake request: {e}"),
             })?;
         *request.headers_mut() = headers;
-        request
-            .headers_mut()
-            .insert("sec-websocket-extensions", HeaderValue::from_static("grip"));
+        let h = request.headers_mut();
+        h.insert("sec-websocket-extensions", HeaderValue::from_static("grip"));
+        h.insert(
+            http::header::CONNECTION,
+            HeaderValue::from_static("Upgrade"),
+        );
+        h.insert(http::header::UPGRADE, HeaderValue::from_static("websocket"));
+        h.insert("sec-websocket-version", HeaderValue::from_static("13"));
+        if let Ok(key) = HeaderValue::from_str(&tungstenite::handshake::client::generate_key()) {
+            h.insert("sec-websocket-key", key);
+        }
         let config = WebSocketConfig::default()
             .read_buffer_size(4096)
             .write_buffer_size(0)

@@ -589,14 +589,20 @@ impl Session {
     /// Ends the connection: tells the origin if it does not know, flushes what is queued.
     async fn finish(mut self) {
         self.channels.clear();
-        if !self.origin_told {
-            if let Link::Http(mut link) = std::mem::replace(&mut self.link, Link::None) {
-                // best effort, in the background: the client is gone either way
+        if let Link::Http(mut link) = std::mem::replace(&mut self.link, Link::None) {
+            if !self.origin_told {
                 link.push(Event::disconnect());
+            }
+            if link.has_work() {
+                // in the background and bounded: the client is gone either way, but what it
+                // said last (its CLOSE, or DISCONNECT) still goes to the origin
                 let meta = std::mem::take(&mut self.meta);
                 tokio::spawn(async move {
-                    link.pump(&meta, true);
-                    let _ = tokio::time::timeout(Duration::from_secs(10), link.next()).await;
+                    let deadline = Instant::now() + Duration::from_secs(30);
+                    while link.has_work() && Instant::now() < deadline {
+                        link.pump(&meta, false);
+                        let _ = tokio::time::timeout_at(deadline.into(), link.next()).await;
+                    }
                 });
             }
         }

@@ -158,6 +158,11 @@ impl WohLink {
         self.queue.push_back(event);
     }
 
+    /// True while something is queued or in flight.
+    pub(crate) fn has_work(&self) -> bool {
+        !self.queue.is_empty() || self.inflight.is_some()
+    }
+
     /// Sets the keep-alive interval from a response's `Keep-Alive-Interval`.
     pub(crate) fn set_keep_alive(&mut self, interval: Option<Duration>) {
         self.keep_alive = interval.map(|d| d.max(MIN_KEEP_ALIVE));
