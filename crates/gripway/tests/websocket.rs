@@ -499,3 +499,141 @@ async fn passthrough_relays_both_ways_with_grip() {
     assert_eq!(next_text(&mut ws).await, "published");
     server.abort();
 }
+
+/// An over-HTTP origin whose answer depends on the request: `reply(request) -> (headers, events)`.
+async fn scripted_origin(
+    reply: impl Fn(&OriginRequest, &[Event]) -> (Vec<(&'static str, String)>, Vec<Event>)
+        + Send
+        + Sync
+        + 'static,
+) -> Origin {
+    Origin::start(move |r| {
+        let events = decode_events(&r.body, &WohLimits::default()).expect("valid events");
+        let (headers, out) = reply(r, &events);
+        let mut resp = Reply::ok().header("Content-Type", "application/websocket-events");
+        for (k, v) in headers {
+            resp = resp.header(k, &v);
+        }
+        let mut body = Vec::new();
+        encode_events(&out, &mut body);
+        resp.body(body)
+    })
+    .await
+}
+
+fn opening(events: &[Event]) -> bool {
+    events.first().is_some_and(|e| e.kind == EventKind::Open)
+}
+
+#[tokio::test]
+async fn partially_accepted_content_is_replayed() {
+    let origin = scripted_origin(|r, events| {
+        if opening(events) {
+            return (
+                vec![("Sec-WebSocket-Extensions", "grip".into())],
+                vec![Event::open()],
+            );
+        }
+        // accept only the first 3 bytes of the first request with content
+        if r.header("content-bytes-replayed").is_none()
+            && events.iter().any(|e| !e.content.is_empty())
+        {
+            return (vec![("Content-Bytes-Accepted", "3".into())], vec![]);
+        }
+        (vec![], vec![])
+    })
+    .await;
+    let gw = gripway(&["--route", &ws_route(&origin)]);
+    let mut ws = connect(&gw, "/").await;
+    ws.send(Message::text("hello")).await.unwrap();
+    for _ in 0..300 {
+        let reqs = origin.requests();
+        if let Some(replay) = reqs
+            .iter()
+            .find(|r| r.header("content-bytes-replayed").is_some())
+        {
+            assert_eq!(replay.header("content-bytes-replayed"), Some("2"));
+            assert_eq!(replay.body, b"TEXT 2\r\nlo\r\n");
+            assert_eq!(reqs[1].body, b"TEXT 5\r\nhello\r\n");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no replay: {:?}", origin.requests());
+}
+
+#[tokio::test]
+async fn meta_set_by_the_origin_is_sent_back_and_refresh_asks_again() {
+    let origin = scripted_origin(|_, events| {
+        if opening(events) {
+            return (
+                vec![
+                    ("Sec-WebSocket-Extensions", "grip".into()),
+                    ("Set-Meta-User", "alice".into()),
+                ],
+                vec![
+                    Event::open(),
+                    Event::text(&b"c:{\"type\":\"subscribe\",\"channel\":\"meta\"}"[..]),
+                    Event::text(
+                        &b"c:{\"type\":\"set-meta\",\"name\":\"room\",\"value\":\"lobby\"}"[..],
+                    ),
+                ],
+            );
+        }
+        (vec![], vec![])
+    })
+    .await;
+    let gw = gripway(&["--route", &ws_route(&origin)]);
+    let _ws = connect(&gw, "/").await;
+    wait_subscribed(&gw, 1.0).await;
+    let refresh = r#"{"items":[{"channel":"meta","formats":{"ws-message":{"action":"refresh"}}}]}"#;
+    publish(&gw.publish_url(), refresh).await;
+    for _ in 0..300 {
+        let reqs = origin.requests();
+        if reqs.len() >= 2 {
+            let r = &reqs[1];
+            assert!(
+                r.body.is_empty(),
+                "a refresh with nothing queued is an empty request"
+            );
+            assert_eq!(r.header("meta-user"), Some("alice"));
+            assert_eq!(r.header("meta-room"), Some("lobby"));
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no refresh request: {:?}", origin.requests());
+}
+
+#[tokio::test]
+async fn one_event_targets_get_one_message_per_request() {
+    let origin = scripted_origin(|_, events| {
+        if opening(events) {
+            return (vec![], vec![Event::open()]);
+        }
+        (vec![], vec![])
+    })
+    .await;
+    let route = format!("* {},over_http,one_event", origin.target());
+    let gw = gripway(&["--route", &route]);
+    let mut ws = connect(&gw, "/").await;
+    for m in ["a", "b", "c"] {
+        ws.send(Message::text(m)).await.unwrap();
+    }
+    for _ in 0..300 {
+        let reqs = origin.requests();
+        if reqs.len() >= 4 {
+            let bodies: Vec<_> = reqs[1..4]
+                .iter()
+                .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+                .collect();
+            assert_eq!(
+                bodies,
+                ["TEXT 1\r\na\r\n", "TEXT 1\r\nb\r\n", "TEXT 1\r\nc\r\n"]
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("requests: {:?}", origin.requests());
+}
