@@ -15,15 +15,26 @@ from pathlib import Path
 
 import compat_http as ch
 
-PUSHPIN_BIN = shutil.which("pushpin") or "/usr/bin/pushpin"
+PUSHPIN_BIN = os.environ.get("PUSHPIN_BIN") or shutil.which("pushpin") or "/usr/bin/pushpin"
 SERVER_HEADER = "X-Compat-Server"  # set by the client so the origin knows who proxied
 DEAD_PREFIX = "/compat-dead/"  # routed to a port nobody listens on
 READY_PATH = "/compat-ready"
 
 
+# Routes with options, each under its own path (origin handlers registered with `route_at`).
+PREFIX_ROUTE = "/compat-prefix/"      # prefix=pfx-: channels get "pfx-" in front
+REPLACE_ROUTE = "/compat-replace/"    # replace_beg=/compat-replaced/: path rewritten
+REPLACED = "/compat-replaced/"
+NO_GRIP_ROUTE = "/compat-nogrip/"     # no_grip: instructions relayed, not acted on
+
+
 def routes_for(origin_addr, dead_port):
-    """The routes both servers get, in routes-file syntax (the more specific route first)."""
-    return [f"*,path_beg={DEAD_PREFIX} 127.0.0.1:{dead_port}", f"* {origin_addr}"]
+    """The routes both servers get, in routes-file syntax (the more specific routes first)."""
+    return [f"*,path_beg={DEAD_PREFIX} 127.0.0.1:{dead_port}",
+            f"*,path_beg={PREFIX_ROUTE},prefix=pfx- {origin_addr}",
+            f"*,path_beg={REPLACE_ROUTE},replace_beg={REPLACED} {origin_addr}",
+            f"*,path_beg={NO_GRIP_ROUTE},no_grip {origin_addr}",
+            f"* {origin_addr}"]
 
 
 def free_port():
@@ -68,7 +79,10 @@ class Origin:
         threading.Thread(target=self._accept, daemon=True).start()
 
     def route(self, handler):
-        prefix = f"/{uuid.uuid4().hex[:12]}/"
+        """Serve `handler` under a fresh unique path prefix, which is returned."""
+        return self.route_at(f"/{uuid.uuid4().hex[:12]}/", handler)
+
+    def route_at(self, prefix, handler):
         self.handlers[prefix] = handler
         return prefix
 
@@ -106,9 +120,14 @@ class Origin:
                 with self.lock:
                     self.requests.append(req)
                 handler = self._find(path)
-                reply = handler(req) if handler else Reply(404, "Not Found", body="no handler\n")
-                conn.sendall(reply.encode(method))
-                if "close" in hmap.get("connection", "").lower() or version == "HTTP/1.0":
+                try:
+                    reply = handler(req) if handler else Reply(404, "Not Found", body="no handler\n")
+                except Exception as e:  # noqa: BLE001 - a test's handler bug, shown to the test
+                    reply = Reply(500, "Origin Handler Failed", body=f"{type(e).__name__}: {e}\n")
+                data = reply.encode(method)
+                conn.sendall(data)
+                closing = b"\r\nconnection: close\r\n" in data.split(b"\r\n\r\n")[0].lower() + b"\r\n"
+                if closing or "close" in hmap.get("connection", "").lower() or version == "HTTP/1.0":
                     return
         except OSError:
             return

@@ -35,8 +35,8 @@ def routes(origin):
 @pytest.fixture(scope="session")
 def pushpin(routes):
     if not os.path.exists(PUSHPIN_BIN):
-        pytest.skip("Pushpin is not installed (/usr/bin/pushpin); apt-get install pushpin "
-                    "to run the differential compat suite")
+        pytest.skip(f"Pushpin is not installed ({PUSHPIN_BIN} missing): apt-get install pushpin "
+                    "(or set PUSHPIN_BIN) to run the differential compat suite")
     p = Pushpin(routes)
     yield p
     p.stop()

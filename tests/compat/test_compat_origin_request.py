@@ -109,9 +109,9 @@ def test_x_forwarded_defaults(origin, both):
         assert "x-forwarded-proto" not in req["h"]
 
 
-@pytest.mark.xfail(strict=True, reason="gripway bug: client headers prefixed 'eb9bf0f5-' (Pushpin's "
-                   "orig_headers marker) are forwarded to the origin; Pushpin strips them (ref §2.1 step 9)")
 def test_orig_headers_marker_stripped(origin, both):
+    """Client headers prefixed 'eb9bf0f5-' (Pushpin's orig_headers marker) are stripped (ref
+    §2.1 step 9); Gripway forwarded them before 911743f."""
     seen, _ = seen_by_origin(origin, both, headers=[("eb9bf0f5-X-Orig", "spoofed")])
     assert "eb9bf0f5-x-orig" not in names(seen["pushpin"])
     assert "eb9bf0f5-x-orig" not in names(seen["gripway"])

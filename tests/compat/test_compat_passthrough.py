@@ -1,8 +1,12 @@
 """Pass-through (no GRIP instructions) compared between Pushpin and Gripway: status code,
 custom reason phrase, repeated Set-Cookie headers, body bytes, an origin 404, a HEAD
-request, a request body, and an origin that is down (502)."""
+request, a request body, an origin that is down (502), an HTTP/1.0 client, origin framing,
+a gzip-encoded origin body, and oversized or malformed requests."""
 
-from compat_servers import Reply
+import gzip
+
+import compat_http as ch
+from compat_servers import DEAD_PREFIX, Reply
 
 
 def same(res):
@@ -60,7 +64,72 @@ def test_unknown_status_reason(origin, both):
 
 
 def test_origin_down_is_502(both):
-    from compat_servers import DEAD_PREFIX
     res = both(lambda t: t.fetch("GET", DEAD_PREFIX + "x"))
-    print(res)
     same(res)
+    assert res["pushpin"][0].status == 502 and res["pushpin"][1] == b"Error while proxying to origin.\n"
+
+
+def test_http10_client(origin, both):
+    prefix = origin.route(lambda req: Reply(200, "OK", [("Content-Type", "text/plain")], "plain\n"))
+
+    def run(t):
+        with t.open("GET", prefix, version="HTTP/1.0") as c:
+            return c.head, c.read_body(), c.closed_within(2)
+
+    res = both(run)
+    (ph, pb, pc), (gh, gb, gc) = res["pushpin"], res["gripway"]
+    assert (ph.version, ph.status, pb, pc) == (gh.version, gh.status, gb, gc) == ("HTTP/1.0", 200, b"plain\n", True)
+    assert gh.comparable() == ph.comparable()
+
+
+def test_origin_framing_is_not_behaviour(origin, both):
+    """A chunked origin body and an EOF-delimited one reach the client with the same bytes;
+    the framing may differ (Pushpin re-frames small bodies with Content-Length)."""
+    chunked = origin.route(lambda req: Reply(raw=b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                                                 b"Transfer-Encoding: chunked\r\n\r\n"
+                                                 b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"))
+    eof = origin.route(lambda req: Reply(raw=b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                                             b"Connection: close\r\n\r\nuntil eof\n"))
+    for path, body in ((chunked, b"hello world"), (eof, b"until eof\n")):
+        res = both(lambda t: t.fetch("GET", path))
+        same(res)
+        assert res["gripway"][1] == body
+
+
+def test_gzip_from_origin(origin, both):
+    """Intended difference, from Pushpin's HTTP client rather than GRIP: Pushpin's zurl asks
+    the origin for compressed content itself and hands the client the decoded body (no
+    Content-Encoding); Gripway relays the origin's bytes and Content-Encoding unchanged.
+    Both remove the client's own Accept-Encoding before the origin sees it."""
+    packed = gzip.compress(b"hello gzip\n", mtime=0)
+    prefix = origin.route(lambda req: Reply(200, "OK", [("Content-Type", "text/plain"),
+                                                        ("Content-Encoding", "gzip")], packed))
+    res = both(lambda t: t.fetch("GET", prefix, headers=[("Accept-Encoding", "gzip")]))
+    (ph, pb), (gh, gb) = res["pushpin"], res["gripway"]
+    assert ph.status == gh.status == 200
+    assert (ph.get("content-encoding"), pb) == (None, b"hello gzip\n")
+    assert (gh.get("content-encoding"), gb) == ("gzip", packed)
+
+
+def test_oversized_and_malformed_requests(origin, both):
+    """Intended difference: with a request head over Pushpin's client_buffer_size (8192)
+    or a malformed request line, Pushpin (condure) drops the connection without a response;
+    Gripway answers (a 20 kB header is within its limit; garbage gets a 400)."""
+    prefix = origin.route(lambda req: Reply(200, "OK", [], "ok\n"))
+
+    def run(t):
+        out = {}
+        for name, raw in (("big", f"GET {prefix} HTTP/1.1\r\nHost: x\r\nX-Compat-Server: {t.name}\r\n"
+                                  f"X-Big: {'a' * 20000}\r\n\r\n".encode()),
+                          ("garbage", b"GARBAGE\r\n\r\n")):
+            with ch.Conn(t.addr, timeout=5) as c:
+                c.send(raw)
+                try:
+                    out[name] = c.read_head(limit=5).status
+                except ConnectionError:
+                    out[name] = "closed"
+        return out
+
+    res = both(run)
+    assert res["pushpin"] == {"big": "closed", "garbage": "closed"}
+    assert res["gripway"] == {"big": 200, "garbage": 400}

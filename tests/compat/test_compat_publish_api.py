@@ -1,11 +1,13 @@
 """The publish API compared between Pushpin and Gripway: success responses (text and JSON),
 error status codes for invalid bodies (Gripway's messages are intentionally more precise and
-name the item and field), methods and paths, Accept negotiation, the legacy item form and
-`/recover`."""
+name the item and field), methods and paths, Accept negotiation, the legacy item form,
+`/recover`, size limits and a chunked request body."""
 
 import json
 
 import pytest
+
+import compat_http as ch
 
 VALID = {"items": [{"channel": "compat-api", "formats": {"http-stream": {"content": "x\n"}}}]}
 
@@ -123,3 +125,43 @@ def test_not_acceptable_406(both):
     assert ph.status == gh.status == 406
     # Cosmetic: Pushpin lists the supported types in the body.
     assert pb.startswith(b"Not Acceptable.") and gb == b"Not acceptable.\n"
+
+
+def test_content_over_32767_bytes(both):
+    """Intended difference (README: `[publish] max_content = 32767`, Fanout's documented
+    message limit): Gripway refuses a format over 32,767 bytes with 413 and names it; Pushpin
+    has no per-content limit below its 1,000,000-byte body limit."""
+    body = {"items": [{"channel": "compat-api", "formats": {"http-stream": {"content": "x" * 40000}}}]}
+    res = both_publish(both, body)
+    assert (res["pushpin"][0].status, res["pushpin"][1]) == (200, b"Published\n")
+    assert res["gripway"][0].status == 413
+    assert b"items[0].formats.http-stream.content" in res["gripway"][1]
+
+
+def test_body_over_1000000_bytes(both):
+    """Same limit and message, different status: Pushpin answers 400 (ref §4.2), Gripway 413
+    Payload Too Large, the status HTTP defines for this."""
+    items = [{"channel": "compat-api", "formats": {"http-stream": {"content": "x" * 30000}}}] * 40
+    res = both_publish(both, {"items": items})
+    (ph, pb), (gh, gb) = res["pushpin"], res["gripway"]
+    assert pb == gb == b"Request body too large.\n"
+    assert (ph.status, gh.status) == (400, 413)
+
+
+def test_chunked_publish_body(both):
+    """Intended difference: Pushpin requires Content-Length (411); Gripway accepts a chunked
+    request body, as HTTP/1.1 allows."""
+    payload = json.dumps(VALID).encode()
+    raw = (b"POST /publish/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+           b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+           + f"{len(payload):x}\r\n".encode() + payload + b"\r\n0\r\n\r\n")
+
+    def run(t):
+        with ch.Conn(t.publish_addr) as c:
+            c.send(raw)
+            c.method = "POST"
+            return c.read_head().status, c.read_body()
+
+    res = both(run)
+    assert res["pushpin"] == (411, b"Request requires Content-Length.\n")
+    assert res["gripway"] == (200, b"Published\n")

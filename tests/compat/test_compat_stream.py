@@ -4,6 +4,7 @@ the `close` action, `Grip-Status`, `Grip-Expose-Headers`, the JSON `application/
 form, `Grip-Keep-Alive` data, and an HTTP/1.0 client (no chunking, close at the end)."""
 
 import json
+import time
 
 import pytest
 
@@ -63,7 +64,7 @@ def test_close_action_ends_stream(origin, both, chan):
     assert res["gripway"] == res["pushpin"] == (SSE_OPEN + MSG1.encode(), True, 0)
 
 
-@pytest.mark.parametrize("grip_status", ["404 Not Found", "202 Accepted Later", "201", "418"])
+@pytest.mark.parametrize("grip_status", ["404 Not Found", "202 Accepted Later", "201", "410"])
 def test_grip_status_on_stream(origin, both, chan, grip_status):
     prefix = origin.route(hold_stream([("Grip-Status", grip_status)]))
 
@@ -119,18 +120,64 @@ def test_json_instruct_stream(origin, both, chan):
     assert gb == pb == b"json open\npushed\n"
 
 
+KEEP_ALIVES = [  # (Grip-Keep-Alive header, the bytes it stands for)
+    (r":\n\n; format=cstring; timeout=1", b":\n\n"),
+    ("AAE=; format=base64; timeout=1", b"\x00\x01"),
+    ("ping; timeout=1; mode=interval", b"ping"),
+]
+
+
 def test_keep_alive_data(origin, both, chan):
-    # timeout=1: Pushpin subtracts up to 999 ms of jitter, so the first one comes within ~1 s
-    prefix = origin.route(hold_stream([("Grip-Keep-Alive", r":\n\n; format=cstring; timeout=1")]))
+    """Same keep-alive bytes, each written as its own chunk, for the cstring, base64 and raw
+    formats (three streams per server at once). Timing differs on purpose: Pushpin subtracts
+    a random 0-999 ms from every period (ref §1.4), so with timeout=1 it sends one every
+    ~0.5 s; Gripway keeps the configured period."""
+    prefixes = [origin.route(hold_stream([("Grip-Keep-Alive", h)])) for h, _ in KEEP_ALIVES]
+
+    def run(t):
+        conns = [t.open("GET", p + chan + t.name) for p in prefixes]
+        try:
+            time.sleep(2.6)
+            out = []
+            for c, (_, data) in zip(conns, KEEP_ALIVES):
+                c.read_until(SSE_OPEN + data, limit=2)
+                out.append((c.body, c.decoder.chunk_sizes))
+            return out
+        finally:
+            for c in conns:
+                c.close()
+
+    res = both(run)
+    for name, results in res.items():
+        for (body, sizes), (header, data) in zip(results, KEEP_ALIVES):
+            n = (len(body) - len(SSE_OPEN)) // len(data)
+            assert body == SSE_OPEN + data * n, (name, header)
+            assert sizes[1:] == [len(data)] * n, (name, header)  # one chunk per keep-alive
+            assert n >= 1, (name, header, n)
+    # Gripway: one per second, so at most 3 in the 2.6 s window (Pushpin sends ~5)
+    for (body, _), (_, data) in zip(res["gripway"], KEEP_ALIVES):
+        assert (len(body) - len(SSE_OPEN)) // len(data) <= 3
+
+
+@pytest.mark.xfail(strict=True, reason="gripway bug: a stream hold whose status is 204 or 304 "
+                   "(from the origin or Grip-Status) is sent with 'Transfer-Encoding: chunked', "
+                   "which RFC 9112 forbids for these codes, and published content is then written after the "
+                   "bodyless head; Pushpin sends neither TE nor any bytes")
+@pytest.mark.parametrize("status,grip_status", [(204, None), (200, "204"), (200, "304")])
+def test_stream_hold_bodyless_status(origin, both, chan, status, grip_status):
+    extra = [("Grip-Status", grip_status)] if grip_status else []
+    prefix = origin.route(hold_stream(extra, body=b"", status=status, reason="X"))
 
     def run(t):
         with t.open("GET", prefix + chan + t.name) as c:
-            c.read_until(SSE_OPEN)
-            c.read_until(SSE_OPEN + b":\n\n", limit=4)
-            return c.body[:len(SSE_OPEN) + 3]
+            time.sleep(0.2)
+            t.publish_items(stream_item(chan + t.name, MSG1))
+            return c.head, c.read_raw_for(0.8)
 
     res = both(run)
-    assert res["gripway"] == res["pushpin"] == SSE_OPEN + b":\n\n"
+    for name in ("pushpin", "gripway"):  # gripway also writes b"1a\r\nevent: ..." after the head
+        head, after = res[name]
+        assert head.get("transfer-encoding") is None and after == b"", (name, head, after)
 
 
 def test_http10_client_stream(origin, both, chan):
