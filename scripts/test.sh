@@ -13,6 +13,7 @@ log() { echo "[test.sh] $*"; }
 ensure_system_packages() {
     local missing=()
     command -v chromium >/dev/null || missing+=(chromium)
+    command -v pushpin >/dev/null || missing+=(pushpin)
     python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
     [ ${#missing[@]} -eq 0 ] && return 0
     log "installing ${missing[*]}"
