@@ -148,10 +148,6 @@ def test_timeout_response_and_minimum(origin, both, chan):
     assert (res["pushpin"]["status"][0].status, res["pushpin"]["status"][0].reason) == (304, "Nothing New")
 
 
-@pytest.mark.xfail(strict=True, reason="gripway bug: 'Grip-Expose-Headers' inside a published "
-                   "http-response's headers is not applied and is sent to the client verbatim (a "
-                   "Grip-* header reaching the client); Pushpin consumes it (and, per its quirk "
-                   "ref §10.1, removes the listed headers)")
 def test_published_expose_headers(origin, both, chan):
     prefix = origin.route(hold_response([("X-A", "a"), ("X-B", "b")]))
     fmt = {"headers": {"X-C": "c", "Grip-Expose-Headers": "X-A, X-C"}, "body": "pushed\n"}
@@ -196,9 +192,6 @@ def test_http10_long_poll(origin, both, chan):
     assert res["pushpin"] == res["gripway"] == ("HTTP/1.0", 200, b"p\n", True)
 
 
-@pytest.mark.xfail(strict=True, reason="gripway bug: a response hold whose Grip-Channel prev-id "
-                   "differs from the channel's last published id is held until the timeout; "
-                   "Pushpin retries the request at once with Grip-Last (ref §2.4)")
 def test_prev_id_conflict_retries_with_grip_last(origin, both, chan):
     def handle(req):
         channel, prev = req["path"].rsplit("/", 2)[1:]

@@ -159,10 +159,6 @@ def test_keep_alive_data(origin, both, chan):
         assert (len(body) - len(SSE_OPEN)) // len(data) <= 3
 
 
-@pytest.mark.xfail(strict=True, reason="gripway bug: a stream hold whose status is 204 or 304 "
-                   "(from the origin or Grip-Status) is sent with 'Transfer-Encoding: chunked', "
-                   "which RFC 9112 forbids for these codes, and published content is then written after the "
-                   "bodyless head; Pushpin sends neither TE nor any bytes")
 @pytest.mark.parametrize("status,grip_status", [(204, None), (200, "204"), (200, "304")])
 def test_stream_hold_bodyless_status(origin, both, chan, status, grip_status):
     extra = [("Grip-Status", grip_status)] if grip_status else []

@@ -23,6 +23,7 @@ use gripway_proto::publish::Item;
 use tokio::sync::mpsc;
 
 use crate::dedup::Dedup;
+use crate::last_ids::LastIds;
 use crate::message::{ChannelName, Message};
 use crate::registry::Registry;
 use crate::sequencer::{Arrival, Sequencer};
@@ -86,6 +87,7 @@ pub struct BrokerClosed;
 #[derive(Clone)]
 pub struct Broker {
     registry: Arc<Registry>,
+    last_ids: Arc<LastIds>,
     queues: Arc<[mpsc::Sender<Arc<Message>>]>,
     hasher: FixedState,
     stats: Arc<BrokerStats>,
@@ -95,12 +97,14 @@ impl Broker {
     /// Starts the dispatcher tasks on the current tokio runtime.
     pub fn start(config: BrokerConfig) -> Broker {
         let registry = Registry::new();
+        let last_ids = Arc::new(LastIds::default());
         let stats = Arc::new(BrokerStats::default());
         let queues: Vec<_> = (0..config.shards.max(1))
             .map(|_| {
                 let (tx, rx) = mpsc::channel(config.queue_per_shard.max(1));
                 let shard = Shard {
                     registry: registry.clone(),
+                    last_ids: last_ids.clone(),
                     stats: stats.clone(),
                     dedup: Dedup::new(config.dedup_window, config.dedup_max_entries),
                     sequencer: Sequencer::new(config.order_wait, config.max_waiting_per_channel),
@@ -111,6 +115,7 @@ impl Broker {
             .collect();
         Broker {
             registry,
+            last_ids,
             queues: queues.into(),
             hasher: FixedState::with_seed(0x7368_6172),
             stats,
@@ -120,6 +125,13 @@ impl Broker {
     /// The subscriber registry, for connections to subscribe.
     pub fn registry(&self) -> &Arc<Registry> {
         &self.registry
+    }
+
+    /// The id of the last item delivered on `channel`, when this node knows it (see
+    /// [`LastIds`]).
+    pub fn last_id(&self, channel: &str) -> Option<Arc<str>> {
+        let subscribed = self.registry.subscriber_count(channel) > 0;
+        self.last_ids.get(channel, subscribed, Instant::now())
     }
 
     /// What the broker has done so far.
@@ -152,6 +164,7 @@ impl Broker {
 /// One dispatcher task's state: the channels hashed to it.
 struct Shard {
     registry: Arc<Registry>,
+    last_ids: Arc<LastIds>,
     stats: Arc<BrokerStats>,
     dedup: Dedup,
     sequencer: Sequencer,
@@ -226,8 +239,11 @@ impl Shard {
         ready.clear();
     }
 
-    fn fan_out_channel(&self, channel: &str, messages: &[Arc<Message>]) {
+    fn fan_out_channel(&self, channel: &ChannelName, messages: &[Arc<Message>]) {
         let count = self.registry.fan_out(channel, messages);
+        if let Some(last) = messages.last() {
+            self.last_ids.set(channel, last.id.as_ref(), Instant::now());
+        }
         let stats = &self.stats;
         if count.subscribers == 0 {
             stats

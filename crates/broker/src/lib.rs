@@ -11,6 +11,7 @@
 
 pub mod dedup;
 pub mod dispatch;
+pub mod last_ids;
 pub mod message;
 pub mod registry;
 pub mod sequencer;

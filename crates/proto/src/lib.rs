@@ -15,4 +15,5 @@ pub mod routes;
 pub mod sig;
 pub mod woh;
 pub mod ws_control;
+pub mod ws_deflate;
 pub mod ws_frame;

@@ -56,6 +56,7 @@ mod tests {
             },
             channels: vec![("c".into(), hold::FilterSet::default())],
             meta: vec![],
+            prev_ids: vec![],
             timeout: std::time::Duration::from_secs(55),
             keep_alive_data: None,
             request: None,

@@ -41,6 +41,8 @@ pub(crate) struct HoldPlan {
     pub(crate) channels: Vec<(String, FilterSet)>,
     /// Subscription meta (read by filters).
     pub(crate) meta: Vec<(String, String)>,
+    /// (channel with prefix, prev-id) for channels whose `prev-id` the origin gave.
+    pub(crate) prev_ids: Vec<(String, String)>,
     /// Long-poll timeout.
     pub(crate) timeout: Duration,
     /// Stream keep-alive.
@@ -113,15 +115,24 @@ pub(crate) fn prepare(
             }
         }
     }
+    let prev_ids = instruct
+        .channels
+        .iter()
+        .filter_map(|c| Some((format!("{}{}", route.prefix, c.name), c.prev_id.clone()?)))
+        .collect();
     let keep_request = mode == HoldMode::Response;
     Prepared::Hold(Box::new(HoldPlan {
         mode,
         version: request.head.version,
         keep_alive: request.head.keep_alive(),
-        head_only: request.head.method == Method::HEAD,
+        // 1xx, 204 and 304 responses have no body: such a stream hold ends after its head
+        head_only: request.head.method == Method::HEAD
+            || (mode == HoldMode::Stream
+                && (response.status < 200 || response.status == 204 || response.status == 304)),
         response,
         channels,
         meta: instruct.meta,
+        prev_ids,
         timeout: Duration::from_secs(u64::from(instruct.timeout_secs)),
         keep_alive_data: instruct.keep_alive,
         request: keep_request.then(|| ProxiedRequest {
@@ -129,6 +140,7 @@ pub(crate) fn prepare(
             head: request.head.clone(),
             body: request.body.clone(),
             trusted: request.trusted,
+            grip_last: Vec::new(),
         }),
     }))
 }

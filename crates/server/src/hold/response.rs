@@ -33,8 +33,13 @@ struct PollSub {
     keep_alive: bool,
     head_only: bool,
     filters: Option<Box<Filters>>,
-    /// A `hint` arrived: retry the request instead of answering.
+    /// A `hint` arrived, or a message showed the origin's answer is stale: retry the request
+    /// instead of answering.
     retry: AtomicBool,
+    /// (channel, prev-id) the origin said its answer reflects.
+    prev_ids: Vec<(String, String)>,
+    /// `Grip-Last` for the retry: (channel, newest id seen).
+    grip_last: parking_lot::Mutex<Vec<(String, String)>>,
 }
 
 impl Subscriber for PollSub {
@@ -48,6 +53,21 @@ impl Subscriber for PollSub {
             return Delivery::Skipped;
         }
         for msg in messages {
+            if let (Some(prev), Some(id)) = (&msg.prev_id, &msg.id) {
+                let stale = self
+                    .prev_ids
+                    .iter()
+                    .any(|(c, p)| c == channel && p.as_str() != prev.as_ref());
+                if stale {
+                    // a message the origin's answer did not include came before this one
+                    self.grip_last
+                        .lock()
+                        .push((channel.to_string(), id.to_string()));
+                    self.retry.store(true, Ordering::Relaxed);
+                    self.sink.finish(&mut st);
+                    return Delivery::Sent(1);
+                }
+            }
             let Some(format) = &msg.formats.http_response else {
                 continue;
             };
@@ -87,6 +107,7 @@ impl PollSub {
     /// The full response for a published message; None if its body patch cannot apply.
     fn answer(&self, message: &ResponseMessage) -> Option<Bytes> {
         let mut headers = self.template.headers.clone();
+        let mut exposed: Option<Vec<String>> = None;
         for (name, value) in &message.headers {
             let (Ok(name), Ok(value)) = (
                 HeaderName::from_bytes(name.as_bytes()),
@@ -94,10 +115,27 @@ impl PollSub {
             ) else {
                 continue;
             };
-            if name == CONTENT_LENGTH || name == TRANSFER_ENCODING || name == CONNECTION {
+            if name.as_str() == "grip-expose-headers" {
+                let list = value.to_str().unwrap_or("").split(',');
+                exposed = Some(list.map(|n| n.trim().to_ascii_lowercase()).collect());
+                continue;
+            }
+            let framing = name == CONTENT_LENGTH || name == TRANSFER_ENCODING || name == CONNECTION;
+            if framing || name.as_str().starts_with("grip-") {
                 continue;
             }
             headers.insert(name, value);
+        }
+        if let Some(list) = exposed {
+            // a whitelist over the inherited and pushed headers (the reference's meaning;
+            // Pushpin 1.36 removes the listed headers instead, see the compat suite)
+            let mut kept = http::HeaderMap::new();
+            for (name, value) in &headers {
+                if list.iter().any(|n| n == name.as_str()) {
+                    kept.append(name.clone(), value.clone());
+                }
+            }
+            headers = kept;
         }
         let body = match &message.body {
             ResponseBody::Bytes(b) => b.clone(),
@@ -127,6 +165,14 @@ impl PollSub {
     }
 }
 
+/// A channel name as the origin knows it (without the route's prefix).
+fn unprefixed(request: &crate::proxy::ProxiedRequest, channel: &str) -> String {
+    channel
+        .strip_prefix(request.route.route.prefix.as_str())
+        .unwrap_or(channel)
+        .to_string()
+}
+
 fn patched(template: &Bytes, patch: &gripway_proto::publish::JsonPatch) -> Result<Bytes, String> {
     let mut doc: serde_json::Value =
         serde_json::from_slice(template).map_err(|e| format!("timeout body is not JSON: {e}"))?;
@@ -148,7 +194,13 @@ fn full_response_bytes(
     body: &[u8],
 ) -> Bytes {
     headers.remove(TRANSFER_ENCODING);
-    headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+    if (100..200).contains(&status) || status == 204 {
+        // these carry no body and no Content-Length (RFC 9110 §8.6)
+        headers.remove(CONTENT_LENGTH);
+    } else {
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+    }
+    let head_only = head_only || (100..200).contains(&status) || status == 204 || status == 304;
     set_connection(&mut headers, version, keep_alive);
     let mut out = BytesMut::with_capacity(256 + body.len());
     write_response_head(&mut out, version, status, reason, &headers);
@@ -171,7 +223,37 @@ pub(crate) async fn run(
         mut guard,
     } = conn;
     guard.become_kind(ConnKind::LongPoll);
-    let request = plan.request.take();
+    let mut request = plan.request.take();
+    // the origin answered from stale data if a newer message is known: ask it again now
+    let stale = plan.prev_ids.iter().any(|(c, prev)| {
+        shared
+            .broker
+            .last_id(c)
+            .is_some_and(|last| last.as_ref() != prev.as_str())
+    });
+    if let Some(mut req) = request.take_if(|_| stale) {
+        req.grip_last = plan
+            .prev_ids
+            .iter()
+            .map(|(c, prev)| {
+                let last = shared
+                    .broker
+                    .last_id(c)
+                    .map_or_else(|| prev.clone(), |l| l.to_string());
+                (unprefixed(&req, c), last)
+            })
+            .collect();
+        guard.become_kind(ConnKind::Http);
+        return HoldEnd::Retry(
+            ClientConn {
+                sock,
+                peer,
+                buf: BytesMut::new(),
+                guard,
+            },
+            Box::new(req),
+        );
+    }
     let template = std::mem::replace(
         &mut plan.response,
         FullResponse {
@@ -189,6 +271,8 @@ pub(crate) async fn run(
         head_only: plan.head_only,
         filters: Filters::new(&plan.channels, &plan.meta),
         retry: AtomicBool::new(false),
+        prev_ids: std::mem::take(&mut plan.prev_ids),
+        grip_last: parking_lot::Mutex::new(Vec::new()),
     });
     let registry = shared.broker.registry();
     let subscriptions: Vec<Subscription> = plan
@@ -245,7 +329,15 @@ pub(crate) async fn run(
         guard,
     };
     match (retry, request) {
-        (true, Some(request)) => HoldEnd::Retry(conn, Box::new(request)),
+        (true, Some(mut request)) => {
+            request.grip_last = sub
+                .grip_last
+                .lock()
+                .iter()
+                .map(|(c, id)| (unprefixed(&request, c), id.clone()))
+                .collect();
+            HoldEnd::Retry(conn, Box::new(request))
+        }
         (true, None) => HoldEnd::Close,
         (false, _) => HoldEnd::KeepAlive(conn),
     }

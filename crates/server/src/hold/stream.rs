@@ -214,7 +214,8 @@ fn initial_bytes(plan: &HoldPlan, chunked: bool) -> Bytes {
     let r = &plan.response;
     let mut headers = r.headers.clone();
     headers.remove(CONTENT_LENGTH);
-    if chunked {
+    let bodyless = r.status < 200 || r.status == 204 || r.status == 304;
+    if chunked && !bodyless {
         headers.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
     }
     set_connection(&mut headers, plan.version, chunked && plan.keep_alive);

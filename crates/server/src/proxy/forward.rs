@@ -33,7 +33,7 @@ pub(crate) async fn forward(
             let path_only = path.split('?').next().unwrap_or(&path);
             return Ok(demo::respond(&request.head.method, path_only));
         }
-        let headers = origin_headers(
+        let mut headers = origin_headers(
             &request.head.headers,
             &HeaderContext {
                 config: &shared.config.proxy,
@@ -46,6 +46,11 @@ pub(crate) async fn forward(
                 client_host: Some(request.head.host()),
             },
         );
+        for (channel, id) in &request.grip_last {
+            if let Ok(v) = http::HeaderValue::from_str(&format!("{channel}; last-id={id}")) {
+                headers.append("grip-last", v);
+            }
+        }
         let out = OriginRequest {
             method: request.head.method.clone(),
             path_and_query: path.clone(),

@@ -47,6 +47,9 @@ pub(crate) struct ProxiedRequest {
     pub(crate) body: Bytes,
     /// The client proved itself a trusted upstream proxy.
     pub(crate) trusted: bool,
+    /// `Grip-Last` to send (channel without route prefix, last id): set when a held request
+    /// is sent again because a newer message exists.
+    pub(crate) grip_last: Vec<(String, String)>,
 }
 
 /// Seconds since the Unix epoch (for token expiry).
@@ -132,6 +135,7 @@ pub(crate) async fn handle(shared: &Arc<Shared>, conn: &mut ClientConn, head: Re
         head,
         body,
         trusted,
+        grip_last: Vec::new(),
     };
     match forward(shared, &request, conn.peer.ip()).await {
         Ok(response) => respond(shared, conn, request, response).await,
