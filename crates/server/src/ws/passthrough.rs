@@ -133,6 +133,11 @@ impl WsLink {
         }
     }
 
+    /// True while messages wait to be sent.
+    pub(crate) fn has_outbox(&self) -> bool {
+        !self.outbox.is_empty()
+    }
+
     /// Queues a message for the origin (sent by the next `next`).
     pub(crate) fn push(&mut self, message: Message) {
         self.outbox.push_back(message);

@@ -589,7 +589,25 @@ impl Session {
     /// Ends the connection: tells the origin if it does not know, flushes what is queued.
     async fn finish(mut self) {
         self.channels.clear();
-        if let Link::Http(mut link) = std::mem::replace(&mut self.link, Link::None) {
+        let link = std::mem::replace(&mut self.link, Link::None);
+        if let Link::Ws(mut link) = link {
+            if !self.origin_told {
+                link.push(Message::Close(None));
+            }
+            // send the client's close (or ours) and give the origin a moment to answer it
+            if link.has_outbox() {
+                tokio::spawn(async move {
+                    let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+                        while let Some(Ok(m)) = link.next().await {
+                            if m.is_close() {
+                                break;
+                            }
+                        }
+                    })
+                    .await;
+                });
+            }
+        } else if let Link::Http(mut link) = link {
             if !self.origin_told {
                 link.push(Event::disconnect());
             }
