@@ -243,7 +243,7 @@ impl Inflater {
     fn read_header(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<usize, InflateError> {
         let held = self.header_held;
         let mut joined = self.header;
-        let take = input.len().min(MAX_HEADER_BYTES - held);
+        let take = input.len().min(MAX_HEADER_BYTES.saturating_sub(held));
         let bytes: &[u8] = if held == 0 {
             input
         } else {
@@ -266,7 +266,7 @@ impl Inflater {
                 slot.copy_from_slice(source);
             }
             self.header_held = available;
-            return Ok(available - held);
+            return Ok(available.saturating_sub(held));
         };
         let header_length = usize::try_from(cursor.position()).unwrap_or(usize::MAX);
         let raw_header = bytes.get(..header_length).unwrap_or_default();
@@ -286,7 +286,7 @@ impl Inflater {
         if header.rsv2 || header.rsv3 {
             return Err(InflateError::ReservedBits);
         }
-        let compressed_continuation = match header.opcode {
+        let belongs_to_compressed_message = match header.opcode {
             OpCode::Control(control) => {
                 if header.rsv1 {
                     return Err(InflateError::CompressedControl {
@@ -325,7 +325,7 @@ impl Inflater {
                 }
             }
         };
-        self.phase = if compressed_continuation {
+        self.phase = if belongs_to_compressed_message {
             Phase::Compressed {
                 remaining: payload_length,
                 mask: header.mask,
@@ -487,7 +487,7 @@ fn take_decompressor() -> Decompress {
 }
 
 fn return_decompressor(mut decompressor: Decompress) {
-    // mutated
+    decompressor.reset(false);
     let _ = SPARE_DECOMPRESSORS.try_with(|spares| {
         if let Ok(mut spares) = spares.try_borrow_mut() {
             if spares.len() < MAX_SPARE_DECOMPRESSORS {

@@ -1,11 +1,12 @@
 //! permessage-deflate (RFC 7692) for the server side of Gripway's WebSockets, as pure code:
 //! negotiating the extension ([`negotiate`]), compressing outbound messages ([`compress`],
-//! [`encode_compressed_frame`]) and inflating inbound ones below tungstenite ([`Inflater`]).
+//! [`encode_compressed_frame`], [`encode_message_frame`]) and inflating inbound ones below
+//! tungstenite ([`Inflater`]).
 //!
 //! Invariants: both directions use no context takeover, so every message is compressed and
 //! inflated on its own and the same compressed bytes can go to every subscriber; compression
 //! always uses a 15-bit window; frame headers are read and written only through tungstenite's
-//! frame API. Compressor state (hundreds of KiB in miniz) is kept per thread and reused, never
+//! frame API. Compressor state (a few hundred KiB in miniz) is kept per thread and reused, never
 //! per connection.
 
 mod inflate;
@@ -48,20 +49,47 @@ pub fn encode_compressed_frame(binary: bool, payload: &[u8]) -> Bytes {
 /// A complete server frame (unmasked, FIN, RSV1 set) around bytes already produced by
 /// [`compress`], for callers that keep the compressed form too.
 pub fn frame_compressed(binary: bool, compressed: &[u8]) -> Bytes {
+    server_frame(binary, true, compressed)
+}
+
+/// Payloads shorter than this go out uncompressed from [`encode_message_frame`]: deflating
+/// them saves a few bytes at best and costs several microseconds (miniz clears its tables for
+/// every message).
+pub const MIN_COMPRESS_BYTES: usize = 128;
+
+/// The frame that carries one message to clients that negotiated permessage-deflate:
+/// compressed (RSV1 set) when the payload is at least [`MIN_COMPRESS_BYTES`] long and
+/// compression makes it smaller, otherwise a plain frame (RFC 7692 §6 lets any message go
+/// uncompressed). The same bytes serve every such subscriber.
+pub fn encode_message_frame(binary: bool, payload: &[u8]) -> Bytes {
+    if payload.len() >= MIN_COMPRESS_BYTES {
+        let compressed = with_deflater(|deflater| {
+            let compressed = deflater.deflate(payload);
+            (compressed.len() < payload.len()).then(|| frame_compressed(binary, compressed))
+        });
+        if let Some(frame) = compressed {
+            return frame;
+        }
+    }
+    server_frame(binary, false, payload)
+}
+
+/// One unmasked FIN data frame, header written by tungstenite.
+fn server_frame(binary: bool, rsv1: bool, payload: &[u8]) -> Bytes {
     let data = if binary { Data::Binary } else { Data::Text };
     let header = FrameHeader {
         is_final: true,
-        rsv1: true,
+        rsv1,
         rsv2: false,
         rsv3: false,
         opcode: OpCode::Data(data),
         mask: None,
     };
-    let length = compressed.len() as u64;
-    let mut frame = Vec::with_capacity(header.len(length) + compressed.len());
+    let length = payload.len() as u64;
+    let mut frame = Vec::with_capacity(header.len(length) + payload.len());
     // writing into a Vec cannot fail
     let _ = header.format(length, &mut frame);
-    frame.extend_from_slice(compressed);
+    frame.extend_from_slice(payload);
     Bytes::from(frame)
 }
 
@@ -228,6 +256,38 @@ mod tests {
         let length = usize::from(u16::from_be_bytes([frame[2], frame[3]]));
         assert_eq!((frame[0], frame[1], length), (0xc2, 126, compressed.len()));
         assert!(frame[4..] == compressed[..]);
+    }
+
+    #[test]
+    fn message_frames_compress_only_when_it_pays() {
+        use crate::ws_frame::{encode_frame, FrameKind};
+        // short: plain, exactly what ws_frame sends to clients without the extension
+        let short = "x".repeat(MIN_COMPRESS_BYTES - 1);
+        assert_eq!(
+            encode_message_frame(false, short.as_bytes()),
+            encode_frame(FrameKind::Text, Bytes::from(short.clone()))
+        );
+        // long and compressible: the RSV1 frame
+        let long = "x".repeat(MIN_COMPRESS_BYTES);
+        let frame = encode_message_frame(false, long.as_bytes());
+        assert_eq!(frame, encode_compressed_frame(false, long.as_bytes()));
+        assert_eq!(frame[0], 0xc1);
+        // long and incompressible: plain binary
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let noise: Vec<u8> = (0..1000)
+            .map(|_| {
+                // xorshift64: bytes deflate cannot shrink
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 32) as u8
+            })
+            .collect();
+        assert!(compress(&noise).len() >= noise.len());
+        assert_eq!(
+            encode_message_frame(true, &noise),
+            encode_frame(FrameKind::Binary, Bytes::from(noise.clone()))
+        );
     }
 
     #[test]
