@@ -10,6 +10,7 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 use gripway_proto::chunked::encode_chunk;
 use gripway_proto::publish::{Formats, HttpStreamAction, Item, WsAction, WsKind};
+use gripway_proto::ws_deflate::encode_message_frame;
 use gripway_proto::ws_frame::{encode_close, encode_frame, FrameKind};
 
 /// A channel name, shared between the registry, the dispatcher and every message on it.
@@ -34,6 +35,8 @@ pub struct Message {
     http_chunk: OnceLock<Option<Bytes>>,
     /// `ws-message` as one WebSocket frame (a data, ping, pong or close frame).
     ws_frame: OnceLock<Option<Bytes>>,
+    /// The same for connections that negotiated permessage-deflate.
+    ws_frame_deflated: OnceLock<Option<Bytes>>,
 }
 
 impl Message {
@@ -48,6 +51,7 @@ impl Message {
             formats: item.formats,
             http_chunk: OnceLock::new(),
             ws_frame: OnceLock::new(),
+            ws_frame_deflated: OnceLock::new(),
         })
     }
 
@@ -86,6 +90,23 @@ impl Message {
                     }
                     Some(WsAction::Close { code, reason }) => Some(encode_close(*code, reason)),
                     _ => None,
+                },
+            )
+            .as_ref()
+    }
+
+    /// As [`Message::ws_frame`] for a connection with permessage-deflate: text and binary
+    /// messages compressed once (when that makes them smaller), shared by every such
+    /// connection; control frames are never compressed.
+    pub fn ws_frame_deflated(&self) -> Option<&Bytes> {
+        self.ws_frame_deflated
+            .get_or_init(
+                || match self.formats.ws_message.as_ref().map(|f| &f.action) {
+                    Some(WsAction::Send {
+                        kind: kind @ (WsKind::Text | WsKind::Binary),
+                        content,
+                    }) => Some(encode_message_frame(*kind == WsKind::Binary, content)),
+                    _ => self.ws_frame().cloned(),
                 },
             )
             .as_ref()

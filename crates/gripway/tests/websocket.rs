@@ -637,3 +637,77 @@ async fn one_event_targets_get_one_message_per_request() {
     }
     panic!("requests: {:?}", origin.requests());
 }
+
+#[tokio::test]
+async fn failed_requests_are_retried_with_backoff() {
+    let attempts = Arc::new(Mutex::new(0u32));
+    let seen = attempts.clone();
+    let origin = Origin::start(move |r| {
+        let events = decode_events(&r.body, &WohLimits::default()).expect("valid events");
+        let mut reply = Reply::ok().header("Content-Type", "application/websocket-events");
+        let mut out = Vec::new();
+        if opening(&events) {
+            out.push(Event::open());
+        } else if events.iter().any(|e| e.kind == EventKind::Text) {
+            let mut n = seen.lock().unwrap();
+            *n += 1;
+            if *n == 1 {
+                reply = reply.delay(Duration::from_secs(2)); // past gripway's response timeout
+            }
+            out.push(Event::text(&b"answered"[..]));
+        }
+        let mut body = Vec::new();
+        encode_events(&out, &mut body);
+        reply.body(body)
+    })
+    .await;
+    let dir = TempDir::new("ws-retry");
+    let conf = dir.write("gripway.toml", "[proxy]\nresponse_timeout_ms = 500\n");
+    let route = ws_route(&origin);
+    let gw = gripway(&["--config", conf.to_str().unwrap(), "--route", &route]);
+    let mut ws = connect(&gw, "/").await;
+    let started = std::time::Instant::now();
+    ws.send(Message::text("please")).await.unwrap();
+    assert_eq!(next_text(&mut ws).await, "answered");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1400),
+        "timeout then a backoff of at least a second: {took:?}"
+    );
+    assert_eq!(*attempts.lock().unwrap(), 2, "sent again once");
+}
+
+#[tokio::test]
+async fn keep_alive_interval_sends_empty_requests_when_idle() {
+    let origin = scripted_origin(|_, events| {
+        if opening(events) {
+            // values under 20 s are raised to 20 s
+            return (
+                vec![("Keep-Alive-Interval", "5".into())],
+                vec![Event::open()],
+            );
+        }
+        (vec![], vec![])
+    })
+    .await;
+    let gw = gripway(&["--route", &ws_route(&origin)]);
+    let _ws = connect(&gw, "/").await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(origin.requests().len(), 1, "no keep-alive before 20 s");
+    for _ in 0..200 {
+        let reqs = origin.requests();
+        if reqs.len() >= 2 {
+            assert!(
+                reqs[1].body.is_empty(),
+                "a keep-alive request carries no events"
+            );
+            assert_eq!(
+                reqs[1].header("connection-id"),
+                reqs[0].header("connection-id")
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no keep-alive request within 30 s");
+}

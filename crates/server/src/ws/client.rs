@@ -11,6 +11,7 @@
 use std::io::{self, Read, Write};
 
 use bytes::Bytes;
+use gripway_proto::ws_deflate::Inflater;
 use tokio::net::TcpStream;
 use tungstenite::error::{CapacityError, Error as WsError};
 use tungstenite::protocol::frame::coding::CloseCode;
@@ -46,11 +47,21 @@ pub(crate) enum ReadEnd {
 /// The protocol state of one client connection.
 pub(crate) struct ClientProtocol {
     ctx: WebSocketContext,
+    /// permessage-deflate: raw client bytes pass through this before tungstenite sees them.
+    inflate: Option<Box<Inflating>>,
+}
+
+/// Inbound permessage-deflate state: the inflater and what it produced not yet read.
+struct Inflating {
+    inflater: Inflater,
+    ready: Vec<u8>,
+    read_at: usize,
+    failed: Option<u16>,
 }
 
 impl ClientProtocol {
     /// A server-side protocol state accepting messages up to `max_message` bytes.
-    pub(crate) fn new(max_message: usize) -> ClientProtocol {
+    pub(crate) fn new(max_message: usize, deflate: bool) -> ClientProtocol {
         let config = WebSocketConfig::default()
             .read_buffer_size(READ_CHUNK)
             .write_buffer_size(0)
@@ -59,6 +70,14 @@ impl ClientProtocol {
             .accept_unmasked_frames(false);
         ClientProtocol {
             ctx: WebSocketContext::new(Role::Server, Some(config)),
+            inflate: deflate.then(|| {
+                Box::new(Inflating {
+                    inflater: Inflater::new(max_message),
+                    ready: Vec::new(),
+                    read_at: 0,
+                    failed: None,
+                })
+            }),
         }
     }
 
@@ -69,7 +88,11 @@ impl ClientProtocol {
         messages: &mut Vec<ClientMessage>,
         out: &mut Vec<u8>,
     ) -> ReadEnd {
-        let mut io = Io { sock, out };
+        let mut io = Io {
+            sock,
+            out,
+            inflate: self.inflate.as_deref_mut(),
+        };
         loop {
             match self.ctx.read(&mut io) {
                 Ok(Message::Text(t)) => messages.push(ClientMessage::Text(Bytes::from(t))),
@@ -82,6 +105,18 @@ impl ClientProtocol {
                 Ok(Message::Frame(_)) => {}
                 Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
                     return ReadEnd::Drained;
+                }
+                Err(WsError::Io(_)) if io.inflate.as_ref().is_some_and(|i| i.failed.is_some()) => {
+                    // compressed data the client sent could not be inflated
+                    let code = io.inflate.as_ref().and_then(|i| i.failed).unwrap_or(1002);
+                    let _ = self.ctx.close(
+                        &mut io,
+                        Some(CloseFrame {
+                            code: CloseCode::from(code),
+                            reason: violation_reason(code).into(),
+                        }),
+                    );
+                    return ReadEnd::Violation(code);
                 }
                 Err(WsError::ConnectionClosed | WsError::AlreadyClosed | WsError::Io(_)) => {
                     return ReadEnd::Closed;
@@ -111,7 +146,11 @@ impl ClientProtocol {
         out: &mut Vec<u8>,
     ) {
         let frame = gripway_proto::ws_frame::close_frame(code, reason);
-        let mut io = Io { sock, out };
+        let mut io = Io {
+            sock,
+            out,
+            inflate: None,
+        };
         let _ = self.ctx.close(&mut io, frame);
     }
 
@@ -139,15 +178,43 @@ fn violation_reason(code: u16) -> &'static str {
     }
 }
 
-/// Lets tungstenite read the socket without owning it, and captures what it writes.
+/// Lets tungstenite read the socket without owning it (through the inflater when
+/// permessage-deflate is on), and captures what it writes.
 struct Io<'a> {
     sock: &'a TcpStream,
     out: &'a mut Vec<u8>,
+    inflate: Option<&'a mut Inflating>,
 }
 
 impl Read for Io<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.sock.try_read(buf)
+        let Some(inf) = self.inflate.as_deref_mut() else {
+            return self.sock.try_read(buf);
+        };
+        loop {
+            if inf.read_at < inf.ready.len() {
+                let n = buf.len().min(inf.ready.len() - inf.read_at);
+                buf[..n].copy_from_slice(&inf.ready[inf.read_at..inf.read_at + n]);
+                inf.read_at += n;
+                if inf.read_at == inf.ready.len() {
+                    inf.ready = Vec::new();
+                    inf.read_at = 0;
+                }
+                return Ok(n);
+            }
+            if inf.failed.is_some() {
+                return Err(io::ErrorKind::InvalidData.into());
+            }
+            let mut raw = [0u8; 4096];
+            let n = self.sock.try_read(&mut raw)?;
+            if n == 0 {
+                return Ok(0);
+            }
+            if let Err(e) = inf.inflater.process(&raw[..n], &mut inf.ready) {
+                inf.failed = Some(e.close_code());
+                return Err(io::ErrorKind::InvalidData.into());
+            }
+        }
     }
 }
 

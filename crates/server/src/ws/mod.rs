@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use gripway_proto::http1::{write_response_head, RequestHead, Version};
+use gripway_proto::ws_deflate::negotiate;
 use http::header::{HeaderName, HeaderValue};
 use http::HeaderMap;
 use tokio::io::AsyncWriteExt;
@@ -130,6 +131,25 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut conn: ClientConn, plan: Box<Ws
         }
     };
     let mut switching = opened.client_headers.clone();
+    // permessage-deflate, when enabled and offered (no context takeover either way, so an
+    // idle connection keeps no compression state)
+    let deflate = shared.config.websocket.permessage_deflate
+        && match negotiate(
+            plan.head
+                .headers
+                .get_all("sec-websocket-extensions")
+                .iter()
+                .map(HeaderValue::as_bytes),
+        ) {
+            Some((_, value)) => match HeaderValue::from_str(&value) {
+                Ok(v) => {
+                    switching.insert("sec-websocket-extensions", v);
+                    true
+                }
+                Err(_) => false,
+            },
+            None => false,
+        };
     switching.insert(http::header::UPGRADE, HeaderValue::from_static("websocket"));
     switching.insert(
         http::header::CONNECTION,
@@ -144,7 +164,7 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut conn: ClientConn, plan: Box<Ws
         return;
     }
     drop(plan);
-    session::run(shared, conn, route, opened).await;
+    session::run(shared, conn, route, opened, deflate).await;
 }
 
 /// Headers of an origin's handshake answer the client must not see.

@@ -184,17 +184,21 @@ pub(crate) async fn run(
     conn: ClientConn,
     route: Arc<RouteEntry>,
     opened: Opened,
+    deflate: bool,
 ) {
     let ClientConn {
         sock, mut guard, ..
     } = conn;
     guard.become_kind(ConnKind::WebSocket);
-    let sub = WsSub::new(Sink::new(sock, shared.config.grip.subscriber_queue_bytes));
+    let sub = WsSub::new(
+        Sink::new(sock, shared.config.grip.subscriber_queue_bytes),
+        deflate,
+    );
     let mut s = Session {
         shared: shared.clone(),
         route: route.clone(),
         sub,
-        proto: ClientProtocol::new(shared.config.websocket.max_message_bytes),
+        proto: ClientProtocol::new(shared.config.websocket.max_message_bytes, deflate),
         grip: opened.grip,
         channels: Vec::new(),
         meta: Vec::new(),

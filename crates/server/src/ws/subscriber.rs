@@ -25,15 +25,18 @@ pub(crate) struct Requests {
 /// The parts of a WebSocket connection the fan-out reaches.
 pub(crate) struct WsSub {
     pub(crate) sink: Sink,
+    /// The client negotiated permessage-deflate: published messages go compressed.
+    pub(crate) deflate: bool,
     /// Delivery filters (they change with `subscribe` and `set-meta` control messages).
     pub(crate) filters: Mutex<Option<Box<Filters>>>,
     pub(crate) requests: Mutex<Requests>,
 }
 
 impl WsSub {
-    pub(crate) fn new(sink: Sink) -> Arc<WsSub> {
+    pub(crate) fn new(sink: Sink, deflate: bool) -> Arc<WsSub> {
         Arc::new(WsSub {
             sink,
+            deflate,
             filters: Mutex::new(None),
             requests: Mutex::new(Requests::default()),
         })
@@ -67,7 +70,12 @@ impl Subscriber for WsSub {
             }
             match &format.action {
                 WsAction::Send { .. } => {
-                    if let Some(frame) = msg.ws_frame() {
+                    let frame = if self.deflate {
+                        msg.ws_frame_deflated()
+                    } else {
+                        msg.ws_frame()
+                    };
+                    if let Some(frame) = frame {
                         if !batch.push(&self.sink, &mut st, frame) {
                             return Delivery::DroppedSlow(messages.len() as u32);
                         }
