@@ -24,9 +24,12 @@ pub const MAX_ENTRIES: usize = 1_000_000;
 
 const SHARDS: usize = 16;
 
+/// One lock's worth of the table: channel → (last id, when it was set).
+type Shard = Mutex<HashMap<ChannelName, (Arc<str>, Instant)>>;
+
 /// Last ids by channel.
 pub struct LastIds {
-    shards: Box<[Mutex<HashMap<ChannelName, (Arc<str>, Instant)>>]>,
+    shards: Box<[Shard]>,
     hasher: FixedState,
 }
 
@@ -42,7 +45,7 @@ impl Default for LastIds {
 }
 
 impl LastIds {
-    fn shard(&self, channel: &str) -> &Mutex<HashMap<ChannelName, (Arc<str>, Instant)>> {
+    fn shard(&self, channel: &str) -> &Shard {
         &self.shards[(self.hasher.hash_one(channel) as usize) % SHARDS]
     }
 
