@@ -48,7 +48,7 @@ pub(crate) struct HoldPlan {
     /// Stream keep-alive.
     pub(crate) keep_alive_data: Option<KeepAlive>,
     /// The request, kept so a long-poll can be retried on `hint`.
-    pub(crate) request: Option<ProxiedRequest>,
+    pub(crate) request: Option<Box<ProxiedRequest>>,
 }
 
 /// What the instructions amount to.
@@ -135,12 +135,14 @@ pub(crate) fn prepare(
         prev_ids,
         timeout: Duration::from_secs(u64::from(instruct.timeout_secs)),
         keep_alive_data: instruct.keep_alive,
-        request: keep_request.then(|| ProxiedRequest {
-            route: request.route.clone(),
-            head: request.head.clone(),
-            body: request.body.clone(),
-            trusted: request.trusted,
-            grip_last: Vec::new(),
+        request: keep_request.then(|| {
+            Box::new(ProxiedRequest {
+                route: request.route.clone(),
+                head: request.head.clone(),
+                body: request.body.clone(),
+                trusted: request.trusted,
+                grip_last: Vec::new(),
+            })
         }),
     }))
 }

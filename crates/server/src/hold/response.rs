@@ -251,7 +251,7 @@ pub(crate) async fn run(
                 buf: BytesMut::new(),
                 guard,
             },
-            Box::new(req),
+            req,
         );
     }
     let template = std::mem::replace(
@@ -336,7 +336,7 @@ pub(crate) async fn run(
                 .iter()
                 .map(|(c, id)| (unprefixed(&request, c), id.clone()))
                 .collect();
-            HoldEnd::Retry(conn, Box::new(request))
+            HoldEnd::Retry(conn, request)
         }
         (true, None) => HoldEnd::Close,
         (false, _) => HoldEnd::KeepAlive(conn),
