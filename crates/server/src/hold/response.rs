@@ -21,6 +21,7 @@ use super::sink::{Ending, Sink, Wake};
 use super::{HoldEnd, HoldPlan};
 use crate::conn::ClientConn;
 use crate::metrics::ConnKind;
+use crate::origin::detached_headers;
 use crate::relay::{set_connection, FullResponse};
 use crate::Shared;
 
@@ -219,9 +220,11 @@ pub(crate) async fn run(
     let ClientConn {
         sock,
         peer,
-        buf: _,
+        buf,
         mut guard,
     } = conn;
+    // the read buffer of the request that got here is not needed while holding
+    drop(buf);
     guard.become_kind(ConnKind::LongPoll);
     let mut request = plan.request.take();
     // the origin answered from stale data if a newer message is known: ask it again now
@@ -254,7 +257,7 @@ pub(crate) async fn run(
             req,
         );
     }
-    let template = std::mem::replace(
+    let mut template = std::mem::replace(
         &mut plan.response,
         FullResponse {
             status: 0,
@@ -263,6 +266,9 @@ pub(crate) async fn run(
             body: Bytes::new(),
         },
     );
+    // kept for the whole hold: copy it out of the origin connection's read buffer
+    template.headers = detached_headers(&template.headers);
+    template.body = Bytes::copy_from_slice(&template.body);
     let sub = Arc::new(PollSub {
         sink: Sink::new(sock, shared.config.grip.subscriber_queue_bytes),
         template,

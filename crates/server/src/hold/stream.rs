@@ -101,9 +101,11 @@ pub(crate) async fn run(
     let ClientConn {
         sock,
         peer,
-        buf: _,
+        buf,
         mut guard,
     } = conn;
+    // the read buffer of the request that got here is not needed while holding
+    drop(buf);
     guard.become_kind(ConnKind::Stream);
     let chunked = plan.version == Version::Http11;
     let sub = Arc::new(StreamSub {

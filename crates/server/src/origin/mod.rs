@@ -107,6 +107,19 @@ impl OriginBody {
     }
 }
 
+/// A copy of `headers` that shares no memory with the origin connection they were read
+/// from: hyper's header values are slices of the connection's read buffer, so keeping one
+/// for the life of a held connection would keep that whole buffer.
+pub fn detached_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        if let Ok(v) = http::HeaderValue::from_bytes(value.as_bytes()) {
+            out.append(name.clone(), v);
+        }
+    }
+    out
+}
+
 /// What went wrong talking to an origin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OriginErrorKind {

@@ -111,7 +111,9 @@ impl OriginClient {
         let mut pool = self.pool.lock();
         let idle = pool.get_mut(target)?;
         while let Some((sender, since)) = idle.pop() {
-            if since.elapsed() < IDLE_TIMEOUT && sender.is_ready() {
+            // a connection just released may not be ready yet (its response is still being
+            // wound up): `exchange` waits for that; only closed or stale ones are dropped
+            if since.elapsed() < IDLE_TIMEOUT && !sender.is_closed() {
                 return Some(sender);
             }
         }

@@ -20,7 +20,7 @@ use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
 use tungstenite::Message;
 
 /// Bytes tungstenite reads from the socket at a time (and keeps as its read buffer).
-const READ_CHUNK: usize = 1024;
+const READ_CHUNK: usize = 256;
 
 /// A message the client sent.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -27,6 +27,9 @@ use crate::proxy::now_unix;
 use crate::routing::RouteEntry;
 use crate::Shared;
 
+#[cfg(test)]
+pub(crate) use session::size_probe::sizes as session_sizes;
+
 /// A client's WebSocket handshake, accepted by the proxy, ready to be connected.
 pub(crate) struct WsPlan {
     pub(crate) route: Arc<RouteEntry>,
@@ -70,7 +73,20 @@ pub(crate) fn check_handshake(head: &RequestHead) -> Result<String, (u16, &'stat
 }
 
 /// Serves the WebSocket connection until it ends.
-pub(crate) async fn run(shared: &Arc<Shared>, mut conn: ClientConn, plan: Box<WsPlan>) {
+pub(crate) async fn run(shared: &Arc<Shared>, conn: ClientConn, plan: Box<WsPlan>) {
+    // boxed: the handshake's state is freed before the long-lived session starts
+    let Some((conn, route, opened, deflate)) = Box::pin(handshake(shared, conn, plan)).await else {
+        return;
+    };
+    session::run(shared, conn, route, opened, deflate).await;
+}
+
+/// Connects the origin and answers the client's handshake; None if the connection is over.
+async fn handshake(
+    shared: &Arc<Shared>,
+    mut conn: ClientConn,
+    plan: Box<WsPlan>,
+) -> Option<(ClientConn, Arc<RouteEntry>, session::Opened, bool)> {
     let route = plan.route.clone();
     let path = route
         .route
@@ -80,9 +96,7 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut conn: ClientConn, plan: Box<Ws
         route.route.targets.first().is_some_and(|t| {
             t.over_http || matches!(t.kind, gripway_proto::routes::TargetKind::Test)
         });
-    let Some(first_target) = route.route.targets.first() else {
-        return;
-    };
+    let first_target = route.route.targets.first()?;
     let mut headers = origin_headers(
         &plan.head.headers,
         &HeaderContext {
@@ -116,21 +130,24 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut conn: ClientConn, plan: Box<Ws
         headers.insert("sec-websocket-extensions", HeaderValue::from_static("grip"));
     }
     let opened = if over_http {
-        session::open_over_http(shared, &route, path, headers).await
+        // boxed: the origin request's state is freed once the connection is open
+        Box::pin(session::open_over_http(shared, &route, path, headers)).await
     } else {
         for name in ["sec-websocket-key", "sec-websocket-version", "grip-feature"] {
             headers.remove(name);
         }
-        session::open_passthrough(shared, &route, &path, headers).await
+        Box::pin(session::open_passthrough(shared, &route, &path, headers)).await
     };
-    let opened = match opened {
+    let mut opened = match opened {
         Ok(o) => o,
         Err(refusal) => {
             refusal.write(&mut conn.sock).await;
-            return;
+            return None;
         }
     };
-    let mut switching = opened.client_headers.clone();
+    // the origin's header values are slices of its connection's read buffer: take them out
+    // so that nothing of that buffer outlives the handshake
+    let mut switching = std::mem::take(&mut opened.client_headers);
     // permessage-deflate, when enabled and offered (no context takeover either way, so an
     // idle connection keeps no compression state)
     let deflate = shared.config.websocket.permessage_deflate
@@ -160,11 +177,11 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut conn: ClientConn, plan: Box<Ws
     }
     let mut out = BytesMut::with_capacity(256);
     write_response_head(&mut out, Version::Http11, 101, None, &switching);
+    drop(switching);
     if conn.sock.write_all(&out).await.is_err() {
-        return;
+        return None;
     }
-    drop(plan);
-    session::run(shared, conn, route, opened, deflate).await;
+    Some((conn, route, opened, deflate))
 }
 
 /// Headers of an origin's handshake answer the client must not see.

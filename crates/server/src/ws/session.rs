@@ -187,8 +187,12 @@ pub(crate) async fn run(
     deflate: bool,
 ) {
     let ClientConn {
-        sock, mut guard, ..
+        sock,
+        mut guard,
+        buf,
+        peer: _,
     } = conn;
+    drop(buf);
     guard.become_kind(ConnKind::WebSocket);
     let sub = WsSub::new(
         Sink::new(sock, shared.config.grip.subscriber_queue_bytes),
@@ -221,7 +225,7 @@ pub(crate) async fn run(
     }
     if let Some(reply) = opened.first {
         if let Step::End = s.on_reply(*reply, true) {
-            s.finish().await;
+            Box::pin(s.finish()).await;
             return;
         }
     }
@@ -230,7 +234,8 @@ pub(crate) async fn run(
             break;
         }
     }
-    s.finish().await;
+    // boxed: winding down needs more state than running, and only once
+    Box::pin(s.finish()).await;
 }
 
 impl Session {
@@ -661,5 +666,39 @@ async fn link_next(link: &mut Link) -> OriginUpdate {
             Some(Err(e)) => OriginUpdate::Gone(e.to_string()),
             None => OriginUpdate::Gone("origin closed its WebSocket".into()),
         },
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod size_probe {
+    use super::*;
+
+    /// Sizes of the futures a WebSocket connection keeps, for the budget test.
+    pub(crate) async fn sizes(
+        shared: &Arc<Shared>,
+        conn: ClientConn,
+    ) -> (usize, usize, usize, usize) {
+        let route = shared.routes.current().entries()[0].clone();
+        let ClientConn { sock, .. } = conn;
+        let mut s = Session {
+            shared: shared.clone(),
+            route: route.clone(),
+            sub: WsSub::new(Sink::new(sock, 1024), false),
+            proto: ClientProtocol::new(1024, false),
+            grip: None,
+            channels: Vec::new(),
+            meta: Vec::new(),
+            keep_alive: None,
+            delayed: None,
+            link: Link::None,
+            closing_deadline: None,
+            origin_told: false,
+            refresh: false,
+        };
+        let session = std::mem::size_of::<Session>();
+        let step = std::mem::size_of_val(&s.step());
+        let link = std::mem::size_of_val(&link_next(&mut s.link));
+        let finish = std::mem::size_of_val(&s.finish());
+        (session, step, link, finish)
     }
 }
