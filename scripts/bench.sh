@@ -5,9 +5,11 @@
 #
 # Usage: scripts/bench.sh [--rounds N] [--with-floor] [SCENARIO...]
 #   SCENARIO   any of bench-lib.sh's scenarios, plus sse-10k-1ch (10,000 SSE subscribers on one
-#              channel, 50 messages at 10/s) [default: sse-10k-1ch]
+#              channel, 50 messages at 10/s) and stream-1k-1ch, stream-5k-1ch, stream-15k-1ch
+#              (the same as the sse ones, plain HTTP streaming) [default: sse-10k-1ch]
 #   --rounds   runs per server per scenario [2]
 #   --with-floor  also run fanbench's limit-server (the machine's floor)
+#   --no-pushpin  leave Pushpin out (quick checks against the floor)
 # Needs: Pushpin (apt-get install pushpin), a release build (cargo build --release), and
 # fanbench (built from ../shared/bench/fanbench into $FANBENCH_TARGET if missing).
 # Results: bench/results/<date>/<scenario>/<server>.r<N>.json and bench/results/<date>/summary.md
@@ -22,11 +24,12 @@ fi
 # shellcheck source=/dev/null
 source "$SHARED/bench-lib.sh"
 
-ROUNDS=2 FLOOR=0 SCENARIOS=()
+ROUNDS=2 FLOOR=0 PUSHPIN=1 SCENARIOS=()
 while [ $# -gt 0 ]; do
     case $1 in
     --rounds) ROUNDS=${2:?}; shift 2 ;;
     --with-floor) FLOOR=1; shift ;;
+    --no-pushpin) PUSHPIN=0; shift ;;
     *) SCENARIOS+=("$1"); shift ;;
     esac
 done
@@ -37,6 +40,10 @@ scenario_args() { # adds the scenarios the issues ask for to bench-lib.sh's set
     local run="run --proxy $2 --publish $3 --size 100"
     case $1 in
     sse-10k-1ch) echo "$run --transport sse --subscribers 10000 --channels 1 --messages 50 --rate 10" ;;
+    stream-1k-1ch | stream-5k-1ch | stream-15k-1ch)
+        local n=${1#stream-}
+        n=${n%%k-1ch}
+        echo "$run --transport stream --subscribers $((n * 1000)) --channels 1 --messages 50 --rate 10" ;;
     *) lib_scenario_args "$@" ;;
     esac
 }
@@ -82,7 +89,8 @@ run_one() { # SERVER SCENARIO ROUND
     sleep 1
 }
 
-servers=(pushpin gripway)
+servers=(gripway)
+[ "$PUSHPIN" = 1 ] && servers=(pushpin gripway)
 [ "$FLOOR" = 1 ] && servers+=(limit)
 {
     echo "# Gripway vs Pushpin 1.36 (rate limits off), $(date '+%Y-%m-%d %H:%M'), $(nproc) cores"
