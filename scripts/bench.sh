@@ -10,6 +10,7 @@
 #   --rounds   runs per server per scenario [2]
 #   --with-floor  also run fanbench's limit-server (the machine's floor)
 #   --no-pushpin  leave Pushpin out (quick checks against the floor)
+#   --all      every scenario BENCHMARKS.md reports (about 90 minutes with --rounds 2)
 # Needs: Pushpin (apt-get install pushpin), a release build (cargo build --release), and
 # fanbench (built from ../shared/bench/fanbench into $FANBENCH_TARGET if missing).
 # Results: bench/results/<date>/<scenario>/<server>.r<N>.json and bench/results/<date>/summary.md
@@ -30,6 +31,11 @@ while [ $# -gt 0 ]; do
     --rounds) ROUNDS=${2:?}; shift 2 ;;
     --with-floor) FLOOR=1; shift ;;
     --no-pushpin) PUSHPIN=0; shift ;;
+    --all)
+        SCENARIOS+=(sse-1k-1ch sse-5k-1ch sse-15k-1ch sse-1k-1000ch sse-5k-1000ch sse-15k-1000ch
+            stream-1k-1ch stream-5k-1ch stream-15k-1ch ws-5k-1ch poll-2k-1ch poll-2k-1ch-1hz
+            poll-200-1ch burst-sse-1k publish-rate-1 publish-rate-100)
+        shift ;;
     *) SCENARIOS+=("$1"); shift ;;
     esac
 done

@@ -100,6 +100,18 @@ impl Filters {
     }
 }
 
+/// True if a message (published on `channel`, with a format carrying `content_filters`)
+/// may go to a connection with `filters`. Content filters are not implemented, so a
+/// message asking for any matches no subscription.
+pub(crate) fn admits(
+    filters: Option<&Filters>,
+    content_filters: &[String],
+    channel: &str,
+    msg: &Message,
+) -> bool {
+    content_filters.is_empty() && filters.is_none_or(|f| f.pass(channel, msg))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,7 +16,7 @@ use gripway_proto::http1::{write_response_head, Version};
 use gripway_proto::publish::{HttpResponseAction, ResponseBody, ResponseMessage};
 use http::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 
-use super::filters::Filters;
+use super::filters::{admits, Filters};
 use super::sink::{Ending, Sink, Wake};
 use super::{HoldEnd, HoldPlan};
 use crate::conn::ClientConn;
@@ -72,13 +72,13 @@ impl Subscriber for PollSub {
             let Some(format) = &msg.formats.http_response else {
                 continue;
             };
-            if !format.content_filters.is_empty() {
+            if !admits(
+                self.filters.as_deref(),
+                &format.content_filters,
+                channel,
+                msg,
+            ) {
                 continue;
-            }
-            if let Some(f) = &self.filters {
-                if !f.pass(channel, msg) {
-                    continue;
-                }
             }
             match &format.action {
                 HttpResponseAction::Hint => {

@@ -19,7 +19,7 @@ use gripway_proto::publish::HttpStreamAction;
 use http::header::{HeaderValue, CONTENT_LENGTH, TRANSFER_ENCODING};
 use rand::Rng;
 
-use super::filters::Filters;
+use super::filters::{admits, Filters};
 use super::sink::{Batch, Ending, Sink, Wake};
 use super::{HoldEnd, HoldPlan};
 use crate::conn::ClientConn;
@@ -52,13 +52,13 @@ impl Subscriber for StreamSub {
             let Some(format) = &msg.formats.http_stream else {
                 continue;
             };
-            if !format.content_filters.is_empty() {
+            if !admits(
+                self.filters.as_deref(),
+                &format.content_filters,
+                channel,
+                msg,
+            ) {
                 continue;
-            }
-            if let Some(f) = &self.filters {
-                if !f.pass(channel, msg) {
-                    continue;
-                }
             }
             let frame = match &format.action {
                 HttpStreamAction::Send(_) if self.chunked => msg.stream_chunk(),

@@ -69,16 +69,7 @@ pub(crate) async fn handle(shared: &Arc<Shared>, conn: &mut ClientConn, head: Re
         RouteProto::Http
     };
     let Some(route) = routes.find(head.host(), head.path(), proto, false).cloned() else {
-        shared.metrics.refused("no-route");
-        let _ = write_simple(
-            &mut conn.sock,
-            head.version,
-            502,
-            "Route not found\n",
-            false,
-        )
-        .await;
-        return Next::Close;
+        return refuse(shared, conn, &head, 502, "no-route", "Route not found\n").await;
     };
     drop(routes);
     let trusted = is_trusted(shared, &head);
@@ -91,24 +82,22 @@ pub(crate) async fn handle(shared: &Arc<Shared>, conn: &mut ClientConn, head: Re
                 accept,
             })),
             Err((status, text)) => {
-                shared.metrics.refused("bad-websocket-handshake");
-                let _ = write_simple(&mut conn.sock, head.version, status, text, false).await;
-                Next::Close
+                refuse(shared, conn, &head, status, "bad-websocket-handshake", text).await
             }
         };
     }
     if !trusted && sends_websocket_events(&head) && route.route.targets.iter().any(|t| t.over_http)
     {
-        shared.metrics.refused("websocket-events-from-client");
-        let _ = write_simple(
-            &mut conn.sock,
-            head.version,
+        let text = "Client not allowed to send WebSocket events directly.\n";
+        return refuse(
+            shared,
+            conn,
+            &head,
             403,
-            "Client not allowed to send WebSocket events directly.\n",
-            false,
+            "websocket-events-from-client",
+            text,
         )
         .await;
-        return Next::Close;
     }
     let cfg = &shared.config.proxy;
     let body = match read_body(conn, &head, cfg.max_request_body, cfg.request_head_timeout).await {
@@ -125,9 +114,7 @@ pub(crate) async fn handle(shared: &Arc<Shared>, conn: &mut ClientConn, head: Re
                 }
                 BodyProblem::Gone => return Next::Close,
             };
-            shared.metrics.refused(reason);
-            let _ = write_simple(&mut conn.sock, head.version, status, &text, false).await;
-            return Next::Close;
+            return refuse(shared, conn, &head, status, reason, &text).await;
         }
     };
     let request = ProxiedRequest {
@@ -239,6 +226,20 @@ pub(crate) async fn respond(
             Next::Hold(plan)
         }
     }
+}
+
+/// Answers a request the client got wrong (counted under `reason`) and closes.
+async fn refuse(
+    shared: &Shared,
+    conn: &mut ClientConn,
+    head: &RequestHead,
+    status: u16,
+    reason: &'static str,
+    text: &str,
+) -> Next {
+    shared.metrics.refused(reason);
+    let _ = write_simple(&mut conn.sock, head.version, status, text, false).await;
+    Next::Close
 }
 
 /// The origin sent something we cannot use: 502, with the reason in debug mode.

@@ -93,7 +93,7 @@ impl ClientProtocol {
             out,
             inflate: self.inflate.as_deref_mut(),
         };
-        loop {
+        let code = loop {
             match self.ctx.read(&mut io) {
                 Ok(Message::Text(t)) => messages.push(ClientMessage::Text(Bytes::from(t))),
                 Ok(Message::Binary(b)) => messages.push(ClientMessage::Binary(b)),
@@ -108,32 +108,20 @@ impl ClientProtocol {
                 }
                 Err(WsError::Io(_)) if io.inflate.as_ref().is_some_and(|i| i.failed.is_some()) => {
                     // compressed data the client sent could not be inflated
-                    let code = io.inflate.as_ref().and_then(|i| i.failed).unwrap_or(1002);
-                    let _ = self.ctx.close(
-                        &mut io,
-                        Some(CloseFrame {
-                            code: CloseCode::from(code),
-                            reason: violation_reason(code).into(),
-                        }),
-                    );
-                    return ReadEnd::Violation(code);
+                    break io.inflate.as_ref().and_then(|i| i.failed).unwrap_or(1002);
                 }
                 Err(WsError::ConnectionClosed | WsError::AlreadyClosed | WsError::Io(_)) => {
                     return ReadEnd::Closed;
                 }
-                Err(e) => {
-                    let code = violation_code(&e);
-                    let _ = self.ctx.close(
-                        &mut io,
-                        Some(CloseFrame {
-                            code: CloseCode::from(code),
-                            reason: violation_reason(code).into(),
-                        }),
-                    );
-                    return ReadEnd::Violation(code);
-                }
+                Err(e) => break violation_code(&e),
             }
-        }
+        };
+        let frame = CloseFrame {
+            code: CloseCode::from(code),
+            reason: violation_reason(code).into(),
+        };
+        let _ = self.ctx.close(&mut io, Some(frame));
+        ReadEnd::Violation(code)
     }
 
     /// Starts (or completes) the close handshake with `code` and `reason`; the close frame's

@@ -10,7 +10,7 @@ use gripway_broker::{Delivery, Message, Subscriber, Transport};
 use gripway_proto::publish::WsAction;
 use parking_lot::Mutex;
 
-use crate::hold::filters::Filters;
+use crate::hold::filters::{admits, Filters};
 use crate::hold::sink::{Batch, Sink};
 
 /// What the fan-out asks of the connection's task.
@@ -60,13 +60,8 @@ impl Subscriber for WsSub {
             let Some(format) = &msg.formats.ws_message else {
                 continue;
             };
-            if !format.content_filters.is_empty() {
+            if !admits(filters.as_deref(), &format.content_filters, channel, msg) {
                 continue;
-            }
-            if let Some(f) = filters.as_ref() {
-                if !f.pass(channel, msg) {
-                    continue;
-                }
             }
             match &format.action {
                 WsAction::Send { .. } => {
