@@ -46,8 +46,9 @@ def medians(results):
 
 
 def nice_max(v):
-    for step in (1, 2, 2.5, 5, 10):
-        for exp in range(-2, 7):
+    """The smallest 1, 2, 2.5 or 5 times a power of ten that is at least v."""
+    for exp in range(-2, 8):
+        for step in (1, 2, 2.5, 5):
             top = step * 10 ** exp
             if top >= v:
                 return top
