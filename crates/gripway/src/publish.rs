@@ -124,7 +124,7 @@ async fn publish(args: PublishArgs) -> Result<String, String> {
         .map_err(|e| format!("{spec}: {e}"))?;
     let text = response
         .body
-        .read_to_end(1 << 20)
+        .read_to_end(1 << 20, Duration::from_secs(30))
         .await
         .map_err(|e| e.to_string())?
         .map(|b| String::from_utf8_lossy(&b).into_owned())

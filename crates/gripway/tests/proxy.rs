@@ -398,3 +398,26 @@ async fn http10_request_without_host_gets_one_for_the_origin() {
         Some(origin.target().as_str())
     );
 }
+
+#[tokio::test]
+async fn an_origin_that_stalls_its_instructions_is_given_up_on() {
+    let origin = Origin::start(|_| {
+        Reply::ok()
+            .header("Grip-Hold", "stream")
+            .header("Grip-Channel", "stalled")
+            .body("partial")
+            .stalled()
+    })
+    .await;
+    let dir = TempDir::new("stall");
+    let conf = dir.write("gripway.toml", "[proxy]\nresponse_timeout_ms = 500\n");
+    let route = format!("*,debug {}", origin.target());
+    let gw = gripway(&["--config", conf.to_str().unwrap(), "--route", &route]);
+    let started = std::time::Instant::now();
+    let mut c = RawClient::connect(gw.addr).await;
+    c.get("/", &[]).await;
+    let text = String::from_utf8_lossy(&c.read_to_end(WAIT).await).into_owned();
+    assert!(text.starts_with("HTTP/1.1 502 "), "{text}");
+    assert!(text.contains("not complete within"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}

@@ -23,6 +23,9 @@ use tokio::net::TcpListener;
 use crate::proxy::now_unix;
 use crate::Shared;
 
+/// Time a publisher has to send its request body.
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Serves the publish API on `listener` until the process ends.
 pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener) {
     loop {
@@ -108,7 +111,14 @@ async fn publish(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes
     if declared.is_some_and(|n| n > max as u64) {
         return text(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large.\n");
     }
-    let body = match Limited::new(req.into_body(), max).collect().await {
+    let read = tokio::time::timeout(BODY_TIMEOUT, Limited::new(req.into_body(), max).collect());
+    let Ok(collected) = read.await else {
+        return text(
+            StatusCode::REQUEST_TIMEOUT,
+            "Request body not received in time.\n",
+        );
+    };
+    let body = match collected {
         Ok(b) => b.to_bytes(),
         Err(e)
             if e.downcast_ref::<http_body_util::LengthLimitError>()

@@ -50,6 +50,8 @@ pub enum Framing {
     Chunked(Vec<Vec<u8>>),
     /// No length: the body ends when the origin closes the connection.
     Close,
+    /// Announces a longer body than it sends, then stalls (a hung origin).
+    Stalled,
 }
 
 /// What the origin answers.
@@ -123,6 +125,12 @@ impl Reply {
         self
     }
 
+    /// Sends part of the body and then nothing more, keeping the connection open.
+    pub fn stalled(mut self) -> Reply {
+        self.framing = Framing::Stalled;
+        self
+    }
+
     /// Waits before answering.
     pub fn delay(mut self, d: Duration) -> Reply {
         self.delay = d;
@@ -152,6 +160,11 @@ impl Reply {
             }
             Framing::Close => {
                 out.extend_from_slice(b"Connection: close\r\n\r\n");
+                out.extend_from_slice(&self.body);
+            }
+            Framing::Stalled => {
+                let announced = self.body.len() + 1000;
+                out.extend_from_slice(format!("Content-Length: {announced}\r\n\r\n").as_bytes());
                 out.extend_from_slice(&self.body);
             }
         }
@@ -273,8 +286,13 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         if sock.write_all(&reply.to_bytes()).await.is_err() {
             return;
         }
-        if matches!(reply.framing, Framing::Close) {
-            return;
+        match reply.framing {
+            Framing::Close => return,
+            Framing::Stalled => {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                return;
+            }
+            _ => {}
         }
     }
 }

@@ -90,20 +90,34 @@ impl OriginBody {
         }
     }
 
-    /// Reads the rest of the body, refusing more than `limit` bytes. `Ok(None)`: too large.
-    pub async fn read_to_end(&mut self, limit: usize) -> Result<Option<Bytes>, OriginError> {
-        let mut out = bytes::BytesMut::new();
-        while let Some(chunk) = self.next_chunk().await {
-            let chunk = chunk?;
-            if out.len() + chunk.len() > limit {
-                return Ok(None);
+    /// Reads the rest of the body, refusing more than `limit` bytes or taking longer than
+    /// `within`. `Ok(None)`: too large.
+    pub async fn read_to_end(
+        &mut self,
+        limit: usize,
+        within: Duration,
+    ) -> Result<Option<Bytes>, OriginError> {
+        let read = async {
+            let mut out = bytes::BytesMut::new();
+            while let Some(chunk) = self.next_chunk().await {
+                let chunk = chunk?;
+                if out.len() + chunk.len() > limit {
+                    return Ok(None);
+                }
+                if out.is_empty() && matches!(self, OriginBody::Full(_)) {
+                    return Ok(Some(chunk));
+                }
+                out.extend_from_slice(&chunk);
             }
-            if out.is_empty() && matches!(self, OriginBody::Full(_)) {
-                return Ok(Some(chunk));
-            }
-            out.extend_from_slice(&chunk);
+            Ok(Some(out.freeze()))
+        };
+        match tokio::time::timeout(within, read).await {
+            Ok(r) => r,
+            Err(_) => Err(OriginError::new(
+                OriginErrorKind::Timeout,
+                format!("response body not complete within {within:?}"),
+            )),
         }
-        Ok(Some(out.freeze()))
     }
 }
 

@@ -189,7 +189,8 @@ pub(crate) async fn respond(
         return relay::relay(conn, &request.head, response).await;
     }
     let limit = shared.config.proxy.max_instruct_body;
-    let body = match response.body.read_to_end(limit).await {
+    let within = shared.config.proxy.response_timeout;
+    let body = match response.body.read_to_end(limit, within).await {
         Ok(Some(b)) => b,
         Ok(None) => {
             return origin_fault(shared, conn, &request, "GRIP instruct response too large").await

@@ -385,7 +385,7 @@ impl WohLink {
             };
             let body = response
                 .body
-                .read_to_end(limit)
+                .read_to_end(limit, shared.config.proxy.response_timeout)
                 .await?
                 .ok_or_else(|| OriginError {
                     kind: OriginErrorKind::Broken,
