@@ -84,6 +84,7 @@ mod tests {
             broker,
             upstream_key: None,
             open_connections: AtomicUsize::new(0),
+            farewells: Arc::new(tokio::sync::Semaphore::new(1)),
             config,
         });
         let (c, _client) = conn(&shared).await;

@@ -43,7 +43,13 @@ pub(crate) struct Shared {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) upstream_key: Option<VerifyingKey>,
     pub(crate) open_connections: AtomicUsize,
+    /// Bounds the origin requests that outlive their client (a WebSocket's last CLOSE or
+    /// DISCONNECT), so a mass disconnect cannot flood the origin.
+    pub(crate) farewells: Arc<tokio::sync::Semaphore>,
 }
+
+/// Origin requests that outlive their client, at most this many at once.
+pub(crate) const MAX_FAREWELLS: usize = 256;
 
 /// The sockets Gripway serves on, bound by the caller (tests bind port 0).
 pub struct Listeners {
@@ -127,6 +133,7 @@ pub async fn run(
         metrics: metrics.clone(),
         upstream_key,
         open_connections: AtomicUsize::new(0),
+        farewells: Arc::new(tokio::sync::Semaphore::new(MAX_FAREWELLS)),
     });
     for listener in listeners.http {
         if let Ok(addr) = listener.local_addr() {

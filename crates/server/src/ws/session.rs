@@ -624,8 +624,14 @@ impl Session {
                 // in the background and bounded: the client is gone either way, but what it
                 // said last (its CLOSE, or DISCONNECT) still goes to the origin
                 let meta = std::mem::take(&mut self.meta);
+                let farewells = self.shared.farewells.clone();
                 tokio::spawn(async move {
                     let deadline = Instant::now() + Duration::from_secs(30);
+                    let Ok(Ok(_permit)) =
+                        tokio::time::timeout_at(deadline.into(), farewells.acquire_owned()).await
+                    else {
+                        return;
+                    };
                     while link.has_work() && Instant::now() < deadline {
                         link.pump(&meta, false);
                         let _ = tokio::time::timeout_at(deadline.into(), link.next()).await;
