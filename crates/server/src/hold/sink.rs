@@ -110,7 +110,8 @@ impl Sink {
         }
         st.active = true;
         let mut written = 0;
-        if st.queue.is_empty() {
+        let was_empty = st.queue.is_empty();
+        if was_empty {
             let mut io = [IoSlice::new(&[]); 64];
             let n = frames.len().min(io.len());
             for (slot, f) in io.iter_mut().zip(frames) {
@@ -144,7 +145,8 @@ impl Sink {
             self.wake(st);
             return false;
         }
-        if !st.queue.is_empty() {
+        if was_empty && !st.queue.is_empty() {
+            // the task starts watching for writability; while a backlog remains it already is
             self.wake(st);
         }
         true
@@ -240,14 +242,14 @@ impl Sink {
                 return Poll::Ready(Event::Notified);
             }
             let queued = !st.queue.is_empty();
-            if !queued {
-                if st.finished {
-                    return Poll::Ready(Event::End(Ending::Finished));
-                }
-                match &st.waker {
-                    Some(w) if w.will_wake(cx.waker()) => {}
-                    _ => st.waker = Some(cx.waker().clone()),
-                }
+            if !queued && st.finished {
+                return Poll::Ready(Event::End(Ending::Finished));
+            }
+            // registered even while waiting for writability, so that a notification or a
+            // slow-consumer cut reaches the task at once
+            match &st.waker {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => st.waker = Some(cx.waker().clone()),
             }
             queued
         };
