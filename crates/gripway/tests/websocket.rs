@@ -711,3 +711,29 @@ async fn keep_alive_interval_sends_empty_requests_when_idle() {
     }
     panic!("no keep-alive request within 30 s");
 }
+
+#[tokio::test]
+async fn published_pings_and_pongs_reach_websockets() {
+    let origin = woh_origin(Arc::default(), none).await;
+    let gw = gripway(&["--route", &ws_route(&origin)]);
+    let mut ws = connect(&gw, "/").await;
+    wait_subscribed(&gw, 1.0).await;
+    let body = r#"{"items":[
+        {"channel":"room","formats":{"ws-message":{"type":"ping","content":"are you there"}}},
+        {"channel":"room","formats":{"ws-message":{"type":"pong"}}},
+        {"channel":"room","formats":{"ws-message":{"content":"after"}}}]}"#;
+    assert_eq!(publish(&gw.publish_url(), body).await.0, 200);
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        match tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("in time")
+        {
+            Some(Ok(Message::Ping(p))) => got.push(format!("ping:{}", String::from_utf8_lossy(&p))),
+            Some(Ok(Message::Pong(p))) => got.push(format!("pong:{}", String::from_utf8_lossy(&p))),
+            Some(Ok(Message::Text(t))) => got.push(format!("text:{t}")),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(got, ["ping:are you there", "pong:", "text:after"]);
+}

@@ -35,6 +35,31 @@ mod tests {
     const POLL_HOLD_FUTURE: usize = 704;
     /// Bytes of the future that runs a WebSocket after its handshake (boxed).
     const WEBSOCKET_FUTURE: usize = 1344;
+    /// Bytes of a stream subscriber's state shared with the broker (one `Arc` each).
+    const STREAM_STATE: usize = 160;
+    /// Bytes of a long-poll subscriber's state (it keeps the timeout response's parts).
+    const POLL_STATE: usize = 352;
+    /// Bytes of a WebSocket subscriber's state shared with the broker.
+    const WEBSOCKET_STATE: usize = 224;
+
+    #[test]
+    fn per_connection_state_stays_within_budget() {
+        let (stream, poll) = hold::STATE_SIZES;
+        let ws = std::mem::size_of::<crate::ws::WsSubState>();
+        eprintln!("stream subscriber {stream} B, long-poll subscriber {poll} B, websocket subscriber {ws} B");
+        assert!(
+            stream <= STREAM_STATE,
+            "stream subscriber {stream} B > {STREAM_STATE}"
+        );
+        assert!(
+            poll <= POLL_STATE,
+            "long-poll subscriber {poll} B > {POLL_STATE}"
+        );
+        assert!(
+            ws <= WEBSOCKET_STATE,
+            "websocket subscriber {ws} B > {WEBSOCKET_STATE}"
+        );
+    }
 
     async fn conn(shared: &Arc<Shared>) -> (ClientConn, TcpStream) {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();

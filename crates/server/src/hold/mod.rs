@@ -26,6 +26,10 @@ use crate::Shared;
 
 pub(crate) use filters::FilterSet;
 
+/// Bytes of the per-connection state a stream and a long-poll share with the broker.
+#[cfg(test)]
+pub(crate) const STATE_SIZES: (usize, usize) = (stream::STATE_SIZE, response::STATE_SIZE);
+
 /// Everything needed to hold one connection.
 pub(crate) struct HoldPlan {
     pub(crate) mode: HoldMode,

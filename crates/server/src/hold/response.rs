@@ -25,6 +25,10 @@ use crate::origin::detached_headers;
 use crate::relay::{set_connection, FullResponse};
 use crate::Shared;
 
+/// Bytes of a long-poll subscriber's state shared with the broker (for the budget test).
+#[cfg(test)]
+pub(crate) const STATE_SIZE: usize = std::mem::size_of::<PollSub>();
+
 /// A long-poll subscriber.
 struct PollSub {
     sink: Sink,

@@ -29,6 +29,10 @@ use crate::Shared;
 
 static END_OF_STREAM: Bytes = Bytes::from_static(LAST_CHUNK);
 
+/// Bytes of a stream subscriber's state shared with the broker (for the budget test).
+#[cfg(test)]
+pub(crate) const STATE_SIZE: usize = std::mem::size_of::<StreamSub>();
+
 /// A stream subscriber: the socket, and how to frame messages for it.
 struct StreamSub {
     sink: Sink,

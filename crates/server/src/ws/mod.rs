@@ -29,6 +29,8 @@ use crate::Shared;
 
 #[cfg(test)]
 pub(crate) use session::size_probe::sizes as session_sizes;
+#[cfg(test)]
+pub(crate) use subscriber::WsSub as WsSubState;
 
 /// A client's WebSocket handshake, accepted by the proxy, ready to be connected.
 pub(crate) struct WsPlan {
