@@ -6,7 +6,7 @@
 //! HTTP/1.1 client gets the body chunked, and an HTTP/1.0 client gets it delimited by closing
 //! the connection. Responses to HEAD, and 1xx/204/304 responses, have no body.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use gripway_proto::chunked::{write_chunk_header, LAST_CHUNK};
 use gripway_proto::http1::{write_response_head, RequestHead, Version};
 use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
@@ -96,7 +96,9 @@ pub(crate) async fn relay(
         let written = if chunked {
             let mut frame = Vec::with_capacity(12);
             write_chunk_header(&mut frame, chunk.len());
-            write_parts(conn, &[&frame, &chunk, b"\r\n"]).await
+            // one vectored write for size line, data and CRLF
+            let mut parts = (&frame[..]).chain(&chunk[..]).chain(&b"\r\n"[..]);
+            conn.sock.write_all_buf(&mut parts).await
         } else {
             conn.sock.write_all(&chunk).await
         };
@@ -115,13 +117,6 @@ pub(crate) async fn relay(
     } else {
         Next::Close
     }
-}
-
-async fn write_parts(conn: &mut ClientConn, parts: &[&[u8]]) -> std::io::Result<()> {
-    for p in parts {
-        conn.sock.write_all(p).await?;
-    }
-    Ok(())
 }
 
 /// Writes a complete response with a `Content-Length`.

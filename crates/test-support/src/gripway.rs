@@ -127,7 +127,7 @@ impl Gripway {
 
     /// The value of a Prometheus sample (`name{labels}` exactly as exposed), if present.
     pub async fn metric(&self, sample: &str) -> Option<f64> {
-        let text = reqwest_like_get(self.admin_addr, "/metrics").await;
+        let text = http_get(self.admin_addr, "/metrics").await;
         text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
             let (name, value) = l.rsplit_once(' ')?;
             (name == sample).then(|| value.parse().ok()).flatten()
@@ -151,7 +151,7 @@ impl Drop for Gripway {
 }
 
 /// A GET over a fresh connection, returning the body (admin endpoints are tiny).
-async fn reqwest_like_get(addr: SocketAddr, path: &str) -> String {
+async fn http_get(addr: SocketAddr, path: &str) -> String {
     let mut c = crate::RawClient::connect(addr).await;
     c.send(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
         .await;

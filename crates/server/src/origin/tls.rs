@@ -28,21 +28,19 @@ impl TlsConfigs {
         let roots = RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
         };
+        // the default provider always supports its own default protocol versions
+        const DEFAULTS: &str = "rustls supports its default protocol versions";
         let verifying = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
-            .map(|b| b.with_root_certificates(roots).with_no_client_auth());
+            .expect(DEFAULTS)
+            .with_root_certificates(roots)
+            .with_no_client_auth();
         let insecure = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
-            .map(|b| {
-                b.dangerous()
-                    .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider)))
-                    .with_no_client_auth()
-            });
-        // the default provider always supports the safe default versions
-        let (verifying, insecure) = match (verifying, insecure) {
-            (Ok(v), Ok(i)) => (v, i),
-            _ => unreachable_config(),
-        };
+            .expect(DEFAULTS)
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider)))
+            .with_no_client_auth();
         TlsConfigs {
             verifying: TlsConnector::from(Arc::new(verifying)),
             insecure: TlsConnector::from(Arc::new(insecure)),
@@ -64,11 +62,6 @@ impl TlsConfigs {
         };
         connector.connect(name, tcp).await
     }
-}
-
-#[allow(clippy::panic)]
-fn unreachable_config() -> ! {
-    panic!("rustls rejected its own default protocol versions")
 }
 
 /// Accepts any server certificate; used only for targets marked `insecure`.

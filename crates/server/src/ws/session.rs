@@ -342,8 +342,9 @@ impl Session {
             }
             (Link::Ws(link), m) => {
                 let message = match m {
-                    ClientMessage::Text(t) => match String::from_utf8(t.to_vec()) {
-                        Ok(s) => Message::Text(s.into()),
+                    // tungstenite validated it already; no copy
+                    ClientMessage::Text(t) => match tungstenite::Utf8Bytes::try_from(t) {
+                        Ok(text) => Message::Text(text),
                         Err(_) => return,
                     },
                     ClientMessage::Binary(b) => Message::Binary(b),
