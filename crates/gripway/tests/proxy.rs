@@ -291,7 +291,7 @@ async fn malformed_and_oversized_requests_get_clear_errors() {
         "nothing bad reached the origin"
     );
     assert!(
-        gw.metric("gripway_client_errors_total{reason=\"bad-request-head\"}")
+        gw.metric("gripway_errors_total{source=\"client\",reason=\"bad-request-head\"}")
             .await
             >= Some(2.0)
     );

@@ -14,6 +14,7 @@ pub mod routing;
 mod admin;
 mod budget;
 mod conn;
+pub(crate) mod error;
 mod hold;
 mod proxy;
 mod publish_api;

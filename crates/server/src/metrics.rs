@@ -65,6 +65,12 @@ struct ReasonLabel {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ErrorLabel {
+    source: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct StatusLabel {
     status: u16,
 }
@@ -76,7 +82,7 @@ pub struct Metrics {
     origin_requests: Family<RouteLabel, Counter>,
     origin_errors: Family<RouteErrorLabel, Counter>,
     origin_latency: Family<RouteLabel, Histogram>,
-    refused: Family<ReasonLabel, Counter>,
+    errors: Family<ErrorLabel, Counter>,
     publish_requests: Family<StatusLabel, Counter>,
     dropped: Family<ReasonLabel, Counter>,
 }
@@ -111,11 +117,11 @@ impl Metrics {
             "Time from sending a request to an origin to its response head, by route",
             origin_latency.clone(),
         );
-        let refused = Family::<ReasonLabel, Counter>::default();
+        let errors = Family::<ErrorLabel, Counter>::default();
         registry.register(
-            "client_errors",
-            "Client requests refused, by reason",
-            refused.clone(),
+            "errors",
+            "Refusals and failures, by whose fault (client, origin, publisher, internal) and reason",
+            errors.clone(),
         );
         let publish_requests = Family::<StatusLabel, Counter>::default();
         registry.register(
@@ -136,7 +142,7 @@ impl Metrics {
             origin_requests,
             origin_errors,
             origin_latency,
-            refused,
+            errors,
             publish_requests,
             dropped,
         })
@@ -181,9 +187,19 @@ impl Metrics {
             .inc();
     }
 
-    /// Records a client request refused for `reason`.
-    pub fn refused(&self, reason: &'static str) {
-        self.refused.get_or_create(&ReasonLabel { reason }).inc();
+    /// Counts a refusal or failure under its source and reason.
+    pub(crate) fn error(&self, refusal: &crate::error::Refusal) {
+        self.count_error(refusal.source, refusal.reason);
+    }
+
+    /// Counts an error by source and reason (for failures that answer nothing).
+    pub(crate) fn count_error(&self, source: crate::error::Source, reason: &'static str) {
+        self.errors
+            .get_or_create(&ErrorLabel {
+                source: source.label(),
+                reason,
+            })
+            .inc();
     }
 
     /// Records a publish API answer.

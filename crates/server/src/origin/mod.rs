@@ -173,6 +173,16 @@ impl OriginError {
         )
     }
 
+    /// The refusal a client gets for this failure: 504 for a timeout, 502 otherwise, the
+    /// same on a first attempt and on a retry.
+    pub(crate) fn refusal(&self) -> crate::error::Refusal {
+        crate::error::Refusal::origin(
+            self.kind == OriginErrorKind::Timeout,
+            self.label(),
+            self.message.clone(),
+        )
+    }
+
     /// Label for metrics.
     pub fn label(&self) -> &'static str {
         match self.kind {

@@ -2,8 +2,8 @@
 //! route's targets in order until one answers, then either relay the answer or, when it
 //! carries GRIP instructions, prepare the hold.
 //!
-//! Errors are sorted by whose fault they are: the client's (400, 403, 413: counted under
-//! `client_errors`), the origin's (502/504: counted under `origin_errors`), or ours (logged).
+//! Every refusal is a [`Refusal`](crate::error::Refusal) that says whose fault it is: the
+//! client's (400, 403, 413), the origin's (502/504), or ours (a request no route takes: 502).
 
 mod cors;
 mod forward;
@@ -18,9 +18,10 @@ use gripway_proto::instruct::{is_grip_response, parse_instruct, InstructLimits};
 use gripway_proto::routes::RouteProto;
 use gripway_proto::sig::verify_grip_sig;
 
-use crate::conn::{read_body, write_simple, BodyProblem, ClientConn};
+use crate::conn::{answer_refusal, read_body, write_simple, BodyProblem, ClientConn};
+use crate::error::Refusal;
 use crate::hold::{self, HoldPlan};
-use crate::origin::{OriginErrorKind, OriginResponse};
+use crate::origin::{OriginError, OriginResponse};
 use crate::relay;
 use crate::routing::RouteEntry;
 use crate::Shared;
@@ -69,7 +70,8 @@ pub(crate) async fn handle(shared: &Arc<Shared>, conn: &mut ClientConn, head: Re
         RouteProto::Http
     };
     let Some(route) = routes.find(head.host(), head.path(), proto, false).cloned() else {
-        return refuse(shared, conn, &head, 502, "no-route", "Route not found\n").await;
+        let refusal = Refusal::internal(502, "no-route", "Route not found\n");
+        return refuse(shared, conn, &head, refusal).await;
     };
     drop(routes);
     let trusted = is_trusted(shared, &head);
@@ -82,39 +84,34 @@ pub(crate) async fn handle(shared: &Arc<Shared>, conn: &mut ClientConn, head: Re
                 accept,
             })),
             Err((status, text)) => {
-                refuse(shared, conn, &head, status, "bad-websocket-handshake", text).await
+                let refusal = Refusal::client(status, "bad-websocket-handshake", text);
+                refuse(shared, conn, &head, refusal).await
             }
         };
     }
     if !trusted && sends_websocket_events(&head) && route.route.targets.iter().any(|t| t.over_http)
     {
-        let text = "Client not allowed to send WebSocket events directly.\n";
-        return refuse(
-            shared,
-            conn,
-            &head,
+        let refusal = Refusal::client(
             403,
             "websocket-events-from-client",
-            text,
-        )
-        .await;
+            "Client not allowed to send WebSocket events directly.\n",
+        );
+        return refuse(shared, conn, &head, refusal).await;
     }
     let cfg = &shared.config.proxy;
     let body = match read_body(conn, &head, cfg.max_request_body, cfg.request_head_timeout).await {
         Ok(b) => b,
         Err(problem) => {
-            let (status, reason, text) = match problem {
-                BodyProblem::TooLarge => (
-                    413,
-                    "request-body-too-large",
-                    "Request body too large.\n".to_string(),
-                ),
+            let refusal = match problem {
+                BodyProblem::TooLarge => {
+                    Refusal::client(413, "request-body-too-large", "Request body too large.\n")
+                }
                 BodyProblem::Bad(e) => {
-                    (400, "bad-request-body", format!("Bad request body: {e}\n"))
+                    Refusal::client(400, "bad-request-body", format!("Bad request body: {e}\n"))
                 }
                 BodyProblem::Gone => return Next::Close,
             };
-            return refuse(shared, conn, &head, status, reason, &text).await;
+            return refuse(shared, conn, &head, refusal).await;
         }
     };
     let request = ProxiedRequest {
@@ -127,24 +124,8 @@ pub(crate) async fn handle(shared: &Arc<Shared>, conn: &mut ClientConn, head: Re
     match forward(shared, &request, conn.peer.ip()).await {
         Ok(response) => respond(shared, conn, request, response).await,
         Err(e) => {
-            let status = if e.kind == OriginErrorKind::Timeout {
-                504
-            } else {
-                502
-            };
-            tracing::info!(route = %request.route.label, "origin failed: {e}");
-            let body = if request.route.debug {
-                format!("Error while proxying to origin: {e}\n")
-            } else {
-                "Error while proxying to origin.\n".into()
-            };
             let keep = request.head.keep_alive();
-            let _ = write_simple(&mut conn.sock, request.head.version, status, &body, keep).await;
-            if keep {
-                Next::KeepAlive
-            } else {
-                Next::Close
-            }
+            origin_failed(shared, conn, &request, &e, keep).await
         }
     }
 }
@@ -157,18 +138,7 @@ pub(crate) async fn retry(
 ) -> Next {
     match forward(shared, &request, conn.peer.ip()).await {
         Ok(response) => respond(shared, conn, request, response).await,
-        Err(e) => {
-            tracing::info!(route = %request.route.label, "origin failed on retry: {e}");
-            let _ = write_simple(
-                &mut conn.sock,
-                request.head.version,
-                502,
-                "Error while proxying to origin.\n",
-                false,
-            )
-            .await;
-            Next::Close
-        }
+        Err(e) => origin_failed(shared, conn, &request, &e, false).await,
     }
 }
 
@@ -229,18 +199,48 @@ pub(crate) async fn respond(
     }
 }
 
-/// Answers a request the client got wrong (counted under `reason`) and closes.
+/// Answers a refused request and closes.
 async fn refuse(
     shared: &Shared,
     conn: &mut ClientConn,
     head: &RequestHead,
-    status: u16,
-    reason: &'static str,
-    text: &str,
+    refusal: Refusal,
 ) -> Next {
-    shared.metrics.refused(reason);
-    let _ = write_simple(&mut conn.sock, head.version, status, text, false).await;
+    answer_refusal(shared, &mut conn.sock, head.version, &refusal, false).await;
     Next::Close
+}
+
+/// No target of the route answered: 502, or 504 when the last one timed out; the reason
+/// goes in the body in debug mode.
+async fn origin_failed(
+    shared: &Shared,
+    conn: &mut ClientConn,
+    request: &ProxiedRequest,
+    e: &OriginError,
+    keep_alive: bool,
+) -> Next {
+    let mut refusal = e.refusal();
+    refusal.detail = if request.route.debug {
+        format!("Error while proxying to origin: {e}\n").into()
+    } else {
+        "Error while proxying to origin.\n".into()
+    };
+    shared.metrics.error(&refusal);
+    e.refusal().log(&format!("route {}: ", request.route.label));
+    let version = request.head.version;
+    let _ = write_simple(
+        &mut conn.sock,
+        version,
+        refusal.status,
+        &refusal.detail,
+        keep_alive,
+    )
+    .await;
+    if keep_alive {
+        Next::KeepAlive
+    } else {
+        Next::Close
+    }
 }
 
 /// The origin sent something we cannot use: 502, with the reason in debug mode.
@@ -253,7 +253,9 @@ async fn origin_fault(
     shared
         .metrics
         .origin_error(&request.route.label, "bad-instruct");
-    tracing::info!(route = %request.route.label, "{reason}");
+    let refusal = Refusal::origin(false, "bad-instruct", reason.to_string());
+    shared.metrics.error(&refusal);
+    refusal.log(&format!("route {}: ", request.route.label));
     let body = if request.route.debug {
         format!("{reason}\n")
     } else {

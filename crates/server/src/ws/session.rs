@@ -304,8 +304,13 @@ impl Session {
             ReadEnd::Drained => Step::Continue,
             ReadEnd::Closed => Step::End,
             ReadEnd::Violation(code) => {
-                tracing::debug!(code, "client broke the WebSocket protocol");
-                self.shared.metrics.refused("websocket-protocol-error");
+                let refusal = crate::error::Refusal::client(
+                    400,
+                    "websocket-protocol-error",
+                    format!("client broke the WebSocket protocol (closed with {code})"),
+                );
+                self.shared.metrics.error(&refusal);
+                refusal.log("");
                 Step::End
             }
         }
