@@ -3,7 +3,9 @@
 //! request came through Gripway, and a signature proving it).
 //!
 //! Security invariant: unless the client proved itself a trusted upstream (its own Grip-Sig
-//! verified with `upstream_key`), no `Grip-*` header the client sent reaches the origin.
+//! verified with `upstream_key`), no `Grip-*` header the client sent reaches the origin, and
+//! neither does any header WebSocket-over-HTTP gives meaning to (`Connection-Id`, `Meta-*`,
+//! `Content-Bytes-Replayed`, `Content-Bytes-Accepted`, `Keep-Alive-Interval`), on every route.
 
 use std::net::IpAddr;
 
@@ -36,6 +38,38 @@ const HOP_BY_HOP: &[&str] = &[
     "expect",
     "content-length",
 ];
+
+/// Headers that WebSocket-over-HTTP gives meaning to, besides `Meta-*`: a client that sends
+/// them could speak for a connection of its choosing, so they never reach an origin from a
+/// client (the WebSocket-over-HTTP link sets its own).
+const WEBSOCKET_EVENT_HEADERS: &[&str] = &[
+    "connection-id",
+    "content-bytes-replayed",
+    "content-bytes-accepted",
+    "keep-alive-interval",
+];
+
+/// True for a header that WebSocket-over-HTTP gives meaning to (`Connection-Id`, `Meta-*`,
+/// `Content-Bytes-Replayed`, `Content-Bytes-Accepted`, `Keep-Alive-Interval`).
+pub(crate) fn is_websocket_event_header(name: &HeaderName) -> bool {
+    let n = name.as_str();
+    n.starts_with("meta-") || WEBSOCKET_EVENT_HEADERS.contains(&n)
+}
+
+/// True when any `Content-Type` the client sent names `application/websocket-events`: such a
+/// request would look to the origin like WebSocket-over-HTTP events from the proxy.
+pub(crate) fn names_websocket_events(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(http::header::CONTENT_TYPE)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .any(|t| {
+            let media = t.split(|&b| b == b';').next().unwrap_or_default();
+            String::from_utf8_lossy(media)
+                .trim()
+                .eq_ignore_ascii_case("application/websocket-events")
+        })
+}
 
 /// True for a header name in the `Grip-` namespace.
 pub(crate) fn is_grip_header(name: &HeaderName) -> bool {
@@ -87,7 +121,11 @@ pub(crate) fn origin_headers(client: &HeaderMap, cx: &HeaderContext<'_>) -> Head
         h.remove(name);
     }
     if !cx.trusted {
-        let grip: Vec<HeaderName> = h.keys().filter(|n| is_grip_header(n)).cloned().collect();
+        let grip: Vec<HeaderName> = h
+            .keys()
+            .filter(|n| is_grip_header(n) || is_websocket_event_header(n))
+            .cloned()
+            .collect();
         for name in grip {
             h.remove(name);
         }

@@ -75,6 +75,14 @@ pub(crate) async fn handle(shared: &Arc<Shared>, conn: &mut ClientConn, head: Re
     };
     drop(routes);
     let trusted = is_trusted(shared, &head);
+    if !trusted && headers::names_websocket_events(&head.headers) {
+        let refusal = Refusal::client(
+            403,
+            "websocket-events-from-client",
+            "Client not allowed to send WebSocket events directly.\n",
+        );
+        return refuse(shared, conn, &head, refusal).await;
+    }
     if proto == RouteProto::Ws {
         return match crate::ws::check_handshake(&head) {
             Ok(accept) => Next::WebSocket(Box::new(crate::ws::WsPlan {
@@ -88,15 +96,6 @@ pub(crate) async fn handle(shared: &Arc<Shared>, conn: &mut ClientConn, head: Re
                 refuse(shared, conn, &head, refusal).await
             }
         };
-    }
-    if !trusted && sends_websocket_events(&head) && route.route.targets.iter().any(|t| t.over_http)
-    {
-        let refusal = Refusal::client(
-            403,
-            "websocket-events-from-client",
-            "Client not allowed to send WebSocket events directly.\n",
-        );
-        return refuse(shared, conn, &head, refusal).await;
     }
     let cfg = &shared.config.proxy;
     let body = match read_body(conn, &head, cfg.max_request_body, cfg.request_head_timeout).await {
@@ -183,6 +182,23 @@ pub(crate) async fn respond(
     if instruct.channels_dropped > 0 {
         tracing::debug!(route = %request.route.label, dropped = instruct.channels_dropped, "too many channels; extra ones ignored");
     }
+    let route_subs = request
+        .route
+        .route
+        .targets
+        .iter()
+        .any(|t| !t.subs.is_empty());
+    if instruct.hold.is_some() && instruct.channels.is_empty() && !route_subs {
+        // Pushpin would hold such a request forever, subscribed to nothing
+        return origin_fault_as(
+            shared,
+            conn,
+            &request,
+            "hold-without-channel",
+            "Grip-Hold without any channel",
+        )
+        .await;
+    }
     match hold::prepare(&request, &response, instruct, body) {
         hold::Prepared::Relay(mut relayed) => {
             if aco {
@@ -250,10 +266,19 @@ async fn origin_fault(
     request: &ProxiedRequest,
     reason: &str,
 ) -> Next {
-    shared
-        .metrics
-        .origin_error(&request.route.label, "bad-instruct");
-    let refusal = Refusal::origin(false, "bad-instruct", reason.to_string());
+    origin_fault_as(shared, conn, request, "bad-instruct", reason).await
+}
+
+/// [`origin_fault`] counted under `label`.
+async fn origin_fault_as(
+    shared: &Shared,
+    conn: &mut ClientConn,
+    request: &ProxiedRequest,
+    label: &'static str,
+    reason: &str,
+) -> Next {
+    shared.metrics.origin_error(&request.route.label, label);
+    let refusal = Refusal::origin(false, label, reason.to_string());
     shared.metrics.error(&refusal);
     refusal.log(&format!("route {}: ", request.route.label));
     let body = if request.route.debug {
@@ -273,16 +298,4 @@ fn is_trusted(shared: &Shared, head: &RequestHead) -> bool {
         .get("grip-sig")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|token| verify_grip_sig(token, key, now_unix()))
-}
-
-fn sends_websocket_events(head: &RequestHead) -> bool {
-    head.headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(';').next().is_some_and(|t| {
-                t.trim()
-                    .eq_ignore_ascii_case("application/websocket-events")
-            })
-        })
 }
