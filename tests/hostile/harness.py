@@ -9,6 +9,8 @@ Every wait is bounded; every socket is on a free port. Raw malformed bytes go th
 streams (`exchange`), so thousands of hostile connections can be held open cheaply."""
 
 import asyncio
+import base64
+import hashlib
 import importlib.util
 import json
 import re
@@ -94,6 +96,7 @@ def steerable_origin(start=Origin):
     /poll/<ch>          long-poll (response hold) on <ch>, JSON timeout body {"messages": []}
     /hold-none, /hold-empty, /hold-separators   Grip-Hold: response on no channel
     /ws/...             WebSocket-over-HTTP: accepts OPEN, acknowledges everything else
+                        (under /ws/slow, only after 4 s)
     anything else       200 "ok"
     """
 
@@ -114,6 +117,8 @@ def steerable_origin(start=Origin):
         if path == "/hold-separators":
             return 200, [("Grip-Hold", "response"), ("Grip-Channel", " , ,")], "held on nothing\n"
         if path.startswith("/ws/"):
+            if path.startswith("/ws/slow") and not req["body"].startswith(b"OPEN"):
+                time.sleep(4)  # an origin slow to take client messages
             events = b"OPEN\r\n" if req["body"].startswith(b"OPEN") else b""
             return 200, [("Content-Type", "application/websocket-events")], events
         return 200, [("Content-Type", "text/plain")], "ok\n"
@@ -126,6 +131,7 @@ class RawOrigin:
     /raw/die-mid-headers  half a status line and headers, then closes
     /raw/garbage          bytes that are not HTTP, then closes
     /raw/silent           reads the request and never answers
+    /raw/ws-stall         accepts a WebSocket, then never reads from it
     Counts the requests it saw."""
 
     def __init__(self):
@@ -168,6 +174,13 @@ class RawOrigin:
         elif path.startswith("/raw/garbage"):
             conn.sendall(b"\x00\xff\xfeSMTP READY\r\n\x16\x03\x01 not http at all\r\n\r\n")
             conn.close()
+        elif path.startswith("/raw/ws-stall"):
+            key = re.search(rb"(?i)sec-websocket-key:\s*(\S+)", data)
+            accept = base64.b64encode(hashlib.sha1(
+                key.group(1) + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+            conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                         b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+            self.held.append(conn)
         else:  # silent: keep the connection open, never answer
             self.held.append(conn)
 
