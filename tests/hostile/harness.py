@@ -13,6 +13,7 @@ import base64
 import hashlib
 import importlib.util
 import json
+import os
 import re
 import resource
 import socket
@@ -75,7 +76,6 @@ def data_mb(pid):
 
 
 def _clk_tck():
-    import os
     return os.sysconf("SC_CLK_TCK")
 
 
@@ -96,7 +96,7 @@ def steerable_origin(start=Origin):
     /poll/<ch>          long-poll (response hold) on <ch>, JSON timeout body {"messages": []}
     /hold-none, /hold-empty, /hold-separators   Grip-Hold: response on no channel
     /ws/...             WebSocket-over-HTTP: accepts OPEN, acknowledges everything else
-                        (under /ws/slow, only after 4 s)
+                        (under /ws/slow, only after 4 s; /ws/sub/<ch> subscribes to <ch>)
     anything else       200 "ok"
     """
 
@@ -116,6 +116,12 @@ def steerable_origin(start=Origin):
             return 200, [("Grip-Hold", "response"), ("Grip-Channel", "")], "held on nothing\n"
         if path == "/hold-separators":
             return 200, [("Grip-Hold", "response"), ("Grip-Channel", " , ,")], "held on nothing\n"
+        if path.startswith("/ws/sub/") and req["body"].startswith(b"OPEN"):
+            ch = path[len("/ws/sub/"):]
+            sub = ('c:{"type": "subscribe", "channel": "%s"}' % ch).encode()
+            return 200, [("Content-Type", "application/websocket-events"),
+                         ("Sec-WebSocket-Extensions", "grip")], (
+                b"OPEN\r\nTEXT %X\r\n%s\r\n" % (len(sub), sub))
         if path.startswith("/ws/"):
             if path.startswith("/ws/slow") and not req["body"].startswith(b"OPEN"):
                 time.sleep(4)  # an origin slow to take client messages
@@ -400,7 +406,8 @@ connect_timeout_ms = 1000
             h["Authorization"] = f"Bearer {token}"
         h.update(headers or {})
         try:
-            conn.request("POST", path, body, h)
+            chunked = not isinstance(body, (bytes, str))
+            conn.request("POST", path, body, h, encode_chunked=chunked)
             resp = conn.getresponse()
             return resp.status, resp.read().decode(errors="replace")
         finally:
