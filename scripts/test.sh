@@ -55,7 +55,7 @@ suite fmt cargo fmt --all -- --check
 suite clippy cargo clippy --workspace --all-targets --locked -- -D warnings
 suite rust-tests cargo test --workspace --locked
 export GRIPWAY_BIN=$ROOT/target/debug/gripway
-suite python .venv/bin/python -m pytest -q -c tests/pytest.ini tests/interop tests/compat
+suite python .venv/bin/python -m pytest -q -c tests/pytest.ini tests/interop tests/compat tests/hostile
 suite browser node --test tests/browser/
 
 [ ${#failures[@]} -gt 0 ] && log "failed: ${failures[*]}"
