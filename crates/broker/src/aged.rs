@@ -40,9 +40,8 @@ pub struct AgedMap<K, V> {
 impl<K: Hash + Eq + Clone, V> AgedMap<K, V> {
     /// Fixed cost of one entry beside its heap bytes: its map slot (hash tables keep up to
     /// 1/8 spare and one control byte per slot) and its queue slot.
-    pub const ENTRY_OVERHEAD: usize = std::mem::size_of::<(K, Slot<V>)>() * 8 / 7
-        + 1
-        + std::mem::size_of::<(u64, Instant, K)>();
+    pub const ENTRY_OVERHEAD: usize =
+        std::mem::size_of::<(K, Slot<V>)>() * 8 / 7 + 1 + std::mem::size_of::<(u64, Instant, K)>();
 
     /// An empty map that holds at most `max_bytes` (see [`AgedMap::bytes`]).
     pub fn new(max_bytes: usize) -> Self {

@@ -35,11 +35,8 @@ impl Dedup {
         }
         if let Some(cutoff) = now.checked_sub(self.window) {
             // `expire_before` keeps entries at `cutoff`; the window is exclusive
-            self.seen.expire_before(
-                cutoff + Duration::from_nanos(1),
-                |_, _| true,
-                |_, _| {},
-            );
+            self.seen
+                .expire_before(cutoff + Duration::from_nanos(1), |_, _| true, |_, _| {});
         }
         let key = (channel.clone(), id.clone());
         if self.seen.contains_key(&key) {

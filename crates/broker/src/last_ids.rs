@@ -133,7 +133,10 @@ mod tests {
         }
         assert!(ids.bytes() <= 64 << 10, "{}", ids.bytes());
         assert!(ids.len() > 100, "{}", ids.len());
-        assert_eq!(ids.get("channel-99999", false, now).as_deref(), Some("some-id"));
+        assert_eq!(
+            ids.get("channel-99999", false, now).as_deref(),
+            Some("some-id")
+        );
         assert_eq!(ids.get("channel-0", false, now), None);
     }
 }

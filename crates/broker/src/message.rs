@@ -60,7 +60,11 @@ fn item_heap(item: &Item) -> usize {
             HttpStreamAction::Send(c) => c.len(),
             _ => 0,
         };
-        content + s.content_filters.iter().map(|c| c.len() + 24).sum::<usize>()
+        content
+            + s.content_filters
+                .iter()
+                .map(|c| c.len() + 24)
+                .sum::<usize>()
     });
     let response = f.http_response.as_ref().map_or(0, |r| {
         let message = match &r.action {
@@ -70,11 +74,18 @@ fn item_heap(item: &Item) -> usize {
                     ResponseBody::Patch(_) => PATCH_ESTIMATE,
                 };
                 body + m.reason.as_ref().map_or(0, String::len)
-                    + m.headers.iter().map(|(k, v)| k.len() + v.len() + 48).sum::<usize>()
+                    + m.headers
+                        .iter()
+                        .map(|(k, v)| k.len() + v.len() + 48)
+                        .sum::<usize>()
             }
             HttpResponseAction::Hint => 0,
         };
-        message + r.content_filters.iter().map(|c| c.len() + 24).sum::<usize>()
+        message
+            + r.content_filters
+                .iter()
+                .map(|c| c.len() + 24)
+                .sum::<usize>()
     });
     let ws = f.ws_message.as_ref().map_or(0, |w| {
         let content = match &w.action {
@@ -82,12 +93,20 @@ fn item_heap(item: &Item) -> usize {
             WsAction::Close { reason, .. } => reason.len(),
             _ => 0,
         };
-        content + w.content_filters.iter().map(|c| c.len() + 24).sum::<usize>()
+        content
+            + w.content_filters
+                .iter()
+                .map(|c| c.len() + 24)
+                .sum::<usize>()
     });
     str_heap(&item.channel)
         + item.id.as_deref().map_or(0, str_heap)
         + item.prev_id.as_deref().map_or(0, str_heap)
-        + item.meta.iter().map(|(k, v)| k.len() + v.len() + 48).sum::<usize>()
+        + item
+            .meta
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 48)
+            .sum::<usize>()
         + stream
         + response
         + ws
@@ -96,7 +115,8 @@ fn item_heap(item: &Item) -> usize {
 impl Message {
     /// Wraps a validated publish item.
     pub fn new(item: Item) -> Arc<Message> {
-        let cost = std::mem::size_of::<Message>() + 2 * std::mem::size_of::<usize>() + item_heap(&item);
+        let cost =
+            std::mem::size_of::<Message>() + 2 * std::mem::size_of::<usize>() + item_heap(&item);
         Arc::new(Message {
             channel: Arc::from(item.channel.as_str()),
             id: item.id.as_deref().map(Arc::from),

@@ -237,11 +237,9 @@ impl Sequencer {
         let channels = &self.channels;
         let mut seen = HashSet::default();
         self.deadlines.retain(|(d, c)| {
-            let live = channels.get(c).is_some_and(|o| {
-                o.pending
-                    .binary_search_by(|(pd, _)| pd.cmp(d))
-                    .is_ok()
-            });
+            let live = channels
+                .get(c)
+                .is_some_and(|o| o.pending.binary_search_by(|(pd, _)| pd.cmp(d)).is_ok());
             live && seen.insert((*d, c.clone()))
         });
         self.deadlines.shrink_to_fit();

@@ -36,7 +36,10 @@ fn item(channel: String, id: &str, prev: Option<&str>) -> Item {
 async fn until(what: &str, mut done: impl FnMut() -> bool) {
     let start = Instant::now();
     while !done() {
-        assert!(start.elapsed() < Duration::from_secs(120), "timed out: {what}");
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "timed out: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -58,7 +61,13 @@ async fn distinct_channels_and_ids(n: usize) {
     for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
         let items = chunk
             .iter()
-            .map(|i| item(format!("channel-{i}"), &format!("id-{i}-{}", "x".repeat(40)), None))
+            .map(|i| {
+                item(
+                    format!("channel-{i}"),
+                    &format!("id-{i}-{}", "x".repeat(40)),
+                    None,
+                )
+            })
             .collect();
         broker.publish(items).await.unwrap();
     }
@@ -102,13 +111,15 @@ async fn distinct_channels_and_ids(n: usize) {
         broker.publish(items).await.unwrap();
     }
     until("every item delivered or waiting", || {
-        sub.0.load(Ordering::Relaxed) + stats.order_waiting.load(Ordering::Relaxed)
-            == 2 * m as u64
+        sub.0.load(Ordering::Relaxed) + stats.order_waiting.load(Ordering::Relaxed) == 2 * m as u64
     })
     .await;
     let order = stats.order_bytes.load(Ordering::Relaxed) as usize;
     assert!(order <= BOUND, "ordering state {order} > {BOUND}");
-    assert!(order > BOUND / 2, "ordering state filled to its bound: {order}");
+    assert!(
+        order > BOUND / 2,
+        "ordering state filled to its bound: {order}"
+    );
     assert!(stats.order_waiting.load(Ordering::Relaxed) < m as u64);
     assert!(stats.dedup_bytes.load(Ordering::Relaxed) as usize <= BOUND);
     assert!(broker.last_ids_size().1 <= BOUND);

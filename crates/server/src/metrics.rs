@@ -85,6 +85,7 @@ pub struct Metrics {
     errors: Family<ErrorLabel, Counter>,
     publish_requests: Family<StatusLabel, Counter>,
     dropped: Family<ReasonLabel, Counter>,
+    retries: Family<ReasonLabel, Counter>,
 }
 
 impl Metrics {
@@ -135,6 +136,12 @@ impl Metrics {
             "Connections the server closed, by reason",
             dropped.clone(),
         );
+        let retries = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "retries",
+            "Requests sent to an origin again by a retry loop, by reason",
+            retries.clone(),
+        );
         registry.register_collector(Box::new(BrokerCollector(broker)));
         Arc::new(Metrics {
             registry,
@@ -145,6 +152,7 @@ impl Metrics {
             errors,
             publish_requests,
             dropped,
+            retries,
         })
     }
 
@@ -212,6 +220,11 @@ impl Metrics {
     /// Records a connection the server closed for `reason` (slow, timeout, ...).
     pub fn dropped(&self, reason: &'static str) {
         self.dropped.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    /// Records a request sent to an origin again for `reason` (`stale-prev-id`, `hint`).
+    pub fn retry(&self, reason: &'static str) {
+        self.retries.get_or_create(&ReasonLabel { reason }).inc();
     }
 
     /// The Prometheus text exposition of every metric.

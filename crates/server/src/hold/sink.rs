@@ -384,7 +384,9 @@ mod tests {
     /// already full, so everything sent from now on is queued.
     async fn stalled_sink(max: usize) -> (Sink, TcpStream) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let client = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
         let (server, _) = listener.accept().await.unwrap();
         for size in [65536, 1] {
             let chunk = vec![0u8; size];
@@ -416,7 +418,10 @@ mod tests {
     #[tokio::test]
     async fn tiny_messages_are_cut_off_at_the_same_memory_as_large_ones() {
         let large = sends_until_slow(4096).await;
-        assert!((16..=17).contains(&large), "64 KiB of 4 KiB messages: {large}");
+        assert!(
+            (16..=17).contains(&large),
+            "64 KiB of 4 KiB messages: {large}"
+        );
         let tiny = sends_until_slow(1).await;
         // each 1-byte slice really costs its handle and queue slot too
         let expected = 64 * 1024 / (1 + SLOT_COST) + 1;
