@@ -38,12 +38,19 @@ pub struct BrokerConfig {
     pub queue_per_shard: usize,
     /// A (channel, id) seen within this window is not delivered again; zero disables.
     pub dedup_window: Duration,
-    /// Most (channel, id) pairs remembered per shard.
-    pub dedup_max_entries: usize,
+    /// Most bytes the remembered (channel, id) pairs may cost, over all shards; past it
+    /// the oldest are forgotten early.
+    pub dedup_max_bytes: usize,
     /// How long an out-of-order item waits for its predecessor.
     pub order_wait: Duration,
     /// Most items waiting per channel.
     pub max_waiting_per_channel: usize,
+    /// Most bytes the ordering state (channels, last ids, waiting items) may cost, over all
+    /// shards; past it the channels quiet longest are forgotten, releasing what waited.
+    pub order_max_bytes: usize,
+    /// Most bytes the table of last ids per channel (for `prev-id` checks on holds) may
+    /// cost; past it the ids set longest ago are forgotten.
+    pub last_ids_max_bytes: usize,
 }
 
 impl Default for BrokerConfig {
@@ -52,9 +59,11 @@ impl Default for BrokerConfig {
             shards: 2,
             queue_per_shard: 65_536,
             dedup_window: Duration::from_secs(60),
-            dedup_max_entries: 1_000_000,
+            dedup_max_bytes: 32 << 20,
             order_wait: Duration::from_secs(5),
             max_waiting_per_channel: 100,
+            order_max_bytes: 64 << 20,
+            last_ids_max_bytes: 16 << 20,
         }
     }
 }
@@ -76,6 +85,27 @@ pub struct BrokerStats {
     pub dropped_slow: AtomicU64,
     /// Messages not delivered because the subscriber was already closing.
     pub dropped_closed: AtomicU64,
+    /// (channel, id) pairs the dedup tables remember now, over all shards.
+    pub dedup_entries: AtomicU64,
+    /// What the dedup tables cost now, in bytes.
+    pub dedup_bytes: AtomicU64,
+    /// Channels with ordering state now, over all shards.
+    pub order_channels: AtomicU64,
+    /// Items waiting for their predecessor now.
+    pub order_waiting: AtomicU64,
+    /// What the ordering state costs now, in bytes.
+    pub order_bytes: AtomicU64,
+}
+
+/// What one shard last added to the size gauges of [`BrokerStats`] (each shard adds the
+/// change since its last report, so the gauges are sums over shards without a lock).
+#[derive(Default)]
+struct Reported {
+    dedup_entries: u64,
+    dedup_bytes: u64,
+    order_channels: u64,
+    order_waiting: u64,
+    order_bytes: u64,
 }
 
 /// Why `publish` could not take items.
@@ -97,17 +127,23 @@ impl Broker {
     /// Starts the dispatcher tasks on the current tokio runtime.
     pub fn start(config: BrokerConfig) -> Broker {
         let registry = Registry::new();
-        let last_ids = Arc::new(LastIds::default());
+        let last_ids = Arc::new(LastIds::new(config.last_ids_max_bytes));
         let stats = Arc::new(BrokerStats::default());
-        let queues: Vec<_> = (0..config.shards.max(1))
+        let shards = config.shards.max(1);
+        let queues: Vec<_> = (0..shards)
             .map(|_| {
                 let (tx, rx) = mpsc::channel(config.queue_per_shard.max(1));
                 let shard = Shard {
                     registry: registry.clone(),
                     last_ids: last_ids.clone(),
                     stats: stats.clone(),
-                    dedup: Dedup::new(config.dedup_window, config.dedup_max_entries),
-                    sequencer: Sequencer::new(config.order_wait, config.max_waiting_per_channel),
+                    dedup: Dedup::new(config.dedup_window, config.dedup_max_bytes / shards),
+                    sequencer: Sequencer::new(
+                        config.order_wait,
+                        config.max_waiting_per_channel,
+                        config.order_max_bytes / shards,
+                    ),
+                    reported: Reported::default(),
                 };
                 tokio::spawn(shard.run(rx));
                 tx
@@ -139,6 +175,11 @@ impl Broker {
         &self.stats
     }
 
+    /// Channels whose last id is remembered, and what that table costs in bytes.
+    pub fn last_ids_size(&self) -> (usize, usize) {
+        (self.last_ids.len(), self.last_ids.bytes())
+    }
+
     /// Queues validated items for fan-out, in order. Returns once all are queued.
     pub async fn publish(&self, items: Vec<Item>) -> Result<(), BrokerClosed> {
         for item in items {
@@ -168,6 +209,7 @@ struct Shard {
     stats: Arc<BrokerStats>,
     dedup: Dedup,
     sequencer: Sequencer,
+    reported: Reported,
 }
 
 /// Most items taken from the queue before fanning out.
@@ -197,8 +239,35 @@ impl Shard {
             if !ready.is_empty() {
                 self.fan_out(&mut ready);
             }
+            self.report_sizes();
             if closed {
                 return; // every sender is gone
+            }
+        }
+    }
+
+    /// Brings the size gauges up to date (once per batch, not per item).
+    fn report_sizes(&mut self) {
+        let now = Reported {
+            dedup_entries: self.dedup.len() as u64,
+            dedup_bytes: self.dedup.bytes() as u64,
+            order_channels: self.sequencer.channels() as u64,
+            order_waiting: self.sequencer.waiting() as u64,
+            order_bytes: self.sequencer.bytes() as u64,
+        };
+        let r = &mut self.reported;
+        let s = &self.stats;
+        for (gauge, old, new) in [
+            (&s.dedup_entries, &mut r.dedup_entries, now.dedup_entries),
+            (&s.dedup_bytes, &mut r.dedup_bytes, now.dedup_bytes),
+            (&s.order_channels, &mut r.order_channels, now.order_channels),
+            (&s.order_waiting, &mut r.order_waiting, now.order_waiting),
+            (&s.order_bytes, &mut r.order_bytes, now.order_bytes),
+        ] {
+            if *old != new {
+                // wrapping: a shrinking shard subtracts
+                gauge.fetch_add(new.wrapping_sub(*old), Ordering::Relaxed);
+                *old = new;
             }
         }
     }

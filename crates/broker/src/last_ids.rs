@@ -4,28 +4,30 @@
 //!
 //! An id is set by each delivered item that has one and forgotten by an item without one.
 //! It stays known for [`LINGER`] after it was set even if the channel has no subscribers
-//! left — long-pollers leave and come back between messages — and the table is bounded:
-//! past [`MAX_ENTRIES`] the lingering entries are dropped.
+//! left — long-pollers leave and come back between messages — and the table is bounded in
+//! bytes (what the entries really cost, see [`AgedMap`]): past the bound the entries set
+//! longest ago are forgotten first, in amortised O(1). A forgotten id only means the next
+//! hold on that channel is not checked for staleness.
 
 use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use foldhash::fast::FixedState;
-use foldhash::HashMap;
 use parking_lot::Mutex;
 
-use crate::message::ChannelName;
+use crate::aged::AgedMap;
+use crate::message::{str_heap, ChannelName};
 
 /// How long a channel's last id is remembered after it was set.
 pub const LINGER: Duration = Duration::from_secs(60);
-/// Most channels remembered.
-pub const MAX_ENTRIES: usize = 1_000_000;
+/// Default bound on what the table costs, in bytes.
+pub const DEFAULT_MAX_BYTES: usize = 16 << 20;
 
 const SHARDS: usize = 16;
 
 /// One lock's worth of the table: channel → (last id, when it was set).
-type Shard = Mutex<HashMap<ChannelName, (Arc<str>, Instant)>>;
+type Shard = Mutex<AgedMap<ChannelName, (Arc<str>, Instant)>>;
 
 /// Last ids by channel.
 pub struct LastIds {
@@ -35,16 +37,36 @@ pub struct LastIds {
 
 impl Default for LastIds {
     fn default() -> Self {
-        LastIds {
-            shards: (0..SHARDS)
-                .map(|_| Mutex::new(HashMap::default()))
-                .collect(),
-            hasher: FixedState::with_seed(0x6c61_7374),
-        }
+        LastIds::new(DEFAULT_MAX_BYTES)
     }
 }
 
 impl LastIds {
+    /// A table that costs at most `max_bytes`.
+    pub fn new(max_bytes: usize) -> Self {
+        LastIds {
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(AgedMap::new(max_bytes / SHARDS)))
+                .collect(),
+            hasher: FixedState::with_seed(0x6c61_7374),
+        }
+    }
+
+    /// Channels remembered now.
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().len()).sum()
+    }
+
+    /// True when no channel is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// What the table costs now, in bytes.
+    pub fn bytes(&self) -> usize {
+        self.shards.iter().map(|s| s.lock().bytes()).sum()
+    }
+
     fn shard(&self, channel: &str) -> &Shard {
         &self.shards[(self.hasher.hash_one(channel) as usize) % SHARDS]
     }
@@ -54,10 +76,9 @@ impl LastIds {
         let mut shard = self.shard(channel).lock();
         match id {
             Some(id) => {
-                if shard.len() >= MAX_ENTRIES / SHARDS {
-                    shard.retain(|_, (_, at)| now.duration_since(*at) < LINGER);
-                }
-                shard.insert(channel.clone(), (id.clone(), now));
+                let heap = str_heap(channel) + str_heap(id);
+                shard.insert(channel.clone(), (id.clone(), now), heap, now);
+                shard.evict_over_bound(|_, _| {});
             }
             None => {
                 shard.remove(channel);
@@ -99,5 +120,23 @@ mod tests {
             None,
             "an item without id forgets"
         );
+        assert_eq!(ids.bytes(), 0);
+    }
+
+    #[test]
+    fn bounded_in_bytes_oldest_forgotten_first() {
+        let ids = LastIds::new(64 << 10);
+        let now = Instant::now();
+        let id: Arc<str> = Arc::from("some-id");
+        for i in 0..100_000 {
+            ids.set(&Arc::from(format!("channel-{i}").as_str()), Some(&id), now);
+        }
+        assert!(ids.bytes() <= 64 << 10, "{}", ids.bytes());
+        assert!(ids.len() > 100, "{}", ids.len());
+        assert_eq!(
+            ids.get("channel-99999", false, now).as_deref(),
+            Some("some-id")
+        );
+        assert_eq!(ids.get("channel-0", false, now), None);
     }
 }

@@ -9,6 +9,7 @@
 //! Later layers plug in here: history per channel beside the sequencer, and a bus between
 //! nodes in front of the shard queues.
 
+pub mod aged;
 pub mod dedup;
 pub mod dispatch;
 pub mod last_ids;

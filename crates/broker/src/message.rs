@@ -9,7 +9,9 @@ use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use gripway_proto::chunked::encode_chunk;
-use gripway_proto::publish::{Formats, HttpStreamAction, Item, WsAction, WsKind};
+use gripway_proto::publish::{
+    Formats, HttpResponseAction, HttpStreamAction, Item, ResponseBody, WsAction, WsKind,
+};
 use gripway_proto::ws_deflate::encode_message_frame;
 use gripway_proto::ws_frame::{encode_close, encode_frame, FrameKind};
 
@@ -37,11 +39,84 @@ pub struct Message {
     ws_frame: OnceLock<Option<Bytes>>,
     /// The same for connections that negotiated permessage-deflate.
     ws_frame_deflated: OnceLock<Option<Bytes>>,
+    /// Heap bytes the message holds (see [`Message::cost`]).
+    cost: usize,
+}
+
+/// Heap bytes an `Arc<str>` of `s` owns: the text and the two reference counts.
+pub fn str_heap(s: &str) -> usize {
+    2 * std::mem::size_of::<usize>() + s.len()
+}
+
+/// What a `body-patch` is counted as while a message waits (its operations are not sized
+/// one by one; the publish API bounds them).
+const PATCH_ESTIMATE: usize = 4096;
+
+/// Heap bytes of an item's strings and contents, as near as can be said cheaply.
+fn item_heap(item: &Item) -> usize {
+    let f = &item.formats;
+    let stream = f.http_stream.as_ref().map_or(0, |s| {
+        let content = match &s.action {
+            HttpStreamAction::Send(c) => c.len(),
+            _ => 0,
+        };
+        content
+            + s.content_filters
+                .iter()
+                .map(|c| c.len() + 24)
+                .sum::<usize>()
+    });
+    let response = f.http_response.as_ref().map_or(0, |r| {
+        let message = match &r.action {
+            HttpResponseAction::Send(m) => {
+                let body = match &m.body {
+                    ResponseBody::Bytes(b) => b.len(),
+                    ResponseBody::Patch(_) => PATCH_ESTIMATE,
+                };
+                body + m.reason.as_ref().map_or(0, String::len)
+                    + m.headers
+                        .iter()
+                        .map(|(k, v)| k.len() + v.len() + 48)
+                        .sum::<usize>()
+            }
+            HttpResponseAction::Hint => 0,
+        };
+        message
+            + r.content_filters
+                .iter()
+                .map(|c| c.len() + 24)
+                .sum::<usize>()
+    });
+    let ws = f.ws_message.as_ref().map_or(0, |w| {
+        let content = match &w.action {
+            WsAction::Send { content, .. } => content.len(),
+            WsAction::Close { reason, .. } => reason.len(),
+            _ => 0,
+        };
+        content
+            + w.content_filters
+                .iter()
+                .map(|c| c.len() + 24)
+                .sum::<usize>()
+    });
+    str_heap(&item.channel)
+        + item.id.as_deref().map_or(0, str_heap)
+        + item.prev_id.as_deref().map_or(0, str_heap)
+        + item
+            .meta
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 48)
+            .sum::<usize>()
+        + stream
+        + response
+        + ws
 }
 
 impl Message {
     /// Wraps a validated publish item.
     pub fn new(item: Item) -> Arc<Message> {
+        let cost =
+            std::mem::size_of::<Message>() + 2 * std::mem::size_of::<usize>() + item_heap(&item);
         Arc::new(Message {
             channel: Arc::from(item.channel.as_str()),
             id: item.id.as_deref().map(Arc::from),
@@ -52,7 +127,14 @@ impl Message {
             http_chunk: OnceLock::new(),
             ws_frame: OnceLock::new(),
             ws_frame_deflated: OnceLock::new(),
+            cost,
         })
+    }
+
+    /// Bytes the message holds on the heap (itself, its strings and contents; encodings
+    /// filled in later by the fan-out are not counted), for bounds on what waits.
+    pub fn cost(&self) -> usize {
+        self.cost
     }
 
     /// The `http-stream` content to append to a stream, if this message sends any.

@@ -5,31 +5,73 @@
 //!
 //! The channel's last id is known only while the channel has subscribers (as in Pushpin): the
 //! first item after a channel gains subscribers goes out at once whatever its `prev-id`.
-//! Bounded: at most `max_pending` items wait per channel; one more flushes the channel's
-//! waiting items in arrival order instead of dropping anything.
+//!
+//! Bounded, never by dropping anything: at most `max_pending` items wait per channel (one
+//! more flushes the channel's waiting items in arrival order); a channel's state is forgotten
+//! once it has been quiet for [`IDLE`] with nothing waiting; and the whole table — channel
+//! names, last ids and waiting messages — costs at most `max_bytes` (see [`AgedMap`]): past
+//! it the channels quiet longest are forgotten first, their waiting items released in order.
+//! A forgotten channel behaves as one that just gained subscribers.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use foldhash::HashMap;
+use foldhash::HashSet;
 
-use crate::message::{ChannelName, Message};
+use crate::aged::AgedMap;
+use crate::message::{str_heap, ChannelName, Message};
+
+/// A channel's ordering state is forgotten after this long without items (when nothing
+/// waits): its next item goes out at once, as after a fresh subscription.
+pub const IDLE: Duration = Duration::from_secs(600);
 
 /// Per-channel ordering state for the channels of one dispatcher shard.
 pub struct Sequencer {
     wait: Duration,
     max_pending: usize,
-    channels: HashMap<ChannelName, ChannelOrder>,
+    channels: AgedMap<ChannelName, ChannelOrder>,
     /// Waiting items' deadlines in arrival order (= deadline order, the wait being fixed).
-    /// May hold entries already released; they are skipped.
+    /// May hold entries already released; they are skipped, and swept when they outnumber
+    /// the waiting items.
     deadlines: VecDeque<(Instant, ChannelName)>,
+    /// Items waiting now, over all channels.
+    waiting: usize,
 }
 
 #[derive(Default)]
 struct ChannelOrder {
     last_id: Option<Arc<str>>,
     pending: VecDeque<(Instant, Arc<Message>)>,
+    /// Heap bytes of the waiting messages and their queue slots.
+    pending_bytes: usize,
+}
+
+/// What a waiting item costs beside its message: its pending slot and its deadline entry
+/// (with room for one swept-later tombstone).
+const PENDING_SLOT: usize = std::mem::size_of::<(Instant, Arc<Message>)>()
+    + 2 * std::mem::size_of::<(Instant, ChannelName)>();
+
+impl ChannelOrder {
+    fn heap(&self, channel: &str) -> usize {
+        str_heap(channel) + self.last_id.as_deref().map_or(0, str_heap) + self.pending_bytes
+    }
+
+    fn push(&mut self, deadline: Instant, msg: Arc<Message>) {
+        self.pending_bytes += msg.cost() + PENDING_SLOT;
+        self.pending.push_back((deadline, msg));
+    }
+
+    fn pop_front(&mut self, waiting: &mut usize) -> Option<Arc<Message>> {
+        let (_, m) = self.pending.pop_front()?;
+        self.took(&m, waiting);
+        Some(m)
+    }
+
+    fn took(&mut self, m: &Message, waiting: &mut usize) {
+        self.pending_bytes -= m.cost() + PENDING_SLOT;
+        *waiting -= 1;
+    }
 }
 
 /// What `arrive` did with an item.
@@ -42,13 +84,15 @@ pub enum Arrival {
 }
 
 impl Sequencer {
-    /// Items wait at most `wait` for their predecessor; at most `max_pending` per channel.
-    pub fn new(wait: Duration, max_pending: usize) -> Sequencer {
+    /// Items wait at most `wait` for their predecessor; at most `max_pending` per channel;
+    /// the state of all channels costs at most `max_bytes`.
+    pub fn new(wait: Duration, max_pending: usize, max_bytes: usize) -> Sequencer {
         Sequencer {
             wait,
             max_pending,
-            channels: HashMap::default(),
+            channels: AgedMap::new(max_bytes),
             deadlines: VecDeque::new(),
+            waiting: 0,
         }
     }
 
@@ -61,35 +105,60 @@ impl Sequencer {
         now: Instant,
         out: &mut Vec<Arc<Message>>,
     ) -> Arrival {
+        self.forget_idle(now);
         if !has_subscribers {
             // nobody to order for: forget the channel (and release whatever waited)
             if let Some(order) = self.channels.remove(&msg.channel) {
+                self.waiting -= order.pending.len();
                 out.extend(order.pending.into_iter().map(|(_, m)| m));
             }
             out.push(msg);
             return Arrival::Released;
         }
-        let order = self.channels.entry(msg.channel.clone()).or_default();
+        let channel = msg.channel.clone();
+        if self.channels.contains_key(&channel) {
+            self.channels.touch(&channel, now);
+        } else {
+            let order = ChannelOrder::default();
+            let heap = order.heap(&channel);
+            self.channels.insert(channel.clone(), order, heap, now);
+        }
+        let Some(order) = self.channels.get_mut(&channel) else {
+            out.push(msg);
+            return Arrival::Released;
+        };
         let in_order = msg.no_seq
             || msg.prev_id.is_none()
             || order.last_id.is_none()
             || order.last_id == msg.prev_id;
-        if in_order {
-            release(order, msg, out);
-            return Arrival::Released;
-        }
-        if order.pending.len() >= self.max_pending {
+        let arrival = if in_order {
+            release(order, msg, &mut self.waiting, out);
+            Arrival::Released
+        } else if order.pending.len() >= self.max_pending {
             // too far out of order to wait for: flush in arrival order, nothing is lost
-            while let Some((_, m)) = order.pending.pop_front() {
+            while let Some(m) = order.pop_front(&mut self.waiting) {
                 release_one(order, m, out);
             }
-            release(order, msg, out);
+            release(order, msg, &mut self.waiting, out);
+            Arrival::Released
+        } else {
+            let deadline = now + self.wait;
+            order.push(deadline, msg);
+            self.waiting += 1;
+            if self.deadlines.back() != Some(&(deadline, channel.clone())) {
+                self.deadlines.push_back((deadline, channel.clone()));
+            }
+            Arrival::Waiting
+        };
+        let heap = order.heap(&channel);
+        self.channels.set_heap(&channel, heap);
+        self.evict_over_bound(out);
+        self.sweep_deadlines();
+        if arrival == Arrival::Waiting && !self.channels.contains_key(&channel) {
+            // the bound forgot the channel itself: its items went out
             return Arrival::Released;
         }
-        let deadline = now + self.wait;
-        order.pending.push_back((deadline, msg.clone()));
-        self.deadlines.push_back((deadline, msg.channel.clone()));
-        Arrival::Waiting
+        arrival
     }
 
     /// Releases, into `out`, items whose wait is over (each followed by any successors).
@@ -105,12 +174,19 @@ impl Sequencer {
             let Some(order) = self.channels.get_mut(&channel) else {
                 continue;
             };
+            let mut released = false;
             while order.pending.front().is_some_and(|(d, _)| *d <= now) {
-                if let Some((_, m)) = order.pending.pop_front() {
-                    release(order, m, out);
+                if let Some(m) = order.pop_front(&mut self.waiting) {
+                    release(order, m, &mut self.waiting, out);
+                    released = true;
                 }
             }
+            if released {
+                let heap = order.heap(&channel);
+                self.channels.set_heap(&channel, heap);
+            }
         }
+        self.forget_idle(now);
         out.len() - before
     }
 
@@ -121,12 +197,62 @@ impl Sequencer {
 
     /// Items waiting now, over all channels.
     pub fn waiting(&self) -> usize {
-        self.channels.values().map(|o| o.pending.len()).sum()
+        self.waiting
+    }
+
+    /// Channels with ordering state now.
+    pub fn channels(&self) -> usize {
+        self.channels.len()
+    }
+
+    /// What the ordering state costs now, in bytes (each waiting item's deadline entry
+    /// counted with it).
+    pub fn bytes(&self) -> usize {
+        self.channels.bytes()
+    }
+
+    /// Forgets channels quiet for [`IDLE`] with nothing waiting, oldest first.
+    fn forget_idle(&mut self, now: Instant) {
+        if let Some(cutoff) = now.checked_sub(IDLE) {
+            self.channels
+                .expire_before(cutoff, |_, o| o.pending.is_empty(), |_, _| {});
+        }
+    }
+
+    /// Forgets the channels quiet longest until within the bound, releasing what waited.
+    fn evict_over_bound(&mut self, out: &mut Vec<Arc<Message>>) {
+        let waiting = &mut self.waiting;
+        self.channels.evict_over_bound(|_, order| {
+            *waiting -= order.pending.len();
+            out.extend(order.pending.into_iter().map(|(_, m)| m));
+        });
+    }
+
+    /// Drops deadline entries of items no longer waiting once they outnumber those that
+    /// are (amortised O(1) per arrival).
+    fn sweep_deadlines(&mut self) {
+        if self.deadlines.len() <= 2 * self.waiting + 64 {
+            return;
+        }
+        let channels = &self.channels;
+        let mut seen = HashSet::default();
+        self.deadlines.retain(|(d, c)| {
+            let live = channels
+                .get(c)
+                .is_some_and(|o| o.pending.binary_search_by(|(pd, _)| pd.cmp(d)).is_ok());
+            live && seen.insert((*d, c.clone()))
+        });
+        self.deadlines.shrink_to_fit();
     }
 }
 
 /// Releases `msg`, then every waiting item that follows it.
-fn release(order: &mut ChannelOrder, msg: Arc<Message>, out: &mut Vec<Arc<Message>>) {
+fn release(
+    order: &mut ChannelOrder,
+    msg: Arc<Message>,
+    waiting: &mut usize,
+    out: &mut Vec<Arc<Message>>,
+) {
     release_one(order, msg, out);
     while let Some(last) = order.last_id.clone() {
         let Some(pos) = order
@@ -139,6 +265,7 @@ fn release(order: &mut ChannelOrder, msg: Arc<Message>, out: &mut Vec<Arc<Messag
         let Some((_, next)) = order.pending.remove(pos) else {
             break;
         };
+        order.took(&next, waiting);
         release_one(order, next, out);
     }
 }
@@ -170,7 +297,7 @@ mod tests {
 
     #[test]
     fn reorders_by_prev_id() {
-        let mut s = Sequencer::new(Duration::from_secs(5), 100);
+        let mut s = Sequencer::new(Duration::from_secs(5), 100, 1 << 20);
         let now = Instant::now();
         let mut out = vec![];
         assert_eq!(
@@ -193,7 +320,7 @@ mod tests {
 
     #[test]
     fn waits_then_goes_out_anyway() {
-        let mut s = Sequencer::new(Duration::from_secs(5), 100);
+        let mut s = Sequencer::new(Duration::from_secs(5), 100, 1 << 20);
         let now = Instant::now();
         let mut out = vec![];
         s.arrive(msg("1", None), true, now, &mut out);
@@ -216,7 +343,7 @@ mod tests {
 
     #[test]
     fn first_item_and_unsubscribed_channels_are_not_held() {
-        let mut s = Sequencer::new(Duration::from_secs(5), 100);
+        let mut s = Sequencer::new(Duration::from_secs(5), 100, 1 << 20);
         let now = Instant::now();
         let mut out = vec![];
         s.arrive(msg("5", Some("4")), true, now, &mut out);
@@ -226,7 +353,7 @@ mod tests {
 
     #[test]
     fn full_queue_flushes_in_arrival_order() {
-        let mut s = Sequencer::new(Duration::from_secs(5), 2);
+        let mut s = Sequencer::new(Duration::from_secs(5), 2, 1 << 20);
         let now = Instant::now();
         let mut out = vec![];
         s.arrive(msg("1", None), true, now, &mut out);
@@ -234,6 +361,52 @@ mod tests {
         s.arrive(msg("b", Some("y")), true, now, &mut out);
         s.arrive(msg("c", Some("z")), true, now, &mut out);
         assert_eq!(ids(&out), ["1", "a", "b", "c"]);
+        assert_eq!(s.waiting(), 0);
+    }
+
+    fn on(channel: &str, id: &str, prev: Option<&str>) -> Arc<Message> {
+        Message::new(Item {
+            channel: channel.into(),
+            id: Some(id.into()),
+            prev_id: prev.map(Into::into),
+            meta: vec![],
+            no_seq: false,
+            formats: Formats::default(),
+        })
+    }
+
+    #[test]
+    fn quiet_channels_are_forgotten() {
+        let mut s = Sequencer::new(Duration::from_secs(5), 100, 1 << 20);
+        let now = Instant::now();
+        let mut out = vec![];
+        for i in 0..1000 {
+            s.arrive(on(&format!("c{i}"), "1", None), true, now, &mut out);
+        }
+        assert_eq!(s.channels(), 1000);
+        s.expire(now + IDLE + Duration::from_secs(1), &mut out);
+        assert_eq!(s.channels(), 0);
+        assert_eq!(s.bytes(), 0);
+    }
+
+    #[test]
+    fn bounded_in_bytes_without_losing_items() {
+        let bound = 256 << 10;
+        let mut s = Sequencer::new(Duration::from_secs(5), 100, bound);
+        let now = Instant::now();
+        let mut out = vec![];
+        let n = 100_000;
+        for i in 0..n {
+            let c = format!("channel-{i}");
+            s.arrive(on(&c, "a", None), true, now, &mut out);
+            s.arrive(on(&c, "c", Some("b")), true, now, &mut out);
+            assert!(s.bytes() <= bound, "{} > {bound}", s.bytes());
+        }
+        assert!(s.channels() < n / 10, "{}", s.channels());
+        assert_eq!(out.len() + s.waiting(), 2 * n, "nothing lost");
+        assert!(s.deadlines.len() <= 2 * s.waiting() + 65);
+        s.expire(now + Duration::from_secs(5), &mut out);
+        assert_eq!(out.len(), 2 * n);
         assert_eq!(s.waiting(), 0);
     }
 }

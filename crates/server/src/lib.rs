@@ -118,6 +118,9 @@ pub async fn run(
     let broker = Broker::start(BrokerConfig {
         dedup_window: config.publish.dedup_window,
         order_wait: config.publish.order_wait,
+        dedup_max_bytes: config.publish.dedup_max_bytes,
+        order_max_bytes: config.publish.order_max_bytes,
+        last_ids_max_bytes: config.publish.last_ids_max_bytes,
         shards: std::thread::available_parallelism().map_or(2, |n| n.get()),
         ..BrokerConfig::default()
     });

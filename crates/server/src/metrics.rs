@@ -85,6 +85,7 @@ pub struct Metrics {
     errors: Family<ErrorLabel, Counter>,
     publish_requests: Family<StatusLabel, Counter>,
     dropped: Family<ReasonLabel, Counter>,
+    retries: Family<ReasonLabel, Counter>,
 }
 
 impl Metrics {
@@ -135,6 +136,12 @@ impl Metrics {
             "Connections the server closed, by reason",
             dropped.clone(),
         );
+        let retries = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "retries",
+            "Requests sent to an origin again by a retry loop, by reason",
+            retries.clone(),
+        );
         registry.register_collector(Box::new(BrokerCollector(broker)));
         Arc::new(Metrics {
             registry,
@@ -145,6 +152,7 @@ impl Metrics {
             errors,
             publish_requests,
             dropped,
+            retries,
         })
     }
 
@@ -212,6 +220,11 @@ impl Metrics {
     /// Records a connection the server closed for `reason` (slow, timeout, ...).
     pub fn dropped(&self, reason: &'static str) {
         self.dropped.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    /// Records a request sent to an origin again for `reason` (`stale-prev-id`, `hint`).
+    pub fn retry(&self, reason: &'static str) {
+        self.retries.get_or_create(&ReasonLabel { reason }).inc();
     }
 
     /// The Prometheus text exposition of every metric.
@@ -292,6 +305,47 @@ impl Collector for BrokerCollector {
             "Channels with at least one subscriber now",
             registry.channel_count() as i64,
         )?;
+        let (last_ids, last_ids_bytes) = self.0.last_ids_size();
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as i64;
+        for (name, help, v) in [
+            (
+                "broker_dedup_entries",
+                "(channel, id) pairs remembered for dedup",
+                load(&stats.dedup_entries),
+            ),
+            (
+                "broker_dedup_bytes",
+                "Bytes the dedup tables hold (bounded by publish.dedup_max_bytes)",
+                load(&stats.dedup_bytes),
+            ),
+            (
+                "broker_order_channels",
+                "Channels with prev-id ordering state",
+                load(&stats.order_channels),
+            ),
+            (
+                "broker_order_waiting",
+                "Items waiting for the item named by their prev-id",
+                load(&stats.order_waiting),
+            ),
+            (
+                "broker_order_bytes",
+                "Bytes the ordering state holds (bounded by publish.order_max_bytes)",
+                load(&stats.order_bytes),
+            ),
+            (
+                "broker_last_ids_entries",
+                "Channels whose last published id is remembered",
+                last_ids as i64,
+            ),
+            (
+                "broker_last_ids_bytes",
+                "Bytes the last-id table holds (bounded by publish.last_ids_max_bytes)",
+                last_ids_bytes as i64,
+            ),
+        ] {
+            gauge(&mut encoder, name, help, v)?;
+        }
         let counter = |encoder: &mut DescriptorEncoder, name: &str, help: &str, v: u64| {
             let c = ConstCounter::new(v);
             c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)

@@ -115,6 +115,8 @@ pub struct RawGrip {
     pub subscriber_queue_bytes: Option<usize>,
     /// Client connections at once.
     pub max_connections: Option<usize>,
+    /// Re-requests of a long-poll whose origin answers with a stale `prev-id` (default 6).
+    pub max_stale_retries: Option<u32>,
 }
 
 /// `[publish]`
@@ -131,6 +133,12 @@ pub struct RawPublish {
     pub dedup_window_secs: Option<u64>,
     /// Ordering wait in milliseconds (default 5000).
     pub order_wait_ms: Option<u64>,
+    /// Bytes of (channel, id) pairs remembered for dedup (default 32 MiB).
+    pub dedup_max_bytes: Option<usize>,
+    /// Bytes of `prev-id` ordering state, waiting items included (default 64 MiB).
+    pub order_max_bytes: Option<usize>,
+    /// Bytes of last ids per channel remembered for hold staleness checks (default 16 MiB).
+    pub last_ids_max_bytes: Option<usize>,
     /// Who may publish.
     #[serde(default)]
     pub auth: RawPublishAuth,
@@ -254,6 +262,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     );
     set(&mut c.grip.subscriber_queue_bytes, g.subscriber_queue_bytes);
     set(&mut c.grip.max_connections, g.max_connections);
+    set(&mut c.grip.max_stale_retries, g.max_stale_retries);
     if c.grip.max_channels_per_connection == 0 {
         return Err(err(
             "max_channels_per_connection",
@@ -269,6 +278,9 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         c.publish.dedup_window = Duration::from_secs(s);
     }
     set_ms(&mut c.publish.order_wait, pb.order_wait_ms);
+    set(&mut c.publish.dedup_max_bytes, pb.dedup_max_bytes);
+    set(&mut c.publish.order_max_bytes, pb.order_max_bytes);
+    set(&mut c.publish.last_ids_max_bytes, pb.last_ids_max_bytes);
     set(
         &mut c.websocket.max_message_bytes,
         raw.websocket.max_message_bytes,
@@ -395,6 +407,7 @@ x_forwarded_for = "truncate:1"
 [publish]
 max_content = 1000
 dedup_window_secs = 0
+dedup_max_bytes = 4096
 [publish.auth]
 keys = ["k1"]
 "#,
@@ -406,6 +419,7 @@ keys = ["k1"]
         assert_eq!(c.proxy.sig_key, "s3cret");
         assert_eq!(c.publish.limits.max_content_bytes, 1000);
         assert_eq!(c.publish.dedup_window, Duration::ZERO);
+        assert_eq!(c.publish.dedup_max_bytes, 4096);
         assert!(!c.publish.auth.is_open());
     }
 

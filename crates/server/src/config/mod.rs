@@ -115,6 +115,10 @@ pub struct GripConfig {
     pub subscriber_queue_bytes: usize,
     /// Client connections held at once; more are refused with 503.
     pub max_connections: usize,
+    /// Times a long-poll is sent to its origin again, with growing pauses, because the
+    /// origin's answer names an older `prev-id` than the last published; past it the
+    /// origin's held response is answered as it is.
+    pub max_stale_retries: u32,
 }
 
 /// WebSocket clients.
@@ -146,6 +150,14 @@ pub struct PublishConfig {
     pub dedup_window: Duration,
     /// How long an item waits for the item named by its `prev-id`.
     pub order_wait: Duration,
+    /// Most bytes the dedup tables may hold; past it the oldest pairs are forgotten early.
+    pub dedup_max_bytes: usize,
+    /// Most bytes the `prev-id` ordering state may hold (waiting items included); past it
+    /// the channels quiet longest are forgotten and what waited is released.
+    pub order_max_bytes: usize,
+    /// Most bytes the table of last ids per channel may hold; past it the oldest are
+    /// forgotten (holds on those channels are then not checked for staleness).
+    pub last_ids_max_bytes: usize,
     /// Who may publish.
     pub auth: PublishAuthConfig,
 }
@@ -194,6 +206,7 @@ impl Default for GripConfig {
             max_channels_per_connection: 20,
             subscriber_queue_bytes: 1024 * 1024,
             max_connections: 100_000,
+            max_stale_retries: 6,
         }
     }
 }
@@ -205,6 +218,9 @@ impl Default for PublishConfig {
             limits: PublishLimits::default(),
             dedup_window: Duration::from_secs(60),
             order_wait: Duration::from_secs(5),
+            dedup_max_bytes: 32 << 20,
+            order_max_bytes: 64 << 20,
+            last_ids_max_bytes: 16 << 20,
             auth: PublishAuthConfig {
                 methods: Vec::new(),
             },

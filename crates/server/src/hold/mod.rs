@@ -146,6 +146,7 @@ pub(crate) fn prepare(
                 body: request.body.clone(),
                 trusted: request.trusted,
                 grip_last: Vec::new(),
+                stale_retries: request.stale_retries,
             })
         }),
     }))

@@ -6,9 +6,20 @@
 //! A published response inherits the timeout response's headers, overridden by its own, and
 //! a `body-patch` is applied to the timeout response's JSON body. The connection then serves
 //! the client's next request as usual.
+//!
+//! When the origin's answer names a `prev-id` older than the last id published on the
+//! channel, the request goes to the origin again (with `Grip-Last`). An origin that keeps
+//! answering from stale data would make that a tight loop, so the re-requests are paced and
+//! capped: the first goes at once, each next one after a pause that doubles from
+//! [`STALE_BACKOFF_BASE`] up to [`STALE_BACKOFF_MAX`], and after `grip.max_stale_retries` of
+//! them the origin's held response is answered as it is — the origin's own answer, counted
+//! as its fault (`gripway_errors_total{source="origin",reason="stale-prev-id"}`), rather than
+//! a 502 that would make the client's next poll start the loop again at once. Each
+//! re-request counts in `gripway_retries_total{reason="stale-prev-id"}`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use gripway_broker::{Delivery, Message, Subscriber, Subscription, Transport};
@@ -20,10 +31,26 @@ use super::filters::{admits, Filters};
 use super::sink::{Ending, Sink, Wake};
 use super::{HoldEnd, HoldPlan};
 use crate::conn::ClientConn;
+use crate::error::Refusal;
 use crate::metrics::ConnKind;
 use crate::origin::detached_headers;
 use crate::relay::{set_connection, FullResponse};
 use crate::Shared;
+
+/// Pause before the second re-request for a stale `prev-id` (the first goes at once).
+pub(crate) const STALE_BACKOFF_BASE: Duration = Duration::from_millis(50);
+/// Longest pause between re-requests for a stale `prev-id`.
+pub(crate) const STALE_BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// The pause before re-request number `attempt` (1-based) for a stale `prev-id`.
+fn stale_backoff(attempt: u32) -> Duration {
+    match attempt {
+        0 | 1 => Duration::ZERO,
+        n => STALE_BACKOFF_BASE
+            .saturating_mul(1 << (n - 2).min(16))
+            .min(STALE_BACKOFF_MAX),
+    }
+}
 
 /// Bytes of a long-poll subscriber's state shared with the broker (for the budget test).
 #[cfg(test)]
@@ -239,6 +266,24 @@ pub(crate) async fn run(
             .is_some_and(|last| last.as_ref() != prev.as_str())
     });
     if let Some(mut req) = request.take_if(|_| stale) {
+        let attempt = req.stale_retries + 1;
+        if attempt > shared.config.grip.max_stale_retries {
+            // the origin keeps answering from stale data: give the client its answer
+            let refusal = Refusal::origin(
+                false,
+                "stale-prev-id",
+                format!(
+                    "origin still answers with a stale prev-id after {} re-requests",
+                    attempt - 1
+                ),
+            );
+            shared.metrics.error(&refusal);
+            refusal.log(&req.route.label);
+            return answer_held(shared, sock, peer, guard, &plan).await;
+        }
+        shared.metrics.retry("stale-prev-id");
+        tokio::time::sleep(stale_backoff(attempt)).await;
+        req.stale_retries = attempt;
         req.grip_last = plan
             .prev_ids
             .iter()
@@ -340,6 +385,9 @@ pub(crate) async fn run(
     };
     match (retry, request) {
         (true, Some(mut request)) => {
+            // the origin's answer was held: a fresh start for the stale-prev-id count
+            request.stale_retries = 0;
+            shared.metrics.retry("hint");
             request.grip_last = sub
                 .grip_last
                 .lock()
@@ -351,4 +399,40 @@ pub(crate) async fn run(
         (true, None) => HoldEnd::Close,
         (false, _) => HoldEnd::KeepAlive(conn),
     }
+}
+
+/// Answers the origin's held (timeout) response at once, without holding.
+async fn answer_held(
+    shared: &Arc<Shared>,
+    sock: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    mut guard: crate::metrics::ConnGuard,
+    plan: &HoldPlan,
+) -> HoldEnd {
+    guard.become_kind(ConnKind::Http);
+    let r = &plan.response;
+    let bytes = full_response_bytes(
+        plan.version,
+        plan.keep_alive,
+        plan.head_only,
+        r.status,
+        r.reason.as_deref(),
+        r.headers.clone(),
+        &r.body,
+    );
+    let sink = Sink::new(sock, shared.config.grip.subscriber_queue_bytes);
+    {
+        let mut st = sink.lock();
+        sink.send(&mut st, &[&bytes]);
+        sink.finish(&mut st);
+    }
+    if sink.wait_end().await != Ending::Finished || !plan.keep_alive {
+        return HoldEnd::Close;
+    }
+    HoldEnd::KeepAlive(ClientConn {
+        sock: sink.into_socket(),
+        peer,
+        buf: BytesMut::new(),
+        guard,
+    })
 }

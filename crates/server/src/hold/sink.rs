@@ -5,8 +5,10 @@
 //! nothing is queued, so the common case costs one syscall per subscriber and no task wake.
 //! What the socket does not take is queued as slices of the shared message bytes and the
 //! connection's task flushes it when the socket is writable again. The queue is bounded in
-//! bytes: a subscriber that falls further behind is marked slow, its socket shut down, and
-//! its task ends the connection — the fan-out never waits for anyone.
+//! bytes — what it really costs, each slice's handle and queue slot counted with its
+//! payload ([`SLOT_COST`]), so a client fed many tiny messages is cut off at the same memory
+//! as one fed large ones: a subscriber that falls further behind is marked slow, its socket
+//! shut down, and its task ends the connection — the fan-out never waits for anyone.
 //!
 //! An idle held connection keeps no buffers: the queue's storage is released once drained.
 
@@ -24,6 +26,10 @@ use tokio::time::Sleep;
 
 /// Most buffers handed to one vectored write (Linux takes up to 1024).
 const MAX_IOV: usize = 256;
+
+/// What one queued slice costs beside its payload: its `Bytes` handle in the queue, twice
+/// over for the spare capacity a growing `VecDeque` keeps.
+pub(crate) const SLOT_COST: usize = 2 * std::mem::size_of::<Bytes>();
 
 /// Why a held connection is ending.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +57,7 @@ pub(crate) enum Wake {
 
 pub(crate) struct SinkState {
     queue: VecDeque<Bytes>,
+    /// Payload plus [`SLOT_COST`] per queued slice.
     queued_bytes: usize,
     waker: Option<Waker>,
     /// Set once no more data will be added; the hold ends when the queue drains.
@@ -134,7 +141,7 @@ impl Sink {
             }
             let rest = f.slice(written..);
             written = 0;
-            st.queued_bytes += rest.len();
+            st.queued_bytes += rest.len() + SLOT_COST;
             st.queue.push_back(rest);
         }
         if st.queued_bytes > self.max_queued_bytes {
@@ -156,7 +163,7 @@ impl Sink {
     /// next runs. Used for the initial response, so that the client sees nothing before the
     /// subscriptions that follow it are in place.
     pub(crate) fn enqueue(&self, st: &mut SinkState, frame: Bytes) {
-        st.queued_bytes += frame.len();
+        st.queued_bytes += frame.len() + SLOT_COST;
         st.queue.push_back(frame);
     }
 
@@ -284,15 +291,18 @@ impl Sink {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) => return Err(e),
             };
-            st.queued_bytes -= written.min(st.queued_bytes);
+            let mut freed = 0;
             while let Some(front) = st.queue.front_mut() {
                 if written < front.len() {
                     front.advance(written);
+                    freed += written;
                     break;
                 }
                 written -= front.len();
+                freed += front.len() + SLOT_COST;
                 st.queue.pop_front();
             }
+            st.queued_bytes -= freed.min(st.queued_bytes);
         }
         // drained: give the storage back so an idle subscriber holds no buffer
         st.queue = VecDeque::new();
@@ -364,4 +374,93 @@ enum Event {
     Timer,
     Notified,
     End(Ending),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sink on a connected socket whose peer reads nothing, with the kernel's buffers
+    /// already full, so everything sent from now on is queued.
+    async fn stalled_sink(max: usize) -> (Sink, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        for size in [65536, 1] {
+            let chunk = vec![0u8; size];
+            loop {
+                match server.try_write(&chunk) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        }
+        (Sink::new(server, max), client)
+    }
+
+    /// Messages sent one at a time before the sink gives up on the client.
+    async fn sends_until_slow(size: usize) -> usize {
+        let max = 64 * 1024;
+        let (sink, _client) = stalled_sink(max).await;
+        let frame = Bytes::from(vec![b'x'; size]);
+        for n in 1..=max + 1 {
+            let mut st = sink.lock();
+            if !sink.send(&mut st, &[&frame]) {
+                return n;
+            }
+        }
+        panic!("never cut off");
+    }
+
+    #[tokio::test]
+    async fn tiny_messages_are_cut_off_at_the_same_memory_as_large_ones() {
+        let large = sends_until_slow(4096).await;
+        assert!(
+            (16..=17).contains(&large),
+            "64 KiB of 4 KiB messages: {large}"
+        );
+        let tiny = sends_until_slow(1).await;
+        // each 1-byte slice really costs its handle and queue slot too
+        let expected = 64 * 1024 / (1 + SLOT_COST) + 1;
+        assert!(tiny < 2048, "not 65,537 one-byte messages: {tiny}");
+        assert_eq!(tiny, expected);
+    }
+
+    #[tokio::test]
+    async fn the_count_returns_to_zero_when_drained() {
+        let (sink, mut client) = stalled_sink(1 << 20).await;
+        let frame = Bytes::from_static(b"hello");
+        {
+            let mut st = sink.lock();
+            for _ in 0..100 {
+                assert!(sink.send(&mut st, &[&frame]));
+            }
+            assert_eq!(st.queued_bytes, 100 * (5 + SLOT_COST));
+        }
+        // the client reads everything; the sink flushes its queue
+        let reader = tokio::spawn(async move {
+            let mut buf = vec![0u8; 1 << 16];
+            loop {
+                use tokio::io::AsyncReadExt;
+                if client.read(&mut buf).await.unwrap_or(0) == 0 {
+                    break;
+                }
+            }
+        });
+        for _ in 0..500 {
+            sink.flush().unwrap();
+            if sink.lock().queue.is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let st = sink.lock();
+        assert!(st.queue.is_empty());
+        assert_eq!(st.queued_bytes, 0);
+        drop(st);
+        reader.abort();
+    }
 }

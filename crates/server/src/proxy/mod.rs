@@ -51,6 +51,9 @@ pub(crate) struct ProxiedRequest {
     /// `Grip-Last` to send (channel without route prefix, last id): set when a held request
     /// is sent again because a newer message exists.
     pub(crate) grip_last: Vec<(String, String)>,
+    /// Times in a row this request was sent again because the origin's answer named a stale
+    /// `prev-id` (paces and caps that loop, see `hold::response`).
+    pub(crate) stale_retries: u32,
 }
 
 /// Seconds since the Unix epoch (for token expiry).
@@ -119,6 +122,7 @@ pub(crate) async fn handle(shared: &Arc<Shared>, conn: &mut ClientConn, head: Re
         body,
         trusted,
         grip_last: Vec::new(),
+        stale_retries: 0,
     };
     match forward(shared, &request, conn.peer.ip()).await {
         Ok(response) => respond(shared, conn, request, response).await,
