@@ -85,6 +85,8 @@ pub struct Metrics {
     errors: Family<ErrorLabel, Counter>,
     publish_requests: Family<StatusLabel, Counter>,
     dropped: Family<ReasonLabel, Counter>,
+    retries: Family<ReasonLabel, Counter>,
+    paused: Family<ReasonLabel, Counter>,
 }
 
 impl Metrics {
@@ -135,6 +137,18 @@ impl Metrics {
             "Connections the server closed, by reason",
             dropped.clone(),
         );
+        let retries = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "retries",
+            "Requests sent to an origin again (after a failure, or an answer that accepted nothing), by reason",
+            retries.clone(),
+        );
+        let paused = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "input_paused",
+            "Times reading a client was paused because what it sent could not be passed on yet, by reason",
+            paused.clone(),
+        );
         registry.register_collector(Box::new(BrokerCollector(broker)));
         Arc::new(Metrics {
             registry,
@@ -145,6 +159,8 @@ impl Metrics {
             errors,
             publish_requests,
             dropped,
+            retries,
+            paused,
         })
     }
 
@@ -212,6 +228,16 @@ impl Metrics {
     /// Records a connection the server closed for `reason` (slow, timeout, ...).
     pub fn dropped(&self, reason: &'static str) {
         self.dropped.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    /// Counts a request sent to an origin again for `reason`.
+    pub(crate) fn retry(&self, reason: &'static str) {
+        self.retries.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    /// Counts a client whose input was paused (TCP backpressure) for `reason`.
+    pub(crate) fn input_paused(&self, reason: &'static str) {
+        self.paused.get_or_create(&ReasonLabel { reason }).inc();
     }
 
     /// The Prometheus text exposition of every metric.

@@ -51,6 +51,9 @@ pub struct RawWebSocket {
     pub max_message_bytes: Option<usize>,
     /// Negotiate permessage-deflate when a client offers it (default false).
     pub permessage_deflate: Option<bool>,
+    /// Bytes of client messages held for the origin before reading the client pauses
+    /// (default 200,000).
+    pub origin_queue_bytes: Option<usize>,
 }
 
 /// `[server]`
@@ -277,6 +280,16 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         &mut c.websocket.permessage_deflate,
         raw.websocket.permessage_deflate,
     );
+    set(
+        &mut c.websocket.origin_queue_bytes,
+        raw.websocket.origin_queue_bytes,
+    );
+    if c.websocket.origin_queue_bytes == 0 {
+        return Err(err(
+            "origin_queue_bytes",
+            "origin_queue_bytes must be at least 1".into(),
+        ));
+    }
     if c.websocket.max_message_bytes < 125 {
         return Err(err(
             "max_message_bytes",
