@@ -356,3 +356,50 @@ async fn more_client_data_ends_a_nothing_accepted_wait() {
         "new data goes at once, not after the 400 ms wait: {gap:?}"
     );
 }
+
+#[tokio::test]
+async fn a_failed_disconnect_is_retried_after_the_client_left() {
+    let disconnects: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    let seen = disconnects.clone();
+    let origin = Origin::start(move |r| {
+        let events = decode_events(&r.body, &WohLimits::default()).expect("valid events");
+        let mut reply = Reply::ok().header("Content-Type", "application/websocket-events");
+        let mut out = Vec::new();
+        if events.first().is_some_and(|e| e.kind == EventKind::Open) {
+            out.push(Event::open());
+        }
+        if events.iter().any(|e| e.kind == EventKind::Disconnect) {
+            let mut seen = seen.lock().unwrap();
+            seen.push(Instant::now());
+            if seen.len() == 1 {
+                reply = reply.delay(Duration::from_secs(2)); // past the response timeout
+            }
+        }
+        let mut body = Vec::new();
+        encode_events(&out, &mut body);
+        reply.body(body)
+    })
+    .await;
+    let dir = TempDir::new("ws-farewell-retry");
+    let conf = dir.write("gripway.toml", "[proxy]\nresponse_timeout_ms = 500\n");
+    let route = format!("* {},over_http", origin.target());
+    let gw = gripway(&["--config", conf.to_str().unwrap(), "--route", &route]);
+    let sock = open(&gw).await;
+    drop(sock);
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while disconnects.lock().unwrap().len() < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let at = disconnects.lock().unwrap().clone();
+    assert_eq!(at.len(), 2, "DISCONNECT sent again after its backoff");
+    let gap = at[1] - at[0];
+    assert!(
+        gap >= Duration::from_millis(1400),
+        "timeout, then at least a second: {gap:?}"
+    );
+    assert_eq!(
+        gw.metric("gripway_retries_total{reason=\"websocket-request-failed\"}")
+            .await,
+        Some(1.0)
+    );
+}

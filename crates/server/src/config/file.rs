@@ -423,6 +423,15 @@ keys = ["k1"]
     }
 
     #[test]
+    fn websocket_origin_queue_bytes() {
+        assert_eq!(parse_str("").unwrap().websocket.origin_queue_bytes, 200_000);
+        let c = parse_str("[websocket]\norigin_queue_bytes = 65536\n").unwrap();
+        assert_eq!(c.websocket.origin_queue_bytes, 65536);
+        let e = parse_str("[websocket]\norigin_queue_bytes = 0\n").unwrap_err();
+        assert!(e.message.contains("origin_queue_bytes"), "{e}");
+    }
+
+    #[test]
     fn errors_name_file_line_and_problem() {
         let e = parse_str("[server]\nbogus = 1\n").unwrap_err();
         assert_eq!(e.line, Some(2));

@@ -279,6 +279,10 @@ impl WohLink {
                 break;
             }
         }
+        if self.queue.is_empty() {
+            // give the storage back: a burst must not leave an idle connection holding it
+            self.queue = VecDeque::new();
+        }
         out
     }
 
@@ -561,5 +565,81 @@ fn parse_reply(events: Vec<Event>, headers: HeaderMap) -> Reply {
         set_meta,
         keep_alive,
         accepted,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::metrics::Metrics;
+    use crate::origin::{OriginClient, OriginTimeouts};
+    use crate::routing::{self, RoutesHandle};
+    use gripway_broker::{Broker, BrokerConfig};
+
+    /// Shared state whose only route is the demo origin, with `queue` as the bound.
+    fn shared(queue: usize) -> Arc<Shared> {
+        let mut config = Config::default();
+        config.websocket.origin_queue_bytes = queue;
+        let broker = Broker::start(BrokerConfig::default());
+        Arc::new(Shared {
+            routes: RoutesHandle::new(routing::load(&config).unwrap()),
+            origin: OriginClient::new(OriginTimeouts {
+                connect: config.proxy.connect_timeout,
+                response: config.proxy.response_timeout,
+            }),
+            metrics: Metrics::new(broker.clone()),
+            broker,
+            upstream_key: None,
+            open_connections: AtomicUsize::new(0),
+            farewells: Arc::new(tokio::sync::Semaphore::new(1)),
+            config,
+        })
+    }
+
+    fn link(shared: &Arc<Shared>) -> WohLink {
+        let route = shared.routes.current().entries()[0].clone();
+        let mut headers = HeaderMap::new();
+        headers.insert("host", HeaderValue::from_static("x"));
+        WohLink::new(shared.clone(), route, 0, "/test/websocket".into(), headers)
+    }
+
+    #[tokio::test]
+    async fn held_bytes_reach_the_bound_and_are_released_with_their_storage() {
+        let shared = shared(1000);
+        let mut link = link(&shared);
+        let ten = Bytes::from_static(b"0123456789");
+        for _ in 0..13 {
+            link.push(Event::text(ten.clone()));
+        }
+        // each costs its 10 bytes and the overhead
+        assert_eq!(link.held as usize, 13 * (10 + MESSAGE_OVERHEAD));
+        assert!(!link.is_full());
+        assert_eq!(link.room(), 1000 - 13 * (10 + MESSAGE_OVERHEAD));
+        link.push(Event::text(ten.clone()));
+        assert!(link.is_full());
+        assert_eq!(link.room(), 0);
+        // empty messages cost something too
+        let mut empty = self::link(&shared);
+        for _ in 0..16 {
+            empty.push(Event::text(Bytes::new()));
+        }
+        assert!(empty.is_full());
+
+        link.pump(&[], false);
+        assert!(link.is_full(), "in flight still counts");
+        assert!(matches!(link.next().await, Ok(Answer::Events(_))));
+        assert_eq!(link.held, 0);
+        assert!(!link.is_full());
+        assert_eq!(link.queue.capacity(), 0, "no storage kept once drained");
+    }
+
+    #[test]
+    fn stall_backoff_doubles_up_to_its_cap() {
+        let waits: Vec<u128> = (1..=8).map(|n| stall_backoff(n).as_millis()).collect();
+        assert_eq!(waits, [100, 200, 400, 800, 1600, 2000, 2000, 2000]);
+        assert_eq!(stall_backoff(u8::MAX), STALL_BACKOFF_MAX);
     }
 }
