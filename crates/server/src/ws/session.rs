@@ -544,7 +544,10 @@ impl Session {
             FromOrigin::Control(c) => self.on_control(c),
             FromOrigin::Drop => Step::Continue,
             FromOrigin::Fatal(why) => {
-                tracing::info!(route = %self.route.label, "closing WebSocket: {why}");
+                let refusal = Refusal::origin(false, "websocket-bad-control-message", why);
+                self.shared.metrics.error(&refusal);
+                refusal.log("closing WebSocket: ");
+                // 1011 rather than the origin's usual 1014: what Pushpin closes with here
                 self.close_client(Some(1011), "invalid control message");
                 Step::Continue
             }
