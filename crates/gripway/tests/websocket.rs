@@ -675,6 +675,12 @@ async fn failed_requests_are_retried_with_backoff() {
         "timeout then a backoff of at least a second: {took:?}"
     );
     assert_eq!(*attempts.lock().unwrap(), 2, "sent again once");
+    assert_eq!(
+        gw.metric("gripway_retries_total{reason=\"websocket-request-failed\"}")
+            .await,
+        Some(1.0),
+        "the retry is counted"
+    );
 }
 
 #[tokio::test]

@@ -86,6 +86,7 @@ pub struct Metrics {
     publish_requests: Family<StatusLabel, Counter>,
     dropped: Family<ReasonLabel, Counter>,
     retries: Family<ReasonLabel, Counter>,
+    paused: Family<ReasonLabel, Counter>,
 }
 
 impl Metrics {
@@ -139,8 +140,14 @@ impl Metrics {
         let retries = Family::<ReasonLabel, Counter>::default();
         registry.register(
             "retries",
-            "Requests sent to an origin again by a retry loop, by reason",
+            "Requests sent to an origin again by a retry loop (a failure, an answer that accepted nothing, a stale prev-id), by reason",
             retries.clone(),
+        );
+        let paused = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "input_paused",
+            "Times reading a client was paused because what it sent could not be passed on yet, by reason",
+            paused.clone(),
         );
         registry.register_collector(Box::new(BrokerCollector(broker)));
         Arc::new(Metrics {
@@ -153,6 +160,7 @@ impl Metrics {
             publish_requests,
             dropped,
             retries,
+            paused,
         })
     }
 
@@ -222,9 +230,14 @@ impl Metrics {
         self.dropped.get_or_create(&ReasonLabel { reason }).inc();
     }
 
-    /// Records a request sent to an origin again for `reason` (`stale-prev-id`, `hint`).
-    pub fn retry(&self, reason: &'static str) {
+    /// Counts a request sent to an origin again for `reason`.
+    pub(crate) fn retry(&self, reason: &'static str) {
         self.retries.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    /// Counts a client whose input was paused (TCP backpressure) for `reason`.
+    pub(crate) fn input_paused(&self, reason: &'static str) {
+        self.paused.get_or_create(&ReasonLabel { reason }).inc();
     }
 
     /// The Prometheus text exposition of every metric.

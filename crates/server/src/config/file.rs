@@ -51,6 +51,9 @@ pub struct RawWebSocket {
     pub max_message_bytes: Option<usize>,
     /// Negotiate permessage-deflate when a client offers it (default false).
     pub permessage_deflate: Option<bool>,
+    /// Bytes of client messages held for the origin before reading the client pauses
+    /// (default 200,000).
+    pub origin_queue_bytes: Option<usize>,
 }
 
 /// `[server]`
@@ -289,6 +292,16 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         &mut c.websocket.permessage_deflate,
         raw.websocket.permessage_deflate,
     );
+    set(
+        &mut c.websocket.origin_queue_bytes,
+        raw.websocket.origin_queue_bytes,
+    );
+    if c.websocket.origin_queue_bytes == 0 {
+        return Err(err(
+            "origin_queue_bytes",
+            "origin_queue_bytes must be at least 1".into(),
+        ));
+    }
     if c.websocket.max_message_bytes < 125 {
         return Err(err(
             "max_message_bytes",
@@ -421,6 +434,15 @@ keys = ["k1"]
         assert_eq!(c.publish.dedup_window, Duration::ZERO);
         assert_eq!(c.publish.dedup_max_bytes, 4096);
         assert!(!c.publish.auth.is_open());
+    }
+
+    #[test]
+    fn websocket_origin_queue_bytes() {
+        assert_eq!(parse_str("").unwrap().websocket.origin_queue_bytes, 200_000);
+        let c = parse_str("[websocket]\norigin_queue_bytes = 65536\n").unwrap();
+        assert_eq!(c.websocket.origin_queue_bytes, 65536);
+        let e = parse_str("[websocket]\norigin_queue_bytes = 0\n").unwrap_err();
+        assert!(e.message.contains("origin_queue_bytes"), "{e}");
     }
 
     #[test]

@@ -128,6 +128,10 @@ pub struct WsConfig {
     pub max_message_bytes: usize,
     /// Negotiate permessage-deflate (RFC 7692) when a client offers it.
     pub permessage_deflate: bool,
+    /// Bytes of client messages (and a per-message overhead) a connection may hold for its
+    /// origin: queued or in flight over HTTP, or waiting for the origin's WebSocket. At the
+    /// limit Gripway stops reading the client until the origin has taken some.
+    pub origin_queue_bytes: usize,
 }
 
 impl Default for WsConfig {
@@ -135,6 +139,8 @@ impl Default for WsConfig {
         WsConfig {
             max_message_bytes: 64 * 1024,
             permessage_deflate: false,
+            // Pushpin's WebSocket-over-HTTP buffer
+            origin_queue_bytes: 200_000,
         }
     }
 }

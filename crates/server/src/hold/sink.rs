@@ -55,6 +55,18 @@ pub(crate) enum Wake {
     Notified,
 }
 
+/// What [`Sink::wait_with`] does with what the client sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Input {
+    /// Read and drop it (a held HTTP connection); EOF ends the hold.
+    Discard,
+    /// Return [`Wake::Readable`]: the caller reads the socket itself.
+    Report,
+    /// Leave it in the socket (backpressure: the kernel's buffers fill and the client's
+    /// TCP window closes); the task is not woken by input, nor by EOF.
+    Pause,
+}
+
 pub(crate) struct SinkState {
     queue: VecDeque<Bytes>,
     /// Payload plus [`SLOT_COST`] per queued slice.
@@ -199,7 +211,7 @@ impl Sink {
     /// Runs the connection until the hold ends or `timer` fires: flushes the queue when the
     /// socket is writable, discards what the client sends, notices when it goes away.
     pub(crate) async fn wait(&self, timer: Option<Pin<&mut Sleep>>) -> Wake {
-        self.wait_with(timer, false).await
+        self.wait_with(timer, Input::Discard).await
     }
 
     /// Waits until the hold ends (no timer, input discarded).
@@ -211,20 +223,15 @@ impl Sink {
         }
     }
 
-    /// As [`Sink::wait`], but returns [`Wake::Readable`] instead of discarding input when
-    /// `read_input` is set (the caller reads the socket itself).
-    pub(crate) async fn wait_with(
-        &self,
-        mut timer: Option<Pin<&mut Sleep>>,
-        read_input: bool,
-    ) -> Wake {
+    /// As [`Sink::wait`], with client input handled as `input` says.
+    pub(crate) async fn wait_with(&self, mut timer: Option<Pin<&mut Sleep>>, input: Input) -> Wake {
         loop {
-            let event = poll_fn(|cx| self.poll_event(cx, timer.as_mut())).await;
+            let event = poll_fn(|cx| self.poll_event(cx, timer.as_mut(), input)).await;
             match event {
                 Event::Timer => return Wake::Timer,
                 Event::End(e) => return Wake::End(e),
                 Event::Notified => return Wake::Notified,
-                Event::Input if read_input => return Wake::Readable,
+                Event::Input if input == Input::Report => return Wake::Readable,
                 Event::Input => {
                     if !self.discard_input() {
                         return Wake::End(Ending::ClientGone);
@@ -239,7 +246,12 @@ impl Sink {
         }
     }
 
-    fn poll_event(&self, cx: &mut Context<'_>, timer: Option<&mut Pin<&mut Sleep>>) -> Poll<Event> {
+    fn poll_event(
+        &self,
+        cx: &mut Context<'_>,
+        timer: Option<&mut Pin<&mut Sleep>>,
+        input: Input,
+    ) -> Poll<Event> {
         let queued = {
             let mut st = self.state.lock();
             if st.slow {
@@ -260,7 +272,7 @@ impl Sink {
             }
             queued
         };
-        if self.sock.poll_read_ready(cx).is_ready() {
+        if input != Input::Pause && self.sock.poll_read_ready(cx).is_ready() {
             return Poll::Ready(Event::Input);
         }
         if queued && self.sock.poll_write_ready(cx).is_ready() {

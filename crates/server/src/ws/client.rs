@@ -33,6 +33,24 @@ pub(crate) enum ClientMessage {
     Close(Option<(u16, String)>),
 }
 
+impl ClientMessage {
+    /// What holding the message costs: its payload and [`MESSAGE_OVERHEAD`].
+    pub(crate) fn cost(&self) -> usize {
+        MESSAGE_OVERHEAD
+            + match self {
+                ClientMessage::Text(b)
+                | ClientMessage::Binary(b)
+                | ClientMessage::Ping(b)
+                | ClientMessage::Pong(b) => b.len(),
+                ClientMessage::Close(c) => c.as_ref().map_or(0, |(_, r)| 2 + r.len()),
+            }
+    }
+}
+
+/// Bytes a queued message costs beyond its payload (its place in a queue, the shared
+/// buffer's header), so that a flood of empty messages is bounded too.
+pub(crate) const MESSAGE_OVERHEAD: usize = 64;
+
 /// What reading found beyond messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ReadEnd {
@@ -81,28 +99,33 @@ impl ClientProtocol {
         }
     }
 
-    /// Reads every message the socket has now into `messages`; bytes to send back go to `out`.
+    /// Reads the messages the socket has now into `messages`, until it has no more or they
+    /// cost `budget` bytes ([`ClientMessage::cost`]); bytes to send back go to `out`. What is
+    /// left unread stays in the socket (or in tungstenite's buffer) and the socket stays
+    /// readable, so the next read picks it up.
     pub(crate) fn read(
         &mut self,
         sock: &TcpStream,
         messages: &mut Vec<ClientMessage>,
         out: &mut Vec<u8>,
+        budget: usize,
     ) -> ReadEnd {
         let mut io = Io {
             sock,
             out,
             inflate: self.inflate.as_deref_mut(),
         };
+        let mut taken = 0;
         let code = loop {
-            match self.ctx.read(&mut io) {
-                Ok(Message::Text(t)) => messages.push(ClientMessage::Text(Bytes::from(t))),
-                Ok(Message::Binary(b)) => messages.push(ClientMessage::Binary(b)),
-                Ok(Message::Ping(p)) => messages.push(ClientMessage::Ping(p)),
-                Ok(Message::Pong(p)) => messages.push(ClientMessage::Pong(p)),
-                Ok(Message::Close(frame)) => messages.push(ClientMessage::Close(
-                    frame.map(|f| (u16::from(f.code), f.reason.to_string())),
-                )),
-                Ok(Message::Frame(_)) => {}
+            let message = match self.ctx.read(&mut io) {
+                Ok(Message::Text(t)) => ClientMessage::Text(Bytes::from(t)),
+                Ok(Message::Binary(b)) => ClientMessage::Binary(b),
+                Ok(Message::Ping(p)) => ClientMessage::Ping(p),
+                Ok(Message::Pong(p)) => ClientMessage::Pong(p),
+                Ok(Message::Close(frame)) => {
+                    ClientMessage::Close(frame.map(|f| (u16::from(f.code), f.reason.to_string())))
+                }
+                Ok(Message::Frame(_)) => continue,
                 Err(WsError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => {
                     return ReadEnd::Drained;
                 }
@@ -114,6 +137,11 @@ impl ClientProtocol {
                     return ReadEnd::Closed;
                 }
                 Err(e) => break violation_code(&e),
+            };
+            taken += message.cost();
+            messages.push(message);
+            if taken >= budget {
+                return ReadEnd::Drained;
             }
         };
         let frame = CloseFrame {

@@ -4,6 +4,11 @@
 //! accepts the `grip` extension its messages follow the GRIP prefix rules, as with
 //! WebSocket-over-HTTP. Messages are relayed whole; RFC 6455 §5.4 lets an intermediary
 //! change how a message is fragmented.
+//!
+//! Client messages wait in an outbox while the origin's socket is full; what it holds costs at
+//! most `websocket.origin_queue_bytes` (payload plus [`MESSAGE_OVERHEAD`] each) before the
+//! session stops reading the client ([`WsLink::is_full`]). Nothing is retried: when the
+//! origin's WebSocket fails or closes, the client is closed.
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
@@ -19,6 +24,7 @@ use tokio_tungstenite::WebSocketStream;
 use tungstenite::protocol::WebSocketConfig;
 use tungstenite::Message;
 
+use super::client::MESSAGE_OVERHEAD;
 use crate::origin::{OriginError, OriginErrorKind, OriginStream};
 use crate::proxy::connect_target;
 use crate::Shared;
@@ -27,6 +33,10 @@ use crate::Shared;
 pub(crate) struct WsLink {
     ws: WebSocketStream<OriginStream>,
     outbox: VecDeque<Message>,
+    /// What the messages in `outbox` cost ([`cost`]).
+    outbox_bytes: usize,
+    /// `websocket.origin_queue_bytes`.
+    limit: usize,
 }
 
 /// The origin refused the WebSocket: relayed to the client.
@@ -54,6 +64,7 @@ impl WsLink {
         path: &str,
         headers: HeaderMap,
         max_message: usize,
+        limit: usize,
     ) -> Result<Connected, OriginError> {
         let TargetKind::Addr { host, port } = &target.kind else {
             return Err(OriginError {
@@ -113,6 +124,8 @@ impl WsLink {
                     link: Box::new(WsLink {
                         ws,
                         outbox: VecDeque::new(),
+                        outbox_bytes: 0,
+                        limit,
                     }),
                     headers: response.headers().clone(),
                     grip,
@@ -140,18 +153,37 @@ impl WsLink {
 
     /// Queues a message for the origin (sent by the next `next`).
     pub(crate) fn push(&mut self, message: Message) {
+        self.outbox_bytes += cost(&message);
         self.outbox.push_back(message);
     }
 
+    /// True when the outbox has reached `websocket.origin_queue_bytes`: the client is not
+    /// read until the origin takes some.
+    pub(crate) fn is_full(&self) -> bool {
+        self.outbox_bytes >= self.limit
+    }
+
+    /// Bytes the client may still send before the outbox is full.
+    pub(crate) fn room(&self) -> usize {
+        self.limit.saturating_sub(self.outbox_bytes)
+    }
+
     /// Sends what is queued and waits for the origin's next message; None when the origin's
-    /// side is closed. Safe to drop at any await (nothing queued is lost).
-    pub(crate) async fn next(&mut self) -> Option<Result<Message, tungstenite::Error>> {
+    /// side is closed. Returns `Some(Ok(None))` when a full outbox got room (the session then
+    /// reads the client again). Safe to drop at any await (nothing queued is lost).
+    pub(crate) async fn next(&mut self) -> Option<Result<Option<Message>, tungstenite::Error>> {
         poll_fn(|cx| {
+            let was_full = self.is_full();
             let mut ws = Pin::new(&mut self.ws);
             while !self.outbox.is_empty() {
                 match ws.as_mut().poll_ready(cx) {
                     Poll::Ready(Ok(())) => {
                         if let Some(m) = self.outbox.pop_front() {
+                            self.outbox_bytes -= cost(&m).min(self.outbox_bytes);
+                            if self.outbox.is_empty() {
+                                // give the storage back so an idle connection holds none
+                                self.outbox = VecDeque::new();
+                            }
                             if let Err(e) = ws.as_mut().start_send(m) {
                                 return Poll::Ready(Some(Err(e)));
                             }
@@ -164,8 +196,16 @@ impl WsLink {
             if let Poll::Ready(Err(e)) = ws.as_mut().poll_flush(cx) {
                 return Poll::Ready(Some(Err(e)));
             }
-            ws.poll_next(cx)
+            if was_full && self.outbox_bytes < self.limit {
+                return Poll::Ready(Some(Ok(None)));
+            }
+            ws.poll_next(cx).map(|m| m.map(|r| r.map(Some)))
         })
         .await
     }
+}
+
+/// What holding a message costs: its payload and [`MESSAGE_OVERHEAD`].
+fn cost(message: &Message) -> usize {
+    MESSAGE_OVERHEAD + message.len()
 }

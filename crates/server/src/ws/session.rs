@@ -8,6 +8,12 @@
 //! keep-alive and delayed messages, WebSocket-over-HTTP retries and keep-alives, and the
 //! close handshake's deadline. When the connection ends, the origin is told (`DISCONNECT`)
 //! unless it already knows.
+//!
+//! While the origin link holds all it may of the client's messages (`origin_queue_bytes`),
+//! the client is not read at all: the sink waits with its input paused, the kernel's buffers
+//! fill and TCP closes the client's window. Reading resumes once the origin has taken some.
+//! Counted in `gripway_input_paused_total`. When the origin fails for good, the client is
+//! closed with the close code of the origin's [`Refusal`] (1014).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,11 +33,11 @@ use super::subscriber::WsSub;
 use super::woh::{Answer, Reply, WohLink};
 use super::{client_visible, Refused};
 use crate::conn::ClientConn;
+use crate::error::Refusal;
 use crate::hold::filters::Filters;
-use crate::hold::sink::{Ending, Sink, Wake};
+use crate::hold::sink::{Ending, Input, Sink, Wake};
 use crate::hold::FilterSet;
 use crate::metrics::ConnKind;
-use crate::origin::OriginError;
 use crate::routing::RouteEntry;
 use crate::Shared;
 
@@ -115,7 +121,8 @@ pub(crate) async fn open_passthrough(
     let max = shared.config.websocket.max_message_bytes;
     let mut last = String::from("route has no targets");
     for target in &route.route.targets {
-        match WsLink::connect(shared, target, path, headers.clone(), max).await {
+        let limit = shared.config.websocket.origin_queue_bytes;
+        match WsLink::connect(shared, target, path, headers.clone(), max, limit).await {
             Ok(Connected::Open {
                 link,
                 headers,
@@ -171,6 +178,8 @@ struct Session {
     /// The origin has been told the connection ended (CLOSE or DISCONNECT sent).
     origin_told: bool,
     refresh: bool,
+    /// Reading the client is paused because the origin link is full.
+    paused: bool,
 }
 
 enum Step {
@@ -212,6 +221,7 @@ pub(crate) async fn run(
         closing_deadline: None,
         origin_told: false,
         refresh: false,
+        paused: false,
     };
     let implicit: Vec<String> = route
         .route
@@ -243,12 +253,13 @@ impl Session {
         if let Link::Http(link) = &mut self.link {
             link.pump(&self.meta, std::mem::take(&mut self.refresh));
         }
+        let input = self.input();
         let deadline = self.next_deadline();
         let mut timer = deadline.map(|d| Box::pin(tokio::time::sleep_until(d.into())));
         let sink = &self.sub.sink;
         let link = &mut self.link;
         tokio::select! {
-            wake = sink.wait_with(timer.as_mut().map(|t| t.as_mut()), true) => match wake {
+            wake = sink.wait_with(timer.as_mut().map(|t| t.as_mut()), input) => match wake {
                 Wake::Readable => self.on_client_input(),
                 Wake::Notified => self.on_notified(),
                 Wake::Timer => self.on_timer(),
@@ -259,6 +270,35 @@ impl Session {
                 Wake::End(_) => Step::End,
             },
             from_origin = link_next(link) => self.on_origin(from_origin),
+        }
+    }
+
+    /// Whether to read the client now: not while the origin link is full (counted once
+    /// each time reading stops).
+    fn input(&mut self) -> Input {
+        let (full, reason) = match &self.link {
+            Link::Http(l) => (l.is_full(), "websocket-over-http-queue-full"),
+            Link::Ws(l) => (l.is_full(), "websocket-origin-outbox-full"),
+            Link::None => (false, ""),
+        };
+        if full && !self.paused {
+            self.shared.metrics.input_paused(reason);
+            tracing::debug!(route = %self.route.label, "origin is slow; reading the WebSocket client paused");
+        }
+        self.paused = full;
+        if full {
+            Input::Pause
+        } else {
+            Input::Report
+        }
+    }
+
+    /// Bytes of messages the client may send now before the origin link is full.
+    fn room(&self) -> usize {
+        match &self.link {
+            Link::Http(l) => l.room(),
+            Link::Ws(l) => l.room(),
+            Link::None => usize::MAX,
         }
     }
 
@@ -291,9 +331,10 @@ impl Session {
     fn on_client_input(&mut self) -> Step {
         let mut messages = Vec::new();
         let mut out = Vec::new();
+        let budget = self.room();
         let end = self
             .proto
-            .read(self.sub.sink.socket(), &mut messages, &mut out);
+            .read(self.sub.sink.socket(), &mut messages, &mut out, budget);
         if !self.send_bytes(out) {
             return Step::End;
         }
@@ -411,16 +452,17 @@ impl Session {
     fn on_origin(&mut self, result: OriginUpdate) -> Step {
         match result {
             OriginUpdate::Reply(reply) => self.on_reply(*reply, false),
-            OriginUpdate::Retrying => Step::Continue,
+            OriginUpdate::Retrying | OriginUpdate::Room => Step::Continue,
             OriginUpdate::Message(m) => self.on_origin_message(m),
-            OriginUpdate::Gone(why) => {
-                tracing::debug!(route = %self.route.label, "WebSocket origin side ended: {why}");
+            OriginUpdate::Gone(refusal) => {
+                self.shared.metrics.error(&refusal);
+                refusal.log("WebSocket origin side ended: ");
                 self.origin_told = true;
                 self.link = Link::None;
                 if self.closing_deadline.is_some() {
                     return Step::End;
                 }
-                self.close_client(Some(1011), "origin error");
+                self.close_client(Some(refusal.close_code()), "origin error");
                 Step::Continue
             }
         }
@@ -502,7 +544,10 @@ impl Session {
             FromOrigin::Control(c) => self.on_control(c),
             FromOrigin::Drop => Step::Continue,
             FromOrigin::Fatal(why) => {
-                tracing::info!(route = %self.route.label, "closing WebSocket: {why}");
+                let refusal = Refusal::origin(false, "websocket-bad-control-message", why);
+                self.shared.metrics.error(&refusal);
+                refusal.log("closing WebSocket: ");
+                // 1011 rather than the origin's usual 1014: what Pushpin closes with here
                 self.close_client(Some(1011), "invalid control message");
                 Step::Continue
             }
@@ -614,7 +659,7 @@ impl Session {
                 tokio::spawn(async move {
                     let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
                         while let Some(Ok(m)) = link.next().await {
-                            if m.is_close() {
+                            if m.is_some_and(|m| m.is_close()) {
                                 break;
                             }
                         }
@@ -640,7 +685,15 @@ impl Session {
                     };
                     while link.has_work() && Instant::now() < deadline {
                         link.pump(&meta, false);
-                        let _ = tokio::time::timeout_at(deadline.into(), link.next()).await;
+                        if let Some(at) = link.deadline() {
+                            // nothing in flight: a retry's backoff
+                            tokio::time::sleep_until(at.min(deadline).into()).await;
+                            continue;
+                        }
+                        match tokio::time::timeout_at(deadline.into(), link.next()).await {
+                            Ok(Err(_)) if !link.retrying() => break, // given up
+                            _ => {}
+                        }
                     }
                 });
             }
@@ -659,7 +712,10 @@ enum OriginUpdate {
     Reply(Box<Reply>),
     Message(Message),
     Retrying,
-    Gone(String),
+    /// A full outbox to the origin has room again.
+    Room,
+    /// The origin failed for good (its fault).
+    Gone(Refusal),
 }
 
 async fn link_next(link: &mut Link) -> OriginUpdate {
@@ -667,16 +723,32 @@ async fn link_next(link: &mut Link) -> OriginUpdate {
         Link::None => std::future::pending().await,
         Link::Http(l) => match l.next().await {
             Ok(Answer::Events(reply)) => OriginUpdate::Reply(reply),
-            Ok(Answer::Refused { status, .. }) => {
-                OriginUpdate::Gone(format!("origin answered {status}"))
-            }
+            Ok(Answer::Refused { status, .. }) => OriginUpdate::Gone(Refusal::origin(
+                false,
+                "websocket-origin-refused",
+                format!("the origin answered {status} to a WebSocket-over-HTTP request"),
+            )),
             Err(_) if l.retrying() => OriginUpdate::Retrying,
-            Err(OriginError { message, .. }) => OriginUpdate::Gone(message),
+            Err(e) if l.stalled_out() => OriginUpdate::Gone(Refusal::origin(
+                false,
+                "websocket-nothing-accepted",
+                e.message,
+            )),
+            Err(e) => OriginUpdate::Gone(e.refusal()),
         },
         Link::Ws(l) => match l.next().await {
-            Some(Ok(m)) => OriginUpdate::Message(m),
-            Some(Err(e)) => OriginUpdate::Gone(e.to_string()),
-            None => OriginUpdate::Gone("origin closed its WebSocket".into()),
+            Some(Ok(Some(m))) => OriginUpdate::Message(m),
+            Some(Ok(None)) => OriginUpdate::Room,
+            Some(Err(e)) => OriginUpdate::Gone(Refusal::origin(
+                false,
+                "websocket-origin-failed",
+                format!("the origin's WebSocket failed: {e}"),
+            )),
+            None => OriginUpdate::Gone(Refusal::origin(
+                false,
+                "websocket-origin-closed",
+                "the origin closed its WebSocket without a close frame",
+            )),
         },
     }
 }
@@ -706,6 +778,7 @@ pub(crate) mod size_probe {
             closing_deadline: None,
             origin_told: false,
             refresh: false,
+            paused: false,
         };
         let session = std::mem::size_of::<Session>();
         let step = std::mem::size_of_val(&s.step());

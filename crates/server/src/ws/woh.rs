@@ -9,6 +9,15 @@
 //! (`Content-Bytes-Accepted`) and the rest is sent again first (`Content-Bytes-Replayed`).
 //! When the origin asks for it (`Keep-Alive-Interval`), an empty request goes out whenever
 //! the connection has been quiet that long.
+//!
+//! What the client sent is bounded while the origin is slow: the events queued and in flight
+//! cost at most `websocket.origin_queue_bytes` (payload plus [`MESSAGE_OVERHEAD`] each) before
+//! the session stops reading the client ([`WohLink::is_full`]). Every resend is paced and
+//! capped: a failed request is retried [`MAX_RETRIES`] times, 1 s·2ⁿ apart plus jitter; an
+//! answer that accepts none of what was offered (`Content-Bytes-Accepted: 0`) is resent after
+//! [`STALL_BACKOFF_START`] doubling to [`STALL_BACKOFF_MAX`], or at once when the client has
+//! sent more meanwhile, and after [`MAX_STALLS`] such answers in a row the connection is
+//! given up as the origin's fault. Both count in `gripway_retries_total`.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -26,6 +35,7 @@ use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method, StatusCode};
 use rand::Rng;
 
+use super::client::MESSAGE_OVERHEAD;
 use crate::origin::{demo, OriginError, OriginErrorKind, OriginRequest};
 use crate::proxy::{connect_target, now_unix};
 use crate::routing::RouteEntry;
@@ -38,7 +48,13 @@ const MAX_RESPONSE_BODY: usize = 1_000_000;
 /// Largest body of a refused handshake relayed to the client.
 const MAX_REJECT_BODY: usize = 100_000;
 /// Retries of a failed request before the connection is dropped.
-const MAX_RETRIES: u32 = 5;
+const MAX_RETRIES: u8 = 5;
+/// Answers in a row that accept none of the same content before the connection is dropped.
+pub(crate) const MAX_STALLS: u8 = 6;
+/// The wait before content nothing of which was accepted is offered again; it doubles with
+/// each such answer in a row, up to [`STALL_BACKOFF_MAX`].
+const STALL_BACKOFF_START: Duration = Duration::from_millis(100);
+const STALL_BACKOFF_MAX: Duration = Duration::from_secs(2);
 /// The shortest keep-alive interval an origin may ask for.
 const MIN_KEEP_ALIVE: Duration = Duration::from_secs(20);
 
@@ -85,10 +101,18 @@ pub(crate) struct WohLink {
     /// Client events not yet sent, in order.
     queue: VecDeque<Event>,
     /// Content bytes at the front of `queue` being sent again after a partial accept.
-    replayed: usize,
+    replayed: u32,
+    /// What the events queued and in flight cost ([`cost`]).
+    held: u32,
+    /// While a resend of content nothing of which was accepted waits: the queue's length
+    /// then (more events end the wait at once). 0 otherwise.
+    stall_len: u32,
     /// The request in flight and the events it carries.
     inflight: Option<(Pending, Vec<Event>)>,
-    retries: u32,
+    /// Failed requests in a row.
+    retries: u8,
+    /// Answers in a row that accepted none of the same content.
+    stalls: u8,
     retry_at: Option<Instant>,
     keep_alive: Option<Duration>,
     last_request: Instant,
@@ -114,8 +138,11 @@ impl WohLink {
             connection_id: HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("0")),
             queue: VecDeque::new(),
             replayed: 0,
+            held: 0,
+            stall_len: 0,
             inflight: None,
             retries: 0,
+            stalls: 0,
             retry_at: None,
             keep_alive: None,
             last_request: Instant::now(),
@@ -155,7 +182,28 @@ impl WohLink {
 
     /// Queues a client event for the next request.
     pub(crate) fn push(&mut self, event: Event) {
+        self.held = self.held.saturating_add(cost(&event));
         self.queue.push_back(event);
+    }
+
+    /// True when what is queued and in flight has reached `websocket.origin_queue_bytes`:
+    /// the client is not read until the origin takes some.
+    pub(crate) fn is_full(&self) -> bool {
+        self.held as usize >= self.shared.config.websocket.origin_queue_bytes
+    }
+
+    /// Bytes the client may still send before the link is full.
+    pub(crate) fn room(&self) -> usize {
+        self.shared
+            .config
+            .websocket
+            .origin_queue_bytes
+            .saturating_sub(self.held as usize)
+    }
+
+    /// True when the origin accepted nothing [`MAX_STALLS`] times in a row.
+    pub(crate) fn stalled_out(&self) -> bool {
+        self.stalls > MAX_STALLS
     }
 
     /// True while something is queued or in flight.
@@ -189,7 +237,8 @@ impl WohLink {
             return;
         }
         let now = Instant::now();
-        if self.retry_at.is_some_and(|at| at > now) {
+        let more_since_stall = self.stall_len > 0 && self.queue.len() > self.stall_len as usize;
+        if self.retry_at.is_some_and(|at| at > now) && !more_since_stall {
             return;
         }
         let keep_alive_due = self
@@ -198,9 +247,17 @@ impl WohLink {
         if self.queue.is_empty() && !force && !keep_alive_due && self.retry_at.is_none() {
             return;
         }
-        self.retry_at = None;
+        if self.retry_at.take().is_some() {
+            let reason = if self.stall_len > 0 {
+                "websocket-nothing-accepted"
+            } else {
+                "websocket-request-failed"
+            };
+            self.shared.metrics.retry(reason);
+        }
+        self.stall_len = 0;
         let events = self.take_batch();
-        let replayed = std::mem::take(&mut self.replayed);
+        let replayed = std::mem::take(&mut self.replayed) as usize;
         let fut = self.request(events.clone(), meta, replayed);
         self.inflight = Some((Box::pin(fut), events));
         self.last_request = now;
@@ -222,11 +279,16 @@ impl WohLink {
                 break;
             }
         }
+        if self.queue.is_empty() {
+            // give the storage back: a burst must not leave an idle connection holding it
+            self.queue = VecDeque::new();
+        }
         out
     }
 
     /// Waits for the request in flight (forever if there is none). On failure the events go
-    /// back to the front of the queue and a retry is scheduled, up to [`MAX_RETRIES`].
+    /// back to the front of the queue and a retry is scheduled, up to [`MAX_RETRIES`]; an
+    /// answer that accepted nothing schedules a resend, up to [`MAX_STALLS`].
     pub(crate) async fn next(&mut self) -> Result<Answer, OriginError> {
         let Some((fut, _)) = self.inflight.as_mut() else {
             return std::future::pending().await;
@@ -238,8 +300,19 @@ impl WohLink {
         match result {
             Ok(Answer::Events(reply)) => {
                 self.retries = 0;
-                if let Some(accepted) = reply.accepted {
-                    self.requeue_unaccepted(events, accepted)?;
+                let sent: u32 = events.iter().map(cost).fold(0, u32::saturating_add);
+                self.held = self.held.saturating_sub(sent);
+                match reply.accepted {
+                    Some(accepted) => {
+                        let queued_meanwhile = !self.queue.is_empty();
+                        let requeued = self.requeue_unaccepted(events, accepted)?;
+                        if accepted == 0 && requeued > 0 {
+                            self.nothing_accepted(queued_meanwhile)?;
+                        } else {
+                            self.stalls = 0;
+                        }
+                    }
+                    None => self.stalls = 0,
                 }
                 Ok(Answer::Events(reply))
             }
@@ -263,6 +336,28 @@ impl WohLink {
         }
     }
 
+    /// The origin took none of the content it was offered: unless the client has sent more
+    /// meanwhile (the next request carries it at once), the same content is offered again
+    /// after a backoff; too many answers like that in a row end the connection.
+    fn nothing_accepted(&mut self, queued_meanwhile: bool) -> Result<(), OriginError> {
+        if queued_meanwhile {
+            return Ok(());
+        }
+        self.stalls = self.stalls.saturating_add(1);
+        if self.stalled_out() {
+            return Err(OriginError {
+                kind: OriginErrorKind::Broken,
+                message: format!(
+                    "the origin accepted none of the same content {} times in a row",
+                    self.stalls
+                ),
+            });
+        }
+        self.retry_at = Some(Instant::now() + stall_backoff(self.stalls));
+        self.stall_len = self.queue.len().try_into().unwrap_or(u32::MAX);
+        Ok(())
+    }
+
     /// True if `next` failed only to retry later.
     pub(crate) fn retrying(&self) -> bool {
         self.retry_at.is_some()
@@ -270,11 +365,12 @@ impl WohLink {
 
     /// Puts back what the origin did not accept: the first `accepted` content bytes of the
     /// request's messages were taken, the rest is sent again at the front of the next request.
+    /// Returns how many events were put back.
     fn requeue_unaccepted(
         &mut self,
         events: Vec<Event>,
         accepted: usize,
-    ) -> Result<(), OriginError> {
+    ) -> Result<usize, OriginError> {
         let offered: usize = events.iter().map(|e| e.content.len()).sum();
         if accepted > offered {
             return Err(OriginError {
@@ -302,11 +398,18 @@ impl WohLink {
             }
             skip = 0;
         }
-        self.replayed = rest.iter().map(|e| e.content.len()).sum();
+        self.replayed = rest
+            .iter()
+            .map(|e| e.content.len())
+            .sum::<usize>()
+            .try_into()
+            .unwrap_or(u32::MAX);
+        let requeued = rest.len();
         for e in rest.into_iter().rev() {
+            self.held = self.held.saturating_add(cost(&e));
             self.queue.push_front(e);
         }
-        Ok(())
+        Ok(requeued)
     }
 
     /// One request with `events`; the future owns everything it needs.
@@ -412,6 +515,20 @@ impl WohLink {
     }
 }
 
+/// What holding an event costs: its content and [`MESSAGE_OVERHEAD`].
+fn cost(event: &Event) -> u32 {
+    (event.content.len() + MESSAGE_OVERHEAD)
+        .try_into()
+        .unwrap_or(u32::MAX)
+}
+
+/// The wait before offering again content nothing of which was accepted, after `stalls`
+/// such answers in a row.
+fn stall_backoff(stalls: u8) -> Duration {
+    let doublings = u32::from(stalls.saturating_sub(1)).min(16);
+    (STALL_BACKOFF_START * (1 << doublings)).min(STALL_BACKOFF_MAX)
+}
+
 fn parse_reply(events: Vec<Event>, headers: HeaderMap) -> Reply {
     let grip = parse_grip_extension(
         headers
@@ -448,5 +565,81 @@ fn parse_reply(events: Vec<Event>, headers: HeaderMap) -> Reply {
         set_meta,
         keep_alive,
         accepted,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use super::*;
+    use crate::config::Config;
+    use crate::metrics::Metrics;
+    use crate::origin::{OriginClient, OriginTimeouts};
+    use crate::routing::{self, RoutesHandle};
+    use gripway_broker::{Broker, BrokerConfig};
+
+    /// Shared state whose only route is the demo origin, with `queue` as the bound.
+    fn shared(queue: usize) -> Arc<Shared> {
+        let mut config = Config::default();
+        config.websocket.origin_queue_bytes = queue;
+        let broker = Broker::start(BrokerConfig::default());
+        Arc::new(Shared {
+            routes: RoutesHandle::new(routing::load(&config).unwrap()),
+            origin: OriginClient::new(OriginTimeouts {
+                connect: config.proxy.connect_timeout,
+                response: config.proxy.response_timeout,
+            }),
+            metrics: Metrics::new(broker.clone()),
+            broker,
+            upstream_key: None,
+            open_connections: AtomicUsize::new(0),
+            farewells: Arc::new(tokio::sync::Semaphore::new(1)),
+            config,
+        })
+    }
+
+    fn link(shared: &Arc<Shared>) -> WohLink {
+        let route = shared.routes.current().entries()[0].clone();
+        let mut headers = HeaderMap::new();
+        headers.insert("host", HeaderValue::from_static("x"));
+        WohLink::new(shared.clone(), route, 0, "/test/websocket".into(), headers)
+    }
+
+    #[tokio::test]
+    async fn held_bytes_reach_the_bound_and_are_released_with_their_storage() {
+        let shared = shared(1000);
+        let mut link = link(&shared);
+        let ten = Bytes::from_static(b"0123456789");
+        for _ in 0..13 {
+            link.push(Event::text(ten.clone()));
+        }
+        // each costs its 10 bytes and the overhead
+        assert_eq!(link.held as usize, 13 * (10 + MESSAGE_OVERHEAD));
+        assert!(!link.is_full());
+        assert_eq!(link.room(), 1000 - 13 * (10 + MESSAGE_OVERHEAD));
+        link.push(Event::text(ten.clone()));
+        assert!(link.is_full());
+        assert_eq!(link.room(), 0);
+        // empty messages cost something too
+        let mut empty = self::link(&shared);
+        for _ in 0..16 {
+            empty.push(Event::text(Bytes::new()));
+        }
+        assert!(empty.is_full());
+
+        link.pump(&[], false);
+        assert!(link.is_full(), "in flight still counts");
+        assert!(matches!(link.next().await, Ok(Answer::Events(_))));
+        assert_eq!(link.held, 0);
+        assert!(!link.is_full());
+        assert_eq!(link.queue.capacity(), 0, "no storage kept once drained");
+    }
+
+    #[test]
+    fn stall_backoff_doubles_up_to_its_cap() {
+        let waits: Vec<u128> = (1..=8).map(|n| stall_backoff(n).as_millis()).collect();
+        assert_eq!(waits, [100, 200, 400, 800, 1600, 2000, 2000, 2000]);
+        assert_eq!(stall_backoff(u8::MAX), STALL_BACKOFF_MAX);
     }
 }
