@@ -103,6 +103,8 @@ pub struct RawProxy {
     pub request_head_timeout_ms: Option<u64>,
     /// Idle keep-alive client timeout in milliseconds.
     pub idle_timeout_ms: Option<u64>,
+    /// Time a client may take no part of a response in milliseconds (default 30,000).
+    pub write_timeout_ms: Option<u64>,
 }
 
 /// `[grip]`
@@ -115,6 +117,10 @@ pub struct RawGrip {
     pub subscriber_queue_bytes: Option<usize>,
     /// Client connections at once.
     pub max_connections: Option<usize>,
+    /// Client connections from one address at once (default 0: no limit).
+    pub max_connections_per_address: Option<usize>,
+    /// File descriptors kept back from clients (default: a tenth of the limit, at least 1,024).
+    pub fd_reserve: Option<usize>,
 }
 
 /// `[publish]`
@@ -240,6 +246,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     set_ms(&mut pc.response_timeout, p.response_timeout_ms);
     set_ms(&mut pc.request_head_timeout, p.request_head_timeout_ms);
     set_ms(&mut pc.idle_timeout, p.idle_timeout_ms);
+    set_ms(&mut pc.write_timeout, p.write_timeout_ms);
     if pc.max_request_head < 1024 {
         return Err(err(
             "max_request_head",
@@ -254,6 +261,11 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     );
     set(&mut c.grip.subscriber_queue_bytes, g.subscriber_queue_bytes);
     set(&mut c.grip.max_connections, g.max_connections);
+    set(
+        &mut c.grip.max_connections_per_address,
+        g.max_connections_per_address,
+    );
+    c.grip.fd_reserve = g.fd_reserve.or(c.grip.fd_reserve);
     if c.grip.max_channels_per_connection == 0 {
         return Err(err(
             "max_channels_per_connection",
