@@ -247,3 +247,55 @@ async fn accept_failures_back_off_and_are_logged_sparingly() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn a_request_pipelined_behind_a_hold_is_answered_after_it() {
+    let origin = Origin::start(|r| {
+        if r.path == "/poll" {
+            Reply::ok()
+                .header("Grip-Hold", "response")
+                .header("Grip-Channel", "pipe")
+                .header("Grip-Timeout", "60")
+                .body("timeout\n")
+        } else {
+            Reply::ok().body("second answer")
+        }
+    })
+    .await;
+    let gw = gripway_to(&origin, &[]);
+    let mut c = RawClient::connect(gw.addr).await;
+    // both requests in one write: the second is in the buffer when the hold starts
+    c.send(b"GET /poll HTTP/1.1\r\nHost: x\r\n\r\nGET /second HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    let deadline = Instant::now() + WAIT;
+    while gw
+        .metric("gripway_connections{transport=\"http-response\"}")
+        .await
+        < Some(1.0)
+    {
+        assert!(Instant::now() < deadline, "never held");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let body =
+        r#"{"items":[{"channel":"pipe","formats":{"http-response":{"body":"published\n"}}}]}"#;
+    assert_eq!(publish(&gw.publish_url(), body).await.0, 200);
+    c.read_until(b"published\n", WAIT).await;
+    c.read_until(b"second answer", WAIT).await;
+    assert_eq!(origin.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn websocket_frames_sent_before_the_handshake_answer_are_refused() {
+    let origin = Origin::start(|_| Reply::ok()).await;
+    let gw = gripway_to(&origin, &[]);
+    let mut c = RawClient::connect(gw.addr).await;
+    // a masked text frame "hi" right behind the upgrade request
+    let mut raw = b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        .to_vec();
+    raw.extend_from_slice(&[0x81, 0x82, 0, 0, 0, 0, b'h', b'i']);
+    c.send(&raw).await;
+    let text = String::from_utf8_lossy(&c.read_to_end(WAIT).await).into_owned();
+    assert!(text.starts_with("HTTP/1.1 400 "), "{text}");
+    assert_eq!(errors(&gw, "client", "websocket-early-data").await, 1.0);
+}

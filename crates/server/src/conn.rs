@@ -116,23 +116,51 @@ pub(crate) async fn serve(shared: &Arc<Shared>, mut conn: ClientConn) {
                 }
                 Next::Close => return,
                 Next::WebSocket(plan) => {
+                    if !conn.buf.is_empty() {
+                        Box::pin(refuse_websocket_early_data(shared, conn)).await;
+                        return;
+                    }
                     Box::pin(crate::ws::run(shared, conn, plan)).await;
                     return;
                 }
-                Next::Hold(plan) => match Box::pin(crate::hold::run(shared, conn, plan)).await {
-                    HoldEnd::Close => return,
-                    HoldEnd::KeepAlive(c) => {
-                        conn = c;
-                        break;
+                Next::Hold(plan) => {
+                    // requests pipelined behind the held one wait for the hold to end; boxed,
+                    // so an ordinary connection's future does not grow by a buffer
+                    let pipelined =
+                        (!conn.buf.is_empty()).then(|| Box::new(std::mem::take(&mut conn.buf)));
+                    let end = Box::pin(crate::hold::run(shared, conn, plan)).await;
+                    let resume = |mut c: ClientConn| {
+                        if let Some(buf) = pipelined {
+                            c.buf = *buf;
+                        }
+                        c
+                    };
+                    match end {
+                        HoldEnd::Close => return,
+                        HoldEnd::KeepAlive(c) => {
+                            conn = resume(c);
+                            break;
+                        }
+                        HoldEnd::Retry(c, request) => {
+                            conn = resume(c);
+                            next = Box::pin(proxy::retry(shared, &mut conn, *request)).await;
+                        }
                     }
-                    HoldEnd::Retry(c, request) => {
-                        conn = c;
-                        next = Box::pin(proxy::retry(shared, &mut conn, *request)).await;
-                    }
-                },
+                }
             }
         }
     }
+}
+
+/// RFC 6455 §4.1: a client sends nothing after its handshake until it has the server's.
+/// Refused, not dropped: dropping would cut the client's frames at an arbitrary byte.
+async fn refuse_websocket_early_data(shared: &Shared, mut conn: ClientConn) {
+    let refusal = Refusal::client(
+        400,
+        "websocket-early-data",
+        "Bad request: data sent before the WebSocket handshake completed.\n",
+    );
+    answer_refusal(shared, &mut conn.sock, Version::Http11, &refusal, false).await;
 }
 
 /// Reads the next request and proxies it.
