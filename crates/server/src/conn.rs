@@ -5,6 +5,9 @@
 //! Memory per connection is the point here. The read buffer exists only while a request is
 //! being read and is released afterwards; each phase (proxying, holding) runs in its own boxed
 //! future so the connection's long-lived state is only what the current phase needs.
+//!
+//! Bytes pipelined behind a held request are kept (boxed) and served when the hold ends;
+//! bytes sent behind a WebSocket upgrade before its answer are refused, never dropped.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
