@@ -3,8 +3,14 @@
 //! smuggling, and response head serialization.
 //!
 //! Invariants: a parsed head's body framing is unambiguous (`Content-Length` and
-//! `Transfer-Encoding` together, conflicting lengths, or a transfer coding other than
-//! `chunked` are refused); header values never contain CR or LF when written.
+//! `Transfer-Encoding` together, conflicting lengths, a transfer coding other than
+//! `chunked`, or `Transfer-Encoding` on HTTP/1.0 are refused); every line of an accepted head
+//! ends in CRLF (a bare LF, which `httparse` tolerates, is refused); header values never
+//! contain CR or LF when written.
+//!
+//! Reading a head is linear in its size however it arrives: [`HeadScan`] looks at each byte
+//! once to find the blank line that ends the head (and to refuse a bare LF or a head over the
+//! limit at once), and the head is parsed only once that line is there.
 
 use bytes::BytesMut;
 use http::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
@@ -134,6 +140,51 @@ pub enum HeadError {
     /// Framing headers that contradict each other or that we cannot decode.
     #[error("{0}")]
     BadFraming(&'static str),
+    /// A line ended in LF without CR.
+    #[error("a line ends in a bare LF")]
+    BareLf,
+    /// The head is longer than the limit.
+    #[error("request head too large")]
+    TooLarge,
+}
+
+/// Finds where a request head ends, looking at each byte once however the head is dripped in.
+///
+/// Keep one per head being read; [`HeadScan::scan`] is called with the whole buffer after
+/// every read and resumes where it stopped.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct HeadScan {
+    scanned: usize,
+    /// Bytes of empty lines before the request line (RFC 9112 §2.2 lets a server skip them).
+    lead: usize,
+}
+
+impl HeadScan {
+    /// Scans the bytes of `buf` not seen before. `Ok(Some(n))`: the head is `buf[..n]`, its
+    /// blank line included, and `n <= max`. `Ok(None)`: read more. Refuses a bare LF and a
+    /// head longer than `max` as soon as either can be seen.
+    pub fn scan(&mut self, buf: &[u8], max: usize) -> Result<Option<usize>, HeadError> {
+        let end = buf.len().min(max);
+        for i in self.scanned..end {
+            if buf[i] != b'\n' {
+                continue;
+            }
+            if i == 0 || buf[i - 1] != b'\r' {
+                return Err(HeadError::BareLf);
+            }
+            if i == self.lead + 1 {
+                // an empty line before the request line ends nothing
+                self.lead = i + 1;
+            } else if i >= self.lead + 3 && buf[i - 2] == b'\n' {
+                return Ok(Some(i + 1));
+            }
+        }
+        self.scanned = end;
+        if buf.len() >= max {
+            return Err(HeadError::TooLarge);
+        }
+        Ok(None)
+    }
 }
 
 /// Parses a request head from the start of `buf`. `Ok(None)`: incomplete, read more.
@@ -147,6 +198,9 @@ pub fn parse_request_head(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, He
         Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyHeaders),
         Err(e) => return Err(HeadError::Malformed(e.to_string())),
     };
+    if find_bare_lf(&buf[..consumed]).is_some() {
+        return Err(HeadError::BareLf);
+    }
     let method = Method::from_bytes(req.method.unwrap_or("").as_bytes())
         .map_err(|_| HeadError::Malformed("invalid method".into()))?;
     let version = match req.version {
@@ -162,7 +216,7 @@ pub fn parse_request_head(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, He
             .map_err(|_| HeadError::Malformed(format!("invalid value for header '{}'", h.name)))?;
         headers.append(name, value);
     }
-    let framing = body_framing(&headers)?;
+    let framing = body_framing(&headers, version)?;
     Ok(Some((
         RequestHead {
             method,
@@ -175,10 +229,25 @@ pub fn parse_request_head(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, He
     )))
 }
 
-fn body_framing(headers: &HeaderMap) -> Result<BodyFraming, HeadError> {
+/// The first LF in `bytes` not preceded by CR, if any.
+fn find_bare_lf(bytes: &[u8]) -> Option<usize> {
+    bytes
+        .iter()
+        .enumerate()
+        .position(|(i, &b)| b == b'\n' && (i == 0 || bytes[i - 1] != b'\r'))
+}
+
+fn body_framing(headers: &HeaderMap, version: Version) -> Result<BodyFraming, HeadError> {
     let te: Vec<&HeaderValue> = headers.get_all(TRANSFER_ENCODING).iter().collect();
     let cl: Vec<&HeaderValue> = headers.get_all(CONTENT_LENGTH).iter().collect();
     if !te.is_empty() {
+        if version == Version::Http10 {
+            // HTTP/1.0 has no transfer codings: a proxy that reads one where the next hop
+            // does not is how requests are smuggled (RFC 9112 §6.1)
+            return Err(HeadError::BadFraming(
+                "Transfer-Encoding in an HTTP/1.0 request",
+            ));
+        }
         if !cl.is_empty() {
             return Err(HeadError::BadFraming(
                 "both Content-Length and Transfer-Encoding sent",
@@ -389,6 +458,82 @@ mod tests {
         );
         assert!(f("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n").is_err());
         assert!(f("POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n").is_err());
+        assert_eq!(
+            f("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            Err(HeadError::BadFraming(
+                "Transfer-Encoding in an HTTP/1.0 request"
+            ))
+        );
+    }
+
+    #[test]
+    fn bare_lf_is_refused() {
+        assert_eq!(
+            parse("GET / HTTP/1.1\nHost: x\n\n").unwrap_err(),
+            HeadError::BareLf
+        );
+        assert_eq!(
+            parse("GET / HTTP/1.1\r\nHost: x\nX: y\r\n\r\n").unwrap_err(),
+            HeadError::BareLf
+        );
+        let mut scan = HeadScan::default();
+        assert_eq!(
+            scan.scan(b"GET / HTTP/1.1\r\nHost: x\n", 1024),
+            Err(HeadError::BareLf)
+        );
+    }
+
+    #[test]
+    fn scan_finds_the_end_however_the_head_arrives() {
+        let raw = b"\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\nGET /next";
+        let end = raw.len() - b"GET /next".len();
+        for step in 1..raw.len() {
+            let mut scan = HeadScan::default();
+            let mut found = None;
+            let mut len = 0;
+            while found.is_none() && len < raw.len() {
+                len = (len + step).min(raw.len());
+                found = scan.scan(&raw[..len], 1024).unwrap();
+            }
+            assert_eq!(found, Some(end), "step {step}");
+        }
+        assert!(parse_request_head(&raw[..end]).unwrap().is_some());
+        let raw = b"\r\n\r\nGET / HTTP/1.1\r\n\r\n";
+        assert_eq!(HeadScan::default().scan(raw, 1024), Ok(Some(raw.len())));
+        assert_eq!(parse_request_head(raw).unwrap().unwrap().1, raw.len());
+    }
+
+    #[test]
+    fn scan_enforces_the_limit_exactly() {
+        let head = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        let n = head.len();
+        // arriving in one read, with more behind it
+        let mut more = head.to_vec();
+        more.extend_from_slice(&[b'x'; 4096]);
+        assert_eq!(HeadScan::default().scan(&more, n), Ok(Some(n)));
+        assert_eq!(
+            HeadScan::default().scan(&more, n - 1),
+            Err(HeadError::TooLarge)
+        );
+        assert_eq!(
+            HeadScan::default().scan(&head[..n - 1], n - 1),
+            Err(HeadError::TooLarge)
+        );
+        assert_eq!(HeadScan::default().scan(&head[..n - 2], n - 1), Ok(None));
+    }
+
+    #[test]
+    fn scan_looks_at_each_byte_once() {
+        // a one-byte drip of a head at the limit costs a linear number of steps: the scan
+        // position only moves forward
+        let max = 32 * 1024;
+        let mut buf = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        let mut scan = HeadScan::default();
+        while buf.len() < max - 1 {
+            assert_eq!(scan.scan(&buf, max), Ok(None));
+            assert_eq!(scan.scanned, buf.len());
+            buf.push(b'a');
+        }
     }
 
     #[test]

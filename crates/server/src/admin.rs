@@ -17,11 +17,16 @@ use crate::metrics::Metrics;
 
 /// Serves the admin endpoints on `listener` until the process ends.
 pub(crate) async fn serve(metrics: Arc<Metrics>, listener: TcpListener) {
+    let mut backoff = crate::fds::AcceptBackoff::default();
     loop {
-        let Ok((sock, _)) = listener.accept().await else {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
+        let sock = match listener.accept().await {
+            Ok((sock, _)) => sock,
+            Err(e) => {
+                backoff.failed("admin listener", &e).await;
+                continue;
+            }
         };
+        backoff.succeeded();
         let metrics = metrics.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {

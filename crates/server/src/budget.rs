@@ -9,7 +9,6 @@
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicUsize;
     use std::sync::Arc;
 
     use bytes::{Bytes, BytesMut};
@@ -108,7 +107,6 @@ mod tests {
             metrics: Metrics::new(broker.clone()),
             broker,
             upstream_key: None,
-            open_connections: AtomicUsize::new(0),
             farewells: Arc::new(tokio::sync::Semaphore::new(1)),
             config,
         });

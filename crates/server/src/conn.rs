@@ -5,19 +5,24 @@
 //! Memory per connection is the point here. The read buffer exists only while a request is
 //! being read and is released afterwards; each phase (proxying, holding) runs in its own boxed
 //! future so the connection's long-lived state is only what the current phase needs.
+//!
+//! Bytes pipelined behind a held request are kept (boxed) and served when the hold ends;
+//! bytes sent behind a WebSocket upgrade before its answer are refused, never dropped.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use gripway_proto::chunked::{ChunkedDecoder, Decoded};
-use gripway_proto::http1::{parse_request_head, BodyFraming, HeadError, RequestHead, Version};
+use gripway_proto::http1::{
+    parse_request_head, BodyFraming, HeadError, HeadScan, RequestHead, Version,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::error::Refusal;
+use crate::fds::{AcceptBackoff, ClientGate, Turned};
 use crate::hold::HoldEnd;
 use crate::metrics::ConnKind;
 use crate::proxy::{self, Next};
@@ -32,31 +37,47 @@ pub(crate) struct ClientConn {
     pub(crate) guard: crate::metrics::ConnGuard,
 }
 
-/// Accepts clients until the listener fails for good.
-pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
+/// Accepts clients until the listener fails for good. A client is refused with 503 once the
+/// connection limit (which keeps descriptors in reserve, see [`crate::fds`]) is reached, and
+/// with 429 once its address holds its limit.
+pub(crate) async fn accept_loop(shared: Arc<Shared>, gate: Arc<ClientGate>, listener: TcpListener) {
+    let mut backoff = AcceptBackoff::default();
     loop {
         let (sock, peer) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
                 // e.g. out of file descriptors: back off rather than spin
-                tracing::warn!("accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                backoff.failed("client listener", &e).await;
                 continue;
             }
         };
+        backoff.succeeded();
         let _ = sock.set_nodelay(true);
-        let open = shared.open_connections.fetch_add(1, Ordering::Relaxed);
-        if open >= shared.config.grip.max_connections {
-            shared.open_connections.fetch_sub(1, Ordering::Relaxed);
-            let refusal = Refusal::internal(503, "too-many-connections", "Too many connections.\n");
-            shared.metrics.error(&refusal);
-            refusal.log("");
-            tokio::spawn(async move {
-                let mut sock = sock;
-                let _ = write_simple(&mut sock, Version::Http11, 503, &refusal.detail, false).await;
-            });
-            continue;
-        }
+        let admitted = match gate.admit(peer.ip()) {
+            Ok(a) => a,
+            Err(turned) => {
+                let refusal = match turned {
+                    Turned::Full => {
+                        Refusal::internal(503, "too-many-connections", "Too many connections.\n")
+                    }
+                    Turned::AddressFull => Refusal::client(
+                        429,
+                        "too-many-connections-from-address",
+                        "Too many connections from this address.\n",
+                    ),
+                };
+                shared.metrics.error(&refusal);
+                refusal.log("");
+                tokio::spawn(async move {
+                    let mut sock = sock;
+                    let status = refusal.status;
+                    let _ =
+                        write_simple(&mut sock, Version::Http11, status, &refusal.detail, false)
+                            .await;
+                });
+                continue;
+            }
+        };
         let shared = shared.clone();
         tokio::spawn(async move {
             let guard = shared.metrics.connection(ConnKind::Http);
@@ -70,7 +91,7 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
                 },
             )
             .await;
-            shared.open_connections.fetch_sub(1, Ordering::Relaxed);
+            drop(admitted);
         });
     }
 }
@@ -98,23 +119,51 @@ pub(crate) async fn serve(shared: &Arc<Shared>, mut conn: ClientConn) {
                 }
                 Next::Close => return,
                 Next::WebSocket(plan) => {
+                    if !conn.buf.is_empty() {
+                        Box::pin(refuse_websocket_early_data(shared, conn)).await;
+                        return;
+                    }
                     Box::pin(crate::ws::run(shared, conn, plan)).await;
                     return;
                 }
-                Next::Hold(plan) => match Box::pin(crate::hold::run(shared, conn, plan)).await {
-                    HoldEnd::Close => return,
-                    HoldEnd::KeepAlive(c) => {
-                        conn = c;
-                        break;
+                Next::Hold(plan) => {
+                    // requests pipelined behind the held one wait for the hold to end; boxed,
+                    // so an ordinary connection's future does not grow by a buffer
+                    let pipelined =
+                        (!conn.buf.is_empty()).then(|| Box::new(std::mem::take(&mut conn.buf)));
+                    let end = Box::pin(crate::hold::run(shared, conn, plan)).await;
+                    let resume = |mut c: ClientConn| {
+                        if let Some(buf) = pipelined {
+                            c.buf = *buf;
+                        }
+                        c
+                    };
+                    match end {
+                        HoldEnd::Close => return,
+                        HoldEnd::KeepAlive(c) => {
+                            conn = resume(c);
+                            break;
+                        }
+                        HoldEnd::Retry(c, request) => {
+                            conn = resume(c);
+                            next = Box::pin(proxy::retry(shared, &mut conn, *request)).await;
+                        }
                     }
-                    HoldEnd::Retry(c, request) => {
-                        conn = c;
-                        next = Box::pin(proxy::retry(shared, &mut conn, *request)).await;
-                    }
-                },
+                }
             }
         }
     }
+}
+
+/// RFC 6455 §4.1: a client sends nothing after its handshake until it has the server's.
+/// Refused, not dropped: dropping would cut the client's frames at an arbitrary byte.
+async fn refuse_websocket_early_data(shared: &Shared, mut conn: ClientConn) {
+    let refusal = Refusal::client(
+        400,
+        "websocket-early-data",
+        "Bad request: data sent before the WebSocket handshake completed.\n",
+    );
+    answer_refusal(shared, &mut conn.sock, Version::Http11, &refusal, false).await;
 }
 
 /// Reads the next request and proxies it.
@@ -127,27 +176,39 @@ async fn next_request(shared: &Arc<Shared>, conn: &mut ClientConn, wait: Duratio
 
 /// Reads one request head; None when the connection should close (EOF, timeout, or a bad
 /// head, which has been answered).
+///
+/// Linear in the head's size however it is dripped in: each byte is scanned once for the end
+/// of the head and the head is parsed once, when that end is there. The head may be at most
+/// `max_request_head` bytes, exactly, whether it comes in one read or many; the buffer grows
+/// with what arrives.
 async fn read_head(shared: &Shared, conn: &mut ClientConn, wait: Duration) -> Option<RequestHead> {
     let max = shared.config.proxy.max_request_head;
     let read = async {
+        let mut scan = HeadScan::default();
         loop {
             if !conn.buf.is_empty() {
-                match parse_request_head(&conn.buf) {
-                    Ok(Some((head, used))) => {
-                        let _ = conn.buf.split_to(used);
-                        return Ok(Some(head));
+                match scan.scan(&conn.buf, max) {
+                    Ok(Some(end)) => {
+                        let raw = conn.buf.split_to(end);
+                        return match parse_request_head(&raw) {
+                            Ok(Some((head, _))) => Ok(Some(head)),
+                            // the scan found the blank line: the parser cannot want more
+                            Ok(None) => Err(HeadProblem::Bad(HeadError::Malformed(
+                                "incomplete request head".into(),
+                            ))),
+                            Err(e) => Err(HeadProblem::Bad(e)),
+                        };
                     }
-                    Ok(None) if conn.buf.len() >= max => return Err(HeadProblem::TooLarge),
                     Ok(None) => {}
+                    Err(HeadError::TooLarge) => return Err(HeadProblem::TooLarge),
                     Err(e) => return Err(HeadProblem::Bad(e)),
                 }
             }
             if conn.buf.capacity() - conn.buf.len() < 512 {
-                conn.buf.reserve(if conn.buf.is_empty() {
-                    1024
-                } else {
-                    conn.buf.len()
-                });
+                // grow with what arrives, never past the limit
+                let len = conn.buf.len();
+                let want = len.max(1024).min(max.saturating_sub(len)).max(1);
+                conn.buf.reserve(want);
             }
             match conn.sock.read_buf(&mut conn.buf).await {
                 Ok(0) if conn.buf.is_empty() => return Ok(None),
@@ -168,6 +229,11 @@ async fn read_head(shared: &Shared, conn: &mut ClientConn, wait: Duration) -> Op
         HeadProblem::TooLarge => {
             Refusal::client(431, "request-head-too-large", "Request header too large.\n")
         }
+        HeadProblem::Bad(HeadError::BareLf) => Refusal::client(
+            400,
+            "bare-lf",
+            "Bad request: a line of the request head ends in LF without CR.\n",
+        ),
         HeadProblem::Bad(e) => {
             Refusal::client(400, "bad-request-head", format!("Bad request: {e}\n"))
         }
@@ -222,22 +288,9 @@ pub(crate) async fn read_body(
     let read = async {
         match framing {
             BodyFraming::None => Ok(Bytes::new()),
-            BodyFraming::Length(n) => {
-                let n = n as usize;
-                while conn.buf.len() < n {
-                    conn.buf.reserve(n - conn.buf.len());
-                    if conn
-                        .sock
-                        .read_buf(&mut conn.buf)
-                        .await
-                        .map_err(|_| BodyProblem::Gone)?
-                        == 0
-                    {
-                        return Err(BodyProblem::Gone);
-                    }
-                }
-                Ok(conn.buf.split_to(n).freeze())
-            }
+            BodyFraming::Length(n) => read_length_body(&mut conn.sock, &mut conn.buf, n as usize)
+                .await
+                .map_err(|_| BodyProblem::Gone),
             BodyFraming::Chunked => {
                 let mut decoder = ChunkedDecoder::new(max as u64);
                 let mut body = BytesMut::new();
@@ -269,6 +322,64 @@ pub(crate) async fn read_body(
     tokio::time::timeout(wait, read)
         .await
         .unwrap_or(Err(BodyProblem::Gone))
+}
+
+/// Writes all of `data` to `sock`, giving up when the peer takes nothing for `stall`: a
+/// client that stops reading cannot hold a task (and whatever feeds it) forever. Vectored
+/// where `data` has several parts.
+pub(crate) async fn write_all_progress<B: bytes::Buf>(
+    sock: &mut TcpStream,
+    data: &mut B,
+    stall: Duration,
+) -> Result<(), WriteFailed> {
+    while data.has_remaining() {
+        match tokio::time::timeout(stall, sock.write_buf(data)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Err(WriteFailed::Gone),
+            Ok(Ok(_)) => {}
+            Err(_) => return Err(WriteFailed::Stalled),
+        }
+    }
+    Ok(())
+}
+
+/// Why a response could not be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WriteFailed {
+    /// The client closed the connection or it failed.
+    Gone,
+    /// The client took nothing for the whole write timeout.
+    Stalled,
+}
+
+/// First allocation for a body of known length; it then doubles as bytes arrive, so a
+/// `Content-Length` alone reserves no more than this.
+const BODY_STEP: usize = 16 * 1024;
+
+/// Reads a body of `n` bytes (already checked against the limit): what `buf` holds of it
+/// first, then from `sock`, never reading past its end (what follows stays in the socket for
+/// the next request).
+async fn read_length_body<R: tokio::io::AsyncRead + Unpin>(
+    sock: &mut R,
+    buf: &mut BytesMut,
+    n: usize,
+) -> std::io::Result<Bytes> {
+    if buf.len() >= n {
+        return Ok(buf.split_to(n).freeze());
+    }
+    let mut body: Vec<u8> = Vec::with_capacity(n.min(buf.len().max(BODY_STEP)));
+    body.extend_from_slice(&buf.split());
+    while body.len() < n {
+        if body.len() == body.capacity() {
+            // double what has arrived, never past the declared length
+            let grow = body.len().max(BODY_STEP).min(n - body.len());
+            body.reserve_exact(grow);
+        }
+        let room = n - body.len();
+        if sock.read_buf(&mut (&mut body).limit(room)).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+    Ok(Bytes::from(body))
 }
 
 /// Counts and logs `refusal`, then answers it with its status and detail as the body.
@@ -314,5 +425,84 @@ pub(crate) async fn write_simple(
     match written {
         Ok(r) => r,
         Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use tokio::io::{AsyncRead, ReadBuf};
+
+    use super::*;
+
+    /// Hands out `data` a few bytes at a time and remembers the largest buffer it was given.
+    struct Drip {
+        data: Vec<u8>,
+        at: usize,
+        step: usize,
+        largest_offer: usize,
+    }
+
+    impl AsyncRead for Drip {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<std::io::Result<()>> {
+            self.largest_offer = self.largest_offer.max(buf.remaining());
+            let n = self
+                .step
+                .min(buf.remaining())
+                .min(self.data.len() - self.at);
+            let at = self.at;
+            buf.put_slice(&self.data[at..at + n]);
+            self.at += n;
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_declared_length_reserves_only_what_arrives() {
+        let n = 1024 * 1024;
+        // the client declares 1 MiB and sends 100 bytes before it goes away
+        let mut sock = Drip {
+            data: vec![b'x'; 100],
+            at: 0,
+            step: 10,
+            largest_offer: 0,
+        };
+        let mut buf = BytesMut::new();
+        let read = read_length_body(&mut sock, &mut buf, n).await;
+        assert!(read.is_err());
+        assert!(
+            sock.largest_offer <= BODY_STEP,
+            "{} bytes reserved for 100 that arrived",
+            sock.largest_offer
+        );
+    }
+
+    #[tokio::test]
+    async fn a_body_grows_to_its_length_and_leaves_what_follows() {
+        let n = 300_000;
+        let mut data = vec![b'x'; n];
+        data.extend_from_slice(b"GET /next HTTP/1.1\r\n\r\n");
+        let mut sock = Drip {
+            data,
+            at: 0,
+            step: 7000,
+            largest_offer: 0,
+        };
+        let mut buf = BytesMut::from(&b"xxxxx"[..]);
+        let body = read_length_body(&mut sock, &mut buf, n).await.unwrap();
+        assert_eq!(body.len(), n);
+        assert_eq!(sock.at, n - 5, "never reads past the body");
+        assert!(sock.largest_offer <= n / 2 + BODY_STEP);
+        // what the head read left past the body stays for the next request
+        let mut buf = BytesMut::from(&b"abcdefGET"[..]);
+        let body = read_length_body(&mut sock, &mut buf, 6).await.unwrap();
+        assert_eq!(&body[..], b"abcdef");
+        assert_eq!(&buf[..], b"GET");
     }
 }

@@ -15,6 +15,7 @@ mod admin;
 mod budget;
 mod conn;
 pub(crate) mod error;
+mod fds;
 mod hold;
 mod proxy;
 mod publish_api;
@@ -23,7 +24,6 @@ mod ws;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 
 use gripway_broker::{Broker, BrokerConfig};
@@ -43,7 +43,6 @@ pub(crate) struct Shared {
     pub(crate) broker: Broker,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) upstream_key: Option<VerifyingKey>,
-    pub(crate) open_connections: AtomicUsize,
     /// Bounds the origin requests that outlive their client (a WebSocket's last CLOSE or
     /// DISCONNECT), so a mass disconnect cannot flood the origin.
     pub(crate) farewells: Arc<tokio::sync::Semaphore>,
@@ -136,14 +135,14 @@ pub async fn run(
         broker,
         metrics: metrics.clone(),
         upstream_key,
-        open_connections: AtomicUsize::new(0),
         farewells: Arc::new(tokio::sync::Semaphore::new(MAX_FAREWELLS)),
     });
+    let gate = fds::ClientGate::from_config(&shared.config);
     for listener in listeners.http {
         if let Ok(addr) = listener.local_addr() {
             tracing::info!("clients on {addr}");
         }
-        tokio::spawn(conn::accept_loop(shared.clone(), listener));
+        tokio::spawn(conn::accept_loop(shared.clone(), gate.clone(), listener));
     }
     if let Ok(addr) = listeners.publish.local_addr() {
         tracing::info!("publish API on {addr}");

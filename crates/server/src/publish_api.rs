@@ -28,15 +28,16 @@ const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves the publish API on `listener` until the process ends.
 pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener) {
+    let mut backoff = crate::fds::AcceptBackoff::default();
     loop {
         let (sock, _) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
-                tracing::warn!("publish API accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                backoff.failed("publish API", &e).await;
                 continue;
             }
         };
+        backoff.succeeded();
         let _ = sock.set_nodelay(true);
         let shared = shared.clone();
         tokio::spawn(async move {

@@ -11,12 +11,13 @@ use gripway_proto::chunked::{write_chunk_header, LAST_CHUNK};
 use gripway_proto::http1::{write_response_head, RequestHead, Version};
 use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, Method};
-use tokio::io::AsyncWriteExt;
 
-use crate::conn::ClientConn;
+use crate::conn::{write_all_progress, ClientConn, WriteFailed};
+use crate::error::Refusal;
 use crate::origin::OriginResponse;
 use crate::proxy::headers::strip_hop_by_hop;
 use crate::proxy::Next;
+use crate::Shared;
 
 /// A complete response Gripway writes itself (a GRIP response without a hold).
 pub(crate) struct FullResponse {
@@ -32,6 +33,7 @@ fn bodyless(method: &Method, status: u16) -> bool {
 
 /// Streams the origin's response to the client.
 pub(crate) async fn relay(
+    shared: &Shared,
     conn: &mut ClientConn,
     req: &RequestHead,
     mut resp: OriginResponse,
@@ -75,8 +77,9 @@ pub(crate) async fn relay(
         resp.reason.as_deref(),
         &headers,
     );
-    if conn.sock.write_all(&out).await.is_err() {
-        return Next::Close;
+    let stall = shared.config.proxy.write_timeout;
+    if let Err(e) = write_all_progress(&mut conn.sock, &mut &out[..], stall).await {
+        return write_failed(shared, e, stall);
     }
     if matches!(framing, Framing::None) {
         return if keep_alive {
@@ -98,16 +101,18 @@ pub(crate) async fn relay(
             write_chunk_header(&mut frame, chunk.len());
             // one vectored write for size line, data and CRLF
             let mut parts = (&frame[..]).chain(&chunk[..]).chain(&b"\r\n"[..]);
-            conn.sock.write_all_buf(&mut parts).await
+            write_all_progress(&mut conn.sock, &mut parts, stall).await
         } else {
-            conn.sock.write_all(&chunk).await
+            write_all_progress(&mut conn.sock, &mut &chunk[..], stall).await
         };
-        if written.is_err() {
-            return Next::Close;
+        if let Err(e) = written {
+            return write_failed(shared, e, stall);
         }
     }
-    if chunked && conn.sock.write_all(LAST_CHUNK).await.is_err() {
-        return Next::Close;
+    if chunked {
+        if let Err(e) = write_all_progress(&mut conn.sock, &mut &LAST_CHUNK[..], stall).await {
+            return write_failed(shared, e, stall);
+        }
     }
     if length.is_some_and(|n| n != sent) {
         return Next::Close;
@@ -121,6 +126,7 @@ pub(crate) async fn relay(
 
 /// Writes a complete response with a `Content-Length`.
 pub(crate) async fn write_full(
+    shared: &Shared,
     conn: &mut ClientConn,
     req: &RequestHead,
     resp: FullResponse,
@@ -143,10 +149,28 @@ pub(crate) async fn write_full(
     if !no_body {
         out.extend_from_slice(&resp.body);
     }
-    if conn.sock.write_all(&out).await.is_err() || !keep_alive {
+    let stall = shared.config.proxy.write_timeout;
+    if let Err(e) = write_all_progress(&mut conn.sock, &mut &out[..], stall).await {
+        return write_failed(shared, e, stall);
+    }
+    if !keep_alive {
         return Next::Close;
     }
     Next::KeepAlive
+}
+
+/// Counts a client that stopped taking a response; either way the connection closes.
+fn write_failed(shared: &Shared, e: WriteFailed, stall: std::time::Duration) -> Next {
+    if e == WriteFailed::Stalled {
+        let refusal = Refusal::client(
+            408,
+            "response-write-timeout",
+            format!("client took no response bytes for {stall:?}; dropped\n"),
+        );
+        shared.metrics.error(&refusal);
+        refusal.log("");
+    }
+    Next::Close
 }
 
 /// Says whether the connection stays open, in the form the client's version expects.

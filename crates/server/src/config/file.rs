@@ -106,6 +106,8 @@ pub struct RawProxy {
     pub request_head_timeout_ms: Option<u64>,
     /// Idle keep-alive client timeout in milliseconds.
     pub idle_timeout_ms: Option<u64>,
+    /// Time a client may take no part of a response in milliseconds (default 30,000).
+    pub write_timeout_ms: Option<u64>,
 }
 
 /// `[grip]`
@@ -120,6 +122,10 @@ pub struct RawGrip {
     pub max_connections: Option<usize>,
     /// Re-requests of a long-poll whose origin answers with a stale `prev-id` (default 6).
     pub max_stale_retries: Option<u32>,
+    /// Client connections from one address at once (default 0: no limit).
+    pub max_connections_per_address: Option<usize>,
+    /// File descriptors kept back from clients (default: a tenth of the limit, at least 1,024).
+    pub fd_reserve: Option<usize>,
 }
 
 /// `[publish]`
@@ -251,6 +257,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     set_ms(&mut pc.response_timeout, p.response_timeout_ms);
     set_ms(&mut pc.request_head_timeout, p.request_head_timeout_ms);
     set_ms(&mut pc.idle_timeout, p.idle_timeout_ms);
+    set_ms(&mut pc.write_timeout, p.write_timeout_ms);
     if pc.max_request_head < 1024 {
         return Err(err(
             "max_request_head",
@@ -266,6 +273,11 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     set(&mut c.grip.subscriber_queue_bytes, g.subscriber_queue_bytes);
     set(&mut c.grip.max_connections, g.max_connections);
     set(&mut c.grip.max_stale_retries, g.max_stale_retries);
+    set(
+        &mut c.grip.max_connections_per_address,
+        g.max_connections_per_address,
+    );
+    c.grip.fd_reserve = g.fd_reserve.or(c.grip.fd_reserve);
     if c.grip.max_channels_per_connection == 0 {
         return Err(err(
             "max_channels_per_connection",

@@ -104,6 +104,9 @@ pub struct ProxyConfig {
     pub request_head_timeout: Duration,
     /// Time an idle keep-alive client connection is kept.
     pub idle_timeout: Duration,
+    /// Time a client may go without taking any of a response being written to it before
+    /// the connection is dropped (and the origin connection feeding it released).
+    pub write_timeout: Duration,
 }
 
 /// Holding connections open for published messages.
@@ -119,6 +122,12 @@ pub struct GripConfig {
     /// origin's answer names an older `prev-id` than the last published; past it the
     /// origin's held response is answered as it is.
     pub max_stale_retries: u32,
+    /// Client connections one address may hold at once; more are refused with 429 (0: no
+    /// limit).
+    pub max_connections_per_address: usize,
+    /// File descriptors kept back from clients for the publish API, the admin API and
+    /// origins (None: a tenth of the open-file limit, at least 1,024 where that leaves half).
+    pub fd_reserve: Option<usize>,
 }
 
 /// WebSocket clients.
@@ -202,6 +211,7 @@ impl Default for ProxyConfig {
             response_timeout: Duration::from_secs(30),
             request_head_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(120),
+            write_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -213,6 +223,8 @@ impl Default for GripConfig {
             subscriber_queue_bytes: 1024 * 1024,
             max_connections: 100_000,
             max_stale_retries: 6,
+            max_connections_per_address: 0,
+            fd_reserve: None,
         }
     }
 }

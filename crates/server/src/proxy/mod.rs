@@ -159,7 +159,7 @@ pub(crate) async fn respond(
         if aco {
             add_cors_headers(&request.head.headers, &mut response.headers);
         }
-        return relay::relay(conn, &request.head, response).await;
+        return relay::relay(shared, conn, &request.head, response).await;
     }
     let limit = shared.config.proxy.max_instruct_body;
     let within = shared.config.proxy.response_timeout;
@@ -208,7 +208,7 @@ pub(crate) async fn respond(
             if aco {
                 add_cors_headers(&request.head.headers, &mut relayed.headers);
             }
-            relay::write_full(conn, &request.head, relayed).await
+            relay::write_full(shared, conn, &request.head, relayed).await
         }
         hold::Prepared::Hold(mut plan) => {
             if aco {
