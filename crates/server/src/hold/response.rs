@@ -269,20 +269,15 @@ pub(crate) async fn run(
         let attempt = req.stale_retries + 1;
         if attempt > shared.config.grip.max_stale_retries {
             // the origin keeps answering from stale data: give the client its answer
-            let refusal = Refusal::origin(
-                false,
-                "stale-prev-id",
-                format!(
-                    "origin still answers with a stale prev-id after {} re-requests",
-                    attempt - 1
-                ),
-            );
-            shared.metrics.error(&refusal);
-            refusal.log(&req.route.label);
-            return answer_held(shared, sock, peer, guard, &plan).await;
+            count_stale_answer(shared, &req, attempt);
+            // boxed: this rare path must not grow every long-poll's future
+            return Box::pin(answer_held(shared, sock, peer, guard, &plan)).await;
         }
         shared.metrics.retry("stale-prev-id");
-        tokio::time::sleep(stale_backoff(attempt)).await;
+        let pause = stale_backoff(attempt);
+        if !pause.is_zero() {
+            Box::pin(tokio::time::sleep(pause)).await;
+        }
         req.stale_retries = attempt;
         req.grip_last = plan
             .prev_ids
@@ -399,6 +394,20 @@ pub(crate) async fn run(
         (true, None) => HoldEnd::Close,
         (false, _) => HoldEnd::KeepAlive(conn),
     }
+}
+
+/// Counts and logs an origin that still answers from stale data after its re-requests.
+fn count_stale_answer(shared: &Shared, req: &crate::proxy::ProxiedRequest, attempt: u32) {
+    let refusal = Refusal::origin(
+        false,
+        "stale-prev-id",
+        format!(
+            "origin still answers with a stale prev-id after {} re-requests",
+            attempt - 1
+        ),
+    );
+    shared.metrics.error(&refusal);
+    refusal.log(&req.route.label);
 }
 
 /// Answers the origin's held (timeout) response at once, without holding.

@@ -570,8 +570,6 @@ fn parse_reply(events: Vec<Event>, headers: HeaderMap) -> Reply {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::AtomicUsize;
-
     use super::*;
     use crate::config::Config;
     use crate::metrics::Metrics;
@@ -593,7 +591,6 @@ mod tests {
             metrics: Metrics::new(broker.clone()),
             broker,
             upstream_key: None,
-            open_connections: AtomicUsize::new(0),
             farewells: Arc::new(tokio::sync::Semaphore::new(1)),
             config,
         })
