@@ -212,3 +212,30 @@ async fn publish_command_reaches_subscribers() {
         "unreachable publish API is an error"
     );
 }
+
+#[test]
+fn default_sig_key_to_a_remote_origin_is_warned_about() {
+    let warning = "INSECURE: this route signs Grip-Sig with the default key";
+    // 192.0.2.1 (TEST-NET-1) is never connected to: the warning comes at start
+    let gw = gripway(&["--route", "* 192.0.2.1:80"]);
+    assert!(gw.wait_for_log(warning, WAIT), "{}", gw.log());
+    assert!(gw.log().contains("192.0.2.1"), "{}", gw.log());
+    // loopback origins and a real key are fine
+    let quiet = gripway(&["--route", "* 127.0.0.1:9", "--route", "* localhost:9"]);
+    let keyed = gripway(&["--route", "*,sig_key=s3cret 192.0.2.1:80"]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!quiet.log().contains(warning), "{}", quiet.log());
+    assert!(!keyed.log().contains(warning), "{}", keyed.log());
+}
+
+#[test]
+fn an_inline_pem_that_does_not_parse_is_a_config_error() {
+    let dir = TempDir::new("inlinepem");
+    let path = dir.write(
+        "gripway.toml",
+        "[server]\npublish_port = \"127.0.0.1:0\"\n[publish.auth]\njwt_keys = [\"\"\"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n\"\"\"]\n",
+    );
+    let (code, err) = run_expecting_failure(&["--config", path.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("jwt_keys: inline PEM key"), "{err}");
+}

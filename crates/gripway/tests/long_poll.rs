@@ -171,3 +171,71 @@ async fn many_pollers_each_answered_once() {
     }
     assert_eq!(gw.metric("gripway_subscriptions").await, Some(0.0));
 }
+
+/// Issue 7's attack: `copy` from `""` 40 times, each doubling the document; `first` is an
+/// operation put before the copies.
+fn doubling_patch(channel: &str, first: Option<&str>) -> String {
+    let mut ops: Vec<String> = first.into_iter().map(str::to_owned).collect();
+    ops.extend((0..40).map(|i| format!(r#"{{"op":"copy","from":"","path":"/k{i}"}}"#)));
+    format!(
+        r#"{{"items":[{{"channel":"{channel}","formats":{{"http-response":{{"body-patch":[{}]}}}}}}]}}"#,
+        ops.join(",")
+    )
+}
+
+#[tokio::test]
+async fn a_doubling_body_patch_is_refused_when_published() {
+    let origin = Origin::start(|_| poll_reply("bomb", "60")).await;
+    let gw = gripway_to(&origin, &[]);
+    let mut c = held(&gw, "/").await;
+    let (status, text) = publish(&gw.publish_url(), &doubling_patch("bomb", None)).await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("body-patch"), "{text}");
+    assert_eq!(
+        gw.metric("gripway_errors_total{source=\"publisher\",reason=\"invalid-items\"}")
+            .await,
+        Some(1.0)
+    );
+    assert!(c.read_for(Duration::from_millis(200)).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_body_patch_that_outgrows_the_limit_on_the_template_is_skipped() {
+    let origin = Origin::start(|_| poll_reply("bomb2", "60")).await;
+    let mut gw = gripway_to(&origin, &[]);
+    let mut c = held(&gw, "/").await;
+    let rss_before = gw.rss_kib();
+    // the leading `test` needs the template, so the size is only known where it applies
+    let bomb = doubling_patch(
+        "bomb2",
+        Some(r#"{"op":"test","path":"/messages","value":[]}"#),
+    );
+    let (status, text) = publish(&gw.publish_url(), &bomb).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        c.read_for(Duration::from_millis(500)).await.is_empty(),
+        "nothing is sent for a skipped patch"
+    );
+    let skipped = "gripway_errors_total{source=\"publisher\",reason=\"body-patch-too-large\"}";
+    let mut counted = None;
+    for _ in 0..100 {
+        counted = gw.metric(skipped).await;
+        if counted.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(counted, Some(1.0));
+    assert!(gw.is_running());
+    if let (Some(before), Some(after)) = (rss_before, gw.rss_kib()) {
+        assert!(
+            after < before + 50 * 1024,
+            "RSS grew from {before} KiB to {after} KiB"
+        );
+    }
+    // the hold is still there for the next message
+    let body = r#"{"items":[{"channel":"bomb2","formats":{"http-response":{
+        "body-patch":[{"op":"add","path":"/messages/-","value":"after"}]}}}]}"#;
+    assert_eq!(publish(&gw.publish_url(), body).await.0, 200);
+    c.read_until(b"{\"messages\":[\"after\"]}\n", WAIT).await;
+}

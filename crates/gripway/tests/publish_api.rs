@@ -107,18 +107,125 @@ async fn content_and_body_limits_give_413() {
     let dir = write_config("[publish]\nmax_body = 100000\n");
     let config = dir.path().join("gripway.toml");
     let gw = gripway(&["--config", config.to_str().unwrap()]);
-    let url = gw.publish_url();
+    // Fanout's path keeps Fanout's 32,767-byte content limit
+    let fastly = format!("http://{}/service/abc/publish/", gw.publish_addr);
     let at_limit = stream_item("big", &"x".repeat(32_767));
-    assert_eq!(publish(&url, &at_limit).await.0, 200);
+    assert_eq!(publish(&fastly, &at_limit).await.0, 200);
     let over = stream_item("big", &"x".repeat(32_768));
-    let (status, body) = publish(&url, &over).await;
+    let (status, body) = publish(&fastly, &over).await;
     assert_eq!(status, 413);
     assert!(
         body.contains("items[0]") && body.contains("32767"),
         "{body}"
     );
+    // Pushpin's path accepts what Pushpin accepts: content bounded only by the body
+    assert_eq!(publish(&gw.publish_url(), &over).await.0, 200);
     let huge = stream_item("big", &"y".repeat(150_000));
-    assert_eq!(publish(&url, &huge).await.0, 413);
+    assert_eq!(publish(&gw.publish_url(), &huge).await.0, 413);
+    assert_eq!(publish(&fastly, &huge).await.0, 413);
+    assert_eq!(
+        gw.metric("gripway_errors_total{source=\"publisher\",reason=\"items-too-large\"}")
+            .await,
+        Some(1.0)
+    );
+    assert_eq!(
+        gw.metric("gripway_errors_total{source=\"publisher\",reason=\"body-too-large\"}")
+            .await,
+        Some(2.0)
+    );
+}
+
+#[tokio::test]
+async fn content_limit_per_path_is_configurable() {
+    let dir = write_config("[publish]\nmax_content = 100\nfastly_max_content = 50\n");
+    let config = dir.path().join("gripway.toml");
+    let gw = gripway(&["--config", config.to_str().unwrap()]);
+    let fastly = format!("http://{}/service/abc/publish/", gw.publish_addr);
+    assert_eq!(
+        publish(&gw.publish_url(), &stream_item("c", &"x".repeat(100)))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        publish(&gw.publish_url(), &stream_item("c", &"x".repeat(101)))
+            .await
+            .0,
+        413
+    );
+    assert_eq!(
+        publish(&fastly, &stream_item("c", &"x".repeat(50))).await.0,
+        200
+    );
+    assert_eq!(
+        publish(&fastly, &stream_item("c", &"x".repeat(51))).await.0,
+        413
+    );
+}
+
+#[tokio::test]
+async fn a_64_kib_ws_message_published_on_pushpins_path_reaches_a_websocket() {
+    use futures_util::StreamExt as _;
+    use tokio_tungstenite::tungstenite::Message;
+    let gw = gripway(&[]);
+    let url = format!("ws://{}/test/websocket", gw.addr);
+    let sock = tokio::net::TcpStream::connect(gw.addr)
+        .await
+        .expect("connect");
+    let (mut ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::client_async(url, sock))
+        .await
+        .expect("handshake in time")
+        .expect("handshake accepted");
+    for _ in 0..500 {
+        if gw.metric("gripway_subscriptions").await == Some(1.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let content = "z".repeat(64 * 1024);
+    let body = format!(
+        r#"{{"items":[{{"channel":"test","formats":{{"ws-message":{{"content":"{content}"}}}}}}]}}"#
+    );
+    let (status, text) = publish(&gw.publish_url(), &body).await;
+    assert_eq!(status, 200, "{text}");
+    let got = loop {
+        let m = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("a message in time")
+            .expect("stream open")
+            .expect("no error");
+        if let Message::Text(t) = m {
+            break t.to_string();
+        }
+    };
+    assert_eq!(got.len(), content.len());
+    assert!(got == content);
+    // the same is over Fanout's limit on its path
+    let fastly = format!("http://{}/service/abc/publish/", gw.publish_addr);
+    assert_eq!(publish(&fastly, &body).await.0, 413);
+}
+
+#[tokio::test]
+async fn every_refusal_is_counted_as_the_publishers() {
+    let gw = gripway(&[]);
+    let base = format!("http://{}", gw.publish_addr);
+    assert_eq!(publish(&format!("{base}/nowhere"), "{}").await.0, 404);
+    assert_eq!(publish(&gw.publish_url(), "not json").await.0, 400);
+    let (status, _) = publish_with(
+        &gw.publish_url(),
+        r#"{"items":[]}"#,
+        &[("Accept", "image/png")],
+    )
+    .await;
+    assert_eq!(status, 406);
+    for (reason, n) in [
+        ("not-found", 1.0),
+        ("invalid-items", 1.0),
+        ("not-acceptable", 1.0),
+    ] {
+        let sample = format!("gripway_errors_total{{source=\"publisher\",reason=\"{reason}\"}}");
+        assert_eq!(gw.metric(&sample).await, Some(n), "{sample}");
+    }
 }
 
 #[tokio::test]

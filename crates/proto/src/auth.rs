@@ -553,6 +553,56 @@ mod tests {
     }
 
     #[test]
+    fn inline_pem_public_keys_verify_and_refuse_algorithm_confusion() {
+        // `jwt_keys = ["-----BEGIN PUBLIC KEY-----\n..."]`: the config's inline form
+        let inline = |name: &str| String::from_utf8(crate::sig::test_keys::read(name)).unwrap();
+        let dir = std::env::temp_dir();
+        let keys = ["ec-public.pem", "rsa-public.pem"]
+            .map(|n| {
+                crate::sig::parse_verifying_key(&inline(n), &dir)
+                    .expect("inline PEM parses")
+                    .expect("a key")
+            })
+            .to_vec();
+        let auth = config(vec![PublishAuth::Jwt { keys, iss: None }]);
+        for private in ["ec-private.pem", "rsa-private.pem"] {
+            let token = jwt(signing(private), "x", NOW);
+            assert_eq!(
+                auth.check(Some(&bearer(&token)), None, NOW),
+                Ok(()),
+                "{private}"
+            );
+            assert_eq!(
+                auth.check(
+                    Some(&bearer(&token)),
+                    None,
+                    NOW + 3600 + JWT_EXPIRY_LEEWAY_SECS
+                ),
+                Err(AuthError::Rejected("JWT has expired")),
+                "{private}"
+            );
+        }
+        for public in ["ec-public.pem", "rsa-public.pem"] {
+            let forged = jwt(
+                SigningKey::hmac(inline(public).as_bytes()).expect("non-empty"),
+                "x",
+                NOW,
+            );
+            assert_eq!(
+                auth.check(Some(&bearer(&forged)), None, NOW),
+                Err(AuthError::Rejected("JWT algorithm is not accepted")),
+                "HS256 keyed with {public}'s text"
+            );
+        }
+        let claims = URL_SAFE_NO_PAD.encode(format!(r#"{{"iss":"x","exp":{}}}"#, NOW + 600));
+        let unsigned = format!("eyJhbGciOiJub25lIn0.{claims}.");
+        assert_eq!(
+            auth.check(Some(&bearer(&unsigned)), None, NOW),
+            Err(AuthError::Rejected("JWT algorithm is not accepted"))
+        );
+    }
+
+    #[test]
     fn keys_and_jwt_together_report_the_relevant_error() {
         let auth = config(vec![
             keys(&["static"]),

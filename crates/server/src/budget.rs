@@ -36,8 +36,9 @@ mod tests {
     const WEBSOCKET_FUTURE: usize = 1344;
     /// Bytes of a stream subscriber's state shared with the broker (one `Arc` each).
     const STREAM_STATE: usize = 160;
-    /// Bytes of a long-poll subscriber's state (it keeps the timeout response's parts).
-    const POLL_STATE: usize = 352;
+    /// Bytes of a long-poll subscriber's state (it keeps the timeout response's parts, and
+    /// the `body-patch` size limit and skip count: 8 bytes).
+    const POLL_STATE: usize = 360;
     /// Bytes of a WebSocket subscriber's state shared with the broker.
     const WEBSOCKET_STATE: usize = 224;
 

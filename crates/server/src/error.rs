@@ -23,7 +23,6 @@ pub(crate) enum Source {
     /// The origin failed, timed out, or answered something unusable.
     Origin,
     /// A publisher's request was malformed, too large or unauthorised.
-    #[allow(dead_code)] // the publish API's refusals move here next
     Publisher,
     /// Ours: capacity (too many connections, out of descriptors), configuration (no route),
     /// shutting down.
@@ -99,7 +98,6 @@ impl Refusal {
     }
 
     /// A publisher's fault; `status` is a 4xx.
-    #[allow(dead_code)] // the publish API's refusals move here next
     pub(crate) fn publisher(
         status: u16,
         reason: &'static str,

@@ -5,14 +5,19 @@
 //! `Accept` (406), body size (413), items (400, or 413 for oversized content; all-or-nothing).
 //! It is answered as soon as its items are queued in the broker, before fan-out, so a
 //! publisher never waits on subscribers; an acknowledged item is never dropped.
+//!
+//! Every refusal is a [`Refusal`] (the publisher's fault, or ours when shutting down),
+//! counted in `gripway_errors_total{source,reason}` and logged rate-limited. Content limits
+//! differ by path: Pushpin's `/publish/` accepts what Pushpin accepts (`max_content`,
+//! default 1,000,000 bytes: only the body limit bounds it there), Fastly's path keeps
+//! Fanout's 32,767 bytes (`fastly_max_content`).
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use gripway_proto::auth::AuthError;
-use gripway_proto::publish::parse_publish_body;
+use gripway_proto::publish::{parse_publish_body, PublishErrorKind};
 use http::header::{HeaderValue, ACCEPT, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
@@ -20,6 +25,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
+use crate::error::Refusal;
 use crate::proxy::now_unix;
 use crate::Shared;
 
@@ -61,26 +67,28 @@ enum Format {
 }
 
 async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    let response = route(shared, req).await;
+    let response = route(shared, req)
+        .await
+        .unwrap_or_else(|r| refused(shared, &r));
     shared.metrics.publish_answer(response.status().as_u16());
     response
 }
 
-async fn route(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn route(shared: &Shared, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Refusal> {
     let path = req.uri().path();
     let path = path.strip_suffix('/').unwrap_or(path);
-    let is_publish = path == "/publish" || is_fastly_publish(path);
+    let fastly = is_fastly_publish(path);
+    let is_publish = path == "/publish" || fastly;
     match (path, req.method()) {
-        ("", &Method::GET) => text(StatusCode::OK, "Gripway API\n"),
-        (_, &Method::POST) if is_publish => publish(shared, req).await,
-        ("/recover", &Method::POST) => text(StatusCode::OK, "Updated\n"),
-        (_, _) if is_publish || path == "/recover" => {
-            let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed.\n");
-            r.headers_mut()
-                .insert(ALLOW, HeaderValue::from_static("POST"));
-            r
-        }
-        _ => text(StatusCode::NOT_FOUND, "Not found.\n"),
+        ("", &Method::GET) => Ok(text(StatusCode::OK, "Gripway API\n")),
+        (_, &Method::POST) if is_publish => publish(shared, req, fastly).await,
+        ("/recover", &Method::POST) => Ok(text(StatusCode::OK, "Updated\n")),
+        (_, _) if is_publish || path == "/recover" => Err(Refusal::publisher(
+            405,
+            "method-not-allowed",
+            "Method not allowed.",
+        )),
+        _ => Err(Refusal::publisher(404, "not-found", "Not found.")),
     }
 }
 
@@ -91,18 +99,27 @@ fn is_fastly_publish(path: &str) -> bool {
         .is_some_and(|id| !id.is_empty() && !id.contains('/'))
 }
 
-async fn publish(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
+/// Checks and queues one publish request; `fastly` selects Fanout's content limit.
+async fn publish(
+    shared: &Shared,
+    req: Request<Incoming>,
+    fastly: bool,
+) -> Result<Response<Full<Bytes>>, Refusal> {
     let auth = &shared.config.publish.auth;
     if !auth.is_open() {
         let header = |name: &str| req.headers().get(name).map(HeaderValue::as_bytes);
         if let Err(e) = auth.check(header("authorization"), header("fastly-key"), now_unix()) {
-            return unauthorized(&e);
+            return Err(Refusal::publisher(
+                401,
+                "unauthorized",
+                format!("Unauthorized: {e}"),
+            ));
         }
     }
-    let format = match negotiate(req.headers().get(ACCEPT)) {
-        Some(f) => f,
-        None => return text(StatusCode::NOT_ACCEPTABLE, "Not acceptable.\n"),
+    let Some(format) = negotiate(req.headers().get(ACCEPT)) else {
+        return Err(Refusal::publisher(406, "not-acceptable", "Not acceptable."));
     };
+    let too_large = || Refusal::publisher(413, "body-too-large", "Request body too large.");
     let max = shared.config.publish.max_body;
     let declared = req
         .headers()
@@ -110,14 +127,15 @@ async fn publish(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max as u64) {
-        return text(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large.\n");
+        return Err(too_large());
     }
     let read = tokio::time::timeout(BODY_TIMEOUT, Limited::new(req.into_body(), max).collect());
     let Ok(collected) = read.await else {
-        return text(
-            StatusCode::REQUEST_TIMEOUT,
-            "Request body not received in time.\n",
-        );
+        return Err(Refusal::publisher(
+            408,
+            "body-timeout",
+            "Request body not received in time.",
+        ));
     };
     let body = match collected {
         Ok(b) => b.to_bytes(),
@@ -125,21 +143,32 @@ async fn publish(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some() =>
         {
-            return text(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large.\n")
+            return Err(too_large())
         }
-        Err(_) => return text(StatusCode::BAD_REQUEST, "Request body could not be read.\n"),
-    };
-    let items = match parse_publish_body(&body, &shared.config.publish.limits) {
-        Ok(items) => items,
-        Err(e) => {
-            let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
-            return text(status, &format!("{e}\n"));
+        Err(_) => {
+            return Err(Refusal::publisher(
+                400,
+                "body-unreadable",
+                "Request body could not be read.",
+            ))
         }
     };
+    let limits = if fastly {
+        &shared.config.publish.fastly_limits
+    } else {
+        &shared.config.publish.limits
+    };
+    let items = parse_publish_body(&body, limits).map_err(|e| {
+        let reason = match e.kind {
+            PublishErrorKind::Invalid => "invalid-items",
+            PublishErrorKind::TooLarge => "items-too-large",
+        };
+        Refusal::publisher(e.http_status(), reason, e.message)
+    })?;
     if shared.broker.publish(items).await.is_err() {
-        return text(StatusCode::SERVICE_UNAVAILABLE, "Shutting down.\n");
+        return Err(Refusal::internal(503, "shutting-down", "Shutting down."));
     }
-    match format {
+    Ok(match format {
         Format::Text => text(StatusCode::OK, "Published\n"),
         Format::Json => {
             let mut r = text(StatusCode::OK, "{\"message\": \"Published\"}\n");
@@ -147,7 +176,29 @@ async fn publish(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes
                 .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             r
         }
+    })
+}
+
+/// The answer to a refused request: counted, logged (rate-limited), its detail as the body.
+fn refused(shared: &Shared, refusal: &Refusal) -> Response<Full<Bytes>> {
+    shared.metrics.error(refusal);
+    refusal.log("publish API: ");
+    let status = StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut r = text(status, &format!("{}\n", refusal.detail));
+    match status {
+        StatusCode::UNAUTHORIZED => {
+            r.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"gripway\""),
+            );
+        }
+        StatusCode::METHOD_NOT_ALLOWED => {
+            r.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("POST"));
+        }
+        _ => {}
     }
+    r
 }
 
 /// Pushpin's negotiation: text unless the client prefers JSON; None if it accepts neither.
@@ -169,15 +220,6 @@ fn negotiate(accept: Option<&HeaderValue>) -> Option<Format> {
         }
     }
     None
-}
-
-fn unauthorized(e: &AuthError) -> Response<Full<Bytes>> {
-    let mut r = text(StatusCode::UNAUTHORIZED, &format!("Unauthorized: {e}\n"));
-    r.headers_mut().insert(
-        WWW_AUTHENTICATE,
-        HeaderValue::from_static("Bearer realm=\"gripway\""),
-    );
-    r
 }
 
 fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {

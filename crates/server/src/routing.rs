@@ -4,14 +4,18 @@
 //! A request takes one snapshot ([`RoutesHandle::current`]) and uses it to the end, so a
 //! reload never changes routing under a request in flight, and held connections, which
 //! keep only what they took from their route, are never dropped by a reload. A routes file
-//! that fails to parse on reload is logged and the old routes stay.
+//! that fails to parse on reload is logged and the old routes stay. A route that signs with
+//! the default key `changeme` and sends to an origin off this machine is warned about at
+//! every load (anyone can forge that Grip-Sig).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
-use gripway_proto::routes::{parse_route_line, parse_routes, Route, RouteProto, RouteTable};
+use gripway_proto::routes::{
+    parse_route_line, parse_routes, Route, RouteProto, RouteTable, TargetKind,
+};
 use gripway_proto::sig::{parse_signing_key, parse_verifying_key, GripSigner, VerifyingKey};
 
 use crate::config::{Config, ConfigError, RoutesSource};
@@ -179,6 +183,17 @@ fn build(
                     .unwrap_or_else(|| defaults.sig_iss.clone());
                 Arc::new(GripSigner::new(iss, key))
             });
+        if key_spec == DEFAULT_SIG_KEY {
+            if let Some(host) = route.targets.iter().find_map(non_loopback_host) {
+                tracing::warn!(
+                    line = route.line,
+                    origin = host,
+                    "INSECURE: this route signs Grip-Sig with the default key \"changeme\" and \
+                     sends to a non-loopback origin; anyone can forge Grip-Sig for it. Set \
+                     sig_key (config [proxy] or the route's sig_key=) to a secret"
+                );
+            }
+        }
         if !route.ignored.is_empty() {
             tracing::warn!(line = route.line, options = ?route.ignored, "route options accepted but not implemented");
         }
@@ -194,6 +209,21 @@ fn build(
         }));
     }
     Ok(Routes { table, entries })
+}
+
+/// Pushpin's default Grip-Sig key, which every Pushpin user knows.
+const DEFAULT_SIG_KEY: &str = "changeme";
+
+/// The host of a target that is not on this machine (not `localhost`, not a loopback IP).
+fn non_loopback_host(target: &gripway_proto::routes::Target) -> Option<&str> {
+    let TargetKind::Addr { host, .. } = &target.kind else {
+        return None;
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    (!loopback).then_some(host.as_str())
 }
 
 /// Loads the upstream key (trusted upstream proxies), if configured.

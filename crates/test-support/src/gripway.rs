@@ -143,6 +143,11 @@ impl Gripway {
         Some(kib * 1024)
     }
 
+    /// The process's resident memory in KiB (Linux `/proc`), if it can be read.
+    pub fn rss_kib(&self) -> Option<u64> {
+        self.rss_bytes().map(|b| b / 1024)
+    }
+
     /// True while the process runs.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

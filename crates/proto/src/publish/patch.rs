@@ -5,12 +5,33 @@
 //! known `op`, well-formed pointers, and the members its `op` needs. Applying it to a document
 //! is atomic: either every operation succeeds, or the document is left exactly as it was.
 //! Numbers compare by value in `test` (so `1` equals `1.0`), as RFC 6902 §4.6 asks.
+//!
+//! Every application is bounded: the caller gives a limit on the document's compact JSON
+//! length, the running size is kept per operation ([`size`]), and an operation that would
+//! pass it fails with [`PatchError::TooLarge`] before anything is built, so a patch of
+//! 40 `copy` operations from `""` (each doubling the document) stops at the limit instead of
+//! building terabytes.
+//!
+//! Why this stays hand-written rather than the `json-patch` crate (5.0), decided by
+//! measurement and by what the bound needs. `cargo bench -p gripway-proto --bench publish --
+//! body_patch` (parse a 1 KB timeout body, then apply; 2 shared cores, so ±5 %): a typical
+//! 4-operation patch 11.3 µs here (bounded) against 10.7 µs with the crate (unbounded);
+//! 40 `add`s 21.1 µs against 19.7 µs. Speed is no reason either way: the parse dominates, and
+//! the bound costs about 5 %. What decides it: the bound has to know a value's size before
+//! each operation is applied (a `copy` is measured, and refused, before it is cloned), which
+//! the crate's all-at-once `patch` does not allow, so the crate would be driven one
+//! operation at a time with our own lookups and size accounting around it, and rolled back
+//! by us; its `test` compares numbers structurally (`1` is not `1.0`, against RFC 6902
+//! §4.6); and the validation with its error messages (operation index, field, reason) lives
+//! here anyway. The applier itself is about 150 lines of this file.
 
 use std::fmt;
 
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Serialize, Serializer};
 use serde_json::Value;
+
+use size::{entry_overhead, json_len, SizeBound};
 
 /// Most operations one patch may hold.
 pub const MAX_PATCH_OPS: usize = 1024;
@@ -195,6 +216,16 @@ pub enum PatchError {
     /// A `test` operation found a different value.
     #[error("operation {index} (test): the value at '{path}' differs")]
     TestFailed { index: usize, path: String },
+    /// The operation would make the document's compact JSON longer than the limit.
+    #[error("operation {index} ({op}): the document would be larger than {limit} bytes")]
+    TooLarge {
+        index: usize,
+        op: &'static str,
+        limit: usize,
+    },
+    /// The document is already larger than the limit before any operation.
+    #[error("the document is larger than {limit} bytes")]
+    DocumentTooLarge { limit: usize },
     /// A `remove` of the whole document, or a `move` of a value into its own child.
     #[error("operation {index} ({op}): {reason}")]
     Impossible {
@@ -244,22 +275,51 @@ impl JsonPatch {
         &self.ops
     }
 
-    /// Applies every operation in order. On any error `doc` is left unchanged.
-    pub fn apply(&self, doc: &mut Value) -> Result<(), PatchError> {
+    /// Applies every operation in order, never letting the document's compact JSON length
+    /// pass `limit` bytes. On any error `doc` is left unchanged.
+    pub fn apply(&self, doc: &mut Value, limit: usize) -> Result<(), PatchError> {
+        let mut bound = start_bound(doc, limit)?;
         match self.ops.as_slice() {
             [] => Ok(()),
-            // A lone operation other than `move` checks everything before it changes anything,
-            // so it can work in place.
-            [op] if !matches!(op, PatchOp::Move { .. }) => apply_op(doc, 0, op),
+            // A lone operation other than `move` checks everything (the size bound included)
+            // before it changes anything, so it can work in place.
+            [op] if !matches!(op, PatchOp::Move { .. }) => apply_op(doc, 0, op, &mut bound),
             ops => {
                 let mut scratch = doc.clone();
                 for (index, op) in ops.iter().enumerate() {
-                    apply_op(&mut scratch, index, op)?;
+                    apply_op(&mut scratch, index, op, &mut bound)?;
                 }
                 *doc = scratch;
                 Ok(())
             }
         }
+    }
+
+    /// [`apply`](Self::apply) without the copy that makes it atomic: on an error `doc` may be
+    /// partly patched, for callers that throw it away then (a fresh parse of a template).
+    pub fn apply_in_place(&self, doc: &mut Value, limit: usize) -> Result<(), PatchError> {
+        let mut bound = start_bound(doc, limit)?;
+        for (index, op) in self.ops.iter().enumerate() {
+            apply_op(doc, index, op, &mut bound)?;
+        }
+        Ok(())
+    }
+
+    /// Whether this patch, applied to an empty object or an empty array, would make a
+    /// document larger than `limit` bytes: such a patch grows past the limit by itself
+    /// (`copy` from `""` doubling the document), whatever it is later applied to, and can be
+    /// refused when it is published. A patch whose operations need what only the real
+    /// document has (a `test`, a `copy` from a member the patch does not add) stops early
+    /// here and is only bounded where it is applied.
+    pub fn outgrows_empty_document(&self, limit: usize) -> bool {
+        [Value::Object(Default::default()), Value::Array(Vec::new())]
+            .into_iter()
+            .any(|mut doc| {
+                matches!(
+                    self.apply_in_place(&mut doc, limit),
+                    Err(PatchError::TooLarge { .. })
+                )
+            })
     }
 }
 
@@ -380,7 +440,17 @@ fn check_possible(index: usize, op: &PatchOp) -> Result<(), PatchError> {
     }
 }
 
-fn apply_op(doc: &mut Value, index: usize, op: &PatchOp) -> Result<(), PatchError> {
+fn start_bound(doc: &Value, limit: usize) -> Result<SizeBound, PatchError> {
+    let size = json_len(doc, limit).ok_or(PatchError::DocumentTooLarge { limit })?;
+    Ok(SizeBound { size, limit })
+}
+
+fn apply_op(
+    doc: &mut Value,
+    index: usize,
+    op: &PatchOp,
+    bound: &mut SizeBound,
+) -> Result<(), PatchError> {
     check_possible(index, op)?;
     let name = op.name();
     let not_found = |path: &JsonPointer| PatchError::NotFound {
@@ -388,14 +458,36 @@ fn apply_op(doc: &mut Value, index: usize, op: &PatchOp) -> Result<(), PatchErro
         op: name,
         path: path.to_string(),
     };
+    let limit = bound.limit;
+    let too_large = || PatchError::TooLarge {
+        index,
+        op: name,
+        limit,
+    };
     match op {
         PatchOp::Add { path, value } => {
-            add(doc, path, value.clone()).map_err(|e| e.at(index, name))
+            let len = json_len(value, bound.limit).ok_or_else(too_large)?;
+            let size = size_after_add(doc, path, len, bound).ok_or_else(too_large)?;
+            add(doc, path, value.clone()).map_err(|e| e.at(index, name))?;
+            bound.size = size;
+            Ok(())
         }
-        PatchOp::Remove { path } => remove(doc, path).map(drop).map_err(|e| e.at(index, name)),
+        PatchOp::Remove { path } => {
+            let overhead = removal_overhead(doc, path);
+            let removed = remove(doc, path).map_err(|e| e.at(index, name))?;
+            shrink(bound, &removed, overhead);
+            Ok(())
+        }
         PatchOp::Replace { path, value } => {
+            let len = json_len(value, bound.limit).ok_or_else(too_large)?;
             let target = lookup_mut(doc, path.tokens()).ok_or_else(|| not_found(path))?;
+            let old = json_len(target, usize::MAX).unwrap_or(0);
+            let size = (bound.size.saturating_sub(old))
+                .checked_add(len)
+                .filter(|s| *s <= bound.limit)
+                .ok_or_else(too_large)?;
             *target = value.clone();
+            bound.size = size;
             Ok(())
         }
         PatchOp::Move { from, path } => {
@@ -405,14 +497,23 @@ fn apply_op(doc: &mut Value, index: usize, op: &PatchOp) -> Result<(), PatchErro
                     .ok_or_else(|| not_found(from));
             }
             // Callers run `move` on a scratch copy, so a failed `add` may leave `from` removed.
+            let overhead = removal_overhead(doc, from);
             let moved = remove(doc, from).map_err(|e| e.at(index, name))?;
-            add(doc, path, moved).map_err(|e| e.at(index, name))
+            let len = shrink(bound, &moved, overhead);
+            let size = size_after_add(doc, path, len, bound).ok_or_else(too_large)?;
+            add(doc, path, moved).map_err(|e| e.at(index, name))?;
+            bound.size = size;
+            Ok(())
         }
         PatchOp::Copy { from, path } => {
-            let copied = lookup(doc, from.tokens())
-                .ok_or_else(|| not_found(from))?
-                .clone();
-            add(doc, path, copied).map_err(|e| e.at(index, name))
+            let source = lookup(doc, from.tokens()).ok_or_else(|| not_found(from))?;
+            // measured (and refused) before it is cloned
+            let len = json_len(source, bound.limit).ok_or_else(too_large)?;
+            let size = size_after_add(doc, path, len, bound).ok_or_else(too_large)?;
+            let copied = source.clone();
+            add(doc, path, copied).map_err(|e| e.at(index, name))?;
+            bound.size = size;
+            Ok(())
         }
         PatchOp::Test { path, value } => {
             let found = lookup(doc, path.tokens()).ok_or_else(|| not_found(path))?;
@@ -426,6 +527,48 @@ fn apply_op(doc: &mut Value, index: usize, op: &PatchOp) -> Result<(), PatchErro
             }
         }
     }
+}
+
+/// The document's size once a value of `len` bytes is added at `path` (replacing what an
+/// object member there holds); `None` past the limit. Where the add is bound to fail
+/// (no parent) the size is unchanged, and the add reports why.
+fn size_after_add(doc: &Value, path: &JsonPointer, len: usize, bound: &SizeBound) -> Option<usize> {
+    let Some((last, parent_tokens)) = path.tokens().split_last() else {
+        return (len <= bound.limit).then_some(len);
+    };
+    let Some(parent) = lookup(doc, parent_tokens) else {
+        return Some(bound.size);
+    };
+    let overhead = entry_overhead(parent, last, bound.limit)?;
+    let replaced = match parent {
+        Value::Object(members) => members
+            .get(last)
+            .map_or(0, |old| json_len(old, usize::MAX).unwrap_or(0) + overhead),
+        _ => 0,
+    };
+    bound
+        .size
+        .saturating_sub(replaced)
+        .checked_add(len)?
+        .checked_add(overhead)
+        .filter(|s| *s <= bound.limit)
+}
+
+/// The separator and key bytes that go with what `path` names (0 when it names nothing).
+fn removal_overhead(doc: &Value, path: &JsonPointer) -> usize {
+    let Some((last, parent_tokens)) = path.tokens().split_last() else {
+        return 0;
+    };
+    lookup(doc, parent_tokens)
+        .and_then(|parent| entry_overhead(parent, last, usize::MAX))
+        .unwrap_or(0)
+}
+
+/// Takes a removed value and its overhead off the running size; returns the value's length.
+fn shrink(bound: &mut SizeBound, removed: &Value, overhead: usize) -> usize {
+    let len = json_len(removed, usize::MAX).unwrap_or(0);
+    bound.size = bound.size.saturating_sub(len.saturating_add(overhead));
+    len
 }
 
 /// A failure of [`add`] or [`remove`], before the operation number is known.
@@ -541,5 +684,6 @@ fn json_equal(a: &Value, b: &Value) -> bool {
     }
 }
 
+mod size;
 #[cfg(test)]
 mod tests;

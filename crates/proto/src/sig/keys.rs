@@ -3,7 +3,10 @@
 //!
 //! Spec forms: a plain-text secret; `base64:<b64>` (a secret); `file:<path>` (relative to the
 //! config file's directory), whose contents are PEM when they start with `-----BEGIN` and a
-//! hex-encoded secret otherwise. The empty spec means "no key".
+//! hex-encoded secret otherwise; PEM text given inline (it starts with `-----BEGIN`). The
+//! empty spec means "no key". PEM text, inline or in a file, is always parsed as a key and
+//! never becomes an HMAC secret: a public key used as a secret would let anyone who has it
+//! sign HS256 tokens (algorithm confusion), so a PEM that does not parse is an error.
 //!
 //! Invariants: a [`SigningKey`] or [`VerifyingKey`] can only be built through the validating
 //! constructors here, so its algorithm always matches its key material (a P-256 key for ES256,
@@ -198,6 +201,13 @@ pub enum KeyError {
         path: PathBuf,
         /// What is wrong with the hex.
         problem: HexProblem,
+    },
+    /// PEM text given inline holds no usable key of the kind needed.
+    #[error("inline PEM key: {problem}")]
+    InvalidInlinePem {
+        /// What is wrong with the PEM.
+        #[source]
+        problem: PemProblem,
     },
     /// The key file is PEM but holds no usable key of the kind needed.
     #[error("key file {}: {problem}", path.display())]
@@ -395,7 +405,18 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 /// What a spec resolved to before it becomes a key of a given kind.
 enum KeySource {
     Secret(Vec<u8>),
-    Pem { path: PathBuf, contents: Vec<u8> },
+    /// PEM text from a file (`path`) or given inline (`None`).
+    Pem {
+        path: Option<PathBuf>,
+        contents: Vec<u8>,
+    },
+}
+
+fn pem_error(path: Option<PathBuf>, problem: PemProblem) -> KeyError {
+    match path {
+        Some(path) => KeyError::InvalidPem { path, problem },
+        None => KeyError::InvalidInlinePem { problem },
+    }
 }
 
 /// Parses a signing key spec (`sig_key`, route `sig_key=`). `""` gives `Ok(None)`.
@@ -406,7 +427,7 @@ pub fn parse_signing_key(spec: &str, base_dir: &Path) -> Result<Option<SigningKe
         Some(KeySource::Secret(secret)) => Ok(SigningKey::hmac(&secret)),
         Some(KeySource::Pem { path, contents }) => SigningKey::from_pem(&contents)
             .map(Some)
-            .map_err(|problem| KeyError::InvalidPem { path, problem }),
+            .map_err(|problem| pem_error(path, problem)),
     }
 }
 
@@ -418,7 +439,7 @@ pub fn parse_verifying_key(spec: &str, base_dir: &Path) -> Result<Option<Verifyi
         Some(KeySource::Secret(secret)) => Ok(VerifyingKey::hmac(&secret)),
         Some(KeySource::Pem { path, contents }) => VerifyingKey::from_pem(&contents)
             .map(Some)
-            .map_err(|problem| KeyError::InvalidPem { path, problem }),
+            .map_err(|problem| pem_error(path, problem)),
     }
 }
 
@@ -441,7 +462,10 @@ fn resolve_spec(spec: &str, base_dir: &Path) -> Result<Option<KeySource>, KeyErr
         let contents = read_key_file(&path)?;
         let trimmed = contents.trim_ascii();
         if trimmed.starts_with(b"-----BEGIN") {
-            return Ok(Some(KeySource::Pem { path, contents }));
+            return Ok(Some(KeySource::Pem {
+                path: Some(path),
+                contents,
+            }));
         }
         let secret = decode_hex_secret(&contents)
             .map_err(|problem| KeyError::InvalidHex { path, problem })?;
@@ -449,6 +473,12 @@ fn resolve_spec(spec: &str, base_dir: &Path) -> Result<Option<KeySource>, KeyErr
             return Err(KeyError::EmptySecret { form: "file:" });
         }
         return Ok(Some(KeySource::Secret(secret)));
+    }
+    if spec.trim_ascii_start().starts_with("-----BEGIN") {
+        return Ok(Some(KeySource::Pem {
+            path: None,
+            contents: spec.as_bytes().to_vec(),
+        }));
     }
     Ok(Some(KeySource::Secret(spec.as_bytes().to_vec())))
 }
@@ -595,6 +625,33 @@ mod tests {
         assert!(matches!(
             verifying_spec("file:rsa-public.pem").expect("ok"),
             Some(VerifyingKey::Rsa(_))
+        ));
+    }
+
+    #[test]
+    fn inline_pem_text_is_a_key_never_a_secret() {
+        for (name, public) in [("ec", "ec-public.pem"), ("rsa", "rsa-public.pem")] {
+            let text = String::from_utf8(test_keys::read(public)).expect("PEM is text");
+            let key = verifying_spec(&text).expect(name).expect("key");
+            assert!(!matches!(key, VerifyingKey::Hmac(_)), "{name}: {key:?}");
+            assert!(!key.accepts_algorithm(Algorithm::HS256), "{name}");
+        }
+        let private = String::from_utf8(test_keys::read("ec-private.pem")).expect("text");
+        let signer = signing_spec(&private).expect("ok").expect("key");
+        assert_eq!(signer.algorithm(), Algorithm::ES256);
+        // a PEM that does not parse is an error naming it, not a secret
+        let broken = "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n";
+        let error = verifying_spec(broken).expect_err("refused");
+        assert!(
+            matches!(error, KeyError::InvalidInlinePem { .. }),
+            "{error:?}"
+        );
+        assert!(error.to_string().starts_with("inline PEM key: "), "{error}");
+        assert!(matches!(
+            signing_spec(&String::from_utf8(test_keys::read("ec-public.pem")).unwrap()),
+            Err(KeyError::InvalidInlinePem {
+                problem: PemProblem::PublicKeyForSigning
+            })
         ));
     }
 

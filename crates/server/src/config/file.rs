@@ -134,8 +134,12 @@ pub struct RawGrip {
 pub struct RawPublish {
     /// Largest publish request body in bytes (default 1,000,000).
     pub max_body: Option<usize>,
-    /// Largest content per format in bytes (default 32,767; larger gives 413).
+    /// Largest content per format in bytes on Pushpin's `/publish/` (default 1,000,000, as
+    /// Pushpin; larger gives 413).
     pub max_content: Option<usize>,
+    /// Largest content per format in bytes on Fastly's `/service/{id}/publish/` (default
+    /// 32,767, as Fanout; larger gives 413).
+    pub fastly_max_content: Option<usize>,
     /// Most items per request.
     pub max_items: Option<usize>,
     /// Dedup window in seconds (default 60; 0 disables).
@@ -289,6 +293,11 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     set(&mut c.publish.max_body, pb.max_body);
     set(&mut c.publish.limits.max_content_bytes, pb.max_content);
     set(&mut c.publish.limits.max_items, pb.max_items);
+    set(
+        &mut c.publish.fastly_limits.max_content_bytes,
+        pb.fastly_max_content,
+    );
+    set(&mut c.publish.fastly_limits.max_items, pb.max_items);
     if let Some(s) = pb.dedup_window_secs {
         c.publish.dedup_window = Duration::from_secs(s);
     }
@@ -431,6 +440,7 @@ x_forwarded_for = "truncate:1"
 
 [publish]
 max_content = 1000
+fastly_max_content = 500
 dedup_window_secs = 0
 dedup_max_bytes = 4096
 [publish.auth]
@@ -443,6 +453,7 @@ keys = ["k1"]
         assert!(matches!(&c.routes, RoutesSource::File(p) if p == Path::new("/etc/gw/routes")));
         assert_eq!(c.proxy.sig_key, "s3cret");
         assert_eq!(c.publish.limits.max_content_bytes, 1000);
+        assert_eq!(c.publish.fastly_limits.max_content_bytes, 500);
         assert_eq!(c.publish.dedup_window, Duration::ZERO);
         assert_eq!(c.publish.dedup_max_bytes, 4096);
         assert!(!c.publish.auth.is_open());

@@ -15,6 +15,10 @@ use std::time::Duration;
 use gripway_proto::auth::PublishAuthConfig;
 use gripway_proto::publish::PublishLimits;
 
+/// Pushpin's content limit on `/publish/`: none of its own, only the body limit
+/// (`push_in_http_max_body_size`, 1,000,000 bytes).
+pub const PUSHPIN_MAX_CONTENT: usize = 1_000_000;
+
 /// Where routes come from.
 #[derive(Debug, Clone)]
 pub enum RoutesSource {
@@ -159,8 +163,11 @@ impl Default for WsConfig {
 pub struct PublishConfig {
     /// Largest publish request body.
     pub max_body: usize,
-    /// Item limits (content size, items per request, ...).
+    /// Item limits (content size, items per request, ...) on Pushpin's `/publish/`, whose
+    /// content is bounded only by the body size there (default 1,000,000 bytes).
     pub limits: PublishLimits,
+    /// The same on Fastly's `/service/{id}/publish/`, with Fanout's 32,767-byte content limit.
+    pub fastly_limits: PublishLimits,
     /// A (channel, id) seen within this window is delivered only once.
     pub dedup_window: Duration,
     /// How long an item waits for the item named by its `prev-id`.
@@ -233,7 +240,11 @@ impl Default for PublishConfig {
     fn default() -> Self {
         PublishConfig {
             max_body: 1_000_000,
-            limits: PublishLimits::default(),
+            limits: PublishLimits {
+                max_content_bytes: PUSHPIN_MAX_CONTENT,
+                ..PublishLimits::default()
+            },
+            fastly_limits: PublishLimits::default(),
             dedup_window: Duration::from_secs(60),
             order_wait: Duration::from_secs(5),
             dedup_max_bytes: 32 << 20,

@@ -17,21 +17,21 @@
 //! a 502 that would make the client's next poll start the loop again at once. Each
 //! re-request counts in `gripway_retries_total{reason="stale-prev-id"}`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use gripway_broker::{Delivery, Message, Subscriber, Subscription, Transport};
 use gripway_proto::http1::{write_response_head, Version};
-use gripway_proto::publish::{HttpResponseAction, ResponseBody, ResponseMessage};
+use gripway_proto::publish::{HttpResponseAction, PatchError, ResponseBody, ResponseMessage};
 use http::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 
 use super::filters::{admits, Filters};
 use super::sink::{Ending, Sink, Wake};
 use super::{HoldEnd, HoldPlan};
 use crate::conn::ClientConn;
-use crate::error::Refusal;
+use crate::error::{Refusal, Source};
 use crate::metrics::ConnKind;
 use crate::origin::detached_headers;
 use crate::relay::{set_connection, FullResponse};
@@ -72,6 +72,11 @@ struct PollSub {
     prev_ids: Vec<(String, String)>,
     /// `Grip-Last` for the retry: (channel, newest id seen).
     grip_last: parking_lot::Mutex<Vec<(String, String)>>,
+    /// Largest body a `body-patch` may produce (the publish content limit).
+    patch_limit: u32,
+    /// Messages skipped because their `body-patch` would pass `patch_limit`, not yet counted
+    /// in the metrics (the connection's task counts them).
+    patch_skips: AtomicU32,
 }
 
 impl Subscriber for PollSub {
@@ -119,6 +124,9 @@ impl Subscriber for PollSub {
                 }
                 HttpResponseAction::Send(message) => {
                     let Some(bytes) = self.answer(message) else {
+                        if self.patch_skips.load(Ordering::Relaxed) > 0 {
+                            self.sink.notify(&mut st);
+                        }
                         continue;
                     };
                     let ok = self.sink.send(&mut st, &[&bytes]);
@@ -171,13 +179,18 @@ impl PollSub {
         }
         let body = match &message.body {
             ResponseBody::Bytes(b) => b.clone(),
-            ResponseBody::Patch(patch) => match patched(&self.template.body, patch) {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::debug!("body-patch not applied: {e}");
-                    return None;
+            ResponseBody::Patch(patch) => {
+                match patched(&self.template.body, patch, self.patch_limit) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        if e.too_large {
+                            self.patch_skips.fetch_add(1, Ordering::Relaxed);
+                        }
+                        tracing::debug!("body-patch not applied: {}", e.detail);
+                        return None;
+                    }
                 }
-            },
+            }
         };
         // codes below 100 cannot go on an HTTP/1.x status line
         let code = if message.code < 100 {
@@ -205,15 +218,47 @@ fn unprefixed(request: &crate::proxy::ProxiedRequest, channel: &str) -> String {
         .to_string()
 }
 
-fn patched(template: &Bytes, patch: &gripway_proto::publish::JsonPatch) -> Result<Bytes, String> {
-    let mut doc: serde_json::Value =
-        serde_json::from_slice(template).map_err(|e| format!("timeout body is not JSON: {e}"))?;
-    patch.apply(&mut doc).map_err(|e| e.to_string())?;
-    let mut out = serde_json::to_vec(&doc).map_err(|e| e.to_string())?;
+/// Why a `body-patch` was not applied.
+struct PatchFailure {
+    /// It would have made the body larger than the limit (counted as the publisher's error).
+    too_large: bool,
+    detail: String,
+}
+
+/// The timeout body with `patch` applied, never larger than `limit` bytes (the patch stops
+/// at the operation that would pass it, before building anything bigger).
+fn patched(
+    template: &Bytes,
+    patch: &gripway_proto::publish::JsonPatch,
+    limit: u32,
+) -> Result<Bytes, PatchFailure> {
+    let fail = |too_large, detail| PatchFailure { too_large, detail };
+    let mut doc: serde_json::Value = serde_json::from_slice(template)
+        .map_err(|e| fail(false, format!("timeout body is not JSON: {e}")))?;
+    // the document is a fresh parse, thrown away on failure: no need for an atomic apply
+    patch
+        .apply_in_place(&mut doc, limit as usize)
+        .map_err(|e| {
+            let too_large = matches!(
+                e,
+                PatchError::TooLarge { .. } | PatchError::DocumentTooLarge { .. }
+            );
+            fail(too_large, e.to_string())
+        })?;
+    let mut out = serde_json::to_vec(&doc).map_err(|e| fail(false, e.to_string()))?;
     if template.ends_with(b"\n") {
         out.push(b'\n');
     }
     Ok(Bytes::from(out))
+}
+
+/// Counts the messages `sub` skipped for an oversized `body-patch`.
+fn count_patch_skips(shared: &Shared, sub: &PollSub) {
+    for _ in 0..sub.patch_skips.swap(0, Ordering::Relaxed) {
+        shared
+            .metrics
+            .count_error(Source::Publisher, "body-patch-too-large");
+    }
 }
 
 fn full_response_bytes(
@@ -323,6 +368,9 @@ pub(crate) async fn run(
         retry: AtomicBool::new(false),
         prev_ids: std::mem::take(&mut plan.prev_ids),
         grip_last: parking_lot::Mutex::new(Vec::new()),
+        patch_limit: u32::try_from(shared.config.publish.limits.max_content_bytes)
+            .unwrap_or(u32::MAX),
+        patch_skips: AtomicU32::new(0),
     });
     let registry = shared.broker.registry();
     let subscriptions: Vec<Subscription> = plan
@@ -337,7 +385,8 @@ pub(crate) async fn run(
     let ending = loop {
         match sub.sink.wait(Some(timer.as_mut())).await {
             Wake::End(e) => break e,
-            Wake::Readable | Wake::Notified => {}
+            Wake::Readable => {}
+            Wake::Notified => count_patch_skips(shared, &sub),
             Wake::Timer => {
                 {
                     let mut st = sub.sink.lock();
@@ -361,6 +410,7 @@ pub(crate) async fn run(
         }
     };
     drop(subscriptions);
+    count_patch_skips(shared, &sub);
     let retry = sub.retry.load(Ordering::Relaxed);
     if ending == Ending::Slow {
         shared.metrics.dropped("slow-subscriber");

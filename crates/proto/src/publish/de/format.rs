@@ -338,6 +338,13 @@ fn response_message(
         let patch = JsonPatch::from_value(&doc)
             .map_err(|e| invalid(item, format!("{loc}.body-patch: {e}")))?;
         check_size(encoded_len(&patch), max, loc, "body-patch")?;
+        if patch.outgrows_empty_document(max) {
+            let message = format!(
+                "{loc}.body-patch: builds a document larger than {max} bytes from an empty one \
+                 (a patched body may not exceed the content limit)"
+            );
+            return Err(invalid(item, message));
+        }
         ResponseBody::Patch(patch)
     } else {
         match payload(loc, max, raw.body, "body", raw.body_bin, "body-bin")? {

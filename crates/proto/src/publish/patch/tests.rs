@@ -21,7 +21,7 @@ fn patch_error(ops: Value) -> String {
 
 fn applied(doc: Value, ops: Value) -> Result<Value, (String, Value)> {
     let mut doc = doc;
-    match patch(ops).apply(&mut doc) {
+    match patch(ops).apply(&mut doc, usize::MAX) {
         Ok(()) => Ok(doc),
         Err(e) => Err((e.to_string(), doc)),
     }
@@ -302,7 +302,105 @@ fn serializes_back_to_the_same_patch() {
     assert_eq!(serde_json::to_value(&parsed).unwrap(), ops);
 }
 
+/// The attack from issue 7: 40 `copy` operations from `""`, each doubling the document.
+fn doubling_bomb(first: Option<Value>) -> JsonPatch {
+    let mut ops: Vec<Value> = first.into_iter().collect();
+    ops.extend((0..40).map(|i| json!({"op": "copy", "from": "", "path": format!("/k{i}")})));
+    patch(Value::Array(ops))
+}
+
+#[test]
+fn a_doubling_copy_bomb_stops_at_the_limit() {
+    let bomb = doubling_bomb(None);
+    let original = json!({"data": "x".repeat(100)});
+    let mut doc = original.clone();
+    let started = std::time::Instant::now();
+    let error = bomb.apply(&mut doc, 32_767).expect_err("over the limit");
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    assert!(
+        matches!(
+            error,
+            PatchError::TooLarge {
+                op: "copy",
+                limit: 32_767,
+                ..
+            }
+        ),
+        "{error}"
+    );
+    assert_eq!(doc, original, "a refused patch changes nothing");
+    // in place: partly patched, never past the limit
+    let mut doc = original.clone();
+    assert!(bomb.apply_in_place(&mut doc, 32_767).is_err());
+    assert!(serde_json::to_vec(&doc).unwrap().len() <= 32_767);
+    // known without the document
+    assert!(bomb.outgrows_empty_document(32_767));
+}
+
+#[test]
+fn a_bomb_that_needs_the_document_is_only_caught_where_applied() {
+    let bomb = doubling_bomb(Some(json!({"op": "test", "path": "/data", "value": "x"})));
+    assert!(!bomb.outgrows_empty_document(32_767));
+    let mut doc = json!({"data": "x"});
+    assert!(matches!(
+        bomb.apply_in_place(&mut doc, 32_767),
+        Err(PatchError::TooLarge { .. })
+    ));
+}
+
+#[test]
+fn the_limit_counts_what_each_operation_adds_and_removes() {
+    let doc = json!({"a": "12345"});
+    let exact = |v: &Value| serde_json::to_vec(v).unwrap().len();
+    // {"a":"12345","b":"12345"} is 25 bytes
+    let copy = json!([{"op": "copy", "from": "/a", "path": "/b"}]);
+    assert!(patch(copy.clone()).apply(&mut doc.clone(), 25).is_ok());
+    assert!(matches!(
+        patch(copy).apply(&mut doc.clone(), 24),
+        Err(PatchError::TooLarge { index: 0, .. })
+    ));
+    // replacing and removing free room again: many rounds stay within a small limit
+    let mut ops = Vec::new();
+    for _ in 0..100 {
+        ops.push(json!({"op": "add", "path": "/b", "value": "0123456789"}));
+        ops.push(json!({"op": "replace", "path": "/b", "value": "01234567890123456789"}));
+        ops.push(json!({"op": "move", "from": "/b", "path": "/c"}));
+        ops.push(json!({"op": "remove", "path": "/c"}));
+    }
+    let mut d = doc.clone();
+    assert_eq!(patch(Value::Array(ops)).apply(&mut d, 60), Ok(()));
+    assert_eq!(d, doc);
+    // a template already over the limit
+    assert_eq!(
+        patch(json!([])).apply(&mut doc.clone(), exact(&doc) - 1),
+        Err(PatchError::DocumentTooLarge {
+            limit: exact(&doc) - 1
+        })
+    );
+    // replacing the whole document with a large value
+    let big = json!([{"op": "add", "path": "", "value": "x".repeat(100)}]);
+    assert!(patch(big).apply(&mut doc.clone(), 50).is_err());
+}
+
 proptest! {
+    #[test]
+    fn applied_patches_never_pass_the_limit(
+        ops in proptest::collection::vec(
+            (0..6usize, "(/[a-c0-2-]{1,2}){0,3}", "(/[a-c0-2-]{0,2}){0,2}", 0..3i64), 1..12),
+        limit in 20usize..200,
+    ) {
+        let ops: Vec<Value> = ops.into_iter().map(|(kind, path, from, n)| {
+            let op = ["add", "remove", "replace", "move", "copy", "test"][kind];
+            json!({"op": op, "path": path, "from": from, "value": n})
+        }).collect();
+        if let Ok(p) = JsonPatch::from_value(&Value::Array(ops)) {
+            let mut doc = json!({"a": [0, 1, {"b": 2}], "b": {"c": [1]}});
+            if p.apply_in_place(&mut doc, limit).is_ok() {
+                prop_assert!(serde_json::to_vec(&doc).unwrap().len() <= limit);
+            }
+        }
+    }
+
     #[test]
     fn pointer_display_round_trips(tokens in proptest::collection::vec(".{0,6}", 0..4)) {
         let pointer = JsonPointer::from_tokens(tokens);
@@ -321,7 +419,7 @@ proptest! {
         if let Ok(p) = JsonPatch::from_value(&Value::Array(ops)) {
             let original = json!({"a": [0, 1, {"b": 2}], "b": {"c": [1]}, "0": 1});
             let mut doc = original.clone();
-            if p.apply(&mut doc).is_err() {
+            if p.apply(&mut doc, usize::MAX).is_err() {
                 prop_assert_eq!(doc, original);
             }
         }

@@ -221,3 +221,26 @@ fn header_injection_is_impossible() {
     );
     assert!(item.formats.http_response.is_some());
 }
+
+#[test]
+fn a_body_patch_that_outgrows_the_content_limit_is_refused_when_published() {
+    // issue 7: 40 `copy` operations from "", each doubling the document
+    let bomb: Vec<Value> = (0..40)
+        .map(|i| json!({"op": "copy", "from": "", "path": format!("/k{i}")}))
+        .collect();
+    let message = formats_error(json!({"http-response": {"body-patch": bomb}}));
+    assert!(
+        message.contains("http-response.body-patch: builds a document larger than 32767"),
+        "{message}"
+    );
+    // the same appended to an array
+    let bomb: Vec<Value> = std::iter::once(json!({"op": "add", "path": "", "value": [1]}))
+        .chain((0..40).map(|_| json!({"op": "copy", "from": "", "path": "/-"})))
+        .collect();
+    formats_error(json!({"http-response": {"body-patch": bomb}}));
+    // a few copies stay well within it
+    let fine: Vec<Value> = (0..5)
+        .map(|i| json!({"op": "copy", "from": "", "path": format!("/k{i}")}))
+        .collect();
+    one(json!({"channel": "c", "formats": {"http-response": {"body-patch": fine}}}));
+}

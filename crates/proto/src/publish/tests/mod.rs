@@ -395,12 +395,12 @@ fn parsed_body_patch_applies_atomically() {
         panic!("expected a body-patch");
     };
     let mut doc = json!({"messages": ["old"], "version": 1});
-    assert_eq!(patch.apply(&mut doc), Ok(()));
+    assert_eq!(patch.apply(&mut doc, usize::MAX), Ok(()));
     assert_eq!(doc, json!({"messages": ["old", "new"], "version": 2}));
     // Applying again fails at the test, and the document stays as it was.
     let before = doc.clone();
     assert_eq!(
-        patch.apply(&mut doc).map_err(|e| e.to_string()),
+        patch.apply(&mut doc, usize::MAX).map_err(|e| e.to_string()),
         Err("operation 1 (test): the value at '/version' differs".to_owned())
     );
     assert_eq!(doc, before);
