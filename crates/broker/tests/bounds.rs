@@ -77,7 +77,10 @@ async fn distinct_channels_and_ids(n: usize) {
     .await;
     // the unheard count goes up before the shard records the channel's last id
     let newest = format!("channel-{}", n - 1);
-    until("the newest id recorded", || broker.last_id(&newest).is_some()).await;
+    until("the newest id recorded", || {
+        broker.last_id(&newest).is_some()
+    })
+    .await;
     let dedup = stats.dedup_bytes.load(Ordering::Relaxed) as usize;
     assert!(dedup <= BOUND, "dedup {dedup} > {BOUND}");
     assert!(dedup > BOUND / 2, "dedup filled to its bound: {dedup}");
