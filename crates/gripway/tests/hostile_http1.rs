@@ -285,6 +285,48 @@ async fn a_request_pipelined_behind_a_hold_is_answered_after_it() {
 }
 
 #[tokio::test]
+async fn a_request_pipelined_during_a_hold_closes_the_connection_after_it() {
+    let origin = Origin::start(|r| {
+        if r.path == "/poll" {
+            Reply::ok()
+                .header("Grip-Hold", "response")
+                .header("Grip-Channel", "pipe2")
+                .header("Grip-Timeout", "60")
+                .body("timeout\n")
+        } else {
+            Reply::ok().body("second answer")
+        }
+    })
+    .await;
+    let gw = gripway_to(&origin, &[]);
+    let mut c = RawClient::connect(gw.addr).await;
+    c.send(b"GET /poll HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let deadline = Instant::now() + WAIT;
+    while gw
+        .metric("gripway_connections{transport=\"http-response\"}")
+        .await
+        < Some(1.0)
+    {
+        assert!(Instant::now() < deadline, "never held");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // sent while the long-poll is held: the hold reads and drops it
+    c.send(b"GET /second HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let body =
+        r#"{"items":[{"channel":"pipe2","formats":{"http-response":{"body":"published\n"}}}]}"#;
+    assert_eq!(publish(&gw.publish_url(), body).await.0, 200);
+    c.read_until(b"published\n", WAIT).await;
+    // the lost request is never silently skipped: the connection closes, so the client
+    // knows to send it again
+    assert!(
+        c.closed_within(WAIT).await,
+        "connection kept after losing a request"
+    );
+    assert_eq!(origin.requests().len(), 1);
+}
+
+#[tokio::test]
 async fn websocket_frames_sent_before_the_handshake_answer_are_refused() {
     let origin = Origin::start(|_| Reply::ok()).await;
     let gw = gripway_to(&origin, &[]);

@@ -415,7 +415,8 @@ pub(crate) async fn run(
     if ending == Ending::Slow {
         shared.metrics.dropped("slow-subscriber");
     }
-    if ending != Ending::Finished || !(sub.keep_alive || retry) {
+    if ending != Ending::Finished || !(sub.keep_alive || retry) || sub.sink.discarded_input() {
+        // a request pipelined behind the hold was dropped: closing tells the client so
         return HoldEnd::Close;
     }
     let Ok(sub) = Arc::try_unwrap(sub) else {

@@ -79,6 +79,9 @@ pub(crate) struct SinkState {
     active: bool,
     /// [`Sink::notify`] was called and the task has not seen it yet.
     notified: bool,
+    /// Client bytes were read and dropped during the hold (a request pipelined behind it):
+    /// the connection cannot serve another request, since that one is lost.
+    discarded: bool,
 }
 
 /// A held client socket and what is waiting to be written to it.
@@ -100,6 +103,7 @@ impl Sink {
                 slow: false,
                 active: false,
                 notified: false,
+                discarded: false,
             }),
             max_queued_bytes,
         }
@@ -322,13 +326,19 @@ impl Sink {
         Ok(())
     }
 
+    /// True when client bytes were dropped during the hold: the connection must close when
+    /// the hold ends rather than serve a next request that lost its start.
+    pub(crate) fn discarded_input(&self) -> bool {
+        self.state.lock().discarded
+    }
+
     /// Reads and drops what the client sends on a held connection; false on EOF or error.
     fn discard_input(&self) -> bool {
         let mut buf = [0u8; 256];
         for _ in 0..64 {
             match self.sock.try_read(&mut buf) {
                 Ok(0) => return false,
-                Ok(_) => {}
+                Ok(_) => self.state.lock().discarded = true,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
                 Err(_) => return false,
             }

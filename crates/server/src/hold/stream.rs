@@ -154,7 +154,8 @@ pub(crate) async fn run(
             HoldEnd::Close
         }
         Ending::ClientGone => HoldEnd::Close,
-        Ending::Finished if reusable => match Arc::try_unwrap(sub) {
+        // a request pipelined behind the hold was dropped: closing tells the client so
+        Ending::Finished if reusable && !sub.sink.discarded_input() => match Arc::try_unwrap(sub) {
             Ok(sub) => {
                 guard.become_kind(ConnKind::Http);
                 HoldEnd::KeepAlive(ClientConn {
