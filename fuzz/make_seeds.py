@@ -86,6 +86,8 @@ write("publish_patch", "messages", patch_seed(1, [{"op": "add", "path": "/messag
 write("publish_patch", "nested", patch_seed(2, [{"op": "test", "path": "/a/b/2/c", "value": "d"}, {"op": "move", "from": "/a/b/0", "path": "/~1"},
                                                 {"op": "copy", "from": "/~0", "path": "/a/b/-"}, {"op": "remove", "path": "/e"}]))
 write("publish_patch", "root", patch_seed(0, [{"op": "replace", "path": "", "value": [1, 2]}, {"op": "add", "path": "/0", "value": {}}]))
+# Issue 7's attack: each op copies the whole document into itself, doubling it.
+write("publish_patch", "copy-bomb", patch_seed(2, [{"op": "copy", "from": "", "path": f"/x{i}"} for i in range(40)]))
 write("publish_patch", "copy-twice", patch_seed(2, [{"op": "copy", "from": "", "path": "/x"}, {"op": "copy", "from": "", "path": "/y"}]))
 
 # --- woh: mode byte; even: max_events, body; odd: (kind, len, content)* ---------------

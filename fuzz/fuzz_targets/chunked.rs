@@ -5,8 +5,8 @@
 #![no_main]
 
 use bytes::BytesMut;
-use gripway_proto::chunked::{ChunkedDecoder, ChunkedError, Decoded};
 use gripway_fuzz::pieces;
+use gripway_proto::chunked::{ChunkedDecoder, ChunkedError, Decoded};
 use libfuzzer_sys::fuzz_target;
 
 /// The input: the limit (2 bytes, big-endian), a count `n`, `n` read sizes, then the body.
