@@ -13,7 +13,10 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 export CARGO_TERM_COLOR=never
-unset CARGO_TARGET_DIR # cargo-fuzz builds under fuzz/target
+unset CARGO_TARGET_DIR
+# builds are kept outside the checkout, so a fresh clone on the same machine reuses them
+# (the first build takes minutes)
+FUZZ_TARGET_DIR=${FUZZ_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/gripway/fuzz-target}
 
 SECONDS_EACH=20
 TARGETS=()
@@ -43,11 +46,11 @@ if [ -z "$TOOLCHAIN" ]; then
 fi
 if [ "$TOOLCHAIN" = nightly ]; then
     FUZZ=(cargo +nightly fuzz)
-    FLAGS=(-O)
+    FLAGS=(-O --target-dir "$FUZZ_TARGET_DIR")
     log "toolchain: nightly, AddressSanitizer"
 else
     FUZZ=(cargo +stable fuzz)
-    FLAGS=(-O --sanitizer none)
+    FLAGS=(-O --sanitizer none --target-dir "$FUZZ_TARGET_DIR")
     log "toolchain: stable, no sanitizer"
 fi
 

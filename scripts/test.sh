@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine or this one: installs what the tests need (Debian's
 # chromium, a Python venv with the GRIP client libraries, playwright-core from npm), then runs
-# formatting and lint checks, the Rust tests, the Python interop suite and the browser test.
+# formatting and lint checks, the Rust tests, the Python interop, compat and hostile suites,
+# the browser test, and every fuzz target for 20 s.
 # Ends with one line "suites: N passed, N failed" and exits non-zero if any suite failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -57,6 +58,7 @@ suite rust-tests cargo test --workspace --locked
 export GRIPWAY_BIN=$ROOT/target/debug/gripway
 suite python .venv/bin/python -m pytest -q -c tests/pytest.ini tests/interop tests/compat tests/hostile
 suite browser node --test tests/browser/
+suite fuzz ./scripts/fuzz.sh --seconds 20
 
 [ ${#failures[@]} -gt 0 ] && log "failed: ${failures[*]}"
 echo "suites: $passed passed, $failed failed"

@@ -9,9 +9,9 @@
 use gripway_proto::publish::{parse_publish_body, HttpResponseAction, PublishLimits, ResponseBody};
 use libfuzzer_sys::fuzz_target;
 
-/// Far above any content limit a server may configure: a patch's result must be refused long
-/// before it grows this large.
-const MAX_PATCHED_BYTES: usize = 1 << 20;
+/// The bound the patch is applied under (the server passes its content limit): a result
+/// larger than this must be refused, never built.
+const MAX_PATCHED_BYTES: usize = 1 << 16;
 
 const TEMPLATES: &[&str] = &[
     "{}",
@@ -42,7 +42,7 @@ fuzz_target!(|data: &[u8]| {
             continue;
         };
         let mut doc: serde_json::Value = serde_json::from_str(template).expect("template");
-        if patch.apply(&mut doc).is_ok() {
+        if patch.apply(&mut doc, MAX_PATCHED_BYTES).is_ok() {
             let out = serde_json::to_vec(&doc).expect("a JSON value serializes");
             assert!(
                 out.len() <= MAX_PATCHED_BYTES,
