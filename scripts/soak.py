@@ -3,7 +3,8 @@
 publishing, slow readers and hostile clients, for a long time; it reports the server's RSS over
 time, deliveries, losses, duplicates and out-of-order deliveries, and says pass or fail.
 
-Not run in CI. Python 3.11, standard library only. Everything listens and connects on
+Not run in CI. Python 3.11, standard library only (parts in scripts/soaklib/: wire helpers,
+the origin, misbehaving clients). Everything listens and connects on
 127.0.0.1 only, on free ports, and every loop ends by itself (the whole run is bounded by
 --duration plus a fixed grace).
 
@@ -59,7 +60,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import bisect
 import json
 import os
@@ -67,13 +67,18 @@ import random
 import re
 import resource
 import signal
-import socket
 import struct
 import sys
 import time
 from dataclasses import dataclass, field
 
-LOOPBACK = "127.0.0.1"
+from soaklib.misbehaving import Misbehaving
+from soaklib.origin import Origin
+from soaklib.wire import (
+    LOOPBACK, Closed, body_chunks, close_writer, open_conn, read_body, read_head, ws_frame,
+    ws_handshake, ws_read_frame,
+)
+
 TRANSPORTS = ("sse", "stream", "poll", "ws")
 ID_RE = re.compile(rb"((?:c\d+|bulk)-\d+)")
 GRACE = 90.0  # seconds past --duration by which everything has ended
@@ -142,249 +147,6 @@ class Stats:
 
 
 # --------------------------------------------------------------------------------------------
-# Small HTTP/1.1 and WebSocket helpers (client side)
-
-
-class Closed(Exception):
-    pass
-
-
-async def read_head(reader: asyncio.StreamReader) -> tuple[int, dict]:
-    try:
-        raw = await reader.readuntil(b"\r\n\r\n")
-    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError) as e:
-        raise Closed(str(e)) from None
-    lines = raw.decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/"):
-        raise Closed(f"bad status line {lines[0]!r}")
-    headers = {}
-    for line in lines[1:]:
-        if ":" in line:
-            k, v = line.split(":", 1)
-            headers[k.strip().lower()] = v.strip()
-    return int(parts[1]), headers
-
-
-async def body_chunks(reader: asyncio.StreamReader, headers: dict):
-    """Yields the body's bytes as they come (chunked, Content-Length or to EOF)."""
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        while True:
-            line = await reader.readline()
-            if not line:
-                raise Closed("eof in chunked body")
-            size = int(line.split(b";")[0].strip() or b"0", 16)
-            if size == 0:
-                await reader.readline()
-                return
-            data = await reader.readexactly(size + 2)
-            yield data[:-2]
-    elif "content-length" in headers:
-        left = int(headers["content-length"])
-        while left > 0:
-            data = await reader.read(min(left, 65536))
-            if not data:
-                raise Closed("eof in body")
-            left -= len(data)
-            yield data
-    else:
-        while True:
-            data = await reader.read(65536)
-            if not data:
-                return
-            yield data
-
-
-async def read_body(reader: asyncio.StreamReader, headers: dict) -> bytes:
-    out = bytearray()
-    async for data in body_chunks(reader, headers):
-        out += data
-    return bytes(out)
-
-
-def ws_frame(opcode: int, payload: bytes) -> bytes:
-    """A masked client frame."""
-    mask = os.urandom(4)
-    n = len(payload)
-    if n < 126:
-        head = struct.pack("!BB", 0x80 | opcode, 0x80 | n)
-    elif n < 65536:
-        head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
-    else:
-        head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
-    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    return head + mask + masked
-
-
-async def ws_read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
-    try:
-        b0, b1 = await reader.readexactly(2)
-        n = b1 & 0x7F
-        if n == 126:
-            (n,) = struct.unpack("!H", await reader.readexactly(2))
-        elif n == 127:
-            (n,) = struct.unpack("!Q", await reader.readexactly(8))
-        if b1 & 0x80:
-            await reader.readexactly(4)  # a server never masks; tolerate it anyway
-        return b0 & 0x0F, await reader.readexactly(n)
-    except asyncio.IncompleteReadError:
-        raise Closed("eof in frame") from None
-
-
-def ws_handshake(path: str) -> bytes:
-    key = base64.b64encode(os.urandom(16)).decode()
-    return (
-        f"GET {path} HTTP/1.1\r\nHost: soak\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    ).encode()
-
-
-async def open_conn(port: int, rcvbuf: int = 0):
-    if not rcvbuf:
-        return await asyncio.open_connection(LOOPBACK, port, limit=1 << 20)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    sock.setblocking(False)
-    try:
-        await asyncio.get_running_loop().sock_connect(sock, (LOOPBACK, port))
-    except BaseException:
-        sock.close()
-        raise
-    return await asyncio.open_connection(sock=sock, limit=1 << 16)
-
-
-def close_writer(writer) -> None:
-    try:
-        writer.transport.abort()
-    except Exception:
-        pass
-
-
-# --------------------------------------------------------------------------------------------
-# The origin
-
-
-class Origin:
-    def __init__(self, soak: "Soak") -> None:
-        self.soak = soak
-        self.server = None
-        self.port = 0
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self.handle, LOOPBACK, 0, limit=1 << 20)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    async def handle(self, reader, writer) -> None:
-        try:
-            while True:
-                try:
-                    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 300)
-                except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
-                    return
-                lines = head.decode("latin-1").split("\r\n")
-                method, target, _ = (lines[0].split(" ", 2) + ["", ""])[:3]
-                headers = {}
-                for line in lines[1:]:
-                    if ":" in line:
-                        k, v = line.split(":", 1)
-                        headers[k.strip().lower()] = v.strip()
-                body = await read_body(reader, headers) if ("content-length" in headers or "chunked" in headers.get("transfer-encoding", "")) else b""
-                self.soak.stats.inc("origin_requests")
-                writer.write(self.answer(method, target, headers, body))
-                await writer.drain()
-        except (ConnectionError, Closed, asyncio.IncompleteReadError):
-            pass
-        finally:
-            close_writer(writer)
-
-    @staticmethod
-    def response(status: str, headers: list, body: bytes) -> bytes:
-        head = f"HTTP/1.1 {status}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers)
-        return (head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body
-
-    def answer(self, method: str, target: str, headers: dict, body: bytes) -> bytes:
-        path, _, query = target.partition("?")
-        parts = path.split("/")
-        chans = self.soak.channels
-        if len(parts) != 3 or parts[2] not in chans:
-            return self.response("404 Not Found", [("Content-Type", "text/plain")], b"no\n")
-        kind, ch = parts[1], chans[parts[2]]
-        if method == "GET" and kind == "sse":
-            return self.response(
-                "200 OK",
-                [("Content-Type", "text/event-stream"), ("Grip-Hold", "stream"), ("Grip-Channel", ch.name)],
-                b": ready\n\n",
-            )
-        if method == "GET" and kind == "stream":
-            return self.response(
-                "200 OK",
-                [("Content-Type", "text/plain"), ("Grip-Hold", "stream"), ("Grip-Channel", ch.name)],
-                b"ready\n",
-            )
-        if method == "GET" and kind == "poll":
-            self.soak.stats.inc("poll_requests")
-            last = None
-            for kv in query.split("&"):
-                if kv.startswith("last="):
-                    last = int(kv[5:])
-            if last is None:
-                return self.response("200 OK", [("Content-Type", "text/plain")], f"ready {ch.last_acked}\n".encode())
-            items = ch.acked_after(last, 100)
-            if items:
-                text = "".join(f"{ch.name}-{s}\n" for s in items).encode()
-                return self.response("200 OK", [("Content-Type", "text/plain")], text)
-            grip_channel = ch.name if last == 0 else f"{ch.name}; prev-id={ch.name}-{last}"
-            return self.response(
-                "200 OK",
-                [
-                    ("Content-Type", "text/plain"),
-                    ("Grip-Hold", "response"),
-                    ("Grip-Channel", grip_channel),
-                    ("Grip-Timeout", str(self.soak.args.poll_timeout)),
-                ],
-                b"timeout\n",
-            )
-        if method == "POST" and kind == "ws":
-            if headers.get("connection-id") == "victim" or b"forged" in body:
-                self.soak.stats.inc("forged_reached_origin")
-            out = b""
-            ext = []
-            for ev in parse_events(body):
-                if ev[0] == "OPEN":
-                    sub = json.dumps({"type": "subscribe", "channel": ch.name}).encode()
-                    out += b"OPEN\r\n" + woh_event("TEXT", b"c:" + sub) + woh_event("TEXT", b"m:ready")
-                    ext = [("Sec-WebSocket-Extensions", "grip")]
-                elif ev[0] == "CLOSE":
-                    out += woh_event("CLOSE", ev[1])
-            return self.response("200 OK", [("Content-Type", "application/websocket-events")] + ext, out)
-        return self.response("405 Method Not Allowed", [("Content-Type", "text/plain")], b"no\n")
-
-
-def woh_event(kind: str, content: bytes) -> bytes:
-    if not content:
-        return kind.encode() + b"\r\n"
-    return f"{kind} {len(content):x}\r\n".encode() + content + b"\r\n"
-
-
-def parse_events(body: bytes) -> list:
-    out, i = [], 0
-    while i < len(body):
-        j = body.find(b"\r\n", i)
-        if j < 0:
-            break
-        line = body[i:j].decode("latin-1")
-        i = j + 2
-        kind, _, hexlen = line.partition(" ")
-        content = b""
-        if hexlen:
-            n = int(hexlen, 16)
-            content = body[i : i + n]
-            i += n + 2
-        out.append((kind, content))
-    return out
-
-
-# --------------------------------------------------------------------------------------------
 # Subscribers
 
 
@@ -423,7 +185,7 @@ class Sub:
             self.got.set()
 
 
-class Soak:
+class Soak(Misbehaving):
     def __init__(self, args) -> None:
         self.args = args
         self.rng = random.Random(args.seed)
@@ -803,176 +565,6 @@ class Soak:
         finally:
             if own is not None:
                 close_writer(own[1])
-
-    # ---- slow readers -------------------------------------------------------------------
-
-    async def slow_slot(self, slot: int) -> None:
-        kinds = ("sse", "stream", "ws")
-        while not self.load_over.is_set():
-            t0 = now()
-            await self.slow_reader(kinds[slot % len(kinds)])
-            if now() - t0 < 1.0:
-                await asyncio.sleep(1.0)
-
-    async def slow_reader(self, transport: str) -> None:
-        """Reads up to `ready`, then stops reading for --slow-stall s: the server must cut it
-        off (its queue is bounded). Then reads what is buffered: EOF or reset = cut off."""
-        st = self.stats
-        st.inc("slow_started")
-        ch = self.channels["bulk"]
-        writer = None
-        st.open_conns += 1
-        try:
-            reader, writer = await asyncio.wait_for(open_conn(self.port, rcvbuf=4096), 10)
-            if transport == "ws":
-                writer.write(ws_handshake(f"/ws/{ch.name}"))
-            else:
-                writer.write(f"GET /{transport}/{ch.name} HTTP/1.1\r\nHost: soak\r\n\r\n".encode())
-            status, _ = await asyncio.wait_for(read_head(reader), 15)
-            if status not in (200, 101):
-                raise Closed(f"status {status}")
-            # stop reading: paused once asyncio's buffer holds 2 x 64 KiB
-            stall_end = now() + self.args.slow_stall
-            while now() < stall_end and not self.load_over.is_set():
-                await asyncio.sleep(min(1.0, max(0.0, stall_end - now())))
-            if self.load_over.is_set():
-                return  # ended by the run, not judged
-            # now read fast: a cut-off connection ends within what was buffered
-            cap = self.args.slow_cap
-            got = 0
-            deadline = now() + 30
-            while got < cap and now() < deadline:
-                try:
-                    data = await asyncio.wait_for(reader.read(1 << 16), max(0.1, deadline - now()))
-                except (ConnectionError, OSError):
-                    data = b""
-                if not data:
-                    st.inc("slow_cut_off")
-                    return
-                got += len(data)
-            st.inc("slow_not_cut_off")
-        except (OSError, asyncio.TimeoutError, Closed, asyncio.IncompleteReadError):
-            st.inc("slow_failed")
-        finally:
-            st.open_conns -= 1
-            if writer is not None:
-                close_writer(writer)
-
-    # ---- hostile clients ----------------------------------------------------------------
-
-    async def hostile_loop(self) -> None:
-        if self.args.hostile_rate <= 0:
-            return
-        kinds = [self.h_malformed, self.h_oversized_head, self.h_slowloris, self.h_forged_woh, self.h_big_frame]
-        while not self.load_over.is_set():
-            try:
-                await asyncio.wait_for(self.load_over.wait(), self.rng.expovariate(self.args.hostile_rate))
-                return
-            except asyncio.TimeoutError:
-                pass
-            self.spawn(self.hostile(self.rng.choice(kinds)))
-
-    async def hostile(self, fn) -> None:
-        st = self.stats
-        st.inc("hostile_started")
-        name = fn.__name__[2:]
-        k = st.hostile_kinds.setdefault(name, {"refused": 0, "unexpected": 0})
-        writer = None
-        st.open_conns += 1
-        try:
-            reader, writer = await asyncio.wait_for(open_conn(self.port), 10)
-            ok, seen = await asyncio.wait_for(fn(reader, writer), 60)
-        except (OSError, asyncio.TimeoutError, Closed, asyncio.IncompleteReadError) as e:
-            ok, seen = False, repr(e)[:100]
-        finally:
-            st.open_conns -= 1
-            if writer is not None:
-                close_writer(writer)
-        if ok:
-            st.inc("hostile_refused")
-            k["refused"] += 1
-        else:
-            st.inc("hostile_unexpected")
-            k["unexpected"] += 1
-            examples = k.setdefault("examples", [])
-            if len(examples) < 5:
-                examples.append(seen)
-
-    async def _status_or_eof(self, reader, expect: tuple, sent: bytes) -> tuple:
-        try:
-            status, _ = await asyncio.wait_for(read_head(reader), 15)
-        except (Closed, ConnectionError):
-            return True, "closed"  # closed without an answer: refused
-        return status in expect, f"{status} for {sent[:80]!r}"
-
-    async def h_malformed(self, reader, writer) -> bool:
-        ch = self.rng.choice(self.normal).name
-        heads = [
-            f"GET /sse/{ch} HTTP/1.1\r\nHost: soak\r\nNo colon here\r\n\r\n",
-            f"GET /sse/{ch} HTTP/1.1\nHost: soak\n\n",
-            f"GET /sse/{ch} HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-            f"GET /sse/{ch} HTTP/1.1\r\nHost: soak\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello",
-            "\x00\x01\x02garbage\r\n\r\n",
-            f"GET /sse/{ch} HTTP/9.9\r\nHost: soak\r\n\r\n",
-        ]
-        head = self.rng.choice(heads).encode("latin-1")
-        writer.write(head)
-        return await self._status_or_eof(reader, (400, 411, 413, 431, 501, 505), head)
-
-    async def h_oversized_head(self, reader, writer) -> bool:
-        ch = self.rng.choice(self.normal).name
-        head = f"GET /sse/{ch} HTTP/1.1\r\nHost: soak\r\nX-Big: {'a' * 200_000}\r\n\r\n".encode()
-        writer.write(head)
-        try:
-            await writer.drain()
-        except ConnectionError:
-            return True, "reset"
-        return await self._status_or_eof(reader, (400, 413, 431), head)
-
-    async def h_slowloris(self, reader, writer) -> bool:
-        """Drips a head one byte a second; the server must give up within its head timeout."""
-        limit = self.args.head_timeout + 15
-        t0 = now()
-        writer.write(b"GET /sse/c0 HTTP/1.1\r\nHost: soak\r\n")
-        while now() - t0 < limit:
-            try:
-                data = await asyncio.wait_for(reader.read(1024), 1.0)
-                return True, f"after {now() - t0:.0f}s: {data[:40]!r}"  # an answer (408) or EOF
-            except asyncio.TimeoutError:
-                pass
-            except ConnectionError:
-                return True, "reset"
-            writer.write(b"X")
-        return False, f"still open after {limit:.0f}s"
-
-    async def h_forged_woh(self, reader, writer) -> bool:
-        ch = self.rng.choice(self.normal).name
-        body = b"TEXT 6\r\nforged\r\n"
-        req = (
-            f"POST /ws/{ch} HTTP/1.1\r\nHost: soak\r\nContent-Type: text/plain\r\n"
-            f"Content-Type: application/websocket-events\r\nConnection-Id: victim\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n"
-        ).encode() + body
-        writer.write(req)
-        return await self._status_or_eof(reader, (403,), req)
-
-    async def h_big_frame(self, reader, writer) -> bool:
-        ch = self.rng.choice(self.normal).name
-        writer.write(ws_handshake(f"/ws/{ch}"))
-        status, _ = await asyncio.wait_for(read_head(reader), 15)
-        if status != 101:
-            return False, f"handshake answered {status}"
-        # a frame header announcing 1 GiB, then a little of it
-        writer.write(struct.pack("!BBQ", 0x82, 0x80 | 127, 1 << 30) + os.urandom(4) + b"x" * 1024)
-        deadline = now() + 15
-        while now() < deadline:
-            try:
-                op, payload = await asyncio.wait_for(ws_read_frame(reader), max(0.1, deadline - now()))
-            except (Closed, ConnectionError):
-                return True, "closed"
-            if op == 8:
-                return True, f"close {payload[:2].hex()}"
-        return False, "still open after 15s"
 
     # ---- reporting ----------------------------------------------------------------------
 
