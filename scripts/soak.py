@@ -112,6 +112,7 @@ class Stats:
             "published": 0,
             "acked": 0,
             "publish_failed": 0,
+            "publish_retries": 0,
             "deliveries": 0,
             "expected": 0,
             "losses": 0,
@@ -141,6 +142,7 @@ class Stats:
         self.unexpected_examples: list = []
         self.open_conns = 0
         self.fault_drop = 0.0
+        self.publish_failures: list = []
 
     def inc(self, key: str, n: int = 1) -> None:
         self.c[key] += n
@@ -322,26 +324,34 @@ class Soak(Misbehaving):
         self.stats.inc("published")
         ch.send_t.append(now())  # set again when the request is written; ascending per channel
         ch.ack_t.append(0.0)
-        async with self.pub_sem:
-            conn = self.pub_pool.pop() if self.pub_pool else None
-            ok = False
-            try:
-                if conn is None:
-                    conn = await asyncio.wait_for(asyncio.open_connection(LOOPBACK, self.publish_port), 10)
-                r, w = conn
-                ch.send_t[seq] = now()
-                w.write(req)
-                status, h = await asyncio.wait_for(read_head(r), 30)
-                await asyncio.wait_for(read_body(r, h), 30)
-                ok = status == 200
-                if h.get("connection", "").lower() != "close":
-                    self.pub_pool.append(conn)
-                    conn = None
-            except (OSError, asyncio.TimeoutError, Closed, asyncio.IncompleteReadError, ValueError):
-                pass
-            finally:
-                if conn is not None:
-                    close_writer(conn[1])
+        # A reused connection the server has closed fails before the request is read: try
+        # again on a fresh one. Resending is safe (same id: the server drops duplicates), and
+        # send_t stays the first attempt's, the earliest the server can have taken the item.
+        ok, why = False, ""
+        for attempt in range(3):
+            async with self.pub_sem:
+                conn = self.pub_pool.pop() if self.pub_pool and attempt == 0 else None
+                try:
+                    if conn is None:
+                        conn = await asyncio.wait_for(asyncio.open_connection(LOOPBACK, self.publish_port), 10)
+                    r, w = conn
+                    if attempt == 0:
+                        ch.send_t[seq] = now()
+                    w.write(req)
+                    status, h = await asyncio.wait_for(read_head(r), 30)
+                    text = await asyncio.wait_for(read_body(r, h), 30)
+                    ok, why = status == 200, f"{status} {text[:80]!r}"
+                    if h.get("connection", "").lower() != "close":
+                        self.pub_pool.append(conn)
+                        conn = None
+                except (OSError, asyncio.TimeoutError, Closed, asyncio.IncompleteReadError, ValueError) as e:
+                    why = repr(e)[:100]
+                finally:
+                    if conn is not None:
+                        close_writer(conn[1])
+            if ok or why[:1].isdigit():  # answered: no retry
+                break
+            self.stats.inc("publish_retries")
         if ok:
             ch.ack_t[seq] = now()
             ch.last_acked = seq
@@ -349,6 +359,8 @@ class Soak(Misbehaving):
             self.stats.inc("acked")
         else:
             self.stats.inc("publish_failed")
+            if len(self.stats.publish_failures) < 10:
+                self.stats.publish_failures.append(f"{iid}: {why}")
 
     async def publish_loop(self, ch: Channel, rate: float, pad: int) -> None:
         if rate <= 0:
@@ -632,6 +644,7 @@ class Soak(Misbehaving):
             "by_transport": self.stats.by_transport,
             "hostile_kinds": self.stats.hostile_kinds,
             "loss_examples": self.stats.loss_examples,
+            "publish_failures": self.stats.publish_failures,
             "unexpected_close_examples": self.stats.unexpected_examples,
             "server_log_warnings": self.log_warnings,
             "server_metrics_end": interesting,
@@ -769,7 +782,10 @@ async def amain(a) -> int:
     print(f"duration {a.duration:.0f}s, connections {a.connections}, publish rate {a.publish_rate}/s + bulk {a.bulk_rate}/s")
     print(f"RSS at {a.minute_mark:.0f}s: {mark and mark / 1024:.1f} MiB; at end: {end and end / 1024:.1f} MiB; "
           f"change {result['rss_change_pct']}%; peak {result['rss_kib_peak'] / 1024:.1f} MiB")
-    print(f"published {c['published']}, acknowledged {c['acked']}, failed {c['publish_failed']}")
+    print(f"published {c['published']}, acknowledged {c['acked']}, failed {c['publish_failed']}, "
+          f"retried {c['publish_retries']}")
+    if result["publish_failures"]:
+        print("publish failures:", json.dumps(result["publish_failures"]))
     print(f"subscribers {c['subs_started']} started, {c['subs_finished']} accounted; deliveries {c['deliveries']} "
           f"({c['expected']} expected); "
           f"losses {c['losses']}, duplicates {c['duplicates']}, out of order {c['out_of_order']}, "
