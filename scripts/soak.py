@@ -51,7 +51,8 @@ item seen twice a duplicate, an item with a lower sequence number than one seen 
 of order. A subscriber the server closes early is counted (`unexpected closes`); its interval
 ends --close-grace s before the close.
 
-Pass means: RSS at the end within 10% of RSS at --minute-mark (default 300 s, "minute 5"),
+Pass means: RSS at the end within 10% of RSS at --minute-mark (default 300 s, "minute 5";
+each the median over --rss-window s of once-a-second samples of the server's VmRSS),
 no losses, no duplicates, no out-of-order deliveries, and every slow reader cut off.
 Exit status: 0 pass, 1 fail, 2 could not run.
 """
@@ -617,9 +618,10 @@ class Soak(Misbehaving):
 
     def summary(self, metrics_end: dict) -> dict:
         a, c = self.args, self.stats.c
-        mark = next((r for t, r in self.rss if t >= a.minute_mark), None)
-        before_end = [r for t, r in self.rss if t <= a.duration]
-        end = before_end[-1] if before_end else None
+        # medians over --rss-window s (one sample a second), so that one noisy sample decides nothing
+        w = a.rss_window
+        mark = median([r for t, r in self.rss if a.minute_mark <= t < a.minute_mark + w])
+        end = median([r for t, r in self.rss if a.duration - w < t <= a.duration])
         peak = max((r for _, r in self.rss), default=0)
         rss_ok = bool(mark and end and abs(end - mark) <= 0.10 * mark)
         checks = {
@@ -715,6 +717,10 @@ class Soak(Misbehaving):
             await self.proc.wait()
 
 
+def median(xs: list):
+    return sorted(xs)[len(xs) // 2] if xs else None
+
+
 def raise_nofile(want: int) -> int:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = hard if hard != resource.RLIM_INFINITY else max(soft, want)
@@ -734,6 +740,7 @@ def parse_args(argv=None):
     p.add_argument("--bulk-size", type=int, default=8192, help="padding bytes per bulk item (default %(default)s)")
     p.add_argument("--bulk-fraction", type=float, default=0.02, help="share of subscribers on bulk (default %(default)s)")
     p.add_argument("--minute-mark", type=float, default=300, help="RSS reference time in s (default %(default)s)")
+    p.add_argument("--rss-window", type=float, default=30, help="RSS at the mark and at the end is the median over this many seconds (default %(default)s)")
     p.add_argument("--interval", type=float, default=10, help="seconds between report lines (default %(default)s)")
     p.add_argument("--life-min", type=float, default=5, help="shortest subscriber life, s (default %(default)s)")
     p.add_argument("--life-max", type=float, default=60, help="longest subscriber life, s (default %(default)s)")
@@ -765,6 +772,22 @@ def parse_args(argv=None):
 
 async def amain(a) -> int:
     soak = Soak(a)
+    loop = asyncio.get_running_loop()
+    me = asyncio.current_task()
+    def abort() -> None:
+        """First signal: end the load now, then drain and report as usual (bounded by the
+        grace). Second signal: stop at once."""
+        if not soak.load_over.is_set():
+            print("interrupted: ending the load now (again to stop at once)", flush=True)
+            soak.load_over.set()
+        else:
+            soak.publishing_done.set()
+            me.cancel()
+
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        loop.add_signal_handler(sig, abort)
+    # kill -USR1: what every task is waiting on
+    loop.add_signal_handler(signal.SIGUSR1, lambda: [t.print_stack(limit=4) for t in asyncio.all_tasks()])
     try:
         try:
             result = await asyncio.wait_for(soak.run(), a.duration + GRACE + 60)
@@ -773,15 +796,17 @@ async def amain(a) -> int:
             result = soak.summary({})
     except (RuntimeError, OSError) as e:
         print(f"could not run: {e}", file=sys.stderr)
-        await soak.stop_gripway()
         return 2
-    await soak.stop_gripway()
+    finally:  # never leave the server running, whatever ended the run
+        await soak.stop_gripway()
     c = result["counters"]
     mark, end = result["rss_kib_at_minute_mark"], result["rss_kib_at_end"]
     print("\n== soak summary ==")
     print(f"duration {a.duration:.0f}s, connections {a.connections}, publish rate {a.publish_rate}/s + bulk {a.bulk_rate}/s")
-    print(f"RSS at {a.minute_mark:.0f}s: {mark and mark / 1024:.1f} MiB; at end: {end and end / 1024:.1f} MiB; "
-          f"change {result['rss_change_pct']}%; peak {result['rss_kib_peak'] / 1024:.1f} MiB")
+    mib = lambda kib: f"{kib / 1024:.1f} MiB" if kib else "n/a"  # noqa: E731
+    print(f"RSS at {a.minute_mark:.0f}s: {mib(mark)}; at end: {mib(end)} "
+          f"(medians over {a.rss_window:.0f}s); "
+          f"change {result['rss_change_pct']}%; peak {mib(result['rss_kib_peak'])}")
     print(f"published {c['published']}, acknowledged {c['acked']}, failed {c['publish_failed']}, "
           f"retried {c['publish_retries']}")
     if result["publish_failures"]:
