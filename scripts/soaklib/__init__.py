@@ -1,0 +1,1 @@
+"""Parts of scripts/soak.py: wire helpers, the origin, misbehaving clients."""
