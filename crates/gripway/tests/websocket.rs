@@ -218,6 +218,14 @@ async fn vanished_client_is_reported_as_disconnect() {
             .any(|e| e.kind == EventKind::Disconnect)
         {
             wait_subscribed(&gw, 0.0).await;
+            // leaving without a close frame is not the client breaking the protocol
+            assert_eq!(
+                gw.metric(
+                    "gripway_errors_total{source=\"client\",reason=\"websocket-protocol-error\"}"
+                )
+                .await,
+                None
+            );
             return;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;

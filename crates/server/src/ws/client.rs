@@ -13,7 +13,7 @@ use std::io::{self, Read, Write};
 use bytes::Bytes;
 use gripway_proto::ws_deflate::Inflater;
 use tokio::net::TcpStream;
-use tungstenite::error::{CapacityError, Error as WsError};
+use tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::frame::CloseFrame;
 use tungstenite::protocol::{Role, WebSocketConfig, WebSocketContext};
@@ -133,7 +133,14 @@ impl ClientProtocol {
                     // compressed data the client sent could not be inflated
                     break io.inflate.as_ref().and_then(|i| i.failed).unwrap_or(1002);
                 }
-                Err(WsError::ConnectionClosed | WsError::AlreadyClosed | WsError::Io(_)) => {
+                // a client that drops its TCP connection without a close frame has left,
+                // not broken the protocol
+                Err(
+                    WsError::ConnectionClosed
+                    | WsError::AlreadyClosed
+                    | WsError::Io(_)
+                    | WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake),
+                ) => {
                     return ReadEnd::Closed;
                 }
                 Err(e) => break violation_code(&e),
