@@ -309,10 +309,13 @@ impl Shard {
     }
 
     fn fan_out_channel(&self, channel: &ChannelName, messages: &[Arc<Message>]) {
-        let count = self.registry.fan_out(channel, messages);
+        // the last id is recorded before the fan-out: a hold that subscribes and then finds
+        // its prev-id still current is sure to receive every later item (see
+        // server::hold::response)
         if let Some(last) = messages.last() {
             self.last_ids.set(channel, last.id.as_ref(), Instant::now());
         }
+        let count = self.registry.fan_out(channel, messages);
         let stats = &self.stats;
         if count.subscribers == 0 {
             stats

@@ -378,6 +378,7 @@ pub(crate) async fn run(
         .iter()
         .map(|(c, _)| registry.subscribe(c, sub.clone() as Arc<dyn Subscriber>))
         .collect();
+    recheck_after_subscribing(shared, &sub);
     let timeout = plan.timeout;
     drop(plan);
     // boxed: the timer lives on the heap, not in every connection's future
@@ -444,6 +445,27 @@ pub(crate) async fn run(
         }
         (true, None) => HoldEnd::Close,
         (false, _) => HoldEnd::KeepAlive(conn),
+    }
+}
+
+/// An item fanned out between the staleness check above and the subscriptions would be
+/// missed, so the check is made again now that the hold is subscribed. The broker records a
+/// channel's last id before its fan-out, so an item either shows here (the request goes to
+/// the origin again) or reaches this subscriber.
+fn recheck_after_subscribing(shared: &Shared, sub: &PollSub) {
+    for (channel, prev) in &sub.prev_ids {
+        let Some(last) = shared.broker.last_id(channel) else {
+            continue;
+        };
+        if last.as_ref() != prev.as_str() {
+            sub.grip_last
+                .lock()
+                .push((channel.clone(), last.to_string()));
+            sub.retry.store(true, Ordering::Relaxed);
+            let mut st = sub.sink.lock();
+            sub.sink.finish(&mut st);
+            return;
+        }
     }
 }
 
