@@ -55,6 +55,8 @@ suite setup-node ensure_node
 suite fmt cargo fmt --all -- --check
 suite clippy cargo clippy --workspace --all-targets --locked -- -D warnings
 suite rust-tests cargo test --workspace --locked
+# a million distinct channels and ids through the broker: its tables stay within their bounds
+suite broker-million cargo test --release --locked -p gripway-broker --test bounds -- --ignored
 export GRIPWAY_BIN=$ROOT/target/debug/gripway
 suite python .venv/bin/python -m pytest -q -c tests/pytest.ini tests/interop tests/compat tests/hostile
 suite browser node --test tests/browser/
