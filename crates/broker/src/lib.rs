@@ -12,6 +12,7 @@
 pub mod aged;
 pub mod dedup;
 pub mod dispatch;
+pub mod history;
 pub mod last_ids;
 pub mod message;
 pub mod registry;

@@ -1,0 +1,574 @@
+//! History kept in memory: the default store, and the one behind every node that runs
+//! without `[history] dir` or a cluster.
+//!
+//! Structures ([`MemoryCore`], one per partition, behind a short lock):
+//!
+//! * a slab of channels, found by name through a hash map; each channel holds its items in a
+//!   `VecDeque` of 16-byte slots (the shared `Arc<Message>` and when it was appended), the
+//!   sequence number of its oldest slot (the others follow densely), its last id, and whether
+//!   anything of it was ever dropped (`truncated`: what decides [`Reach::Gap`] against
+//!   [`Reach::Complete`]);
+//! * one queue over all channels of 16-byte entries (channel slot, generation, sequence) in
+//!   append order: its front is always the oldest kept item of the partition, so eviction by
+//!   age and by bytes is a pop at the front, O(1). An item dropped by its channel's count
+//!   bound leaves its queue entry behind as a tombstone (its sequence is below the channel's
+//!   oldest), skipped at the front and swept once tombstones outnumber live entries:
+//!   amortised O(1), as in [`crate::aged::AgedMap`].
+//!
+//! A channel whose last item is dropped keeps its last id (so a client that saw that item
+//! is told it missed nothing) and puts a marker entry on the queue; when the marker reaches
+//! the front — another `max_age` later, or sooner under byte pressure — the channel is
+//! forgotten. From then on a channel the store does not know may have had items, so an
+//! unknown id on it is a [`Reach::Gap`], never silently [`Reach::Complete`].
+//!
+//! Costs: the store's own memory per kept item is its two slots (32 bytes) plus the spare
+//! capacity of the two queues; it charges [`ITEM_OVERHEAD`] per item against `max_bytes`,
+//! with the message's own [`Message::cost`]. Appending allocates only when a queue grows;
+//! reads allocate the answer's `Vec`.
+
+use std::collections::VecDeque;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use foldhash::fast::FixedState;
+use foldhash::HashMap;
+use parking_lot::Mutex;
+use slab::Slab;
+
+use super::{
+    After, Appended, HistoryConfig, HistoryError, HistoryStats, HistoryStore, Kept, Reach, Recovery,
+};
+use crate::message::{str_heap, ChannelName, Message};
+
+/// One kept item in its channel's queue.
+struct Slot {
+    msg: Arc<Message>,
+    /// Milliseconds since the core's base instant.
+    at: u64,
+}
+
+/// One entry of the partition-wide queue, in append order.
+#[derive(Clone, Copy)]
+struct Order {
+    slot: u32,
+    gen: u32,
+    /// The item's sequence number, or [`MARK`] | the channel's next sequence for a marker
+    /// ("forget this channel if still empty").
+    seq: u64,
+}
+
+const MARK: u64 = 1 << 63;
+
+/// What the store charges per kept item beside [`Message::cost`]: its channel slot and its
+/// order entry, with room for the queues' worst-case spare capacity (a `VecDeque` grows by
+/// doubling; the order queue holds up to half as many tombstones as live entries, and is
+/// shrunk after a sweep that leaves it under half full): 2 × 16 + 3 × 16 = 80 bytes.
+pub const ITEM_OVERHEAD: usize = 2 * std::mem::size_of::<Slot>() + 3 * std::mem::size_of::<Order>();
+
+/// What the store charges per channel beside its name.
+pub const CHANNEL_OVERHEAD: usize = std::mem::size_of::<Channel>() * 2
+    + std::mem::size_of::<(ChannelName, u32)>() * 8 / 7
+    + 1
+    + 4 * std::mem::size_of::<Slot>();
+
+struct Channel {
+    name: ChannelName,
+    gen: u32,
+    items: VecDeque<Slot>,
+    /// Sequence number of `items[0]` (of the next item when empty).
+    first_seq: u64,
+    /// Some item of this channel may have been dropped (or the channel existed before and
+    /// was forgotten): an unknown id is then a gap.
+    truncated: bool,
+    /// The id of the newest item appended, kept after the item is dropped.
+    last_id: Option<Arc<str>>,
+    /// When the channel lost its last item (for its marker's age).
+    emptied_at: u64,
+}
+
+impl Channel {
+    fn next_seq(&self) -> u64 {
+        self.first_seq + self.items.len() as u64
+    }
+}
+
+/// Why an item left.
+#[derive(Clone, Copy)]
+enum Cause {
+    Age,
+    Bytes,
+}
+
+/// One partition's history; single-threaded (see [`MemoryHistory`] for the shared store).
+pub struct MemoryCore {
+    config: HistoryConfig,
+    base: Instant,
+    epoch: u32,
+    index: HashMap<ChannelName, u32>,
+    channels: Slab<Channel>,
+    order: VecDeque<Order>,
+    next_gen: u32,
+    /// Some channel was forgotten: a channel not in `index` may have had items.
+    forgot: bool,
+    items: usize,
+    bytes: usize,
+    stats: HistoryStats,
+}
+
+impl MemoryCore {
+    /// An empty history with these bounds; `epoch` tells its sequence numbers from those of
+    /// another store (or an earlier process).
+    pub fn new(config: HistoryConfig, epoch: u32, now: Instant) -> Self {
+        MemoryCore {
+            config,
+            base: now,
+            epoch,
+            index: HashMap::default(),
+            channels: Slab::new(),
+            order: VecDeque::new(),
+            next_gen: 0,
+            forgot: false,
+            items: 0,
+            bytes: 0,
+            stats: HistoryStats::default(),
+        }
+    }
+
+    fn ms(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.base).as_millis() as u64
+    }
+
+    fn channel_epoch(&self, ch: &Channel) -> u64 {
+        (u64::from(self.epoch) << 32) | u64::from(ch.gen)
+    }
+
+    /// What the kept items and channels cost now (what `max_bytes` bounds).
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Items kept now.
+    pub fn len(&self) -> usize {
+        self.items
+    }
+
+    /// True when nothing is kept.
+    pub fn is_empty(&self) -> bool {
+        self.items == 0
+    }
+
+    /// Counters and gauges.
+    pub fn stats(&self) -> HistoryStats {
+        HistoryStats {
+            channels: self.channels.len() as u64,
+            items: self.items as u64,
+            bytes: self.bytes as u64,
+            ..self.stats
+        }
+    }
+
+    /// Keeps `msgs` that have an id, in order, on `channel`; then evicts by age and bytes.
+    pub fn append(
+        &mut self,
+        channel: &ChannelName,
+        msgs: &[Arc<Message>],
+        now: Instant,
+    ) -> Appended {
+        let mut out = Appended::default();
+        if self.config.max_items == 0 {
+            return out;
+        }
+        let at = self.ms(now);
+        let mut key = None;
+        for msg in msgs {
+            let Some(id) = &msg.id else { continue };
+            let key = *key.get_or_insert_with(|| self.channel_slot(channel, at));
+            let ch = &mut self.channels[key as usize];
+            let seq = ch.next_seq();
+            ch.items.push_back(Slot {
+                msg: msg.clone(),
+                at,
+            });
+            ch.last_id = Some(id.clone());
+            self.order.push_back(Order {
+                slot: key,
+                gen: ch.gen,
+                seq,
+            });
+            self.items += 1;
+            self.bytes += msg.cost() + ITEM_OVERHEAD;
+            if ch.items.len() > self.config.max_items {
+                if let Some(old) = ch.items.pop_front() {
+                    ch.first_seq += 1;
+                    ch.truncated = true;
+                    self.items -= 1;
+                    self.bytes -= old.msg.cost() + ITEM_OVERHEAD;
+                    self.stats.evicted_count += 1;
+                }
+            }
+            out.kept += 1;
+            out.last_seq = Some(seq);
+        }
+        self.expire(now);
+        while self.bytes > self.config.max_bytes && self.evict_front(at, Cause::Bytes) {}
+        self.sweep_if_needed();
+        out
+    }
+
+    /// The slot of `channel`, created if new.
+    fn channel_slot(&mut self, channel: &ChannelName, at: u64) -> u32 {
+        if let Some(k) = self.index.get(channel) {
+            return *k;
+        }
+        let gen = self.next_gen;
+        self.next_gen = self.next_gen.wrapping_add(1);
+        let key = self.channels.insert(Channel {
+            name: channel.clone(),
+            gen,
+            items: VecDeque::new(),
+            first_seq: 1,
+            truncated: self.forgot,
+            last_id: None,
+            emptied_at: at,
+        }) as u32;
+        self.index.insert(channel.clone(), key);
+        self.bytes += CHANNEL_OVERHEAD + str_heap(channel);
+        key
+    }
+
+    /// True if `e` still stands for a kept item or a pending marker.
+    fn is_live(&self, e: Order) -> bool {
+        let Some(ch) = self.channels.get(e.slot as usize) else {
+            return false;
+        };
+        if ch.gen != e.gen {
+            return false;
+        }
+        if e.seq & MARK != 0 {
+            ch.items.is_empty() && ch.first_seq == e.seq & !MARK
+        } else {
+            e.seq >= ch.first_seq
+        }
+    }
+
+    /// When the live entry `e` was appended (or its channel emptied).
+    fn entry_time(&self, e: Order) -> u64 {
+        let ch = &self.channels[e.slot as usize];
+        if e.seq & MARK != 0 {
+            ch.emptied_at
+        } else {
+            ch.items.front().map_or(ch.emptied_at, |s| s.at)
+        }
+    }
+
+    fn skip_tombstones(&mut self) {
+        while let Some(&e) = self.order.front() {
+            if self.is_live(e) {
+                break;
+            }
+            self.order.pop_front();
+        }
+    }
+
+    /// Drops the oldest item (or forgets the oldest emptied channel); false if none.
+    fn evict_front(&mut self, at: u64, cause: Cause) -> bool {
+        self.skip_tombstones();
+        let Some(e) = self.order.pop_front() else {
+            return false;
+        };
+        let key = e.slot as usize;
+        if e.seq & MARK != 0 {
+            let ch = self.channels.remove(key);
+            self.index.remove(&ch.name);
+            self.bytes -= CHANNEL_OVERHEAD + str_heap(&ch.name);
+            self.forgot = true;
+            self.stats.forgotten_channels += 1;
+            return true;
+        }
+        let ch = &mut self.channels[key];
+        let Some(old) = ch.items.pop_front() else {
+            return true;
+        };
+        ch.first_seq += 1;
+        ch.truncated = true;
+        self.items -= 1;
+        self.bytes -= old.msg.cost() + ITEM_OVERHEAD;
+        match cause {
+            Cause::Age => self.stats.evicted_age += 1,
+            Cause::Bytes => self.stats.evicted_bytes += 1,
+        }
+        if ch.items.is_empty() {
+            ch.emptied_at = at;
+            ch.items = VecDeque::new(); // give the slots back while only the last id stays
+            let marker = Order {
+                slot: e.slot,
+                gen: ch.gen,
+                seq: MARK | ch.first_seq,
+            };
+            self.order.push_back(marker);
+        }
+        true
+    }
+
+    /// Drops every item (and forgets every emptied channel) older than `max_age`.
+    pub fn expire(&mut self, now: Instant) {
+        let at = self.ms(now);
+        let max_age = self.config.max_age.as_millis() as u64;
+        let Some(cutoff) = at.checked_sub(max_age) else {
+            return;
+        };
+        loop {
+            self.skip_tombstones();
+            let Some(&e) = self.order.front() else { break };
+            if self.entry_time(e) > cutoff {
+                break;
+            }
+            self.evict_front(at, Cause::Age);
+        }
+    }
+
+    /// Drops tombstones once they are half as many as the live entries (amortised O(1)),
+    /// and gives back spare capacity.
+    fn sweep_if_needed(&mut self) {
+        let live = self.items + self.channels.len();
+        if self.order.len() <= live + live / 2 + 64 {
+            return;
+        }
+        let mut order = std::mem::take(&mut self.order);
+        order.retain(|e| self.is_live(*e));
+        if order.capacity() > 2 * order.len() + 64 {
+            order.shrink_to_fit();
+        }
+        self.order = order;
+    }
+
+    /// The kept items of `channel` after `after` (at most `limit`), and how far they reach.
+    pub fn read_after(
+        &mut self,
+        channel: &str,
+        after: After<'_>,
+        limit: usize,
+        now: Instant,
+    ) -> Recovery {
+        self.expire(now);
+        let Some(&key) = self.index.get(channel) else {
+            let _ = after;
+            let reach = if self.forgot {
+                Reach::Gap
+            } else {
+                Reach::Complete
+            };
+            return Recovery {
+                reach,
+                epoch: 0,
+                items: Vec::new(),
+                more: false,
+            };
+        };
+        let ch = &self.channels[key as usize];
+        let unknown = if ch.truncated {
+            Reach::Gap
+        } else {
+            Reach::Complete
+        };
+        let (reach, skip) = match after {
+            After::Start => (unknown, 0),
+            After::Id(id) => {
+                if ch.last_id.as_deref() == Some(id) {
+                    (Reach::After, ch.items.len())
+                } else {
+                    match ch
+                        .items
+                        .iter()
+                        .rposition(|s| s.msg.id.as_deref() == Some(id))
+                    {
+                        Some(p) => (Reach::After, p + 1),
+                        None => (unknown, 0),
+                    }
+                }
+            }
+            After::Seq { epoch, seq } => {
+                if epoch == self.channel_epoch(ch) && seq < ch.next_seq() && seq + 1 >= ch.first_seq
+                {
+                    (Reach::After, (seq + 1 - ch.first_seq) as usize)
+                } else if epoch == self.channel_epoch(ch) && seq >= ch.next_seq() {
+                    (Reach::After, ch.items.len()) // nothing newer yet
+                } else {
+                    (unknown, 0)
+                }
+            }
+        };
+        let available = ch.items.len() - skip;
+        let n = available.min(limit);
+        let items = ch
+            .items
+            .iter()
+            .enumerate()
+            .skip(skip)
+            .take(n)
+            .map(|(i, s)| Kept {
+                seq: ch.first_seq + i as u64,
+                msg: s.msg.clone(),
+            })
+            .collect();
+        Recovery {
+            reach,
+            epoch: self.channel_epoch(ch),
+            items,
+            more: available > n,
+        }
+    }
+
+    /// The newest kept item of `channel`.
+    pub fn last(&mut self, channel: &str, now: Instant) -> Option<Kept> {
+        self.expire(now);
+        let ch = &self.channels[*self.index.get(channel)? as usize];
+        let s = ch.items.back()?;
+        Some(Kept {
+            seq: ch.next_seq() - 1,
+            msg: s.msg.clone(),
+        })
+    }
+
+    /// The memory the store's own structures hold now, beside the messages and channel
+    /// names (for the overhead test).
+    #[cfg(test)]
+    fn structure_bytes(&self) -> (usize, usize) {
+        let slots: usize = self
+            .channels
+            .iter()
+            .map(|(_, c)| c.items.capacity() * std::mem::size_of::<Slot>())
+            .sum();
+        let order = self.order.capacity() * std::mem::size_of::<Order>();
+        (slots, order)
+    }
+}
+
+/// The shared in-memory store: channels spread by name over partitions, each a
+/// [`MemoryCore`] behind its own lock (held for one append or one read, never across an
+/// await). Give it as many partitions as the broker has shards, so that a shard's appends
+/// rarely meet another's; each partition gets an equal share of `max_bytes`.
+pub struct MemoryHistory {
+    parts: Box<[Mutex<MemoryCore>]>,
+    hasher: FixedState,
+}
+
+static NEXT_EPOCH: AtomicU32 = AtomicU32::new(0);
+
+impl MemoryHistory {
+    /// A store with these bounds over `partitions` locks.
+    pub fn new(config: HistoryConfig, partitions: usize) -> Self {
+        let partitions = partitions.max(1);
+        let share = HistoryConfig {
+            max_bytes: config.max_bytes / partitions,
+            ..config
+        };
+        // an epoch that differs between processes and between stores of one process
+        let started = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as u32);
+        let now = Instant::now();
+        MemoryHistory {
+            parts: (0..partitions)
+                .map(|_| {
+                    let epoch =
+                        started.wrapping_add(NEXT_EPOCH.fetch_add(1, Ordering::Relaxed) << 20);
+                    Mutex::new(MemoryCore::new(share, epoch, now))
+                })
+                .collect(),
+            hasher: FixedState::with_seed(0x6869_7374),
+        }
+    }
+
+    fn part(&self, channel: &str) -> &Mutex<MemoryCore> {
+        &self.parts[(self.hasher.hash_one(channel) as usize) % self.parts.len()]
+    }
+
+    /// [`HistoryStore::append`], done at once.
+    pub fn append_now(
+        &self,
+        channel: &ChannelName,
+        items: &[Arc<Message>],
+        now: Instant,
+    ) -> Appended {
+        self.part(channel).lock().append(channel, items, now)
+    }
+
+    /// [`HistoryStore::read_after`], done at once.
+    pub fn read_after_now(
+        &self,
+        channel: &str,
+        after: After<'_>,
+        limit: usize,
+        now: Instant,
+    ) -> Recovery {
+        self.part(channel)
+            .lock()
+            .read_after(channel, after, limit, now)
+    }
+
+    /// [`HistoryStore::last`], done at once.
+    pub fn last_now(&self, channel: &str, now: Instant) -> Option<Kept> {
+        self.part(channel).lock().last(channel, now)
+    }
+}
+
+// The futures are named (`Ready`) on purpose: code that knows it holds the in-memory store
+// can see that they are never pending.
+#[allow(refining_impl_trait)]
+impl HistoryStore for MemoryHistory {
+    fn append(
+        &self,
+        channel: &ChannelName,
+        items: &[Arc<Message>],
+        now: Instant,
+    ) -> std::future::Ready<Result<Appended, HistoryError>> {
+        std::future::ready(Ok(self.append_now(channel, items, now)))
+    }
+
+    fn read_after(
+        &self,
+        channel: &str,
+        after: After<'_>,
+        limit: usize,
+        now: Instant,
+    ) -> std::future::Ready<Result<Recovery, HistoryError>> {
+        std::future::ready(Ok(self.read_after_now(channel, after, limit, now)))
+    }
+
+    fn last(
+        &self,
+        channel: &str,
+        now: Instant,
+    ) -> std::future::Ready<Result<Option<Kept>, HistoryError>> {
+        std::future::ready(Ok(self.last_now(channel, now)))
+    }
+
+    fn expire(&self, now: Instant) -> std::future::Ready<()> {
+        for p in self.parts.iter() {
+            p.lock().expire(now);
+        }
+        std::future::ready(())
+    }
+
+    fn stats(&self) -> HistoryStats {
+        let mut t = HistoryStats::default();
+        for p in self.parts.iter() {
+            let s = p.lock().stats();
+            t.channels += s.channels;
+            t.items += s.items;
+            t.bytes += s.bytes;
+            t.evicted_count += s.evicted_count;
+            t.evicted_age += s.evicted_age;
+            t.evicted_bytes += s.evicted_bytes;
+            t.forgotten_channels += s.forgotten_channels;
+        }
+        t
+    }
+}
+
+#[cfg(test)]
+#[path = "memory_tests.rs"]
+mod tests;
