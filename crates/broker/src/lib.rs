@@ -6,8 +6,8 @@
 //! hands it to every [`Subscriber`](subscriber::Subscriber) of the channel. Transports
 //! implement `Subscriber` in the server crate; the broker never touches a socket.
 //!
-//! Later layers plug in here: history per channel beside the sequencer, and a bus between
-//! nodes in front of the shard queues.
+//! Per-channel history lives behind the [`history::HistoryStore`] seam (not wired into the
+//! shards yet). A bus between nodes plugs in later, in front of the shard queues.
 
 pub mod aged;
 pub mod dedup;

@@ -283,6 +283,11 @@ fn overhead_per_item_is_within_96_bytes() {
         slots as f64 / h.len() as f64,
         order as f64 / h.len() as f64
     );
+    eprintln!(
+        "Message itself: {} bytes inline, cost() of a 10-byte stream item with a 2-byte id: {}",
+        std::mem::size_of::<Message>(),
+        m.cost()
+    );
     assert!(per_item <= ITEM_OVERHEAD as f64, "{per_item}");
     assert!(per_item <= 96.0, "{per_item}");
 }
