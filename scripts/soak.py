@@ -748,7 +748,7 @@ def parse_args(argv=None):
     p.add_argument("--transports", type=lambda s: tuple(s.split(",")), default=TRANSPORTS,
                    help="comma-separated subset of sse,stream,poll,ws (default all)")
     p.add_argument("--slow-fraction", type=float, default=0.02, help="share of connections that are slow readers (default %(default)s)")
-    p.add_argument("--slow-stall", type=float, default=60, help="seconds a slow reader stops reading (default %(default)s)")
+    p.add_argument("--slow-stall", type=float, default=120, help="seconds a slow reader stops reading (default %(default)s)")
     p.add_argument("--slow-cap", type=int, default=16 << 20, help="bytes a slow reader may still read before it counts as not cut off (default %(default)s)")
     p.add_argument("--hostile-rate", type=float, default=1.0, help="hostile clients started per second (default %(default)s)")
     p.add_argument("--head-timeout", type=float, default=30, help="gripway's request head timeout, s, for slowloris (default %(default)s)")
