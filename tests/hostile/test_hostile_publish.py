@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from harness import HS_SECRET, PUBLISH_TOKEN, rss_mb, run
-from test_websocket import ws_open
+from test_hostile_websocket import ws_open
 
 _KEYS = Path(tempfile.mkdtemp(prefix="hostile-keys-"))
 
