@@ -248,25 +248,24 @@ async fn accept_failures_back_off_and_are_logged_sparingly() {
     }
 }
 
-#[tokio::test]
-async fn a_request_pipelined_behind_a_hold_is_answered_after_it() {
-    let origin = Origin::start(|r| {
+/// An origin that holds `/poll` as a long-poll on `channel` and answers anything else at once.
+async fn poll_origin(channel: &'static str) -> Origin {
+    Origin::start(move |r| {
         if r.path == "/poll" {
             Reply::ok()
                 .header("Grip-Hold", "response")
-                .header("Grip-Channel", "pipe")
+                .header("Grip-Channel", channel)
                 .header("Grip-Timeout", "60")
                 .body("timeout\n")
         } else {
             Reply::ok().body("second answer")
         }
     })
-    .await;
-    let gw = gripway_to(&origin, &[]);
-    let mut c = RawClient::connect(gw.addr).await;
-    // both requests in one write: the second is in the buffer when the hold starts
-    c.send(b"GET /poll HTTP/1.1\r\nHost: x\r\n\r\nGET /second HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await;
+    .await
+}
+
+/// Waits until a long-poll is held.
+async fn wait_held(gw: &Gripway) {
     let deadline = Instant::now() + WAIT;
     while gw
         .metric("gripway_connections{transport=\"http-response\"}")
@@ -276,9 +275,26 @@ async fn a_request_pipelined_behind_a_hold_is_answered_after_it() {
         assert!(Instant::now() < deadline, "never held");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let body =
-        r#"{"items":[{"channel":"pipe","formats":{"http-response":{"body":"published\n"}}}]}"#;
-    assert_eq!(publish(&gw.publish_url(), body).await.0, 200);
+}
+
+/// Publishes an `http-response` body to `channel`.
+async fn publish_response(gw: &Gripway, channel: &str) {
+    let body = format!(
+        r#"{{"items":[{{"channel":"{channel}","formats":{{"http-response":{{"body":"published\n"}}}}}}]}}"#
+    );
+    assert_eq!(publish(&gw.publish_url(), &body).await.0, 200);
+}
+
+#[tokio::test]
+async fn a_request_pipelined_behind_a_hold_is_answered_after_it() {
+    let origin = poll_origin("pipe").await;
+    let gw = gripway_to(&origin, &[]);
+    let mut c = RawClient::connect(gw.addr).await;
+    // both requests in one write: the second is in the buffer when the hold starts
+    c.send(b"GET /poll HTTP/1.1\r\nHost: x\r\n\r\nGET /second HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    wait_held(&gw).await;
+    publish_response(&gw, "pipe").await;
     c.read_until(b"published\n", WAIT).await;
     c.read_until(b"second answer", WAIT).await;
     assert_eq!(origin.requests().len(), 2);
@@ -286,36 +302,15 @@ async fn a_request_pipelined_behind_a_hold_is_answered_after_it() {
 
 #[tokio::test]
 async fn a_request_pipelined_during_a_hold_closes_the_connection_after_it() {
-    let origin = Origin::start(|r| {
-        if r.path == "/poll" {
-            Reply::ok()
-                .header("Grip-Hold", "response")
-                .header("Grip-Channel", "pipe2")
-                .header("Grip-Timeout", "60")
-                .body("timeout\n")
-        } else {
-            Reply::ok().body("second answer")
-        }
-    })
-    .await;
+    let origin = poll_origin("pipe2").await;
     let gw = gripway_to(&origin, &[]);
     let mut c = RawClient::connect(gw.addr).await;
     c.send(b"GET /poll HTTP/1.1\r\nHost: x\r\n\r\n").await;
-    let deadline = Instant::now() + WAIT;
-    while gw
-        .metric("gripway_connections{transport=\"http-response\"}")
-        .await
-        < Some(1.0)
-    {
-        assert!(Instant::now() < deadline, "never held");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_held(&gw).await;
     // sent while the long-poll is held: the hold reads and drops it
     c.send(b"GET /second HTTP/1.1\r\nHost: x\r\n\r\n").await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let body =
-        r#"{"items":[{"channel":"pipe2","formats":{"http-response":{"body":"published\n"}}}]}"#;
-    assert_eq!(publish(&gw.publish_url(), body).await.0, 200);
+    publish_response(&gw, "pipe2").await;
     c.read_until(b"published\n", WAIT).await;
     // the lost request is never silently skipped: the connection closes, so the client
     // knows to send it again

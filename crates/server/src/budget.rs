@@ -12,7 +12,6 @@ mod tests {
     use std::sync::Arc;
 
     use bytes::{Bytes, BytesMut};
-    use gripway_broker::{Broker, BrokerConfig};
     use gripway_proto::http1::Version;
     use gripway_proto::instruct::HoldMode;
     use tokio::net::{TcpListener, TcpStream};
@@ -20,10 +19,8 @@ mod tests {
     use crate::config::Config;
     use crate::conn::ClientConn;
     use crate::hold::{self, HoldPlan};
-    use crate::metrics::{ConnKind, Metrics};
-    use crate::origin::{OriginClient, OriginTimeouts};
+    use crate::metrics::ConnKind;
     use crate::relay::FullResponse;
-    use crate::routing::{self, RoutesHandle};
     use crate::Shared;
 
     /// Bytes of the task future that serves a connection between requests.
@@ -97,20 +94,7 @@ mod tests {
 
     #[tokio::test]
     async fn per_connection_futures_stay_within_budget() {
-        let config = Config::default();
-        let broker = Broker::start(BrokerConfig::default());
-        let shared = Arc::new(Shared {
-            routes: RoutesHandle::new(routing::load(&config).unwrap()),
-            origin: OriginClient::new(OriginTimeouts {
-                connect: config.proxy.connect_timeout,
-                response: config.proxy.response_timeout,
-            }),
-            metrics: Metrics::new(broker.clone()),
-            broker,
-            upstream_key: None,
-            farewells: Arc::new(tokio::sync::Semaphore::new(1)),
-            config,
-        });
+        let shared = Shared::for_tests(Config::default());
         let (c, _client) = conn(&shared).await;
         let serve = std::mem::size_of_val(&crate::conn::serve(&shared, c));
         let (c, _client) = conn(&shared).await;

@@ -48,6 +48,26 @@ pub(crate) struct Shared {
     pub(crate) farewells: Arc<tokio::sync::Semaphore>,
 }
 
+impl Shared {
+    /// Shared state for in-process tests: `config`'s routes, a fresh broker, no upstream key.
+    #[cfg(test)]
+    pub(crate) fn for_tests(config: Config) -> Arc<Shared> {
+        let broker = Broker::start(BrokerConfig::default());
+        Arc::new(Shared {
+            routes: RoutesHandle::new(routing::load(&config).expect("test routes load")),
+            origin: OriginClient::new(OriginTimeouts {
+                connect: config.proxy.connect_timeout,
+                response: config.proxy.response_timeout,
+            }),
+            metrics: Metrics::new(broker.clone()),
+            broker,
+            upstream_key: None,
+            farewells: Arc::new(tokio::sync::Semaphore::new(1)),
+            config,
+        })
+    }
+}
+
 /// Origin requests that outlive their client, at most this many at once.
 pub(crate) const MAX_FAREWELLS: usize = 256;
 

@@ -572,28 +572,12 @@ fn parse_reply(events: Vec<Event>, headers: HeaderMap) -> Reply {
 mod tests {
     use super::*;
     use crate::config::Config;
-    use crate::metrics::Metrics;
-    use crate::origin::{OriginClient, OriginTimeouts};
-    use crate::routing::{self, RoutesHandle};
-    use gripway_broker::{Broker, BrokerConfig};
 
     /// Shared state whose only route is the demo origin, with `queue` as the bound.
     fn shared(queue: usize) -> Arc<Shared> {
         let mut config = Config::default();
         config.websocket.origin_queue_bytes = queue;
-        let broker = Broker::start(BrokerConfig::default());
-        Arc::new(Shared {
-            routes: RoutesHandle::new(routing::load(&config).unwrap()),
-            origin: OriginClient::new(OriginTimeouts {
-                connect: config.proxy.connect_timeout,
-                response: config.proxy.response_timeout,
-            }),
-            metrics: Metrics::new(broker.clone()),
-            broker,
-            upstream_key: None,
-            farewells: Arc::new(tokio::sync::Semaphore::new(1)),
-            config,
-        })
+        Shared::for_tests(config)
     }
 
     fn link(shared: &Arc<Shared>) -> WohLink {
