@@ -34,7 +34,8 @@ use crate::conn::ClientConn;
 use crate::error::{Refusal, Source};
 use crate::metrics::ConnKind;
 use crate::origin::detached_headers;
-use crate::relay::{set_connection, FullResponse};
+use crate::proxy::Next;
+use crate::relay::{set_connection, write_full, FullResponse};
 use crate::Shared;
 
 /// Pause before the second re-request for a stale `prev-id` (the first goes at once).
@@ -315,8 +316,9 @@ pub(crate) async fn run(
         if attempt > shared.config.grip.max_stale_retries {
             // the origin keeps answering from stale data: give the client its answer
             count_stale_answer(shared, &req, attempt);
+            let response = std::mem::replace(&mut plan.response, FullResponse::empty());
             // boxed: this rare path must not grow every long-poll's future
-            return Box::pin(answer_held(shared, sock, peer, guard, &plan)).await;
+            return Box::pin(answer_now(shared, sock, peer, guard, &req, response)).await;
         }
         shared.metrics.retry("stale-prev-id");
         let pause = stale_backoff(attempt);
@@ -346,15 +348,7 @@ pub(crate) async fn run(
             req,
         );
     }
-    let mut template = std::mem::replace(
-        &mut plan.response,
-        FullResponse {
-            status: 0,
-            reason: None,
-            headers: http::HeaderMap::new(),
-            body: Bytes::new(),
-        },
-    );
+    let mut template = std::mem::replace(&mut plan.response, FullResponse::empty());
     // kept for the whole hold: copy it out of the origin connection's read buffer
     template.headers = detached_headers(&template.headers);
     template.body = Bytes::copy_from_slice(&template.body);
@@ -469,6 +463,28 @@ fn recheck_after_subscribing(shared: &Shared, sub: &PollSub) {
     }
 }
 
+/// Answers `response` (the origin's held answer) at once, without holding.
+async fn answer_now(
+    shared: &Arc<Shared>,
+    sock: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    mut guard: crate::metrics::ConnGuard,
+    req: &crate::proxy::ProxiedRequest,
+    response: FullResponse,
+) -> HoldEnd {
+    guard.become_kind(ConnKind::Http);
+    let mut conn = ClientConn {
+        sock,
+        peer,
+        buf: BytesMut::new(),
+        guard,
+    };
+    match write_full(shared, &mut conn, &req.head, response).await {
+        Next::KeepAlive => HoldEnd::KeepAlive(conn),
+        _ => HoldEnd::Close,
+    }
+}
+
 /// Counts and logs an origin that still answers from stale data after its re-requests.
 fn count_stale_answer(shared: &Shared, req: &crate::proxy::ProxiedRequest, attempt: u32) {
     let refusal = Refusal::origin(
@@ -481,40 +497,4 @@ fn count_stale_answer(shared: &Shared, req: &crate::proxy::ProxiedRequest, attem
     );
     shared.metrics.error(&refusal);
     refusal.log(&req.route.label);
-}
-
-/// Answers the origin's held (timeout) response at once, without holding.
-async fn answer_held(
-    shared: &Arc<Shared>,
-    sock: tokio::net::TcpStream,
-    peer: std::net::SocketAddr,
-    mut guard: crate::metrics::ConnGuard,
-    plan: &HoldPlan,
-) -> HoldEnd {
-    guard.become_kind(ConnKind::Http);
-    let r = &plan.response;
-    let bytes = full_response_bytes(
-        plan.version,
-        plan.keep_alive,
-        plan.head_only,
-        r.status,
-        r.reason.as_deref(),
-        r.headers.clone(),
-        &r.body,
-    );
-    let sink = Sink::new(sock, shared.config.grip.subscriber_queue_bytes);
-    {
-        let mut st = sink.lock();
-        sink.send(&mut st, &[&bytes]);
-        sink.finish(&mut st);
-    }
-    if sink.wait_end().await != Ending::Finished || !plan.keep_alive {
-        return HoldEnd::Close;
-    }
-    HoldEnd::KeepAlive(ClientConn {
-        sock: sink.into_socket(),
-        peer,
-        buf: BytesMut::new(),
-        guard,
-    })
 }
