@@ -23,6 +23,7 @@ use gripway_proto::publish::Item;
 use tokio::sync::mpsc;
 
 use crate::dedup::Dedup;
+use crate::history::{History, HistoryConfig, MemoryHistory};
 use crate::last_ids::LastIds;
 use crate::message::{ChannelName, Message};
 use crate::registry::Registry;
@@ -51,6 +52,8 @@ pub struct BrokerConfig {
     /// Most bytes the table of last ids per channel (for `prev-id` checks on holds) may
     /// cost; past it the ids set longest ago are forgotten.
     pub last_ids_max_bytes: usize,
+    /// Bounds on the in-memory history [`Broker::start`] keeps (`max_items` zero: none).
+    pub history: HistoryConfig,
 }
 
 impl Default for BrokerConfig {
@@ -64,6 +67,7 @@ impl Default for BrokerConfig {
             max_waiting_per_channel: 100,
             order_max_bytes: 64 << 20,
             last_ids_max_bytes: 16 << 20,
+            history: HistoryConfig::default(),
         }
     }
 }
@@ -118,14 +122,30 @@ pub struct BrokerClosed;
 pub struct Broker {
     registry: Arc<Registry>,
     last_ids: Arc<LastIds>,
+    history: Arc<History>,
     queues: Arc<[mpsc::Sender<Arc<Message>>]>,
     hasher: FixedState,
     stats: Arc<BrokerStats>,
 }
 
 impl Broker {
-    /// Starts the dispatcher tasks on the current tokio runtime.
+    /// Starts the dispatcher tasks on the current tokio runtime, with history kept in
+    /// memory within `config.history` (or none when its `max_items` is zero).
     pub fn start(config: BrokerConfig) -> Broker {
+        let history = if config.history.max_items == 0 {
+            History::Off
+        } else {
+            History::Memory(MemoryHistory::new(config.history, config.shards.max(1)))
+        };
+        Broker::start_with_history(config, history)
+    }
+
+    /// Starts the dispatcher tasks with the given history store.
+    pub fn start_with_history(config: BrokerConfig, history: History) -> Broker {
+        let history = Arc::new(history);
+        if history.is_on() {
+            tokio::spawn(expire_history(Arc::downgrade(&history)));
+        }
         let registry = Registry::new();
         let last_ids = Arc::new(LastIds::new(config.last_ids_max_bytes));
         let stats = Arc::new(BrokerStats::default());
@@ -136,6 +156,7 @@ impl Broker {
                 let shard = Shard {
                     registry: registry.clone(),
                     last_ids: last_ids.clone(),
+                    history: history.clone(),
                     stats: stats.clone(),
                     dedup: Dedup::new(config.dedup_window, config.dedup_max_bytes / shards),
                     sequencer: Sequencer::new(
@@ -152,6 +173,7 @@ impl Broker {
         Broker {
             registry,
             last_ids,
+            history,
             queues: queues.into(),
             hasher: FixedState::with_seed(0x7368_6172),
             stats,
@@ -168,6 +190,11 @@ impl Broker {
     pub fn last_id(&self, channel: &str) -> Option<Arc<str>> {
         let subscribed = self.registry.subscriber_count(channel) > 0;
         self.last_ids.get(channel, subscribed, Instant::now())
+    }
+
+    /// The history store: every item with an id, per channel, as fanned out.
+    pub fn history(&self) -> &Arc<History> {
+        &self.history
     }
 
     /// What the broker has done so far.
@@ -206,6 +233,7 @@ impl Broker {
 struct Shard {
     registry: Arc<Registry>,
     last_ids: Arc<LastIds>,
+    history: Arc<History>,
     stats: Arc<BrokerStats>,
     dedup: Dedup,
     sequencer: Sequencer,
@@ -309,6 +337,10 @@ impl Shard {
     }
 
     fn fan_out_channel(&self, channel: &ChannelName, messages: &[Arc<Message>]) {
+        // kept before the fan-out, like the last id: a hold that subscribes and then reads
+        // history either finds an item there or receives it (duplicates are dropped by the
+        // reader, see server::hold::recover)
+        self.history.append_now(channel, messages, Instant::now());
         // the last id is recorded before the fan-out: a hold that subscribes and then finds
         // its prev-id still current is sure to receive every later item (see
         // server::hold::response)
@@ -337,6 +369,22 @@ impl Shard {
                 .dropped_closed
                 .fetch_add(count.closed, Ordering::Relaxed);
         }
+    }
+}
+
+/// How often quiet channels' history is checked for items past `max_age`.
+const EXPIRE_EVERY: Duration = Duration::from_secs(1);
+
+/// Drops aged history on quiet channels until the broker is gone.
+async fn expire_history(history: std::sync::Weak<History>) {
+    let mut tick = tokio::time::interval(EXPIRE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(history) = history.upgrade() else {
+            return;
+        };
+        history.expire(Instant::now()).await;
     }
 }
 

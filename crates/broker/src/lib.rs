@@ -6,7 +6,7 @@
 //! hands it to every [`Subscriber`](subscriber::Subscriber) of the channel. Transports
 //! implement `Subscriber` in the server crate; the broker never touches a socket.
 //!
-//! Per-channel history lives behind the [`history::HistoryStore`] seam (not wired into the
+//! Per-channel history lives behind the [`history::HistoryStore`] seam: each shard appends
 //! shards yet). A bus between nodes plugs in later, in front of the shard queues.
 
 pub mod aged;

@@ -141,6 +141,11 @@ pub async fn run(
         order_max_bytes: config.publish.order_max_bytes,
         last_ids_max_bytes: config.publish.last_ids_max_bytes,
         shards: std::thread::available_parallelism().map_or(2, |n| n.get()),
+        history: gripway_broker::history::HistoryConfig {
+            max_items: config.history.max_items,
+            max_age: config.history.max_age,
+            max_bytes: config.history.max_bytes,
+        },
         ..BrokerConfig::default()
     });
     let metrics = Metrics::new(broker.clone());

@@ -87,6 +87,13 @@ pub struct Metrics {
     dropped: Family<ReasonLabel, Counter>,
     retries: Family<ReasonLabel, Counter>,
     paused: Family<ReasonLabel, Counter>,
+    recoveries: Family<ResultLabel, Counter>,
+    recovered_items: Counter,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ResultLabel {
+    result: &'static str,
 }
 
 impl Metrics {
@@ -149,6 +156,18 @@ impl Metrics {
             "Times reading a client was paused because what it sent could not be passed on yet, by reason",
             paused.clone(),
         );
+        let recoveries = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "history_recoveries",
+            "Reads of history for a reconnecting client (Last-Event-ID, prev-id), by how far history reached: after (the id was kept), complete (the client is older than the store), gap (something was dropped: recovery missed), unavailable (the store failed)",
+            recoveries.clone(),
+        );
+        let recovered_items = Counter::default();
+        registry.register(
+            "history_recovered_items",
+            "Items sent to clients from history",
+            recovered_items.clone(),
+        );
         registry.register_collector(Box::new(BrokerCollector(broker)));
         Arc::new(Metrics {
             registry,
@@ -161,6 +180,8 @@ impl Metrics {
             dropped,
             retries,
             paused,
+            recoveries,
+            recovered_items,
         })
     }
 
@@ -238,6 +259,16 @@ impl Metrics {
     /// Counts a client whose input was paused (TCP backpressure) for `reason`.
     pub(crate) fn input_paused(&self, reason: &'static str) {
         self.paused.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    /// Counts one read of history for a client, by how far it reached.
+    pub(crate) fn recovery(&self, result: &'static str) {
+        self.recoveries.get_or_create(&ResultLabel { result }).inc();
+    }
+
+    /// Counts items sent to clients from history.
+    pub(crate) fn recovered(&self, items: usize) {
+        self.recovered_items.inc_by(items as u64);
     }
 
     /// The Prometheus text exposition of every metric.
@@ -363,6 +394,38 @@ impl Collector for BrokerCollector {
             let c = ConstCounter::new(v);
             c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)
         };
+        let h = self.0.history().stats();
+        for (name, help, v) in [
+            (
+                "history_channels",
+                "Channels with kept history (items, or a last id after they aged out)",
+                h.channels,
+            ),
+            ("history_items", "Items kept in history now", h.items),
+            (
+                "history_bytes",
+                "Bytes the kept items cost (bounded by history.max_bytes)",
+                h.bytes,
+            ),
+        ] {
+            gauge(&mut encoder, name, help, v as i64)?;
+        }
+        {
+            let c = ConstCounter::new(0u64);
+            let mut family = encoder.encode_descriptor(
+                "history_evictions",
+                "Items dropped from history, by bound (count: max_items, age: max_age_secs, bytes: max_bytes)",
+                None,
+                c.metric_type(),
+            )?;
+            for (reason, v) in [
+                ("count", h.evicted_count),
+                ("age", h.evicted_age),
+                ("bytes", h.evicted_bytes),
+            ] {
+                ConstCounter::new(v).encode(family.encode_family(&ReasonLabel { reason })?)?;
+            }
+        }
         counter(
             &mut encoder,
             "messages_received",

@@ -44,6 +44,7 @@
 //! guarantee comes from where.
 
 pub mod memory;
+mod store;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -52,6 +53,7 @@ use std::time::{Duration, Instant};
 use crate::message::{ChannelName, Message};
 
 pub use memory::MemoryHistory;
+pub use store::History;
 
 /// Bounds on what a store keeps (`[history]` in the config file).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

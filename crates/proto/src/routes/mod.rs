@@ -95,6 +95,12 @@ pub struct Route {
     pub debug: bool,
     /// `orig_headers`: mark the original request headers for the origin.
     pub orig_headers: bool,
+    /// `sse_id`: write an SSE `id:` line from the item id into published `http-stream`
+    /// content that has none (so `Last-Event-ID` names items without publisher help).
+    pub sse_id: bool,
+    /// `no_recover`: do not recover missed items from history for `Last-Event-ID` (for an
+    /// origin that answers it itself); `prev-id` recovery is unaffected.
+    pub no_recover: bool,
     /// `log_level=`: the most verbose log level for this route (0 error … 3 debug, 4+ trace).
     pub log_level: Option<u8>,
     /// Pushpin options accepted but not implemented (`session`, `sockjs`, `jsonp_*`,

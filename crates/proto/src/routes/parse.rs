@@ -162,6 +162,8 @@ fn parse_condition(section: &RawSection, line_no: usize) -> Result<Route, Proble
         no_grip: false,
         debug: false,
         orig_headers: false,
+        sse_id: false,
+        no_recover: false,
         log_level: None,
         ignored: Vec::new(),
         targets: Vec::new(),
@@ -210,6 +212,8 @@ fn parse_condition(section: &RawSection, line_no: usize) -> Result<Route, Proble
             "no_grip" => route.no_grip = flag(option)?,
             "debug" => route.debug = flag(option)?,
             "orig_headers" => route.orig_headers = flag(option)?,
+            "sse_id" => route.sse_id = flag(option)?,
+            "no_recover" => route.no_recover = flag(option)?,
             name if IGNORED_ROUTE_OPTIONS.contains(&name) => note_ignored(&mut route.ignored, name),
             name => return Err(Problem::UnknownRouteOption(name.to_owned())),
         }

@@ -41,6 +41,25 @@ pub struct RawConfig {
     /// WebSocket clients.
     #[serde(default)]
     pub websocket: RawWebSocket,
+    /// Per-channel history.
+    #[serde(default)]
+    pub history: RawHistory,
+}
+
+/// `[history]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHistory {
+    /// Most items kept per channel (0: history off).
+    pub max_items: Option<usize>,
+    /// How long an item is kept, in seconds.
+    pub max_age_secs: Option<u64>,
+    /// Most bytes all kept items may cost.
+    pub max_bytes: Option<usize>,
+    /// Directory of the on-disk store.
+    pub dir: Option<String>,
+    /// Most items one recovery sends per channel.
+    pub max_recover: Option<usize>,
 }
 
 /// `[websocket]`
@@ -317,6 +336,22 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         &mut c.websocket.origin_queue_bytes,
         raw.websocket.origin_queue_bytes,
     );
+    let h = raw.history;
+    set(&mut c.history.max_items, h.max_items);
+    if let Some(s) = h.max_age_secs {
+        c.history.max_age = Duration::from_secs(s);
+    }
+    set(&mut c.history.max_bytes, h.max_bytes);
+    set(&mut c.history.max_recover, h.max_recover);
+    if let Some(d) = h.dir.filter(|d| !d.trim().is_empty()) {
+        c.history.dir = Some(c.base_dir.join(d));
+    }
+    if c.history.max_items > 0 && c.history.max_age.is_zero() {
+        return Err(err(
+            "max_age_secs",
+            "max_age_secs must be at least 1 (set max_items = 0 to switch history off)".into(),
+        ));
+    }
     if c.websocket.origin_queue_bytes == 0 {
         return Err(err(
             "origin_queue_bytes",

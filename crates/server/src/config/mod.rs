@@ -73,8 +73,39 @@ pub struct Config {
     pub publish: PublishConfig,
     /// WebSocket clients.
     pub websocket: WsConfig,
+    /// Per-channel history (recovery after reconnects and restarts).
+    pub history: HistorySettings,
     /// Runtime worker threads (0: one per core).
     pub workers: usize,
+}
+
+/// Per-channel history: what is kept, and where (`[history]`).
+#[derive(Debug, Clone)]
+pub struct HistorySettings {
+    /// Most items kept per channel (0 switches history off).
+    pub max_items: usize,
+    /// How long an item is kept.
+    pub max_age: Duration,
+    /// Most bytes all kept items may cost together.
+    pub max_bytes: usize,
+    /// Keep history on disk in this directory (None: in memory).
+    pub dir: Option<PathBuf>,
+    /// Items a recovery (reconnect with `Last-Event-ID`, `prev-id`) sends at most per
+    /// channel; the rest is reported as a gap.
+    pub max_recover: usize,
+}
+
+impl Default for HistorySettings {
+    fn default() -> Self {
+        use gripway_broker::history;
+        HistorySettings {
+            max_items: history::DEFAULT_MAX_ITEMS,
+            max_age: history::DEFAULT_MAX_AGE,
+            max_bytes: history::DEFAULT_MAX_BYTES,
+            dir: None,
+            max_recover: 1000,
+        }
+    }
 }
 
 /// Proxying requests to origins.
@@ -196,6 +227,7 @@ impl Default for Config {
             grip: GripConfig::default(),
             publish: PublishConfig::default(),
             websocket: WsConfig::default(),
+            history: HistorySettings::default(),
             workers: 0,
         }
     }

@@ -6,6 +6,7 @@
 //! broker's fan-out writes published messages directly, and the filters in [`filters`].
 
 pub(crate) mod filters;
+mod recover;
 mod response;
 pub(crate) mod sink;
 mod stream;
@@ -47,6 +48,13 @@ pub(crate) struct HoldPlan {
     pub(crate) meta: Vec<(String, String)>,
     /// (channel with prefix, prev-id) for channels whose `prev-id` the origin gave.
     pub(crate) prev_ids: Vec<(String, String)>,
+    /// The response is an SSE stream (`text/event-stream`).
+    pub(crate) sse: bool,
+    /// The client's `Last-Event-ID` (header or `lastEventId` query parameter), unless the
+    /// route leaves it to the origin (`no_recover`).
+    pub(crate) last_event_id: Option<String>,
+    /// The route's channel prefix (channels are named without it to clients and origins).
+    pub(crate) prefix: String,
     /// Long-poll timeout.
     pub(crate) timeout: Duration,
     /// Stream keep-alive.
@@ -125,6 +133,18 @@ pub(crate) fn prepare(
         .filter_map(|c| Some((format!("{}{}", route.prefix, c.name), c.prev_id.clone()?)))
         .collect();
     let keep_request = mode == HoldMode::Response;
+    let sse = response
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.trim_start()
+                .get(..17)
+                .is_some_and(|t| t.eq_ignore_ascii_case("text/event-stream"))
+        });
+    let last_event_id = (sse && mode == HoldMode::Stream && !route.no_recover)
+        .then(|| recover::last_event_id(&request.head))
+        .flatten();
     Prepared::Hold(Box::new(HoldPlan {
         mode,
         version: request.head.version,
@@ -137,6 +157,9 @@ pub(crate) fn prepare(
         channels,
         meta: instruct.meta,
         prev_ids,
+        sse,
+        last_event_id,
+        prefix: route.prefix.clone(),
         timeout: Duration::from_secs(u64::from(instruct.timeout_secs)),
         keep_alive_data: instruct.keep_alive,
         request: keep_request.then(|| {

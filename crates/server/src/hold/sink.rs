@@ -19,7 +19,10 @@ use std::net::Shutdown;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
+use std::sync::Arc;
+
 use bytes::{Buf, Bytes};
+use gripway_broker::Message;
 use parking_lot::{Mutex, MutexGuard};
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
@@ -82,7 +85,15 @@ pub(crate) struct SinkState {
     /// Client bytes were read and dropped during the hold (a request pipelined behind it):
     /// the connection cannot serve another request, since that one is lost.
     discarded: bool,
+    /// While the hold reads history after subscribing, the fan-out's messages wait here
+    /// instead of going out (see [`Sink::hold_back`]): boxed, so a hold that recovers
+    /// nothing pays one pointer.
+    held_back: Option<Box<Vec<Arc<Message>>>>,
 }
+
+/// Most messages held back while a hold reads history; past it the subscriber counts as
+/// too slow (a channel that busy outruns any recovery).
+pub(crate) const MAX_HELD_BACK: usize = 10_000;
 
 /// A held client socket and what is waiting to be written to it.
 pub(crate) struct Sink {
@@ -104,6 +115,7 @@ impl Sink {
                 active: false,
                 notified: false,
                 discarded: false,
+                held_back: None,
             }),
             max_queued_bytes,
         }
@@ -181,6 +193,35 @@ impl Sink {
     pub(crate) fn enqueue(&self, st: &mut SinkState, frame: Bytes) {
         st.queued_bytes += frame.len() + SLOT_COST;
         st.queue.push_back(frame);
+    }
+
+    /// From now until [`Sink::release`], [`Sink::held`] takes the fan-out's messages: a hold
+    /// that subscribes and then reads history sends what it recovered before them.
+    pub(crate) fn hold_back(&self, st: &mut SinkState) {
+        st.held_back = Some(Box::default());
+    }
+
+    /// While messages are held back: keeps `messages` for later and returns true (false
+    /// past [`MAX_HELD_BACK`]: the client is cut off as too slow). Returns None when
+    /// nothing is held back (deliver as usual).
+    pub(crate) fn held(&self, st: &mut SinkState, messages: &[Arc<Message>]) -> Option<bool> {
+        let held = st.held_back.as_deref_mut()?;
+        if held.len() + messages.len() > MAX_HELD_BACK {
+            st.held_back = None;
+            st.slow = true;
+            st.queue = VecDeque::new();
+            st.queued_bytes = 0;
+            let _ = socket2::SockRef::from(&self.sock).shutdown(Shutdown::Both);
+            self.wake(st);
+            return Some(false);
+        }
+        held.extend_from_slice(messages);
+        Some(true)
+    }
+
+    /// Ends holding back; returns what was held, in fan-out order.
+    pub(crate) fn release(&self, st: &mut SinkState) -> Vec<Arc<Message>> {
+        st.held_back.take().map(|b| *b).unwrap_or_default()
     }
 
     /// Marks that nothing more will be added; the hold ends once the queue is written.

@@ -20,7 +20,7 @@ use http::header::{HeaderValue, CONTENT_LENGTH, TRANSFER_ENCODING};
 use rand::Rng;
 
 use super::filters::{admits, Filters};
-use super::sink::{Batch, Ending, Sink, Wake};
+use super::sink::{Batch, Ending, Sink, SinkState, Wake};
 use super::{HoldEnd, HoldPlan};
 use crate::conn::ClientConn;
 use crate::metrics::ConnKind;
@@ -50,6 +50,22 @@ impl Subscriber for StreamSub {
         if Sink::is_closed(&st) {
             return Delivery::Closed(messages.len() as u32);
         }
+        match self.sink.held(&mut st, messages) {
+            None => self.deliver_locked(&mut st, channel, messages),
+            Some(true) => Delivery::Sent(messages.len() as u32),
+            Some(false) => Delivery::DroppedSlow(messages.len() as u32),
+        }
+    }
+}
+
+impl StreamSub {
+    /// Writes `messages` of `channel` (under the sink's lock).
+    fn deliver_locked(
+        &self,
+        st: &mut SinkState,
+        channel: &str,
+        messages: &[Arc<Message>],
+    ) -> Delivery {
         let mut batch = Batch::new();
         let mut close = false;
         for msg in messages {
@@ -74,7 +90,7 @@ impl Subscriber for StreamSub {
                 HttpStreamAction::Hint => None,
             };
             if let Some(frame) = frame {
-                if !batch.push(&self.sink, &mut st, frame) {
+                if !batch.push(&self.sink, st, frame) {
                     return Delivery::DroppedSlow(messages.len() as u32);
                 }
             }
@@ -82,11 +98,11 @@ impl Subscriber for StreamSub {
                 break;
             }
         }
-        if !batch.send(&self.sink, &mut st) {
+        if !batch.send(&self.sink, st) {
             return Delivery::DroppedSlow(messages.len() as u32);
         }
         if close {
-            self.sink.finish(&mut st);
+            self.sink.finish(st);
         }
         if batch.count == 0 {
             Delivery::Skipped
@@ -136,6 +152,14 @@ pub(crate) async fn run(
         idle: k.mode == KeepAliveMode::Idle,
     });
     let reusable = plan.keep_alive && chunked;
+    let wants = if plan.head_only {
+        None
+    } else {
+        super::recover::stream_wants(shared, &plan)
+    };
+    if wants.is_some() {
+        sub.sink.hold_back(&mut sub.sink.lock());
+    }
     let subscriptions: Vec<Subscription> = if plan.head_only {
         Vec::new()
     } else {
@@ -145,6 +169,10 @@ pub(crate) async fn run(
             .map(|(c, _)| registry.subscribe(c, sub.clone() as Arc<dyn Subscriber>))
             .collect()
     };
+    if let Some(wants) = wants {
+        // boxed: only reconnecting clients pay for the read
+        Box::pin(recover(shared, &sub, &plan, wants)).await;
+    }
     drop(plan);
     let ending = hold(&sub, keep_alive).await;
     drop(subscriptions);
@@ -168,6 +196,73 @@ pub(crate) async fn run(
             Err(_) => HoldEnd::Close,
         },
         Ending::Finished => HoldEnd::Close,
+    }
+}
+
+/// Sends what history has for `wants`, then what the fan-out handed over meanwhile.
+async fn recover(shared: &Shared, sub: &StreamSub, plan: &HoldPlan, wants: super::recover::Wants) {
+    use super::recover;
+    let mut found = recover::read(shared, &wants.ids).await;
+    let mut st = sub.sink.lock();
+    let held = sub.sink.release(&mut st);
+    let live = recover::reconcile(&mut found, held);
+    if wants.last_event_id {
+        recover::for_last_event_id(&mut found);
+    }
+    let mut sent = 0;
+    for f in &found {
+        if f.reach == gripway_broker::history::Reach::Gap && plan.sse {
+            let channel = f.channel.strip_prefix(&*plan.prefix).unwrap_or(&f.channel);
+            let event = recover::gap_event(channel, &f.after);
+            let frame = if sub.chunked {
+                encode_chunk(&event)
+            } else {
+                event
+            };
+            sub.sink.send(&mut st, &[&frame]);
+        }
+        // a recovered `close` would end the stream the client just opened: not replayed
+        let items: Vec<Arc<Message>> = f
+            .items
+            .iter()
+            .filter(|m| {
+                !matches!(
+                    m.formats.http_stream.as_ref().map(|f| &f.action),
+                    Some(HttpStreamAction::Close)
+                )
+            })
+            .cloned()
+            .collect();
+        if let Delivery::Sent(n) = sub.deliver_locked(&mut st, &f.channel, &items) {
+            sent += n as usize;
+        }
+        if f.cut && plan.sse {
+            let channel = f.channel.strip_prefix(&*plan.prefix).unwrap_or(&f.channel);
+            let last = f
+                .items
+                .last()
+                .and_then(|m| m.id.as_deref())
+                .unwrap_or(&f.after);
+            let event = recover::gap_event(channel, last);
+            let frame = if sub.chunked {
+                encode_chunk(&event)
+            } else {
+                event
+            };
+            sub.sink.send(&mut st, &[&frame]);
+        }
+    }
+    recover::count_sent(shared, sent);
+    // what was held back, in fan-out order, one run of one channel at a time
+    let mut start = 0;
+    while start < live.len() && !Sink::is_closed(&st) {
+        let channel = live[start].channel.clone();
+        let end = live[start..]
+            .iter()
+            .position(|m| m.channel != channel)
+            .map_or(live.len(), |n| start + n);
+        sub.deliver_locked(&mut st, &channel, &live[start..end]);
+        start = end;
     }
 }
 

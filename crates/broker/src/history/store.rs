@@ -1,0 +1,113 @@
+//! The store a node runs with, picked at start: [`History`] wraps every [`HistoryStore`] in
+//! one enum, so the broker and the server call one type and the futures stay unboxed (each
+//! method is an `async fn` whose state machine is the union of the stores' own).
+//!
+//! `Off` keeps nothing: every read answers [`Reach::Gap`] for an id (nothing can be
+//! recovered, so a client that asks must be told) and an empty history for
+//! [`After::Start`].
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::{
+    After, Appended, HistoryError, HistoryStats, HistoryStore, Kept, MemoryHistory, Reach, Recovery,
+};
+use crate::message::{ChannelName, Message};
+
+/// The node's history store.
+pub enum History {
+    /// History is switched off (`[history] max_items = 0`).
+    Off,
+    /// Kept in memory (the default).
+    Memory(MemoryHistory),
+}
+
+impl History {
+    /// True when items are kept at all.
+    pub fn is_on(&self) -> bool {
+        !matches!(self, History::Off)
+    }
+
+    /// True when the store answers without waiting: appends need no acknowledgement
+    /// round-trip and reads can run under a lock.
+    pub fn is_immediate(&self) -> bool {
+        matches!(self, History::Off | History::Memory(_))
+    }
+
+    /// See [`HistoryStore::append`].
+    pub async fn append(
+        &self,
+        channel: &ChannelName,
+        items: &[Arc<Message>],
+        now: Instant,
+    ) -> Result<Appended, HistoryError> {
+        match self {
+            History::Off => Ok(Appended::default()),
+            History::Memory(m) => Ok(m.append_now(channel, items, now)),
+        }
+    }
+
+    /// Appends to a store that answers at once ([`History::is_immediate`]); for the others
+    /// it does nothing and returns `None`.
+    pub fn append_now(
+        &self,
+        channel: &ChannelName,
+        items: &[Arc<Message>],
+        now: Instant,
+    ) -> Option<Appended> {
+        match self {
+            History::Off => Some(Appended::default()),
+            History::Memory(m) => Some(m.append_now(channel, items, now)),
+        }
+    }
+
+    /// See [`HistoryStore::read_after`].
+    pub async fn read_after(
+        &self,
+        channel: &str,
+        after: After<'_>,
+        limit: usize,
+        now: Instant,
+    ) -> Result<Recovery, HistoryError> {
+        match self {
+            History::Off => Ok(off_answer(after)),
+            History::Memory(m) => Ok(m.read_after_now(channel, after, limit, now)),
+        }
+    }
+
+    /// See [`HistoryStore::last`].
+    pub async fn last(&self, channel: &str, now: Instant) -> Result<Option<Kept>, HistoryError> {
+        match self {
+            History::Off => Ok(None),
+            History::Memory(m) => Ok(m.last_now(channel, now)),
+        }
+    }
+
+    /// See [`HistoryStore::expire`].
+    pub async fn expire(&self, now: Instant) {
+        match self {
+            History::Off => {}
+            History::Memory(m) => m.expire(now).await,
+        }
+    }
+
+    /// See [`HistoryStore::stats`].
+    pub fn stats(&self) -> HistoryStats {
+        match self {
+            History::Off => HistoryStats::default(),
+            History::Memory(m) => m.stats(),
+        }
+    }
+}
+
+fn off_answer(after: After<'_>) -> Recovery {
+    Recovery {
+        reach: match after {
+            After::Start => Reach::Complete,
+            _ => Reach::Gap,
+        },
+        epoch: 0,
+        items: Vec::new(),
+        more: false,
+    }
+}

@@ -1,0 +1,260 @@
+//! Recovery from history: what a reconnecting client missed, read from the broker's history
+//! store for the channels its hold subscribes to.
+//!
+//! A hold asks with an item id per channel: the origin's `prev-id` for that channel, or the
+//! client's `Last-Event-ID` (header, or the `lastEventId` query parameter) for an SSE stream
+//! whose origin gave none. The hand-over from history to live delivery has no gap and no
+//! duplicate: the hold holds back the fan-out ([`super::sink::Sink::hold_back`]), subscribes,
+//! reads history, then sends what it recovered followed by what was held back, less the items
+//! that were in both ([`without_duplicates`]). The broker keeps an item before fanning it out,
+//! so every item is either in the answer or reaches the subscription.
+//!
+//! How far history reaches decides what the client gets ([`Reach`]):
+//!
+//! * `After`: the id is kept: exactly the items that followed it;
+//! * `Complete`: the id was never kept here and nothing of the channel was dropped since the
+//!   store started (the client is older than this process): everything kept;
+//! * `Gap`: something between the id and the oldest kept item was dropped. A stream with an
+//!   origin fallback asks the origin; an SSE stream without one gets what is kept after a
+//!   [`gap_event`] a page can listen for. Nothing is skipped silently: every read is counted
+//!   in `gripway_history_recoveries_total{result}`.
+//!
+//! A `Last-Event-ID` names an item of one channel. On a hold with several channels, the
+//! channels that kept that id recover after it; the others recover nothing (their items are
+//! not ordered against it), unless none kept it, in which case each answers for itself.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use gripway_broker::history::{After, Reach};
+use gripway_broker::Message;
+
+use crate::Shared;
+
+/// What a stream asks history for.
+pub(crate) struct Wants {
+    /// (channel with prefix, id to read after).
+    pub(crate) ids: Vec<(String, String)>,
+    /// The ids are the client's `Last-Event-ID` (see [`for_last_event_id`]).
+    pub(crate) last_event_id: bool,
+}
+
+/// What a stream hold recovers: after the origin's `prev-id`s when it gave any, else, for
+/// SSE, after the client's `Last-Event-ID` on every channel. None when there is nothing to
+/// ask or history is off.
+pub(crate) fn stream_wants(shared: &Shared, plan: &super::HoldPlan) -> Option<Wants> {
+    if !shared.broker.history().is_on() {
+        return None;
+    }
+    if !plan.prev_ids.is_empty() {
+        return Some(Wants {
+            ids: plan.prev_ids.clone(),
+            last_event_id: false,
+        });
+    }
+    let id = plan.last_event_id.as_deref().filter(|_| plan.sse)?;
+    Some(Wants {
+        ids: plan
+            .channels
+            .iter()
+            .map(|(c, _)| (c.clone(), id.to_string()))
+            .collect(),
+        last_event_id: true,
+    })
+}
+
+/// What one channel's history gave.
+pub(crate) struct Found {
+    /// The channel (route prefix included).
+    pub(crate) channel: String,
+    /// The id asked after.
+    pub(crate) after: String,
+    /// How far history reached.
+    pub(crate) reach: Reach,
+    /// The items to send, oldest first.
+    pub(crate) items: Vec<Arc<Message>>,
+    /// The answer was cut at `history.max_recover` items: later ones were not sent.
+    pub(crate) cut: bool,
+}
+
+fn result_label(reach: Reach) -> &'static str {
+    match reach {
+        Reach::After => "after",
+        Reach::Complete => "complete",
+        Reach::Gap => "gap",
+    }
+}
+
+/// Reads history after `after` on each channel (in order), counting each read.
+pub(crate) async fn read(shared: &Shared, wants: &[(String, String)]) -> Vec<Found> {
+    let history = shared.broker.history();
+    let limit = shared.config.history.max_recover.max(1);
+    let mut found = Vec::with_capacity(wants.len());
+    for (channel, after) in wants {
+        let answer = history
+            .read_after(channel, After::Id(after), limit, Instant::now())
+            .await;
+        let f = match answer {
+            Ok(r) => {
+                shared.metrics.recovery(result_label(r.reach));
+                Found {
+                    channel: channel.clone(),
+                    after: after.clone(),
+                    reach: r.reach,
+                    items: r.items.into_iter().map(|k| k.msg).collect(),
+                    cut: r.more,
+                }
+            }
+            Err(e) => {
+                crate::warn_limited!("history-read", "history read failed: {e}");
+                shared.metrics.recovery("unavailable");
+                Found {
+                    channel: channel.clone(),
+                    after: after.clone(),
+                    reach: Reach::Gap,
+                    items: Vec::new(),
+                    cut: false,
+                }
+            }
+        };
+        found.push(f);
+    }
+    found
+}
+
+/// Applies the `Last-Event-ID` rule for several channels (see the module doc): when some
+/// channel kept the id, the others recover nothing.
+pub(crate) fn for_last_event_id(found: &mut [Found]) {
+    if found.iter().any(|f| f.reach == Reach::After) {
+        for f in found.iter_mut().filter(|f| f.reach != Reach::After) {
+            f.reach = Reach::After;
+            f.items.clear();
+            f.cut = false;
+        }
+    }
+}
+
+/// Counts the items about to be sent from history.
+pub(crate) fn count_sent(shared: &Shared, items: usize) {
+    if items > 0 {
+        shared.metrics.recovered(items);
+    }
+}
+
+/// Joins what history gave with what the fan-out handed over while it was read (`held`, in
+/// fan-out order), and returns the live part to send after the recovered items:
+///
+/// * an id history did not know may be among the held messages (its publish was
+///   acknowledged but not yet kept when history was read): then the client has everything
+///   up to it, the recovered items of that channel are older and dropped, and so is every
+///   held message of the channel up to and including it;
+/// * a held message that is also among the recovered items of its channel (the same
+///   message, or the same id: a store that rebuilds messages on read hands out copies) is
+///   sent once, as recovered.
+pub(crate) fn reconcile(found: &mut [Found], held: Vec<Arc<Message>>) -> Vec<Arc<Message>> {
+    let mut skip_until: Vec<(usize, String)> = Vec::new();
+    for f in found.iter_mut().filter(|f| f.reach != Reach::After) {
+        let seen = held
+            .iter()
+            .rposition(|m| *m.channel == *f.channel && m.id.as_deref() == Some(&*f.after));
+        if let Some(p) = seen {
+            f.reach = Reach::After;
+            f.items.clear();
+            f.cut = false;
+            skip_until.push((p, f.channel.clone()));
+        }
+    }
+    if held.is_empty() || (skip_until.is_empty() && found.iter().all(|f| f.items.is_empty())) {
+        return held;
+    }
+    held.into_iter()
+        .enumerate()
+        .filter(|(i, m)| {
+            let seen = skip_until.iter().any(|(p, c)| i <= p && **c == *m.channel);
+            let recovered = found.iter().any(|f| {
+                *f.channel == *m.channel
+                    && f.items.iter().any(|r| {
+                        Arc::ptr_eq(r, m) || (r.id.is_some() && r.id.as_deref() == m.id.as_deref())
+                    })
+            });
+            !seen && !recovered
+        })
+        .map(|(_, m)| m)
+        .collect()
+}
+
+/// The SSE event that tells a page its history did not reach back to what it asked for:
+/// `event: history-gap` with a JSON `data` line naming the channel (as the origin named it)
+/// and the id asked after. Documented in the README ("Recovery").
+pub(crate) fn gap_event(channel: &str, after: &str) -> Bytes {
+    let data = serde_json::json!({ "channel": channel, "last-event-id": after });
+    Bytes::from(format!("event: history-gap\ndata: {data}\n\n"))
+}
+
+/// The client's `Last-Event-ID`: the header, else the `lastEventId` query parameter
+/// (EventSource polyfills and pages that cannot set headers use it). Bounded by the head
+/// limit; an empty value is no id.
+pub(crate) fn last_event_id(head: &gripway_proto::http1::RequestHead) -> Option<String> {
+    if let Some(v) = head.headers.get("last-event-id") {
+        let v = v.to_str().ok()?.trim();
+        return (!v.is_empty()).then(|| v.to_string());
+    }
+    let (_, query) = head.target.split_once('?')?;
+    let query = query.split('#').next().unwrap_or("");
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        if k != "lastEventId" {
+            return None;
+        }
+        let v = percent_decode(v)?;
+        (!v.is_empty()).then_some(v)
+    })
+}
+
+/// Decodes `%XX` escapes and `+` (form encoding); None for bad escapes or non-UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_ids_are_decoded() {
+        assert_eq!(percent_decode("a%20b+c").as_deref(), Some("a b c"));
+        assert_eq!(percent_decode("%zz"), None);
+        assert_eq!(percent_decode("%4"), None);
+        assert_eq!(percent_decode("%ff"), None);
+    }
+
+    #[test]
+    fn gap_event_is_one_sse_event() {
+        let e = gap_event("news", "a\"b");
+        assert_eq!(
+            &e[..],
+            b"event: history-gap\ndata: {\"channel\":\"news\",\"last-event-id\":\"a\\\"b\"}\n\n"
+        );
+    }
+}
