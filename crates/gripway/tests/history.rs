@@ -226,3 +226,109 @@ async fn no_recover_route_option_leaves_last_event_id_to_the_origin() {
     let got = c.read_for(Duration::from_millis(300)).await;
     assert_eq!(data_lines(&got), ["hi"]);
 }
+
+fn response_item(channel: &str, id: &str, prev: Option<&str>) -> serde_json::Value {
+    let mut item = serde_json::json!({
+        "channel": channel,
+        "id": id,
+        "formats": {"http-response": {"body": format!("{id}\n")}}
+    });
+    if let Some(p) = prev {
+        item["prev-id"] = p.into();
+    }
+    item
+}
+
+#[tokio::test]
+async fn a_long_poll_whose_prev_id_history_kept_gets_the_next_item_at_once() {
+    let origin = Origin::start(|_| {
+        Reply::ok()
+            .header("Grip-Hold", "response")
+            .header("Grip-Channel", "lp; prev-id=r3")
+            .body("timeout\n")
+    })
+    .await;
+    let gw = gripway_to(&origin, &[]);
+    let items: Vec<_> = (0..6)
+        .map(|n| {
+            let prev = (n > 0).then(|| format!("r{}", n - 1));
+            response_item("lp", &format!("r{n}"), prev.as_deref())
+        })
+        .collect();
+    let body = serde_json::json!({ "items": items }).to_string();
+    assert_eq!(publish(&gw.publish_url(), &body).await.0, 200);
+    settled(&gw, 6).await;
+    let started = std::time::Instant::now();
+    let mut c = RawClient::connect(gw.addr).await;
+    c.get("/poll", &[]).await;
+    let got = c.read_until(b"r4\n", WAIT).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "answered at once"
+    );
+    assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200"));
+    assert_eq!(origin.requests().len(), 1, "the origin was not asked again");
+}
+
+#[tokio::test]
+async fn a_stream_whose_prev_id_history_kept_gets_every_missed_item_then_live_ones() {
+    let origin = Origin::start(|_| {
+        Reply::ok()
+            .header("Content-Type", "text/plain")
+            .header("Grip-Hold", "stream")
+            .header("Grip-Channel", "st; prev-id=e3")
+            .body("start\n")
+    })
+    .await;
+    let gw = gripway_to(&origin, &[]);
+    let items: Vec<_> = (0..6)
+        .map(|n| {
+            serde_json::json!({"channel": "st", "id": format!("e{n}"),
+                "formats": {"http-stream": {"content": format!("e{n};")}}})
+        })
+        .collect();
+    let body = serde_json::json!({ "items": items }).to_string();
+    assert_eq!(publish(&gw.publish_url(), &body).await.0, 200);
+    settled(&gw, 6).await;
+    let mut c = RawClient::connect(gw.addr).await;
+    c.get("/s", &[]).await;
+    let mut got = c.read_until(b"e5;", WAIT).await;
+    let body = serde_json::json!({"items": [{"channel": "st", "id": "e6",
+        "formats": {"http-stream": {"content": "e6;"}}}]})
+    .to_string();
+    assert_eq!(publish(&gw.publish_url(), &body).await.0, 200);
+    got.extend(c.read_until(b"e6;", WAIT).await);
+    let text = String::from_utf8_lossy(&got);
+    let order: Vec<&str> = ["start", "e4;", "e5;", "e6;"]
+        .iter()
+        .map(|n| {
+            assert_eq!(text.matches(n).count(), 1, "{n} once in {text}");
+            *n
+        })
+        .collect();
+    let pos: Vec<usize> = order.iter().map(|n| text.find(n).unwrap()).collect();
+    assert!(pos.windows(2).all(|w| w[0] < w[1]), "in order: {text}");
+    assert!(
+        !text.contains("e3;"),
+        "nothing the origin already sent: {text}"
+    );
+}
+
+#[tokio::test]
+async fn with_history_off_a_stream_prev_id_needs_a_next_link_as_in_pushpin() {
+    let origin = Origin::start(|_| {
+        Reply::ok()
+            .header("Grip-Hold", "stream")
+            .header("Grip-Channel", "st; prev-id=e3")
+            .body("start\n")
+    })
+    .await;
+    let dir = TempDir::new("history-off");
+    let config = dir.write("gripway.toml", "[history]\nmax_items = 0\n");
+    let gw = gripway_to(&origin, &["--config", config.to_str().unwrap()]);
+    let mut c = RawClient::connect(gw.addr).await;
+    c.get("/s", &["Last-Event-ID: e1"]).await;
+    let head = c.read_head().await;
+    assert!(head.starts_with("HTTP/1.1 502"), "{head}");
+    assert_eq!(gw.metric("gripway_history_items").await, Some(0.0));
+}

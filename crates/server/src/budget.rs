@@ -25,8 +25,9 @@ mod tests {
 
     /// Bytes of the task future that serves a connection between requests.
     const SERVE_FUTURE: usize = 448;
-    /// Bytes of the future that holds a stream (boxed, alive as long as the stream).
-    const STREAM_HOLD_FUTURE: usize = 704;
+    /// Bytes of the future that holds a stream (boxed, alive as long as the stream; 8 of
+    /// them for the boxed history read of a reconnecting client).
+    const STREAM_HOLD_FUTURE: usize = 712;
     /// Bytes of the future that holds a long-poll.
     const POLL_HOLD_FUTURE: usize = 704;
     /// Bytes of the future that runs a WebSocket after its handshake (boxed).
@@ -34,8 +35,9 @@ mod tests {
     /// Bytes of a stream subscriber's state shared with the broker (one `Arc` each).
     const STREAM_STATE: usize = 160;
     /// Bytes of a long-poll subscriber's state (it keeps the timeout response's parts, and
-    /// the `body-patch` size limit and skip count: 8 bytes).
-    const POLL_STATE: usize = 360;
+    /// the `body-patch` size limit and skip count: 8 bytes; the sink's pointer to messages
+    /// held back while history is read: 8).
+    const POLL_STATE: usize = 368;
     /// Bytes of a WebSocket subscriber's state shared with the broker.
     const WEBSOCKET_STATE: usize = 224;
 
@@ -86,6 +88,9 @@ mod tests {
             channels: vec![("c".into(), hold::FilterSet::default())],
             meta: vec![],
             prev_ids: vec![],
+            sse: true,
+            last_event_id: None,
+            prefix: String::new(),
             timeout: std::time::Duration::from_secs(55),
             keep_alive_data: None,
             request: None,

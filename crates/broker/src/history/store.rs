@@ -75,6 +75,17 @@ impl History {
         }
     }
 
+    /// Whether `id` is kept on `channel` (or is its last id), for a store that can say so
+    /// without waiting; None from a store that cannot.
+    pub fn knows_now(&self, channel: &str, id: &str, now: Instant) -> Option<bool> {
+        match self {
+            History::Off => Some(false),
+            History::Memory(m) => {
+                Some(m.read_after_now(channel, After::Id(id), 0, now).reach == Reach::After)
+            }
+        }
+    }
+
     /// See [`HistoryStore::last`].
     pub async fn last(&self, channel: &str, now: Instant) -> Result<Option<Kept>, HistoryError> {
         match self {

@@ -15,7 +15,8 @@
 //!   characters, each with at most `max_filters_per_channel` filters; a repeated name replaces
 //!   the earlier entry in place (Pushpin keys subscriptions by name); names beyond the limit are
 //!   counted in `channels_dropped`.
-//! * A stream hold whose channels carry `prev-id` has a `next_link`.
+//! * A stream hold whose channels carry `prev-id` has a `next_link` (unless the caller keeps
+//!   history and says so in [`InstructLimits`]).
 //! * `keep_alive.data` is never empty; `status`/`response` codes are 200–999 (a 1xx status
 //!   cannot be a final response and a code below 100 cannot be written on HTTP/1.1); reasons
 //!   and JSON response headers are valid for the wire.
@@ -78,6 +79,10 @@ pub struct InstructLimits {
     /// Largest `application/grip-instruct` body accepted (default 100,000). The server bounds
     /// the buffered body of other GRIP responses itself.
     pub max_body_bytes: usize,
+    /// A stream hold whose channel carries `prev-id` needs a `Grip-Link rel=next` (Pushpin's
+    /// rule, default true). A proxy that keeps history itself serves what followed the
+    /// `prev-id` from there and needs no next link.
+    pub stream_prev_id_needs_next_link: bool,
 }
 
 impl Default for InstructLimits {
@@ -86,6 +91,7 @@ impl Default for InstructLimits {
             max_channels: DEFAULT_MAX_CHANNELS,
             max_filters_per_channel: DEFAULT_MAX_FILTERS_PER_CHANNEL,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            stream_prev_id_needs_next_link: true,
         }
     }
 }
@@ -230,7 +236,7 @@ pub fn parse_instruct(
         }
         json::read_json(body, &mut draft)?;
     }
-    draft.finish()
+    draft.finish(limits.stream_prev_id_needs_next_link)
 }
 
 /// Decodes `cstring` keep-alive data: `\\`, `\r`, `\n` and `\xHH` are escapes, any other
@@ -375,8 +381,11 @@ impl Draft {
     }
 
     /// Applies defaults and floors and checks rules that span several headers.
-    fn finish(self) -> Result<Instruct, InstructError> {
-        if self.hold == Some(HoldMode::Stream) && self.next_link.is_none() {
+    fn finish(self, prev_id_needs_next_link: bool) -> Result<Instruct, InstructError> {
+        if prev_id_needs_next_link
+            && self.hold == Some(HoldMode::Stream)
+            && self.next_link.is_none()
+        {
             if let Some(channel) = self.channels.iter().find(|c| c.prev_id.is_some()) {
                 return Err(InstructError::PrevIdWithoutNextLink {
                     channel: channel.name.clone(),
@@ -706,7 +715,7 @@ mod tests {
     proptest! {
         #[test]
         fn parse_never_panics(headers in arbitrary_headers(), body in arbitrary_body(), status in prop_oneof![Just(200u16), 0u16..1000]) {
-            let limits = InstructLimits { max_channels: 3, max_filters_per_channel: 2, max_body_bytes: 200 };
+            let limits = InstructLimits { max_channels: 3, max_filters_per_channel: 2, max_body_bytes: 200, stream_prev_id_needs_next_link: true };
             let _ = is_grip_response(&headers);
             if let Ok(instruct) = parse_instruct(status, &headers, &body, &limits) {
                 prop_assert!(instruct.channels.len() <= 3);

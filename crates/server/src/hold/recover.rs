@@ -40,28 +40,31 @@ pub(crate) struct Wants {
     pub(crate) last_event_id: bool,
 }
 
+/// True when a stream hold asks history for something: the origin gave a `prev-id`, or
+/// the client of an SSE stream a `Last-Event-ID`, and history is on.
+pub(crate) fn stream_recovers(shared: &Shared, plan: &super::HoldPlan) -> bool {
+    shared.broker.history().is_on()
+        && (!plan.prev_ids.is_empty() || (plan.sse && plan.last_event_id.is_some()))
+}
+
 /// What a stream hold recovers: after the origin's `prev-id`s when it gave any, else, for
-/// SSE, after the client's `Last-Event-ID` on every channel. None when there is nothing to
-/// ask or history is off.
-pub(crate) fn stream_wants(shared: &Shared, plan: &super::HoldPlan) -> Option<Wants> {
-    if !shared.broker.history().is_on() {
-        return None;
-    }
+/// SSE, after the client's `Last-Event-ID` on every channel.
+pub(crate) fn stream_wants(plan: &super::HoldPlan) -> Wants {
     if !plan.prev_ids.is_empty() {
-        return Some(Wants {
+        return Wants {
             ids: plan.prev_ids.clone(),
             last_event_id: false,
-        });
+        };
     }
-    let id = plan.last_event_id.as_deref().filter(|_| plan.sse)?;
-    Some(Wants {
+    let id = plan.last_event_id.as_deref().unwrap_or_default();
+    Wants {
         ids: plan
             .channels
             .iter()
             .map(|(c, _)| (c.clone(), id.to_string()))
             .collect(),
         last_event_id: true,
-    })
+    }
 }
 
 /// What one channel's history gave.

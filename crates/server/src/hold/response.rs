@@ -22,13 +22,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use gripway_broker::history::Reach;
 use gripway_broker::{Delivery, Message, Subscriber, Subscription, Transport};
 use gripway_proto::http1::{write_response_head, Version};
 use gripway_proto::publish::{HttpResponseAction, PatchError, ResponseBody, ResponseMessage};
 use http::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 
 use super::filters::{admits, Filters};
-use super::sink::{Ending, Sink, Wake};
+use super::sink::{Ending, Sink, SinkState, Wake};
 use super::{HoldEnd, HoldPlan};
 use crate::conn::ClientConn;
 use crate::error::{Refusal, Source};
@@ -90,6 +91,26 @@ impl Subscriber for PollSub {
         if Sink::is_closed(&st) {
             return Delivery::Skipped;
         }
+        match self.sink.held(&mut st, messages) {
+            None => self.deliver_locked(&mut st, channel, messages),
+            Some(true) => Delivery::Sent(messages.len() as u32),
+            Some(false) => Delivery::DroppedSlow(messages.len() as u32),
+        }
+    }
+}
+
+impl PollSub {
+    /// Answers with the first of `messages` that is for this long-poll (under the sink's
+    /// lock), or notes that the request must go to the origin again.
+    fn deliver_locked(
+        &self,
+        st: &mut SinkState,
+        channel: &str,
+        messages: &[Arc<Message>],
+    ) -> Delivery {
+        if Sink::is_closed(st) {
+            return Delivery::Skipped;
+        }
         for msg in messages {
             if let (Some(prev), Some(id)) = (&msg.prev_id, &msg.id) {
                 let stale = self
@@ -102,7 +123,7 @@ impl Subscriber for PollSub {
                         .lock()
                         .push((channel.to_string(), id.to_string()));
                     self.retry.store(true, Ordering::Relaxed);
-                    self.sink.finish(&mut st);
+                    self.sink.finish(st);
                     return Delivery::Sent(1);
                 }
             }
@@ -120,18 +141,18 @@ impl Subscriber for PollSub {
             match &format.action {
                 HttpResponseAction::Hint => {
                     self.retry.store(true, Ordering::Relaxed);
-                    self.sink.finish(&mut st);
+                    self.sink.finish(st);
                     return Delivery::Sent(1);
                 }
                 HttpResponseAction::Send(message) => {
                     let Some(bytes) = self.answer(message) else {
                         if self.patch_skips.load(Ordering::Relaxed) > 0 {
-                            self.sink.notify(&mut st);
+                            self.sink.notify(st);
                         }
                         continue;
                     };
-                    let ok = self.sink.send(&mut st, &[&bytes]);
-                    self.sink.finish(&mut st);
+                    let ok = self.sink.send(st, &[&bytes]);
+                    self.sink.finish(st);
                     return if ok {
                         Delivery::Sent(1)
                     } else {
@@ -311,6 +332,9 @@ pub(crate) async fn run(
             .last_id(c)
             .is_some_and(|last| last.as_ref() != prev.as_str())
     });
+    // history that knows every prev-id answers with what followed, without the origin
+    let from_history = !plan.prev_ids.is_empty() && shared.broker.history().is_on();
+    let stale = stale && !(from_history && history_knows(shared, &plan));
     if let Some(mut req) = request.take_if(|_| stale) {
         let attempt = req.stale_retries + 1;
         if attempt > shared.config.grip.max_stale_retries {
@@ -366,13 +390,21 @@ pub(crate) async fn run(
             .unwrap_or(u32::MAX),
         patch_skips: AtomicU32::new(0),
     });
+    if from_history {
+        sub.sink.hold_back(&mut sub.sink.lock());
+    }
     let registry = shared.broker.registry();
     let subscriptions: Vec<Subscription> = plan
         .channels
         .iter()
         .map(|(c, _)| registry.subscribe(c, sub.clone() as Arc<dyn Subscriber>))
         .collect();
-    recheck_after_subscribing(shared, &sub);
+    if from_history {
+        // boxed: only long-polls with a prev-id pay for the read
+        Box::pin(recover(shared, &sub)).await;
+    } else {
+        recheck_after_subscribing(shared, &sub, &[]);
+    }
     let timeout = plan.timeout;
     drop(plan);
     // boxed: the timer lives on the heap, not in every connection's future
@@ -446,8 +478,11 @@ pub(crate) async fn run(
 /// missed, so the check is made again now that the hold is subscribed. The broker records a
 /// channel's last id before its fan-out, so an item either shows here (the request goes to
 /// the origin again) or reaches this subscriber.
-fn recheck_after_subscribing(shared: &Shared, sub: &PollSub) {
+fn recheck_after_subscribing(shared: &Shared, sub: &PollSub, known: &[&str]) {
     for (channel, prev) in &sub.prev_ids {
+        if known.contains(&channel.as_str()) {
+            continue; // history answered for it: later items reach the subscription
+        }
         let Some(last) = shared.broker.last_id(channel) else {
             continue;
         };
@@ -461,6 +496,41 @@ fn recheck_after_subscribing(shared: &Shared, sub: &PollSub) {
             return;
         }
     }
+}
+
+/// True when history keeps every `prev-id` of the plan (so what followed each is known).
+fn history_knows(shared: &Shared, plan: &HoldPlan) -> bool {
+    let history = shared.broker.history();
+    let now = std::time::Instant::now();
+    plan.prev_ids
+        .iter()
+        .all(|(c, prev)| history.knows_now(c, prev, now) == Some(true))
+}
+
+/// Answers from history when it kept a `prev-id` and something followed it; then sends
+/// what the fan-out handed over while history was read; then re-checks the channels
+/// history did not know (see [`recheck_after_subscribing`]).
+async fn recover(shared: &Shared, sub: &PollSub) {
+    let mut found = super::recover::read(shared, &sub.prev_ids).await;
+    let known: Vec<&str> = {
+        let mut st = sub.sink.lock();
+        let held = sub.sink.release(&mut st);
+        let live = super::recover::reconcile(&mut found, held);
+        for f in found.iter().filter(|f| f.reach == Reach::After) {
+            if let Delivery::Sent(_) = sub.deliver_locked(&mut st, &f.channel, &f.items) {
+                super::recover::count_sent(shared, 1);
+            }
+        }
+        for m in &live {
+            sub.deliver_locked(&mut st, &m.channel, std::slice::from_ref(m));
+        }
+        found
+            .iter()
+            .filter(|f| f.reach == Reach::After)
+            .map(|f| f.channel.as_str())
+            .collect()
+    };
+    recheck_after_subscribing(shared, sub, &known);
 }
 
 /// Answers `response` (the origin's held answer) at once, without holding.

@@ -88,6 +88,7 @@ pub(crate) struct SinkState {
     /// While the hold reads history after subscribing, the fan-out's messages wait here
     /// instead of going out (see [`Sink::hold_back`]): boxed, so a hold that recovers
     /// nothing pays one pointer.
+    #[allow(clippy::box_collection)] // one pointer in every sink, not a Vec's three words
     held_back: Option<Box<Vec<Arc<Message>>>>,
 }
 

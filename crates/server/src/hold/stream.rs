@@ -142,22 +142,9 @@ pub(crate) async fn run(
             sub.sink.finish(&mut st);
         }
     }
-    let keep_alive = plan.keep_alive_data.as_ref().map(|k| KeepAliveTimer {
-        data: if chunked {
-            encode_chunk(&k.data)
-        } else {
-            k.data.clone()
-        },
-        period: Duration::from_secs(u64::from(k.timeout_secs.max(1))),
-        idle: k.mode == KeepAliveMode::Idle,
-    });
     let reusable = plan.keep_alive && chunked;
-    let wants = if plan.head_only {
-        None
-    } else {
-        super::recover::stream_wants(shared, &plan)
-    };
-    if wants.is_some() {
+    let recovering = !plan.head_only && super::recover::stream_recovers(shared, &plan);
+    if recovering {
         sub.sink.hold_back(&mut sub.sink.lock());
     }
     let subscriptions: Vec<Subscription> = if plan.head_only {
@@ -169,10 +156,19 @@ pub(crate) async fn run(
             .map(|(c, _)| registry.subscribe(c, sub.clone() as Arc<dyn Subscriber>))
             .collect()
     };
-    if let Some(wants) = wants {
+    if recovering {
         // boxed: only reconnecting clients pay for the read
-        Box::pin(recover(shared, &sub, &plan, wants)).await;
+        Box::pin(recover(shared, &sub, &plan)).await;
     }
+    let keep_alive = plan.keep_alive_data.as_ref().map(|k| KeepAliveTimer {
+        data: if chunked {
+            encode_chunk(&k.data)
+        } else {
+            k.data.clone()
+        },
+        period: Duration::from_secs(u64::from(k.timeout_secs.max(1))),
+        idle: k.mode == KeepAliveMode::Idle,
+    });
     drop(plan);
     let ending = hold(&sub, keep_alive).await;
     drop(subscriptions);
@@ -200,8 +196,9 @@ pub(crate) async fn run(
 }
 
 /// Sends what history has for `wants`, then what the fan-out handed over meanwhile.
-async fn recover(shared: &Shared, sub: &StreamSub, plan: &HoldPlan, wants: super::recover::Wants) {
+async fn recover(shared: &Shared, sub: &StreamSub, plan: &HoldPlan) {
     use super::recover;
+    let wants = recover::stream_wants(plan);
     let mut found = recover::read(shared, &wants.ids).await;
     let mut st = sub.sink.lock();
     let held = sub.sink.release(&mut st);

@@ -173,6 +173,8 @@ pub(crate) async fn respond(
     let limits = InstructLimits {
         max_channels: shared.config.grip.max_channels_per_connection,
         max_body_bytes: limit,
+        // history serves what followed a stream's prev-id; without it Pushpin's rule holds
+        stream_prev_id_needs_next_link: !shared.broker.history().is_on(),
         ..InstructLimits::default()
     };
     let instruct = match parse_instruct(response.status.as_u16(), &response.headers, &body, &limits)
