@@ -170,6 +170,11 @@ impl Broker {
         self.last_ids.get(channel, subscribed, Instant::now())
     }
 
+    /// Forgets every channel's last id (`POST /recover`).
+    pub fn clear_last_ids(&self) {
+        self.last_ids.clear();
+    }
+
     /// What the broker has done so far.
     pub fn stats(&self) -> &BrokerStats {
         &self.stats

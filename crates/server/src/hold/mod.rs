@@ -6,6 +6,10 @@
 //! broker's fan-out writes published messages directly, and the filters in [`filters`].
 
 pub(crate) mod filters;
+mod gone;
+mod link_stream;
+pub(crate) mod next_link;
+pub(crate) mod recovery;
 mod response;
 pub(crate) mod sink;
 mod stream;
@@ -53,6 +57,21 @@ pub(crate) struct HoldPlan {
     pub(crate) keep_alive_data: Option<KeepAlive>,
     /// The request, kept so a long-poll can be retried on `hint`.
     pub(crate) request: Option<Box<ProxiedRequest>>,
+    /// `Grip-Link`s (next, gone), boxed: only holds that have one pay for them.
+    pub(crate) links: Option<Box<HoldLinks>>,
+}
+
+/// A hold's `Grip-Link`s, resolved against the client's request URI.
+pub(crate) struct HoldLinks {
+    pub(crate) base: next_link::LinkBase,
+    /// The client's request URI (absolute).
+    pub(crate) uri: String,
+    /// `rel=next`, resolved, with its recovery-poll timeout.
+    pub(crate) next: Option<(String, Duration)>,
+    /// `rel=gone`, resolved.
+    pub(crate) gone: Option<String>,
+    /// No hold: a pager that follows its next link at once.
+    pub(crate) pager: bool,
 }
 
 /// What the instructions amount to.
@@ -76,6 +95,7 @@ pub(crate) enum HoldEnd {
 /// Turns parsed instructions and the origin's response into a hold plan.
 pub(crate) fn prepare(
     request: &ProxiedRequest,
+    peer: std::net::IpAddr,
     origin: &OriginResponse,
     instruct: Instruct,
     body: Bytes,
@@ -97,7 +117,26 @@ pub(crate) fn prepare(
         headers,
         body,
     };
-    let Some(mode) = instruct.hold else {
+    let links = (instruct.next_link.is_some() || instruct.gone_link.is_some()).then(|| {
+        let (base, uri) = next_link::LinkBase::of(request, peer);
+        let next = instruct.next_link.as_ref().and_then(|n| {
+            let resolved = next_link::resolve(&uri, &n.uri)?;
+            Some((resolved, Duration::from_secs(u64::from(n.timeout_secs))))
+        });
+        let gone = instruct
+            .gone_link
+            .as_ref()
+            .and_then(|g| next_link::resolve(&uri, g));
+        Box::new(HoldLinks {
+            base,
+            uri,
+            pager: instruct.hold.is_none(),
+            next,
+            gone,
+        })
+    });
+    let pager = instruct.hold.is_none() && links.as_ref().is_some_and(|l| l.next.is_some());
+    let Some(mode) = instruct.hold.or(pager.then_some(HoldMode::Stream)) else {
         return Prepared::Relay(response);
     };
     let route = &request.route.route;
@@ -111,7 +150,7 @@ pub(crate) fn prepare(
             )
         })
         .collect();
-    for target in &route.targets {
+    for target in route.targets.iter().filter(|_| !pager) {
         for sub in &target.subs {
             let name = format!("{}{}", route.prefix, sub);
             if !channels.iter().any(|(c, _)| *c == name) {
@@ -149,6 +188,7 @@ pub(crate) fn prepare(
                 stale_retries: request.stale_retries,
             })
         }),
+        links,
     }))
 }
 

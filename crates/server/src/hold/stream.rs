@@ -14,12 +14,14 @@ use bytes::{Bytes, BytesMut};
 use gripway_broker::{Delivery, Message, Subscriber, Subscription, Transport};
 use gripway_proto::chunked::{encode_chunk, LAST_CHUNK};
 use gripway_proto::http1::{write_response_head, Version};
-use gripway_proto::instruct::KeepAliveMode;
+use gripway_proto::instruct::{KeepAlive, KeepAliveMode};
 use gripway_proto::publish::HttpStreamAction;
 use http::header::{HeaderValue, CONTENT_LENGTH, TRANSFER_ENCODING};
 use rand::Rng;
 
 use super::filters::{admits, Filters};
+use super::link_stream::{self, LinkShared, LinkTask, Trigger};
+use super::gone;
 use super::sink::{Batch, Ending, Sink, Wake};
 use super::{HoldEnd, HoldPlan};
 use crate::conn::ClientConn;
@@ -27,17 +29,19 @@ use crate::metrics::ConnKind;
 use crate::relay::set_connection;
 use crate::Shared;
 
-static END_OF_STREAM: Bytes = Bytes::from_static(LAST_CHUNK);
+pub(super) static END_OF_STREAM: Bytes = Bytes::from_static(LAST_CHUNK);
 
 /// Bytes of a stream subscriber's state shared with the broker (for the budget test).
 #[cfg(test)]
 pub(crate) const STATE_SIZE: usize = std::mem::size_of::<StreamSub>();
 
 /// A stream subscriber: the socket, and how to frame messages for it.
-struct StreamSub {
-    sink: Sink,
-    chunked: bool,
+pub(super) struct StreamSub {
+    pub(super) sink: Sink,
+    pub(super) chunked: bool,
     filters: Option<Box<Filters>>,
+    /// Next-link state, only for streams that have a next link.
+    link: Option<Box<LinkShared>>,
 }
 
 impl Subscriber for StreamSub {
@@ -46,6 +50,22 @@ impl Subscriber for StreamSub {
     }
 
     fn deliver(&self, channel: &str, messages: &[Arc<Message>]) -> Delivery {
+        match &self.link {
+            Some(link) => link_stream::deliver(self, link, channel, messages),
+            None => self.deliver_now(channel, messages),
+        }
+    }
+
+    fn recover(&self) {
+        if let Some(link) = &self.link {
+            link.request(self, Trigger::Recover);
+        }
+    }
+}
+
+impl StreamSub {
+    /// Writes `messages` (framed, filtered) to the client.
+    pub(super) fn deliver_now(&self, channel: &str, messages: &[Arc<Message>]) -> Delivery {
         let mut st = self.sink.lock();
         if Sink::is_closed(&st) {
             return Delivery::Closed(messages.len() as u32);
@@ -100,7 +120,7 @@ impl Subscriber for StreamSub {
 pub(crate) async fn run(
     shared: &Arc<Shared>,
     conn: ClientConn,
-    plan: Box<HoldPlan>,
+    mut plan: Box<HoldPlan>,
 ) -> super::HoldEnd {
     let ClientConn {
         sock,
@@ -112,10 +132,15 @@ pub(crate) async fn run(
     drop(buf);
     guard.become_kind(ConnKind::Stream);
     let chunked = plan.version == Version::Http11;
+    let links = plan.links.take();
+    let next = links.as_ref().and_then(|l| l.next.clone());
     let sub = Arc::new(StreamSub {
         sink: Sink::new(sock, shared.config.grip.subscriber_queue_bytes),
         chunked,
         filters: Filters::new(&plan.channels, &plan.meta),
+        link: next
+            .is_some()
+            .then(|| LinkShared::new(plan.channels.len(), plan.prev_ids.clone())),
     });
     {
         // queued, not written: the client sees the response only once it is subscribed, and
@@ -126,17 +151,12 @@ pub(crate) async fn run(
             sub.sink.finish(&mut st);
         }
     }
-    let keep_alive = plan.keep_alive_data.as_ref().map(|k| KeepAliveTimer {
-        data: if chunked {
-            encode_chunk(&k.data)
-        } else {
-            k.data.clone()
-        },
-        period: Duration::from_secs(u64::from(k.timeout_secs.max(1))),
-        idle: k.mode == KeepAliveMode::Idle,
-    });
+    let keep_alive = plan
+        .keep_alive_data
+        .as_ref()
+        .map(|k| keep_alive_timer(k, chunked));
     let reusable = plan.keep_alive && chunked;
-    let subscriptions: Vec<Subscription> = if plan.head_only {
+    let mut subscriptions: Vec<Subscription> = if plan.head_only {
         Vec::new()
     } else {
         let registry = shared.broker.registry();
@@ -145,9 +165,37 @@ pub(crate) async fn run(
             .map(|(c, _)| registry.subscribe(c, sub.clone() as Arc<dyn Subscriber>))
             .collect()
     };
-    drop(plan);
-    let ending = hold(&sub, keep_alive).await;
+    let ending = match (&sub.link, links.as_deref(), next) {
+        (Some(link), Some(links), Some((next, timeout))) if !plan.head_only => {
+            link_stream::start(shared, &sub, link, links.pager, &plan.prev_ids);
+            let task = LinkTask {
+                base: links.base.clone(),
+                current: links.uri.clone(),
+                next: Some(next),
+                timeout,
+                paging: links.pager,
+            };
+            drop(plan);
+            // boxed: only linked streams pay for the next-link loop
+            Box::pin(link_stream::hold(
+                shared,
+                &sub,
+                link,
+                task,
+                &mut subscriptions,
+                keep_alive,
+            ))
+            .await
+        }
+        _ => {
+            drop(plan);
+            hold(&sub, keep_alive).await
+        }
+    };
     drop(subscriptions);
+    if let Some(gone) = links.and_then(|l| gone::take(*l)) {
+        gone::notify(shared, gone);
+    }
     match ending {
         Ending::Slow => {
             shared.metrics.dropped("slow-subscriber");
@@ -171,10 +219,23 @@ pub(crate) async fn run(
     }
 }
 
-struct KeepAliveTimer {
-    data: Bytes,
-    period: Duration,
-    idle: bool,
+pub(super) struct KeepAliveTimer {
+    pub(super) data: Bytes,
+    pub(super) period: Duration,
+    pub(super) idle: bool,
+}
+
+/// The keep-alive of `k`, framed for the stream.
+pub(super) fn keep_alive_timer(k: &KeepAlive, chunked: bool) -> KeepAliveTimer {
+    KeepAliveTimer {
+        data: if chunked {
+            encode_chunk(&k.data)
+        } else {
+            k.data.clone()
+        },
+        period: Duration::from_secs(u64::from(k.timeout_secs.max(1))),
+        idle: k.mode == KeepAliveMode::Idle,
+    }
 }
 
 /// Waits for the stream to end, sending keep-alives when due.
@@ -209,7 +270,7 @@ async fn hold(sub: &StreamSub, keep_alive: Option<KeepAliveTimer>) -> Ending {
 
 /// The period less up to a second at random, so that streams opened together do not all
 /// send their keep-alives in the same instant.
-fn jittered(period: Duration) -> Duration {
+pub(super) fn jittered(period: Duration) -> Duration {
     if period <= Duration::from_secs(1) {
         return period;
     }
