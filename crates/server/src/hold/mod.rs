@@ -193,9 +193,21 @@ pub(crate) fn prepare(
 }
 
 /// Holds `conn` as `plan` says until the hold ends.
-pub(crate) async fn run(shared: &Arc<Shared>, conn: ClientConn, plan: Box<HoldPlan>) -> HoldEnd {
+pub(crate) async fn run(
+    shared: &Arc<Shared>,
+    conn: ClientConn,
+    mut plan: Box<HoldPlan>,
+) -> HoldEnd {
     match plan.mode {
         HoldMode::Stream => stream::run(shared, conn, plan).await,
-        HoldMode::Response => response::run(shared, conn, plan).await,
+        HoldMode::Response => {
+            // a long-poll has no next link; its gone link is told when it ends (a retry too)
+            let links = plan.links.take();
+            let end = response::run(shared, conn, plan).await;
+            if let Some(gone) = links.and_then(|l| gone::take(*l)) {
+                gone::notify(shared, gone);
+            }
+            end
+        }
     }
 }

@@ -8,7 +8,10 @@
 //! the client's next request as usual.
 //!
 //! When the origin's answer names a `prev-id` older than the last id published on the
-//! channel, the request goes to the origin again (with `Grip-Last`). An origin that keeps
+//! channel, or a published item does not follow it (another prev-id, or none), the request
+//! goes to the origin again with `Grip-Last: <channel>; last-id=<the origin's prev-id>` (what
+//! the client has, as Pushpin sends it). `POST /recover` does the same for every long-poll
+//! with a prev-id. An origin that keeps
 //! answering from stale data would make that a tight loop, so the re-requests are paced and
 //! capped: the first goes at once, each next one after a pause that doubles from
 //! [`STALE_BACKOFF_BASE`] up to [`STALE_BACKOFF_MAX`], and after `grip.max_stale_retries` of
@@ -91,24 +94,21 @@ impl Subscriber for PollSub {
             return Delivery::Skipped;
         }
         for msg in messages {
-            if let (Some(prev), Some(id)) = (&msg.prev_id, &msg.id) {
-                let stale = self
-                    .prev_ids
-                    .iter()
-                    .any(|(c, p)| c == channel && p.as_str() != prev.as_ref());
-                if stale {
-                    // a message the origin's answer did not include came before this one
-                    self.grip_last
-                        .lock()
-                        .push((channel.to_string(), id.to_string()));
-                    self.retry.store(true, Ordering::Relaxed);
-                    self.sink.finish(&mut st);
-                    return Delivery::Sent(1);
-                }
-            }
             let Some(format) = &msg.formats.http_response else {
                 continue;
             };
+            // as Pushpin: an item that does not follow the origin's prev-id (a different
+            // prev-id, or none) means the origin's answer missed something
+            let stale = self
+                .prev_ids
+                .iter()
+                .find(|(c, p)| c == channel && msg.prev_id.as_deref() != Some(p.as_str()));
+            if let Some((c, p)) = stale {
+                self.grip_last.lock().push((c.clone(), p.clone()));
+                self.retry.store(true, Ordering::Relaxed);
+                self.sink.finish(&mut st);
+                return Delivery::Sent(1);
+            }
             if !admits(
                 self.filters.as_deref(),
                 &format.content_filters,
@@ -142,9 +142,28 @@ impl Subscriber for PollSub {
         }
         Delivery::Skipped
     }
+
+    fn recover(&self) {
+        self.recover_now();
+    }
 }
 
 impl PollSub {
+    /// `POST /recover` or the first-subscription re-check: a long-poll with a prev-id goes
+    /// to its origin again.
+    fn recover_now(&self) {
+        if self.prev_ids.is_empty() {
+            return;
+        }
+        let mut st = self.sink.lock();
+        if Sink::is_closed(&st) {
+            return;
+        }
+        self.grip_last.lock().extend(self.prev_ids.iter().cloned());
+        self.retry.store(true, Ordering::Relaxed);
+        self.sink.finish(&mut st);
+    }
+
     /// The full response for a published message; None if its body patch cannot apply.
     fn answer(&self, message: &ResponseMessage) -> Option<Bytes> {
         let mut headers = self.template.headers.clone();
@@ -326,16 +345,11 @@ pub(crate) async fn run(
             Box::pin(tokio::time::sleep(pause)).await;
         }
         req.stale_retries = attempt;
+        // Grip-Last names what the client has (the origin's prev-id), as Pushpin does
         req.grip_last = plan
             .prev_ids
             .iter()
-            .map(|(c, prev)| {
-                let last = shared
-                    .broker
-                    .last_id(c)
-                    .map_or_else(|| prev.clone(), |l| l.to_string());
-                (unprefixed(&req, c), last)
-            })
+            .map(|(c, prev)| (unprefixed(&req, c), prev.clone()))
             .collect();
         guard.become_kind(ConnKind::Http);
         return HoldEnd::Retry(
@@ -452,9 +466,7 @@ fn recheck_after_subscribing(shared: &Shared, sub: &PollSub) {
             continue;
         };
         if last.as_ref() != prev.as_str() {
-            sub.grip_last
-                .lock()
-                .push((channel.clone(), last.to_string()));
+            sub.grip_last.lock().push((channel.clone(), prev.clone()));
             sub.retry.store(true, Ordering::Relaxed);
             let mut st = sub.sink.lock();
             sub.sink.finish(&mut st);
