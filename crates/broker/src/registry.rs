@@ -170,7 +170,13 @@ impl Registry {
     /// when `channel` is None (a rare admin command: it walks the whole registry).
     pub fn recover(&self, channel: Option<&str>) -> usize {
         let channels: Vec<Arc<Channel>> = match channel {
-            Some(name) => self.shard(name).lock().get(name).cloned().into_iter().collect(),
+            Some(name) => self
+                .shard(name)
+                .lock()
+                .get(name)
+                .cloned()
+                .into_iter()
+                .collect(),
             None => self
                 .shards
                 .iter()

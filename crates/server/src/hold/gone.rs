@@ -19,11 +19,11 @@ pub(crate) struct Gone {
     uri: String,
 }
 
-/// The gone link of a hold's links, if it has one.
-pub(crate) fn take(links: HoldLinks) -> Option<Gone> {
-    let uri = links.gone?;
+/// Takes the gone link out of a hold's links, if it has one.
+pub(crate) fn take(links: &mut HoldLinks) -> Option<Gone> {
+    let uri = links.gone.take()?;
     Some(Gone {
-        base: links.base,
+        base: links.base.clone(),
         uri,
     })
 }

@@ -27,7 +27,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use gripway_broker::{Delivery, Message, Subscriber, Subscription};
 use gripway_proto::chunked::encode_chunk;
-use gripway_proto::instruct::{is_grip_response, parse_instruct, HoldMode, Instruct, InstructLimits};
+use gripway_proto::instruct::{
+    is_grip_response, parse_instruct, HoldMode, Instruct, InstructLimits,
+};
 use gripway_proto::publish::HttpStreamAction;
 use parking_lot::Mutex;
 use rand::Rng;
@@ -214,11 +216,13 @@ pub(crate) struct LinkTask {
 pub(crate) async fn hold(
     shared: &Arc<Shared>,
     sub: &Arc<StreamSub>,
-    link: &LinkShared,
     mut task: LinkTask,
     subscriptions: &mut Vec<Subscription>,
     mut keep_alive: Option<KeepAliveTimer>,
 ) -> Ending {
+    let Some(link) = sub.link.as_deref() else {
+        return sub.sink.wait_end().await;
+    };
     let min_interval = shared.config.grip.next_link_min_interval;
     let mut timer = Box::pin(tokio::time::sleep(Duration::ZERO));
     let mut ka_due = keep_alive
@@ -576,13 +580,10 @@ fn replay(sub: &StreamSub, link: &LinkShared, drop_stale: bool) {
 /// channel already moved past the origin's prev-id (Pushpin's first-hold conflict) fetches
 /// its next link with `Grip-Last`. This is where proxy-owned history, when it cannot reach
 /// back, falls back to the origin.
-pub(crate) fn start(
-    shared: &Shared,
-    sub: &StreamSub,
-    link: &LinkShared,
-    pager: bool,
-    prev_ids: &[(String, String)],
-) {
+pub(crate) fn start(shared: &Shared, sub: &StreamSub, pager: bool, prev_ids: &[(String, String)]) {
+    let Some(link) = sub.link.as_deref() else {
+        return;
+    };
     if pager {
         link.request(sub, Trigger::Page);
         return;

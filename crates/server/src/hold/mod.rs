@@ -193,21 +193,26 @@ pub(crate) fn prepare(
 }
 
 /// Holds `conn` as `plan` says until the hold ends.
-pub(crate) async fn run(
-    shared: &Arc<Shared>,
-    conn: ClientConn,
-    mut plan: Box<HoldPlan>,
-) -> HoldEnd {
+pub(crate) async fn run(shared: &Arc<Shared>, conn: ClientConn, plan: Box<HoldPlan>) -> HoldEnd {
+    if plan.links.as_ref().is_some_and(|l| l.gone.is_some()) {
+        // boxed: only holds with a gone link keep it for their whole life
+        return Box::pin(run_then_gone(shared, conn, plan)).await;
+    }
     match plan.mode {
         HoldMode::Stream => stream::run(shared, conn, plan).await,
-        HoldMode::Response => {
-            // a long-poll has no next link; its gone link is told when it ends (a retry too)
-            let links = plan.links.take();
-            let end = response::run(shared, conn, plan).await;
-            if let Some(gone) = links.and_then(|l| gone::take(*l)) {
-                gone::notify(shared, gone);
-            }
-            end
-        }
+        HoldMode::Response => response::run(shared, conn, plan).await,
     }
+}
+
+/// Holds `conn`, then tells the origin's gone link (whatever ended the hold, a retry too).
+async fn run_then_gone(shared: &Arc<Shared>, conn: ClientConn, mut plan: Box<HoldPlan>) -> HoldEnd {
+    let gone = plan.links.as_mut().and_then(|l| gone::take(l));
+    let end = match plan.mode {
+        HoldMode::Stream => stream::run(shared, conn, plan).await,
+        HoldMode::Response => response::run(shared, conn, plan).await,
+    };
+    if let Some(gone) = gone {
+        gone::notify(shared, gone);
+    }
+    end
 }

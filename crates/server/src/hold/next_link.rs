@@ -226,12 +226,11 @@ async fn fetch_external(
     path: &str,
     grip_last: &[(String, String)],
 ) -> Result<OriginResponse, OriginError> {
-    let (host, port) = split_authority(authority, if tls { 443 } else { 80 }).ok_or_else(|| {
-        OriginError {
+    let (host, port) =
+        split_authority(authority, if tls { 443 } else { 80 }).ok_or_else(|| OriginError {
             kind: OriginErrorKind::Connect,
             message: format!("next link authority {authority} is not host[:port]"),
-        }
-    })?;
+        })?;
     let mut headers = HeaderMap::new();
     if let Ok(v) = HeaderValue::from_str(authority) {
         headers.insert(HOST, v);
@@ -258,7 +257,9 @@ async fn fetch_external(
     let started = Instant::now();
     let result = shared.origin.send(&target, &request).await;
     match &result {
-        Ok(_) => shared.metrics.origin_ok(&base.route.label, started.elapsed()),
+        Ok(_) => shared
+            .metrics
+            .origin_ok(&base.route.label, started.elapsed()),
         Err(e) => shared.metrics.origin_error(&base.route.label, e.label()),
     }
     result
@@ -300,7 +301,10 @@ mod tests {
     fn resolution() {
         let base = "http://example.com/a/b/c?x=1";
         let r = |s| resolve(base, s);
-        assert_eq!(r("/next?after=3").unwrap(), "http://example.com/next?after=3");
+        assert_eq!(
+            r("/next?after=3").unwrap(),
+            "http://example.com/next?after=3"
+        );
         assert_eq!(r("d?y").unwrap(), "http://example.com/a/b/d?y");
         assert_eq!(r("../d").unwrap(), "http://example.com/a/d");
         assert_eq!(r("./").unwrap(), "http://example.com/a/b/");

@@ -21,7 +21,6 @@ use rand::Rng;
 
 use super::filters::{admits, Filters};
 use super::link_stream::{self, LinkShared, LinkTask, Trigger};
-use super::gone;
 use super::sink::{Batch, Ending, Sink, Wake};
 use super::{HoldEnd, HoldPlan};
 use crate::conn::ClientConn;
@@ -41,7 +40,7 @@ pub(super) struct StreamSub {
     pub(super) chunked: bool,
     filters: Option<Box<Filters>>,
     /// Next-link state, only for streams that have a next link.
-    link: Option<Box<LinkShared>>,
+    pub(super) link: Option<Box<LinkShared>>,
 }
 
 impl Subscriber for StreamSub {
@@ -132,13 +131,21 @@ pub(crate) async fn run(
     drop(buf);
     guard.become_kind(ConnKind::Stream);
     let chunked = plan.version == Version::Http11;
-    let links = plan.links.take();
-    let next = links.as_ref().and_then(|l| l.next.clone());
+    let task = plan.links.take().and_then(|mut l| {
+        let (next, timeout) = l.next.take()?;
+        Some(Box::new(LinkTask {
+            base: l.base.clone(),
+            current: l.uri.clone(),
+            next: Some(next),
+            timeout,
+            paging: l.pager,
+        }))
+    });
     let sub = Arc::new(StreamSub {
         sink: Sink::new(sock, shared.config.grip.subscriber_queue_bytes),
         chunked,
         filters: Filters::new(&plan.channels, &plan.meta),
-        link: next
+        link: task
             .is_some()
             .then(|| LinkShared::new(plan.channels.len(), plan.prev_ids.clone())),
     });
@@ -165,37 +172,26 @@ pub(crate) async fn run(
             .map(|(c, _)| registry.subscribe(c, sub.clone() as Arc<dyn Subscriber>))
             .collect()
     };
-    let ending = match (&sub.link, links.as_deref(), next) {
-        (Some(link), Some(links), Some((next, timeout))) if !plan.head_only => {
-            link_stream::start(shared, &sub, link, links.pager, &plan.prev_ids);
-            let task = LinkTask {
-                base: links.base.clone(),
-                current: links.uri.clone(),
-                next: Some(next),
-                timeout,
-                paging: links.pager,
-            };
+    let ending = match task.filter(|_| !plan.head_only) {
+        Some(task) => {
+            link_stream::start(shared, &sub, task.paging, &plan.prev_ids);
             drop(plan);
             // boxed: only linked streams pay for the next-link loop
             Box::pin(link_stream::hold(
                 shared,
                 &sub,
-                link,
-                task,
+                *task,
                 &mut subscriptions,
                 keep_alive,
             ))
             .await
         }
-        _ => {
+        None => {
             drop(plan);
             hold(&sub, keep_alive).await
         }
     };
     drop(subscriptions);
-    if let Some(gone) = links.and_then(|l| gone::take(*l)) {
-        gone::notify(shared, gone);
-    }
     match ending {
         Ending::Slow => {
             shared.metrics.dropped("slow-subscriber");
