@@ -197,6 +197,11 @@ impl Broker {
         &self.history
     }
 
+    /// Forgets every channel's last id (`POST /recover`).
+    pub fn clear_last_ids(&self) {
+        self.last_ids.clear();
+    }
+
     /// What the broker has done so far.
     pub fn stats(&self) -> &BrokerStats {
         &self.stats

@@ -86,6 +86,15 @@ impl LastIds {
         }
     }
 
+    /// Forgets every last id (`POST /recover`).
+    pub fn clear(&self) {
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock();
+            let max = shard.max_bytes();
+            *shard = AgedMap::new(max);
+        }
+    }
+
     /// The last id on `channel`, if known and set within [`LINGER`] (or the channel is
     /// still subscribed, which the caller says with `subscribed`).
     pub fn get(&self, channel: &str, subscribed: bool, now: Instant) -> Option<Arc<str>> {

@@ -166,6 +166,34 @@ impl Registry {
         count
     }
 
+    /// Calls [`Subscriber::recover`] on every subscriber of `channel`, or of every channel
+    /// when `channel` is None (a rare admin command: it walks the whole registry).
+    pub fn recover(&self, channel: Option<&str>) -> usize {
+        let channels: Vec<Arc<Channel>> = match channel {
+            Some(name) => self
+                .shard(name)
+                .lock()
+                .get(name)
+                .cloned()
+                .into_iter()
+                .collect(),
+            None => self
+                .shards
+                .iter()
+                .flat_map(|s| s.lock().values().cloned().collect::<Vec<_>>())
+                .collect(),
+        };
+        let mut count = 0;
+        for chan in channels {
+            let inner = chan.inner.lock();
+            for (_, sub) in inner.subscribers.iter() {
+                sub.recover();
+                count += 1;
+            }
+        }
+        count
+    }
+
     /// Number of subscribers on `channel` now.
     pub fn subscriber_count(&self, channel: &str) -> usize {
         self.shard(channel)

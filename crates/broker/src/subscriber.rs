@@ -65,4 +65,9 @@ pub trait Subscriber: Send + Sync + 'static {
 
     /// Hands over `messages`, all on `channel`, in publish order. Must not block.
     fn deliver(&self, channel: &str, messages: &[Arc<Message>]) -> Delivery;
+
+    /// Asked to recover what it may have missed (`POST /recover`, or the re-check after its
+    /// channel's first subscription): a hold that knows what its origin last sent asks the
+    /// origin again. Must not block. The default does nothing.
+    fn recover(&self) {}
 }

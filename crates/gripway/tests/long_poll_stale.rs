@@ -48,8 +48,8 @@ async fn stale_prev_id_re_requests_are_paced_and_capped() {
     );
     assert_eq!(
         origin.requests()[1].header("grip-last"),
-        Some("st; last-id=2"),
-        "re-requests say what is newer"
+        Some("st; last-id=1"),
+        "re-requests say what the client has (the origin's prev-id), as Pushpin does"
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(origin.requests().len(), 7, "nothing after the answer");

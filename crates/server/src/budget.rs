@@ -94,6 +94,7 @@ mod tests {
             timeout: std::time::Duration::from_secs(55),
             keep_alive_data: None,
             request: None,
+            links: None,
         })
     }
 

@@ -46,6 +46,8 @@ pub(crate) struct Shared {
     /// Bounds the origin requests that outlive their client (a WebSocket's last CLOSE or
     /// DISCONNECT), so a mass disconnect cannot flood the origin.
     pub(crate) farewells: Arc<tokio::sync::Semaphore>,
+    /// Bounds the next-link fetches running at once (`grip.max_next_link_fetches`).
+    pub(crate) next_links: tokio::sync::Semaphore,
 }
 
 impl Shared {
@@ -63,6 +65,7 @@ impl Shared {
             broker,
             upstream_key: None,
             farewells: Arc::new(tokio::sync::Semaphore::new(1)),
+            next_links: tokio::sync::Semaphore::new(config.grip.max_next_link_fetches),
             config,
         })
     }
@@ -154,6 +157,7 @@ pub async fn run(
         response: config.proxy.response_timeout,
     });
     let shared = Arc::new(Shared {
+        next_links: tokio::sync::Semaphore::new(config.grip.max_next_link_fetches),
         config,
         routes,
         origin,

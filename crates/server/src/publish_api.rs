@@ -82,13 +82,53 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Result<Response<Full<
     match (path, req.method()) {
         ("", &Method::GET) => Ok(text(StatusCode::OK, "Gripway API\n")),
         (_, &Method::POST) if is_publish => publish(shared, req, fastly).await,
-        ("/recover", &Method::POST) => Ok(text(StatusCode::OK, "Updated\n")),
+        ("/recover", &Method::POST) => recover(shared, &req),
         (_, _) if is_publish || path == "/recover" => Err(Refusal::publisher(
             405,
             "method-not-allowed",
             "Method not allowed.",
         )),
         _ => Err(Refusal::publisher(404, "not-found", "Not found.")),
+    }
+}
+
+/// `POST /recover` (same auth and negotiation as publishing): every hold that can recover
+/// asks its origin again, see `hold::recovery`.
+fn recover(shared: &Shared, req: &Request<Incoming>) -> Result<Response<Full<Bytes>>, Refusal> {
+    check_auth(shared, req)?;
+    let Some(format) = negotiate(req.headers().get(ACCEPT)) else {
+        return Err(Refusal::publisher(406, "not-acceptable", "Not acceptable."));
+    };
+    crate::hold::recovery::recover_all(shared);
+    Ok(answer(format, "Updated"))
+}
+
+/// The publish API's credentials check (open when no keys are configured).
+fn check_auth(shared: &Shared, req: &Request<Incoming>) -> Result<(), Refusal> {
+    let auth = &shared.config.publish.auth;
+    if !auth.is_open() {
+        let header = |name: &str| req.headers().get(name).map(HeaderValue::as_bytes);
+        if let Err(e) = auth.check(header("authorization"), header("fastly-key"), now_unix()) {
+            return Err(Refusal::publisher(
+                401,
+                "unauthorized",
+                format!("Unauthorized: {e}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `200 <message>` as text or as Pushpin's JSON object.
+fn answer(format: Format, message: &str) -> Response<Full<Bytes>> {
+    match format {
+        Format::Text => text(StatusCode::OK, &format!("{message}\n")),
+        Format::Json => {
+            let mut r = text(StatusCode::OK, &format!("{{\"message\": \"{message}\"}}\n"));
+            r.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r
+        }
     }
 }
 
@@ -105,17 +145,7 @@ async fn publish(
     req: Request<Incoming>,
     fastly: bool,
 ) -> Result<Response<Full<Bytes>>, Refusal> {
-    let auth = &shared.config.publish.auth;
-    if !auth.is_open() {
-        let header = |name: &str| req.headers().get(name).map(HeaderValue::as_bytes);
-        if let Err(e) = auth.check(header("authorization"), header("fastly-key"), now_unix()) {
-            return Err(Refusal::publisher(
-                401,
-                "unauthorized",
-                format!("Unauthorized: {e}"),
-            ));
-        }
-    }
+    check_auth(shared, &req)?;
     let Some(format) = negotiate(req.headers().get(ACCEPT)) else {
         return Err(Refusal::publisher(406, "not-acceptable", "Not acceptable."));
     };
@@ -168,15 +198,7 @@ async fn publish(
     if shared.broker.publish(items).await.is_err() {
         return Err(Refusal::internal(503, "shutting-down", "Shutting down."));
     }
-    Ok(match format {
-        Format::Text => text(StatusCode::OK, "Published\n"),
-        Format::Json => {
-            let mut r = text(StatusCode::OK, "{\"message\": \"Published\"}\n");
-            r.headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            r
-        }
-    })
+    Ok(answer(format, "Published"))
 }
 
 /// The answer to a refused request: counted, logged (rate-limited), its detail as the body.

@@ -141,6 +141,10 @@ pub struct RawGrip {
     pub max_connections: Option<usize>,
     /// Re-requests of a long-poll whose origin answers with a stale `prev-id` (default 6).
     pub max_stale_retries: Option<u32>,
+    /// Shortest time between two next-link fetches of one stream, in ms (default 1,000).
+    pub next_link_min_interval_ms: Option<u64>,
+    /// Next-link fetches running at once node-wide (default 256).
+    pub max_next_link_fetches: Option<usize>,
     /// Client connections from one address at once (default 0: no limit).
     pub max_connections_per_address: Option<usize>,
     /// File descriptors kept back from clients (default: a tenth of the limit, at least 1,024).
@@ -296,6 +300,16 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     set(&mut c.grip.subscriber_queue_bytes, g.subscriber_queue_bytes);
     set(&mut c.grip.max_connections, g.max_connections);
     set(&mut c.grip.max_stale_retries, g.max_stale_retries);
+    if let Some(ms) = g.next_link_min_interval_ms {
+        c.grip.next_link_min_interval = Duration::from_millis(ms);
+    }
+    set(&mut c.grip.max_next_link_fetches, g.max_next_link_fetches);
+    if c.grip.max_next_link_fetches == 0 {
+        return Err(err(
+            "max_next_link_fetches",
+            "max_next_link_fetches must be at least 1".into(),
+        ));
+    }
     set(
         &mut c.grip.max_connections_per_address,
         g.max_connections_per_address,

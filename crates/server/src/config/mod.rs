@@ -157,6 +157,12 @@ pub struct GripConfig {
     /// origin's answer names an older `prev-id` than the last published; past it the
     /// origin's held response is answered as it is.
     pub max_stale_retries: u32,
+    /// Shortest time between two next-link fetches of one stream (a page that wrote
+    /// something is followed at once), so `Grip-Link ...; timeout=0` or a hint storm
+    /// cannot make a stream poll its origin in a loop.
+    pub next_link_min_interval: Duration,
+    /// Next-link fetches running at once node-wide; more wait their turn.
+    pub max_next_link_fetches: usize,
     /// Client connections one address may hold at once; more are refused with 429 (0: no
     /// limit).
     pub max_connections_per_address: usize,
@@ -262,6 +268,8 @@ impl Default for GripConfig {
             subscriber_queue_bytes: 1024 * 1024,
             max_connections: 100_000,
             max_stale_retries: 6,
+            next_link_min_interval: Duration::from_secs(1),
+            max_next_link_fetches: 256,
             max_connections_per_address: 0,
             fd_reserve: None,
         }

@@ -6,7 +6,11 @@
 //! broker's fan-out writes published messages directly, and the filters in [`filters`].
 
 pub(crate) mod filters;
-mod recover;
+mod from_history;
+mod gone;
+mod link_stream;
+pub(crate) mod next_link;
+pub(crate) mod recovery;
 mod response;
 pub(crate) mod sink;
 mod stream;
@@ -61,6 +65,21 @@ pub(crate) struct HoldPlan {
     pub(crate) keep_alive_data: Option<KeepAlive>,
     /// The request, kept so a long-poll can be retried on `hint`.
     pub(crate) request: Option<Box<ProxiedRequest>>,
+    /// `Grip-Link`s (next, gone), boxed: only holds that have one pay for them.
+    pub(crate) links: Option<Box<HoldLinks>>,
+}
+
+/// A hold's `Grip-Link`s, resolved against the client's request URI.
+pub(crate) struct HoldLinks {
+    pub(crate) base: next_link::LinkBase,
+    /// The client's request URI (absolute).
+    pub(crate) uri: String,
+    /// `rel=next`, resolved, with its recovery-poll timeout.
+    pub(crate) next: Option<(String, Duration)>,
+    /// `rel=gone`, resolved.
+    pub(crate) gone: Option<String>,
+    /// No hold: a pager that follows its next link at once.
+    pub(crate) pager: bool,
 }
 
 /// What the instructions amount to.
@@ -84,6 +103,7 @@ pub(crate) enum HoldEnd {
 /// Turns parsed instructions and the origin's response into a hold plan.
 pub(crate) fn prepare(
     request: &ProxiedRequest,
+    peer: std::net::IpAddr,
     origin: &OriginResponse,
     instruct: Instruct,
     body: Bytes,
@@ -105,7 +125,26 @@ pub(crate) fn prepare(
         headers,
         body,
     };
-    let Some(mode) = instruct.hold else {
+    let links = (instruct.next_link.is_some() || instruct.gone_link.is_some()).then(|| {
+        let (base, uri) = next_link::LinkBase::of(request, peer);
+        let next = instruct.next_link.as_ref().and_then(|n| {
+            let resolved = next_link::resolve(&uri, &n.uri)?;
+            Some((resolved, Duration::from_secs(u64::from(n.timeout_secs))))
+        });
+        let gone = instruct
+            .gone_link
+            .as_ref()
+            .and_then(|g| next_link::resolve(&uri, g));
+        Box::new(HoldLinks {
+            base,
+            uri,
+            pager: instruct.hold.is_none(),
+            next,
+            gone,
+        })
+    });
+    let pager = instruct.hold.is_none() && links.as_ref().is_some_and(|l| l.next.is_some());
+    let Some(mode) = instruct.hold.or(pager.then_some(HoldMode::Stream)) else {
         return Prepared::Relay(response);
     };
     let route = &request.route.route;
@@ -119,7 +158,7 @@ pub(crate) fn prepare(
             )
         })
         .collect();
-    for target in &route.targets {
+    for target in route.targets.iter().filter(|_| !pager) {
         for sub in &target.subs {
             let name = format!("{}{}", route.prefix, sub);
             if !channels.iter().any(|(c, _)| *c == name) {
@@ -143,7 +182,7 @@ pub(crate) fn prepare(
                 .is_some_and(|t| t.eq_ignore_ascii_case("text/event-stream"))
         });
     let last_event_id = (sse && mode == HoldMode::Stream && !route.no_recover)
-        .then(|| recover::last_event_id(&request.head))
+        .then(|| from_history::last_event_id(&request.head))
         .flatten();
     Prepared::Hold(Box::new(HoldPlan {
         mode,
@@ -172,13 +211,31 @@ pub(crate) fn prepare(
                 stale_retries: request.stale_retries,
             })
         }),
+        links,
     }))
 }
 
 /// Holds `conn` as `plan` says until the hold ends.
 pub(crate) async fn run(shared: &Arc<Shared>, conn: ClientConn, plan: Box<HoldPlan>) -> HoldEnd {
+    if plan.links.as_ref().is_some_and(|l| l.gone.is_some()) {
+        // boxed: only holds with a gone link keep it for their whole life
+        return Box::pin(run_then_gone(shared, conn, plan)).await;
+    }
     match plan.mode {
         HoldMode::Stream => stream::run(shared, conn, plan).await,
         HoldMode::Response => response::run(shared, conn, plan).await,
     }
+}
+
+/// Holds `conn`, then tells the origin's gone link (whatever ended the hold, a retry too).
+async fn run_then_gone(shared: &Arc<Shared>, conn: ClientConn, mut plan: Box<HoldPlan>) -> HoldEnd {
+    let gone = plan.links.as_mut().and_then(|l| gone::take(l));
+    let end = match plan.mode {
+        HoldMode::Stream => stream::run(shared, conn, plan).await,
+        HoldMode::Response => response::run(shared, conn, plan).await,
+    };
+    if let Some(gone) = gone {
+        gone::notify(shared, gone);
+    }
+    end
 }

@@ -8,7 +8,10 @@
 //! the client's next request as usual.
 //!
 //! When the origin's answer names a `prev-id` older than the last id published on the
-//! channel, the request goes to the origin again (with `Grip-Last`). An origin that keeps
+//! channel, or a published item does not follow it (another prev-id, or none), the request
+//! goes to the origin again with `Grip-Last: <channel>; last-id=<the origin's prev-id>` (what
+//! the client has, as Pushpin sends it). `POST /recover` does the same for every long-poll
+//! with a prev-id. An origin that keeps
 //! answering from stale data would make that a tight loop, so the re-requests are paced and
 //! capped: the first goes at once, each next one after a pause that doubles from
 //! [`STALE_BACKOFF_BASE`] up to [`STALE_BACKOFF_MAX`], and after `grip.max_stale_retries` of
@@ -92,10 +95,14 @@ impl Subscriber for PollSub {
             return Delivery::Skipped;
         }
         match self.sink.held(&mut st, messages) {
-            None => self.deliver_locked(&mut st, channel, messages),
+            None => self.deliver_locked(&mut st, channel, messages, false),
             Some(true) => Delivery::Sent(messages.len() as u32),
             Some(false) => Delivery::DroppedSlow(messages.len() as u32),
         }
+    }
+
+    fn recover(&self) {
+        self.recover_now();
     }
 }
 
@@ -107,29 +114,27 @@ impl PollSub {
         st: &mut SinkState,
         channel: &str,
         messages: &[Arc<Message>],
+        from_history: bool,
     ) -> Delivery {
         if Sink::is_closed(st) {
             return Delivery::Skipped;
         }
         for msg in messages {
-            if let (Some(prev), Some(id)) = (&msg.prev_id, &msg.id) {
-                let stale = self
-                    .prev_ids
-                    .iter()
-                    .any(|(c, p)| c == channel && p.as_str() != prev.as_ref());
-                if stale {
-                    // a message the origin's answer did not include came before this one
-                    self.grip_last
-                        .lock()
-                        .push((channel.to_string(), id.to_string()));
-                    self.retry.store(true, Ordering::Relaxed);
-                    self.sink.finish(st);
-                    return Delivery::Sent(1);
-                }
-            }
             let Some(format) = &msg.formats.http_response else {
                 continue;
             };
+            // as Pushpin: an item that does not follow the origin's prev-id (a different
+            // prev-id, or none) means the origin's answer missed something
+            // (items from history follow it by the store's order, whatever they say)
+            let stale = self.prev_ids.iter().find(|(c, p)| {
+                !from_history && c == channel && msg.prev_id.as_deref() != Some(p.as_str())
+            });
+            if let Some((c, p)) = stale {
+                self.grip_last.lock().push((c.clone(), p.clone()));
+                self.retry.store(true, Ordering::Relaxed);
+                self.sink.finish(st);
+                return Delivery::Sent(1);
+            }
             if !admits(
                 self.filters.as_deref(),
                 &format.content_filters,
@@ -166,6 +171,21 @@ impl PollSub {
 }
 
 impl PollSub {
+    /// `POST /recover` or the first-subscription re-check: a long-poll with a prev-id goes
+    /// to its origin again.
+    fn recover_now(&self) {
+        if self.prev_ids.is_empty() {
+            return;
+        }
+        let mut st = self.sink.lock();
+        if Sink::is_closed(&st) {
+            return;
+        }
+        self.grip_last.lock().extend(self.prev_ids.iter().cloned());
+        self.retry.store(true, Ordering::Relaxed);
+        self.sink.finish(&mut st);
+    }
+
     /// The full response for a published message; None if its body patch cannot apply.
     fn answer(&self, message: &ResponseMessage) -> Option<Bytes> {
         let mut headers = self.template.headers.clone();
@@ -350,16 +370,11 @@ pub(crate) async fn run(
             Box::pin(tokio::time::sleep(pause)).await;
         }
         req.stale_retries = attempt;
+        // Grip-Last names what the client has (the origin's prev-id), as Pushpin does
         req.grip_last = plan
             .prev_ids
             .iter()
-            .map(|(c, prev)| {
-                let last = shared
-                    .broker
-                    .last_id(c)
-                    .map_or_else(|| prev.clone(), |l| l.to_string());
-                (unprefixed(&req, c), last)
-            })
+            .map(|(c, prev)| (unprefixed(&req, c), prev.clone()))
             .collect();
         guard.become_kind(ConnKind::Http);
         return HoldEnd::Retry(
@@ -487,9 +502,7 @@ fn recheck_after_subscribing(shared: &Shared, sub: &PollSub, known: &[&str]) {
             continue;
         };
         if last.as_ref() != prev.as_str() {
-            sub.grip_last
-                .lock()
-                .push((channel.clone(), last.to_string()));
+            sub.grip_last.lock().push((channel.clone(), prev.clone()));
             sub.retry.store(true, Ordering::Relaxed);
             let mut st = sub.sink.lock();
             sub.sink.finish(&mut st);
@@ -511,18 +524,18 @@ fn history_knows(shared: &Shared, plan: &HoldPlan) -> bool {
 /// what the fan-out handed over while history was read; then re-checks the channels
 /// history did not know (see [`recheck_after_subscribing`]).
 async fn recover(shared: &Shared, sub: &PollSub) {
-    let mut found = super::recover::read(shared, &sub.prev_ids).await;
+    let mut found = super::from_history::read(shared, &sub.prev_ids).await;
     let known: Vec<&str> = {
         let mut st = sub.sink.lock();
         let held = sub.sink.release(&mut st);
-        let live = super::recover::reconcile(&mut found, held);
+        let live = super::from_history::reconcile(&mut found, held);
         for f in found.iter().filter(|f| f.reach == Reach::After) {
-            if let Delivery::Sent(_) = sub.deliver_locked(&mut st, &f.channel, &f.items) {
-                super::recover::count_sent(shared, 1);
+            if let Delivery::Sent(_) = sub.deliver_locked(&mut st, &f.channel, &f.items, true) {
+                super::from_history::count_sent(shared, 1);
             }
         }
         for m in &live {
-            sub.deliver_locked(&mut st, &m.channel, std::slice::from_ref(m));
+            sub.deliver_locked(&mut st, &m.channel, std::slice::from_ref(m), false);
         }
         found
             .iter()

@@ -249,6 +249,11 @@ impl Sink {
         }
     }
 
+    /// True when nothing waits to be written.
+    pub(crate) fn is_drained(&self) -> bool {
+        self.state.lock().queue.is_empty()
+    }
+
     /// True once if bytes went out since the last call (for idle keep-alives).
     pub(crate) fn take_activity(&self) -> bool {
         std::mem::take(&mut self.state.lock().active)

@@ -14,12 +14,13 @@ use bytes::{Bytes, BytesMut};
 use gripway_broker::{Delivery, Message, Subscriber, Subscription, Transport};
 use gripway_proto::chunked::{encode_chunk, LAST_CHUNK};
 use gripway_proto::http1::{write_response_head, Version};
-use gripway_proto::instruct::KeepAliveMode;
+use gripway_proto::instruct::{KeepAlive, KeepAliveMode};
 use gripway_proto::publish::HttpStreamAction;
 use http::header::{HeaderValue, CONTENT_LENGTH, TRANSFER_ENCODING};
 use rand::Rng;
 
 use super::filters::{admits, Filters};
+use super::link_stream::{self, LinkShared, LinkTask, Trigger};
 use super::sink::{Batch, Ending, Sink, SinkState, Wake};
 use super::{HoldEnd, HoldPlan};
 use crate::conn::ClientConn;
@@ -27,17 +28,19 @@ use crate::metrics::ConnKind;
 use crate::relay::set_connection;
 use crate::Shared;
 
-static END_OF_STREAM: Bytes = Bytes::from_static(LAST_CHUNK);
+pub(super) static END_OF_STREAM: Bytes = Bytes::from_static(LAST_CHUNK);
 
 /// Bytes of a stream subscriber's state shared with the broker (for the budget test).
 #[cfg(test)]
 pub(crate) const STATE_SIZE: usize = std::mem::size_of::<StreamSub>();
 
 /// A stream subscriber: the socket, and how to frame messages for it.
-struct StreamSub {
-    sink: Sink,
-    chunked: bool,
+pub(super) struct StreamSub {
+    pub(super) sink: Sink,
+    pub(super) chunked: bool,
     filters: Option<Box<Filters>>,
+    /// Next-link state, only for streams that have a next link.
+    pub(super) link: Option<Box<LinkShared>>,
 }
 
 impl Subscriber for StreamSub {
@@ -46,19 +49,40 @@ impl Subscriber for StreamSub {
     }
 
     fn deliver(&self, channel: &str, messages: &[Arc<Message>]) -> Delivery {
-        let mut st = self.sink.lock();
-        if Sink::is_closed(&st) {
-            return Delivery::Closed(messages.len() as u32);
+        match &self.link {
+            Some(link) => link_stream::deliver(self, link, channel, messages),
+            None => {
+                let mut st = self.sink.lock();
+                if Sink::is_closed(&st) {
+                    return Delivery::Closed(messages.len() as u32);
+                }
+                // held back while history is read (never for a stream with a next link)
+                match self.sink.held(&mut st, messages) {
+                    None => self.deliver_locked(&mut st, channel, messages),
+                    Some(true) => Delivery::Sent(messages.len() as u32),
+                    Some(false) => Delivery::DroppedSlow(messages.len() as u32),
+                }
+            }
         }
-        match self.sink.held(&mut st, messages) {
-            None => self.deliver_locked(&mut st, channel, messages),
-            Some(true) => Delivery::Sent(messages.len() as u32),
-            Some(false) => Delivery::DroppedSlow(messages.len() as u32),
+    }
+
+    fn recover(&self) {
+        if let Some(link) = &self.link {
+            link.request(self, Trigger::Recover);
         }
     }
 }
 
 impl StreamSub {
+    /// Writes `messages` (framed, filtered) to the client.
+    pub(super) fn deliver_now(&self, channel: &str, messages: &[Arc<Message>]) -> Delivery {
+        let mut st = self.sink.lock();
+        if Sink::is_closed(&st) {
+            return Delivery::Closed(messages.len() as u32);
+        }
+        self.deliver_locked(&mut st, channel, messages)
+    }
+
     /// Writes `messages` of `channel` (under the sink's lock).
     fn deliver_locked(
         &self,
@@ -116,7 +140,7 @@ impl StreamSub {
 pub(crate) async fn run(
     shared: &Arc<Shared>,
     conn: ClientConn,
-    plan: Box<HoldPlan>,
+    mut plan: Box<HoldPlan>,
 ) -> super::HoldEnd {
     let ClientConn {
         sock,
@@ -128,10 +152,23 @@ pub(crate) async fn run(
     drop(buf);
     guard.become_kind(ConnKind::Stream);
     let chunked = plan.version == Version::Http11;
+    let task = plan.links.take().and_then(|mut l| {
+        let (next, timeout) = l.next.take()?;
+        Some(Box::new(LinkTask {
+            base: l.base.clone(),
+            current: l.uri.clone(),
+            next: Some(next),
+            timeout,
+            paging: l.pager,
+        }))
+    });
     let sub = Arc::new(StreamSub {
         sink: Sink::new(sock, shared.config.grip.subscriber_queue_bytes),
         chunked,
         filters: Filters::new(&plan.channels, &plan.meta),
+        link: task
+            .is_some()
+            .then(|| LinkShared::new(plan.channels.len(), plan.prev_ids.clone())),
     });
     {
         // queued, not written: the client sees the response only once it is subscribed, and
@@ -143,11 +180,13 @@ pub(crate) async fn run(
         }
     }
     let reusable = plan.keep_alive && chunked;
-    let recovering = !plan.head_only && super::recover::stream_recovers(shared, &plan);
+    // a stream with a next link is recovered by its origin, as in Pushpin
+    let recovering =
+        !plan.head_only && task.is_none() && super::from_history::stream_recovers(shared, &plan);
     if recovering {
         sub.sink.hold_back(&mut sub.sink.lock());
     }
-    let subscriptions: Vec<Subscription> = if plan.head_only {
+    let mut subscriptions: Vec<Subscription> = if plan.head_only {
         Vec::new()
     } else {
         let registry = shared.broker.registry();
@@ -160,17 +199,29 @@ pub(crate) async fn run(
         // boxed: only reconnecting clients pay for the read
         Box::pin(recover(shared, &sub, &plan)).await;
     }
-    let keep_alive = plan.keep_alive_data.as_ref().map(|k| KeepAliveTimer {
-        data: if chunked {
-            encode_chunk(&k.data)
-        } else {
-            k.data.clone()
-        },
-        period: Duration::from_secs(u64::from(k.timeout_secs.max(1))),
-        idle: k.mode == KeepAliveMode::Idle,
-    });
-    drop(plan);
-    let ending = hold(&sub, keep_alive).await;
+    let keep_alive = plan
+        .keep_alive_data
+        .as_ref()
+        .map(|k| keep_alive_timer(k, chunked));
+    let ending = match task.filter(|_| !plan.head_only) {
+        Some(task) => {
+            link_stream::start(shared, &sub, task.paging, &plan.prev_ids);
+            drop(plan);
+            // boxed: only linked streams pay for the next-link loop
+            Box::pin(link_stream::hold(
+                shared,
+                &sub,
+                *task,
+                &mut subscriptions,
+                keep_alive,
+            ))
+            .await
+        }
+        None => {
+            drop(plan);
+            hold(&sub, keep_alive).await
+        }
+    };
     drop(subscriptions);
     match ending {
         Ending::Slow => {
@@ -197,20 +248,20 @@ pub(crate) async fn run(
 
 /// Sends what history has for `wants`, then what the fan-out handed over meanwhile.
 async fn recover(shared: &Shared, sub: &StreamSub, plan: &HoldPlan) {
-    use super::recover;
-    let wants = recover::stream_wants(plan);
-    let mut found = recover::read(shared, &wants.ids).await;
+    use super::from_history;
+    let wants = from_history::stream_wants(plan);
+    let mut found = from_history::read(shared, &wants.ids).await;
     let mut st = sub.sink.lock();
     let held = sub.sink.release(&mut st);
-    let live = recover::reconcile(&mut found, held);
+    let live = from_history::reconcile(&mut found, held);
     if wants.last_event_id {
-        recover::for_last_event_id(&mut found);
+        from_history::for_last_event_id(&mut found);
     }
     let mut sent = 0;
     for f in &found {
         if f.reach == gripway_broker::history::Reach::Gap && plan.sse {
             let channel = f.channel.strip_prefix(&*plan.prefix).unwrap_or(&f.channel);
-            let event = recover::gap_event(channel, &f.after);
+            let event = from_history::gap_event(channel, &f.after);
             let frame = if sub.chunked {
                 encode_chunk(&event)
             } else {
@@ -240,7 +291,7 @@ async fn recover(shared: &Shared, sub: &StreamSub, plan: &HoldPlan) {
                 .last()
                 .and_then(|m| m.id.as_deref())
                 .unwrap_or(&f.after);
-            let event = recover::gap_event(channel, last);
+            let event = from_history::gap_event(channel, last);
             let frame = if sub.chunked {
                 encode_chunk(&event)
             } else {
@@ -249,7 +300,7 @@ async fn recover(shared: &Shared, sub: &StreamSub, plan: &HoldPlan) {
             sub.sink.send(&mut st, &[&frame]);
         }
     }
-    recover::count_sent(shared, sent);
+    from_history::count_sent(shared, sent);
     // what was held back, in fan-out order, one run of one channel at a time
     let mut start = 0;
     while start < live.len() && !Sink::is_closed(&st) {
@@ -263,10 +314,23 @@ async fn recover(shared: &Shared, sub: &StreamSub, plan: &HoldPlan) {
     }
 }
 
-struct KeepAliveTimer {
-    data: Bytes,
-    period: Duration,
-    idle: bool,
+pub(super) struct KeepAliveTimer {
+    pub(super) data: Bytes,
+    pub(super) period: Duration,
+    pub(super) idle: bool,
+}
+
+/// The keep-alive of `k`, framed for the stream.
+pub(super) fn keep_alive_timer(k: &KeepAlive, chunked: bool) -> KeepAliveTimer {
+    KeepAliveTimer {
+        data: if chunked {
+            encode_chunk(&k.data)
+        } else {
+            k.data.clone()
+        },
+        period: Duration::from_secs(u64::from(k.timeout_secs.max(1))),
+        idle: k.mode == KeepAliveMode::Idle,
+    }
 }
 
 /// Waits for the stream to end, sending keep-alives when due.
@@ -301,7 +365,7 @@ async fn hold(sub: &StreamSub, keep_alive: Option<KeepAliveTimer>) -> Ending {
 
 /// The period less up to a second at random, so that streams opened together do not all
 /// send their keep-alives in the same instant.
-fn jittered(period: Duration) -> Duration {
+pub(super) fn jittered(period: Duration) -> Duration {
     if period <= Duration::from_secs(1) {
         return period;
     }

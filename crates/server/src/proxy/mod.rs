@@ -205,7 +205,7 @@ pub(crate) async fn respond(
         )
         .await;
     }
-    match hold::prepare(&request, &response, instruct, body) {
+    match hold::prepare(&request, conn.peer.ip(), &response, instruct, body) {
         hold::Prepared::Relay(mut relayed) => {
             if aco {
                 add_cors_headers(&request.head.headers, &mut relayed.headers);
