@@ -62,6 +62,8 @@ pub const DEFAULT_MAX_CHANNEL_BYTES: usize = 1024;
 /// Default for [`ControlLimits::max_content_bytes`]: the content limit Fanout documents for
 /// published messages, which suits messages stored per connection just as well.
 pub const DEFAULT_MAX_CONTENT_BYTES: usize = 32_767;
+/// Longest `prev-id` of a subscribe message, in bytes.
+pub const MAX_PREV_ID_BYTES: usize = 1024;
 /// Longest filter name, in bytes.
 pub const MAX_FILTER_NAME_BYTES: usize = 256;
 /// Longest set-meta name, in bytes.
@@ -169,6 +171,10 @@ pub enum ControlMessage {
         channel: String,
         /// Filter names, in order (unknown names are the filter stage's business).
         filters: Vec<String>,
+        /// `prev-id`: the id of the last item the origin says the client has; what followed
+        /// it is sent first, from history (a Gripway extension; at most
+        /// [`MAX_PREV_ID_BYTES`], no control characters).
+        prev_id: Option<String>,
     },
     /// Unsubscribe the connection from a channel.
     Unsubscribe {
@@ -308,7 +314,12 @@ pub fn parse_control_message(
         "subscribe" => {
             let channel = take_channel(&mut object, limits)?;
             let filters = take_filters(&mut object, &channel, limits)?;
-            Ok(ControlMessage::Subscribe { channel, filters })
+            let prev_id = take_prev_id(&mut object)?;
+            Ok(ControlMessage::Subscribe {
+                channel,
+                filters,
+                prev_id,
+            })
         }
         "unsubscribe" => Ok(ControlMessage::Unsubscribe {
             channel: take_channel(&mut object, limits)?,
@@ -396,6 +407,20 @@ fn take_channel(object: &mut Object, limits: &ControlLimits) -> Result<String, C
         ));
     }
     Ok(channel)
+}
+
+fn take_prev_id(object: &mut Object) -> Result<Option<String>, ControlError> {
+    let Some(id) = take_string(object, "prev-id")? else {
+        return Ok(None);
+    };
+    check_len("prev-id", id.len(), MAX_PREV_ID_BYTES)?;
+    if id.chars().any(char::is_control) {
+        return Err(ControlError::invalid(
+            "prev-id",
+            format!("{id:?} contains a control character"),
+        ));
+    }
+    Ok((!id.is_empty()).then_some(id))
 }
 
 fn take_filters(

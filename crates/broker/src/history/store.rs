@@ -75,6 +75,21 @@ impl History {
         }
     }
 
+    /// [`History::read_after`] for a store that answers without waiting; None from a store
+    /// that cannot.
+    pub fn read_after_now(
+        &self,
+        channel: &str,
+        after: After<'_>,
+        limit: usize,
+        now: Instant,
+    ) -> Option<Recovery> {
+        match self {
+            History::Off => Some(off_answer(after)),
+            History::Memory(m) => Some(m.read_after_now(channel, after, limit, now)),
+        }
+    }
+
     /// Whether `id` is kept on `channel` (or is its last id), for a store that can say so
     /// without waiting; None from a store that cannot.
     pub fn knows_now(&self, channel: &str, id: &str, now: Instant) -> Option<bool> {

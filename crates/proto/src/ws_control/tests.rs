@@ -84,7 +84,8 @@ fn parses_subscribe_and_unsubscribe() {
         parse(r#"{"type": "subscribe", "channel": "room-1"}"#).unwrap(),
         ControlMessage::Subscribe {
             channel: "room-1".to_owned(),
-            filters: vec![]
+            filters: vec![],
+            prev_id: None,
         }
     );
     assert_eq!(
@@ -92,16 +93,28 @@ fn parses_subscribe_and_unsubscribe() {
             .unwrap(),
         ControlMessage::Subscribe {
             channel: "r".to_owned(),
-            filters: vec!["skip-self".to_owned(), "x".to_owned()]
+            filters: vec!["skip-self".to_owned(), "x".to_owned()],
+            prev_id: None,
         }
     );
     assert_eq!(
         parse(r#"{"type": "subscribe", "channel": "r", "filters": null}"#).unwrap(),
         ControlMessage::Subscribe {
             channel: "r".to_owned(),
-            filters: vec![]
+            filters: vec![],
+            prev_id: None,
         }
     );
+    assert_eq!(
+        parse(r#"{"type": "subscribe", "channel": "r", "prev-id": "e7"}"#).unwrap(),
+        ControlMessage::Subscribe {
+            channel: "r".to_owned(),
+            filters: vec![],
+            prev_id: Some("e7".to_owned()),
+        }
+    );
+    assert!(parse(r#"{"type": "subscribe", "channel": "r", "prev-id": "a\u0001"}"#).is_err());
+    assert!(parse(r#"{"type": "subscribe", "channel": "r", "prev-id": 7}"#).is_err());
     assert_eq!(
         parse(r#"{"channel": "room-1", "type": "unsubscribe"}"#).unwrap(),
         ControlMessage::Unsubscribe {

@@ -81,7 +81,7 @@ pub(crate) struct Found {
     pub(crate) cut: bool,
 }
 
-fn result_label(reach: Reach) -> &'static str {
+pub(crate) fn result_label(reach: Reach) -> &'static str {
     match reach {
         Reach::After => "after",
         Reach::Complete => "complete",

@@ -6,7 +6,7 @@
 //! broker's fan-out writes published messages directly, and the filters in [`filters`].
 
 pub(crate) mod filters;
-mod from_history;
+pub(crate) mod from_history;
 mod gone;
 mod link_stream;
 pub(crate) mod next_link;

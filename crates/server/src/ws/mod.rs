@@ -8,6 +8,7 @@
 mod client;
 mod grip;
 mod passthrough;
+mod recover;
 mod session;
 mod subscriber;
 mod woh;

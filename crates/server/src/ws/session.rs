@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use gripway_broker::{Subscriber, Subscription};
+
+use super::recover;
 use gripway_proto::woh::{close_code_and_reason, Event, EventKind};
 use gripway_proto::ws_control::{ControlMessage, GripExtension};
 use gripway_proto::ws_frame::{encode_frame, FrameKind};
@@ -556,9 +558,18 @@ impl Session {
 
     fn on_control(&mut self, control: ControlMessage) -> Step {
         match control {
-            ControlMessage::Subscribe { channel, filters } => {
+            ControlMessage::Subscribe {
+                channel,
+                filters,
+                prev_id,
+            } => {
                 let name = format!("{}{}", self.route.route.prefix, channel);
+                let new = !self.channels.iter().any(|c| c.name == name);
+                let recover = new && prev_id.is_some() && recover::prepare(&self.shared, &self.sub);
                 self.subscribe(&name, FilterSet::from_names(&filters), false);
+                if let (true, Some(prev)) = (recover, prev_id) {
+                    recover::recover(&self.shared, &self.sub, &name, &prev);
+                }
             }
             ControlMessage::Unsubscribe { channel } => {
                 let name = format!("{}{}", self.route.route.prefix, channel);

@@ -11,7 +11,7 @@ use gripway_proto::publish::WsAction;
 use parking_lot::Mutex;
 
 use crate::hold::filters::{admits, Filters};
-use crate::hold::sink::{Batch, Sink};
+use crate::hold::sink::{Batch, Sink, SinkState};
 
 /// What the fan-out asks of the connection's task.
 #[derive(Debug, Default)]
@@ -53,6 +53,23 @@ impl Subscriber for WsSub {
         if Sink::is_closed(&st) {
             return Delivery::Closed(messages.len() as u32);
         }
+        // held back while a subscription's history is read (`prev-id`)
+        match self.sink.held(&mut st, messages) {
+            None => self.deliver_locked(&mut st, channel, messages),
+            Some(true) => Delivery::Sent(messages.len() as u32),
+            Some(false) => Delivery::DroppedSlow(messages.len() as u32),
+        }
+    }
+}
+
+impl WsSub {
+    /// Writes `messages` of `channel` (under the sink's lock).
+    pub(crate) fn deliver_locked(
+        &self,
+        st: &mut SinkState,
+        channel: &str,
+        messages: &[Arc<Message>],
+    ) -> Delivery {
         let filters = self.filters.lock();
         let mut batch = Batch::new();
         let mut notify = false;
@@ -71,7 +88,7 @@ impl Subscriber for WsSub {
                         msg.ws_frame()
                     };
                     if let Some(frame) = frame {
-                        if !batch.push(&self.sink, &mut st, frame) {
+                        if !batch.push(&self.sink, st, frame) {
                             return Delivery::DroppedSlow(messages.len() as u32);
                         }
                     }
@@ -90,11 +107,11 @@ impl Subscriber for WsSub {
         }
         drop(filters);
         let sent = batch.count;
-        if !batch.send(&self.sink, &mut st) {
+        if !batch.send(&self.sink, st) {
             return Delivery::DroppedSlow(messages.len() as u32);
         }
         if notify {
-            self.sink.notify(&mut st);
+            self.sink.notify(st);
         }
         if sent == 0 && !notify {
             Delivery::Skipped
