@@ -92,6 +92,15 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Result<Response<Full<
     }
 }
 
+/// The answer to a publish during the drain at shutdown: nothing more is accepted.
+fn draining() -> Refusal {
+    Refusal::internal(
+        503,
+        "draining",
+        "Draining for shutdown: nothing more is accepted; publish again once the server is back, or to another node.",
+    )
+}
+
 /// `/service/{id}/publish` (the trailing slash already removed).
 fn is_fastly_publish(path: &str) -> bool {
     path.strip_prefix("/service/")
@@ -105,6 +114,9 @@ async fn publish(
     req: Request<Incoming>,
     fastly: bool,
 ) -> Result<Response<Full<Bytes>>, Refusal> {
+    if shared.drain.is_draining() {
+        return Err(draining());
+    }
     let auth = &shared.config.publish.auth;
     if !auth.is_open() {
         let header = |name: &str| req.headers().get(name).map(HeaderValue::as_bytes);
@@ -166,7 +178,7 @@ async fn publish(
         Refusal::publisher(e.http_status(), reason, e.message)
     })?;
     if shared.broker.publish(items).await.is_err() {
-        return Err(Refusal::internal(503, "shutting-down", "Shutting down."));
+        return Err(draining());
     }
     Ok(match format {
         Format::Text => text(StatusCode::OK, "Published\n"),

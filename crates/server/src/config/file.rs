@@ -72,6 +72,8 @@ pub struct RawServer {
     pub routes: Option<Vec<String>>,
     /// Runtime worker threads (default: one per core).
     pub workers: Option<usize>,
+    /// How long the drain at SIGTERM/SIGINT may take, in ms (default 10,000).
+    pub drain_timeout_ms: Option<u64>,
 }
 
 /// `[proxy]`
@@ -236,6 +238,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     if let Some(w) = s.workers {
         c.workers = w;
     }
+    set_ms(&mut c.drain_timeout, s.drain_timeout_ms);
 
     let p = raw.proxy;
     let pc = &mut c.proxy;

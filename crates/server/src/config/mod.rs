@@ -75,6 +75,8 @@ pub struct Config {
     pub websocket: WsConfig,
     /// Runtime worker threads (0: one per core).
     pub workers: usize,
+    /// How long a drain at shutdown may take before what is still open is cut off.
+    pub drain_timeout: Duration,
 }
 
 /// Proxying requests to origins.
@@ -197,6 +199,7 @@ impl Default for Config {
             publish: PublishConfig::default(),
             websocket: WsConfig::default(),
             workers: 0,
+            drain_timeout: Duration::from_secs(10),
         }
     }
 }

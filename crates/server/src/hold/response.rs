@@ -16,6 +16,9 @@
 //! as its fault (`gripway_errors_total{source="origin",reason="stale-prev-id"}`), rather than
 //! a 502 that would make the client's next poll start the loop again at once. Each
 //! re-request counts in `gripway_retries_total{reason="stale-prev-id"}`.
+//!
+//! At shutdown the drain answers a waiting long-poll with its timeout response (and
+//! `Connection: close`), so the client polls again ([`crate::drain`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
@@ -28,9 +31,10 @@ use gripway_proto::publish::{HttpResponseAction, PatchError, ResponseBody, Respo
 use http::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 
 use super::filters::{admits, Filters};
-use super::sink::{Ending, Sink, Wake};
+use super::sink::{Ending, Sink, SinkState, Wake};
 use super::{HoldEnd, HoldPlan};
 use crate::conn::ClientConn;
+use crate::drain::Drainable;
 use crate::error::{Refusal, Source};
 use crate::metrics::ConnKind;
 use crate::origin::detached_headers;
@@ -144,7 +148,33 @@ impl Subscriber for PollSub {
     }
 }
 
+impl Drainable for PollSub {
+    fn drain(&self) {
+        let mut st = self.sink.lock();
+        self.answer_timeout(&mut st, false);
+    }
+}
+
 impl PollSub {
+    /// Sends the timeout response (the origin's) and finishes, unless already answered.
+    fn answer_timeout(&self, st: &mut SinkState, keep_alive: bool) {
+        if Sink::is_closed(st) {
+            return;
+        }
+        let t = &self.template;
+        let bytes = full_response_bytes(
+            self.version,
+            keep_alive,
+            self.head_only,
+            t.status,
+            t.reason.as_deref(),
+            t.headers.clone(),
+            &t.body,
+        );
+        self.sink.send(st, &[&bytes]);
+        self.sink.finish(st);
+    }
+
     /// The full response for a published message; None if its body patch cannot apply.
     fn answer(&self, message: &ResponseMessage) -> Option<Bytes> {
         let mut headers = self.template.headers.clone();
@@ -373,6 +403,7 @@ pub(crate) async fn run(
         .map(|(c, _)| registry.subscribe(c, sub.clone() as Arc<dyn Subscriber>))
         .collect();
     recheck_after_subscribing(shared, &sub);
+    shared.drain.roster.enlist(&sub);
     let timeout = plan.timeout;
     drop(plan);
     // boxed: the timer lives on the heap, not in every connection's future
@@ -383,28 +414,13 @@ pub(crate) async fn run(
             Wake::Readable => {}
             Wake::Notified => count_patch_skips(shared, &sub),
             Wake::Timer => {
-                {
-                    let mut st = sub.sink.lock();
-                    if !Sink::is_closed(&st) {
-                        let t = &sub.template;
-                        let bytes = full_response_bytes(
-                            sub.version,
-                            sub.keep_alive,
-                            sub.head_only,
-                            t.status,
-                            t.reason.as_deref(),
-                            t.headers.clone(),
-                            &t.body,
-                        );
-                        sub.sink.send(&mut st, &[&bytes]);
-                        sub.sink.finish(&mut st);
-                    }
-                }
+                sub.answer_timeout(&mut sub.sink.lock(), sub.keep_alive);
                 break sub.sink.wait_end().await;
             }
         }
     };
     drop(subscriptions);
+    shared.drain.roster.leave(&sub);
     count_patch_skips(shared, &sub);
     let retry = sub.retry.load(Ordering::Relaxed);
     if ending == Ending::Slow {

@@ -6,6 +6,10 @@
 //! all subscribers; HTTP/1.0 clients get raw content and the end of the stream is the end
 //! of the connection. Keep-alive data (`Grip-Keep-Alive`) goes out when the stream has been
 //! quiet for its timeout (`idle` mode) or on a fixed period (`interval` mode).
+//!
+//! At shutdown the drain ends the stream with its last chunk (the connection then closes);
+//! an SSE stream (`text/event-stream`) first gets a `retry:` line so `EventSource` reconnects
+//! soon ([`crate::drain`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,13 +20,14 @@ use gripway_proto::chunked::{encode_chunk, LAST_CHUNK};
 use gripway_proto::http1::{write_response_head, Version};
 use gripway_proto::instruct::KeepAliveMode;
 use gripway_proto::publish::HttpStreamAction;
-use http::header::{HeaderValue, CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
 use rand::Rng;
 
 use super::filters::{admits, Filters};
 use super::sink::{Batch, Ending, Sink, Wake};
 use super::{HoldEnd, HoldPlan};
 use crate::conn::ClientConn;
+use crate::drain::{sse_retry_line, Drainable};
 use crate::metrics::ConnKind;
 use crate::relay::set_connection;
 use crate::Shared;
@@ -37,7 +42,31 @@ pub(crate) const STATE_SIZE: usize = std::mem::size_of::<StreamSub>();
 struct StreamSub {
     sink: Sink,
     chunked: bool,
+    /// Server-sent events: told to reconnect soon when the server drains.
+    sse: bool,
     filters: Option<Box<Filters>>,
+}
+
+impl Drainable for StreamSub {
+    fn drain(&self) {
+        let mut st = self.sink.lock();
+        if Sink::is_closed(&st) {
+            return;
+        }
+        if self.sse {
+            let retry = Bytes::from(sse_retry_line());
+            let frame = if self.chunked {
+                encode_chunk(&retry)
+            } else {
+                retry
+            };
+            self.sink.send(&mut st, &[&frame]);
+        }
+        if self.chunked {
+            self.sink.send(&mut st, &[&END_OF_STREAM]);
+        }
+        self.sink.finish(&mut st);
+    }
 }
 
 impl Subscriber for StreamSub {
@@ -112,9 +141,15 @@ pub(crate) async fn run(
     drop(buf);
     guard.become_kind(ConnKind::Stream);
     let chunked = plan.version == Version::Http11;
+    let sse = plan.response.headers.get(CONTENT_TYPE).is_some_and(|v| {
+        v.as_bytes()
+            .get(..17)
+            .is_some_and(|t| t.eq_ignore_ascii_case(b"text/event-stream"))
+    });
     let sub = Arc::new(StreamSub {
         sink: Sink::new(sock, shared.config.grip.subscriber_queue_bytes),
         chunked,
+        sse,
         filters: Filters::new(&plan.channels, &plan.meta),
     });
     {
@@ -146,8 +181,10 @@ pub(crate) async fn run(
             .collect()
     };
     drop(plan);
+    shared.drain.roster.enlist(&sub);
     let ending = hold(&sub, keep_alive).await;
     drop(subscriptions);
+    shared.drain.roster.leave(&sub);
     match ending {
         Ending::Slow => {
             shared.metrics.dropped("slow-subscriber");
