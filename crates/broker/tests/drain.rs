@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use gripway_broker::{Broker, BrokerClosed, BrokerConfig, Delivery, Message, Subscriber, Transport};
+use gripway_broker::{
+    Broker, BrokerClosed, BrokerConfig, Delivery, Message, Subscriber, Transport,
+};
 use gripway_proto::publish::{Formats, Item};
 
 struct Counter(AtomicU64);

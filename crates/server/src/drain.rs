@@ -291,7 +291,10 @@ async fn drain(shared: &Shared, deadline: Instant) -> Stopped {
         "published items delivered; ending {held} held connections ({} connection tasks open)",
         d.busy_count()
     );
-    if tokio::time::timeout_at(deadline, d.all_done()).await.is_ok() {
+    if tokio::time::timeout_at(deadline, d.all_done())
+        .await
+        .is_ok()
+    {
         tracing::info!("drained");
         return Stopped::Drained;
     }
