@@ -181,6 +181,8 @@ async fn refuse_websocket_early_data(shared: &Shared, mut conn: ClientConn) {
 /// Reads the next request and proxies it; closes instead if the drain begins first.
 async fn next_request(shared: &Arc<Shared>, conn: &mut ClientConn, wait: Duration) -> Next {
     let head = tokio::select! {
+        // a request already here is served
+        biased;
         head = read_head(shared, conn, wait) => head,
         _ = shared.drain.started() => None,
     };

@@ -124,7 +124,9 @@ struct RosterShard {
 
 /// Every held connection and WebSocket, so the drain can reach each one once. Entries are
 /// keyed by the address of the connection's shared state, so a hold keeps no handle (its
-/// future does not grow): it calls [`Roster::leave`] with the same `Arc` when it ends.
+/// future does not grow): it calls [`Roster::leave`] with the same `Arc` when it ends. (A
+/// hold whose task were dropped without leaving would leave a dead `Weak`, skipped by the
+/// sweep.)
 pub(crate) struct Roster {
     shards: Box<[Mutex<RosterShard>]>,
 }

@@ -463,6 +463,16 @@ keys = ["k1"]
     }
 
     #[test]
+    fn drain_timeout_ms() {
+        assert_eq!(
+            parse_str("").unwrap().drain_timeout,
+            Duration::from_secs(10)
+        );
+        let c = parse_str("[server]\ndrain_timeout_ms = 2500\n").unwrap();
+        assert_eq!(c.drain_timeout, Duration::from_millis(2500));
+    }
+
+    #[test]
     fn websocket_origin_queue_bytes() {
         assert_eq!(parse_str("").unwrap().websocket.origin_queue_bytes, 200_000);
         let c = parse_str("[websocket]\norigin_queue_bytes = 65536\n").unwrap();
