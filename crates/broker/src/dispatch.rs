@@ -11,6 +11,10 @@
 //! `publish` returns once the items are queued: the publish API answers without waiting for
 //! the fan-out. The queues are bounded; when they are full, `publish` waits (backpressure on
 //! the publisher) rather than dropping anything it has acknowledged.
+//!
+//! [`Broker::drain`] (at shutdown) closes the queues, so later publishes fail with
+//! [`BrokerClosed`], and resolves once every shard has fanned out all it had accepted,
+//! items waiting for their predecessor included.
 
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,7 +24,9 @@ use std::time::{Duration, Instant};
 use foldhash::fast::FixedState;
 use foldhash::HashMap;
 use gripway_proto::publish::Item;
-use tokio::sync::mpsc;
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 
 use crate::dedup::Dedup;
 use crate::history::{History, HistoryConfig, MemoryHistory};
@@ -126,6 +132,9 @@ pub struct Broker {
     queues: Arc<[mpsc::Sender<Arc<Message>>]>,
     hasher: FixedState,
     stats: Arc<BrokerStats>,
+    /// Set by [`Broker::drain`]: each shard closes its queue and ends once it is empty.
+    stop: Arc<watch::Sender<bool>>,
+    shard_tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
 
 impl Broker {
@@ -150,6 +159,8 @@ impl Broker {
         let last_ids = Arc::new(LastIds::new(config.last_ids_max_bytes));
         let stats = Arc::new(BrokerStats::default());
         let shards = config.shards.max(1);
+        let (stop, _) = watch::channel(false);
+        let mut shard_tasks = Vec::with_capacity(shards);
         let queues: Vec<_> = (0..shards)
             .map(|_| {
                 let (tx, rx) = mpsc::channel(config.queue_per_shard.max(1));
@@ -166,7 +177,7 @@ impl Broker {
                     ),
                     reported: Reported::default(),
                 };
-                tokio::spawn(shard.run(rx));
+                shard_tasks.push(tokio::spawn(shard.run(rx, stop.subscribe())));
                 tx
             })
             .collect();
@@ -177,6 +188,19 @@ impl Broker {
             queues: queues.into(),
             hasher: FixedState::with_seed(0x7368_6172),
             stats,
+            stop: Arc::new(stop),
+            shard_tasks: Arc::new(Mutex::new(shard_tasks)),
+        }
+    }
+
+    /// Stops taking items and fans out everything already accepted: resolves once every
+    /// shard's queue is empty and its task has ended. Later `publish` calls fail with
+    /// [`BrokerClosed`]. A second caller returns at once.
+    pub async fn drain(&self) {
+        self.stop.send_replace(true);
+        let tasks = std::mem::take(&mut *self.shard_tasks.lock());
+        for task in tasks {
+            let _ = task.await;
         }
     }
 
@@ -249,14 +273,21 @@ struct Shard {
 const MAX_BATCH: usize = 4096;
 
 impl Shard {
-    async fn run(mut self, mut rx: mpsc::Receiver<Arc<Message>>) {
+    async fn run(mut self, mut rx: mpsc::Receiver<Arc<Message>>, mut stop: watch::Receiver<bool>) {
         let mut batch = Vec::with_capacity(64);
         let mut ready = Vec::with_capacity(64);
+        let mut stopping = false;
         loop {
             let deadline = self.sequencer.next_deadline();
             let closed = tokio::select! {
                 n = rx.recv_many(&mut batch, MAX_BATCH) => n == 0,
                 _ = sleep_until(deadline), if deadline.is_some() => false,
+                // drain: take nothing new; what is queued is still received, then recv ends
+                _ = stop.wait_for(|s| *s), if !stopping => {
+                    stopping = true;
+                    rx.close();
+                    false
+                }
             };
             let now = Instant::now();
             for msg in batch.drain(..) {

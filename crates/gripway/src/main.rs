@@ -2,16 +2,20 @@
 //! Flags follow Pushpin's runner (`--config`, `--port`, `--route`, `--loglevel`) so existing
 //! scripts keep working; `gripway publish` does what `pushpin-publish` does.
 //!
-//! Exit codes: 0 after a clean shutdown, 1 when the server cannot start (a port in use),
-//! 2 for a bad command line, config file or routes line (the message names file and line).
+//! Exit codes: 0 after a shutdown (SIGTERM or SIGINT: drained, or cut off at the drain
+//! deadline), 1 when the server cannot start (a port in use) or a second signal cut the drain
+//! short, 2 for a bad command line, config file or routes line (the message names file and
+//! line).
 
 mod publish;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use gripway_server::config::{file, parse_listen_addr, Config, ConfigError, RoutesSource};
+use gripway_server::{Shutdown, Stopped};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser, Debug)]
@@ -60,6 +64,9 @@ struct RunArgs {
     /// Runtime worker threads (default: one per core).
     #[arg(long)]
     workers: Option<usize>,
+    /// Longest drain at SIGTERM/SIGINT, in ms, before open connections are cut off (default 10000).
+    #[arg(long, value_name = "MS")]
+    drain_timeout_ms: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -101,7 +108,14 @@ fn serve(args: RunArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    runtime.block_on(async move {
+    let code = runtime.block_on(async move {
+        let shutdown = match Shutdown::on_signals() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("gripway: cannot listen for signals: {e}");
+                return ExitCode::from(1);
+            }
+        };
         let listeners = match gripway_server::bind(&config).await {
             Ok(l) => l,
             Err(e) => {
@@ -109,14 +123,18 @@ fn serve(args: RunArgs) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
-        match gripway_server::run(config, listeners, shutdown_signal()).await {
-            Ok(()) => ExitCode::SUCCESS,
+        match gripway_server::run(config, listeners, shutdown).await {
+            Ok(Stopped::Drained | Stopped::DeadlinePassed(_)) => ExitCode::SUCCESS,
+            Ok(Stopped::Forced) => ExitCode::from(1),
             Err(e) => {
                 eprintln!("gripway: {e}");
                 ExitCode::from(2)
             }
         }
-    })
+    });
+    // what is still open (past the drain's deadline) is dropped, not waited for
+    runtime.shutdown_timeout(Duration::from_millis(100));
+    code
 }
 
 /// The config file (if any), then the flags on top.
@@ -149,6 +167,9 @@ fn build_config(args: &RunArgs) -> Result<Config, ConfigError> {
     if let Some(w) = args.workers {
         config.workers = w;
     }
+    if let Some(ms) = args.drain_timeout_ms {
+        config.drain_timeout = Duration::from_millis(ms);
+    }
     Ok(config)
 }
 
@@ -175,25 +196,4 @@ fn init_logging(level: Option<&str>, verbose: bool) {
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
 }

@@ -8,6 +8,9 @@
 //!
 //! Bytes pipelined behind a held request are kept (boxed) and served when the hold ends;
 //! bytes sent behind a WebSocket upgrade before its answer are refused, never dropped.
+//!
+//! At shutdown ([`crate::drain`]) the accept loops end (closing the listeners), a connection
+//! waiting for its next request closes, and one that finishes a request closes after it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,13 +40,17 @@ pub(crate) struct ClientConn {
     pub(crate) guard: crate::metrics::ConnGuard,
 }
 
-/// Accepts clients until the listener fails for good. A client is refused with 503 once the
-/// connection limit (which keeps descriptors in reserve, see [`crate::fds`]) is reached, and
-/// with 429 once its address holds its limit.
+/// Accepts clients until the drain begins (then the listener closes). A client is refused
+/// with 503 once the connection limit (which keeps descriptors in reserve, see
+/// [`crate::fds`]) is reached, and with 429 once its address holds its limit.
 pub(crate) async fn accept_loop(shared: Arc<Shared>, gate: Arc<ClientGate>, listener: TcpListener) {
     let mut backoff = AcceptBackoff::default();
     loop {
-        let (sock, peer) = match listener.accept().await {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shared.drain.started() => return,
+        };
+        let (sock, peer) = match accepted {
             Ok(x) => x,
             Err(e) => {
                 // e.g. out of file descriptors: back off rather than spin
@@ -79,6 +86,7 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, gate: Arc<ClientGate>, list
             }
         };
         let shared = shared.clone();
+        let busy = shared.drain.busy();
         tokio::spawn(async move {
             let guard = shared.metrics.connection(ConnKind::Http);
             serve(
@@ -92,6 +100,7 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, gate: Arc<ClientGate>, list
             )
             .await;
             drop(admitted);
+            drop(busy);
         });
     }
 }
@@ -100,6 +109,9 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, gate: Arc<ClientGate>, list
 pub(crate) async fn serve(shared: &Arc<Shared>, mut conn: ClientConn) {
     let mut first = true;
     loop {
+        if shared.drain.is_draining() {
+            return;
+        }
         let wait = if first {
             shared.config.proxy.request_head_timeout
         } else {
@@ -166,9 +178,15 @@ async fn refuse_websocket_early_data(shared: &Shared, mut conn: ClientConn) {
     answer_refusal(shared, &mut conn.sock, Version::Http11, &refusal, false).await;
 }
 
-/// Reads the next request and proxies it.
+/// Reads the next request and proxies it; closes instead if the drain begins first.
 async fn next_request(shared: &Arc<Shared>, conn: &mut ClientConn, wait: Duration) -> Next {
-    match read_head(shared, conn, wait).await {
+    let head = tokio::select! {
+        // a request already here is served
+        biased;
+        head = read_head(shared, conn, wait) => head,
+        _ = shared.drain.started() => None,
+    };
+    match head {
         Some(head) => proxy::handle(shared, conn, head).await,
         None => Next::Close,
     }

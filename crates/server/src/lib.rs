@@ -1,7 +1,8 @@
 //! Gripway's server: everything that touches a socket.
 //!
 //! [`run`] takes a validated [`Config`](config::Config) and bound listeners and serves until
-//! its shutdown future resolves. Client connections ([`conn`]) are proxied to origins
+//! a shutdown is requested, then drains ([`drain`]: what was acknowledged is delivered, holds
+//! are ended so clients reconnect) within `drain_timeout_ms`. Client connections ([`conn`]) are proxied to origins
 //! ([`proxy`], [`origin`]); responses with GRIP instructions become held connections
 //! ([`hold`]) subscribed in the broker; the publish API ([`publish_api`]) feeds the broker;
 //! the admin listener ([`admin`]) serves metrics ([`metrics`]).
@@ -14,6 +15,7 @@ pub mod routing;
 mod admin;
 mod budget;
 mod conn;
+mod drain;
 pub(crate) mod error;
 mod fds;
 mod hold;
@@ -22,7 +24,6 @@ mod publish_api;
 mod relay;
 mod ws;
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -34,6 +35,8 @@ use crate::config::{Config, ConfigError, RoutesSource};
 use crate::metrics::Metrics;
 use crate::origin::{OriginClient, OriginTimeouts};
 use crate::routing::{RouteDefaults, RoutesHandle};
+
+pub use crate::drain::{Shutdown, Stopped};
 
 /// What every connection shares.
 pub(crate) struct Shared {
@@ -48,6 +51,8 @@ pub(crate) struct Shared {
     pub(crate) farewells: Arc<tokio::sync::Semaphore>,
     /// Bounds the next-link fetches running at once (`grip.max_next_link_fetches`).
     pub(crate) next_links: tokio::sync::Semaphore,
+    /// Shutdown state: whether draining, the roster of holds, the tasks still running.
+    pub(crate) drain: drain::Drain,
 }
 
 impl Shared {
@@ -66,6 +71,7 @@ impl Shared {
             upstream_key: None,
             farewells: Arc::new(tokio::sync::Semaphore::new(1)),
             next_links: tokio::sync::Semaphore::new(config.grip.max_next_link_fetches),
+            drain: drain::Drain::new(),
             config,
         })
     }
@@ -121,12 +127,13 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// Serves until `shutdown` resolves. Must run inside a tokio runtime.
+/// Serves until `shutdown` is requested, then drains (see [`drain`]) and returns how that
+/// went. Must run inside a tokio runtime.
 pub async fn run(
     config: Config,
     listeners: Listeners,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), ConfigError> {
+    shutdown: Shutdown,
+) -> Result<Stopped, ConfigError> {
     validate(&config)?;
     let routes = RoutesHandle::new(routing::load(&config)?);
     if let RoutesSource::File(path) = &config.routes {
@@ -165,6 +172,7 @@ pub async fn run(
         metrics: metrics.clone(),
         upstream_key,
         farewells: Arc::new(tokio::sync::Semaphore::new(MAX_FAREWELLS)),
+        drain: drain::Drain::new(),
     });
     let gate = fds::ClientGate::from_config(&shared.config);
     for listener in listeners.http {
@@ -183,7 +191,5 @@ pub async fn run(
         }
         tokio::spawn(admin::serve(metrics, admin));
     }
-    shutdown.await;
-    tracing::info!("shutting down");
-    Ok(())
+    Ok(drain::run(&shared, shutdown).await)
 }

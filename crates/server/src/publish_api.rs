@@ -132,6 +132,15 @@ fn answer(format: Format, message: &str) -> Response<Full<Bytes>> {
     }
 }
 
+/// The answer to a publish during the drain at shutdown: nothing more is accepted.
+fn draining() -> Refusal {
+    Refusal::internal(
+        503,
+        "draining",
+        "Draining for shutdown: nothing more is accepted; publish again once the server is back, or to another node.",
+    )
+}
+
 /// `/service/{id}/publish` (the trailing slash already removed).
 fn is_fastly_publish(path: &str) -> bool {
     path.strip_prefix("/service/")
@@ -145,6 +154,9 @@ async fn publish(
     req: Request<Incoming>,
     fastly: bool,
 ) -> Result<Response<Full<Bytes>>, Refusal> {
+    if shared.drain.is_draining() {
+        return Err(draining());
+    }
     check_auth(shared, &req)?;
     let Some(format) = negotiate(req.headers().get(ACCEPT)) else {
         return Err(Refusal::publisher(406, "not-acceptable", "Not acceptable."));
@@ -196,7 +208,7 @@ async fn publish(
         Refusal::publisher(e.http_status(), reason, e.message)
     })?;
     if shared.broker.publish(items).await.is_err() {
-        return Err(Refusal::internal(503, "shutting-down", "Shutting down."));
+        return Err(draining());
     }
     Ok(answer(format, "Published"))
 }

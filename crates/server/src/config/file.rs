@@ -91,6 +91,8 @@ pub struct RawServer {
     pub routes: Option<Vec<String>>,
     /// Runtime worker threads (default: one per core).
     pub workers: Option<usize>,
+    /// How long the drain at SIGTERM/SIGINT may take, in ms (default 10,000).
+    pub drain_timeout_ms: Option<u64>,
 }
 
 /// `[proxy]`
@@ -259,6 +261,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     if let Some(w) = s.workers {
         c.workers = w;
     }
+    set_ms(&mut c.drain_timeout, s.drain_timeout_ms);
 
     let p = raw.proxy;
     let pc = &mut c.proxy;
@@ -506,6 +509,16 @@ keys = ["k1"]
         assert_eq!(c.publish.dedup_window, Duration::ZERO);
         assert_eq!(c.publish.dedup_max_bytes, 4096);
         assert!(!c.publish.auth.is_open());
+    }
+
+    #[test]
+    fn drain_timeout_ms() {
+        assert_eq!(
+            parse_str("").unwrap().drain_timeout,
+            Duration::from_secs(10)
+        );
+        let c = parse_str("[server]\ndrain_timeout_ms = 2500\n").unwrap();
+        assert_eq!(c.drain_timeout, Duration::from_millis(2500));
     }
 
     #[test]

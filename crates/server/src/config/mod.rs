@@ -77,6 +77,8 @@ pub struct Config {
     pub history: HistorySettings,
     /// Runtime worker threads (0: one per core).
     pub workers: usize,
+    /// How long a drain at shutdown may take before what is still open is cut off.
+    pub drain_timeout: Duration,
 }
 
 /// Per-channel history: what is kept, and where (`[history]`).
@@ -235,6 +237,7 @@ impl Default for Config {
             websocket: WsConfig::default(),
             history: HistorySettings::default(),
             workers: 0,
+            drain_timeout: Duration::from_secs(10),
         }
     }
 }

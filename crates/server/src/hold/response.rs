@@ -19,6 +19,9 @@
 //! as its fault (`gripway_errors_total{source="origin",reason="stale-prev-id"}`), rather than
 //! a 502 that would make the client's next poll start the loop again at once. Each
 //! re-request counts in `gripway_retries_total{reason="stale-prev-id"}`.
+//!
+//! At shutdown the drain answers a waiting long-poll with its timeout response (and
+//! `Connection: close`), so the client polls again ([`crate::drain`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
@@ -35,6 +38,7 @@ use super::filters::{admits, Filters};
 use super::sink::{Ending, Sink, SinkState, Wake};
 use super::{HoldEnd, HoldPlan};
 use crate::conn::ClientConn;
+use crate::drain::Drainable;
 use crate::error::{Refusal, Source};
 use crate::metrics::ConnKind;
 use crate::origin::detached_headers;
@@ -170,6 +174,13 @@ impl PollSub {
     }
 }
 
+impl Drainable for PollSub {
+    fn drain(&self) {
+        let mut st = self.sink.lock();
+        self.answer_timeout(&mut st, false);
+    }
+}
+
 impl PollSub {
     /// `POST /recover` or the first-subscription re-check: a long-poll with a prev-id goes
     /// to its origin again.
@@ -184,6 +195,25 @@ impl PollSub {
         self.grip_last.lock().extend(self.prev_ids.iter().cloned());
         self.retry.store(true, Ordering::Relaxed);
         self.sink.finish(&mut st);
+    }
+
+    /// Sends the timeout response (the origin's) and finishes, unless already answered.
+    fn answer_timeout(&self, st: &mut SinkState, keep_alive: bool) {
+        if Sink::is_closed(st) {
+            return;
+        }
+        let t = &self.template;
+        let bytes = full_response_bytes(
+            self.version,
+            keep_alive,
+            self.head_only,
+            t.status,
+            t.reason.as_deref(),
+            t.headers.clone(),
+            &t.body,
+        );
+        self.sink.send(st, &[&bytes]);
+        self.sink.finish(st);
     }
 
     /// The full response for a published message; None if its body patch cannot apply.
@@ -420,6 +450,7 @@ pub(crate) async fn run(
     } else {
         recheck_after_subscribing(shared, &sub, &[]);
     }
+    shared.drain.roster.enlist(&sub);
     let timeout = plan.timeout;
     drop(plan);
     // boxed: the timer lives on the heap, not in every connection's future
@@ -430,28 +461,13 @@ pub(crate) async fn run(
             Wake::Readable => {}
             Wake::Notified => count_patch_skips(shared, &sub),
             Wake::Timer => {
-                {
-                    let mut st = sub.sink.lock();
-                    if !Sink::is_closed(&st) {
-                        let t = &sub.template;
-                        let bytes = full_response_bytes(
-                            sub.version,
-                            sub.keep_alive,
-                            sub.head_only,
-                            t.status,
-                            t.reason.as_deref(),
-                            t.headers.clone(),
-                            &t.body,
-                        );
-                        sub.sink.send(&mut st, &[&bytes]);
-                        sub.sink.finish(&mut st);
-                    }
-                }
+                sub.answer_timeout(&mut sub.sink.lock(), sub.keep_alive);
                 break sub.sink.wait_end().await;
             }
         }
     };
     drop(subscriptions);
+    shared.drain.roster.leave(&sub);
     count_patch_skips(shared, &sub);
     let retry = sub.retry.load(Ordering::Relaxed);
     if ending == Ending::Slow {

@@ -6,6 +6,10 @@
 //! all subscribers; HTTP/1.0 clients get raw content and the end of the stream is the end
 //! of the connection. Keep-alive data (`Grip-Keep-Alive`) goes out when the stream has been
 //! quiet for its timeout (`idle` mode) or on a fixed period (`interval` mode).
+//!
+//! At shutdown the drain ends the stream with its last chunk (the connection then closes);
+//! an SSE stream (`text/event-stream`) first gets a `retry:` line so `EventSource` reconnects
+//! soon ([`crate::drain`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +28,7 @@ use super::link_stream::{self, LinkShared, LinkTask, Trigger};
 use super::sink::{Batch, Ending, Sink, SinkState, Wake};
 use super::{HoldEnd, HoldPlan};
 use crate::conn::ClientConn;
+use crate::drain::{sse_retry_line, Drainable};
 use crate::metrics::ConnKind;
 use crate::relay::set_connection;
 use crate::Shared;
@@ -38,9 +43,33 @@ pub(crate) const STATE_SIZE: usize = std::mem::size_of::<StreamSub>();
 pub(super) struct StreamSub {
     pub(super) sink: Sink,
     pub(super) chunked: bool,
+    /// Server-sent events: told to reconnect soon when the server drains.
+    sse: bool,
     filters: Option<Box<Filters>>,
     /// Next-link state, only for streams that have a next link.
     pub(super) link: Option<Box<LinkShared>>,
+}
+
+impl Drainable for StreamSub {
+    fn drain(&self) {
+        let mut st = self.sink.lock();
+        if Sink::is_closed(&st) {
+            return;
+        }
+        if self.sse {
+            let retry = Bytes::from(sse_retry_line());
+            let frame = if self.chunked {
+                encode_chunk(&retry)
+            } else {
+                retry
+            };
+            self.sink.send(&mut st, &[&frame]);
+        }
+        if self.chunked {
+            self.sink.send(&mut st, &[&END_OF_STREAM]);
+        }
+        self.sink.finish(&mut st);
+    }
 }
 
 impl Subscriber for StreamSub {
@@ -165,6 +194,7 @@ pub(crate) async fn run(
     let sub = Arc::new(StreamSub {
         sink: Sink::new(sock, shared.config.grip.subscriber_queue_bytes),
         chunked,
+        sse: plan.sse,
         filters: Filters::new(&plan.channels, &plan.meta),
         link: task
             .is_some()
@@ -203,6 +233,7 @@ pub(crate) async fn run(
         .keep_alive_data
         .as_ref()
         .map(|k| keep_alive_timer(k, chunked));
+    shared.drain.roster.enlist(&sub);
     let ending = match task.filter(|_| !plan.head_only) {
         Some(task) => {
             link_stream::start(shared, &sub, task.paging, &plan.prev_ids);
@@ -223,6 +254,7 @@ pub(crate) async fn run(
         }
     };
     drop(subscriptions);
+    shared.drain.roster.leave(&sub);
     match ending {
         Ending::Slow => {
             shared.metrics.dropped("slow-subscriber");

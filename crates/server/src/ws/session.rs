@@ -7,7 +7,7 @@
 //! answer, or the origin WebSocket's next message). Timers are the control messages'
 //! keep-alive and delayed messages, WebSocket-over-HTTP retries and keep-alives, and the
 //! close handshake's deadline. When the connection ends, the origin is told (`DISCONNECT`)
-//! unless it already knows.
+//! unless it already knows; at shutdown the drain waits for that request.
 //!
 //! While the origin link holds all it may of the client's messages (`origin_queue_bytes`),
 //! the client is not read at all: the sink waits with its input paused, the kernel's buffers
@@ -209,6 +209,8 @@ pub(crate) async fn run(
         Sink::new(sock, shared.config.grip.subscriber_queue_bytes),
         deflate,
     );
+    // at shutdown the drain closes the client with 1001; the origin is told as in `finish`
+    shared.drain.roster.enlist(&sub);
     let mut s = Session {
         shared: shared.clone(),
         route: route.clone(),
@@ -237,6 +239,7 @@ pub(crate) async fn run(
     }
     if let Some(reply) = opened.first {
         if let Step::End = s.on_reply(*reply, true) {
+            shared.drain.roster.leave(&s.sub);
             Box::pin(s.finish()).await;
             return;
         }
@@ -246,6 +249,7 @@ pub(crate) async fn run(
             break;
         }
     }
+    shared.drain.roster.leave(&s.sub);
     // boxed: winding down needs more state than running, and only once
     Box::pin(s.finish()).await;
 }
@@ -667,7 +671,9 @@ impl Session {
             }
             // send the client's close (or ours) and give the origin a moment to answer it
             if link.has_outbox() {
+                let busy = self.shared.drain.busy();
                 tokio::spawn(async move {
+                    let _busy = busy;
                     let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
                         while let Some(Ok(m)) = link.next().await {
                             if m.is_some_and(|m| m.is_close()) {
@@ -687,7 +693,10 @@ impl Session {
                 // said last (its CLOSE, or DISCONNECT) still goes to the origin
                 let meta = std::mem::take(&mut self.meta);
                 let farewells = self.shared.farewells.clone();
+                // a drain at shutdown waits for it (within its deadline)
+                let busy = self.shared.drain.busy();
                 tokio::spawn(async move {
+                    let _busy = busy;
                     let deadline = Instant::now() + Duration::from_secs(30);
                     let Ok(Ok(_permit)) =
                         tokio::time::timeout_at(deadline.into(), farewells.acquire_owned()).await

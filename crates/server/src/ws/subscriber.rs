@@ -3,6 +3,8 @@
 //! shared sink. What the fan-out cannot do itself under the sink's lock — closing the
 //! connection (the close handshake belongs to the protocol state the connection's task owns)
 //! and a WebSocket-over-HTTP `refresh` — it leaves in [`Requests`] and wakes the task.
+//! The drain at shutdown asks the same way for a close with 1001 (going away); the origin
+//! then learns of it as of a client that left (`DISCONNECT` over HTTP).
 
 use std::sync::Arc;
 
@@ -10,6 +12,7 @@ use gripway_broker::{Delivery, Message, Subscriber, Transport};
 use gripway_proto::publish::WsAction;
 use parking_lot::Mutex;
 
+use crate::drain::Drainable;
 use crate::hold::filters::{admits, Filters};
 use crate::hold::sink::{Batch, Sink, SinkState};
 
@@ -40,6 +43,20 @@ impl WsSub {
             filters: Mutex::new(None),
             requests: Mutex::new(Requests::default()),
         })
+    }
+}
+
+impl Drainable for WsSub {
+    fn drain(&self) {
+        let mut st = self.sink.lock();
+        if Sink::is_closed(&st) {
+            return;
+        }
+        self.requests
+            .lock()
+            .close
+            .get_or_insert_with(|| (Some(1001), "going away".into()));
+        self.sink.notify(&mut st);
     }
 }
 
