@@ -332,3 +332,59 @@ async fn with_history_off_a_stream_prev_id_needs_a_next_link_as_in_pushpin() {
     assert!(head.starts_with("HTTP/1.1 502"), "{head}");
     assert_eq!(gw.metric("gripway_history_items").await, Some(0.0));
 }
+
+/// `GET` on the publish listener: (status, body).
+async fn get_history(gw: &Gripway, path: &str, headers: &[&str]) -> (u16, String) {
+    let mut c = RawClient::connect(gw.publish_addr).await;
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+    for h in headers {
+        req.push_str(h);
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    c.send(req.as_bytes()).await;
+    let all = String::from_utf8_lossy(&c.read_to_end(WAIT).await).into_owned();
+    let status = all.split(' ').nth(1).unwrap().parse().unwrap();
+    let body = all.split_once("\r\n\r\n").unwrap().1.to_string();
+    (status, body)
+}
+
+#[tokio::test]
+async fn the_publish_api_answers_what_followed_an_id_as_publish_items() {
+    let (_origin, gw) = channel_with_history().await;
+    let (status, body) = get_history(&gw, "/history/news?after=e6", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["reach"], "after");
+    assert_eq!(v["more"], false);
+    let items = v["items"].as_array().unwrap();
+    let got: Vec<&str> = items.iter().map(|i| i["id"].as_str().unwrap()).collect();
+    assert_eq!(got, ["e7", "e8", "e9"]);
+    assert_eq!(
+        items[0]["formats"]["http-stream"]["content"],
+        "id: e7\ndata: e7\n\n"
+    );
+    assert!(items[0]["seq"].as_u64().unwrap() < items[1]["seq"].as_u64().unwrap());
+    // paging
+    let (_, body) = get_history(&gw, "/history/news?limit=4", &[]).await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["more"], true);
+    assert_eq!(v["items"].as_array().unwrap().len(), 4);
+    // the items can be published again as they are
+    let republish = serde_json::json!({ "items": v["items"] }).to_string();
+    assert_eq!(publish(&gw.publish_url(), &republish).await.0, 200);
+    // bad input is the publisher's fault
+    let (status, _) = get_history(&gw, "/history/news?limit=0", &[]).await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn reading_history_needs_the_publish_credentials() {
+    let dir = TempDir::new("history-auth");
+    let config = dir.write("gripway.toml", "[publish.auth]\nkeys = [\"k1\"]\n");
+    let gw = gripway(&["--config", config.to_str().unwrap()]);
+    let (status, _) = get_history(&gw, "/history/news", &[]).await;
+    assert_eq!(status, 401);
+    let (status, body) = get_history(&gw, "/history/news", &["Authorization: Bearer k1"]).await;
+    assert_eq!(status, 200, "{body}");
+}

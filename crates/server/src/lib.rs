@@ -21,6 +21,7 @@ mod fds;
 mod hold;
 mod proxy;
 mod publish_api;
+mod publish_history;
 mod relay;
 mod ws;
 

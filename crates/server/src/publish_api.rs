@@ -83,6 +83,9 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Result<Response<Full<
         ("", &Method::GET) => Ok(text(StatusCode::OK, "Gripway API\n")),
         (_, &Method::POST) if is_publish => publish(shared, req, fastly).await,
         ("/recover", &Method::POST) => recover(shared, &req),
+        (_, &Method::GET) if path.starts_with("/history/") => {
+            crate::publish_history::get(shared, &req, &path["/history/".len()..]).await
+        }
         (_, _) if is_publish || path == "/recover" => Err(Refusal::publisher(
             405,
             "method-not-allowed",
@@ -104,7 +107,7 @@ fn recover(shared: &Shared, req: &Request<Incoming>) -> Result<Response<Full<Byt
 }
 
 /// The publish API's credentials check (open when no keys are configured).
-fn check_auth(shared: &Shared, req: &Request<Incoming>) -> Result<(), Refusal> {
+pub(crate) fn check_auth(shared: &Shared, req: &Request<Incoming>) -> Result<(), Refusal> {
     let auth = &shared.config.publish.auth;
     if !auth.is_open() {
         let header = |name: &str| req.headers().get(name).map(HeaderValue::as_bytes);

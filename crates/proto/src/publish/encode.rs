@@ -73,7 +73,9 @@ impl Serialize for Pairs<'_> {
     }
 }
 
-struct FormatsJson<'a>(&'a Formats);
+/// An item's formats as the `formats` object of a publish item (what the parser reads back
+/// to equal formats).
+pub struct FormatsJson<'a>(pub &'a Formats);
 
 impl Serialize for FormatsJson<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {

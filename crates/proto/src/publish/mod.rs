@@ -19,6 +19,8 @@
 
 mod de;
 mod encode;
+
+pub use encode::FormatsJson;
 pub mod patch;
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,140 @@
+//! `GET /history/{channel}` on the publish listener: a channel's kept items, for an origin or
+//! a tool that wants to read history (same credentials as publishing).
+//!
+//! Query parameters: `after` (an item id; the answer holds what followed it; without it,
+//! everything kept) and `limit` (most items, default and maximum [`MAX_LIMIT`]). The answer
+//! is JSON:
+//!
+//! ```json
+//! {"channel": "news", "reach": "after", "epoch": 1733300000, "more": false,
+//!  "items": [{"seq": 8, "channel": "news", "id": "e7", "prev-id": "e6",
+//!             "formats": {"http-stream": {"content": "data: e7\n\n"}}}]}
+//! ```
+//!
+//! `reach` says how far history went back toward `after`: `after` (it is kept: exactly what
+//! followed it), `complete` (never kept, and nothing of the channel was dropped since the
+//! store started: everything kept), or `gap` (something was dropped: the items are what is
+//! left). Items are in publish order, each in the publish API's own item form, so a tool can
+//! publish them again as they are. `more` is true when `limit` cut the answer: ask again
+//! with `after` set to the last id.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use gripway_broker::history::{After, Reach};
+use gripway_proto::publish::FormatsJson;
+use http::header::{HeaderValue, CONTENT_TYPE};
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use serde_json::{json, Map, Value};
+
+use crate::error::Refusal;
+use crate::Shared;
+
+/// Most items one answer holds (and the default `limit`).
+pub(crate) const MAX_LIMIT: usize = 1000;
+
+/// Answers `GET /history/{channel}`; `name` is the path after `/history/`, still escaped.
+pub(crate) async fn get(
+    shared: &Shared,
+    req: &Request<Incoming>,
+    name: &str,
+) -> Result<Response<Full<Bytes>>, Refusal> {
+    crate::publish_api::check_auth(shared, req)?;
+    let bad = |m: String| Refusal::publisher(400, "bad-history-request", m);
+    let channel = decode(name).ok_or_else(|| bad("Channel name is not valid UTF-8.".into()))?;
+    if channel.is_empty() || channel.len() > shared.config.publish.limits.max_channel_bytes {
+        return Err(bad("Channel name is empty or too long.".into()));
+    }
+    let mut after = None;
+    let mut limit = MAX_LIMIT;
+    for pair in req.uri().query().unwrap_or("").split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match k {
+            "after" => {
+                after = Some(decode(v).ok_or_else(|| bad("'after' is not valid UTF-8.".into()))?)
+            }
+            "limit" => {
+                limit = v
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=MAX_LIMIT).contains(n))
+                    .ok_or_else(|| bad(format!("'limit' must be 1 to {MAX_LIMIT}.")))?
+            }
+            _ => {}
+        }
+    }
+    let from = match after.as_deref() {
+        Some(id) => After::Id(id),
+        None => After::Start,
+    };
+    let recovery = shared
+        .broker
+        .history()
+        .read_after(&channel, from, limit, Instant::now())
+        .await
+        .map_err(|e| Refusal::internal(503, "history-unavailable", e.to_string()))?;
+    let items: Vec<Value> = recovery
+        .items
+        .iter()
+        .map(|k| {
+            let m = &k.msg;
+            let mut item = Map::new();
+            item.insert("seq".into(), k.seq.into());
+            item.insert("channel".into(), (*m.channel).into());
+            if let Some(id) = &m.id {
+                item.insert("id".into(), (**id).into());
+            }
+            if let Some(prev) = &m.prev_id {
+                item.insert("prev-id".into(), (**prev).into());
+            }
+            if !m.meta.is_empty() {
+                let meta: Map<String, Value> = m
+                    .meta
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone().into()))
+                    .collect();
+                item.insert("meta".into(), meta.into());
+            }
+            let formats = serde_json::to_value(FormatsJson(&m.formats)).unwrap_or(Value::Null);
+            item.insert("formats".into(), formats);
+            Value::Object(item)
+        })
+        .collect();
+    let reach = match recovery.reach {
+        Reach::After => "after",
+        Reach::Complete => "complete",
+        Reach::Gap => "gap",
+    };
+    let body = json!({
+        "channel": channel,
+        "reach": reach,
+        "epoch": recovery.epoch,
+        "more": recovery.more,
+        "items": items,
+    });
+    let mut r = Response::new(Full::new(Bytes::from(format!("{body}\n"))));
+    *r.status_mut() = StatusCode::OK;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(r)
+}
+
+/// Decodes `%XX` escapes (a channel name may hold any character); None if not UTF-8.
+fn decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
