@@ -11,6 +11,10 @@
 #   --with-floor  also run fanbench's limit-server (the machine's floor)
 #   --no-pushpin  leave Pushpin out (quick checks against the floor)
 #   --all      every scenario BENCHMARKS.md reports (about 90 minutes with --rounds 2)
+#   --gripway-variant NAME:ARGS  also run Gripway with extra flags as server NAME (repeatable),
+#              e.g. --gripway-variant "history-off:--config bench/history-off.toml"
+#   --ids      publish through scripts/id_proxy.py, which gives every item an id (so history
+#              keeps them; fanbench's items have none); applies to every Gripway run
 # Needs: Pushpin (apt-get install pushpin), a release build (cargo build --release), and
 # fanbench (built from ../shared/bench/fanbench into $FANBENCH_TARGET if missing).
 # Results: bench/results/<date>/<scenario>/<server>.r<N>.json and bench/results/<date>/summary.md
@@ -25,12 +29,14 @@ fi
 # shellcheck source=/dev/null
 source "$SHARED/bench-lib.sh"
 
-ROUNDS=2 FLOOR=0 PUSHPIN=1 SCENARIOS=()
+ROUNDS=2 FLOOR=0 PUSHPIN=1 IDS=0 SCENARIOS=() VARIANTS=()
 while [ $# -gt 0 ]; do
     case $1 in
     --rounds) ROUNDS=${2:?}; shift 2 ;;
     --with-floor) FLOOR=1; shift ;;
     --no-pushpin) PUSHPIN=0; shift ;;
+    --gripway-variant) VARIANTS+=("${2:?}"); shift 2 ;;
+    --ids) IDS=1; shift ;;
     --all)
         SCENARIOS+=(sse-1k-1ch sse-5k-1ch sse-15k-1ch sse-1k-1000ch sse-5k-1000ch sse-15k-1000ch
             stream-1k-1ch stream-5k-1ch stream-15k-1ch ws-5k-1ch poll-2k-1ch poll-2k-1ch-1hz
@@ -60,13 +66,20 @@ TG_PORT=${TG_PORT:-19999} TG_PUB_PORT=${TG_PUB_PORT:-19561} TG_ORIGIN_PORT=${TG_
 OUT=${OUT:-$REPO/bench/results/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
 
-start_gripway() {
+start_gripway() { # [EXTRA ARGS...]
     check_ports_free $TG_PORT $TG_PUB_PORT $TG_ORIGIN_PORT
     start_origin $TG_ORIGIN_PORT
+    # shellcheck disable=SC2068
     "$GW" --port 127.0.0.1:$TG_PORT --publish-port 127.0.0.1:$TG_PUB_PORT --admin-port off \
-        --log-level warn --route "* 127.0.0.1:$TG_ORIGIN_PORT,over_http" >"$WORK/gripway.log" 2>&1 &
+        --log-level warn --route "* 127.0.0.1:$TG_ORIGIN_PORT,over_http" $@ >"$WORK/gripway.log" 2>&1 &
     TG_PID=$!
     STARTED+=("$TG_PID")
+    if [ "$IDS" = 1 ]; then
+        "$REPO/scripts/id_proxy.py" --listen 127.0.0.1:$((TG_PUB_PORT + 1)) \
+            --to 127.0.0.1:$TG_PUB_PORT >"$WORK/id_proxy.log" 2>&1 &
+        STARTED+=("$!")
+        sleep 0.5
+    fi
     wait_up gripway "$TG_PID" "http://127.0.0.1:$TG_PORT" "http://127.0.0.1:$TG_PUB_PORT/publish/" ||
         { tail -20 "$WORK/gripway.log" >&2; exit 1; }
 }
@@ -85,9 +98,15 @@ run_one() { # SERVER SCENARIO ROUND
     case $server in
     pushpin) start_pushpin 0 0; port=$PP_PORT pub=$PP_PUB_PORT pid=$PP_PID ;;
     gripway) start_gripway; port=$TG_PORT pub=$TG_PUB_PORT pid=$TG_PID ;;
+    gripway-*)
+        local v extra=""
+        for v in "${VARIANTS[@]}"; do [ "gripway-${v%%:*}" = "$server" ] && extra=${v#*:}; done
+        # shellcheck disable=SC2086
+        start_gripway $extra; port=$TG_PORT pub=$TG_PUB_PORT pid=$TG_PID ;;
     limit) start_floor; port=$TG_PORT pub=$TG_PUB_PORT pid=$TG_PID ;;
     esac
     out="$OUT/$scen/$server.r$r"
+    [ "$IDS" = 1 ] && [[ $server == gripway* ]] && pub=$((pub + 1))
     read -r -a args <<<"$(scenario_args "$scen" "http://127.0.0.1:$port" "http://127.0.0.1:$pub/publish/")"
     "$FANBENCH" "${args[@]}" --server-pids "$pid" --label "$server/$scen/r$r" --json "$out.json" \
         >"$out.txt" 2>"$out.log" || log "fanbench failed for $server $scen r$r (see $out.log)"
@@ -97,6 +116,7 @@ run_one() { # SERVER SCENARIO ROUND
 
 servers=(gripway)
 [ "$PUSHPIN" = 1 ] && servers=(pushpin gripway)
+for v in "${VARIANTS[@]}"; do servers+=("gripway-${v%%:*}"); done
 [ "$FLOOR" = 1 ] && servers+=(limit)
 {
     echo "# Gripway vs Pushpin 1.36 (rate limits off), $(date '+%Y-%m-%d %H:%M'), $(nproc) cores"
