@@ -166,6 +166,7 @@ pub async fn run(
         upstream_key,
         farewells: Arc::new(tokio::sync::Semaphore::new(MAX_FAREWELLS)),
     });
+    hold::first_subscription::start(&shared);
     let gate = fds::ClientGate::from_config(&shared.config);
     for listener in listeners.http {
         if let Ok(addr) = listener.local_addr() {

@@ -7,6 +7,7 @@
 
 mod content_filter;
 pub(crate) mod filters;
+pub(crate) mod first_subscription;
 mod from_history;
 mod gone;
 mod link_stream;

@@ -104,6 +104,14 @@ impl Subscriber for PollSub {
     fn recover(&self) {
         self.recover_now();
     }
+
+    fn recheck(&self, channel: &str, last_id: &str) -> bool {
+        let behind = self
+            .prev_ids
+            .iter()
+            .any(|(c, p)| c == channel && p != last_id);
+        behind && self.recover_now()
+    }
 }
 
 impl PollSub {
@@ -175,17 +183,19 @@ impl PollSub {
 impl PollSub {
     /// `POST /recover` or the first-subscription re-check: a long-poll with a prev-id goes
     /// to its origin again.
-    fn recover_now(&self) {
+    /// Returns true if it will.
+    fn recover_now(&self) -> bool {
         if self.prev_ids.is_empty() {
-            return;
+            return false;
         }
         let mut st = self.sink.lock();
         if Sink::is_closed(&st) {
-            return;
+            return false;
         }
         self.grip_last.lock().extend(self.prev_ids.iter().cloned());
         self.retry.store(true, Ordering::Relaxed);
         self.sink.finish(&mut st);
+        true
     }
 
     /// The full response for a published message, its body through the content filters of

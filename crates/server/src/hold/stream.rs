@@ -71,6 +71,14 @@ impl Subscriber for StreamSub {
             link.request(self, Trigger::Recover);
         }
     }
+
+    fn recheck(&self, channel: &str, last_id: &str) -> bool {
+        let behind = self.link.as_ref().filter(|l| l.behind(channel, last_id));
+        if let Some(link) = behind {
+            link.request(self, Trigger::Recover);
+        }
+        behind.is_some()
+    }
 }
 
 impl StreamSub {
