@@ -9,10 +9,15 @@
 //!
 //! Dropping a [`Subscription`] unsubscribes, so a connection that goes away for any reason
 //! leaves nothing behind.
+//!
+//! Whoever asks ([`Registry::watch_new_channels`]) is told of each channel created, with the
+//! time, through a bounded queue: a full queue drops the notice and counts it
+//! ([`Registry::new_channel_drops`]), so subscribing never waits.
 
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use foldhash::fast::FixedState;
 use foldhash::HashMap;
@@ -33,7 +38,13 @@ pub struct Registry {
     hasher: FixedState,
     channels: AtomicUsize,
     subscriptions: AtomicUsize,
+    /// Told of each channel created (see [`Registry::watch_new_channels`]).
+    new_channels: OnceLock<tokio::sync::mpsc::Sender<NewChannel>>,
+    new_channel_drops: AtomicU64,
 }
+
+/// A channel created on this node (it got its first subscriber) and when.
+pub type NewChannel = (Instant, ChannelName);
 
 /// One channel's subscribers.
 pub struct Channel {
@@ -70,7 +81,24 @@ impl Registry {
             hasher: FixedState::with_seed(0x6772_6970),
             channels: AtomicUsize::new(0),
             subscriptions: AtomicUsize::new(0),
+            new_channels: OnceLock::new(),
+            new_channel_drops: AtomicU64::new(0),
         })
+    }
+
+    /// From now on, each channel created is sent to the returned queue, which holds at most
+    /// `capacity` (more are dropped and counted). None if someone already watches.
+    pub fn watch_new_channels(
+        &self,
+        capacity: usize,
+    ) -> Option<tokio::sync::mpsc::Receiver<NewChannel>> {
+        let (tx, rx) = tokio::sync::mpsc::channel(capacity.max(1));
+        self.new_channels.set(tx).ok().map(|()| rx)
+    }
+
+    /// Notices of new channels dropped because the queue was full, since the last call.
+    pub fn new_channel_drops(&self) -> u64 {
+        self.new_channel_drops.swap(0, Ordering::Relaxed)
     }
 
     fn shard(&self, channel: &str) -> &Shard {
@@ -97,6 +125,11 @@ impl Registry {
                     });
                     shard.insert(c.name.clone(), c.clone());
                     self.channels.fetch_add(1, Ordering::Relaxed);
+                    if let Some(tx) = self.new_channels.get() {
+                        if tx.try_send((Instant::now(), c.name.clone())).is_err() {
+                            self.new_channel_drops.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
                     c
                 }
             };
@@ -194,6 +227,20 @@ impl Registry {
         count
     }
 
+    /// Calls [`Subscriber::recheck`] on every subscriber of `channel`; returns how many
+    /// recover.
+    pub fn recheck(&self, channel: &str, last_id: &str) -> usize {
+        let Some(chan) = self.shard(channel).lock().get(channel).cloned() else {
+            return 0;
+        };
+        let inner = chan.inner.lock();
+        inner
+            .subscribers
+            .iter()
+            .filter(|(_, sub)| sub.recheck(channel, last_id))
+            .count()
+    }
+
     /// Number of subscribers on `channel` now.
     pub fn subscriber_count(&self, channel: &str) -> usize {
         self.shard(channel)
@@ -256,6 +303,42 @@ mod tests {
             self.0.fetch_add(messages.len() as u32, Ordering::Relaxed);
             Delivery::Sent(messages.len() as u32)
         }
+    }
+
+    /// Recovers when asked about a last id other than "same".
+    struct Rechecking;
+    impl Subscriber for Rechecking {
+        fn transport(&self) -> Transport {
+            Transport::HttpResponse
+        }
+        fn deliver(&self, _: &str, _: &[Arc<Message>]) -> Delivery {
+            Delivery::Skipped
+        }
+        fn recheck(&self, _: &str, last_id: &str) -> bool {
+            last_id != "same"
+        }
+    }
+
+    #[test]
+    fn new_channels_are_queued_within_the_bound() {
+        let reg = Registry::new();
+        let _before = reg.subscribe("unwatched", Arc::new(Rechecking));
+        let mut rx = reg.watch_new_channels(2).unwrap();
+        assert!(reg.watch_new_channels(2).is_none(), "one watcher");
+        let subs: Vec<_> = ["a", "a", "b", "c", "d"]
+            .iter()
+            .map(|c| reg.subscribe(c, Arc::new(Rechecking)))
+            .collect();
+        let got: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|(_, c)| c.to_string())
+            .collect();
+        assert_eq!(got, ["a", "b"], "a once, c and d past the bound");
+        assert_eq!(reg.new_channel_drops(), 2);
+        assert_eq!(reg.new_channel_drops(), 0, "taken");
+        assert_eq!(reg.recheck("a", "moved"), 2);
+        assert_eq!(reg.recheck("a", "same"), 0);
+        assert_eq!(reg.recheck("none", "moved"), 0);
+        drop(subs);
     }
 
     #[test]

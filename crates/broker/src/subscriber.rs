@@ -70,4 +70,13 @@ pub trait Subscriber: Send + Sync + 'static {
     /// channel's first subscription): a hold that knows what its origin last sent asks the
     /// origin again. Must not block. The default does nothing.
     fn recover(&self) {}
+
+    /// The re-check shortly after `channel` got its first subscriber on this node, when the
+    /// channel's last id is now `last_id`: a hold whose prev-id on `channel` is another one
+    /// missed something and recovers as [`Subscriber::recover`] does. Returns true if it
+    /// does. Must not block. The default does nothing.
+    fn recheck(&self, channel: &str, last_id: &str) -> bool {
+        let _ = (channel, last_id);
+        false
+    }
 }

@@ -175,6 +175,7 @@ pub async fn run(
         farewells: Arc::new(tokio::sync::Semaphore::new(MAX_FAREWELLS)),
         drain: drain::Drain::new(),
     });
+    hold::first_subscription::start(&shared);
     let gate = fds::ClientGate::from_config(&shared.config);
     for listener in listeners.http {
         if let Ok(addr) = listener.local_addr() {

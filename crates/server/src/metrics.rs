@@ -239,6 +239,16 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts `n` errors by source and reason.
+    pub(crate) fn count_errors(&self, source: crate::error::Source, reason: &'static str, n: u64) {
+        self.errors
+            .get_or_create(&ErrorLabel {
+                source: source.label(),
+                reason,
+            })
+            .inc_by(n);
+    }
+
     /// Records a publish API answer.
     pub fn publish_answer(&self, status: u16) {
         self.publish_requests
@@ -254,6 +264,13 @@ impl Metrics {
     /// Counts a request sent to an origin again for `reason`.
     pub(crate) fn retry(&self, reason: &'static str) {
         self.retries.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    /// Counts `n` requests sent to origins again for `reason`.
+    pub(crate) fn retries(&self, reason: &'static str, n: u64) {
+        self.retries
+            .get_or_create(&ReasonLabel { reason })
+            .inc_by(n);
     }
 
     /// Counts a client whose input was paused (TCP backpressure) for `reason`.

@@ -147,6 +147,9 @@ pub struct RawGrip {
     pub next_link_min_interval_ms: Option<u64>,
     /// Next-link fetches running at once node-wide (default 256).
     pub max_next_link_fetches: Option<usize>,
+    /// Re-check of a channel's holds this long after its first subscription, in ms
+    /// (default 1,000; 0: off).
+    pub first_subscription_recheck_ms: Option<u64>,
     /// Client connections from one address at once (default 0: no limit).
     pub max_connections_per_address: Option<usize>,
     /// File descriptors kept back from clients (default: a tenth of the limit, at least 1,024).
@@ -307,6 +310,9 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         c.grip.next_link_min_interval = Duration::from_millis(ms);
     }
     set(&mut c.grip.max_next_link_fetches, g.max_next_link_fetches);
+    if let Some(ms) = g.first_subscription_recheck_ms {
+        c.grip.first_subscription_recheck = Duration::from_millis(ms);
+    }
     if c.grip.max_next_link_fetches == 0 {
         return Err(err(
             "max_next_link_fetches",

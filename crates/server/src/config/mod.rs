@@ -165,6 +165,9 @@ pub struct GripConfig {
     pub next_link_min_interval: Duration,
     /// Next-link fetches running at once node-wide; more wait their turn.
     pub max_next_link_fetches: usize,
+    /// How long after a channel's first subscription on this node its holds re-check that
+    /// they missed nothing (Pushpin's `update_on_first_subscription`); zero: never.
+    pub first_subscription_recheck: Duration,
     /// Client connections one address may hold at once; more are refused with 429 (0: no
     /// limit).
     pub max_connections_per_address: usize,
@@ -273,6 +276,7 @@ impl Default for GripConfig {
             max_stale_retries: 6,
             next_link_min_interval: Duration::from_secs(1),
             max_next_link_fetches: 256,
+            first_subscription_recheck: Duration::from_secs(1),
             max_connections_per_address: 0,
             fd_reserve: None,
         }

@@ -109,6 +109,14 @@ impl LinkShared {
         })
     }
 
+    /// True if the stream's prev-id on `channel` is not `last_id` (it missed something).
+    pub(crate) fn behind(&self, channel: &str, last_id: &str) -> bool {
+        let li = self.inner.lock();
+        li.prev_ids
+            .iter()
+            .any(|(c, p)| c == channel && p != last_id)
+    }
+
     /// Asks for the next link to be fetched (the task is woken through the sink).
     pub(crate) fn request(&self, sub: &StreamSub, trigger: Trigger) {
         let mut li = self.inner.lock();

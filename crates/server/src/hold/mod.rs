@@ -5,7 +5,9 @@
 //! ([`response`]) until it ends. Both share the socket writer in [`sink`], through which the
 //! broker's fan-out writes published messages directly, and the filters in [`filters`].
 
+mod content_filter;
 pub(crate) mod filters;
+pub(crate) mod first_subscription;
 pub(crate) mod from_history;
 mod gone;
 mod link_stream;
@@ -213,6 +215,19 @@ pub(crate) fn prepare(
         }),
         links,
     }))
+}
+
+/// Runs a stream's initial body through `build-id` when a channel has it (as Pushpin; a
+/// long-poll's timeout response is not filtered). An error is the origin's.
+pub(crate) fn filter_initial_body(plan: &mut HoldPlan) -> Result<(), String> {
+    if plan.mode != HoldMode::Stream {
+        return Ok(());
+    }
+    let body = &plan.response.body;
+    if let Some(b) = filters::initial_body(&plan.channels, &plan.meta, &plan.prev_ids, body)? {
+        plan.response.body = b;
+    }
+    Ok(())
 }
 
 /// Holds `conn` as `plan` says until the hold ends.

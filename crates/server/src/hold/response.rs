@@ -34,7 +34,7 @@ use gripway_proto::http1::{write_response_head, Version};
 use gripway_proto::publish::{HttpResponseAction, PatchError, ResponseBody, ResponseMessage};
 use http::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 
-use super::filters::{admits, Filters};
+use super::filters::{admit, Admit, Filters};
 use super::sink::{Ending, Sink, SinkState, Wake};
 use super::{HoldEnd, HoldPlan};
 use crate::conn::ClientConn;
@@ -108,6 +108,14 @@ impl Subscriber for PollSub {
     fn recover(&self) {
         self.recover_now();
     }
+
+    fn recheck(&self, channel: &str, last_id: &str) -> bool {
+        let behind = self
+            .prev_ids
+            .iter()
+            .any(|(c, p)| c == channel && p != last_id);
+        behind && self.recover_now()
+    }
 }
 
 impl PollSub {
@@ -139,14 +147,16 @@ impl PollSub {
                 self.sink.finish(st);
                 return Delivery::Sent(1);
             }
-            if !admits(
+            let admit = admit(
                 self.filters.as_deref(),
                 &format.content_filters,
                 channel,
                 msg,
-            ) {
+            );
+            if admit == Admit::No {
                 continue;
             }
+            let transform = (admit == Admit::Transformed).then_some(channel);
             match &format.action {
                 HttpResponseAction::Hint => {
                     self.retry.store(true, Ordering::Relaxed);
@@ -154,7 +164,7 @@ impl PollSub {
                     return Delivery::Sent(1);
                 }
                 HttpResponseAction::Send(message) => {
-                    let Some(bytes) = self.answer(message) else {
+                    let Some(bytes) = self.answer(message, transform) else {
                         if self.patch_skips.load(Ordering::Relaxed) > 0 {
                             self.sink.notify(st);
                         }
@@ -184,17 +194,19 @@ impl Drainable for PollSub {
 impl PollSub {
     /// `POST /recover` or the first-subscription re-check: a long-poll with a prev-id goes
     /// to its origin again.
-    fn recover_now(&self) {
+    /// Returns true if it will.
+    fn recover_now(&self) -> bool {
         if self.prev_ids.is_empty() {
-            return;
+            return false;
         }
         let mut st = self.sink.lock();
         if Sink::is_closed(&st) {
-            return;
+            return false;
         }
         self.grip_last.lock().extend(self.prev_ids.iter().cloned());
         self.retry.store(true, Ordering::Relaxed);
         self.sink.finish(&mut st);
+        true
     }
 
     /// Sends the timeout response (the origin's) and finishes, unless already answered.
@@ -216,8 +228,10 @@ impl PollSub {
         self.sink.finish(st);
     }
 
-    /// The full response for a published message; None if its body patch cannot apply.
-    fn answer(&self, message: &ResponseMessage) -> Option<Bytes> {
+    /// The full response for a published message, its body through the content filters of
+    /// `transform` (a channel) if given; None if its body patch cannot apply or a content
+    /// filter drops it.
+    fn answer(&self, message: &ResponseMessage, transform: Option<&str>) -> Option<Bytes> {
         let mut headers = self.template.headers.clone();
         let mut exposed: Option<Vec<String>> = None;
         for (name, value) in &message.headers {
@@ -263,6 +277,10 @@ impl PollSub {
                     }
                 }
             }
+        };
+        let body = match (transform, self.filters.as_deref()) {
+            (Some(channel), Some(f)) => f.transform(channel, &body)?,
+            _ => body,
         };
         // codes below 100 cannot go on an HTTP/1.x status line
         let code = if message.code < 100 {
@@ -427,7 +445,7 @@ pub(crate) async fn run(
         version: plan.version,
         keep_alive: plan.keep_alive,
         head_only: plan.head_only,
-        filters: Filters::new(&plan.channels, &plan.meta),
+        filters: Filters::new(&plan.channels, &plan.meta, &plan.prev_ids, &shared.metrics),
         retry: AtomicBool::new(false),
         prev_ids: std::mem::take(&mut plan.prev_ids),
         grip_last: parking_lot::Mutex::new(Vec::new()),

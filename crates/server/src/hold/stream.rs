@@ -23,7 +23,7 @@ use gripway_proto::publish::HttpStreamAction;
 use http::header::{HeaderValue, CONTENT_LENGTH, TRANSFER_ENCODING};
 use rand::Rng;
 
-use super::filters::{admits, Filters};
+use super::filters::{admit, Admit, Filters};
 use super::link_stream::{self, LinkShared, LinkTask, Trigger};
 use super::sink::{Batch, Ending, Sink, SinkState, Wake};
 use super::{HoldEnd, HoldPlan};
@@ -100,6 +100,14 @@ impl Subscriber for StreamSub {
             link.request(self, Trigger::Recover);
         }
     }
+
+    fn recheck(&self, channel: &str, last_id: &str) -> bool {
+        let behind = self.link.as_ref().filter(|l| l.behind(channel, last_id));
+        if let Some(link) = behind {
+            link.request(self, Trigger::Recover);
+        }
+        behind.is_some()
+    }
 }
 
 impl StreamSub {
@@ -121,19 +129,29 @@ impl StreamSub {
     ) -> Delivery {
         let mut batch = Batch::new();
         let mut close = false;
+        let mut own = 0;
         for msg in messages {
             let Some(format) = &msg.formats.http_stream else {
                 continue;
             };
-            if !admits(
+            let admit = admit(
                 self.filters.as_deref(),
                 &format.content_filters,
                 channel,
                 msg,
-            ) {
+            );
+            if admit == Admit::No {
                 continue;
             }
             let frame = match &format.action {
+                HttpStreamAction::Send(content) if admit == Admit::Transformed => {
+                    // content filters: this subscriber's own bytes (what is batched goes first)
+                    if !batch.send(&self.sink, st) || !self.send_transformed(st, channel, content) {
+                        return Delivery::DroppedSlow(messages.len() as u32);
+                    }
+                    own += 1;
+                    None
+                }
                 HttpStreamAction::Send(_) if self.chunked => msg.stream_chunk(),
                 HttpStreamAction::Send(_) => msg.stream_content(),
                 HttpStreamAction::Close => {
@@ -157,11 +175,30 @@ impl StreamSub {
         if close {
             self.sink.finish(st);
         }
-        if batch.count == 0 {
+        if batch.count + own == 0 {
             Delivery::Skipped
         } else {
-            Delivery::Sent(batch.count)
+            Delivery::Sent(batch.count + own)
         }
+    }
+
+    /// Sends `content` of `channel` as this subscriber's content filters render it (nothing
+    /// when they drop it); false if the client is too slow.
+    fn send_transformed(&self, st: &mut SinkState, channel: &str, content: &[u8]) -> bool {
+        let Some(own) = self
+            .filters
+            .as_deref()
+            .and_then(|f| f.transform(channel, content))
+            .filter(|b| !b.is_empty())
+        else {
+            return true;
+        };
+        let frame = if self.chunked {
+            encode_chunk(&own)
+        } else {
+            own
+        };
+        self.sink.send(st, &[&frame])
     }
 }
 
@@ -195,7 +232,7 @@ pub(crate) async fn run(
         sink: Sink::new(sock, shared.config.grip.subscriber_queue_bytes),
         chunked,
         sse: plan.sse,
-        filters: Filters::new(&plan.channels, &plan.meta),
+        filters: Filters::new(&plan.channels, &plan.meta, &plan.prev_ids, &shared.metrics),
         link: task
             .is_some()
             .then(|| LinkShared::new(plan.channels.len(), plan.prev_ids.clone())),

@@ -17,8 +17,8 @@ use crate::config::{ForwardedFor, ForwardedProto, ProxyConfig};
 use crate::routing::RouteEntry;
 
 /// The GRIP features this proxy implements, announced to origins in `Grip-Feature`.
-pub(crate) const GRIP_FEATURES: &str =
-    "status, link:next, link:gone, filter:skip-self, filter:skip-users, filter:require-sub";
+pub(crate) const GRIP_FEATURES: &str = "status, link:next, link:gone, filter:skip-self, \
+     filter:skip-users, filter:require-sub, filter:build-id, filter:var-subst";
 
 /// The prefix Pushpin gives to copies of original headers (route option `orig_headers`).
 const ORIG_HEADER_MARK: &str = "eb9bf0f5-";

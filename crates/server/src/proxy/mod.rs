@@ -213,6 +213,10 @@ pub(crate) async fn respond(
             relay::write_full(shared, conn, &request.head, relayed).await
         }
         hold::Prepared::Hold(mut plan) => {
+            if let Err(e) = hold::filter_initial_body(&mut plan) {
+                let reason = format!("filter error in the initial response: {e}");
+                return origin_fault_as(shared, conn, &request, "filter-error", &reason).await;
+            }
             if aco {
                 add_cors_headers(&request.head.headers, &mut plan.response.headers);
             }

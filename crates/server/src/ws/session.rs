@@ -645,7 +645,7 @@ impl Session {
             .iter()
             .map(|c| (c.name.clone(), c.filters))
             .collect();
-        *self.sub.filters.lock() = Filters::new(&list, &self.meta);
+        *self.sub.filters.lock() = Filters::new(&list, &self.meta, &[], &self.shared.metrics);
     }
 
     /// Starts the close handshake with the client (once).

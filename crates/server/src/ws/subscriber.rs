@@ -8,12 +8,15 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use gripway_broker::{Delivery, Message, Subscriber, Transport};
-use gripway_proto::publish::WsAction;
+use gripway_proto::publish::{WsAction, WsKind};
+use gripway_proto::ws_deflate::encode_message_frame;
+use gripway_proto::ws_frame::{encode_frame, FrameKind};
 use parking_lot::Mutex;
 
 use crate::drain::Drainable;
-use crate::hold::filters::{admits, Filters};
+use crate::hold::filters::{admit, Admit, Filters};
 use crate::hold::sink::{Batch, Sink, SinkState};
 
 /// What the fan-out asks of the connection's task.
@@ -60,6 +63,24 @@ impl Drainable for WsSub {
     }
 }
 
+impl WsSub {
+    /// One frame for `content` (filtered for this connection); None for a control frame
+    /// that filtering made too long.
+    fn frame(&self, kind: WsKind, content: Bytes) -> Option<Bytes> {
+        let kind = match kind {
+            WsKind::Text | WsKind::Binary if self.deflate => {
+                return Some(encode_message_frame(kind == WsKind::Binary, &content))
+            }
+            WsKind::Text => FrameKind::Text,
+            WsKind::Binary => FrameKind::Binary,
+            WsKind::Ping | WsKind::Pong if content.len() > 125 => return None,
+            WsKind::Ping => FrameKind::Ping,
+            WsKind::Pong => FrameKind::Pong,
+        };
+        Some(encode_frame(kind, content))
+    }
+}
+
 impl Subscriber for WsSub {
     fn transport(&self) -> Transport {
         Transport::WebSocket
@@ -90,14 +111,29 @@ impl WsSub {
         let filters = self.filters.lock();
         let mut batch = Batch::new();
         let mut notify = false;
+        let mut own = 0;
         for msg in messages {
             let Some(format) = &msg.formats.ws_message else {
                 continue;
             };
-            if !admits(filters.as_deref(), &format.content_filters, channel, msg) {
+            let admit = admit(filters.as_deref(), &format.content_filters, channel, msg);
+            if admit == Admit::No {
                 continue;
             }
             match &format.action {
+                WsAction::Send { kind, content } if admit == Admit::Transformed => {
+                    // content filters: this subscriber's own frame (what is batched goes first)
+                    let frame = filters
+                        .as_deref()
+                        .and_then(|f| f.transform(channel, content))
+                        .and_then(|own| self.frame(*kind, own));
+                    if let Some(frame) = frame {
+                        if !batch.send(&self.sink, st) || !self.sink.send(st, &[&frame]) {
+                            return Delivery::DroppedSlow(messages.len() as u32);
+                        }
+                        own += 1;
+                    }
+                }
                 WsAction::Send { .. } => {
                     let frame = if self.deflate {
                         msg.ws_frame_deflated()
@@ -123,7 +159,7 @@ impl WsSub {
             }
         }
         drop(filters);
-        let sent = batch.count;
+        let sent = batch.count + own;
         if !batch.send(&self.sink, st) {
             return Delivery::DroppedSlow(messages.len() as u32);
         }
