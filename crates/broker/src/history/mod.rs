@@ -43,6 +43,9 @@
 //! See ARCHITECTURE.md, "History", for how the disk and JetStream stores plug in and which
 //! guarantee comes from where.
 
+pub mod disk;
+mod disk_codec;
+mod disk_restore;
 pub mod memory;
 
 use std::future::Future;
@@ -51,6 +54,7 @@ use std::time::{Duration, Instant};
 
 use crate::message::{ChannelName, Message};
 
+pub use disk::{DiskHistory, FsyncPolicy};
 pub use memory::MemoryHistory;
 
 /// Bounds on what a store keeps (`[history]` in the config file).
