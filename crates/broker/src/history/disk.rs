@@ -184,10 +184,7 @@ impl DiskHistory {
     /// after the last publish, or simply drop the store, which does the same.
     pub fn sync(&self) -> impl std::future::Future<Output = Result<(), HistoryError>> + Send {
         let (done, rx) = oneshot::channel();
-        let sent = self
-            .tx
-            .as_ref()
-            .map(|tx| tx.send(Cmd::Sync(done)).is_ok());
+        let sent = self.tx.as_ref().map(|tx| tx.send(Cmd::Sync(done)).is_ok());
         async move {
             if sent != Some(true) {
                 return Err(closed());
@@ -357,9 +354,7 @@ impl Writer {
     /// Fsyncs what is written if the policy says it is time (or `force`).
     fn sync_if_due(&mut self, force: bool) -> Result<(), HistoryError> {
         let due = match self.policy {
-            FsyncPolicy::EveryMs(ms) => {
-                self.synced_at.elapsed() >= Duration::from_millis(ms)
-            }
+            FsyncPolicy::EveryMs(ms) => self.synced_at.elapsed() >= Duration::from_millis(ms),
             FsyncPolicy::EveryBatch => false,
         };
         if !self.unsynced || !(force || due) {

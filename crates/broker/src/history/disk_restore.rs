@@ -144,9 +144,7 @@ pub(super) fn restore(
         for k in orphans {
             batch.remove(&store.items, k);
         }
-        batch
-            .commit()
-            .map_err(|e| fail(dir, "cannot write", e))?;
+        batch.commit().map_err(|e| fail(dir, "cannot write", e))?;
     }
     Ok((core, wall_base))
 }

@@ -89,7 +89,16 @@ async fn semantics<S: HistoryStore>(h: &S) {
     assert_eq!(r.reach, Reach::Gap);
     let r = read(h, "ch", After::Id("c"), t).await;
     assert_eq!((r.reach, ids(&r)), (Reach::After, s(&["d", "e"])));
-    let r = read(h, "ch", After::Seq { epoch: all.epoch, seq: 3 }, t).await;
+    let r = read(
+        h,
+        "ch",
+        After::Seq {
+            epoch: all.epoch,
+            seq: 3,
+        },
+        t,
+    )
+    .await;
     assert_eq!((r.reach, ids(&r)), (Reach::After, s(&["d", "e"])));
     let r = read(h, "ch", After::Id("e"), t).await;
     assert_eq!((r.reach, ids(&r)), (Reach::After, Vec::<String>::new()));
@@ -104,12 +113,22 @@ async fn semantics<S: HistoryStore>(h: &S) {
     let out = h
         .append(
             &c,
-            &[msg("noid", Some("a"), 1), msg("noid", None, 1), msg("noid", Some("b"), 1)],
+            &[
+                msg("noid", Some("a"), 1),
+                msg("noid", None, 1),
+                msg("noid", Some("b"), 1),
+            ],
             t,
         )
         .await
         .ok();
-    assert_eq!(out, Some(Appended { kept: 2, last_seq: Some(2) }));
+    assert_eq!(
+        out,
+        Some(Appended {
+            kept: 2,
+            last_seq: Some(2)
+        })
+    );
     let none = h.append(&c, &[msg("noid", None, 1)], t).await.ok();
     assert_eq!(none, Some(Appended::default()));
     let last = h.last("noid", t).await.ok().flatten().map(|k| k.seq);
@@ -154,7 +173,10 @@ async fn a_restart_keeps_items_sequences_epochs_and_truncation() {
     assert_eq!(r.epoch, epoch, "the epoch survives");
     let all = read(&h, "cut", After::Start, t).await;
     assert_eq!(ids(&all), before);
-    assert_eq!(all.items.iter().map(|k| k.seq).collect::<Vec<_>>(), [2, 3, 4]);
+    assert_eq!(
+        all.items.iter().map(|k| k.seq).collect::<Vec<_>>(),
+        [2, 3, 4]
+    );
     let r = read(&h, "cut", After::Seq { epoch, seq: 3 }, t).await;
     assert_eq!((r.reach, ids(&r)), (Reach::After, s(&["d"])));
     // "a" was dropped before the restart: still a gap, never complete
@@ -165,7 +187,11 @@ async fn a_restart_keeps_items_sequences_epochs_and_truncation() {
     // the message comes back whole
     let m = &r.items[0].msg;
     assert_eq!(
-        (m.prev_id.as_deref(), m.meta_value("user"), m.stream_content().map(|b| b.len())),
+        (
+            m.prev_id.as_deref(),
+            m.meta_value("user"),
+            m.stream_content().map(|b| b.len())
+        ),
         (Some("p"), Some("u1"), Some(10))
     );
     assert!(h.contains_id("whole", "y") && h.contains_id("cut", "d"));

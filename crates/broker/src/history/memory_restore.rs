@@ -44,7 +44,10 @@ impl MemoryCore {
     /// The (channel, sequence) pairs dropped since the last call; a sequence of `1 << 63`
     /// means the channel was forgotten.
     pub fn take_evicted(&mut self) -> Vec<(ChannelName, u64)> {
-        self.evicted.as_mut().map(std::mem::take).unwrap_or_default()
+        self.evicted
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// Puts back pairs that could not be deleted on disk, to try again later.
@@ -221,11 +224,25 @@ impl MemoryCore {
             let slot = key as u32;
             if ch.items.is_empty() {
                 let seq = MARK | ch.first_seq;
-                entries.push((ch.emptied_at, Order { slot, gen: ch.gen, seq }));
+                entries.push((
+                    ch.emptied_at,
+                    Order {
+                        slot,
+                        gen: ch.gen,
+                        seq,
+                    },
+                ));
             }
             for (i, s) in ch.items.iter().enumerate() {
                 let seq = ch.first_seq + i as u64;
-                entries.push((s.at, Order { slot, gen: ch.gen, seq }));
+                entries.push((
+                    s.at,
+                    Order {
+                        slot,
+                        gen: ch.gen,
+                        seq,
+                    },
+                ));
             }
         }
         entries.sort_by_key(|(at, e)| (*at, e.seq & !MARK));
