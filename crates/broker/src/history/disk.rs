@@ -284,6 +284,10 @@ pub(super) struct Store {
 struct Plan {
     before: ChannelState,
     after: ChannelState,
+    /// New to the image: its row (generation) must be written with its first items; other
+    /// rows are rewritten only when evictions change them, as the items themselves say
+    /// where the channel's sequence and last id stand.
+    created: bool,
 }
 
 struct Writer {
@@ -402,7 +406,9 @@ impl Writer {
             for (channel, _, now, _) in &appends {
                 ats.push(core.at(*now));
                 if !plans.contains_key(channel) {
-                    let before = core.channel_state(channel).unwrap_or_else(|| {
+                    let known = core.channel_state(channel);
+                    let created = known.is_none();
+                    let before = known.unwrap_or_else(|| {
                         let (_, forgot) = core.marks();
                         ChannelState {
                             gen: core.reserve_gen(),
@@ -414,7 +420,12 @@ impl Writer {
                         }
                     });
                     let after = before.clone();
-                    plans.insert(channel.clone(), Plan { before, after });
+                    let plan = Plan {
+                        before,
+                        after,
+                        created,
+                    };
+                    plans.insert(channel.clone(), plan);
                 }
             }
             core.marks()
@@ -437,20 +448,24 @@ impl Writer {
             }
             planned.push(plan.after.next_seq - 1);
         }
-        for (channel, plan) in &plans {
+        let mut created = false;
+        for (channel, plan) in plans.iter().filter(|(_, p)| p.created) {
             let row = codec::encode_channel(&plan.after, wall_base + plan.after.emptied_at);
             batch.insert(&self.store.channels, channel.as_bytes(), row);
+            created = true;
         }
-        batch.insert(
-            &self.store.meta,
-            codec::META_NEXT_GEN,
-            u64::from(next_gen).to_be_bytes(),
-        );
-        batch.insert(
-            &self.store.meta,
-            codec::META_FORGOT,
-            u64::from(forgot).to_be_bytes(),
-        );
+        if created {
+            batch.insert(
+                &self.store.meta,
+                codec::META_NEXT_GEN,
+                u64::from(next_gen).to_be_bytes(),
+            );
+            batch.insert(
+                &self.store.meta,
+                codec::META_FORGOT,
+                u64::from(forgot).to_be_bytes(),
+            );
+        }
         let batch = match self.policy {
             FsyncPolicy::EveryBatch => batch.durability(Some(PersistMode::SyncAll)),
             FsyncPolicy::EveryMs(_) => batch.durability(Some(PersistMode::Buffer)),
