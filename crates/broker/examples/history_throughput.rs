@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use gripway_broker::history::{
-    DiskHistory, FsyncPolicy, HistoryConfig, HistoryStore, MemoryHistory,
+    DiskHistory, DiskStats, FsyncPolicy, HistoryConfig, HistoryStore, MemoryHistory,
 };
 use gripway_broker::{ChannelName, Message};
 use gripway_proto::publish::{encode_items, parse_publish_body, Item};
@@ -50,7 +50,7 @@ fn request(r: usize, channels: &[ChannelName]) -> Vec<(ChannelName, Vec<Arc<Mess
 
 type Requests = Vec<Vec<(ChannelName, Vec<Arc<Message>>)>>;
 
-async fn run_disk(h: Arc<DiskHistory>, reqs: Arc<Requests>, publishers: usize) -> f64 {
+async fn run_disk(h: Arc<DiskHistory>, reqs: Arc<Requests>, publishers: usize) -> (f64, DiskStats) {
     let t = Instant::now();
     let tasks: Vec<_> = (0..publishers)
         .map(|p| {
@@ -77,7 +77,8 @@ async fn run_disk(h: Arc<DiskHistory>, reqs: Arc<Requests>, publishers: usize) -
     for task in tasks {
         let _ = task.await;
     }
-    (reqs.len() * ITEMS) as f64 / t.elapsed().as_secs_f64()
+    let rate = (reqs.len() * ITEMS) as f64 / t.elapsed().as_secs_f64();
+    (rate, h.disk_stats())
 }
 
 fn run_memory(reqs: &Requests) -> f64 {
@@ -131,10 +132,13 @@ fn main() {
             let _ = std::fs::remove_dir_all(&dir);
             let h = DiskHistory::open(&dir, HistoryConfig::default(), FsyncPolicy::EveryBatch)
                 .unwrap_or_else(|e| panic!("{e}"));
-            let disk = rt.block_on(run_disk(Arc::new(h), reqs.clone(), publishers));
+            let (disk, d) = rt.block_on(run_disk(Arc::new(h), reqs.clone(), publishers));
             println!(
-                "{channels:>5} ch, {publishers} publishers: memory {memory:>10.0} items/s, disk {disk:>8.0} items/s ({:.1}% of memory)",
-                100.0 * disk / memory
+                "{channels:>5} ch, {publishers} publishers: memory {memory:>10.0} items/s, disk {disk:>8.0} items/s ({:.1}% of memory); {} fsyncs, {:.1} appends and {:.0} items per fsync",
+                100.0 * disk / memory,
+                d.fsyncs,
+                d.appends as f64 / d.fsyncs.max(1) as f64,
+                (reqs.len() * ITEMS) as f64 / d.fsyncs.max(1) as f64,
             );
             let _ = std::fs::remove_dir_all(&dir);
         }

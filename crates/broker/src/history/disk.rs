@@ -34,6 +34,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -67,6 +68,8 @@ pub enum FsyncPolicy {
 pub const QUEUE_LIMIT: usize = 1024;
 /// Most items the writer puts in one write (one fsync).
 pub const MAX_BATCH_ITEMS: usize = 16 * 1024;
+/// How long the writer waits for more appends after the queue runs dry, before it writes.
+pub const LINGER: Duration = Duration::from_micros(100);
 /// How soon evictions are deleted on disk when no append comes.
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -86,6 +89,24 @@ struct Shared {
     core: Mutex<MemoryCore>,
     /// Wall-clock milliseconds at the core's base instant.
     wall_base: u64,
+    writes: AtomicU64,
+    appends: AtomicU64,
+    fsyncs: AtomicU64,
+    failures: AtomicU64,
+}
+
+/// What the writer has done, for metrics: `appends / writes` is how many appends share one
+/// write (group commit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DiskStats {
+    /// Write batches that stored appends.
+    pub writes: u64,
+    /// Appends stored.
+    pub appends: u64,
+    /// Fsyncs (one per write with `EveryBatch`, one per interval with `EveryMs`).
+    pub fsyncs: u64,
+    /// Writes, deletes or fsyncs that failed (their appends were answered `Unavailable`).
+    pub failures: u64,
 }
 
 /// The on-disk history store. See the module doc.
@@ -144,6 +165,10 @@ impl DiskHistory {
         let shared = Arc::new(Shared {
             core: Mutex::new(core),
             wall_base,
+            writes: AtomicU64::new(0),
+            appends: AtomicU64::new(0),
+            fsyncs: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
         });
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
@@ -177,6 +202,17 @@ impl DiskHistory {
     /// publisher's retry of it — also one made after a restart — is a duplicate.
     pub fn contains_id(&self, channel: &str, id: &str) -> bool {
         self.shared.core.lock().contains_id(channel, id)
+    }
+
+    /// What the writer has done so far.
+    pub fn disk_stats(&self) -> DiskStats {
+        let s = &self.shared;
+        DiskStats {
+            writes: s.writes.load(Ordering::Relaxed),
+            appends: s.appends.load(Ordering::Relaxed),
+            fsyncs: s.fsyncs.load(Ordering::Relaxed),
+            failures: s.failures.load(Ordering::Relaxed),
+        }
     }
 
     /// Resolves once everything acknowledged so far is fsynced (with
@@ -321,6 +357,7 @@ impl Writer {
             let mut syncs = Vec::new();
             let mut n = 0;
             let mut next = first;
+            let mut lingered = false;
             while let Some(cmd) = next {
                 match cmd {
                     Cmd::Append {
@@ -340,6 +377,13 @@ impl Writer {
                 } else {
                     None
                 };
+                if next.is_none() && !lingered && n > 0 && n < MAX_BATCH_ITEMS {
+                    // appends made together (one request's channels, several shards) reach
+                    // the queue a few microseconds apart: wait once for the stragglers, a
+                    // fraction of the fsync they would otherwise need of their own
+                    lingered = true;
+                    next = self.rx.recv_timeout(LINGER).ok();
+                }
             }
             self.write(appends, !syncs.is_empty());
             let synced = self.sync_if_due(!syncs.is_empty());
@@ -372,6 +416,9 @@ impl Writer {
         if r.is_ok() {
             self.unsynced = false;
             self.synced_at = Instant::now();
+            self.shared.fsyncs.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.shared.failures.fetch_add(1, Ordering::Relaxed);
         }
         r
     }
@@ -392,6 +439,7 @@ impl Writer {
         let evicted = self.shared.core.lock().take_evicted();
         if let Err(e) = self.delete_evicted(&evicted) {
             tracing::warn!("{e}");
+            self.shared.failures.fetch_add(1, Ordering::Relaxed);
             self.shared.core.lock().requeue_evicted(evicted);
         }
         if appends.is_empty() {
@@ -473,12 +521,18 @@ impl Writer {
         if let Err(e) = batch.commit() {
             let err = HistoryError::Unavailable(format!("history write failed: {e}"));
             tracing::warn!("{err}");
+            self.shared.failures.fetch_add(1, Ordering::Relaxed);
             for (_, _, _, done) in appends {
                 let _ = done.send(Err(HistoryError::Unavailable(err.to_string())));
             }
             return;
         }
-        if self.policy != FsyncPolicy::EveryBatch {
+        let s = &self.shared;
+        s.writes.fetch_add(1, Ordering::Relaxed);
+        s.appends.fetch_add(appends.len() as u64, Ordering::Relaxed);
+        if self.policy == FsyncPolicy::EveryBatch {
+            s.fsyncs.fetch_add(1, Ordering::Relaxed);
+        } else {
             self.unsynced = true;
         }
         let mut core = self.shared.core.lock();

@@ -139,7 +139,9 @@ async fn semantics<S: HistoryStore>(h: &S) {
 
 #[tokio::test]
 async fn both_stores_answer_alike() {
-    semantics(&MemoryHistory::new(config(3, 120), 2)).await;
+    let m = MemoryHistory::new(config(3, 120), 2);
+    semantics(&m).await;
+    assert!(m.contains_id("ch", "e") && m.contains_id("ch", "c") && !m.contains_id("ch", "a"));
     let dir = tmp("semantics");
     {
         let h = DiskHistory::open(&dir, config(3, 120), FsyncPolicy::EveryBatch)
@@ -262,6 +264,14 @@ async fn concurrent_appends_share_writes_and_stay_dense() {
         let seqs: Vec<u64> = r.items.iter().map(|k| k.seq).collect();
         assert_eq!(seqs, (1..=1000).collect::<Vec<_>>());
     }
+    let d = h.disk_stats();
+    eprintln!("{d:?}");
+    assert_eq!((d.appends, d.failures), (400, 0));
+    assert_eq!(d.fsyncs, d.writes, "one fsync per write");
+    assert!(
+        d.writes < d.appends,
+        "concurrent appends share writes: {d:?}"
+    );
     drop(h);
     let _ = std::fs::remove_dir_all(&dir);
 }

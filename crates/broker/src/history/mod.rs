@@ -54,7 +54,7 @@ use std::time::{Duration, Instant};
 
 use crate::message::{ChannelName, Message};
 
-pub use disk::{DiskHistory, FsyncPolicy};
+pub use disk::{DiskHistory, DiskStats, FsyncPolicy};
 pub use memory::MemoryHistory;
 
 /// Bounds on what a store keeps (`[history]` in the config file).
