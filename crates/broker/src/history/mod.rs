@@ -1,6 +1,6 @@
 //! The history seam: what a channel's kept items look like to the rest of Gripway, whichever
-//! store keeps them — in memory ([`memory::MemoryHistory`], the default), on disk, or in NATS
-//! JetStream (cluster mode). Every published item that has an `id` is kept per channel, with a
+//! store keeps them — in memory ([`memory::MemoryHistory`], the default), on disk
+//! ([`disk::DiskHistory`]), or in NATS JetStream (cluster mode). Every published item that has an `id` is kept per channel, with a
 //! store-assigned sequence number, until a bound (count per channel, age, total bytes) evicts
 //! it, oldest first.
 //!
