@@ -115,6 +115,10 @@ pub struct MemoryCore {
     items: usize,
     bytes: usize,
     stats: HistoryStats,
+    /// Every (channel, sequence) dropped, and every channel forgotten (sequence [`MARK`]),
+    /// for a durable store to delete on disk (see `memory_restore.rs`); None (the default)
+    /// records nothing.
+    evicted: Option<Vec<(ChannelName, u64)>>,
 }
 
 impl MemoryCore {
@@ -133,6 +137,7 @@ impl MemoryCore {
             items: 0,
             bytes: 0,
             stats: HistoryStats::default(),
+            evicted: None,
         }
     }
 
@@ -201,6 +206,9 @@ impl MemoryCore {
             self.bytes += msg.cost() + ITEM_OVERHEAD;
             if ch.items.len() > self.config.max_items {
                 if let Some(old) = ch.items.pop_front() {
+                    if let Some(log) = &mut self.evicted {
+                        log.push((ch.name.clone(), ch.first_seq));
+                    }
                     ch.first_seq += 1;
                     ch.truncated = true;
                     self.items -= 1;
@@ -282,6 +290,9 @@ impl MemoryCore {
         if e.seq & MARK != 0 {
             let ch = self.channels.remove(key);
             self.index.remove(&ch.name);
+            if let Some(log) = &mut self.evicted {
+                log.push((ch.name.clone(), MARK));
+            }
             self.bytes -= CHANNEL_OVERHEAD + str_heap(&ch.name);
             self.forgot = true;
             self.stats.forgotten_channels += 1;
@@ -291,6 +302,9 @@ impl MemoryCore {
         let Some(old) = ch.items.pop_front() else {
             return true;
         };
+        if let Some(log) = &mut self.evicted {
+            log.push((ch.name.clone(), ch.first_seq));
+        }
         ch.first_seq += 1;
         ch.truncated = true;
         self.items -= 1;
@@ -509,6 +523,12 @@ impl MemoryHistory {
             .read_after(channel, after, limit, now)
     }
 
+    /// True if `id` is kept on `channel` (or is its last id): an item the store already
+    /// holds, so a publisher's retry of it is a duplicate.
+    pub fn contains_id(&self, channel: &str, id: &str) -> bool {
+        self.part(channel).lock().contains_id(channel, id)
+    }
+
     /// [`HistoryStore::last`], done at once.
     pub fn last_now(&self, channel: &str, now: Instant) -> Option<Kept> {
         self.part(channel).lock().last(channel, now)
@@ -568,6 +588,9 @@ impl HistoryStore for MemoryHistory {
         t
     }
 }
+
+#[path = "memory_restore.rs"]
+pub(crate) mod restore;
 
 #[cfg(test)]
 #[path = "memory_tests.rs"]

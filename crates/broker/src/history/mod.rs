@@ -1,6 +1,6 @@
 //! The history seam: what a channel's kept items look like to the rest of Gripway, whichever
-//! store keeps them — in memory ([`memory::MemoryHistory`], the default), on disk, or in NATS
-//! JetStream (cluster mode). Every published item that has an `id` is kept per channel, with a
+//! store keeps them — in memory ([`memory::MemoryHistory`], the default), on disk
+//! ([`disk::DiskHistory`]), or in NATS JetStream (cluster mode). Every published item that has an `id` is kept per channel, with a
 //! store-assigned sequence number, until a bound (count per channel, age, total bytes) evicts
 //! it, oldest first.
 //!
@@ -43,6 +43,9 @@
 //! See ARCHITECTURE.md, "History", for how the disk and JetStream stores plug in and which
 //! guarantee comes from where.
 
+pub mod disk;
+mod disk_codec;
+mod disk_restore;
 pub mod memory;
 mod store;
 
@@ -52,6 +55,7 @@ use std::time::{Duration, Instant};
 
 use crate::message::{ChannelName, Message};
 
+pub use disk::{DiskHistory, DiskStats, FsyncPolicy};
 pub use memory::MemoryHistory;
 pub use store::History;
 
