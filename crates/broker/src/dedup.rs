@@ -48,6 +48,11 @@ impl Dedup {
         true
     }
 
+    /// Forgets a pair (its item could not be stored: a retry of it is not a duplicate).
+    pub fn forget(&mut self, channel: &ChannelName, id: &Arc<str>) {
+        self.seen.remove(&(channel.clone(), id.clone()));
+    }
+
     /// Pairs remembered now.
     pub fn len(&self) -> usize {
         self.seen.len()

@@ -28,6 +28,7 @@ use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
+use crate::ack::{Ack, Entry};
 use crate::dedup::Dedup;
 use crate::history::{History, HistoryConfig, MemoryHistory};
 use crate::last_ids::LastIds;
@@ -119,9 +120,16 @@ struct Reported {
 }
 
 /// Why `publish` could not take items.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the broker is shutting down")]
-pub struct BrokerClosed;
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PublishError {
+    /// The broker is draining or gone: nothing was taken.
+    #[error("the broker is shutting down")]
+    Closed,
+    /// A durable history store could not store every item: the request must not be
+    /// acknowledged (the items that were not stored were not delivered either).
+    #[error("items could not be stored")]
+    NotStored,
+}
 
 /// Handle to the broker; cheap to clone.
 #[derive(Clone)]
@@ -129,7 +137,7 @@ pub struct Broker {
     registry: Arc<Registry>,
     last_ids: Arc<LastIds>,
     history: Arc<History>,
-    queues: Arc<[mpsc::Sender<Arc<Message>>]>,
+    queues: Arc<[mpsc::Sender<Entry>]>,
     hasher: FixedState,
     stats: Arc<BrokerStats>,
     /// Set by [`Broker::drain`]: each shard closes its queue and ends once it is empty.
@@ -165,6 +173,7 @@ impl Broker {
             .map(|_| {
                 let (tx, rx) = mpsc::channel(config.queue_per_shard.max(1));
                 let shard = Shard {
+                    acks: HashMap::default(),
                     registry: registry.clone(),
                     last_ids: last_ids.clone(),
                     history: history.clone(),
@@ -236,21 +245,41 @@ impl Broker {
         (self.last_ids.len(), self.last_ids.bytes())
     }
 
-    /// Queues validated items for fan-out, in order. Returns once all are queued.
-    pub async fn publish(&self, items: Vec<Item>) -> Result<(), BrokerClosed> {
+    /// Queues validated items for fan-out, in order. Returns once all are queued — or,
+    /// with a durable history store, once all are stored ([`crate::ack`]).
+    pub async fn publish(&self, items: Vec<Item>) -> Result<(), PublishError> {
+        let (ack, answer) = match self.history.is_durable() && !items.is_empty() {
+            true => {
+                let (ack, rx) = Ack::new(items.len());
+                (Some(ack), Some(rx))
+            }
+            false => (None, None),
+        };
         for item in items {
             let msg = Message::new(item);
             let queue = &self.queues[self.shard_of(&msg.channel)];
-            match queue.try_send(msg) {
+            let entry = Entry {
+                msg,
+                ack: ack.clone(),
+            };
+            match queue.try_send(entry) {
                 Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(msg)) => {
-                    queue.send(msg).await.map_err(|_| BrokerClosed)?;
+                Err(mpsc::error::TrySendError::Full(entry)) => {
+                    queue.send(entry).await.map_err(|_| PublishError::Closed)?;
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => return Err(BrokerClosed),
+                Err(mpsc::error::TrySendError::Closed(_)) => return Err(PublishError::Closed),
             }
             self.stats.received.fetch_add(1, Ordering::Relaxed);
         }
-        Ok(())
+        drop(ack);
+        match answer {
+            None => Ok(()),
+            Some(rx) => match rx.await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(PublishError::NotStored),
+                Err(_) => Err(PublishError::Closed),
+            },
+        }
     }
 
     fn shard_of(&self, channel: &str) -> usize {
@@ -260,6 +289,9 @@ impl Broker {
 
 /// One dispatcher task's state: the channels hashed to it.
 struct Shard {
+    /// Publish requests waiting for items of this shard to be stored (durable history
+    /// only), by the address of the item's message.
+    acks: HashMap<usize, Arc<Ack>>,
     registry: Arc<Registry>,
     last_ids: Arc<LastIds>,
     history: Arc<History>,
@@ -273,7 +305,7 @@ struct Shard {
 const MAX_BATCH: usize = 4096;
 
 impl Shard {
-    async fn run(mut self, mut rx: mpsc::Receiver<Arc<Message>>, mut stop: watch::Receiver<bool>) {
+    async fn run(mut self, mut rx: mpsc::Receiver<Entry>, mut stop: watch::Receiver<bool>) {
         let mut batch = Vec::with_capacity(64);
         let mut ready = Vec::with_capacity(64);
         let mut stopping = false;
@@ -290,8 +322,8 @@ impl Shard {
                 }
             };
             let now = Instant::now();
-            for msg in batch.drain(..) {
-                self.arrive(msg, now, &mut ready);
+            for entry in batch.drain(..) {
+                self.arrive(entry, now, &mut ready);
             }
             // at shutdown nothing more can arrive: release whatever still waits
             let horizon = if closed {
@@ -301,7 +333,11 @@ impl Shard {
             };
             self.sequencer.expire(horizon, &mut ready);
             if !ready.is_empty() {
-                self.fan_out(&mut ready);
+                if self.history.is_immediate() {
+                    self.fan_out(&mut ready);
+                } else {
+                    self.store_then_fan_out(&mut ready).await;
+                }
             }
             self.report_sizes();
             if closed {
@@ -336,16 +372,64 @@ impl Shard {
         }
     }
 
-    fn arrive(&mut self, msg: Arc<Message>, now: Instant, ready: &mut Vec<Arc<Message>>) {
+    fn arrive(&mut self, entry: Entry, now: Instant, ready: &mut Vec<Arc<Message>>) {
+        let Entry { msg, ack } = entry;
         if let Some(id) = &msg.id {
-            if !self.dedup.first_sighting(&msg.channel, id, now) {
+            // a durable store also knows ids stored before a restart
+            if !self.dedup.first_sighting(&msg.channel, id, now)
+                || self.history.durable_contains(&msg.channel, id)
+            {
                 self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                if let Some(ack) = ack {
+                    ack.done(true); // already stored
+                }
                 return;
             }
+        }
+        if let Some(ack) = ack {
+            self.acks.insert(Arc::as_ptr(&msg) as usize, ack);
         }
         let has_subscribers = self.registry.subscriber_count(&msg.channel) > 0;
         if self.sequencer.arrive(msg, has_subscribers, now, ready) == Arrival::Waiting {
             self.stats.waited.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// With a durable store: stores every channel's batch (all at once, so the store writes
+    /// them together), then fans out what was stored and acknowledges it. Items a failed
+    /// write did not store are neither delivered nor acknowledged (the publisher gets an
+    /// error and may retry: their ids are forgotten by dedup).
+    async fn store_then_fan_out(&mut self, ready: &mut Vec<Arc<Message>>) {
+        let groups = group_by_channel(ready);
+        let now = Instant::now();
+        let history = self.history.clone();
+        let stored = futures_util::future::join_all(
+            groups.iter().map(|g| history.append(&g[0].channel, g, now)),
+        )
+        .await;
+        for (group, result) in groups.iter().zip(stored) {
+            let ok = match result {
+                Ok(_) => true,
+                Err(e) => {
+                    tracing::warn!(channel = %group[0].channel, "history append failed: {e}");
+                    for m in group {
+                        if let Some(id) = &m.id {
+                            self.dedup.forget(&m.channel, id);
+                        }
+                    }
+                    false
+                }
+            };
+            if ok {
+                self.fan_out_channel(&group[0].channel, group);
+            }
+            if !self.acks.is_empty() {
+                for m in group {
+                    if let Some(ack) = self.acks.remove(&(Arc::as_ptr(m) as usize)) {
+                        ack.done(ok);
+                    }
+                }
+            }
         }
     }
 
@@ -422,6 +506,20 @@ async fn expire_history(history: std::sync::Weak<History>) {
         };
         history.expire(Instant::now()).await;
     }
+}
+
+/// `ready`'s messages grouped by channel, groups in order of first appearance; empties it.
+fn group_by_channel(ready: &mut Vec<Arc<Message>>) -> Vec<Vec<Arc<Message>>> {
+    let mut index: HashMap<ChannelName, usize> = HashMap::default();
+    let mut groups: Vec<Vec<Arc<Message>>> = Vec::new();
+    for msg in ready.drain(..) {
+        let g = *index.entry(msg.channel.clone()).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[g].push(msg);
+    }
+    groups
 }
 
 async fn sleep_until(deadline: Option<Instant>) {

@@ -9,6 +9,7 @@
 //! Per-channel history lives behind the [`history::HistoryStore`] seam: each shard appends
 //! shards yet). A bus between nodes plugs in later, in front of the shard queues.
 
+mod ack;
 pub mod aged;
 pub mod dedup;
 pub mod dispatch;
@@ -19,7 +20,7 @@ pub mod registry;
 pub mod sequencer;
 pub mod subscriber;
 
-pub use dispatch::{Broker, BrokerClosed, BrokerConfig, BrokerStats};
+pub use dispatch::{Broker, BrokerConfig, BrokerStats, PublishError};
 pub use message::{ChannelName, Message};
 pub use registry::{Registry, Subscription};
 pub use subscriber::{Delivery, Subscriber, Transport};

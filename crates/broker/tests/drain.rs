@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gripway_broker::{
-    Broker, BrokerClosed, BrokerConfig, Delivery, Message, Subscriber, Transport,
+    Broker, BrokerConfig, Delivery, Message, PublishError, Subscriber, Transport,
 };
 use gripway_proto::publish::{Formats, Item};
 
@@ -71,7 +71,7 @@ async fn drain_delivers_everything_accepted_then_refuses() {
     assert_eq!(counter.0.load(Ordering::Relaxed), accepted);
     assert_eq!(
         broker.publish(vec![item("a", "after".into(), None)]).await,
-        Err(BrokerClosed)
+        Err(PublishError::Closed)
     );
     // a second drain returns at once
     tokio::time::timeout(Duration::from_secs(1), broker.drain())

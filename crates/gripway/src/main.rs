@@ -67,6 +67,9 @@ struct RunArgs {
     /// Longest drain at SIGTERM/SIGINT, in ms, before open connections are cut off (default 10000).
     #[arg(long, value_name = "MS")]
     drain_timeout_ms: Option<u64>,
+    /// Keep history on disk in this directory (survives restarts; see [history] dir).
+    #[arg(long, value_name = "DIR")]
+    history_dir: Option<std::path::PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -169,6 +172,9 @@ fn build_config(args: &RunArgs) -> Result<Config, ConfigError> {
     }
     if let Some(ms) = args.drain_timeout_ms {
         config.drain_timeout = Duration::from_millis(ms);
+    }
+    if let Some(dir) = &args.history_dir {
+        config.history.dir = Some(dir.clone());
     }
     Ok(config)
 }

@@ -288,6 +288,12 @@ async fn drain(shared: &Shared, deadline: Instant) -> Stopped {
     if queued.is_err() {
         tracing::warn!("drain deadline passed while fanning out what was published");
     }
+    // a durable history store syncs what it wrote (with fsync_ms, the last writes)
+    match tokio::time::timeout_at(deadline, shared.broker.history().sync()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!("history sync at shutdown failed: {e}"),
+        Err(_) => tracing::warn!("drain deadline passed while syncing history"),
+    }
     let held = d.roster.sweep();
     tracing::info!(
         "published items delivered; ending {held} held connections ({} connection tasks open)",

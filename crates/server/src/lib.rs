@@ -128,6 +128,35 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// The history store `[history]` asks for: none, in memory, or on disk (opened now, so a
+/// directory that cannot be used stops start-up with its name and why).
+fn open_history(config: &Config) -> Result<gripway_broker::history::History, ConfigError> {
+    use gripway_broker::history::{
+        DiskHistory, FsyncPolicy, History, HistoryConfig, MemoryHistory,
+    };
+    let h = &config.history;
+    let bounds = HistoryConfig {
+        max_items: h.max_items,
+        max_age: h.max_age,
+        max_bytes: h.max_bytes,
+    };
+    if h.max_items == 0 {
+        return Ok(History::Off);
+    }
+    let Some(dir) = &h.dir else {
+        let shards = std::thread::available_parallelism().map_or(2, |n| n.get());
+        return Ok(History::Memory(MemoryHistory::new(bounds, shards)));
+    };
+    let policy = match h.fsync_ms {
+        0 => FsyncPolicy::EveryBatch,
+        n => FsyncPolicy::EveryMs(n),
+    };
+    let store = DiskHistory::open(dir, bounds, policy)
+        .map_err(|e| ConfigError::new(format!("[history] dir: {e}")))?;
+    tracing::info!(dir = %dir.display(), "history kept on disk");
+    Ok(History::Disk(store))
+}
+
 /// Serves until `shutdown` is requested, then drains (see [`drain`]) and returns how that
 /// went. Must run inside a tokio runtime.
 pub async fn run(
@@ -145,20 +174,18 @@ pub async fn run(
         );
     }
     let upstream_key = routing::load_upstream_key(&config)?;
-    let broker = Broker::start(BrokerConfig {
-        dedup_window: config.publish.dedup_window,
-        order_wait: config.publish.order_wait,
-        dedup_max_bytes: config.publish.dedup_max_bytes,
-        order_max_bytes: config.publish.order_max_bytes,
-        last_ids_max_bytes: config.publish.last_ids_max_bytes,
-        shards: std::thread::available_parallelism().map_or(2, |n| n.get()),
-        history: gripway_broker::history::HistoryConfig {
-            max_items: config.history.max_items,
-            max_age: config.history.max_age,
-            max_bytes: config.history.max_bytes,
+    let broker = Broker::start_with_history(
+        BrokerConfig {
+            dedup_window: config.publish.dedup_window,
+            order_wait: config.publish.order_wait,
+            dedup_max_bytes: config.publish.dedup_max_bytes,
+            order_max_bytes: config.publish.order_max_bytes,
+            last_ids_max_bytes: config.publish.last_ids_max_bytes,
+            shards: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            ..BrokerConfig::default()
         },
-        ..BrokerConfig::default()
-    });
+        open_history(&config)?,
+    );
     let metrics = Metrics::new(broker.clone());
     let origin = OriginClient::new(OriginTimeouts {
         connect: config.proxy.connect_timeout,

@@ -427,6 +427,27 @@ impl Collector for BrokerCollector {
         ] {
             gauge(&mut encoder, name, help, v as i64)?;
         }
+        if let Some(d) = self.0.history().disk_stats() {
+            for (name, help, v) in [
+                (
+                    "history_disk_writes",
+                    "Write batches of the on-disk history store (each one journal write)",
+                    d.writes,
+                ),
+                (
+                    "history_disk_fsyncs",
+                    "fsyncs of the on-disk history store",
+                    d.fsyncs,
+                ),
+                (
+                    "history_disk_failures",
+                    "Failed writes of the on-disk history store (their publishes answered 503)",
+                    d.failures,
+                ),
+            ] {
+                counter(&mut encoder, name, help, v)?;
+            }
+        }
         {
             let c = ConstCounter::new(0u64);
             let mut family = encoder.encode_descriptor(

@@ -210,8 +210,16 @@ async fn publish(
         };
         Refusal::publisher(e.http_status(), reason, e.message)
     })?;
-    if shared.broker.publish(items).await.is_err() {
-        return Err(draining());
+    match shared.broker.publish(items).await {
+        Ok(()) => {}
+        Err(gripway_broker::PublishError::Closed) => return Err(draining()),
+        Err(gripway_broker::PublishError::NotStored) => {
+            return Err(Refusal::internal(
+                503,
+                "history-unavailable",
+                "Not published: the history store could not store the items; publish again.",
+            ))
+        }
     }
     Ok(answer(format, "Published"))
 }

@@ -29,14 +29,25 @@ impl Gripway {
 
     /// Starts `binary` in directory `dir`.
     pub fn start_in(binary: &str, args: &[&str], dir: Option<&Path>) -> Gripway {
+        Self::start_at(binary, args, dir, ["127.0.0.1:0"; 3].map(String::from))
+    }
+
+    /// Starts `binary` again on the listeners of `previous` (a restart on the same ports).
+    pub fn restart_like(binary: &str, args: &[&str], previous: &Gripway) -> Gripway {
+        let addrs = [previous.addr, previous.publish_addr, previous.admin_addr];
+        Self::start_at(binary, args, None, addrs.map(|a| a.to_string()))
+    }
+
+    fn start_at(binary: &str, args: &[&str], dir: Option<&Path>, addrs: [String; 3]) -> Gripway {
+        let [client, publish, admin] = addrs;
         let mut cmd = Command::new(binary);
         cmd.args([
             "--port",
-            "127.0.0.1:0",
+            &client,
             "--publish-port",
-            "127.0.0.1:0",
+            &publish,
             "--admin-port",
-            "127.0.0.1:0",
+            &admin,
         ])
         .args(args)
         .env_remove("RUST_LOG")
@@ -156,6 +167,12 @@ impl Gripway {
     /// Sends SIGTERM (as a supervisor stopping the service does).
     pub fn terminate(&self) {
         self.signal(rustix::process::Signal::TERM);
+    }
+
+    /// Sends SIGKILL and waits for the process to be gone (a crash: nothing is drained).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Sends SIGINT (Ctrl-C).

@@ -204,6 +204,26 @@ impl DiskHistory {
         self.shared.core.lock().contains_id(channel, id)
     }
 
+    /// [`HistoryStore::read_after`], answered at once (reads come from the store's
+    /// in-memory copy of what is on disk).
+    pub fn read_after_now(
+        &self,
+        channel: &str,
+        after: After<'_>,
+        limit: usize,
+        now: Instant,
+    ) -> Recovery {
+        self.shared
+            .core
+            .lock()
+            .read_after(channel, after, limit, now)
+    }
+
+    /// [`HistoryStore::last`], answered at once.
+    pub fn last_now(&self, channel: &str, now: Instant) -> Option<Kept> {
+        self.shared.core.lock().last(channel, now)
+    }
+
     /// What the writer has done so far.
     pub fn disk_stats(&self) -> DiskStats {
         let s = &self.shared;

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::{
-    After, Appended, HistoryError, HistoryStats, HistoryStore, Kept, MemoryHistory, Reach, Recovery,
+    After, Appended, DiskHistory, DiskStats, HistoryError, HistoryStats, HistoryStore, Kept,
+    MemoryHistory, Reach, Recovery,
 };
 use crate::message::{ChannelName, Message};
 
@@ -20,6 +21,8 @@ pub enum History {
     Off,
     /// Kept in memory (the default).
     Memory(MemoryHistory),
+    /// Kept on disk (`[history] dir`): appends resolve once stored.
+    Disk(DiskHistory),
 }
 
 impl History {
@@ -44,6 +47,7 @@ impl History {
         match self {
             History::Off => Ok(Appended::default()),
             History::Memory(m) => Ok(m.append_now(channel, items, now)),
+            History::Disk(d) => d.append(channel, items, now).await,
         }
     }
 
@@ -58,6 +62,7 @@ impl History {
         match self {
             History::Off => Some(Appended::default()),
             History::Memory(m) => Some(m.append_now(channel, items, now)),
+            History::Disk(_) => None,
         }
     }
 
@@ -72,6 +77,7 @@ impl History {
         match self {
             History::Off => Ok(off_answer(after)),
             History::Memory(m) => Ok(m.read_after_now(channel, after, limit, now)),
+            History::Disk(d) => Ok(d.read_after_now(channel, after, limit, now)),
         }
     }
 
@@ -87,6 +93,7 @@ impl History {
         match self {
             History::Off => Some(off_answer(after)),
             History::Memory(m) => Some(m.read_after_now(channel, after, limit, now)),
+            History::Disk(d) => Some(d.read_after_now(channel, after, limit, now)),
         }
     }
 
@@ -98,6 +105,9 @@ impl History {
             History::Memory(m) => {
                 Some(m.read_after_now(channel, After::Id(id), 0, now).reach == Reach::After)
             }
+            History::Disk(d) => {
+                Some(d.read_after_now(channel, After::Id(id), 0, now).reach == Reach::After)
+            }
         }
     }
 
@@ -106,6 +116,7 @@ impl History {
         match self {
             History::Off => Ok(None),
             History::Memory(m) => Ok(m.last_now(channel, now)),
+            History::Disk(d) => Ok(d.last_now(channel, now)),
         }
     }
 
@@ -114,6 +125,7 @@ impl History {
         match self {
             History::Off => {}
             History::Memory(m) => m.expire(now).await,
+            History::Disk(d) => d.expire(now).await,
         }
     }
 
@@ -122,6 +134,37 @@ impl History {
         match self {
             History::Off => HistoryStats::default(),
             History::Memory(m) => m.stats(),
+            History::Disk(d) => d.stats(),
+        }
+    }
+
+    /// True when an append is acknowledged only once stored on disk.
+    pub fn is_durable(&self) -> bool {
+        matches!(self, History::Disk(_))
+    }
+
+    /// True if `id` is stored on `channel` (durable stores: a retry of an item stored
+    /// before a restart is a duplicate); false from the other stores.
+    pub fn durable_contains(&self, channel: &str, id: &str) -> bool {
+        match self {
+            History::Disk(d) => d.contains_id(channel, id),
+            _ => false,
+        }
+    }
+
+    /// Resolves once everything appended so far is on disk (a no-op for the others).
+    pub async fn sync(&self) -> Result<(), HistoryError> {
+        match self {
+            History::Disk(d) => d.sync().await,
+            _ => Ok(()),
+        }
+    }
+
+    /// The disk writer's counters, for a durable store.
+    pub fn disk_stats(&self) -> Option<DiskStats> {
+        match self {
+            History::Disk(d) => Some(d.disk_stats()),
+            _ => None,
         }
     }
 }

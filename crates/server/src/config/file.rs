@@ -58,6 +58,8 @@ pub struct RawHistory {
     pub max_bytes: Option<usize>,
     /// Directory of the on-disk store.
     pub dir: Option<String>,
+    /// fsync policy of the on-disk store: 0 every write, N every N ms.
+    pub fsync_ms: Option<u64>,
     /// Most items one recovery sends per channel.
     pub max_recover: Option<usize>,
 }
@@ -366,6 +368,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     }
     set(&mut c.history.max_bytes, h.max_bytes);
     set(&mut c.history.max_recover, h.max_recover);
+    set(&mut c.history.fsync_ms, h.fsync_ms);
     if let Some(d) = h.dir.filter(|d| !d.trim().is_empty()) {
         c.history.dir = Some(c.base_dir.join(d));
     }

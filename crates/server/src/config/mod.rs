@@ -92,6 +92,10 @@ pub struct HistorySettings {
     pub max_bytes: usize,
     /// Keep history on disk in this directory (None: in memory).
     pub dir: Option<PathBuf>,
+    /// On disk: 0 acknowledges a publish once its items are fsynced (every write batch);
+    /// N acknowledges once written and fsyncs every N ms (survives a killed process, may
+    /// lose the last N ms on power loss).
+    pub fsync_ms: u64,
     /// Items a recovery (reconnect with `Last-Event-ID`, `prev-id`) sends at most per
     /// channel; the rest is reported as a gap.
     pub max_recover: usize,
@@ -105,6 +109,7 @@ impl Default for HistorySettings {
             max_age: history::DEFAULT_MAX_AGE,
             max_bytes: history::DEFAULT_MAX_BYTES,
             dir: None,
+            fsync_ms: 0,
             max_recover: 1000,
         }
     }
