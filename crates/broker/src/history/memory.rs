@@ -84,6 +84,9 @@ struct Channel {
     truncated: bool,
     /// The id of the newest item appended, kept after the item is dropped.
     last_id: Option<Arc<str>>,
+    /// The id of the newest item dropped (the one just before the oldest kept): a reader
+    /// that has it missed nothing that was dropped.
+    evicted_id: Option<Arc<str>>,
     /// When the channel lost its last item (for its marker's age).
     emptied_at: u64,
 }
@@ -209,6 +212,7 @@ impl MemoryCore {
                     if let Some(log) = &mut self.evicted {
                         log.push((ch.name.clone(), ch.first_seq));
                     }
+                    ch.evicted_id = old.msg.id.clone();
                     ch.first_seq += 1;
                     ch.truncated = true;
                     self.items -= 1;
@@ -239,6 +243,7 @@ impl MemoryCore {
             first_seq: 1,
             truncated: self.forgot,
             last_id: None,
+            evicted_id: None,
             emptied_at: at,
         }) as u32;
         self.index.insert(channel.clone(), key);
@@ -305,6 +310,7 @@ impl MemoryCore {
         if let Some(log) = &mut self.evicted {
             log.push((ch.name.clone(), ch.first_seq));
         }
+        ch.evicted_id = old.msg.id.clone();
         ch.first_seq += 1;
         ch.truncated = true;
         self.items -= 1;
@@ -392,6 +398,8 @@ impl MemoryCore {
             After::Id(id) => {
                 if ch.last_id.as_deref() == Some(id) {
                     (Reach::After, ch.items.len())
+                } else if ch.evicted_id.as_deref() == Some(id) {
+                    (Reach::After, 0) // everything kept follows it
                 } else {
                     match ch
                         .items

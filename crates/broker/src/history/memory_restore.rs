@@ -126,6 +126,7 @@ impl MemoryCore {
             first_seq: state.next_seq,
             truncated: state.truncated,
             last_id: state.last_id.clone(),
+            evicted_id: None,
             emptied_at: state.emptied_at,
         }) as u32;
         self.index.insert(channel.clone(), key);
