@@ -15,11 +15,12 @@ pub mod dispatch;
 pub mod history;
 pub mod last_ids;
 pub mod message;
+pub mod names;
 pub mod registry;
 pub mod sequencer;
 pub mod subscriber;
 
 pub use dispatch::{Broker, BrokerClosed, BrokerConfig, BrokerStats};
-pub use message::{ChannelName, Message};
+pub use message::{ChannelName, Message, StreamAction, StreamFormat, WsFormat, WsOp};
 pub use registry::{Registry, Subscription};
 pub use subscriber::{Delivery, Subscriber, Transport};

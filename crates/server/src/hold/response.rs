@@ -91,7 +91,7 @@ impl Subscriber for PollSub {
             return Delivery::Skipped;
         }
         for msg in messages {
-            if let (Some(prev), Some(id)) = (&msg.prev_id, &msg.id) {
+            if let (Some(prev), Some(id)) = (msg.prev_id(), &msg.id) {
                 let stale = self
                     .prev_ids
                     .iter()
@@ -106,7 +106,7 @@ impl Subscriber for PollSub {
                     return Delivery::Sent(1);
                 }
             }
-            let Some(format) = &msg.formats.http_response else {
+            let Some(format) = msg.http_response() else {
                 continue;
             };
             if !admits(

@@ -11,11 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use gripway_broker::{Delivery, Message, Subscriber, Subscription, Transport};
+use gripway_broker::{Delivery, Message, StreamAction, Subscriber, Subscription, Transport};
 use gripway_proto::chunked::{encode_chunk, LAST_CHUNK};
 use gripway_proto::http1::{write_response_head, Version};
 use gripway_proto::instruct::KeepAliveMode;
-use gripway_proto::publish::HttpStreamAction;
 use http::header::{HeaderValue, CONTENT_LENGTH, TRANSFER_ENCODING};
 use rand::Rng;
 
@@ -53,25 +52,25 @@ impl Subscriber for StreamSub {
         let mut batch = Batch::new();
         let mut close = false;
         for msg in messages {
-            let Some(format) = &msg.formats.http_stream else {
+            let Some(format) = msg.http_stream() else {
                 continue;
             };
             if !admits(
                 self.filters.as_deref(),
-                &format.content_filters,
+                format.content_filters,
                 channel,
                 msg,
             ) {
                 continue;
             }
-            let frame = match &format.action {
-                HttpStreamAction::Send(_) if self.chunked => msg.stream_chunk(),
-                HttpStreamAction::Send(_) => msg.stream_content(),
-                HttpStreamAction::Close => {
+            let frame = match format.action {
+                StreamAction::Send if self.chunked => msg.stream_chunk(),
+                StreamAction::Send => msg.stream_content(),
+                StreamAction::Close => {
                     close = true;
                     self.chunked.then_some(&END_OF_STREAM)
                 }
-                HttpStreamAction::Hint => None,
+                StreamAction::Hint => None,
             };
             if let Some(frame) = frame {
                 if !batch.push(&self.sink, &mut st, frame) {

@@ -6,8 +6,7 @@
 
 use std::sync::Arc;
 
-use gripway_broker::{Delivery, Message, Subscriber, Transport};
-use gripway_proto::publish::WsAction;
+use gripway_broker::{Delivery, Message, Subscriber, Transport, WsOp};
 use parking_lot::Mutex;
 
 use crate::hold::filters::{admits, Filters};
@@ -57,14 +56,14 @@ impl Subscriber for WsSub {
         let mut batch = Batch::new();
         let mut notify = false;
         for msg in messages {
-            let Some(format) = &msg.formats.ws_message else {
+            let Some(format) = msg.ws_message() else {
                 continue;
             };
-            if !admits(filters.as_deref(), &format.content_filters, channel, msg) {
+            if !admits(filters.as_deref(), format.content_filters, channel, msg) {
                 continue;
             }
-            match &format.action {
-                WsAction::Send { .. } => {
+            match format.action {
+                WsOp::Send(_) => {
                     let frame = if self.deflate {
                         msg.ws_frame_deflated()
                     } else {
@@ -76,16 +75,16 @@ impl Subscriber for WsSub {
                         }
                     }
                 }
-                WsAction::Close { code, reason } => {
-                    self.requests.lock().close = Some((*code, reason.clone()));
+                WsOp::Close { code, reason } => {
+                    self.requests.lock().close = Some((code, reason.to_owned()));
                     notify = true;
                     break;
                 }
-                WsAction::Refresh => {
+                WsOp::Refresh => {
                     self.requests.lock().refresh = true;
                     notify = true;
                 }
-                WsAction::Hint => {}
+                WsOp::Hint => {}
             }
         }
         drop(filters);
