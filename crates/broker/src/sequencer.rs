@@ -304,6 +304,18 @@ mod tests {
     }
 
     #[test]
+    fn items_of_a_channel_leave_with_one_shared_name() {
+        let mut s = Sequencer::new(Duration::from_secs(5), 100, 1 << 20);
+        let now = Instant::now();
+        let mut out = vec![];
+        for (i, subscribed) in [(1, true), (2, false), (3, true)] {
+            s.arrive(msg(&i.to_string(), None), subscribed, now, &mut out);
+        }
+        assert_eq!(ids(&out), ["1", "2", "3"]);
+        assert!(out.iter().all(|m| Arc::ptr_eq(&m.channel, &out[0].channel)));
+    }
+
+    #[test]
     fn reorders_by_prev_id() {
         let mut s = Sequencer::new(Duration::from_secs(5), 100, 1 << 20);
         let now = Instant::now();
