@@ -3,14 +3,14 @@
 //! then shared by every subscriber of that transport (one `Bytes`, reference-counted, never
 //! copied), with no second copy of the content beside them.
 //!
-//! Layout (80 bytes inline, plus the `Arc`'s two counts):
+//! Layout (88 bytes inline, plus the `Arc`'s two counts):
 //! * `channel`, shared with every other message of the channel once its shard has seen it
 //!   ([`crate::names`]);
 //! * `id`;
 //! * `wire`, the main encoding: the `http-stream` content as one HTTP/1.1 chunk when the item
-//!   streams content, otherwise its `ws-message` frame, otherwise empty. Which of the two it
-//!   is shows in its first byte: a chunk starts with a hex digit (below 0x80), a server
-//!   WebSocket frame with its FIN bit (0x80) set;
+//!   streams content, otherwise its `ws-message` frame, otherwise empty (which one is kept in
+//!   a byte beside it, and also shows in its first byte: a chunk starts with a hex digit,
+//!   a server WebSocket frame with its FIN bit set);
 //! * `rare`, boxed, only for what a typical item lacks: `prev-id`, `meta`, `no-seq`, the
 //!   `ws-message` frame of an item that also streams, and (boxed again) the formats' full
 //!   description whenever they are not the simple shape — `send` in `http-stream`,
@@ -18,7 +18,8 @@
 //!   from the frames alone;
 //! * `lazy`, encodings made on first use only, in one box: the bare content for streams that
 //!   are not chunked (a slice of the chunk, sharing its buffer) and the permessage-deflate
-//!   frame.
+//!   frame;
+//! * its [`Message::cost`], computed once.
 //!
 //! Invariant: a `Message` is immutable once built; the lazily filled encodings are pure
 //! functions of it, so whichever subscriber fills one first, all see the same bytes.
@@ -52,6 +53,11 @@ pub struct Message {
     /// Encodings made on first use (one pointer; two racing first users both make it and
     /// one result is kept, which is harmless: it is a pure function of the message).
     lazy: OnceBox<Lazy>,
+    /// [`Message::cost`], saturated.
+    cost: u32,
+    /// What `wire` holds (also told by its first byte; kept here so that neither the
+    /// fan-out's checks nor `cost` touch the buffer).
+    kind: Wire,
 }
 
 /// What an `http-stream` item does (its content, when it sends some, is
@@ -150,11 +156,23 @@ struct Lazy {
 }
 
 /// What `wire` holds.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Wire {
     Empty,
     Chunk,
     WsFrame,
+}
+
+impl Wire {
+    /// Told by the first byte: a chunk starts with a hex digit, a server WebSocket frame with
+    /// its FIN bit.
+    fn of(wire: &[u8]) -> Wire {
+        match wire.first() {
+            None => Wire::Empty,
+            Some(b) if *b < 0x80 => Wire::Chunk,
+            Some(_) => Wire::WsFrame,
+        }
+    }
 }
 
 /// Heap bytes an `Arc<str>` of `s` owns: the two reference counts and the text, padded to
@@ -288,20 +306,29 @@ impl Message {
             rare.heap = u32::try_from(rare.measure()).unwrap_or(u32::MAX);
             Box::new(rare)
         });
-        Arc::new(Message {
+        let mut msg = Message {
             channel: Arc::from(channel.as_str()),
             id: id.as_deref().map(Arc::from),
+            kind: Wire::of(&wire),
             wire,
             rare,
             lazy: OnceBox::new(),
-        })
+            cost: 0,
+        };
+        msg.cost = u32::try_from(msg.measure()).unwrap_or(u32::MAX);
+        Arc::new(msg)
     }
 
     /// Bytes the message holds on the heap — itself, its id and encodings, its rare parts,
     /// and the permessage-deflate frame the first such subscriber may add — for bounds on
     /// what waits and what history keeps. The channel name is shared and not counted (its
     /// holders count it once); nor is the bare content a non-chunked stream may slice out.
+    /// Computed once (reading it touches nothing outside the message itself).
     pub fn cost(&self) -> usize {
+        self.cost as usize
+    }
+
+    fn measure(&self) -> usize {
         let mut cost = std::mem::size_of::<Message>()
             + 2 * std::mem::size_of::<usize>()
             + self.id.as_deref().map_or(0, str_heap);
@@ -318,11 +345,7 @@ impl Message {
     }
 
     fn wire_kind(&self) -> Wire {
-        match self.wire.first() {
-            None => Wire::Empty,
-            Some(b) if *b < 0x80 => Wire::Chunk,
-            Some(_) => Wire::WsFrame,
-        }
+        self.kind
     }
 
     fn shape(&self) -> Option<&Shape> {

@@ -54,8 +54,8 @@ fn response() -> Option<HttpResponseFormat> {
 }
 
 #[test]
-fn the_message_is_80_bytes_inline() {
-    assert_eq!(std::mem::size_of::<Message>(), 80);
+fn the_message_is_88_bytes_inline() {
+    assert_eq!(std::mem::size_of::<Message>(), 88);
 }
 
 #[test]
@@ -256,7 +256,7 @@ fn cost_counts_what_the_message_holds() {
         ..Formats::default()
     }));
     let chunk = 2 + 2 + 100 + 2;
-    assert_eq!(m.cost(), 80 + 16 + str_heap("id-1") + chunk + BYTES_SHARED);
+    assert_eq!(m.cost(), 88 + 16 + str_heap("id-1") + chunk + BYTES_SHARED);
     // a long text message may get a compressed copy: counted up front
     let m = Message::new(item(Formats {
         ws_message: ws(send(WsKind::Text, &[b'a'; 1000]), &[]),
@@ -266,6 +266,6 @@ fn cost_counts_what_the_message_holds() {
     let lazy = std::mem::size_of::<Lazy>() + 1000;
     assert_eq!(
         m.cost(),
-        80 + 16 + str_heap("id-1") + frame + BYTES_SHARED + lazy
+        88 + 16 + str_heap("id-1") + frame + BYTES_SHARED + lazy
     );
 }
