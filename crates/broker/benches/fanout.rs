@@ -1,12 +1,13 @@
 //! The registry's share of a fan-out: handing one publish batch to N subscribers of a channel
 //! (the subscribers here only count, so what is measured is the registry's walk, not the
 //! sockets), and a subscribe/unsubscribe pair (what every held connection costs to set up
-//! and tear down).
+//! and tear down), and wrapping a parsed item as a `Message` (what every publish costs
+//! before it is queued).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use gripway_broker::{Delivery, Message, Registry, Subscriber, Transport};
 use gripway_proto::publish::parse_publish_body;
 use std::hint::black_box;
@@ -58,5 +59,33 @@ fn fan_out(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, fan_out);
+/// `Message::new` for a typical stream item and a typical WebSocket item (100-byte content,
+/// a 10-byte id), the encodings included that the first subscriber of each would make.
+fn message_new(c: &mut Criterion) {
+    let content = "x".repeat(100);
+    for (name, format) in [
+        ("message_new_stream", "http-stream"),
+        ("message_new_ws", "ws-message"),
+    ] {
+        let body = format!(
+            r#"{{"items":[{{"channel":"channel-01","id":"id-0000001","formats":{{"{format}":{{"content":"{content}"}}}}}}]}}"#
+        );
+        let item = parse_publish_body(body.as_bytes(), &Default::default())
+            .unwrap_or_default()
+            .remove(0);
+        c.bench_function(name, |b| {
+            b.iter_batched(
+                || item.clone(),
+                |item| {
+                    let m = Message::new(item);
+                    black_box((m.stream_chunk().is_some(), m.ws_frame().is_some()));
+                    m
+                },
+                BatchSize::SmallInput,
+            )
+        });
+    }
+}
+
+criterion_group!(benches, fan_out, message_new);
 criterion_main!(benches);

@@ -2,7 +2,8 @@
 //!
 //! A published item becomes a [`Message`](message::Message); the [`Broker`](dispatch::Broker)
 //! queues it on the shard that owns its channel, where dedup ([`dedup`]) and `prev-id`
-//! ordering ([`sequencer`]) decide when it goes out, and the [`Registry`](registry::Registry)
+//! ordering ([`sequencer`], which also hands each message the shard's shared channel name,
+//! [`names`]) decide when it goes out, and the [`Registry`](registry::Registry)
 //! hands it to every [`Subscriber`](subscriber::Subscriber) of the channel. Transports
 //! implement `Subscriber` in the server crate; the broker never touches a socket.
 //!
@@ -16,11 +17,12 @@ pub mod dispatch;
 pub mod history;
 pub mod last_ids;
 pub mod message;
+pub mod names;
 pub mod registry;
 pub mod sequencer;
 pub mod subscriber;
 
 pub use dispatch::{Broker, BrokerConfig, BrokerStats, PublishError};
-pub use message::{ChannelName, Message};
+pub use message::{ChannelName, Message, StreamAction, StreamFormat, WsFormat, WsOp};
 pub use registry::{Registry, Subscription};
 pub use subscriber::{Delivery, Subscriber, Transport};

@@ -21,6 +21,7 @@ use foldhash::HashSet;
 
 use crate::aged::AgedMap;
 use crate::message::{str_heap, ChannelName, Message};
+use crate::names::Names;
 
 /// A channel's ordering state is forgotten after this long without items (when nothing
 /// waits): its next item goes out at once, as after a fresh subscription.
@@ -37,6 +38,8 @@ pub struct Sequencer {
     deadlines: VecDeque<(Instant, ChannelName)>,
     /// Items waiting now, over all channels.
     waiting: usize,
+    /// The shard's channel names, given to each arriving message (see [`Names`]).
+    names: Names,
 }
 
 #[derive(Default)]
@@ -93,18 +96,23 @@ impl Sequencer {
             channels: AgedMap::new(max_bytes),
             deadlines: VecDeque::new(),
             waiting: 0,
+            names: Names::default(),
         }
     }
 
     /// Takes an arriving item; appends to `out`, in delivery order, every item that may go
     /// out now. `has_subscribers` says whether the channel has subscribers on this node.
+    /// Every item of the shard passes here first, so this is also where it is given the
+    /// shard's shared channel name ([`Names`]).
     pub fn arrive(
         &mut self,
-        msg: Arc<Message>,
+        mut msg: Arc<Message>,
         has_subscribers: bool,
         now: Instant,
         out: &mut Vec<Arc<Message>>,
     ) -> Arrival {
+        // the first place in the shard that owns the message: share its channel's name
+        self.names.share(&mut msg);
         self.forget_idle(now);
         if !has_subscribers {
             // nobody to order for: forget the channel (and release whatever waited)
@@ -127,10 +135,10 @@ impl Sequencer {
             out.push(msg);
             return Arrival::Released;
         };
-        let in_order = msg.no_seq
-            || msg.prev_id.is_none()
+        let in_order = msg.no_seq()
+            || msg.prev_id().is_none()
             || order.last_id.is_none()
-            || order.last_id == msg.prev_id;
+            || order.last_id.as_ref() == msg.prev_id();
         let arrival = if in_order {
             release(order, msg, &mut self.waiting, out);
             Arrival::Released
@@ -258,7 +266,7 @@ fn release(
         let Some(pos) = order
             .pending
             .iter()
-            .position(|(_, m)| m.prev_id.as_ref() == Some(&last))
+            .position(|(_, m)| m.prev_id() == Some(&last))
         else {
             break;
         };
@@ -293,6 +301,18 @@ mod tests {
 
     fn ids(out: &[Arc<Message>]) -> Vec<&str> {
         out.iter().map(|m| m.id.as_deref().unwrap_or("-")).collect()
+    }
+
+    #[test]
+    fn items_of_a_channel_leave_with_one_shared_name() {
+        let mut s = Sequencer::new(Duration::from_secs(5), 100, 1 << 20);
+        let now = Instant::now();
+        let mut out = vec![];
+        for (i, subscribed) in [(1, true), (2, false), (3, true)] {
+            s.arrive(msg(&i.to_string(), None), subscribed, now, &mut out);
+        }
+        assert_eq!(ids(&out), ["1", "2", "3"]);
+        assert!(out.iter().all(|m| Arc::ptr_eq(&m.channel, &out[0].channel)));
     }
 
     #[test]

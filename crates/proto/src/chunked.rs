@@ -15,7 +15,12 @@ pub const MAX_TRAILERS: usize = 8192;
 
 /// Frames `content` as one chunk. `content` must not be empty: an empty chunk ends a body.
 pub fn encode_chunk(content: &[u8]) -> Bytes {
-    let mut out = Vec::with_capacity(content.len() + 12);
+    // exact capacity: the `Bytes` then owns the buffer as it is, with no extra header
+    // allocation until it is first cloned
+    let digits = (usize::BITS - content.len().leading_zeros())
+        .div_ceil(4)
+        .max(1) as usize;
+    let mut out = Vec::with_capacity(digits + 2 + content.len() + 2);
     write_chunk_header(&mut out, content.len());
     out.extend_from_slice(content);
     out.extend_from_slice(b"\r\n");

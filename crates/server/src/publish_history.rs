@@ -79,25 +79,26 @@ pub(crate) async fn get(
         .items
         .iter()
         .map(|k| {
-            let m = &k.msg;
+            let item_src = k.msg.to_item();
             let mut item = Map::new();
             item.insert("seq".into(), k.seq.into());
-            item.insert("channel".into(), (*m.channel).into());
-            if let Some(id) = &m.id {
-                item.insert("id".into(), (**id).into());
+            item.insert("channel".into(), item_src.channel.into());
+            if let Some(id) = item_src.id {
+                item.insert("id".into(), id.into());
             }
-            if let Some(prev) = &m.prev_id {
-                item.insert("prev-id".into(), (**prev).into());
+            if let Some(prev) = item_src.prev_id {
+                item.insert("prev-id".into(), prev.into());
             }
-            if !m.meta.is_empty() {
-                let meta: Map<String, Value> = m
+            if !item_src.meta.is_empty() {
+                let meta: Map<String, Value> = item_src
                     .meta
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone().into()))
+                    .into_iter()
+                    .map(|(k, v)| (k, v.into()))
                     .collect();
                 item.insert("meta".into(), meta.into());
             }
-            let formats = serde_json::to_value(FormatsJson(&m.formats)).unwrap_or(Value::Null);
+            let formats =
+                serde_json::to_value(FormatsJson(&item_src.formats)).unwrap_or(Value::Null);
             item.insert("formats".into(), formats);
             Value::Object(item)
         })

@@ -62,14 +62,7 @@ pub(super) fn split_item_key(key: &[u8]) -> Option<(&str, u64)> {
 
 /// The publish item a message was built from.
 pub(super) fn item_of(msg: &Message) -> Item {
-    Item {
-        channel: msg.channel.to_string(),
-        id: msg.id.as_deref().map(str::to_owned),
-        prev_id: msg.prev_id.as_deref().map(str::to_owned),
-        meta: msg.meta.clone(),
-        no_seq: msg.no_seq,
-        formats: msg.formats.clone(),
-    }
+    msg.to_item()
 }
 
 /// An item's stored value: its append time and the message.

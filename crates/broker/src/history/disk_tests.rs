@@ -190,7 +190,7 @@ async fn a_restart_keeps_items_sequences_epochs_and_truncation() {
     let m = &r.items[0].msg;
     assert_eq!(
         (
-            m.prev_id.as_deref(),
+            m.prev_id().map(|p| &**p),
             m.meta_value("user"),
             m.stream_content().map(|b| b.len())
         ),

@@ -1,6 +1,6 @@
 //! permessage-deflate (RFC 7692) for the server side of Gripway's WebSockets, as pure code:
 //! negotiating the extension ([`negotiate`]), compressing outbound messages ([`compress`],
-//! [`encode_compressed_frame`], [`encode_message_frame`]) and inflating inbound ones below
+//! [`encode_compressed_frame`], [`encode_message_frame`], [`compressed_message_frame`]) and inflating inbound ones below
 //! tungstenite ([`Inflater`]).
 //!
 //! Invariants: both directions use no context takeover, so every message is compressed and
@@ -62,16 +62,21 @@ pub const MIN_COMPRESS_BYTES: usize = 128;
 /// compression makes it smaller, otherwise a plain frame (RFC 7692 §6 lets any message go
 /// uncompressed). The same bytes serve every such subscriber.
 pub fn encode_message_frame(binary: bool, payload: &[u8]) -> Bytes {
-    if payload.len() >= MIN_COMPRESS_BYTES {
-        let compressed = with_deflater(|deflater| {
-            let compressed = deflater.deflate(payload);
-            (compressed.len() < payload.len()).then(|| frame_compressed(binary, compressed))
-        });
-        if let Some(frame) = compressed {
-            return frame;
-        }
+    compressed_message_frame(binary, payload)
+        .unwrap_or_else(|| server_frame(binary, false, payload))
+}
+
+/// The compressed frame [`encode_message_frame`] would send, or None when it would send the
+/// plain frame (a payload under [`MIN_COMPRESS_BYTES`], or one that does not get smaller):
+/// for callers that already hold the plain frame and can send that instead.
+pub fn compressed_message_frame(binary: bool, payload: &[u8]) -> Option<Bytes> {
+    if payload.len() < MIN_COMPRESS_BYTES {
+        return None;
     }
-    server_frame(binary, false, payload)
+    with_deflater(|deflater| {
+        let compressed = deflater.deflate(payload);
+        (compressed.len() < payload.len()).then(|| frame_compressed(binary, compressed))
+    })
 }
 
 /// One unmasked FIN data frame, header written by tungstenite.

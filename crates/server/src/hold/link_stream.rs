@@ -25,12 +25,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use gripway_broker::{Delivery, Message, Subscriber, Subscription};
+use gripway_broker::{Delivery, Message, StreamAction, Subscriber, Subscription};
 use gripway_proto::chunked::encode_chunk;
 use gripway_proto::instruct::{
     is_grip_response, parse_instruct, HoldMode, Instruct, InstructLimits,
 };
-use gripway_proto::publish::HttpStreamAction;
 use parking_lot::Mutex;
 use rand::Rng;
 
@@ -150,7 +149,7 @@ fn deliver_locked(
     if li.fetching || li.want.is_some() {
         let room = MAX_PENDING.saturating_sub(li.pending.len());
         let name: Arc<str> = Arc::from(channel);
-        for msg in messages.iter().filter(|m| m.formats.http_stream.is_some()) {
+        for msg in messages.iter().filter(|m| m.http_stream().is_some()) {
             if li.pending.len() >= MAX_PENDING {
                 break;
             }
@@ -165,11 +164,11 @@ fn deliver_locked(
     let mut take = messages.len();
     let mut wanted = None;
     for (i, msg) in messages.iter().enumerate() {
-        let Some(format) = &msg.formats.http_stream else {
+        let Some(format) = msg.http_stream() else {
             continue;
         };
         if let Some(at) = li.prev_ids.iter().position(|(c, _)| c == channel) {
-            if msg.prev_id.as_deref() != Some(li.prev_ids[at].1.as_str()) {
+            if msg.prev_id().map(|p| &**p) != Some(li.prev_ids[at].1.as_str()) {
                 take = i;
                 wanted = Some(Trigger::PrevId);
                 break;
@@ -181,7 +180,7 @@ fn deliver_locked(
                 }
             }
         }
-        if matches!(format.action, HttpStreamAction::Hint) {
+        if format.action == StreamAction::Hint {
             take = i;
             wanted = Some(Trigger::Hint);
             break;
@@ -574,7 +573,7 @@ fn replay(sub: &StreamSub, link: &LinkShared, drop_stale: bool) {
                 li.prev_ids
                     .iter()
                     .find(|(pc, _)| pc.as_str() == c.as_ref())
-                    .is_none_or(|(_, prev)| m.prev_id.as_deref() == Some(prev.as_str()))
+                    .is_none_or(|(_, prev)| m.prev_id().map(|p| &**p) == Some(prev.as_str()))
             })
             .unwrap_or(pending.len());
         pending.drain(..keep_from);

@@ -132,14 +132,14 @@ impl PollSub {
             return Delivery::Skipped;
         }
         for msg in messages {
-            let Some(format) = &msg.formats.http_response else {
+            let Some(format) = msg.http_response() else {
                 continue;
             };
             // as Pushpin: an item that does not follow the origin's prev-id (a different
             // prev-id, or none) means the origin's answer missed something
             // (items from history follow it by the store's order, whatever they say)
             let stale = self.prev_ids.iter().find(|(c, p)| {
-                !from_history && c == channel && msg.prev_id.as_deref() != Some(p.as_str())
+                !from_history && c == channel && msg.prev_id().map(|p| &**p) != Some(p.as_str())
             });
             if let Some((c, p)) = stale {
                 self.grip_last.lock().push((c.clone(), p.clone()));

@@ -15,11 +15,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use gripway_broker::{Delivery, Message, Subscriber, Subscription, Transport};
+use gripway_broker::{Delivery, Message, StreamAction, Subscriber, Subscription, Transport};
 use gripway_proto::chunked::{encode_chunk, LAST_CHUNK};
 use gripway_proto::http1::{write_response_head, Version};
 use gripway_proto::instruct::{KeepAlive, KeepAliveMode};
-use gripway_proto::publish::HttpStreamAction;
 use http::header::{HeaderValue, CONTENT_LENGTH, TRANSFER_ENCODING};
 use rand::Rng;
 
@@ -131,34 +130,37 @@ impl StreamSub {
         let mut close = false;
         let mut own = 0;
         for msg in messages {
-            let Some(format) = &msg.formats.http_stream else {
+            let Some(format) = msg.http_stream() else {
                 continue;
             };
             let admit = admit(
                 self.filters.as_deref(),
-                &format.content_filters,
+                format.content_filters,
                 channel,
                 msg,
             );
             if admit == Admit::No {
                 continue;
             }
-            let frame = match &format.action {
-                HttpStreamAction::Send(content) if admit == Admit::Transformed => {
+            let frame = match format.action {
+                StreamAction::Send if admit == Admit::Transformed => {
                     // content filters: this subscriber's own bytes (what is batched goes first)
+                    let Some(content) = msg.stream_content() else {
+                        continue;
+                    };
                     if !batch.send(&self.sink, st) || !self.send_transformed(st, channel, content) {
                         return Delivery::DroppedSlow(messages.len() as u32);
                     }
                     own += 1;
                     None
                 }
-                HttpStreamAction::Send(_) if self.chunked => msg.stream_chunk(),
-                HttpStreamAction::Send(_) => msg.stream_content(),
-                HttpStreamAction::Close => {
+                StreamAction::Send if self.chunked => msg.stream_chunk(),
+                StreamAction::Send => msg.stream_content(),
+                StreamAction::Close => {
                     close = true;
                     self.chunked.then_some(&END_OF_STREAM)
                 }
-                HttpStreamAction::Hint => None,
+                StreamAction::Hint => None,
             };
             if let Some(frame) = frame {
                 if !batch.push(&self.sink, st, frame) {
@@ -342,12 +344,7 @@ async fn recover(shared: &Shared, sub: &StreamSub, plan: &HoldPlan) {
         let items: Vec<Arc<Message>> = f
             .items
             .iter()
-            .filter(|m| {
-                !matches!(
-                    m.formats.http_stream.as_ref().map(|f| &f.action),
-                    Some(HttpStreamAction::Close)
-                )
-            })
+            .filter(|m| !matches!(m.http_stream().map(|f| f.action), Some(StreamAction::Close)))
             .cloned()
             .collect();
         if let Delivery::Sent(n) = sub.deliver_locked(&mut st, &f.channel, &items) {

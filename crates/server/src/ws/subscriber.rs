@@ -9,8 +9,8 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use gripway_broker::{Delivery, Message, Subscriber, Transport};
-use gripway_proto::publish::{WsAction, WsKind};
+use gripway_broker::{Delivery, Message, Subscriber, Transport, WsOp};
+use gripway_proto::publish::WsKind;
 use gripway_proto::ws_deflate::encode_message_frame;
 use gripway_proto::ws_frame::{encode_frame, FrameKind};
 use parking_lot::Mutex;
@@ -113,20 +113,20 @@ impl WsSub {
         let mut notify = false;
         let mut own = 0;
         for msg in messages {
-            let Some(format) = &msg.formats.ws_message else {
+            let Some(format) = msg.ws_message() else {
                 continue;
             };
-            let admit = admit(filters.as_deref(), &format.content_filters, channel, msg);
+            let admit = admit(filters.as_deref(), format.content_filters, channel, msg);
             if admit == Admit::No {
                 continue;
             }
-            match &format.action {
-                WsAction::Send { kind, content } if admit == Admit::Transformed => {
+            match format.action {
+                WsOp::Send(kind) if admit == Admit::Transformed => {
                     // content filters: this subscriber's own frame (what is batched goes first)
-                    let frame = filters
-                        .as_deref()
-                        .and_then(|f| f.transform(channel, content))
-                        .and_then(|own| self.frame(*kind, own));
+                    let frame = msg
+                        .ws_content()
+                        .and_then(|content| filters.as_deref()?.transform(channel, &content))
+                        .and_then(|own| self.frame(kind, own));
                     if let Some(frame) = frame {
                         if !batch.send(&self.sink, st) || !self.sink.send(st, &[&frame]) {
                             return Delivery::DroppedSlow(messages.len() as u32);
@@ -134,7 +134,7 @@ impl WsSub {
                         own += 1;
                     }
                 }
-                WsAction::Send { .. } => {
+                WsOp::Send(_) => {
                     let frame = if self.deflate {
                         msg.ws_frame_deflated()
                     } else {
@@ -146,16 +146,16 @@ impl WsSub {
                         }
                     }
                 }
-                WsAction::Close { code, reason } => {
-                    self.requests.lock().close = Some((*code, reason.clone()));
+                WsOp::Close { code, reason } => {
+                    self.requests.lock().close = Some((code, reason.to_owned()));
                     notify = true;
                     break;
                 }
-                WsAction::Refresh => {
+                WsOp::Refresh => {
                     self.requests.lock().refresh = true;
                     notify = true;
                 }
-                WsAction::Hint => {}
+                WsOp::Hint => {}
             }
         }
         drop(filters);

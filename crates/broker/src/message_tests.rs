@@ -1,0 +1,271 @@
+//! Unit tests of [`Message`]: every accessor against what the item it was built from says,
+//! for the simple shapes read from the wire bytes alone and for the rare ones, and its size.
+
+use gripway_proto::chunked::encode_chunk;
+use gripway_proto::publish::{
+    Formats, HttpResponseFormat, HttpStreamFormat, ResponseMessage, WsMessageFormat,
+};
+use gripway_proto::ws_deflate::encode_message_frame;
+
+use super::*;
+
+fn item(formats: Formats) -> Item {
+    Item {
+        channel: "ch".into(),
+        id: Some("id-1".into()),
+        prev_id: None,
+        meta: vec![],
+        no_seq: false,
+        formats,
+    }
+}
+
+fn stream(action: HttpStreamAction, filters: &[&str]) -> Option<HttpStreamFormat> {
+    Some(HttpStreamFormat {
+        action,
+        content_filters: filters.iter().map(|f| f.to_string()).collect(),
+    })
+}
+
+fn ws(action: WsAction, filters: &[&str]) -> Option<WsMessageFormat> {
+    Some(WsMessageFormat {
+        action,
+        content_filters: filters.iter().map(|f| f.to_string()).collect(),
+    })
+}
+
+fn send(kind: WsKind, content: &[u8]) -> WsAction {
+    WsAction::Send {
+        kind,
+        content: Bytes::copy_from_slice(content),
+    }
+}
+
+fn response() -> Option<HttpResponseFormat> {
+    Some(HttpResponseFormat {
+        action: HttpResponseAction::Send(ResponseMessage {
+            code: 200,
+            reason: None,
+            headers: vec![],
+            body: ResponseBody::Bytes(Bytes::from_static(b"body")),
+        }),
+        content_filters: vec![],
+    })
+}
+
+#[test]
+fn the_message_is_88_bytes_inline() {
+    assert_eq!(std::mem::size_of::<Message>(), 88);
+}
+
+#[test]
+fn a_simple_stream_item_is_its_chunk_and_its_content_a_slice_of_it() {
+    for len in [1, 15, 16, 100, 255, 256, 4096, 70_000] {
+        let content = vec![b'x'; len];
+        let m = Message::new(item(Formats {
+            http_stream: stream(HttpStreamAction::Send(content.clone().into()), &[]),
+            ..Formats::default()
+        }));
+        assert!(m.rare.is_none());
+        assert_eq!(m.stream_chunk(), Some(&encode_chunk(&content)));
+        assert_eq!(m.stream_content().map(|c| &c[..]), Some(&content[..]));
+        let f = m
+            .http_stream()
+            .unwrap_or_else(|| panic!("no stream format"));
+        assert_eq!((f.action, f.content_filters.len()), (StreamAction::Send, 0));
+        assert!(m.ws_message().is_none() && m.ws_frame().is_none());
+        assert!(m.ws_frame_deflated().is_none() && m.http_response().is_none());
+        // one buffer: the content lies inside the chunk
+        let inside = m.stream_chunk().map(|c| c.as_ptr_range());
+        let bare = m.stream_content().map(|c| c.as_ptr());
+        assert!(matches!((inside, bare), (Some(r), Some(p)) if r.contains(&p)));
+    }
+}
+
+#[test]
+fn a_simple_ws_item_is_its_frame_whatever_its_kind() {
+    for kind in [WsKind::Text, WsKind::Binary, WsKind::Ping, WsKind::Pong] {
+        for len in [0, 5, 125, 126, 200, 65_535, 65_536] {
+            if matches!(kind, WsKind::Ping | WsKind::Pong) && len > 125 {
+                continue;
+            }
+            let content = vec![b'a'; len];
+            let m = Message::new(item(Formats {
+                ws_message: ws(send(kind, &content), &[]),
+                ..Formats::default()
+            }));
+            assert!(m.rare.is_none());
+            let plain = encode_frame(frame_kind(kind), Bytes::from(content.clone()));
+            assert_eq!(m.ws_frame(), Some(&plain));
+            let f = m.ws_message().unwrap_or_else(|| panic!("no ws format"));
+            assert_eq!(f.action, WsOp::Send(kind));
+            let deflated = match kind {
+                WsKind::Text => encode_message_frame(false, &content),
+                WsKind::Binary => encode_message_frame(true, &content),
+                _ => plain.clone(),
+            };
+            assert_eq!(m.ws_frame_deflated(), Some(&deflated), "{kind:?} {len}");
+            assert!(m.http_stream().is_none() && m.stream_chunk().is_none());
+            assert!(m.stream_content().is_none());
+        }
+    }
+}
+
+#[test]
+fn a_deflated_frame_is_made_once_and_a_plain_one_reused_when_compression_does_not_help() {
+    let long = Message::new(item(Formats {
+        ws_message: ws(send(WsKind::Text, &[b'z'; 1000]), &[]),
+        ..Formats::default()
+    }));
+    let first = long.ws_frame_deflated().map(|b| b.as_ptr());
+    assert_eq!(first, long.ws_frame_deflated().map(|b| b.as_ptr()));
+    assert_ne!(first, long.ws_frame().map(|b| b.as_ptr()));
+    let short = Message::new(item(Formats {
+        ws_message: ws(send(WsKind::Text, b"hi"), &[]),
+        ..Formats::default()
+    }));
+    assert_eq!(
+        short.ws_frame_deflated().map(|b| b.as_ptr()),
+        short.ws_frame().map(|b| b.as_ptr())
+    );
+    assert!(
+        short.lazy.get().is_none(),
+        "nothing made for a short message"
+    );
+}
+
+#[test]
+fn both_formats_keep_both_frames() {
+    let m = Message::new(item(Formats {
+        http_stream: stream(HttpStreamAction::Send(Bytes::from_static(b"s")), &[]),
+        ws_message: ws(send(WsKind::Binary, b"w"), &[]),
+        ..Formats::default()
+    }));
+    assert_eq!(m.stream_chunk(), Some(&encode_chunk(b"s")));
+    assert_eq!(
+        m.ws_frame(),
+        Some(&encode_frame(FrameKind::Binary, Bytes::from_static(b"w")))
+    );
+    assert_eq!(
+        m.ws_message().map(|f| f.action),
+        Some(WsOp::Send(WsKind::Binary))
+    );
+    assert_eq!(m.http_stream().map(|f| f.action), Some(StreamAction::Send));
+}
+
+#[test]
+fn rare_shapes_are_described_in_full() {
+    // empty content: a send that writes nothing
+    let m = Message::new(item(Formats {
+        http_stream: stream(HttpStreamAction::Send(Bytes::new()), &[]),
+        ..Formats::default()
+    }));
+    assert_eq!(m.http_stream().map(|f| f.action), Some(StreamAction::Send));
+    assert!(m.stream_chunk().is_none() && m.stream_content().is_none());
+
+    for (action, want) in [
+        (HttpStreamAction::Close, StreamAction::Close),
+        (HttpStreamAction::Hint, StreamAction::Hint),
+    ] {
+        let m = Message::new(item(Formats {
+            http_stream: stream(action, &["build-id"]),
+            ..Formats::default()
+        }));
+        let f = m
+            .http_stream()
+            .unwrap_or_else(|| panic!("no stream format"));
+        assert_eq!(
+            (f.action, f.content_filters),
+            (want, &["build-id".to_string()][..])
+        );
+        assert!(m.stream_chunk().is_none());
+    }
+
+    let m = Message::new(item(Formats {
+        ws_message: ws(
+            WsAction::Close {
+                code: Some(4000),
+                reason: "bye".into(),
+            },
+            &[],
+        ),
+        ..Formats::default()
+    }));
+    assert_eq!(
+        m.ws_message().map(|f| f.action),
+        Some(WsOp::Close {
+            code: Some(4000),
+            reason: "bye"
+        })
+    );
+    assert_eq!(m.ws_frame(), Some(&encode_close(Some(4000), "bye")));
+    assert_eq!(m.ws_frame_deflated(), m.ws_frame());
+    for (action, want) in [
+        (WsAction::Refresh, WsOp::Refresh),
+        (WsAction::Hint, WsOp::Hint),
+    ] {
+        let m = Message::new(item(Formats {
+            ws_message: ws(action, &[]),
+            ..Formats::default()
+        }));
+        assert_eq!(m.ws_message().map(|f| f.action), Some(want));
+        assert!(m.ws_frame().is_none() && m.ws_frame_deflated().is_none());
+    }
+
+    // filters on a send keep the frame and report the filters
+    let m = Message::new(item(Formats {
+        ws_message: ws(send(WsKind::Text, b"x"), &["var-subst"]),
+        http_response: response(),
+        ..Formats::default()
+    }));
+    assert_eq!(m.ws_message().map(|f| f.content_filters.len()), Some(1));
+    assert!(m.ws_frame().is_some());
+    assert!(m.http_response().is_some());
+    assert!(m.http_stream().is_none());
+}
+
+#[test]
+fn prev_id_meta_and_no_seq_are_kept() {
+    let m = Message::new(Item {
+        prev_id: Some("id-0".into()),
+        meta: vec![("sender".into(), "u1".into())],
+        no_seq: true,
+        ..item(Formats {
+            http_stream: stream(HttpStreamAction::Send(Bytes::from_static(b"x")), &[]),
+            ..Formats::default()
+        })
+    });
+    assert_eq!(m.prev_id().map(|p| &**p), Some("id-0"));
+    assert_eq!(m.meta_value("sender"), Some("u1"));
+    assert!(m.no_seq());
+    assert!(m.stream_chunk().is_some());
+    let plain = Message::new(item(Formats {
+        http_response: response(),
+        ..Formats::default()
+    }));
+    assert!(plain.prev_id().is_none() && !plain.no_seq() && plain.meta().is_empty());
+    assert_eq!(plain.id.as_deref(), Some("id-1"));
+    assert_eq!(&*plain.channel, "ch");
+}
+
+#[test]
+fn cost_counts_what_the_message_holds() {
+    let content = vec![b'x'; 100];
+    let m = Message::new(item(Formats {
+        http_stream: stream(HttpStreamAction::Send(content.into()), &[]),
+        ..Formats::default()
+    }));
+    let chunk = 2 + 2 + 100 + 2;
+    assert_eq!(m.cost(), 88 + 16 + str_heap("id-1") + chunk + BYTES_SHARED);
+    // a long text message may get a compressed copy: counted up front
+    let m = Message::new(item(Formats {
+        ws_message: ws(send(WsKind::Text, &[b'a'; 1000]), &[]),
+        ..Formats::default()
+    }));
+    let frame = 4 + 1000;
+    let lazy = std::mem::size_of::<Lazy>() + 1000;
+    assert_eq!(
+        m.cost(),
+        88 + 16 + str_heap("id-1") + frame + BYTES_SHARED + lazy
+    );
+}
