@@ -153,6 +153,10 @@ struct Lazy {
     content: Option<Bytes>,
     /// The permessage-deflate frame, when compressing makes the message smaller.
     deflated: OnceLock<Option<Bytes>>,
+    /// For routes with `sse_id`: the content with an SSE `id:` line from the item id in
+    /// front, as a chunk and raw (a slice of the chunk); None when the content has an `id:`
+    /// line already or the item has no id.
+    sse_id: OnceLock<Option<Box<(Bytes, Bytes)>>>,
 }
 
 /// What `wire` holds.
@@ -358,6 +362,7 @@ impl Message {
                 content: (self.wire_kind() == Wire::Chunk)
                     .then(|| self.wire.slice(chunk_content(&self.wire))),
                 deflated: OnceLock::new(),
+                sse_id: OnceLock::new(),
             })
         })
     }
@@ -434,6 +439,39 @@ impl Message {
             return None;
         }
         self.lazy().content.as_ref()
+    }
+
+    /// [`Message::stream_chunk`] (`chunked`) or [`Message::stream_content`], with an SSE
+    /// `id: <item id>` line in front when the content has no `id:` line of its own (the
+    /// route option `sse_id`); built once and shared by every such subscriber.
+    pub fn stream_with_sse_id(&self, chunked: bool) -> Option<&Bytes> {
+        let with_id = self
+            .lazy()
+            .sse_id
+            .get_or_init(|| {
+                let id = self.id.as_deref()?;
+                let content = self.stream_content()?;
+                let has_id_line =
+                    content.starts_with(b"id:") || content.windows(4).any(|w| w == b"\nid:");
+                if has_id_line || id.contains(['\n', '\r']) {
+                    return None;
+                }
+                let mut event = Vec::with_capacity(id.len() + 5 + content.len());
+                event.extend_from_slice(b"id: ");
+                event.extend_from_slice(id.as_bytes());
+                event.push(b'\n');
+                event.extend_from_slice(content);
+                let chunk = encode_chunk(&event);
+                let raw = chunk.slice(chunk_content(&chunk));
+                Some(Box::new((chunk, raw)))
+            })
+            .as_deref();
+        match (with_id, chunked) {
+            (Some((chunk, _)), true) => Some(chunk),
+            (Some((_, raw)), false) => Some(raw),
+            (None, true) => self.stream_chunk(),
+            (None, false) => self.stream_content(),
+        }
     }
 
     /// The `http-stream` content as one HTTP/1.1 chunk (`<hex len>\r\n<content>\r\n`),

@@ -388,3 +388,31 @@ async fn reading_history_needs_the_publish_credentials() {
     let (status, body) = get_history(&gw, "/history/news", &["Authorization: Bearer k1"]).await;
     assert_eq!(status, 200, "{body}");
 }
+
+#[tokio::test]
+async fn sse_id_route_option_writes_the_id_line_so_last_event_id_works() {
+    let origin = Origin::start(|_| sse_reply(&["plain"])).await;
+    let route = format!("*,sse_id {}", origin.target());
+    let gw = gripway(&["--route", &route]);
+    let mut c = RawClient::connect(gw.addr).await;
+    c.get("/", &[]).await;
+    c.read_until(b"data: hi\n\n", WAIT).await;
+    // content without an id line gets one; content with its own is left alone
+    let body = serde_json::json!({"items": [
+        {"channel": "plain", "id": "p1", "formats": {"http-stream": {"content": "data: one\n\n"}}},
+        {"channel": "plain", "id": "p2", "formats": {"http-stream": {"content": "id: own\ndata: two\n\n"}}},
+        {"channel": "plain", "formats": {"http-stream": {"content": "data: three\n\n"}}}
+    ]})
+    .to_string();
+    assert_eq!(publish(&gw.publish_url(), &body).await.0, 200);
+    let got = c.read_until(b"data: three\n\n", WAIT).await;
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.contains("id: p1\ndata: one\n\n"), "{text}");
+    assert!(text.contains("id: own\ndata: two\n\n"), "{text}");
+    assert!(!text.contains("id: p2"), "{text}");
+    // and a client reconnecting with that id resumes after it
+    let mut c = RawClient::connect(gw.addr).await;
+    c.get("/", &["Last-Event-ID: p1"]).await;
+    let got = c.read_for(Duration::from_millis(300)).await;
+    assert_eq!(data_lines(&got), ["hi", "two"]);
+}

@@ -89,6 +89,7 @@ mod tests {
             meta: vec![],
             prev_ids: vec![],
             sse: true,
+            sse_id: false,
             last_event_id: None,
             prefix: String::new(),
             timeout: std::time::Duration::from_secs(55),

@@ -56,6 +56,8 @@ pub(crate) struct HoldPlan {
     pub(crate) prev_ids: Vec<(String, String)>,
     /// The response is an SSE stream (`text/event-stream`).
     pub(crate) sse: bool,
+    /// The route asks for SSE `id:` lines from item ids (`sse_id`).
+    pub(crate) sse_id: bool,
     /// The client's `Last-Event-ID` (header or `lastEventId` query parameter), unless the
     /// route leaves it to the origin (`no_recover`).
     pub(crate) last_event_id: Option<String>,
@@ -199,6 +201,7 @@ pub(crate) fn prepare(
         meta: instruct.meta,
         prev_ids,
         sse,
+        sse_id: route.sse_id,
         last_event_id,
         prefix: route.prefix.clone(),
         timeout: Duration::from_secs(u64::from(instruct.timeout_secs)),

@@ -44,6 +44,8 @@ pub(super) struct StreamSub {
     pub(super) chunked: bool,
     /// Server-sent events: told to reconnect soon when the server drains.
     sse: bool,
+    /// Write an SSE `id:` line from the item id when the content has none (route `sse_id`).
+    sse_id: bool,
     filters: Option<Box<Filters>>,
     /// Next-link state, only for streams that have a next link.
     pub(super) link: Option<Box<LinkShared>>,
@@ -154,6 +156,7 @@ impl StreamSub {
                     own += 1;
                     None
                 }
+                StreamAction::Send if self.sse_id => msg.stream_with_sse_id(self.chunked),
                 StreamAction::Send if self.chunked => msg.stream_chunk(),
                 StreamAction::Send => msg.stream_content(),
                 StreamAction::Close => {
@@ -234,6 +237,7 @@ pub(crate) async fn run(
         sink: Sink::new(sock, shared.config.grip.subscriber_queue_bytes),
         chunked,
         sse: plan.sse,
+        sse_id: plan.sse && plan.sse_id,
         filters: Filters::new(&plan.channels, &plan.meta, &plan.prev_ids, &shared.metrics),
         link: task
             .is_some()
