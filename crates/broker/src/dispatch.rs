@@ -173,6 +173,7 @@ impl Broker {
             .map(|_| {
                 let (tx, rx) = mpsc::channel(config.queue_per_shard.max(1));
                 let shard = Shard {
+                    durable_dedup_until: Instant::now() + config.dedup_window,
                     acks: HashMap::default(),
                     registry: registry.clone(),
                     last_ids: last_ids.clone(),
@@ -289,6 +290,8 @@ impl Broker {
 
 /// One dispatcher task's state: the channels hashed to it.
 struct Shard {
+    /// Until when ids are also looked up in a durable store (start + dedup window).
+    durable_dedup_until: Instant,
     /// Publish requests waiting for items of this shard to be stored (durable history
     /// only), by the address of the item's message.
     acks: HashMap<usize, Arc<Ack>>,
@@ -375,9 +378,12 @@ impl Shard {
     fn arrive(&mut self, entry: Entry, now: Instant, ready: &mut Vec<Arc<Message>>) {
         let Entry { msg, ack } = entry;
         if let Some(id) = &msg.id {
-            // a durable store also knows ids stored before a restart
+            // a durable store also knows ids stored before a restart: asked while those
+            // can still be within the dedup window (after that, this process's own table
+            // has seen every id the window covers)
             if !self.dedup.first_sighting(&msg.channel, id, now)
-                || self.history.durable_contains(&msg.channel, id)
+                || (now < self.durable_dedup_until
+                    && self.history.durable_contains(&msg.channel, id))
             {
                 self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
                 if let Some(ack) = ack {
