@@ -29,7 +29,7 @@ fi
 # shellcheck source=/dev/null
 source "$SHARED/bench-lib.sh"
 
-ROUNDS=2 FLOOR=0 PUSHPIN=1 IDS=0 SCENARIOS=() VARIANTS=()
+ROUNDS=2 FLOOR=0 PUSHPIN=1 IDS=0 SCENARIOS=() VARIANTS=() ARGV=("$@")
 while [ $# -gt 0 ]; do
     case $1 in
     --rounds) ROUNDS=${2:?}; shift 2 ;;
@@ -121,7 +121,7 @@ for v in "${VARIANTS[@]}"; do servers+=("gripway-${v%%:*}"); done
 {
     echo "# Gripway vs Pushpin 1.36 (rate limits off), $(date '+%Y-%m-%d %H:%M'), $(nproc) cores"
     echo
-    echo "Command: \`scripts/bench.sh --rounds $ROUNDS $([ "$FLOOR" = 1 ] && echo --with-floor) ${SCENARIOS[*]}\`"
+    echo "Command: \`scripts/bench.sh ${ARGV[*]}\`"
     echo
 } >"$OUT/summary.md"
 for scen in "${SCENARIOS[@]}"; do
