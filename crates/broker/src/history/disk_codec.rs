@@ -49,6 +49,14 @@ pub(super) fn item_key(channel: &str, seq: u64) -> Vec<u8> {
     k
 }
 
+/// [`item_key`] into `buf` (cleared first).
+pub(super) fn item_key_into(buf: &mut Vec<u8>, channel: &str, seq: u64) {
+    buf.clear();
+    buf.extend_from_slice(channel.as_bytes());
+    buf.push(0xff);
+    buf.extend_from_slice(&seq.to_be_bytes());
+}
+
 /// The channel name and sequence number of an item key.
 pub(super) fn split_item_key(key: &[u8]) -> Option<(&str, u64)> {
     let split = key.len().checked_sub(9)?;
@@ -65,13 +73,11 @@ pub(super) fn item_of(msg: &Message) -> Item {
     msg.to_item()
 }
 
-/// An item's stored value: its append time and the message.
-pub(super) fn encode_item(wall_ms: u64, msg: &Message) -> Vec<u8> {
-    let body = encode_items(&[item_of(msg)]);
-    let mut v = Vec::with_capacity(8 + body.len());
-    v.extend_from_slice(&wall_ms.to_be_bytes());
-    v.extend_from_slice(&body);
-    v
+/// An item's stored value, its append time and the message, into `buf` (cleared first).
+pub(super) fn encode_item_into(buf: &mut Vec<u8>, wall_ms: u64, msg: &Message) {
+    buf.clear();
+    buf.extend_from_slice(&wall_ms.to_be_bytes());
+    buf.extend_from_slice(&encode_items(&[item_of(msg)]));
 }
 
 /// An item's append time and message, rebuilt from its stored value.
