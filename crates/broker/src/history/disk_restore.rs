@@ -76,6 +76,13 @@ pub(super) fn restore(
 ) -> Result<(MemoryCore, u64, RestoredIds), HistoryError> {
     match meta_u64(store, dir, codec::META_FORMAT)? {
         Some(codec::FORMAT) => {}
+        Some(codec::FORMAT_V1) => {
+            // read as it is; what is written from now on may be version 2
+            store
+                .meta
+                .insert(codec::META_FORMAT, codec::FORMAT.to_be_bytes())
+                .map_err(|e| fail(dir, "cannot write", e))?
+        }
         Some(v) => {
             return Err(fail(
                 dir,
@@ -147,7 +154,7 @@ pub(super) fn restore(
             orphans.push(k.to_vec());
             continue;
         };
-        match codec::decode_item(&v) {
+        match codec::decode_item(name, &v) {
             Ok((at_wall, msg)) => {
                 if let Some(id) = &msg.id {
                     ids.insert(name, id);
