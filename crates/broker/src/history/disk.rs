@@ -19,8 +19,8 @@
 //!   and every bound is applied again as of the open.
 //! * **One writer thread, group commit.** `append` (one channel) and `append_groups` (a
 //!   shard's whole batch, every channel in it: what the broker uses) filter the items that
-//!   have an id, take a permit of a bounded queue ([`QUEUE_LIMIT`] waiting appends; past it callers wait,
-//!   the runtime never blocks), and hand them to the writer thread. The writer takes every
+//!   have an id, take a permit of a bounded queue ([`QUEUE_LIMIT`] waiting appends; past
+//!   it callers wait, the runtime never blocks), and hand them to the writer thread. The writer takes every
 //!   append waiting (up to [`MAX_BATCH_ITEMS`]), assigns sequence numbers from the image,
 //!   writes them all as one journal batch and syncs once ([`FsyncPolicy`]), then applies
 //!   them to the image and resolves each append: concurrent appends from several shards
