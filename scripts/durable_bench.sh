@@ -17,8 +17,9 @@ while [ $# -gt 0 ]; do
     *) echo "unknown: $1" >&2; exit 2 ;;
     esac
 done
-GW=$REPO/target/release/gripway
-LOAD=$REPO/target/release/examples/publish_load
+TARGET=${CARGO_TARGET_DIR:-$REPO/target}
+GW=$TARGET/release/gripway
+LOAD=$TARGET/release/examples/publish_load
 [ -x "$GW" ] && [ -x "$LOAD" ] || { echo "build first (see the header)" >&2; exit 2; }
 PUB=127.0.0.1:${PUB_PORT:-19571}
 WORK=$(mktemp -d)

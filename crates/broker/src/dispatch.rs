@@ -401,31 +401,26 @@ impl Shard {
         }
     }
 
-    /// With a durable store: stores every channel's batch (all at once, so the store writes
-    /// them together), then fans out what was stored and acknowledges it. Items a failed
-    /// write did not store are neither delivered nor acknowledged (the publisher gets an
-    /// error and may retry: their ids are forgotten by dedup).
+    /// With a durable store: stores every channel's batch (all at once: one write, one
+    /// fsync), then fans out what was stored and acknowledges it. Items a failed write did
+    /// not store are neither delivered nor acknowledged (the publisher gets an error and may
+    /// retry: their ids are forgotten by dedup).
     async fn store_then_fan_out(&mut self, ready: &mut Vec<Arc<Message>>) {
         let groups = group_by_channel(ready);
-        let now = Instant::now();
-        let history = self.history.clone();
-        let stored = futures_util::future::join_all(
-            groups.iter().map(|g| history.append(&g[0].channel, g, now)),
-        )
-        .await;
-        for (group, result) in groups.iter().zip(stored) {
-            let ok = match result {
-                Ok(_) => true,
-                Err(e) => {
-                    tracing::warn!(channel = %group[0].channel, "history append failed: {e}");
-                    for m in group {
-                        if let Some(id) = &m.id {
-                            self.dedup.forget(&m.channel, id);
-                        }
+        let stored = self.history.append_groups(&groups, Instant::now()).await;
+        let ok = match stored {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(channels = groups.len(), "history append failed: {e}");
+                for m in groups.iter().flatten() {
+                    if let Some(id) = &m.id {
+                        self.dedup.forget(&m.channel, id);
                     }
-                    false
                 }
-            };
+                false
+            }
+        };
+        for group in &groups {
             if ok {
                 self.fan_out_channel(&group[0].channel, group);
             }

@@ -17,9 +17,10 @@
 //!   item is the in-memory store's). The disk is read only by [`DiskHistory::open`], which
 //!   rebuilds the image (`memory_restore.rs`): ages come from the stored wall-clock times,
 //!   and every bound is applied again as of the open.
-//! * **One writer thread, group commit.** `append` filters the items that have an id, takes
-//!   a permit of a bounded queue ([`QUEUE_LIMIT`] waiting appends; past it callers wait, the
-//!   runtime never blocks), and hands them to the writer thread. The writer takes every
+//! * **One writer thread, group commit.** `append` (one channel) and `append_groups` (a
+//!   shard's whole batch, every channel in it: what the broker uses) filter the items that
+//!   have an id, take a permit of a bounded queue ([`QUEUE_LIMIT`] waiting appends; past
+//!   it callers wait, the runtime never blocks), and hand them to the writer thread. The writer takes every
 //!   append waiting (up to [`MAX_BATCH_ITEMS`]), assigns sequence numbers from the image,
 //!   writes them all as one journal batch and syncs once ([`FsyncPolicy`]), then applies
 //!   them to the image and resolves each append: concurrent appends from several shards
@@ -32,18 +33,19 @@
 //!   image unchanged; nothing panics. fjall refuses further writes after a failed journal
 //!   write (disk full, I/O error) until the store is opened again.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Slice};
+use foldhash::{HashMap, HashMapExt};
 use parking_lot::Mutex;
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use super::disk_codec::{self as codec, item_key};
+use super::disk_restore::RestoredIds;
 use super::memory::restore::ChannelState;
 use super::memory::MemoryCore;
 use super::{
@@ -74,8 +76,10 @@ pub const LINGER: Duration = Duration::from_micros(100);
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
 enum Cmd {
+    /// Items that all have an id: all for `channel` when given, otherwise for their own
+    /// channels, each channel's items together (a run).
     Append {
-        channel: ChannelName,
+        channel: Option<ChannelName>,
         msgs: Vec<Arc<Message>>,
         now: Instant,
         done: oneshot::Sender<Result<Appended, HistoryError>>,
@@ -112,6 +116,8 @@ pub struct DiskStats {
 /// The on-disk history store. See the module doc.
 pub struct DiskHistory {
     shared: Arc<Shared>,
+    /// Hashes of the (channel, id) pairs read back at open (see [`DiskHistory::contains_id`]).
+    restored_ids: RestoredIds,
     tx: Option<mpsc::Sender<Cmd>>,
     permits: Arc<Semaphore>,
     writer: Option<std::thread::JoinHandle<()>>,
@@ -161,7 +167,7 @@ impl DiskHistory {
             meta: ks("meta")?,
             db: db.clone(),
         };
-        let (core, wall_base) = super::disk_restore::restore(dir, &store, config)?;
+        let (core, wall_base, restored_ids) = super::disk_restore::restore(dir, &store, config)?;
         let shared = Arc::new(Shared {
             core: Mutex::new(core),
             wall_base,
@@ -172,6 +178,8 @@ impl DiskHistory {
         });
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
+            key: Vec::with_capacity(64),
+            value: Vec::with_capacity(1024),
             store,
             shared: shared.clone(),
             rx,
@@ -185,6 +193,7 @@ impl DiskHistory {
             .map_err(|e| fail(dir, "cannot start writer thread", e))?;
         Ok(DiskHistory {
             shared,
+            restored_ids,
             tx: Some(tx),
             permits: Arc::new(Semaphore::new(QUEUE_LIMIT)),
             writer: Some(writer),
@@ -198,10 +207,60 @@ impl DiskHistory {
         &self.dir
     }
 
-    /// True if `id` is kept on `channel` (or is its newest id): the item is stored, so a
-    /// publisher's retry of it — also one made after a restart — is a duplicate.
+    /// True if `id` was stored on `channel` before this open and is still kept there (or
+    /// is its newest id): a publisher's retry of it after a restart is a duplicate. Ids
+    /// appended since the open are the in-process dedup table's business: this answers
+    /// from a hash set built at open, in O(1), and looks at the channel only on a hit.
     pub fn contains_id(&self, channel: &str, id: &str) -> bool {
-        self.shared.core.lock().contains_id(channel, id)
+        self.restored_ids.maybe(channel, id) && self.shared.core.lock().contains_id(channel, id)
+    }
+
+    /// Stores the items of `groups` that have an id — each group one channel's items, in
+    /// order — in one write (one fsync), and resolves once they are stored (the sum of
+    /// what was kept; `last_seq` is the last group's). One queue place, one hand-over to
+    /// the writer and one wake-up for the whole batch, however many channels it spans.
+    pub fn append_groups(
+        &self,
+        groups: &[Vec<Arc<Message>>],
+        now: Instant,
+    ) -> impl std::future::Future<Output = Result<Appended, HistoryError>> + Send {
+        let msgs: Vec<Arc<Message>> = if self.max_items == 0 {
+            Vec::new()
+        } else {
+            groups
+                .iter()
+                .flatten()
+                .filter(|m| m.id.is_some())
+                .cloned()
+                .collect()
+        };
+        self.send_append(None, msgs, now)
+    }
+
+    fn send_append(
+        &self,
+        channel: Option<ChannelName>,
+        msgs: Vec<Arc<Message>>,
+        now: Instant,
+    ) -> impl std::future::Future<Output = Result<Appended, HistoryError>> + Send {
+        let tx = self.tx.clone();
+        let permits = self.permits.clone();
+        async move {
+            if msgs.is_empty() {
+                return Ok(Appended::default());
+            }
+            let permit = permits.acquire_owned().await.map_err(|_| closed())?;
+            let (done, rx) = oneshot::channel();
+            let cmd = Cmd::Append {
+                channel,
+                msgs,
+                now,
+                done,
+                _permit: permit,
+            };
+            tx.ok_or_else(closed)?.send(cmd).map_err(|_| closed())?;
+            rx.await.map_err(|_| closed())?
+        }
     }
 
     /// [`HistoryStore::read_after`], answered at once (reads come from the store's
@@ -273,25 +332,7 @@ impl HistoryStore for DiskHistory {
         } else {
             items.iter().filter(|m| m.id.is_some()).cloned().collect()
         };
-        let channel = channel.clone();
-        let tx = self.tx.clone();
-        let permits = self.permits.clone();
-        async move {
-            if msgs.is_empty() {
-                return Ok(Appended::default());
-            }
-            let permit = permits.acquire_owned().await.map_err(|_| closed())?;
-            let (done, rx) = oneshot::channel();
-            let cmd = Cmd::Append {
-                channel,
-                msgs,
-                now,
-                done,
-                _permit: permit,
-            };
-            tx.ok_or_else(closed)?.send(cmd).map_err(|_| closed())?;
-            rx.await.map_err(|_| closed())?
-        }
+        self.send_append(Some(channel.clone()), msgs, now)
     }
 
     fn read_after(
@@ -346,7 +387,33 @@ struct Plan {
     created: bool,
 }
 
+/// One append as the writer holds it.
+struct Pending {
+    channel: Option<ChannelName>,
+    msgs: Vec<Arc<Message>>,
+    now: Instant,
+    done: oneshot::Sender<Result<Appended, HistoryError>>,
+}
+
+impl Pending {
+    /// Calls `f` with each channel and its items, in order.
+    fn for_each_run(&self, mut f: impl FnMut(&ChannelName, &[Arc<Message>])) {
+        match &self.channel {
+            Some(channel) => f(channel, &self.msgs),
+            None => {
+                for run in self.msgs.chunk_by(|a, b| a.channel == b.channel) {
+                    f(&run[0].channel, run);
+                }
+            }
+        }
+    }
+}
+
 struct Writer {
+    /// Scratch buffers for an item's key and value (reused: one allocation per item, the
+    /// store's own copy, instead of three).
+    key: Vec<u8>,
+    value: Vec<u8>,
     store: Store,
     shared: Arc<Shared>,
     rx: mpsc::Receiver<Cmd>,
@@ -388,7 +455,12 @@ impl Writer {
                         _permit,
                     } => {
                         n += msgs.len();
-                        appends.push((channel, msgs, now, done));
+                        appends.push(Pending {
+                            channel,
+                            msgs,
+                            now,
+                            done,
+                        });
                     }
                     Cmd::Sync(done) => syncs.push(done),
                 }
@@ -445,17 +517,7 @@ impl Writer {
 
     /// Writes the appends (and deletes what the image evicted since the last write), then
     /// applies the appends to the image and resolves them.
-    #[allow(clippy::type_complexity)]
-    fn write(
-        &mut self,
-        appends: Vec<(
-            ChannelName,
-            Vec<Arc<Message>>,
-            Instant,
-            oneshot::Sender<Result<Appended, HistoryError>>,
-        )>,
-        flush: bool,
-    ) {
+    fn write(&mut self, appends: Vec<Pending>, flush: bool) {
         let evicted = self.shared.core.lock().take_evicted();
         if let Err(e) = self.delete_evicted(&evicted) {
             tracing::warn!("{e}");
@@ -467,13 +529,16 @@ impl Writer {
             return;
         }
         let wall_base = self.shared.wall_base;
-        let mut plans: HashMap<ChannelName, Plan> = HashMap::new();
+        let mut plans: HashMap<ChannelName, Plan> = HashMap::default();
         let mut ats = Vec::with_capacity(appends.len());
         let (next_gen, forgot) = {
             let mut core = self.shared.core.lock();
-            for (channel, _, now, _) in &appends {
-                ats.push(core.at(*now));
-                if !plans.contains_key(channel) {
+            for p in &appends {
+                ats.push(core.at(p.now));
+                p.for_each_run(|channel, _| {
+                    if plans.contains_key(channel) {
+                        return;
+                    }
                     let known = core.channel_state(channel);
                     let created = known.is_none();
                     let before = known.unwrap_or_else(|| {
@@ -494,27 +559,31 @@ impl Writer {
                         created,
                     };
                     plans.insert(channel.clone(), plan);
-                }
+                });
             }
             core.marks()
         };
         let mut batch = self.store.db.batch();
+        // the last sequence number planned for each run, in order
         let mut planned = Vec::with_capacity(appends.len());
-        for ((channel, msgs, _, _), at) in appends.iter().zip(&ats) {
-            let Some(plan) = plans.get_mut(channel) else {
-                continue;
-            };
-            for msg in msgs {
-                let seq = plan.after.next_seq;
-                plan.after.next_seq += 1;
-                plan.after.last_id = msg.id.clone();
-                batch.insert(
-                    &self.store.items,
-                    item_key(channel, seq),
-                    codec::encode_item(wall_base + at, msg),
-                );
-            }
-            planned.push(plan.after.next_seq - 1);
+        let (key, value) = (&mut self.key, &mut self.value);
+        for (p, at) in appends.iter().zip(&ats) {
+            p.for_each_run(|channel, run| {
+                let Some(plan) = plans.get_mut(channel) else {
+                    return;
+                };
+                for msg in run {
+                    let seq = plan.after.next_seq;
+                    plan.after.next_seq += 1;
+                    codec::item_key_into(key, channel, seq);
+                    codec::encode_item_into(value, wall_base + at, msg);
+                    batch.insert(&self.store.items, Slice::new(key), Slice::new(value));
+                }
+                if let Some(last) = run.last() {
+                    plan.after.last_id = last.id.clone();
+                }
+                planned.push(plan.after.next_seq - 1);
+            });
         }
         let mut created = false;
         for (channel, plan) in plans.iter().filter(|(_, p)| p.created) {
@@ -542,8 +611,8 @@ impl Writer {
             let err = HistoryError::Unavailable(format!("history write failed: {e}"));
             tracing::warn!("{err}");
             self.shared.failures.fetch_add(1, Ordering::Relaxed);
-            for (_, _, _, done) in appends {
-                let _ = done.send(Err(HistoryError::Unavailable(err.to_string())));
+            for p in appends {
+                let _ = p.done.send(Err(HistoryError::Unavailable(err.to_string())));
             }
             return;
         }
@@ -556,18 +625,25 @@ impl Writer {
             self.unsynced = true;
         }
         let mut core = self.shared.core.lock();
-        for ((channel, msgs, now, done), want) in appends.into_iter().zip(planned) {
-            if let Some(plan) = plans.get(&channel) {
-                core.ensure_channel(&channel, &plan.before);
-            }
-            let out = core.append(&channel, &msgs, now);
-            if out.last_seq != Some(want) {
-                tracing::error!(
-                    "history image out of step with disk on {channel}: {:?} != {want}",
-                    out.last_seq
-                );
-            }
-            let _ = done.send(Ok(out));
+        let mut planned = planned.into_iter();
+        for p in appends {
+            let mut out = Appended::default();
+            p.for_each_run(|channel, run| {
+                if let Some(plan) = plans.get(channel) {
+                    core.ensure_channel(channel, &plan.before);
+                }
+                let got = core.append(channel, run, p.now);
+                let want = planned.next();
+                if got.last_seq != want {
+                    tracing::error!(
+                        "history image out of step with disk on {channel}: {:?} != {want:?}",
+                        got.last_seq
+                    );
+                }
+                out.kept += got.kept;
+                out.last_seq = got.last_seq;
+            });
+            let _ = p.done.send(Ok(out));
         }
     }
 

@@ -4,23 +4,46 @@
 //!   keys are exactly those under `name ++ 0xFF`), and the sequence number in big-endian
 //!   order, so a channel's items sort by sequence.
 //! * **Item value**: the wall-clock time it was appended (milliseconds since the Unix epoch,
-//!   8 bytes big-endian), then the item as a publish body (`{"items":[…]}`) written by
-//!   [`gripway_proto::publish::encode_items`] — the encoder the parser is tested to read
-//!   back to an equal item, so a stored item comes back exactly as published (channel, id,
-//!   prev-id, meta, no-seq and every format).
+//!   8 bytes big-endian), then one of:
+//!   - the message's wire bytes, for the common shape (version 2): a kind byte (`1`: an
+//!     `http-stream` send, `2`: a `ws-message` send, `3`: both), the id's length (4 bytes
+//!     big-endian) and bytes, then the HTTP/1.1 chunk (kinds 1 and 3; for 3 preceded by its
+//!     length, 4 bytes) and/or the WebSocket frame, exactly as [`Message`] keeps them: no
+//!     item is rebuilt and nothing is escaped on the publish path. The common shape is an
+//!     item with an id and no prev-id, meta, no-seq, `http-response` or content filters,
+//!     whose formats are non-empty sends;
+//!   - otherwise (and for every item in version 1) the item as a publish body
+//!     (`{"items":[…]}`, so its first byte is `{`) written by
+//!     [`gripway_proto::publish::encode_items`] — the encoder the parser is tested to read
+//!     back to an equal item.
+//!
+//!   Either way a stored item comes back exactly as published (channel, id, prev-id, meta,
+//!   no-seq and every format).
 //! * **Channel row** (key: the name): generation (4 bytes), next sequence (8), truncated
 //!   (1), emptied-at wall time (8), then the last id's bytes (absent: no last id).
 
 use std::sync::Arc;
 
-use gripway_proto::publish::{encode_items, parse_publish_body, Item, PublishLimits};
+use bytes::Bytes;
+use gripway_proto::publish::{
+    encode_items, parse_publish_body, Formats, HttpStreamAction, HttpStreamFormat, Item,
+    PublishLimits, WsAction, WsKind, WsMessageFormat,
+};
 
 use super::memory::restore::ChannelState;
-use crate::message::Message;
+use crate::message::{Message, StreamAction, WsOp};
 
-/// The layout's version, stored under [`META_FORMAT`]; a store written in another is
-/// refused at open.
-pub(super) const FORMAT: u64 = 1;
+/// The layout's version, stored under [`META_FORMAT`]. A store of version 1 (item values
+/// only as publish bodies) is read as it is and marked version 2 at open, so an older build
+/// refuses it rather than misread it; any other version is refused at open.
+pub(super) const FORMAT: u64 = 2;
+/// The older layout this build still reads.
+pub(super) const FORMAT_V1: u64 = 1;
+
+/// Item value kinds (the byte after the time); a publish body starts with `{`.
+const KIND_STREAM: u8 = 1;
+const KIND_WS: u8 = 2;
+const KIND_BOTH: u8 = 3;
 
 /// Meta keys.
 pub(super) const META_FORMAT: &str = "format";
@@ -49,6 +72,14 @@ pub(super) fn item_key(channel: &str, seq: u64) -> Vec<u8> {
     k
 }
 
+/// [`item_key`] into `buf` (cleared first).
+pub(super) fn item_key_into(buf: &mut Vec<u8>, channel: &str, seq: u64) {
+    buf.clear();
+    buf.extend_from_slice(channel.as_bytes());
+    buf.push(0xff);
+    buf.extend_from_slice(&seq.to_be_bytes());
+}
+
 /// The channel name and sequence number of an item key.
 pub(super) fn split_item_key(key: &[u8]) -> Option<(&str, u64)> {
     let split = key.len().checked_sub(9)?;
@@ -60,27 +91,80 @@ pub(super) fn split_item_key(key: &[u8]) -> Option<(&str, u64)> {
     Some((std::str::from_utf8(name).ok()?, seq))
 }
 
-/// The publish item a message was built from.
-pub(super) fn item_of(msg: &Message) -> Item {
-    msg.to_item()
+/// An item's stored value, its append time and the message, into `buf` (cleared first).
+pub(super) fn encode_item_into(buf: &mut Vec<u8>, wall_ms: u64, msg: &Message) {
+    buf.clear();
+    buf.extend_from_slice(&wall_ms.to_be_bytes());
+    match wire_parts(msg) {
+        Some((id, chunk, frame)) => {
+            let kind = match (chunk, frame) {
+                (Some(_), None) => KIND_STREAM,
+                (None, Some(_)) => KIND_WS,
+                _ => KIND_BOTH,
+            };
+            buf.push(kind);
+            buf.extend_from_slice(&(id.len() as u32).to_be_bytes());
+            buf.extend_from_slice(id.as_bytes());
+            if let Some(chunk) = chunk {
+                if frame.is_some() {
+                    buf.extend_from_slice(&(chunk.len() as u32).to_be_bytes());
+                }
+                buf.extend_from_slice(chunk);
+            }
+            if let Some(frame) = frame {
+                buf.extend_from_slice(frame);
+            }
+        }
+        None => buf.extend_from_slice(&encode_items(&[msg.to_item()])),
+    }
 }
 
-/// An item's stored value: its append time and the message.
-pub(super) fn encode_item(wall_ms: u64, msg: &Message) -> Vec<u8> {
-    let body = encode_items(&[item_of(msg)]);
-    let mut v = Vec::with_capacity(8 + body.len());
-    v.extend_from_slice(&wall_ms.to_be_bytes());
-    v.extend_from_slice(&body);
-    v
+/// The id, chunk and frame of a message of the common shape (see the module doc), which
+/// they describe in full; None for any other.
+fn wire_parts(msg: &Message) -> Option<(&str, Option<&Bytes>, Option<&Bytes>)> {
+    let id = msg.id.as_deref()?;
+    if msg.prev_id().is_some()
+        || !msg.meta().is_empty()
+        || msg.no_seq()
+        || msg.http_response().is_some()
+        || id.len() > u32::MAX as usize
+    {
+        return None;
+    }
+    let chunk = match msg.http_stream() {
+        None => None,
+        Some(f) if f.action == StreamAction::Send && f.content_filters.is_empty() => Some(
+            msg.stream_chunk()
+                .filter(|c| c.len() <= u32::MAX as usize)?,
+        ),
+        Some(_) => return None,
+    };
+    let frame = match msg.ws_message() {
+        None => None,
+        Some(f) if matches!(f.action, WsOp::Send(_)) && f.content_filters.is_empty() => {
+            Some(msg.ws_frame()?)
+        }
+        Some(_) => return None,
+    };
+    (chunk.is_some() || frame.is_some()).then_some((id, chunk, frame))
 }
 
-/// An item's append time and message, rebuilt from its stored value.
-pub(super) fn decode_item(value: &[u8]) -> Result<(u64, Arc<Message>), String> {
-    if value.len() < 8 {
+/// An item's append time and message, rebuilt from its stored value (either layout).
+pub(super) fn decode_item(channel: &str, value: &[u8]) -> Result<(u64, Arc<Message>), String> {
+    if value.len() < 9 {
         return Err("item value shorter than its timestamp".into());
     }
     let (wall, body) = value.split_at(8);
     let wall = u64::from_be_bytes(wall.try_into().map_err(|_| "timestamp")?);
+    let item = match body[0] {
+        KIND_STREAM | KIND_WS | KIND_BOTH => decode_wire(channel, body)?,
+        _ => decode_body(body)?,
+    };
+    Ok((wall, Message::new(item)))
+}
+
+/// A publish body of one item.
+fn decode_body(body: &[u8]) -> Result<Item, String> {
     // what was accepted once is read back whatever the limits are now
     let limits = PublishLimits {
         max_content_bytes: usize::MAX,
@@ -90,9 +174,112 @@ pub(super) fn decode_item(value: &[u8]) -> Result<(u64, Arc<Message>), String> {
     };
     let mut items = parse_publish_body(body, &limits).map_err(|e| e.to_string())?;
     match items.pop() {
-        Some(item) if items.is_empty() => Ok((wall, Message::new(item))),
+        Some(item) if items.is_empty() => Ok(item),
         _ => Err("item value does not hold exactly one item".into()),
     }
+}
+
+fn take<'a>(rest: &mut &'a [u8], n: usize) -> Result<&'a [u8], String> {
+    if rest.len() < n {
+        return Err("item value cut short".into());
+    }
+    let (head, tail) = rest.split_at(n);
+    *rest = tail;
+    Ok(head)
+}
+
+fn take_len(rest: &mut &[u8]) -> Result<usize, String> {
+    let b = take(rest, 4)?;
+    Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+}
+
+/// The item of a value in wire form (kind byte first).
+fn decode_wire(channel: &str, body: &[u8]) -> Result<Item, String> {
+    let kind = body[0];
+    let mut rest = &body[1..];
+    let id_len = take_len(&mut rest)?;
+    let id = std::str::from_utf8(take(&mut rest, id_len)?).map_err(|_| "id is not UTF-8")?;
+    let (chunk, frame) = match kind {
+        KIND_STREAM => (Some(rest), None),
+        KIND_WS => (None, Some(rest)),
+        _ => {
+            let n = take_len(&mut rest)?;
+            (Some(take(&mut rest, n)?), Some(rest))
+        }
+    };
+    let http_stream = chunk
+        .map(|c| -> Result<_, String> {
+            Ok(HttpStreamFormat {
+                action: HttpStreamAction::Send(Bytes::copy_from_slice(chunk_content(c)?)),
+                content_filters: Vec::new(),
+            })
+        })
+        .transpose()?;
+    let ws_message = frame
+        .map(|f| -> Result<_, String> {
+            let (kind, content) = frame_content(f)?;
+            Ok(WsMessageFormat {
+                action: WsAction::Send {
+                    kind,
+                    content: Bytes::copy_from_slice(content),
+                },
+                content_filters: Vec::new(),
+            })
+        })
+        .transpose()?;
+    Ok(Item {
+        channel: channel.to_owned(),
+        id: Some(id.to_owned()),
+        prev_id: None,
+        meta: Vec::new(),
+        no_seq: false,
+        formats: Formats {
+            http_stream,
+            http_response: None,
+            ws_message,
+        },
+    })
+}
+
+/// The content of one HTTP/1.1 chunk (`<hex len>\r\n<content>\r\n`), checked whole.
+fn chunk_content(chunk: &[u8]) -> Result<&[u8], String> {
+    let bad = || "bad stored chunk".to_string();
+    let digits = chunk.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    let hex = std::str::from_utf8(&chunk[..digits]).map_err(|_| bad())?;
+    let len = usize::from_str_radix(hex, 16).map_err(|_| bad())?;
+    let body = chunk
+        .get(digits..)
+        .and_then(|r| r.strip_prefix(b"\r\n"))
+        .and_then(|r| r.strip_suffix(b"\r\n"))
+        .ok_or_else(bad)?;
+    if body.len() != len || len == 0 {
+        return Err(bad());
+    }
+    Ok(body)
+}
+
+/// The kind and payload of one unmasked, final WebSocket data or ping/pong frame.
+fn frame_content(frame: &[u8]) -> Result<(WsKind, &[u8]), String> {
+    let bad = || "bad stored frame".to_string();
+    let (&b0, rest) = frame.split_first().ok_or_else(bad)?;
+    let kind = match b0 {
+        0x81 => WsKind::Text,
+        0x82 => WsKind::Binary,
+        0x89 => WsKind::Ping,
+        0x8a => WsKind::Pong,
+        _ => return Err(bad()),
+    };
+    let (&b1, mut rest) = rest.split_first().ok_or_else(bad)?;
+    let len = match b1 {
+        126 => u16::from_be_bytes(take(&mut rest, 2)?.try_into().map_err(|_| bad())?) as u64,
+        127 => u64::from_be_bytes(take(&mut rest, 8)?.try_into().map_err(|_| bad())?),
+        n if n < 126 => u64::from(n),
+        _ => return Err(bad()), // masked
+    };
+    if rest.len() as u64 != len {
+        return Err(bad());
+    }
+    Ok((kind, rest))
 }
 
 /// A channel row; `emptied_wall` is the emptied-at time as wall-clock milliseconds.
@@ -146,6 +333,87 @@ mod tests {
         assert!(!item_key("ab", 0).starts_with(&channel_prefix("a")));
         assert_eq!(split_item_key(&a), Some(("a", 2)));
         assert_eq!(split_item_key(b"short"), None);
+    }
+
+    fn item(id: Option<&str>, stream: Option<&[u8]>, ws: Option<(WsKind, &[u8])>) -> Item {
+        Item {
+            channel: "ch".into(),
+            id: id.map(Into::into),
+            prev_id: None,
+            meta: vec![],
+            no_seq: false,
+            formats: Formats {
+                http_stream: stream.map(|c| HttpStreamFormat {
+                    action: HttpStreamAction::Send(Bytes::copy_from_slice(c)),
+                    content_filters: vec![],
+                }),
+                http_response: None,
+                ws_message: ws.map(|(kind, c)| WsMessageFormat {
+                    action: WsAction::Send {
+                        kind,
+                        content: Bytes::copy_from_slice(c),
+                    },
+                    content_filters: vec![],
+                }),
+            },
+        }
+    }
+
+    fn round_trip(item: Item) -> u8 {
+        let msg = Message::new(item.clone());
+        let mut v = Vec::new();
+        encode_item_into(&mut v, 42, &msg);
+        let (wall, back) = decode_item("ch", &v).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((wall, back.to_item()), (42, item));
+        v[8]
+    }
+
+    #[test]
+    fn common_items_are_stored_as_their_wire_bytes_and_come_back_whole() {
+        let big = vec![b'z'; 70_000];
+        assert_eq!(round_trip(item(Some("i"), Some(b"data: x\n\n"), None)), 1);
+        assert_eq!(round_trip(item(Some("i"), Some(&big), None)), 1);
+        for kind in [WsKind::Text, WsKind::Binary, WsKind::Ping, WsKind::Pong] {
+            assert_eq!(
+                round_trip(item(Some("\u{e9}"), None, Some((kind, b"hi")))),
+                2
+            );
+        }
+        assert_eq!(
+            round_trip(item(Some(""), None, Some((WsKind::Text, &big[..200])))),
+            2
+        );
+        assert_eq!(
+            round_trip(item(Some("i"), None, Some((WsKind::Binary, &big)))),
+            2
+        );
+        assert_eq!(
+            round_trip(item(Some("i"), Some(b"s"), Some((WsKind::Text, b"w")))),
+            3
+        );
+        // everything else is a publish body
+        let mut odd = item(Some("i"), Some(b"s"), None);
+        odd.prev_id = Some("p".into());
+        assert_eq!(round_trip(odd), b'{');
+        let mut odd = item(Some("i"), None, Some((WsKind::Text, b"w")));
+        odd.meta = vec![("k".into(), "v".into())];
+        assert_eq!(round_trip(odd), b'{');
+        assert_eq!(round_trip(item(Some("i"), Some(b""), None)), b'{');
+        assert_eq!(round_trip(item(None, Some(b"s"), None)), b'{');
+    }
+
+    #[test]
+    fn damaged_wire_values_are_errors_not_panics() {
+        let msg = Message::new(item(Some("id"), Some(b"abc"), Some((WsKind::Text, b"w"))));
+        let mut v = Vec::new();
+        encode_item_into(&mut v, 1, &msg);
+        for cut in 0..v.len() {
+            assert!(decode_item("ch", &v[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut bad = v.clone();
+        let n = bad.len();
+        bad[n - 3] ^= 0x80; // the frame's header
+        assert!(decode_item("ch", &bad).is_err());
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! then truncated, never silently complete.
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,6 +16,38 @@ use super::disk_codec as codec;
 use super::memory::MemoryCore;
 use super::{HistoryConfig, HistoryError};
 use crate::message::ChannelName;
+
+/// The (channel, id) pairs read back at open — every kept item's and every channel's last
+/// id — as 64-bit hashes with a per-process random seed (16 bytes or so each, no copy of
+/// the ids): "maybe stored before the restart" in O(1), where a hit is then checked
+/// against the channel's items. Built once, never changed (new ids are the dedup table's).
+pub(super) struct RestoredIds {
+    hasher: foldhash::quality::RandomState,
+    set: foldhash::HashSet<u64>,
+}
+
+impl RestoredIds {
+    fn new() -> RestoredIds {
+        RestoredIds {
+            hasher: foldhash::quality::RandomState::default(),
+            set: foldhash::HashSet::default(),
+        }
+    }
+
+    fn hash(&self, channel: &str, id: &str) -> u64 {
+        self.hasher.hash_one((channel, id))
+    }
+
+    fn insert(&mut self, channel: &str, id: &str) {
+        let h = self.hash(channel, id);
+        self.set.insert(h);
+    }
+
+    /// False if `id` was surely not kept on `channel` at open.
+    pub(super) fn maybe(&self, channel: &str, id: &str) -> bool {
+        !self.set.is_empty() && self.set.contains(&self.hash(channel, id))
+    }
+}
 
 fn fail(dir: &Path, what: &str, e: impl std::fmt::Display) -> HistoryError {
     HistoryError::Unavailable(format!("history store {}: {what}: {e}", dir.display()))
@@ -34,14 +67,22 @@ fn meta_u64(store: &Store, dir: &Path, key: &str) -> Result<Option<u64>, History
     }
 }
 
-/// The image of what `store` keeps, and the wall-clock milliseconds at its base instant.
+/// The image of what `store` keeps, the wall-clock milliseconds at its base instant, and
+/// the ids it holds.
 pub(super) fn restore(
     dir: &Path,
     store: &Store,
     config: HistoryConfig,
-) -> Result<(MemoryCore, u64), HistoryError> {
+) -> Result<(MemoryCore, u64, RestoredIds), HistoryError> {
     match meta_u64(store, dir, codec::META_FORMAT)? {
         Some(codec::FORMAT) => {}
+        Some(codec::FORMAT_V1) => {
+            // read as it is; what is written from now on may be version 2
+            store
+                .meta
+                .insert(codec::META_FORMAT, codec::FORMAT.to_be_bytes())
+                .map_err(|e| fail(dir, "cannot write", e))?
+        }
         Some(v) => {
             return Err(fail(
                 dir,
@@ -83,6 +124,7 @@ pub(super) fn restore(
     core.log_evictions();
     core.set_marks(next_gen, forgot);
 
+    let mut ids = RestoredIds::new();
     let mut bad: Vec<Vec<u8>> = Vec::new();
     let mut rows: HashMap<ChannelName, (u32, u64)> = HashMap::new();
     for kv in store.channels.iter() {
@@ -93,6 +135,9 @@ pub(super) fn restore(
             continue;
         };
         state.emptied_at = state.emptied_at.saturating_sub(wall_base);
+        if let Some(id) = &state.last_id {
+            ids.insert(name, id);
+        }
         let name: ChannelName = Arc::from(name);
         let slot = core.ensure_channel(&name, &state);
         rows.insert(name, (slot, state.next_seq));
@@ -109,8 +154,11 @@ pub(super) fn restore(
             orphans.push(k.to_vec());
             continue;
         };
-        match codec::decode_item(&v) {
+        match codec::decode_item(name, &v) {
             Ok((at_wall, msg)) => {
+                if let Some(id) = &msg.id {
+                    ids.insert(name, id);
+                }
                 core.restore_item(slot, seq, msg, at_wall.saturating_sub(wall_base));
             }
             Err(e) => {
@@ -146,5 +194,5 @@ pub(super) fn restore(
         }
         batch.commit().map_err(|e| fail(dir, "cannot write", e))?;
     }
-    Ok((core, wall_base))
+    Ok((core, wall_base, ids))
 }

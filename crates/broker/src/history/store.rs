@@ -51,6 +51,27 @@ impl History {
         }
     }
 
+    /// Appends several channels' items at once — each group one channel's items, in order
+    /// — and resolves once all are stored: a durable store writes them together (one
+    /// write, one fsync, one hand-over to its writer); on failure none of them counts as
+    /// stored.
+    pub async fn append_groups(
+        &self,
+        groups: &[Vec<Arc<Message>>],
+        now: Instant,
+    ) -> Result<(), HistoryError> {
+        match self {
+            History::Off => Ok(()),
+            History::Memory(m) => {
+                for g in groups.iter().filter(|g| !g.is_empty()) {
+                    m.append_now(&g[0].channel, g, now);
+                }
+                Ok(())
+            }
+            History::Disk(d) => d.append_groups(groups, now).await.map(|_| ()),
+        }
+    }
+
     /// Appends to a store that answers at once ([`History::is_immediate`]); for the others
     /// it does nothing and returns `None`.
     pub fn append_now(
