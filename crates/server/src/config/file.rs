@@ -531,6 +531,32 @@ keys = ["k1"]
     }
 
     #[test]
+    fn history_keys() {
+        let d = parse_str("").unwrap().history;
+        assert_eq!(
+            (d.max_items, d.max_age, d.max_bytes, d.dir, d.fsync_ms),
+            (100, Duration::from_secs(120), 64 << 20, None, 0)
+        );
+        let c = parse_str(
+            "[history]\nmax_items = 5\nmax_age_secs = 30\nmax_bytes = 1000\ndir = \"h\"\nfsync_ms = 20\nmax_recover = 7\n",
+        )
+        .unwrap();
+        let h = c.history;
+        assert_eq!(
+            (h.max_items, h.max_age, h.max_bytes),
+            (5, Duration::from_secs(30), 1000)
+        );
+        assert_eq!((h.fsync_ms, h.max_recover), (20, 7));
+        assert!(h.dir.unwrap().ends_with("h"));
+        let e = parse_str("[history]\nmax_age_secs = 0\n").unwrap_err();
+        assert!(e.message.contains("max_age_secs"), "{e}");
+        assert!(
+            parse_str("[history]\nnope = 1\n").is_err(),
+            "unknown keys are refused"
+        );
+    }
+
+    #[test]
     fn websocket_origin_queue_bytes() {
         assert_eq!(parse_str("").unwrap().websocket.origin_queue_bytes, 200_000);
         let c = parse_str("[websocket]\norigin_queue_bytes = 65536\n").unwrap();
