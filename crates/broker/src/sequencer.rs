@@ -60,6 +60,14 @@ impl ChannelOrder {
         str_heap(channel) + self.last_id.as_deref().map_or(0, str_heap) + self.pending_bytes
     }
 
+    /// True if `msg` may go out now: it names no predecessor, or the one delivered last.
+    fn in_order(&self, msg: &Message) -> bool {
+        msg.no_seq()
+            || msg.prev_id().is_none()
+            || self.last_id.is_none()
+            || self.last_id.as_ref() == msg.prev_id()
+    }
+
     fn push(&mut self, deadline: Instant, msg: Arc<Message>) {
         self.pending_bytes += msg.cost() + PENDING_SLOT;
         self.pending.push_back((deadline, msg));
@@ -106,15 +114,43 @@ impl Sequencer {
     /// shard's shared channel name ([`Names`]).
     pub fn arrive(
         &mut self,
-        mut msg: Arc<Message>,
+        msg: Arc<Message>,
         has_subscribers: bool,
+        now: Instant,
+        out: &mut Vec<Arc<Message>>,
+    ) -> Arrival {
+        self.arrive_with(msg, |_| has_subscribers, now, out)
+    }
+
+    /// [`Sequencer::arrive`], asking whether the channel has subscribers (`has_subscribers`,
+    /// given the channel's name) only when the answer matters: an item without an id that
+    /// may go out now goes out whether or not anyone listens, and leaves no ordering state
+    /// behind (the channel's last id becomes "none", which is what no state means).
+    pub fn arrive_with(
+        &mut self,
+        mut msg: Arc<Message>,
+        has_subscribers: impl FnOnce(&str) -> bool,
         now: Instant,
         out: &mut Vec<Arc<Message>>,
     ) -> Arrival {
         // the first place in the shard that owns the message: share its channel's name
         self.names.share(&mut msg);
         self.forget_idle(now);
-        if !has_subscribers {
+        if msg.id.is_none() {
+            match self.channels.get(&msg.channel) {
+                None => {
+                    out.push(msg);
+                    return Arrival::Released;
+                }
+                Some(order) if order.pending.is_empty() && order.in_order(&msg) => {
+                    self.channels.remove(&msg.channel);
+                    out.push(msg);
+                    return Arrival::Released;
+                }
+                Some(_) => {}
+            }
+        }
+        if !has_subscribers(&msg.channel) {
             // nobody to order for: forget the channel (and release whatever waited)
             if let Some(order) = self.channels.remove(&msg.channel) {
                 self.waiting -= order.pending.len();
@@ -135,11 +171,7 @@ impl Sequencer {
             out.push(msg);
             return Arrival::Released;
         };
-        let in_order = msg.no_seq()
-            || msg.prev_id().is_none()
-            || order.last_id.is_none()
-            || order.last_id.as_ref() == msg.prev_id();
-        let arrival = if in_order {
+        let arrival = if order.in_order(&msg) {
             release(order, msg, &mut self.waiting, out);
             Arrival::Released
         } else if order.pending.len() >= self.max_pending {
