@@ -9,11 +9,8 @@
 //! subscriber one write, not one per item.
 //!
 //! `publish` returns once the items are queued: the publish API answers without waiting for
-//! the fan-out — except a lone item bound for a few subscribers while its shard is idle,
-//! which is fanned out in the publisher's own task before it returns (cheaper than waking
-//! the shard's task; see [`crate::shard`]). The queues are bounded; when they are full,
-//! `publish` waits (backpressure on the publisher) rather than dropping anything it has
-//! acknowledged.
+//! the fan-out. The queues are bounded; when they are full, `publish` waits (backpressure on
+//! the publisher) rather than dropping anything it has acknowledged.
 //!
 //! [`Broker::drain`] (at shutdown) closes the queues, so later publishes fail with
 //! [`BrokerClosed`], and resolves once every shard has fanned out all it had accepted,
@@ -25,6 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use foldhash::fast::FixedState;
+use foldhash::HashMap;
 use gripway_proto::publish::Item;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch};
@@ -34,10 +32,9 @@ use crate::ack::{Ack, Entry};
 use crate::dedup::Dedup;
 use crate::history::{History, HistoryConfig, MemoryHistory};
 use crate::last_ids::LastIds;
-use crate::message::Message;
+use crate::message::{ChannelName, Message};
 use crate::registry::Registry;
-use crate::sequencer::Sequencer;
-use crate::shard::{self, Lane, Shard};
+use crate::sequencer::{Arrival, Sequencer};
 use crate::subscriber::Transport;
 
 /// How the broker orders, deduplicates and queues.
@@ -111,6 +108,17 @@ pub struct BrokerStats {
     pub order_bytes: AtomicU64,
 }
 
+/// What one shard last added to the size gauges of [`BrokerStats`] (each shard adds the
+/// change since its last report, so the gauges are sums over shards without a lock).
+#[derive(Default)]
+struct Reported {
+    dedup_entries: u64,
+    dedup_bytes: u64,
+    order_channels: u64,
+    order_waiting: u64,
+    order_bytes: u64,
+}
+
 /// Why `publish` could not take items.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PublishError {
@@ -129,7 +137,7 @@ pub struct Broker {
     registry: Arc<Registry>,
     last_ids: Arc<LastIds>,
     history: Arc<History>,
-    lanes: Arc<[Lane]>,
+    queues: Arc<[mpsc::Sender<Entry>]>,
     hasher: FixedState,
     stats: Arc<BrokerStats>,
     /// Set by [`Broker::drain`]: each shard closes its queue and ends once it is empty.
@@ -161,34 +169,33 @@ impl Broker {
         let shards = config.shards.max(1);
         let (stop, _) = watch::channel(false);
         let mut shard_tasks = Vec::with_capacity(shards);
-        let lanes: Vec<_> = (0..shards)
+        let queues: Vec<_> = (0..shards)
             .map(|_| {
-                let shard = Shard::new(
-                    registry.clone(),
-                    last_ids.clone(),
-                    history.clone(),
-                    stats.clone(),
-                    Dedup::new(config.dedup_window, config.dedup_max_bytes / shards),
-                    Sequencer::new(
+                let (tx, rx) = mpsc::channel(config.queue_per_shard.max(1));
+                let shard = Shard {
+                    acks: HashMap::default(),
+                    registry: registry.clone(),
+                    last_ids: last_ids.clone(),
+                    history: history.clone(),
+                    stats: stats.clone(),
+                    dedup: Dedup::new(config.dedup_window, config.dedup_max_bytes / shards),
+                    sequencer: Sequencer::new(
                         config.order_wait,
                         config.max_waiting_per_channel,
                         config.order_max_bytes / shards,
                     ),
-                );
-                let (lane, rx) = Lane::new(shard, config.queue_per_shard);
-                shard_tasks.push(tokio::spawn(shard::run(
-                    lane.state.clone(),
-                    rx,
-                    stop.subscribe(),
-                )));
-                lane
+                    reported: Reported::default(),
+                    scratch: Scratch::default(),
+                };
+                shard_tasks.push(tokio::spawn(shard.run(rx, stop.subscribe())));
+                tx
             })
             .collect();
         Broker {
             registry,
             last_ids,
             history,
-            lanes: lanes.into(),
+            queues: queues.into(),
             hasher: FixedState::with_seed(0x7368_6172),
             stats,
             stop: Arc::new(stop),
@@ -249,35 +256,19 @@ impl Broker {
             }
             false => (None, None),
         };
-        let single = items.len() == 1;
         for item in items {
             let msg = Message::new(item);
-            let lane = &self.lanes[self.shard_of(&msg.channel)];
-            // a lone item may be fanned out right here (see crate::shard)
-            let msg = match single && ack.is_none() {
-                true => match lane.fan_out_here(msg) {
-                    None => {
-                        self.stats.received.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
-                    Some(msg) => msg,
-                },
-                false => msg,
-            };
+            let queue = &self.queues[self.shard_of(&msg.channel)];
             let entry = Entry {
                 msg,
                 ack: ack.clone(),
             };
-            // counted before it can be seen, uncounted if it was not taken
-            lane.state.queued.fetch_add(1, Ordering::SeqCst);
-            let taken = match lane.tx.try_send(entry) {
-                Ok(()) => true,
-                Err(mpsc::error::TrySendError::Full(entry)) => lane.tx.send(entry).await.is_ok(),
-                Err(mpsc::error::TrySendError::Closed(_)) => false,
-            };
-            if !taken {
-                lane.state.queued.fetch_sub(1, Ordering::SeqCst);
-                return Err(PublishError::Closed);
+            match queue.try_send(entry) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(entry)) => {
+                    queue.send(entry).await.map_err(|_| PublishError::Closed)?;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return Err(PublishError::Closed),
             }
             self.stats.received.fetch_add(1, Ordering::Relaxed);
         }
@@ -293,7 +284,217 @@ impl Broker {
     }
 
     fn shard_of(&self, channel: &str) -> usize {
-        (self.hasher.hash_one(channel) as usize) % self.lanes.len()
+        (self.hasher.hash_one(channel) as usize) % self.queues.len()
+    }
+}
+
+/// One dispatcher task's state: the channels hashed to it.
+struct Shard {
+    /// Publish requests waiting for items of this shard to be stored (durable history
+    /// only), by the address of the item's message.
+    acks: HashMap<usize, Arc<Ack>>,
+    registry: Arc<Registry>,
+    last_ids: Arc<LastIds>,
+    history: Arc<History>,
+    stats: Arc<BrokerStats>,
+    dedup: Dedup,
+    sequencer: Sequencer,
+    reported: Reported,
+    /// Reused by [`group_in_place`] (no allocation per batch once grown).
+    scratch: Scratch,
+}
+
+/// Most items taken from the queue before fanning out.
+const MAX_BATCH: usize = 4096;
+
+impl Shard {
+    async fn run(mut self, mut rx: mpsc::Receiver<Entry>, mut stop: watch::Receiver<bool>) {
+        let mut batch = Vec::with_capacity(64);
+        let mut ready = Vec::with_capacity(64);
+        let mut stopping = false;
+        loop {
+            let deadline = self.sequencer.next_deadline();
+            let closed = tokio::select! {
+                n = rx.recv_many(&mut batch, MAX_BATCH) => n == 0,
+                _ = sleep_until(deadline), if deadline.is_some() => false,
+                // drain: take nothing new; what is queued is still received, then recv ends
+                _ = stop.wait_for(|s| *s), if !stopping => {
+                    stopping = true;
+                    rx.close();
+                    false
+                }
+            };
+            let now = Instant::now();
+            for entry in batch.drain(..) {
+                self.arrive(entry, now, &mut ready);
+            }
+            // at shutdown nothing more can arrive: release whatever still waits
+            let horizon = if closed {
+                now + Duration::from_secs(86_400)
+            } else {
+                now
+            };
+            self.sequencer.expire(horizon, &mut ready);
+            if !ready.is_empty() {
+                if self.history.is_immediate() {
+                    self.fan_out(&mut ready, now);
+                } else {
+                    self.store_then_fan_out(&mut ready).await;
+                }
+            }
+            self.report_sizes();
+            if closed {
+                return; // every sender is gone
+            }
+        }
+    }
+
+    /// Brings the size gauges up to date (once per batch, not per item).
+    fn report_sizes(&mut self) {
+        let now = Reported {
+            dedup_entries: self.dedup.len() as u64,
+            dedup_bytes: self.dedup.bytes() as u64,
+            order_channels: self.sequencer.channels() as u64,
+            order_waiting: self.sequencer.waiting() as u64,
+            order_bytes: self.sequencer.bytes() as u64,
+        };
+        let r = &mut self.reported;
+        let s = &self.stats;
+        for (gauge, old, new) in [
+            (&s.dedup_entries, &mut r.dedup_entries, now.dedup_entries),
+            (&s.dedup_bytes, &mut r.dedup_bytes, now.dedup_bytes),
+            (&s.order_channels, &mut r.order_channels, now.order_channels),
+            (&s.order_waiting, &mut r.order_waiting, now.order_waiting),
+            (&s.order_bytes, &mut r.order_bytes, now.order_bytes),
+        ] {
+            if *old != new {
+                // wrapping: a shrinking shard subtracts
+                gauge.fetch_add(new.wrapping_sub(*old), Ordering::Relaxed);
+                *old = new;
+            }
+        }
+    }
+
+    fn arrive(&mut self, entry: Entry, now: Instant, ready: &mut Vec<Arc<Message>>) {
+        let Entry { msg, ack } = entry;
+        if let Some(id) = &msg.id {
+            // a durable store also knows ids stored before a restart
+            if !self.dedup.first_sighting(&msg.channel, id, now)
+                || self.history.durable_contains(&msg.channel, id)
+            {
+                self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                if let Some(ack) = ack {
+                    ack.done(true); // already stored
+                }
+                return;
+            }
+        }
+        if let Some(ack) = ack {
+            self.acks.insert(Arc::as_ptr(&msg) as usize, ack);
+        }
+        // asked only when the sequencer needs it (not for the common item without an id)
+        let registry = &self.registry;
+        let has_subscribers = |channel: &str| registry.subscriber_count(channel) > 0;
+        if self.sequencer.arrive_with(msg, has_subscribers, now, ready) == Arrival::Waiting {
+            self.stats.waited.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// With a durable store: stores every channel's batch (all at once, so the store writes
+    /// them together), then fans out what was stored and acknowledges it. Items a failed
+    /// write did not store are neither delivered nor acknowledged (the publisher gets an
+    /// error and may retry: their ids are forgotten by dedup).
+    async fn store_then_fan_out(&mut self, ready: &mut Vec<Arc<Message>>) {
+        let groups = group_by_channel(ready);
+        let now = Instant::now();
+        let history = self.history.clone();
+        let stored = futures_util::future::join_all(
+            groups.iter().map(|g| history.append(&g[0].channel, g, now)),
+        )
+        .await;
+        for (group, result) in groups.iter().zip(stored) {
+            let ok = match result {
+                Ok(_) => true,
+                Err(e) => {
+                    tracing::warn!(channel = %group[0].channel, "history append failed: {e}");
+                    for m in group {
+                        if let Some(id) = &m.id {
+                            self.dedup.forget(&m.channel, id);
+                        }
+                    }
+                    false
+                }
+            };
+            if ok {
+                self.fan_out_channel(&group[0].channel, group, now);
+            }
+            if !self.acks.is_empty() {
+                for m in group {
+                    if let Some(ack) = self.acks.remove(&(Arc::as_ptr(m) as usize)) {
+                        ack.done(ok);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Fans `ready` out, one batch per channel in order of first appearance; empties it.
+    fn fan_out(&mut self, ready: &mut Vec<Arc<Message>>, now: Instant) {
+        let first = &ready[0].channel;
+        if ready.iter().all(|m| Arc::ptr_eq(&m.channel, first) || m.channel == *first) {
+            let channel = first.clone();
+            self.fan_out_channel(&channel, ready, now);
+        } else {
+            group_in_place(ready, &mut self.scratch);
+            let mut rest = &ready[..];
+            while let Some(head) = rest.first() {
+                let n = rest
+                    .iter()
+                    .position(|m| m.channel != head.channel)
+                    .unwrap_or(rest.len());
+                self.fan_out_channel(&head.channel, &rest[..n], now);
+                rest = &rest[n..];
+            }
+        }
+        ready.clear();
+    }
+
+    fn fan_out_channel(&self, channel: &ChannelName, messages: &[Arc<Message>], now: Instant) {
+        // kept before the fan-out, like the last id: a hold that subscribes and then reads
+        // history either finds an item there or receives it (duplicates are dropped by the
+        // reader, see server::hold::recover); items without an id are never kept, so a
+        // batch of them does not touch the store (its aged items go on the periodic sweep)
+        if messages.iter().any(|m| m.id.is_some()) {
+            self.history.append_now(channel, messages, now);
+        }
+        // the last id is recorded before the fan-out: a hold that subscribes and then finds
+        // its prev-id still current is sure to receive every later item (see
+        // server::hold::response)
+        if let Some(last) = messages.last() {
+            self.last_ids.set(channel, last.id.as_ref(), now);
+        }
+        let count = self.registry.fan_out(channel, messages);
+        let stats = &self.stats;
+        if count.subscribers == 0 {
+            stats
+                .unheard
+                .fetch_add(messages.len() as u64, Ordering::Relaxed);
+        }
+        for (t, n) in count.sent.iter().enumerate() {
+            if *n > 0 {
+                stats.sent[t].fetch_add(*n, Ordering::Relaxed);
+            }
+        }
+        if count.dropped_slow > 0 {
+            stats
+                .dropped_slow
+                .fetch_add(count.dropped_slow, Ordering::Relaxed);
+        }
+        if count.closed > 0 {
+            stats
+                .dropped_closed
+                .fetch_add(count.closed, Ordering::Relaxed);
+        }
     }
 }
 
@@ -310,5 +511,69 @@ async fn expire_history(history: std::sync::Weak<History>) {
             return;
         };
         history.expire(Instant::now()).await;
+    }
+}
+
+/// `ready`'s messages grouped by channel, groups in order of first appearance; empties it.
+fn group_by_channel(ready: &mut Vec<Arc<Message>>) -> Vec<Vec<Arc<Message>>> {
+    let mut index: HashMap<ChannelName, usize> = HashMap::default();
+    let mut groups: Vec<Vec<Arc<Message>>> = Vec::new();
+    for msg in ready.drain(..) {
+        let g = *index.entry(msg.channel.clone()).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[g].push(msg);
+    }
+    groups
+}
+
+/// The buffers [`group_in_place`] reuses from batch to batch.
+#[derive(Default)]
+struct Scratch {
+    /// Channel → group number, by first appearance.
+    index: HashMap<ChannelName, u32>,
+    /// (group, position in the batch) of each message.
+    keys: Vec<(u32, u32)>,
+    /// The messages in group order.
+    sorted: Vec<Arc<Message>>,
+}
+
+/// Reorders `ready` so that each channel's messages are together, channels in order of
+/// first appearance, each channel's messages in their order; allocates nothing once
+/// `scratch` has grown to the batch size (it is left empty, its capacity kept; a table that
+/// grew past [`SCRATCH_KEEP`] entries is given back).
+fn group_in_place(ready: &mut Vec<Arc<Message>>, scratch: &mut Scratch) {
+    let Scratch {
+        index,
+        keys,
+        sorted,
+    } = scratch;
+    for (pos, msg) in ready.iter().enumerate() {
+        let next = index.len() as u32;
+        let group = *index.entry(msg.channel.clone()).or_insert(next);
+        keys.push((group, pos as u32));
+    }
+    keys.sort_unstable();
+    sorted.extend(keys.iter().map(|&(_, pos)| ready[pos as usize].clone()));
+    ready.clear();
+    ready.append(sorted);
+    keys.clear();
+    if index.capacity() > SCRATCH_KEEP {
+        *index = HashMap::default();
+        *keys = Vec::new();
+        *sorted = Vec::new();
+    } else {
+        index.clear();
+    }
+}
+
+/// Most entries [`Scratch`] keeps room for between batches.
+const SCRATCH_KEEP: usize = 1024;
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
     }
 }

@@ -20,11 +20,9 @@ pub mod message;
 pub mod names;
 pub mod registry;
 pub mod sequencer;
-mod shard;
 pub mod subscriber;
 
 pub use dispatch::{Broker, BrokerConfig, BrokerStats, PublishError};
 pub use message::{ChannelName, Message, StreamAction, StreamFormat, WsFormat, WsOp};
 pub use registry::{Registry, Subscription};
-pub use shard::INLINE_MAX_SUBSCRIBERS;
 pub use subscriber::{Delivery, Subscriber, Transport};
