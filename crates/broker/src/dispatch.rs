@@ -441,7 +441,10 @@ impl Shard {
     /// Fans `ready` out, one batch per channel in order of first appearance; empties it.
     fn fan_out(&mut self, ready: &mut Vec<Arc<Message>>, now: Instant) {
         let first = &ready[0].channel;
-        if ready.iter().all(|m| Arc::ptr_eq(&m.channel, first) || m.channel == *first) {
+        if ready
+            .iter()
+            .all(|m| Arc::ptr_eq(&m.channel, first) || m.channel == *first)
+        {
             let channel = first.clone();
             self.fan_out_channel(&channel, ready, now);
         } else {
@@ -575,5 +578,48 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d.into()).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gripway_proto::publish::{Formats, Item};
+
+    fn msg(channel: &str, id: &str) -> Arc<Message> {
+        Message::new(Item {
+            channel: channel.into(),
+            id: Some(id.into()),
+            prev_id: None,
+            meta: vec![],
+            no_seq: false,
+            formats: Formats::default(),
+        })
+    }
+
+    fn order(ready: &[Arc<Message>]) -> Vec<String> {
+        ready
+            .iter()
+            .map(|m| format!("{}{}", m.channel, m.id.as_deref().unwrap_or("")))
+            .collect()
+    }
+
+    #[test]
+    fn grouping_keeps_first_appearance_and_per_channel_order() {
+        let mut scratch = Scratch::default();
+        let mut ready: Vec<_> = [("b", "1"), ("a", "1"), ("b", "2"), ("c", "1"), ("a", "2")]
+            .iter()
+            .map(|(c, i)| msg(c, i))
+            .collect();
+        group_in_place(&mut ready, &mut scratch);
+        assert_eq!(order(&ready), ["b1", "b2", "a1", "a2", "c1"]);
+        assert!(scratch.index.is_empty() && scratch.keys.is_empty() && scratch.sorted.is_empty());
+        // reused: the same again
+        let mut again: Vec<_> = [("x", "1"), ("y", "1"), ("x", "2")]
+            .iter()
+            .map(|(c, i)| msg(c, i))
+            .collect();
+        group_in_place(&mut again, &mut scratch);
+        assert_eq!(order(&again), ["x1", "x2", "y1"]);
     }
 }

@@ -161,7 +161,11 @@ mod tests {
         assert_eq!(ids.entries.load(Ordering::Relaxed), 2);
         ids.set(&c, None, later);
         assert_eq!(ids.get("d", true, later).as_deref(), Some("9"));
-        assert_eq!(ids.get("c", true, later), None, "forgotten though others are kept");
+        assert_eq!(
+            ids.get("c", true, later),
+            None,
+            "forgotten though others are kept"
+        );
         ids.clear();
         assert_eq!(ids.entries.load(Ordering::Relaxed), 0);
     }
@@ -175,7 +179,11 @@ mod tests {
             ids.set(&Arc::from(format!("channel-{i}").as_str()), Some(&id), now);
         }
         assert!(ids.bytes() <= 64 << 10, "{}", ids.bytes());
-        assert_eq!(ids.entries.load(Ordering::Relaxed), ids.len(), "evictions counted");
+        assert_eq!(
+            ids.entries.load(Ordering::Relaxed),
+            ids.len(),
+            "evictions counted"
+        );
         assert!(ids.len() > 100, "{}", ids.len());
         assert_eq!(
             ids.get("channel-99999", false, now).as_deref(),

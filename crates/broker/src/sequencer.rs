@@ -38,7 +38,7 @@ pub struct Sequencer {
     deadlines: VecDeque<(Instant, ChannelName)>,
     /// Items waiting now, over all channels.
     waiting: usize,
-    /// The shard's channel names, given to each arriving message (see [`Names`]).
+    /// The shard's channel names, given to arriving messages (see [`Names`]).
     names: Names,
 }
 
@@ -111,7 +111,8 @@ impl Sequencer {
     /// Takes an arriving item; appends to `out`, in delivery order, every item that may go
     /// out now. `has_subscribers` says whether the channel has subscribers on this node.
     /// Every item of the shard passes here first, so this is also where it is given the
-    /// shard's shared channel name ([`Names`]).
+    /// shard's shared channel name ([`Names`]) — except an item without an id that goes
+    /// straight out: history never keeps it, so sharing would save nothing.
     pub fn arrive(
         &mut self,
         msg: Arc<Message>,
@@ -133,10 +134,9 @@ impl Sequencer {
         now: Instant,
         out: &mut Vec<Arc<Message>>,
     ) -> Arrival {
-        // the first place in the shard that owns the message: share its channel's name
-        self.names.share(&mut msg);
         self.forget_idle(now);
         if msg.id.is_none() {
+            // never kept by history, so not worth sharing its channel's name (see Names)
             match self.channels.get(&msg.channel) {
                 None => {
                     out.push(msg);
@@ -150,6 +150,8 @@ impl Sequencer {
                 Some(_) => {}
             }
         }
+        // the first place in the shard that owns the message: share its channel's name
+        self.names.share(&mut msg);
         if !has_subscribers(&msg.channel) {
             // nobody to order for: forget the channel (and release whatever waited)
             if let Some(order) = self.channels.remove(&msg.channel) {
@@ -333,6 +335,45 @@ mod tests {
 
     fn ids(out: &[Arc<Message>]) -> Vec<&str> {
         out.iter().map(|m| m.id.as_deref().unwrap_or("-")).collect()
+    }
+
+    fn bare(prev: Option<&str>) -> Arc<Message> {
+        Message::new(Item {
+            channel: "c".into(),
+            id: None,
+            prev_id: prev.map(Into::into),
+            meta: vec![],
+            no_seq: false,
+            formats: Formats::default(),
+        })
+    }
+
+    #[test]
+    fn items_without_id_keep_no_state_and_ask_nothing() {
+        let mut s = Sequencer::new(Duration::from_secs(5), 100, 1 << 20);
+        let now = Instant::now();
+        let mut out = vec![];
+        let ask = |_: &str| -> bool { panic!("asked for subscribers") };
+        for _ in 0..3 {
+            assert_eq!(
+                s.arrive_with(bare(None), ask, now, &mut out),
+                Arrival::Released
+            );
+        }
+        assert_eq!((s.channels(), s.bytes(), out.len()), (0, 0, 3));
+        // a channel with a last id: an id-less item that follows it goes out and clears it
+        s.arrive(msg("1", None), true, now, &mut out);
+        assert_eq!(s.channels(), 1);
+        s.arrive_with(bare(Some("1")), ask, now, &mut out);
+        assert_eq!(s.channels(), 0, "last id none: nothing to keep");
+        // one that names another predecessor still waits for it, as before
+        s.arrive(msg("2", None), true, now, &mut out);
+        let waits = s.arrive_with(bare(Some("x")), |_| true, now, &mut out);
+        assert_eq!(waits, Arrival::Waiting);
+        // and an id-less item behind a waiting one takes the ordinary way (not overtaking)
+        s.arrive_with(bare(None), |_| true, now, &mut out);
+        assert_eq!(ids(&out), ["-", "-", "-", "1", "-", "2", "-"]);
+        assert_eq!(s.waiting(), 1);
     }
 
     #[test]
