@@ -186,6 +186,7 @@ impl Broker {
                         config.order_max_bytes / shards,
                     ),
                     reported: Reported::default(),
+                    scratch: Scratch::default(),
                 };
                 shard_tasks.push(tokio::spawn(shard.run(rx, stop.subscribe())));
                 tx
@@ -302,6 +303,8 @@ struct Shard {
     dedup: Dedup,
     sequencer: Sequencer,
     reported: Reported,
+    /// Reused by [`group_in_place`] (no allocation per batch once grown).
+    scratch: Scratch,
 }
 
 /// Most items taken from the queue before fanning out.
@@ -337,7 +340,7 @@ impl Shard {
             self.sequencer.expire(horizon, &mut ready);
             if !ready.is_empty() {
                 if self.history.is_immediate() {
-                    self.fan_out(&mut ready);
+                    self.fan_out(&mut ready, now);
                 } else {
                     self.store_then_fan_out(&mut ready).await;
                 }
@@ -395,8 +398,10 @@ impl Shard {
         if let Some(ack) = ack {
             self.acks.insert(Arc::as_ptr(&msg) as usize, ack);
         }
-        let has_subscribers = self.registry.subscriber_count(&msg.channel) > 0;
-        if self.sequencer.arrive(msg, has_subscribers, now, ready) == Arrival::Waiting {
+        // asked only when the sequencer needs it (not for the common item without an id)
+        let registry = &self.registry;
+        let has_subscribers = |channel: &str| registry.subscriber_count(channel) > 0;
+        if self.sequencer.arrive_with(msg, has_subscribers, now, ready) == Arrival::Waiting {
             self.stats.waited.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -422,7 +427,7 @@ impl Shard {
         };
         for group in &groups {
             if ok {
-                self.fan_out_channel(&group[0].channel, group);
+                self.fan_out_channel(&group[0].channel, group, now);
             }
             if !self.acks.is_empty() {
                 for m in group {
@@ -435,38 +440,42 @@ impl Shard {
     }
 
     /// Fans `ready` out, one batch per channel in order of first appearance; empties it.
-    fn fan_out(&mut self, ready: &mut Vec<Arc<Message>>) {
-        let single_channel = ready.iter().all(|m| m.channel == ready[0].channel);
-        if single_channel {
-            let channel = ready[0].channel.clone();
-            self.fan_out_channel(&channel, ready);
+    fn fan_out(&mut self, ready: &mut Vec<Arc<Message>>, now: Instant) {
+        let first = &ready[0].channel;
+        if ready
+            .iter()
+            .all(|m| Arc::ptr_eq(&m.channel, first) || m.channel == *first)
+        {
+            let channel = first.clone();
+            self.fan_out_channel(&channel, ready, now);
         } else {
-            let mut index: HashMap<ChannelName, usize> = HashMap::default();
-            let mut groups: Vec<Vec<Arc<Message>>> = Vec::new();
-            for msg in ready.drain(..) {
-                let g = *index.entry(msg.channel.clone()).or_insert_with(|| {
-                    groups.push(Vec::new());
-                    groups.len() - 1
-                });
-                groups[g].push(msg);
-            }
-            for group in &groups {
-                self.fan_out_channel(&group[0].channel, group);
+            group_in_place(ready, &mut self.scratch);
+            let mut rest = &ready[..];
+            while let Some(head) = rest.first() {
+                let n = rest
+                    .iter()
+                    .position(|m| m.channel != head.channel)
+                    .unwrap_or(rest.len());
+                self.fan_out_channel(&head.channel, &rest[..n], now);
+                rest = &rest[n..];
             }
         }
         ready.clear();
     }
 
-    fn fan_out_channel(&self, channel: &ChannelName, messages: &[Arc<Message>]) {
+    fn fan_out_channel(&self, channel: &ChannelName, messages: &[Arc<Message>], now: Instant) {
         // kept before the fan-out, like the last id: a hold that subscribes and then reads
         // history either finds an item there or receives it (duplicates are dropped by the
-        // reader, see server::hold::recover)
-        self.history.append_now(channel, messages, Instant::now());
+        // reader, see server::hold::recover); items without an id are never kept, so a
+        // batch of them does not touch the store (its aged items go on the periodic sweep)
+        if messages.iter().any(|m| m.id.is_some()) {
+            self.history.append_now(channel, messages, now);
+        }
         // the last id is recorded before the fan-out: a hold that subscribes and then finds
         // its prev-id still current is sure to receive every later item (see
         // server::hold::response)
         if let Some(last) = messages.last() {
-            self.last_ids.set(channel, last.id.as_ref(), Instant::now());
+            self.last_ids.set(channel, last.id.as_ref(), now);
         }
         let count = self.registry.fan_out(channel, messages);
         let stats = &self.stats;
@@ -523,9 +532,95 @@ fn group_by_channel(ready: &mut Vec<Arc<Message>>) -> Vec<Vec<Arc<Message>>> {
     groups
 }
 
+/// The buffers [`group_in_place`] reuses from batch to batch.
+#[derive(Default)]
+struct Scratch {
+    /// Channel → group number, by first appearance.
+    index: HashMap<ChannelName, u32>,
+    /// (group, position in the batch) of each message.
+    keys: Vec<(u32, u32)>,
+    /// The messages in group order.
+    sorted: Vec<Arc<Message>>,
+}
+
+/// Reorders `ready` so that each channel's messages are together, channels in order of
+/// first appearance, each channel's messages in their order; allocates nothing once
+/// `scratch` has grown to the batch size (it is left empty, its capacity kept; a table that
+/// grew past [`SCRATCH_KEEP`] entries is given back).
+fn group_in_place(ready: &mut Vec<Arc<Message>>, scratch: &mut Scratch) {
+    let Scratch {
+        index,
+        keys,
+        sorted,
+    } = scratch;
+    for (pos, msg) in ready.iter().enumerate() {
+        let next = index.len() as u32;
+        let group = *index.entry(msg.channel.clone()).or_insert(next);
+        keys.push((group, pos as u32));
+    }
+    keys.sort_unstable();
+    sorted.extend(keys.iter().map(|&(_, pos)| ready[pos as usize].clone()));
+    ready.clear();
+    ready.append(sorted);
+    keys.clear();
+    if index.capacity() > SCRATCH_KEEP {
+        *index = HashMap::default();
+        *keys = Vec::new();
+        *sorted = Vec::new();
+    } else {
+        index.clear();
+    }
+}
+
+/// Most entries [`Scratch`] keeps room for between batches.
+const SCRATCH_KEEP: usize = 1024;
+
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d.into()).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gripway_proto::publish::{Formats, Item};
+
+    fn msg(channel: &str, id: &str) -> Arc<Message> {
+        Message::new(Item {
+            channel: channel.into(),
+            id: Some(id.into()),
+            prev_id: None,
+            meta: vec![],
+            no_seq: false,
+            formats: Formats::default(),
+        })
+    }
+
+    fn order(ready: &[Arc<Message>]) -> Vec<String> {
+        ready
+            .iter()
+            .map(|m| format!("{}{}", m.channel, m.id.as_deref().unwrap_or("")))
+            .collect()
+    }
+
+    #[test]
+    fn grouping_keeps_first_appearance_and_per_channel_order() {
+        let mut scratch = Scratch::default();
+        let mut ready: Vec<_> = [("b", "1"), ("a", "1"), ("b", "2"), ("c", "1"), ("a", "2")]
+            .iter()
+            .map(|(c, i)| msg(c, i))
+            .collect();
+        group_in_place(&mut ready, &mut scratch);
+        assert_eq!(order(&ready), ["b1", "b2", "a1", "a2", "c1"]);
+        assert!(scratch.index.is_empty() && scratch.keys.is_empty() && scratch.sorted.is_empty());
+        // reused: the same again
+        let mut again: Vec<_> = [("x", "1"), ("y", "1"), ("x", "2")]
+            .iter()
+            .map(|(c, i)| msg(c, i))
+            .collect();
+        group_in_place(&mut again, &mut scratch);
+        assert_eq!(order(&again), ["x1", "x2", "y1"]);
     }
 }

@@ -10,6 +10,7 @@
 //! hold on that channel is not checked for staleness.
 
 use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,6 +34,9 @@ type Shard = Mutex<AgedMap<ChannelName, (Arc<str>, Instant)>>;
 pub struct LastIds {
     shards: Box<[Shard]>,
     hasher: FixedState,
+    /// Entries over all shards, kept up to date under each shard's lock: an item without an
+    /// id, the common case, skips the lock while the table is empty.
+    entries: AtomicUsize,
 }
 
 impl Default for LastIds {
@@ -49,6 +53,7 @@ impl LastIds {
                 .map(|_| Mutex::new(AgedMap::new(max_bytes / SHARDS)))
                 .collect(),
             hasher: FixedState::with_seed(0x6c61_7374),
+            entries: AtomicUsize::new(0),
         }
     }
 
@@ -72,8 +77,15 @@ impl LastIds {
     }
 
     /// Records that `id` (or no id) was the last item delivered on `channel`.
+    ///
+    /// A channel's entry is set only from the task that owns the channel (its dispatcher
+    /// shard), so when that task finds the table empty, its channel has no entry to forget.
     pub fn set(&self, channel: &ChannelName, id: Option<&Arc<str>>, now: Instant) {
+        if id.is_none() && self.entries.load(Ordering::Relaxed) == 0 {
+            return;
+        }
         let mut shard = self.shard(channel).lock();
+        let before = shard.len();
         match id {
             Some(id) => {
                 let heap = str_heap(channel) + str_heap(id);
@@ -84,6 +96,17 @@ impl LastIds {
                 shard.remove(channel);
             }
         }
+        self.count(before, shard.len());
+    }
+
+    /// Brings [`LastIds::entries`] up to date with a shard that went from `before` to
+    /// `after` entries (under its lock).
+    fn count(&self, before: usize, after: usize) {
+        if after > before {
+            self.entries.fetch_add(after - before, Ordering::Relaxed);
+        } else if before > after {
+            self.entries.fetch_sub(before - after, Ordering::Relaxed);
+        }
     }
 
     /// Forgets every last id (`POST /recover`).
@@ -91,7 +114,9 @@ impl LastIds {
         for shard in self.shards.iter() {
             let mut shard = shard.lock();
             let max = shard.max_bytes();
+            let before = shard.len();
             *shard = AgedMap::new(max);
+            self.count(before, 0);
         }
     }
 
@@ -130,6 +155,19 @@ mod tests {
             "an item without id forgets"
         );
         assert_eq!(ids.bytes(), 0);
+        assert_eq!(ids.entries.load(Ordering::Relaxed), 0);
+        ids.set(&c, Some(&Arc::from("8")), later);
+        ids.set(&Arc::from("d"), Some(&Arc::from("9")), later);
+        assert_eq!(ids.entries.load(Ordering::Relaxed), 2);
+        ids.set(&c, None, later);
+        assert_eq!(ids.get("d", true, later).as_deref(), Some("9"));
+        assert_eq!(
+            ids.get("c", true, later),
+            None,
+            "forgotten though others are kept"
+        );
+        ids.clear();
+        assert_eq!(ids.entries.load(Ordering::Relaxed), 0);
     }
 
     #[test]
@@ -141,6 +179,11 @@ mod tests {
             ids.set(&Arc::from(format!("channel-{i}").as_str()), Some(&id), now);
         }
         assert!(ids.bytes() <= 64 << 10, "{}", ids.bytes());
+        assert_eq!(
+            ids.entries.load(Ordering::Relaxed),
+            ids.len(),
+            "evictions counted"
+        );
         assert!(ids.len() > 100, "{}", ids.len());
         assert_eq!(
             ids.get("channel-99999", false, now).as_deref(),

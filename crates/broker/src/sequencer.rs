@@ -38,7 +38,7 @@ pub struct Sequencer {
     deadlines: VecDeque<(Instant, ChannelName)>,
     /// Items waiting now, over all channels.
     waiting: usize,
-    /// The shard's channel names, given to each arriving message (see [`Names`]).
+    /// The shard's channel names, given to arriving messages (see [`Names`]).
     names: Names,
 }
 
@@ -58,6 +58,14 @@ const PENDING_SLOT: usize = std::mem::size_of::<(Instant, Arc<Message>)>()
 impl ChannelOrder {
     fn heap(&self, channel: &str) -> usize {
         str_heap(channel) + self.last_id.as_deref().map_or(0, str_heap) + self.pending_bytes
+    }
+
+    /// True if `msg` may go out now: it names no predecessor, or the one delivered last.
+    fn in_order(&self, msg: &Message) -> bool {
+        msg.no_seq()
+            || msg.prev_id().is_none()
+            || self.last_id.is_none()
+            || self.last_id.as_ref() == msg.prev_id()
     }
 
     fn push(&mut self, deadline: Instant, msg: Arc<Message>) {
@@ -103,18 +111,48 @@ impl Sequencer {
     /// Takes an arriving item; appends to `out`, in delivery order, every item that may go
     /// out now. `has_subscribers` says whether the channel has subscribers on this node.
     /// Every item of the shard passes here first, so this is also where it is given the
-    /// shard's shared channel name ([`Names`]).
+    /// shard's shared channel name ([`Names`]) — except an item without an id that goes
+    /// straight out: history never keeps it, so sharing would save nothing.
     pub fn arrive(
         &mut self,
-        mut msg: Arc<Message>,
+        msg: Arc<Message>,
         has_subscribers: bool,
         now: Instant,
         out: &mut Vec<Arc<Message>>,
     ) -> Arrival {
+        self.arrive_with(msg, |_| has_subscribers, now, out)
+    }
+
+    /// [`Sequencer::arrive`], asking whether the channel has subscribers (`has_subscribers`,
+    /// given the channel's name) only when the answer matters: an item without an id that
+    /// may go out now goes out whether or not anyone listens, and leaves no ordering state
+    /// behind (the channel's last id becomes "none", which is what no state means).
+    pub fn arrive_with(
+        &mut self,
+        mut msg: Arc<Message>,
+        has_subscribers: impl FnOnce(&str) -> bool,
+        now: Instant,
+        out: &mut Vec<Arc<Message>>,
+    ) -> Arrival {
+        self.forget_idle(now);
+        if msg.id.is_none() {
+            // never kept by history, so not worth sharing its channel's name (see Names)
+            match self.channels.get(&msg.channel) {
+                None => {
+                    out.push(msg);
+                    return Arrival::Released;
+                }
+                Some(order) if order.pending.is_empty() && order.in_order(&msg) => {
+                    self.channels.remove(&msg.channel);
+                    out.push(msg);
+                    return Arrival::Released;
+                }
+                Some(_) => {}
+            }
+        }
         // the first place in the shard that owns the message: share its channel's name
         self.names.share(&mut msg);
-        self.forget_idle(now);
-        if !has_subscribers {
+        if !has_subscribers(&msg.channel) {
             // nobody to order for: forget the channel (and release whatever waited)
             if let Some(order) = self.channels.remove(&msg.channel) {
                 self.waiting -= order.pending.len();
@@ -135,11 +173,7 @@ impl Sequencer {
             out.push(msg);
             return Arrival::Released;
         };
-        let in_order = msg.no_seq()
-            || msg.prev_id().is_none()
-            || order.last_id.is_none()
-            || order.last_id.as_ref() == msg.prev_id();
-        let arrival = if in_order {
+        let arrival = if order.in_order(&msg) {
             release(order, msg, &mut self.waiting, out);
             Arrival::Released
         } else if order.pending.len() >= self.max_pending {
@@ -301,6 +335,45 @@ mod tests {
 
     fn ids(out: &[Arc<Message>]) -> Vec<&str> {
         out.iter().map(|m| m.id.as_deref().unwrap_or("-")).collect()
+    }
+
+    fn bare(prev: Option<&str>) -> Arc<Message> {
+        Message::new(Item {
+            channel: "c".into(),
+            id: None,
+            prev_id: prev.map(Into::into),
+            meta: vec![],
+            no_seq: false,
+            formats: Formats::default(),
+        })
+    }
+
+    #[test]
+    fn items_without_id_keep_no_state_and_ask_nothing() {
+        let mut s = Sequencer::new(Duration::from_secs(5), 100, 1 << 20);
+        let now = Instant::now();
+        let mut out = vec![];
+        let ask = |_: &str| -> bool { panic!("asked for subscribers") };
+        for _ in 0..3 {
+            assert_eq!(
+                s.arrive_with(bare(None), ask, now, &mut out),
+                Arrival::Released
+            );
+        }
+        assert_eq!((s.channels(), s.bytes(), out.len()), (0, 0, 3));
+        // a channel with a last id: an id-less item that follows it goes out and clears it
+        s.arrive(msg("1", None), true, now, &mut out);
+        assert_eq!(s.channels(), 1);
+        s.arrive_with(bare(Some("1")), ask, now, &mut out);
+        assert_eq!(s.channels(), 0, "last id none: nothing to keep");
+        // one that names another predecessor still waits for it, as before
+        s.arrive(msg("2", None), true, now, &mut out);
+        let waits = s.arrive_with(bare(Some("x")), |_| true, now, &mut out);
+        assert_eq!(waits, Arrival::Waiting);
+        // and an id-less item behind a waiting one takes the ordinary way (not overtaking)
+        s.arrive_with(bare(None), |_| true, now, &mut out);
+        assert_eq!(ids(&out), ["-", "-", "-", "1", "-", "2", "-"]);
+        assert_eq!(s.waiting(), 1);
     }
 
     #[test]
