@@ -413,6 +413,7 @@ impl Shard {
     async fn store_then_fan_out(&mut self, ready: &mut Vec<Arc<Message>>) {
         let groups = group_by_channel(ready);
         let stored = self.history.append_groups(&groups, Instant::now()).await;
+        let now = Instant::now();
         let ok = match stored {
             Ok(()) => true,
             Err(e) => {
