@@ -6,7 +6,8 @@
 
 use gripway_proto::ws_control::{
     parse_control_message, parse_grip_extension, ControlLimits, ControlMessage, TimedMessage,
-    MAX_META_NAME_BYTES, MAX_META_VALUE_BYTES, MAX_SESSION_ID_BYTES, MAX_TIMEOUT_SECS,
+    MAX_META_NAME_BYTES, MAX_META_VALUE_BYTES, MAX_PREV_ID_BYTES, MAX_SESSION_ID_BYTES,
+    MAX_TIMEOUT_SECS,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -20,9 +21,16 @@ fuzz_target!(|data: &[u8]| {
     let json = data.strip_prefix(b"c:").unwrap_or(data);
     let limits = ControlLimits::default();
     match parse_control_message(json, &limits) {
-        Ok(ControlMessage::Subscribe { channel, filters }) => {
+        Ok(ControlMessage::Subscribe {
+            channel,
+            filters,
+            prev_id,
+        }) => {
             assert!(!channel.is_empty() && channel.len() <= limits.max_channel_bytes);
             assert!(filters.len() <= limits.max_filters);
+            assert!(prev_id.is_none_or(|p| {
+                !p.is_empty() && p.len() <= MAX_PREV_ID_BYTES && !p.chars().any(char::is_control)
+            }));
         }
         Ok(ControlMessage::Unsubscribe { channel }) => {
             assert!(!channel.is_empty() && channel.len() <= limits.max_channel_bytes);
