@@ -262,6 +262,13 @@ async fn while_draining_new_clients_are_refused_publishes_get_503_and_requests_f
             .await,
         Some(1.0)
     );
+    // and /health tells a load balancer to stop sending clients here
+    let mut h = RawClient::connect(gw.admin_addr).await;
+    h.send(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await;
+    let health = String::from_utf8_lossy(&h.read_to_end(WAIT).await).into_owned();
+    assert!(health.starts_with("HTTP/1.1 503"), "{health}");
+    assert!(health.ends_with("draining\n"), "{health}");
     assert!(
         signalled.elapsed() < Duration::from_secs(2),
         "still draining"

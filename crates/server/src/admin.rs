@@ -1,5 +1,7 @@
 //! The admin listener: `/metrics` (Prometheus text format) and `/health`. It is separate from
 //! the client and publish listeners so that it can stay on loopback or a private network.
+//! `/health` answers `503 draining` once a drain has begun, so a load balancer stops sending
+//! clients before the listeners close.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -13,10 +15,10 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
-use crate::metrics::Metrics;
+use crate::Shared;
 
 /// Serves the admin endpoints on `listener` until the process ends.
-pub(crate) async fn serve(metrics: Arc<Metrics>, listener: TcpListener) {
+pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener) {
     let mut backoff = crate::fds::AcceptBackoff::default();
     loop {
         let sock = match listener.accept().await {
@@ -27,11 +29,11 @@ pub(crate) async fn serve(metrics: Arc<Metrics>, listener: TcpListener) {
             }
         };
         backoff.succeeded();
-        let metrics = metrics.clone();
+        let shared = shared.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
-                let metrics = metrics.clone();
-                async move { Ok::<_, Infallible>(handle(&metrics, &req)) }
+                let shared = shared.clone();
+                async move { Ok::<_, Infallible>(handle(&shared, &req)) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -42,12 +44,17 @@ pub(crate) async fn serve(metrics: Arc<Metrics>, listener: TcpListener) {
     }
 }
 
-fn handle(metrics: &Metrics, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+fn handle(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
     let (status, ctype, body) = match (req.method(), req.uri().path()) {
         (&Method::GET, "/metrics") => (
             StatusCode::OK,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            metrics.encode(),
+            shared.metrics.encode(),
+        ),
+        (&Method::GET, "/health") if shared.drain.is_draining() => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "draining\n".to_string(),
         ),
         (&Method::GET, "/health") => (StatusCode::OK, "text/plain", "ok\n".to_string()),
         _ => (

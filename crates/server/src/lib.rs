@@ -218,7 +218,7 @@ pub async fn run(
         if let Ok(addr) = admin.local_addr() {
             tracing::info!("metrics on http://{addr}/metrics");
         }
-        tokio::spawn(admin::serve(metrics, admin));
+        tokio::spawn(admin::serve(shared.clone(), admin));
     }
     Ok(drain::run(&shared, shutdown).await)
 }
