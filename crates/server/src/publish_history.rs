@@ -43,18 +43,18 @@ pub(crate) async fn get(
 ) -> Result<Response<Full<Bytes>>, Refusal> {
     crate::publish_api::check_auth(shared, req)?;
     let bad = |m: String| Refusal::publisher(400, "bad-history-request", m);
-    let channel = decode(name).ok_or_else(|| bad("Channel name is not valid UTF-8.".into()))?;
+    let channel = percent_encoding::percent_decode_str(name)
+        .decode_utf8()
+        .map_err(|_| bad("Channel name is not valid UTF-8.".into()))?;
     if channel.is_empty() || channel.len() > shared.config.publish.limits.max_channel_bytes {
         return Err(bad("Channel name is empty or too long.".into()));
     }
     let mut after = None;
     let mut limit = MAX_LIMIT;
-    for pair in req.uri().query().unwrap_or("").split('&') {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        match k {
-            "after" => {
-                after = Some(decode(v).ok_or_else(|| bad("'after' is not valid UTF-8.".into()))?)
-            }
+    let query = req.uri().query().unwrap_or("");
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        match &*k {
+            "after" => after = Some(v.into_owned()),
             "limit" => {
                 limit = v
                     .parse::<usize>()
@@ -120,22 +120,4 @@ pub(crate) async fn get(
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Ok(r)
-}
-
-/// Decodes `%XX` escapes (a channel name may hold any character); None if not UTF-8.
-fn decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }

@@ -207,18 +207,8 @@ impl MemoryCore {
             });
             self.items += 1;
             self.bytes += msg.cost() + ITEM_OVERHEAD;
-            if ch.items.len() > self.config.max_items {
-                if let Some(old) = ch.items.pop_front() {
-                    if let Some(log) = &mut self.evicted {
-                        log.push((ch.name.clone(), ch.first_seq));
-                    }
-                    ch.evicted_id = old.msg.id.clone();
-                    ch.first_seq += 1;
-                    ch.truncated = true;
-                    self.items -= 1;
-                    self.bytes -= old.msg.cost() + ITEM_OVERHEAD;
-                    self.stats.evicted_count += 1;
-                }
+            if ch.items.len() > self.config.max_items && self.drop_oldest(key as usize) {
+                self.stats.evicted_count += 1;
             }
             out.kept += 1;
             out.last_seq = Some(seq);
@@ -285,6 +275,27 @@ impl MemoryCore {
         }
     }
 
+    /// Drops the oldest kept item of the channel in `slot` (one place for the accounting:
+    /// counts, bytes, the eviction log of a disk store, the channel's truncation and its
+    /// newest dropped id); false if it holds none.
+    pub(super) fn drop_oldest(&mut self, slot: usize) -> bool {
+        let Some(ch) = self.channels.get_mut(slot) else {
+            return false;
+        };
+        let Some(old) = ch.items.pop_front() else {
+            return false;
+        };
+        if let Some(log) = &mut self.evicted {
+            log.push((ch.name.clone(), ch.first_seq));
+        }
+        ch.evicted_id = old.msg.id.clone();
+        ch.first_seq += 1;
+        ch.truncated = true;
+        self.items -= 1;
+        self.bytes -= old.msg.cost() + ITEM_OVERHEAD;
+        true
+    }
+
     /// Drops the oldest item (or forgets the oldest emptied channel); false if none.
     fn evict_front(&mut self, at: u64, cause: Cause) -> bool {
         self.skip_tombstones();
@@ -303,22 +314,14 @@ impl MemoryCore {
             self.stats.forgotten_channels += 1;
             return true;
         }
-        let ch = &mut self.channels[key];
-        let Some(old) = ch.items.pop_front() else {
+        if !self.drop_oldest(key) {
             return true;
-        };
-        if let Some(log) = &mut self.evicted {
-            log.push((ch.name.clone(), ch.first_seq));
         }
-        ch.evicted_id = old.msg.id.clone();
-        ch.first_seq += 1;
-        ch.truncated = true;
-        self.items -= 1;
-        self.bytes -= old.msg.cost() + ITEM_OVERHEAD;
         match cause {
             Cause::Age => self.stats.evicted_age += 1,
             Cause::Bytes => self.stats.evicted_bytes += 1,
         }
+        let ch = &mut self.channels[key];
         if ch.items.is_empty() {
             ch.emptied_at = at;
             ch.items = VecDeque::new(); // give the slots back while only the last id stays

@@ -188,33 +188,22 @@ impl MemoryCore {
         if ch.next_seq() >= next_seq {
             return;
         }
-        while let Some(old) = ch.items.pop_front() {
-            if let Some(log) = &mut self.evicted {
-                log.push((ch.name.clone(), ch.first_seq));
-            }
-            ch.first_seq += 1;
-            self.items -= 1;
-            self.bytes -= old.msg.cost() + ITEM_OVERHEAD;
-        }
+        while self.drop_oldest(slot as usize) {}
+        let ch = &mut self.channels[slot as usize];
         ch.first_seq = next_seq;
-        ch.truncated = true;
+        // what followed the dropped items is missing too: their ids are no resume points
+        ch.evicted_id = None;
     }
 
     /// Drops what a restored channel holds so far and marks it truncated (an item of it
     /// could not be read back: what follows cannot claim to follow what came before).
     pub fn drop_restored(&mut self, slot: u32) {
-        let Some(ch) = self.channels.get_mut(slot as usize) else {
-            return;
-        };
-        while let Some(old) = ch.items.pop_front() {
-            if let Some(log) = &mut self.evicted {
-                log.push((ch.name.clone(), ch.first_seq));
-            }
-            ch.first_seq += 1;
-            self.items -= 1;
-            self.bytes -= old.msg.cost() + ITEM_OVERHEAD;
+        while self.drop_oldest(slot as usize) {}
+        if let Some(ch) = self.channels.get_mut(slot as usize) {
+            // an unreadable item follows what was dropped: no resume point, and a gap
+            ch.evicted_id = None;
+            ch.truncated = true;
         }
-        ch.truncated = true;
     }
 
     /// After every channel and item is restored: rebuilds the order queue (items and the

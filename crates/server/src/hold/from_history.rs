@@ -145,6 +145,21 @@ pub(crate) fn count_sent(shared: &Shared, items: usize) {
     }
 }
 
+/// The (channel, id) pairs of everything recovered: the sink drops late live copies of them
+/// ([`super::sink::Sink::release`]).
+pub(crate) fn recovered_ids(found: &[Found]) -> foldhash::HashSet<(Arc<str>, Arc<str>)> {
+    let mut ids = foldhash::HashSet::default();
+    for f in found.iter().filter(|f| !f.items.is_empty()) {
+        let channel: Arc<str> = Arc::from(f.channel.as_str());
+        ids.extend(
+            f.items
+                .iter()
+                .filter_map(|m| Some((channel.clone(), m.id.clone()?))),
+        );
+    }
+    ids
+}
+
 /// Joins what history gave with what the fan-out handed over while it was read (`held`, in
 /// fan-out order), and returns the live part to send after the recovered items:
 ///
@@ -171,17 +186,24 @@ pub(crate) fn reconcile(found: &mut [Found], held: Vec<Arc<Message>>) -> Vec<Arc
     if held.is_empty() || (skip_until.is_empty() && found.iter().all(|f| f.items.is_empty())) {
         return held;
     }
+    // every kept item has an id, so (channel, id) names a recovered one; a set keeps this
+    // linear when a busy channel held back many messages during a long recovery
+    let recovered: foldhash::HashSet<(&str, &str)> = found
+        .iter()
+        .flat_map(|f| {
+            f.items
+                .iter()
+                .filter_map(|r| Some((&*f.channel, r.id.as_deref()?)))
+        })
+        .collect();
     held.into_iter()
         .enumerate()
         .filter(|(i, m)| {
             let seen = skip_until.iter().any(|(p, c)| i <= p && **c == *m.channel);
-            let recovered = found.iter().any(|f| {
-                *f.channel == *m.channel
-                    && f.items.iter().any(|r| {
-                        Arc::ptr_eq(r, m) || (r.id.is_some() && r.id.as_deref() == m.id.as_deref())
-                    })
-            });
-            !seen && !recovered
+            let again =
+                m.id.as_deref()
+                    .is_some_and(|id| recovered.contains(&(&*m.channel, id)));
+            !seen && !again
         })
         .map(|(_, m)| m)
         .collect()
@@ -205,39 +227,10 @@ pub(crate) fn last_event_id(head: &gripway_proto::http1::RequestHead) -> Option<
     }
     let (_, query) = head.target.split_once('?')?;
     let query = query.split('#').next().unwrap_or("");
-    query.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=')?;
-        if k != "lastEventId" {
-            return None;
-        }
-        let v = percent_decode(v)?;
-        (!v.is_empty()).then_some(v)
-    })
-}
-
-/// Decodes `%XX` escapes and `+` (form encoding); None for bad escapes or non-UTF-8.
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' => {
-                let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "lastEventId")
+        .map(|(_, v)| v.into_owned())
+        .filter(|v| !v.is_empty())
 }
 
 #[cfg(test)]
@@ -245,11 +238,74 @@ mod tests {
     use super::*;
 
     #[test]
-    fn query_ids_are_decoded() {
-        assert_eq!(percent_decode("a%20b+c").as_deref(), Some("a b c"));
-        assert_eq!(percent_decode("%zz"), None);
-        assert_eq!(percent_decode("%4"), None);
-        assert_eq!(percent_decode("%ff"), None);
+    fn last_event_id_from_header_or_query() {
+        let head = |req: &str| {
+            gripway_proto::http1::parse_request_head(req.as_bytes())
+                .unwrap()
+                .unwrap()
+                .0
+        };
+        let h = head("GET /e?a=1&lastEventId=a%20b+c HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(last_event_id(&h).as_deref(), Some("a b c"));
+        let h = head("GET /e?lastEventId=q HTTP/1.1\r\nHost: x\r\nLast-Event-ID: h\r\n\r\n");
+        assert_eq!(last_event_id(&h).as_deref(), Some("h"), "the header wins");
+        let h = head("GET /e?lastEventId= HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_eq!(last_event_id(&h), None, "empty is no id");
+    }
+
+    fn msgs(channel: &str, ids: &[&str]) -> Vec<Arc<Message>> {
+        ids.iter()
+            .map(|id| {
+                let body = serde_json::json!({"items": [{"channel": channel, "id": id,
+                    "formats": {"http-stream": {"content": "x"}}}]});
+                let item = gripway_proto::publish::parse_publish_body(
+                    body.to_string().as_bytes(),
+                    &gripway_proto::publish::PublishLimits::default(),
+                )
+                .unwrap()
+                .remove(0);
+                Message::new(item)
+            })
+            .collect()
+    }
+
+    fn found(channel: &str, after: &str, reach: Reach, items: Vec<Arc<Message>>) -> Found {
+        Found {
+            channel: channel.into(),
+            after: after.into(),
+            reach,
+            items,
+            cut: false,
+        }
+    }
+
+    fn ids(m: &[Arc<Message>]) -> Vec<&str> {
+        m.iter().map(|m| m.id.as_deref().unwrap()).collect()
+    }
+
+    #[test]
+    fn held_messages_also_recovered_are_sent_once() {
+        let kept = msgs("c", &["a", "b", "c"]);
+        let mut f = vec![found("c", "x", Reach::After, kept[1..].to_vec())];
+        // b, c were fanned out after subscribing but kept before the read; d came later
+        let mut held = kept[1..].to_vec();
+        held.extend(msgs("c", &["d"]));
+        held.extend(msgs("other", &["b"]));
+        let live = reconcile(&mut f, held);
+        assert_eq!(ids(&live), ["d", "b"], "other channel's b is not c's b");
+    }
+
+    #[test]
+    fn an_id_acknowledged_but_not_yet_kept_is_found_among_the_held() {
+        // history had not kept e2 yet when read: it answered Complete with e0, e1
+        let early = msgs("c", &["e0", "e1"]);
+        let mut f = vec![found("c", "e2", Reach::Complete, early.clone())];
+        let mut held = early;
+        held.extend(msgs("c", &["e2", "e3"]));
+        let live = reconcile(&mut f, held);
+        assert_eq!(f[0].reach, Reach::After);
+        assert!(f[0].items.is_empty(), "the client has everything up to e2");
+        assert_eq!(ids(&live), ["e3"]);
     }
 
     #[test]

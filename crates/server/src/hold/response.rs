@@ -35,7 +35,7 @@ use gripway_proto::publish::{HttpResponseAction, PatchError, ResponseBody, Respo
 use http::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 
 use super::filters::{admit, Admit, Filters};
-use super::sink::{Ending, Sink, SinkState, Wake};
+use super::sink::{Ending, Intake, Sink, SinkState, Wake};
 use super::{HoldEnd, HoldPlan};
 use crate::conn::ClientConn;
 use crate::drain::Drainable;
@@ -99,9 +99,10 @@ impl Subscriber for PollSub {
             return Delivery::Skipped;
         }
         match self.sink.held(&mut st, messages) {
-            None => self.deliver_locked(&mut st, channel, messages, false),
-            Some(true) => Delivery::Sent(messages.len() as u32),
-            Some(false) => Delivery::DroppedSlow(messages.len() as u32),
+            Intake::Deliver => self.deliver_locked(&mut st, channel, messages, false),
+            Intake::Kept => Delivery::Sent(messages.len() as u32),
+            Intake::Slow => Delivery::DroppedSlow(messages.len() as u32),
+            Intake::Filtered(pass) => self.deliver_locked(&mut st, channel, &pass, false),
         }
     }
 
@@ -561,7 +562,9 @@ async fn recover(shared: &Shared, sub: &PollSub) {
     let mut found = super::from_history::read(shared, &sub.prev_ids).await;
     let known: Vec<&str> = {
         let mut st = sub.sink.lock();
-        let held = sub.sink.release(&mut st);
+        let held = sub
+            .sink
+            .release(&mut st, super::from_history::recovered_ids(&found));
         let live = super::from_history::reconcile(&mut found, held);
         for f in found.iter().filter(|f| f.reach == Reach::After) {
             if let Delivery::Sent(_) = sub.deliver_locked(&mut st, &f.channel, &f.items, true) {

@@ -85,11 +85,32 @@ pub(crate) struct SinkState {
     /// Client bytes were read and dropped during the hold (a request pipelined behind it):
     /// the connection cannot serve another request, since that one is lost.
     discarded: bool,
-    /// While the hold reads history after subscribing, the fan-out's messages wait here
-    /// instead of going out (see [`Sink::hold_back`]): boxed, so a hold that recovers
-    /// nothing pays one pointer.
-    #[allow(clippy::box_collection)] // one pointer in every sink, not a Vec's three words
-    held_back: Option<Box<Vec<Arc<Message>>>>,
+    /// A recovery from history in progress (see [`Sink::hold_back`]): boxed, so a hold
+    /// that recovers nothing pays one pointer.
+    held_back: Option<Box<HeldBack>>,
+}
+
+/// What a recovery from history asks of the fan-out.
+enum HeldBack {
+    /// While history is read: the fan-out's messages wait here instead of going out.
+    Holding(Vec<Arc<Message>>),
+    /// After the recovered items went out: (channel, id) pairs they held. An item kept
+    /// before history was read may be fanned out only after; it is dropped here. A
+    /// channel's first message not among them ends its entries (per-channel order: any
+    /// such late copy comes before every newer message).
+    Skipping(foldhash::HashSet<(Arc<str>, Arc<str>)>),
+}
+
+/// What [`Sink::held`] did with a fan-out batch.
+pub(crate) enum Intake {
+    /// Nothing is held back: deliver the batch as usual.
+    Deliver,
+    /// Kept for after the recovery.
+    Kept,
+    /// Over [`MAX_HELD_BACK`]: the client is being cut off as too slow.
+    Slow,
+    /// Deliver these (the batch less copies of recovered items).
+    Filtered(Vec<Arc<Message>>),
 }
 
 /// Most messages held back while a hold reads history; past it the subscriber counts as
@@ -199,30 +220,59 @@ impl Sink {
     /// From now until [`Sink::release`], [`Sink::held`] takes the fan-out's messages: a hold
     /// that subscribes and then reads history sends what it recovered before them.
     pub(crate) fn hold_back(&self, st: &mut SinkState) {
-        st.held_back = Some(Box::default());
+        st.held_back = Some(Box::new(HeldBack::Holding(Vec::new())));
     }
 
-    /// While messages are held back: keeps `messages` for later and returns true (false
-    /// past [`MAX_HELD_BACK`]: the client is cut off as too slow). Returns None when
-    /// nothing is held back (deliver as usual).
-    pub(crate) fn held(&self, st: &mut SinkState, messages: &[Arc<Message>]) -> Option<bool> {
-        let held = st.held_back.as_deref_mut()?;
-        if held.len() + messages.len() > MAX_HELD_BACK {
-            st.held_back = None;
-            st.slow = true;
-            st.queue = VecDeque::new();
-            st.queued_bytes = 0;
-            let _ = socket2::SockRef::from(&self.sock).shutdown(Shutdown::Both);
-            self.wake(st);
-            return Some(false);
+    /// Routes a fan-out batch while a recovery is in progress (see [`Intake`]).
+    pub(crate) fn held(&self, st: &mut SinkState, messages: &[Arc<Message>]) -> Intake {
+        match st.held_back.as_deref_mut() {
+            None => Intake::Deliver,
+            Some(HeldBack::Holding(held)) => {
+                if held.len() + messages.len() > MAX_HELD_BACK {
+                    st.held_back = None;
+                    st.slow = true;
+                    st.queue = VecDeque::new();
+                    st.queued_bytes = 0;
+                    let _ = socket2::SockRef::from(&self.sock).shutdown(Shutdown::Both);
+                    self.wake(st);
+                    return Intake::Slow;
+                }
+                held.extend_from_slice(messages);
+                Intake::Kept
+            }
+            Some(HeldBack::Skipping(recovered)) => {
+                let mut pass = Vec::with_capacity(messages.len());
+                for m in messages {
+                    let key = m.id.as_ref().map(|id| (m.channel.clone(), id.clone()));
+                    if key.is_some_and(|k| recovered.remove(&k)) {
+                        continue; // sent already, as recovered
+                    }
+                    recovered.retain(|(c, _)| *c != m.channel);
+                    pass.push(m.clone());
+                }
+                if recovered.is_empty() {
+                    st.held_back = None;
+                }
+                Intake::Filtered(pass)
+            }
         }
-        held.extend_from_slice(messages);
-        Some(true)
     }
 
-    /// Ends holding back; returns what was held, in fan-out order.
-    pub(crate) fn release(&self, st: &mut SinkState) -> Vec<Arc<Message>> {
-        st.held_back.take().map(|b| *b).unwrap_or_default()
+    /// Ends holding back: returns what was held, in fan-out order, and from now on drops
+    /// late copies of the `recovered` (channel, id) pairs (see [`HeldBack::Skipping`]).
+    pub(crate) fn release(
+        &self,
+        st: &mut SinkState,
+        recovered: foldhash::HashSet<(Arc<str>, Arc<str>)>,
+    ) -> Vec<Arc<Message>> {
+        let held = match st.held_back.take().map(|b| *b) {
+            Some(HeldBack::Holding(held)) => held,
+            _ => Vec::new(),
+        };
+        if !recovered.is_empty() {
+            st.held_back = Some(Box::new(HeldBack::Skipping(recovered)));
+        }
+        held
     }
 
     /// Marks that nothing more will be added; the hold ends once the queue is written.
@@ -531,5 +581,48 @@ mod tests {
         assert_eq!(st.queued_bytes, 0);
         drop(st);
         reader.abort();
+    }
+
+    fn msg(channel: &str, id: &str) -> Arc<Message> {
+        let body = format!(
+            r#"{{"items":[{{"channel":"{channel}","id":"{id}","formats":{{"http-stream":{{"content":"x"}}}}}}]}}"#
+        );
+        let limits = gripway_proto::publish::PublishLimits::default();
+        let item = gripway_proto::publish::parse_publish_body(body.as_bytes(), &limits)
+            .unwrap()
+            .remove(0);
+        Message::new(item)
+    }
+
+    fn ids(v: &[Arc<Message>]) -> Vec<&str> {
+        v.iter().map(|m| m.id.as_deref().unwrap()).collect()
+    }
+
+    #[tokio::test]
+    async fn late_copies_of_recovered_items_are_dropped_once_then_delivery_is_plain() {
+        let (sink, _peer) = stalled_sink(1 << 20).await;
+        let mut st = sink.lock();
+        sink.hold_back(&mut st);
+        assert!(matches!(sink.held(&mut st, &[msg("c", "a")]), Intake::Kept));
+        let recovered = [("c", "a"), ("c", "b"), ("c", "c")]
+            .iter()
+            .map(|(c, i)| (Arc::from(*c), Arc::from(*i)))
+            .collect();
+        let held = sink.release(&mut st, recovered);
+        assert_eq!(ids(&held), ["a"]);
+        // b was kept before history was read but fanned out only now: not sent twice
+        match sink.held(&mut st, &[msg("c", "b"), msg("other", "b")]) {
+            Intake::Filtered(pass) => assert_eq!(ids(&pass), ["b"]),
+            _ => panic!("expected a filtered batch"),
+        }
+        // the first newer item of the channel ends the skipping (c never came late)
+        match sink.held(&mut st, &[msg("c", "d"), msg("c", "c")]) {
+            Intake::Filtered(pass) => assert_eq!(ids(&pass), ["d", "c"]),
+            _ => panic!("expected a filtered batch"),
+        }
+        assert!(matches!(
+            sink.held(&mut st, &[msg("c", "e")]),
+            Intake::Deliver
+        ));
     }
 }

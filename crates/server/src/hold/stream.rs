@@ -24,7 +24,7 @@ use rand::Rng;
 
 use super::filters::{admit, Admit, Filters};
 use super::link_stream::{self, LinkShared, LinkTask, Trigger};
-use super::sink::{Batch, Ending, Sink, SinkState, Wake};
+use super::sink::{Batch, Ending, Intake, Sink, SinkState, Wake};
 use super::{HoldEnd, HoldPlan};
 use crate::conn::ClientConn;
 use crate::drain::{sse_retry_line, Drainable};
@@ -88,9 +88,10 @@ impl Subscriber for StreamSub {
                 }
                 // held back while history is read (never for a stream with a next link)
                 match self.sink.held(&mut st, messages) {
-                    None => self.deliver_locked(&mut st, channel, messages),
-                    Some(true) => Delivery::Sent(messages.len() as u32),
-                    Some(false) => Delivery::DroppedSlow(messages.len() as u32),
+                    Intake::Deliver => self.deliver_locked(&mut st, channel, messages),
+                    Intake::Kept => Delivery::Sent(messages.len() as u32),
+                    Intake::Slow => Delivery::DroppedSlow(messages.len() as u32),
+                    Intake::Filtered(pass) => self.deliver_locked(&mut st, channel, &pass),
                 }
             }
         }
@@ -327,7 +328,9 @@ async fn recover(shared: &Shared, sub: &StreamSub, plan: &HoldPlan) {
     let wants = from_history::stream_wants(plan);
     let mut found = from_history::read(shared, &wants.ids).await;
     let mut st = sub.sink.lock();
-    let held = sub.sink.release(&mut st);
+    let held = sub
+        .sink
+        .release(&mut st, from_history::recovered_ids(&found));
     let live = from_history::reconcile(&mut found, held);
     if wants.last_event_id {
         from_history::for_last_event_id(&mut found);

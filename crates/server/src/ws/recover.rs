@@ -47,7 +47,9 @@ pub(crate) fn recover(shared: &Shared, sub: &WsSub, channel: &str, prev_id: &str
         .into_iter()
         .collect();
     let mut st = sub.sink.lock();
-    let held = sub.sink.release(&mut st);
+    let held = sub
+        .sink
+        .release(&mut st, from_history::recovered_ids(&found));
     let live = from_history::reconcile(&mut found, held);
     let mut sent = 0;
     for f in &found {

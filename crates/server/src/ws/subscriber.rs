@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 
 use crate::drain::Drainable;
 use crate::hold::filters::{admit, Admit, Filters};
-use crate::hold::sink::{Batch, Sink, SinkState};
+use crate::hold::sink::{Batch, Intake, Sink, SinkState};
 
 /// What the fan-out asks of the connection's task.
 #[derive(Debug, Default)]
@@ -93,9 +93,10 @@ impl Subscriber for WsSub {
         }
         // held back while a subscription's history is read (`prev-id`)
         match self.sink.held(&mut st, messages) {
-            None => self.deliver_locked(&mut st, channel, messages),
-            Some(true) => Delivery::Sent(messages.len() as u32),
-            Some(false) => Delivery::DroppedSlow(messages.len() as u32),
+            Intake::Deliver => self.deliver_locked(&mut st, channel, messages),
+            Intake::Kept => Delivery::Sent(messages.len() as u32),
+            Intake::Slow => Delivery::DroppedSlow(messages.len() as u32),
+            Intake::Filtered(pass) => self.deliver_locked(&mut st, channel, &pass),
         }
     }
 }
