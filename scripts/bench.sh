@@ -13,6 +13,8 @@
 #   --all      every scenario BENCHMARKS.md reports (about 90 minutes with --rounds 2)
 #   --gripway-variant NAME:ARGS  also run Gripway with extra flags as server NAME (repeatable),
 #              e.g. --gripway-variant "history-off:--config bench/history-off.toml"
+#   --base-binary PATH  also run another Gripway binary (e.g. a copy of the release build
+#              from before a change) as server gripway-base, first in each round
 #   --ids      publish through scripts/id_proxy.py, which gives every item an id (so history
 #              keeps them; fanbench's items have none); applies to every Gripway run
 # Needs: Pushpin (apt-get install pushpin), a release build (cargo build --release), and
@@ -29,7 +31,7 @@ fi
 # shellcheck source=/dev/null
 source "$SHARED/bench-lib.sh"
 
-ROUNDS=2 FLOOR=0 PUSHPIN=1 IDS=0 SCENARIOS=() VARIANTS=() ARGV=("$@")
+ROUNDS=2 FLOOR=0 PUSHPIN=1 IDS=0 BASE_GW="" SCENARIOS=() VARIANTS=() ARGV=("$@")
 while [ $# -gt 0 ]; do
     case $1 in
     --rounds) ROUNDS=${2:?}; shift 2 ;;
@@ -37,6 +39,7 @@ while [ $# -gt 0 ]; do
     --no-pushpin) PUSHPIN=0; shift ;;
     --gripway-variant) VARIANTS+=("${2:?}"); shift 2 ;;
     --ids) IDS=1; shift ;;
+    --base-binary) BASE_GW=${2:?}; shift 2 ;;
     --all)
         SCENARIOS+=(sse-1k-1ch sse-5k-1ch sse-15k-1ch sse-1k-1000ch sse-5k-1000ch sse-15k-1000ch
             stream-1k-1ch stream-5k-1ch stream-15k-1ch ws-5k-1ch poll-2k-1ch poll-2k-1ch-1hz
@@ -66,11 +69,11 @@ TG_PORT=${TG_PORT:-19999} TG_PUB_PORT=${TG_PUB_PORT:-19561} TG_ORIGIN_PORT=${TG_
 OUT=${OUT:-$REPO/bench/results/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
 
-start_gripway() { # [EXTRA ARGS...]
+start_gripway() { # [EXTRA ARGS...]  (the binary: $BIN, else $GW)
     check_ports_free $TG_PORT $TG_PUB_PORT $TG_ORIGIN_PORT
     start_origin $TG_ORIGIN_PORT
     # shellcheck disable=SC2068
-    "$GW" --port 127.0.0.1:$TG_PORT --publish-port 127.0.0.1:$TG_PUB_PORT --admin-port off \
+    "${BIN:-$GW}" --port 127.0.0.1:$TG_PORT --publish-port 127.0.0.1:$TG_PUB_PORT --admin-port off \
         --log-level warn --route "* 127.0.0.1:$TG_ORIGIN_PORT,over_http" $@ >"$WORK/gripway.log" 2>&1 &
     TG_PID=$!
     STARTED+=("$TG_PID")
@@ -98,6 +101,7 @@ run_one() { # SERVER SCENARIO ROUND
     case $server in
     pushpin) start_pushpin 0 0; port=$PP_PORT pub=$PP_PUB_PORT pid=$PP_PID ;;
     gripway) start_gripway; port=$TG_PORT pub=$TG_PUB_PORT pid=$TG_PID ;;
+    gripway-base) BIN=$BASE_GW start_gripway; port=$TG_PORT pub=$TG_PUB_PORT pid=$TG_PID ;;
     gripway-*)
         local v extra=""
         for v in "${VARIANTS[@]}"; do [ "gripway-${v%%:*}" = "$server" ] && extra=${v#*:}; done
@@ -115,7 +119,8 @@ run_one() { # SERVER SCENARIO ROUND
 }
 
 servers=(gripway)
-[ "$PUSHPIN" = 1 ] && servers=(pushpin gripway)
+[ -n "$BASE_GW" ] && servers=(gripway-base gripway)
+[ "$PUSHPIN" = 1 ] && servers=(pushpin "${servers[@]}")
 for v in "${VARIANTS[@]}"; do servers+=("gripway-${v%%:*}"); done
 [ "$FLOOR" = 1 ] && servers+=(limit)
 {

@@ -13,6 +13,7 @@ pub mod origin;
 pub mod routing;
 
 mod admin;
+mod broker_thread;
 mod budget;
 mod conn;
 mod drain;
@@ -174,18 +175,32 @@ pub async fn run(
         );
     }
     let upstream_key = routing::load_upstream_key(&config)?;
-    let broker = Broker::start_with_history(
-        BrokerConfig {
-            dedup_window: config.publish.dedup_window,
-            order_wait: config.publish.order_wait,
-            dedup_max_bytes: config.publish.dedup_max_bytes,
-            order_max_bytes: config.publish.order_max_bytes,
-            last_ids_max_bytes: config.publish.last_ids_max_bytes,
-            shards: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            ..BrokerConfig::default()
-        },
-        open_history(&config)?,
-    );
+    // the publish API and the shard tasks run on the broker thread (see broker_thread)
+    let broker_thread = broker_thread::BrokerThread::start()
+        .map_err(|e| ConfigError::new(format!("cannot start the broker thread: {e}")))?;
+    let history = open_history(&config)?;
+    // started there: the shard tasks are spawned, the listener registered, on that runtime
+    let (broker, publish_listener) = {
+        let _on_broker_thread = broker_thread.handle().enter();
+        let broker = Broker::start_with_history(
+            BrokerConfig {
+                dedup_window: config.publish.dedup_window,
+                order_wait: config.publish.order_wait,
+                dedup_max_bytes: config.publish.dedup_max_bytes,
+                order_max_bytes: config.publish.order_max_bytes,
+                last_ids_max_bytes: config.publish.last_ids_max_bytes,
+                shards: std::thread::available_parallelism().map_or(2, |n| n.get()),
+                ..BrokerConfig::default()
+            },
+            history,
+        );
+        let publish_listener = listeners
+            .publish
+            .into_std()
+            .and_then(TcpListener::from_std)
+            .map_err(|e| ConfigError::new(format!("publish API listener: {e}")))?;
+        (broker, publish_listener)
+    };
     let metrics = Metrics::new(broker.clone());
     let origin = OriginClient::new(OriginTimeouts {
         connect: config.proxy.connect_timeout,
@@ -210,15 +225,19 @@ pub async fn run(
         }
         tokio::spawn(conn::accept_loop(shared.clone(), gate.clone(), listener));
     }
-    if let Ok(addr) = listeners.publish.local_addr() {
+    if let Ok(addr) = publish_listener.local_addr() {
         tracing::info!("publish API on {addr}");
     }
-    tokio::spawn(publish_api::serve(shared.clone(), listeners.publish));
+    broker_thread
+        .handle()
+        .spawn(publish_api::serve(shared.clone(), publish_listener));
     if let Some(admin) = listeners.admin {
         if let Ok(addr) = admin.local_addr() {
             tracing::info!("metrics on http://{addr}/metrics");
         }
         tokio::spawn(admin::serve(shared.clone(), admin));
     }
-    Ok(drain::run(&shared, shutdown).await)
+    let stopped = drain::run(&shared, shutdown).await;
+    drop(broker_thread); // the shards have ended; the publish API's connections go with it
+    Ok(stopped)
 }
