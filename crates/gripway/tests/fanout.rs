@@ -1,5 +1,6 @@
 //! Fan-out at scale and under stress: thousands of held connections leave nothing behind when
-//! they go, and a client too slow to read is cut off and counted without holding anyone up.
+//! they go, a client too slow to read is cut off and counted without holding anyone up, and
+//! publishes are taken and fanned out on the broker thread.
 
 mod common;
 
@@ -128,5 +129,38 @@ async fn a_slow_client_is_disconnected_and_counted_without_delaying_others() {
     assert!(
         slow.closed_within(WAIT).await,
         "the slow client's connection is closed"
+    );
+}
+
+/// The publish API and the shard tasks run on their own thread (`server::broker_thread`), so
+/// a publish is not handed between the client runtime's workers: publishing to a subscriber
+/// costs that thread CPU time.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_are_taken_and_fanned_out_on_the_broker_thread() {
+    let origin = Origin::start(sse_origin).await;
+    let gw = gripway_to(&origin, &[]);
+    let broker_ticks = |gw: &Gripway| {
+        gw.threads()
+            .into_iter()
+            .find(|(name, _)| name == "gripway-broker")
+            .map(|(_, ticks)| ticks)
+    };
+    let before = broker_ticks(&gw).expect("a thread named gripway-broker");
+    let mut c = RawClient::connect(gw.addr).await;
+    c.get("/busy", &[]).await;
+    c.read_until(b"ready\n\r\n", WAIT).await;
+    const N: usize = 1000;
+    for i in 0..N {
+        let body = format!(
+            r#"{{"items":[{{"channel":"busy","formats":{{"http-stream":{{"content":"m{i}\n"}}}}}}]}}"#
+        );
+        assert_eq!(publish(&gw.publish_url(), &body).await.0, 200);
+    }
+    c.read_until(format!("m{}\n", N - 1).as_bytes(), WAIT).await;
+    let after = broker_ticks(&gw).expect("the broker thread still runs");
+    assert!(
+        after > before,
+        "the broker thread did no work for {N} publishes ({before} -> {after} ticks)"
     );
 }

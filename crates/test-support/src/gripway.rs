@@ -154,6 +154,28 @@ impl Gripway {
         Some(kib * 1024)
     }
 
+    /// Each thread's name and CPU time so far in clock ticks (user + system, Linux
+    /// `/proc/<pid>/task/*/stat`); empty elsewhere.
+    pub fn threads(&self) -> Vec<(String, u64)> {
+        let dir = format!("/proc/{}/task", self.child.id());
+        let Ok(tasks) = std::fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        tasks
+            .flatten()
+            .filter_map(|t| {
+                let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
+                // "tid (name) state ..." : the name may hold spaces, so split at the last ')'
+                let (head, rest) = stat.rsplit_once(')')?;
+                let name = head.split_once('(')?.1.to_string();
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                // fields 14 and 15 of stat (utime, stime) are the 12th and 13th after ')'
+                let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+                Some((name, ticks))
+            })
+            .collect()
+    }
+
     /// The process's resident memory in KiB (Linux `/proc`), if it can be read.
     pub fn rss_kib(&self) -> Option<u64> {
         self.rss_bytes().map(|b| b / 1024)
