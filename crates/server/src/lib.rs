@@ -6,6 +6,11 @@
 //! ([`proxy`], [`origin`]); responses with GRIP instructions become held connections
 //! ([`hold`]) subscribed in the broker; the publish API ([`publish_api`]) feeds the broker;
 //! the admin listener ([`admin`]) serves metrics ([`metrics`]).
+//!
+//! Threads: client connections, origins, the admin API and the drain run on the caller's
+//! (multi-threaded) runtime; the publish API and the broker's shard tasks run on the broker
+//! thread ([`broker_thread`]), so a publish is taken, ordered and fanned out without being
+//! handed between threads.
 
 pub mod config;
 pub mod metrics;
