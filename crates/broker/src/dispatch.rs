@@ -31,9 +31,10 @@ use tokio::task::JoinHandle;
 use crate::ack::{Ack, Entry};
 use crate::dedup::Dedup;
 use crate::history::{History, HistoryConfig, MemoryHistory};
+use crate::lanes::{Lane, LANE_MIN_SUBSCRIBERS};
 use crate::last_ids::LastIds;
 use crate::message::{ChannelName, Message};
-use crate::registry::Registry;
+use crate::registry::{FanOutCount, Found, Registry};
 use crate::sequencer::{Arrival, Sequencer};
 use crate::subscriber::Transport;
 
@@ -61,6 +62,9 @@ pub struct BrokerConfig {
     pub last_ids_max_bytes: usize,
     /// Bounds on the in-memory history [`Broker::start`] keeps (`max_items` zero: none).
     pub history: HistoryConfig,
+    /// Where wide fan-outs run ([`crate::lanes`]: one lane per shard, spawned on this
+    /// runtime); `None`: every fan-out runs in its shard's task.
+    pub lanes: Option<tokio::runtime::Handle>,
 }
 
 impl Default for BrokerConfig {
@@ -75,6 +79,7 @@ impl Default for BrokerConfig {
             order_max_bytes: 64 << 20,
             last_ids_max_bytes: 16 << 20,
             history: HistoryConfig::default(),
+            lanes: None,
         }
     }
 }
@@ -187,6 +192,10 @@ impl Broker {
                     ),
                     reported: Reported::default(),
                     scratch: Scratch::default(),
+                    lane: config
+                        .lanes
+                        .as_ref()
+                        .map(|runtime| Lane::start(runtime, stats.clone())),
                 };
                 shard_tasks.push(tokio::spawn(shard.run(rx, stop.subscribe())));
                 tx
@@ -305,6 +314,8 @@ struct Shard {
     reported: Reported,
     /// Reused by [`group_in_place`] (no allocation per batch once grown).
     scratch: Scratch,
+    /// Where this shard's wide fan-outs run, if anywhere else ([`crate::lanes`]).
+    lane: Option<Lane>,
 }
 
 /// Most items taken from the queue before fanning out.
@@ -340,14 +351,18 @@ impl Shard {
             self.sequencer.expire(horizon, &mut ready);
             if !ready.is_empty() {
                 if self.history.is_immediate() {
-                    self.fan_out(&mut ready, now);
+                    self.fan_out(&mut ready, now).await;
                 } else {
                     self.store_then_fan_out(&mut ready).await;
                 }
             }
             self.report_sizes();
             if closed {
-                return; // every sender is gone
+                // every sender is gone; what the lane still has is written before the end
+                if let Some(lane) = self.lane.take() {
+                    lane.finish().await;
+                }
+                return;
             }
         }
     }
@@ -428,7 +443,7 @@ impl Shard {
         };
         for group in &groups {
             if ok {
-                self.fan_out_channel(&group[0].channel, group, now);
+                self.fan_out_channel(&group[0].channel, group, now).await;
             }
             if !self.acks.is_empty() {
                 for m in group {
@@ -441,14 +456,14 @@ impl Shard {
     }
 
     /// Fans `ready` out, one batch per channel in order of first appearance; empties it.
-    fn fan_out(&mut self, ready: &mut Vec<Arc<Message>>, now: Instant) {
+    async fn fan_out(&mut self, ready: &mut Vec<Arc<Message>>, now: Instant) {
         let first = &ready[0].channel;
         if ready
             .iter()
             .all(|m| Arc::ptr_eq(&m.channel, first) || m.channel == *first)
         {
             let channel = first.clone();
-            self.fan_out_channel(&channel, ready, now);
+            self.fan_out_channel(&channel, ready, now).await;
         } else {
             group_in_place(ready, &mut self.scratch);
             let mut rest = &ready[..];
@@ -457,14 +472,19 @@ impl Shard {
                     .iter()
                     .position(|m| m.channel != head.channel)
                     .unwrap_or(rest.len());
-                self.fan_out_channel(&head.channel, &rest[..n], now);
+                self.fan_out_channel(&head.channel, &rest[..n], now).await;
                 rest = &rest[n..];
             }
         }
         ready.clear();
     }
 
-    fn fan_out_channel(&self, channel: &ChannelName, messages: &[Arc<Message>], now: Instant) {
+    async fn fan_out_channel(
+        &self,
+        channel: &ChannelName,
+        messages: &[Arc<Message>],
+        now: Instant,
+    ) {
         // kept before the fan-out, like the last id: a hold that subscribes and then reads
         // history either finds an item there or receives it (duplicates are dropped by the
         // reader, see server::hold::recover); items without an id are never kept, so a
@@ -478,26 +498,58 @@ impl Shard {
         if let Some(last) = messages.last() {
             self.last_ids.set(channel, last.id.as_ref(), now);
         }
-        let count = self.registry.fan_out(channel, messages);
-        let stats = &self.stats;
+        let Some(found) = self.registry.find(channel) else {
+            self.stats
+                .count_fan_out(&FanOutCount::default(), messages.len());
+            return;
+        };
+        // few subscribers: written here, unless the lane still has earlier batches to write
+        let found = match &self.lane {
+            Some(lane) if lane.busy() => found,
+            Some(_) => match found.fan_out_if_at_most(LANE_MIN_SUBSCRIBERS, messages) {
+                Some(count) => return self.stats.count_fan_out(&count, messages.len()),
+                None => found,
+            },
+            None => {
+                return self
+                    .stats
+                    .count_fan_out(&found.fan_out(messages), messages.len())
+            }
+        };
+        self.hand_over(found, messages).await;
+    }
+
+    /// Hands a batch to the shard's lane (or, if the lane is gone, writes it here).
+    async fn hand_over(&self, found: Found, messages: &[Arc<Message>]) {
+        if let Some(lane) = &self.lane {
+            match lane.hand_over(found, messages.to_vec()).await {
+                Ok(()) => {}
+                Err((found, messages)) => {
+                    let count = found.fan_out(&messages);
+                    self.stats.count_fan_out(&count, messages.len());
+                }
+            }
+        }
+    }
+}
+
+impl BrokerStats {
+    /// Counts one fan-out of `messages` items.
+    pub(crate) fn count_fan_out(&self, count: &FanOutCount, messages: usize) {
         if count.subscribers == 0 {
-            stats
-                .unheard
-                .fetch_add(messages.len() as u64, Ordering::Relaxed);
+            self.unheard.fetch_add(messages as u64, Ordering::Relaxed);
         }
         for (t, n) in count.sent.iter().enumerate() {
             if *n > 0 {
-                stats.sent[t].fetch_add(*n, Ordering::Relaxed);
+                self.sent[t].fetch_add(*n, Ordering::Relaxed);
             }
         }
         if count.dropped_slow > 0 {
-            stats
-                .dropped_slow
+            self.dropped_slow
                 .fetch_add(count.dropped_slow, Ordering::Relaxed);
         }
         if count.closed > 0 {
-            stats
-                .dropped_closed
+            self.dropped_closed
                 .fetch_add(count.closed, Ordering::Relaxed);
         }
     }

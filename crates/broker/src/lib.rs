@@ -8,13 +8,16 @@
 //! implement `Subscriber` in the server crate; the broker never touches a socket.
 //!
 //! Per-channel history lives behind the [`history::HistoryStore`] seam: each shard appends
-//! shards yet). A bus between nodes plugs in later, in front of the shard queues.
+//! what it fans out, before the fan-out. A fan-out to many subscribers runs on the shard's
+//! lane ([`lanes`]), off the shard's thread. A bus between nodes plugs in later, in front of
+//! the shard queues.
 
 mod ack;
 pub mod aged;
 pub mod dedup;
 pub mod dispatch;
 pub mod history;
+pub mod lanes;
 pub mod last_ids;
 pub mod message;
 pub mod names;

@@ -71,6 +71,39 @@ pub struct FanOutCount {
     pub closed: u64,
 }
 
+/// A channel found by [`Registry::find`]. Holding it keeps the channel's subscriber list
+/// (not its subscribers' connections) alive; a subscriber that leaves meanwhile is not
+/// handed anything by a later fan-out, as the walk takes the channel's lock.
+pub struct Found(Arc<Channel>);
+
+impl Found {
+    /// Hands `messages` (all on this channel, in order) to every subscriber it has now.
+    pub fn fan_out(&self, messages: &[Arc<Message>]) -> FanOutCount {
+        walk(&self.0.name, &self.0.inner.lock(), messages)
+    }
+
+    /// [`Found::fan_out`], but only if the channel has at most `max` subscribers (one lock
+    /// for the check and the walk); `None`, having handed nothing, otherwise.
+    pub fn fan_out_if_at_most(&self, max: usize, messages: &[Arc<Message>]) -> Option<FanOutCount> {
+        let inner = self.0.inner.lock();
+        (inner.subscribers.len() <= max).then(|| walk(&self.0.name, &inner, messages))
+    }
+}
+
+fn walk(channel: &str, inner: &ChannelInner, messages: &[Arc<Message>]) -> FanOutCount {
+    let mut count = FanOutCount::default();
+    for (_, sub) in inner.subscribers.iter() {
+        count.subscribers += 1;
+        match sub.deliver(channel, messages) {
+            Delivery::Sent(n) => count.sent[sub.transport().index()] += u64::from(n),
+            Delivery::Skipped => {}
+            Delivery::DroppedSlow(n) => count.dropped_slow += u64::from(n),
+            Delivery::Closed(n) => count.closed += u64::from(n),
+        }
+    }
+    count
+}
+
 impl Registry {
     /// An empty registry.
     pub fn new() -> Arc<Registry> {
@@ -182,21 +215,14 @@ impl Registry {
 
     /// Hands `messages` (all on `channel`, in order) to every subscriber of the channel.
     pub fn fan_out(&self, channel: &str, messages: &[Arc<Message>]) -> FanOutCount {
-        let Some(chan) = self.shard(channel).lock().get(channel).cloned() else {
-            return FanOutCount::default();
-        };
-        let inner = chan.inner.lock();
-        let mut count = FanOutCount::default();
-        for (_, sub) in inner.subscribers.iter() {
-            count.subscribers += 1;
-            match sub.deliver(channel, messages) {
-                Delivery::Sent(n) => count.sent[sub.transport().index()] += u64::from(n),
-                Delivery::Skipped => {}
-                Delivery::DroppedSlow(n) => count.dropped_slow += u64::from(n),
-                Delivery::Closed(n) => count.closed += u64::from(n),
-            }
-        }
-        count
+        self.find(channel)
+            .map_or_else(FanOutCount::default, |c| c.fan_out(messages))
+    }
+
+    /// The channel with its subscribers now, if it has any: fan out to it with
+    /// [`Found::fan_out`] (here or on another thread) without looking it up again.
+    pub fn find(&self, channel: &str) -> Option<Found> {
+        self.shard(channel).lock().get(channel).cloned().map(Found)
     }
 
     /// Calls [`Subscriber::recover`] on every subscriber of `channel`, or of every channel

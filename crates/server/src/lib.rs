@@ -185,6 +185,8 @@ pub async fn run(
         .map_err(|e| ConfigError::new(format!("cannot start the broker thread: {e}")))?;
     let history = open_history(&config)?;
     // started there: the shard tasks are spawned, the listener registered, on that runtime
+    // wide fan-outs run on the workers (the broker's lanes), off the broker thread
+    let workers = tokio::runtime::Handle::current();
     let (broker, publish_listener) = {
         let _on_broker_thread = broker_thread.handle().enter();
         let broker = Broker::start_with_history(
@@ -195,6 +197,7 @@ pub async fn run(
                 order_max_bytes: config.publish.order_max_bytes,
                 last_ids_max_bytes: config.publish.last_ids_max_bytes,
                 shards: std::thread::available_parallelism().map_or(2, |n| n.get()),
+                lanes: Some(workers),
                 ..BrokerConfig::default()
             },
             history,
