@@ -7,10 +7,10 @@
 //! runtime each wake could hand the work to the other worker (a futex wake, a park, a
 //! context switch each time), which at one delivery per publish cost more than the broker's
 //! own work. Here the whole chain runs on one thread, as the publish's own wake-ups on a
-//! single-threaded runtime are a push onto its local queue. The fan-out writes each
-//! subscriber's socket straight from the shard task (`hold::sink`), so a delivery crosses to
-//! a connection's thread only when its socket is full (the connection's task is woken to
-//! flush) or the connection is ending.
+//! single-threaded runtime are a push onto its local queue. The fan-out to a channel of few
+//! subscribers writes each socket straight from the shard task (`hold::sink`); a wider one
+//! is handed to the shard's lane on the main runtime (`gripway_broker::lanes`), so a publish
+//! request is never held behind a fan-out to thousands of sockets.
 //!
 //! The thread ends when its [`BrokerThread`] is dropped, after [`crate::run`]'s drain: what
 //! still runs there is cancelled (the publish API's connections; the shards have ended).
