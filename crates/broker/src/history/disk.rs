@@ -7,10 +7,11 @@
 //! * **Store: fjall** (an embedded LSM tree, pure Rust), chosen by measurement against redb
 //!   and SQLite (BENCHMARKS.md, "Durable history store: choice"): an append is a journal
 //!   write, so a batch spread over many channels costs one sequential write and one fsync,
-//!   where a B-tree rewrites a page per channel. Three keyspaces: `items` ((channel, seq) →
-//!   append time + item), `channels` (name → generation, next sequence, truncated, last
-//!   id) and `meta` (format, epoch, next generation, "a channel was forgotten"); the layout
-//!   is in `disk_codec.rs`.
+//!   where a B-tree rewrites a page per channel. Three keyspaces: `items` (a store-wide
+//!   counter, so keys come in write order → append time, channel, sequence and item),
+//!   `channels` (name → generation, next sequence, truncated, last id) and `meta` (format,
+//!   epoch, next generation, "a channel was forgotten"); the layout is in `disk_codec.rs`,
+//!   the migration from older layouts in `disk_migrate.rs`.
 //! * **Reads come from memory.** The store keeps a [`MemoryCore`] as its image of what is
 //!   on disk and answers `read_after`, `last`, `stats` and [`DiskHistory::contains_id`]
 //!   from it at once, as the in-memory store does (no decoding per read; memory per kept
@@ -25,14 +26,18 @@
 //!   writes them all as one journal batch and syncs once ([`FsyncPolicy`]), then applies
 //!   them to the image and resolves each append: concurrent appends from several shards
 //!   share one fsync, and a reader never sees an item before it is stored. Evictions (by
-//!   count, age or bytes, done in the image) are logged there and deleted on disk with the
+//!   count, age or bytes, done in the image) are logged there and deleted on disk in the
 //!   writer's next batch, or within [`FLUSH_INTERVAL`] when no append comes; a crash before
-//!   that only brings back items the bounds drop again at the next open.
+//!   that only brings back items the bounds drop again at the next open. The writer finds
+//!   an evicted item's key in its own map ([`KeyMap`]: per channel the keys of its kept
+//!   items, oldest first, mirroring the image; 8 bytes per kept item), since the image
+//!   knows items by (channel, sequence) and the disk by write order.
 //! * **Errors.** A failed write resolves every append of its batch with
 //!   [`HistoryError::Unavailable`] (the publish must not be acknowledged) and leaves the
 //!   image unchanged; nothing panics. fjall refuses further writes after a failed journal
 //!   write (disk full, I/O error) until the store is opened again.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -167,7 +172,9 @@ impl DiskHistory {
             meta: ks("meta")?,
             db: db.clone(),
         };
-        let (core, wall_base, restored_ids) = super::disk_restore::restore(dir, &store, config)?;
+        super::disk_migrate::migrate_if_old(dir, &store)?;
+        let restored = super::disk_restore::restore(dir, &store, config)?;
+        let (core, wall_base, restored_ids) = (restored.core, restored.wall_base, restored.ids);
         let shared = Arc::new(Shared {
             core: Mutex::new(core),
             wall_base,
@@ -178,8 +185,9 @@ impl DiskHistory {
         });
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
-            key: Vec::with_capacity(64),
             value: Vec::with_capacity(1024),
+            keys: restored.keys,
+            next_key: restored.next_key,
             store,
             shared: shared.clone(),
             rx,
@@ -409,11 +417,25 @@ impl Pending {
     }
 }
 
+/// The keys of one channel's kept items, oldest first: a mirror of the image's items.
+#[derive(Debug, Default)]
+pub(super) struct ChannelKeys {
+    /// Sequence number of the first key's item.
+    pub(super) first_seq: u64,
+    pub(super) keys: VecDeque<u64>,
+}
+
+/// Per channel with kept items, the keys of those items (see the module doc).
+pub(super) type KeyMap = HashMap<ChannelName, ChannelKeys>;
+
 struct Writer {
-    /// Scratch buffers for an item's key and value (reused: one allocation per item, the
-    /// store's own copy, instead of three).
-    key: Vec<u8>,
+    /// Scratch buffer for an item's value (reused: one allocation per item, the store's own
+    /// copy, instead of two).
     value: Vec<u8>,
+    /// The keys of the kept items, to delete them when the image drops them.
+    keys: KeyMap,
+    /// The key the next item written gets.
+    next_key: u64,
     store: Store,
     shared: Arc<Shared>,
     rx: mpsc::Receiver<Cmd>,
@@ -515,24 +537,19 @@ impl Writer {
         r
     }
 
-    /// Writes the appends (and deletes what the image evicted since the last write), then
-    /// applies the appends to the image and resolves them.
+    /// Writes the appends and deletes what the image evicted since the last write (one
+    /// batch), then applies the appends to the image and resolves them.
     fn write(&mut self, appends: Vec<Pending>, flush: bool) {
-        let evicted = self.shared.core.lock().take_evicted();
-        if let Err(e) = self.delete_evicted(&evicted) {
-            tracing::warn!("{e}");
-            self.shared.failures.fetch_add(1, Ordering::Relaxed);
-            self.shared.core.lock().requeue_evicted(evicted);
-        }
-        if appends.is_empty() {
-            let _ = flush;
-            return;
-        }
+        let _ = flush;
         let wall_base = self.shared.wall_base;
         let mut plans: HashMap<ChannelName, Plan> = HashMap::default();
         let mut ats = Vec::with_capacity(appends.len());
-        let (next_gen, forgot) = {
+        // one look at the image: what it evicted so far, the state of the channels that
+        // lost items, and the plan (nothing can be evicted in between unseen)
+        let (evicted, rows, next_gen, forgot) = {
             let mut core = self.shared.core.lock();
+            let evicted = core.take_evicted();
+            let rows = touched_rows(&core, &evicted);
             for p in &appends {
                 ats.push(core.at(p.now));
                 p.for_each_run(|channel, _| {
@@ -561,12 +578,20 @@ impl Writer {
                     plans.insert(channel.clone(), plan);
                 });
             }
-            core.marks()
+            let (next_gen, forgot) = core.marks();
+            (evicted, rows, next_gen, forgot)
         };
+        if appends.is_empty() && evicted.is_empty() {
+            return;
+        }
         let mut batch = self.store.db.batch();
+        let forgot_now = self.delete_evicted(&mut batch, &evicted, &rows, &plans);
+        // each item's key, in write order
+        let first_key = self.next_key;
         // the last sequence number planned for each run, in order
         let mut planned = Vec::with_capacity(appends.len());
-        let (key, value) = (&mut self.key, &mut self.value);
+        let value = &mut self.value;
+        let next_key = &mut self.next_key;
         for (p, at) in appends.iter().zip(&ats) {
             p.for_each_run(|channel, run| {
                 let Some(plan) = plans.get_mut(channel) else {
@@ -575,9 +600,13 @@ impl Writer {
                 for msg in run {
                     let seq = plan.after.next_seq;
                     plan.after.next_seq += 1;
-                    codec::item_key_into(key, channel, seq);
-                    codec::encode_item_into(value, wall_base + at, msg);
-                    batch.insert(&self.store.items, Slice::new(key), Slice::new(value));
+                    codec::encode_item_into(value, wall_base + at, seq, msg);
+                    batch.insert(
+                        &self.store.items,
+                        Slice::new(&item_key(*next_key)),
+                        Slice::new(value),
+                    );
+                    *next_key += 1;
                 }
                 if let Some(last) = run.last() {
                     plan.after.last_id = last.id.clone();
@@ -597,22 +626,34 @@ impl Writer {
                 codec::META_NEXT_GEN,
                 u64::from(next_gen).to_be_bytes(),
             );
+        }
+        if created || forgot_now {
             batch.insert(
                 &self.store.meta,
                 codec::META_FORGOT,
-                u64::from(forgot).to_be_bytes(),
+                u64::from(forgot || forgot_now).to_be_bytes(),
             );
         }
         let batch = match self.policy {
-            FsyncPolicy::EveryBatch => batch.durability(Some(PersistMode::SyncAll)),
-            FsyncPolicy::EveryMs(_) => batch.durability(Some(PersistMode::Buffer)),
+            FsyncPolicy::EveryBatch if !appends.is_empty() => {
+                batch.durability(Some(PersistMode::SyncAll))
+            }
+            _ => batch.durability(Some(PersistMode::Buffer)),
         };
         if let Err(e) = batch.commit() {
             let err = HistoryError::Unavailable(format!("history write failed: {e}"));
             tracing::warn!("{err}");
             self.shared.failures.fetch_add(1, Ordering::Relaxed);
+            // deleted from the key map but not on disk: the next open drops them again
+            self.shared.core.lock().requeue_evicted(evicted);
             for p in appends {
                 let _ = p.done.send(Err(HistoryError::Unavailable(err.to_string())));
+            }
+            return;
+        }
+        if appends.is_empty() {
+            if self.policy != FsyncPolicy::EveryBatch {
+                self.unsynced = true;
             }
             return;
         }
@@ -623,6 +664,24 @@ impl Writer {
             s.fsyncs.fetch_add(1, Ordering::Relaxed);
         } else {
             self.unsynced = true;
+        }
+        // the keys of what was stored, before the image can evict any of it
+        let mut key = first_key;
+        for p in &appends {
+            p.for_each_run(|channel, run| {
+                let Some(plan) = plans.get(channel) else {
+                    return;
+                };
+                let keys = self
+                    .keys
+                    .entry(channel.clone())
+                    .or_insert_with(|| ChannelKeys {
+                        first_seq: plan.before.next_seq,
+                        keys: VecDeque::new(),
+                    });
+                keys.keys.extend(key..key + run.len() as u64);
+                key += run.len() as u64;
+            });
         }
         let mut core = self.shared.core.lock();
         let mut planned = planned.into_iter();
@@ -647,46 +706,79 @@ impl Writer {
         }
     }
 
-    /// Deletes on disk the items the image dropped and the channels it forgot, and rewrites
-    /// the rows of the channels that lost items (their truncated flag).
-    fn delete_evicted(&self, evicted: &[(ChannelName, u64)]) -> Result<(), HistoryError> {
-        if evicted.is_empty() {
-            return Ok(());
-        }
-        let mut batch = self.store.db.batch();
-        let mut touched: HashMap<&ChannelName, ()> = HashMap::new();
+    /// Puts into `batch` the deletion of the items the image dropped (their keys taken from
+    /// the key map) and of the channels it forgot, and the rows of the channels that lost
+    /// items (their truncated flag); true if a channel was forgotten. A channel this write
+    /// creates anew keeps the row the write gives it.
+    fn delete_evicted(
+        &mut self,
+        batch: &mut fjall::OwnedWriteBatch,
+        evicted: &[(ChannelName, u64)],
+        rows: &[(ChannelName, Option<ChannelState>)],
+        plans: &HashMap<ChannelName, Plan>,
+    ) -> bool {
         let mut forgot = false;
         for (channel, seq) in evicted {
             if MemoryCore::is_forget_mark(*seq) {
                 forgot = true;
-            } else {
-                batch.remove(&self.store.items, item_key(channel, *seq));
+                continue;
             }
-            touched.insert(channel, ());
+            let Some(keys) = self.keys.get_mut(channel) else {
+                continue;
+            };
+            while keys.first_seq <= *seq {
+                let Some(key) = keys.keys.pop_front() else {
+                    break;
+                };
+                keys.first_seq += 1;
+                // written once, so a weak tombstone: it vanishes with the item at compaction
+                batch.remove_weak(&self.store.items, item_key(key).to_vec());
+            }
         }
-        {
-            let core = self.shared.core.lock();
-            for channel in touched.keys() {
-                match core.channel_state(channel) {
-                    Some(state) => {
-                        let emptied = self.shared.wall_base + state.emptied_at;
-                        batch.insert(
-                            &self.store.channels,
-                            channel.as_bytes(),
-                            codec::encode_channel(&state, emptied),
-                        );
+        for (channel, state) in rows {
+            match state {
+                Some(state) => {
+                    let emptied = self.shared.wall_base + state.emptied_at;
+                    batch.insert(
+                        &self.store.channels,
+                        channel.as_bytes(),
+                        codec::encode_channel(state, emptied),
+                    );
+                }
+                None => {
+                    // forgotten: what is left of its keys (none, if in step) goes too
+                    if let Some(keys) = self.keys.remove(channel) {
+                        for key in keys.keys {
+                            batch.remove_weak(&self.store.items, item_key(key).to_vec());
+                        }
                     }
-                    None => batch.remove(&self.store.channels, channel.as_bytes()),
+                    if !plans.get(channel).is_some_and(|p| p.created) {
+                        batch.remove(&self.store.channels, channel.as_bytes());
+                    }
                 }
             }
+            if self.keys.get(channel).is_some_and(|k| k.keys.is_empty()) {
+                self.keys.remove(channel);
+            }
         }
-        if forgot {
-            batch.insert(&self.store.meta, codec::META_FORGOT, 1u64.to_be_bytes());
-        }
-        batch
-            .commit()
-            .map_err(|e| HistoryError::Unavailable(format!("history delete failed: {e}")))
+        forgot
     }
+}
+
+/// Each channel named in `evicted`, once, with its state in the image now (None:
+/// forgotten).
+pub(super) fn touched_rows(
+    core: &MemoryCore,
+    evicted: &[(ChannelName, u64)],
+) -> Vec<(ChannelName, Option<ChannelState>)> {
+    let mut seen: HashMap<&ChannelName, ()> = HashMap::new();
+    let mut rows = Vec::new();
+    for (channel, _) in evicted {
+        if seen.insert(channel, ()).is_none() {
+            rows.push((channel.clone(), core.channel_state(channel)));
+        }
+    }
+    rows
 }
 
 /// Wall-clock milliseconds now (for the restore).
@@ -696,4 +788,4 @@ pub(super) fn wall_now() -> u64 {
 
 #[cfg(test)]
 #[path = "disk_tests.rs"]
-mod tests;
+pub(super) mod tests;

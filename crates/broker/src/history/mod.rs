@@ -45,6 +45,7 @@
 
 pub mod disk;
 mod disk_codec;
+mod disk_migrate;
 mod disk_restore;
 pub mod memory;
 mod store;
