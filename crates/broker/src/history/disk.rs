@@ -232,17 +232,7 @@ impl DiskHistory {
         groups: &[Vec<Arc<Message>>],
         now: Instant,
     ) -> impl std::future::Future<Output = Result<Appended, HistoryError>> + Send {
-        let msgs: Vec<Arc<Message>> = if self.max_items == 0 {
-            Vec::new()
-        } else {
-            groups
-                .iter()
-                .flatten()
-                .filter(|m| m.id.is_some())
-                .cloned()
-                .collect()
-        };
-        self.send_append(None, msgs, now)
+        self.send_append(None, self.with_ids(groups), now)
     }
 
     fn send_append(
@@ -258,17 +248,48 @@ impl DiskHistory {
                 return Ok(Appended::default());
             }
             let permit = permits.acquire_owned().await.map_err(|_| closed())?;
-            let (done, rx) = oneshot::channel();
-            let cmd = Cmd::Append {
-                channel,
-                msgs,
-                now,
-                done,
-                _permit: permit,
-            };
-            tx.ok_or_else(closed)?.send(cmd).map_err(|_| closed())?;
-            rx.await.map_err(|_| closed())?
+            hand_over(tx.as_ref(), permit, channel, msgs, now)?
+                .await
+                .map_err(|_| closed())?
         }
+    }
+
+    /// [`DiskHistory::append_groups`] if the writer's queue has room now: the items are
+    /// handed to the writer before this returns (so appends made one after the other are
+    /// stored in that order even when nobody waits for the first yet), and the future only
+    /// waits for the answer. None when the queue is full.
+    pub fn try_append_groups(
+        &self,
+        groups: &[Vec<Arc<Message>>],
+        now: Instant,
+    ) -> Option<impl std::future::Future<Output = Result<Appended, HistoryError>> + Send + 'static>
+    {
+        let msgs = self.with_ids(groups);
+        let sent = if msgs.is_empty() {
+            None
+        } else {
+            let permit = self.permits.clone().try_acquire_owned().ok()?;
+            Some(hand_over(self.tx.as_ref(), permit, None, msgs, now))
+        };
+        Some(async move {
+            match sent {
+                None => Ok(Appended::default()),
+                Some(rx) => rx?.await.map_err(|_| closed())?,
+            }
+        })
+    }
+
+    /// The items of `groups` that have an id (none when nothing is kept).
+    fn with_ids(&self, groups: &[Vec<Arc<Message>>]) -> Vec<Arc<Message>> {
+        if self.max_items == 0 {
+            return Vec::new();
+        }
+        groups
+            .iter()
+            .flatten()
+            .filter(|m| m.id.is_some())
+            .cloned()
+            .collect()
     }
 
     /// [`HistoryStore::read_after`], answered at once (reads come from the store's
@@ -779,6 +800,26 @@ pub(super) fn touched_rows(
         }
     }
     rows
+}
+
+/// Puts one append on the writer's queue; the receiver answers once it is stored.
+fn hand_over(
+    tx: Option<&mpsc::Sender<Cmd>>,
+    permit: OwnedSemaphorePermit,
+    channel: Option<ChannelName>,
+    msgs: Vec<Arc<Message>>,
+    now: Instant,
+) -> Result<oneshot::Receiver<Result<Appended, HistoryError>>, HistoryError> {
+    let (done, rx) = oneshot::channel();
+    let cmd = Cmd::Append {
+        channel,
+        msgs,
+        now,
+        done,
+        _permit: permit,
+    };
+    tx.ok_or_else(closed)?.send(cmd).map_err(|_| closed())?;
+    Ok(rx)
 }
 
 /// Wall-clock milliseconds now (for the restore).
