@@ -430,7 +430,10 @@ impl Pending {
         match &self.channel {
             Some(channel) => f(channel, &self.msgs),
             None => {
-                for run in self.msgs.chunk_by(|a, b| a.channel == b.channel) {
+                for run in self
+                    .msgs
+                    .chunk_by(|a, b| Arc::ptr_eq(&a.channel, &b.channel) || a.channel == b.channel)
+                {
                     f(&run[0].channel, run);
                 }
             }
