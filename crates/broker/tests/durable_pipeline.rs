@@ -4,7 +4,7 @@
 //! duplicate is acknowledged only once its first copy is stored.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -50,7 +50,7 @@ fn tmp(tag: &str) -> PathBuf {
     dir
 }
 
-fn broker(dir: &PathBuf) -> Broker {
+fn broker(dir: &Path) -> Broker {
     let config = HistoryConfig {
         max_items: 100_000,
         max_age: Duration::from_secs(3600),
