@@ -1,8 +1,10 @@
 //! Tests of the on-disk history: the in-memory store's semantics, run against both stores
 //! through the trait; a restart keeps items, sequence numbers, epochs and the truncated
 //! knowledge; ages count across a restart; group commit under concurrent appends; the
-//! `EveryMs` policy; open errors that name the directory. The `kill -9` test is in
-//! `tests/history_kill.rs`.
+//! `EveryMs` policy; open errors that name the directory; keys in write order, evictions
+//! (by count, by age, by a smaller bound at open, forgotten channels) deleted on disk, and
+//! the keys still found after a reopen. The migration from older layouts is tested in
+//! `disk_migrate_tests.rs`, the `kill -9` test is in `tests/history_kill.rs`.
 
 use std::path::Path;
 use std::time::Duration;
