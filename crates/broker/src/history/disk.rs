@@ -447,6 +447,8 @@ pub(super) struct ChannelKeys {
     /// Sequence number of the first key's item.
     pub(super) first_seq: u64,
     pub(super) keys: VecDeque<u64>,
+    /// What the channel's row on disk says of `truncated` (it says what the image says).
+    pub(super) row_truncated: bool,
 }
 
 /// Per channel with kept items, the keys of those items (see the module doc).
@@ -702,6 +704,7 @@ impl Writer {
                     .or_insert_with(|| ChannelKeys {
                         first_seq: plan.before.next_seq,
                         keys: VecDeque::new(),
+                        row_truncated: plan.before.truncated,
                     });
                 keys.keys.extend(key..key + run.len() as u64);
                 key += run.len() as u64;
@@ -762,12 +765,26 @@ impl Writer {
         for (channel, state) in rows {
             match state {
                 Some(state) => {
-                    let emptied = self.shared.wall_base + state.emptied_at;
-                    batch.insert(
-                        &self.store.channels,
-                        channel.as_bytes(),
-                        codec::encode_channel(state, emptied),
-                    );
+                    // a row is rewritten only when what it must say changes: the channel
+                    // was truncated, or lost its last item (then its row alone says where
+                    // its sequence and last id stand); otherwise its items say it
+                    let keys = self.keys.get_mut(channel);
+                    let empty = state.first_seq == state.next_seq;
+                    if empty
+                        || keys
+                            .as_ref()
+                            .is_none_or(|k| k.row_truncated != state.truncated)
+                    {
+                        let emptied = self.shared.wall_base + state.emptied_at;
+                        batch.insert(
+                            &self.store.channels,
+                            channel.as_bytes(),
+                            codec::encode_channel(state, emptied),
+                        );
+                        if let Some(k) = keys {
+                            k.row_truncated = state.truncated;
+                        }
+                    }
                 }
                 None => {
                     // forgotten: what is left of its keys (none, if in step) goes too

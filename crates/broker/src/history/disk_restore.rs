@@ -139,7 +139,8 @@ pub(super) fn restore(
 
     let mut ids = RestoredIds::new();
     let mut bad: Vec<Vec<u8>> = Vec::new();
-    let mut rows: HashMap<ChannelName, (u32, u64)> = HashMap::new();
+    // per channel: its slot, and its row's next sequence and truncated flag
+    let mut rows: HashMap<ChannelName, (u32, u64, bool)> = HashMap::new();
     for kv in store.channels.iter() {
         let (k, v) = kv.into_inner().map_err(|e| fail(dir, "cannot read", e))?;
         let (Ok(name), Some(mut state)) = (std::str::from_utf8(&k), codec::decode_channel(&v))
@@ -153,7 +154,7 @@ pub(super) fn restore(
         }
         let name: ChannelName = Arc::from(name);
         let slot = core.ensure_channel(&name, &state);
-        rows.insert(name, (slot, state.next_seq));
+        rows.insert(name, (slot, state.next_seq, state.truncated));
     }
     let mut orphans: Vec<Vec<u8>> = Vec::new();
     let mut unreadable = 0usize;
@@ -180,7 +181,7 @@ pub(super) fn restore(
             }
         };
         let (name, seq) = (head.channel, head.seq);
-        let Some(&(slot, _)) = rows.get(name) else {
+        let Some(&(slot, ..)) = rows.get(name) else {
             orphans.push(k.to_vec());
             continue;
         };
@@ -200,7 +201,7 @@ pub(super) fn restore(
             }
         }
     }
-    for (slot, next_seq) in rows.values() {
+    for (slot, next_seq, _) in rows.values() {
         core.check_restored(*slot, *next_seq);
     }
     if !bad.is_empty() || lost_unknown {
@@ -211,7 +212,7 @@ pub(super) fn restore(
     // what the image kept of each channel is the tail of what it was given: the rest goes
     let mut keys = KeyMap::default();
     let mut dropped: Vec<u64> = Vec::new();
-    for (name, &(slot, _)) in &rows {
+    for (name, &(slot, ..)) in &rows {
         let Some(mut items) = placed.remove(&slot) else {
             continue;
         };
@@ -236,13 +237,26 @@ pub(super) fn restore(
                 ChannelKeys {
                     first_seq,
                     keys: keys_of,
+                    // made true below where it is not
+                    row_truncated: core.channel_state(name).is_some_and(|s| s.truncated),
                 },
             );
         }
     }
     // the rows of the channels that lost items now (their truncated flag, or gone)
     let evicted = core.take_evicted();
-    let touched = touched_rows(&core, &evicted);
+    let mut touched = touched_rows(&core, &evicted);
+    // and those whose truncated flag changed without an eviction (an unreadable item): from
+    // here on every row says what the image says (the writer relies on it)
+    let named: std::collections::HashSet<ChannelName> =
+        touched.iter().map(|(n, _)| n.clone()).collect();
+    for (name, &(_, _, stored)) in &rows {
+        if let Some(state) = core.channel_state(name) {
+            if state.truncated != stored && !named.contains(name) {
+                touched.push((name.clone(), Some(state)));
+            }
+        }
+    }
     let forgot = evicted.iter().any(|(_, s)| MemoryCore::is_forget_mark(*s));
     if !bad.is_empty() || !orphans.is_empty() {
         tracing::warn!(

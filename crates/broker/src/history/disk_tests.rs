@@ -607,3 +607,36 @@ pub(in crate::history) fn simple(channel: &str, id: &str) -> Arc<Message> {
         },
     })
 }
+
+#[tokio::test]
+async fn a_channel_emptied_while_running_keeps_its_sequence_and_last_id_across_a_restart() {
+    let dir = tmp("emptied");
+    let t = Instant::now();
+    {
+        let h = DiskHistory::open(&dir, config(2, 120), FsyncPolicy::EveryBatch)
+            .unwrap_or_else(|e| panic!("{e}"));
+        for id in ["a", "b", "c"] {
+            push(&h, "ch", id, t).await;
+        }
+        // "a" went by count; the next write rewrites the row (truncated)
+        push(&h, "other", "x", t).await;
+        // then the rest by age: only the row says where the channel stands now, and since
+        // when it is empty (it is forgotten another max_age later)
+        h.expire(t + Duration::from_secs(121)).await;
+        assert_eq!(h.stats().items, 0);
+    }
+    assert!(on_disk(&dir).is_empty());
+    let h = DiskHistory::open(&dir, config(2, 120), FsyncPolicy::EveryBatch)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let t = Instant::now();
+    let r = read(&h, "ch", After::Id("c"), t).await;
+    assert_eq!(
+        (r.reach, r.items.len()),
+        (Reach::After, 0),
+        "its last id is known"
+    );
+    assert_eq!(read(&h, "ch", After::Id("zz"), t).await.reach, Reach::Gap);
+    assert_eq!(push(&h, "ch", "d", t).await.last_seq, Some(4));
+    drop(h);
+    let _ = std::fs::remove_dir_all(&dir);
+}
