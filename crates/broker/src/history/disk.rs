@@ -18,40 +18,38 @@
 //!   item is the in-memory store's). The disk is read only by [`DiskHistory::open`], which
 //!   rebuilds the image (`memory_restore.rs`): ages come from the stored wall-clock times,
 //!   and every bound is applied again as of the open.
-//! * **One writer thread, group commit.** `append` (one channel) and `append_groups` (a
-//!   shard's whole batch, every channel in it: what the broker uses) filter the items that
-//!   have an id, take a permit of a bounded queue ([`QUEUE_LIMIT`] waiting appends; past
-//!   it callers wait, the runtime never blocks), and hand them to the writer thread. The writer takes every
-//!   append waiting (up to [`MAX_BATCH_ITEMS`]), assigns sequence numbers from the image,
-//!   writes them all as one journal batch and syncs once ([`FsyncPolicy`]), then applies
-//!   them to the image and resolves each append: concurrent appends from several shards
-//!   share one fsync, and a reader never sees an item before it is stored. Evictions (by
-//!   count, age or bytes, done in the image) are logged there and deleted on disk in the
-//!   writer's next batch, or within [`FLUSH_INTERVAL`] when no append comes; a crash before
-//!   that only brings back items the bounds drop again at the next open. The writer finds
-//!   an evicted item's key in its own map ([`KeyMap`]: per channel the keys of its kept
-//!   items, oldest first, mirroring the image; 8 bytes per kept item), since the image
-//!   knows items by (channel, sequence) and the disk by write order.
+//! * **One writer thread, group commit** (`disk_writer.rs`). `append` (one channel) and
+//!   `append_groups` (a shard's whole batch, every channel in it: what the broker uses)
+//!   filter the items that have an id, take a permit of a bounded queue ([`QUEUE_LIMIT`]
+//!   waiting appends; past it callers wait, the runtime never blocks), and hand them to the
+//!   writer thread; [`DiskHistory::try_append_groups`] hands them over at once or not at
+//!   all, so a shard can make its next append while one is being written. The writer
+//!   stores everything waiting as one journal batch with one fsync ([`FsyncPolicy`]), then
+//!   applies it to the image and resolves each append: a reader never sees an item before
+//!   it is stored. Evictions (by count, age or bytes, done in the image) are logged there
+//!   and deleted on disk in the writer's next batch, or within [`FLUSH_INTERVAL`] when no
+//!   append comes; a crash before that only brings back items the bounds drop again at the
+//!   next open. The writer finds an evicted item's key in its own map (`disk_writer::KeyMap`: per
+//!   channel the keys of its kept items, oldest first; 8 bytes per kept item), since the
+//!   image knows items by (channel, sequence) and the disk by write order.
 //! * **Errors.** A failed write resolves every append of its batch with
 //!   [`HistoryError::Unavailable`] (the publish must not be acknowledged) and leaves the
 //!   image unchanged; nothing panics. fjall refuses further writes after a failed journal
 //!   write (disk full, I/O error) until the store is opened again.
 
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Slice};
-use foldhash::{HashMap, HashMapExt};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 use parking_lot::Mutex;
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
-use super::disk_codec::{self as codec, item_key};
 use super::disk_restore::RestoredIds;
-use super::memory::restore::ChannelState;
+use super::disk_writer::Writer;
+pub(super) use super::disk_writer::{touched_rows, ChannelKeys, KeyMap};
 use super::memory::MemoryCore;
 use super::{
     After, Appended, HistoryConfig, HistoryError, HistoryStats, HistoryStore, Kept, Recovery,
@@ -80,7 +78,7 @@ pub const LINGER: Duration = Duration::from_micros(100);
 /// How soon evictions are deleted on disk when no append comes.
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
-enum Cmd {
+pub(super) enum Cmd {
     /// Items that all have an id: all for `channel` when given, otherwise for their own
     /// channels, each channel's items together (a run).
     Append {
@@ -94,14 +92,14 @@ enum Cmd {
 }
 
 /// What the store's callers and its writer share.
-struct Shared {
-    core: Mutex<MemoryCore>,
+pub(super) struct Shared {
+    pub(super) core: Mutex<MemoryCore>,
     /// Wall-clock milliseconds at the core's base instant.
-    wall_base: u64,
-    writes: AtomicU64,
-    appends: AtomicU64,
-    fsyncs: AtomicU64,
-    failures: AtomicU64,
+    pub(super) wall_base: u64,
+    pub(super) writes: AtomicU64,
+    pub(super) appends: AtomicU64,
+    pub(super) fsyncs: AtomicU64,
+    pub(super) failures: AtomicU64,
 }
 
 /// What the writer has done, for metrics: `appends / writes` is how many appends share one
@@ -184,17 +182,14 @@ impl DiskHistory {
             failures: AtomicU64::new(0),
         });
         let (tx, rx) = mpsc::channel();
-        let writer = Writer {
-            value: Vec::with_capacity(1024),
-            keys: restored.keys,
-            next_key: restored.next_key,
+        let writer = Writer::new(
             store,
-            shared: shared.clone(),
+            shared.clone(),
             rx,
             policy,
-            synced_at: Instant::now(),
-            unsynced: false,
-        };
+            restored.keys,
+            restored.next_key,
+        );
         let writer = std::thread::Builder::new()
             .name("history-writer".into())
             .spawn(move || writer.run())
@@ -403,423 +398,6 @@ pub(super) struct Store {
     pub(super) items: Keyspace,
     pub(super) channels: Keyspace,
     pub(super) meta: Keyspace,
-}
-
-/// One channel's part of a write: its state before (to create it in the image if it was
-/// forgotten meanwhile) and after.
-struct Plan {
-    before: ChannelState,
-    after: ChannelState,
-    /// New to the image: its row (generation) must be written with its first items; other
-    /// rows are rewritten only when evictions change them, as the items themselves say
-    /// where the channel's sequence and last id stand.
-    created: bool,
-}
-
-/// One append as the writer holds it.
-struct Pending {
-    channel: Option<ChannelName>,
-    msgs: Vec<Arc<Message>>,
-    now: Instant,
-    done: oneshot::Sender<Result<Appended, HistoryError>>,
-}
-
-impl Pending {
-    /// Calls `f` with each channel and its items, in order.
-    fn for_each_run(&self, mut f: impl FnMut(&ChannelName, &[Arc<Message>])) {
-        match &self.channel {
-            Some(channel) => f(channel, &self.msgs),
-            None => {
-                for run in self
-                    .msgs
-                    .chunk_by(|a, b| Arc::ptr_eq(&a.channel, &b.channel) || a.channel == b.channel)
-                {
-                    f(&run[0].channel, run);
-                }
-            }
-        }
-    }
-}
-
-/// The keys of one channel's kept items, oldest first: a mirror of the image's items.
-#[derive(Debug, Default)]
-pub(super) struct ChannelKeys {
-    /// Sequence number of the first key's item.
-    pub(super) first_seq: u64,
-    pub(super) keys: VecDeque<u64>,
-    /// What the channel's row on disk says of `truncated` (it says what the image says).
-    pub(super) row_truncated: bool,
-}
-
-/// Per channel with kept items, the keys of those items (see the module doc).
-pub(super) type KeyMap = HashMap<ChannelName, ChannelKeys>;
-
-struct Writer {
-    /// Scratch buffer for an item's value (reused: one allocation per item, the store's own
-    /// copy, instead of two).
-    value: Vec<u8>,
-    /// The keys of the kept items, to delete them when the image drops them.
-    keys: KeyMap,
-    /// The key the next item written gets.
-    next_key: u64,
-    store: Store,
-    shared: Arc<Shared>,
-    rx: mpsc::Receiver<Cmd>,
-    policy: FsyncPolicy,
-    synced_at: Instant,
-    /// Written but not fsynced yet (`EveryMs`).
-    unsynced: bool,
-}
-
-impl Writer {
-    fn tick(&self) -> Duration {
-        match self.policy {
-            FsyncPolicy::EveryMs(ms) if self.unsynced => {
-                Duration::from_millis(ms).saturating_sub(self.synced_at.elapsed())
-            }
-            _ => FLUSH_INTERVAL,
-        }
-    }
-
-    fn run(mut self) {
-        loop {
-            let first = match self.rx.recv_timeout(self.tick()) {
-                Ok(c) => Some(c),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => break,
-            };
-            let mut appends = Vec::new();
-            let mut syncs = Vec::new();
-            let mut n = 0;
-            let mut next = first;
-            let mut lingered = false;
-            while let Some(cmd) = next {
-                match cmd {
-                    Cmd::Append {
-                        channel,
-                        msgs,
-                        now,
-                        done,
-                        _permit,
-                    } => {
-                        n += msgs.len();
-                        appends.push(Pending {
-                            channel,
-                            msgs,
-                            now,
-                            done,
-                        });
-                    }
-                    Cmd::Sync(done) => syncs.push(done),
-                }
-                next = if n < MAX_BATCH_ITEMS {
-                    self.rx.try_recv().ok()
-                } else {
-                    None
-                };
-                if next.is_none() && !lingered && n > 0 && n < MAX_BATCH_ITEMS {
-                    // appends made together (one request's channels, several shards) reach
-                    // the queue a few microseconds apart: wait once for the stragglers, a
-                    // fraction of the fsync they would otherwise need of their own
-                    lingered = true;
-                    next = self.rx.recv_timeout(LINGER).ok();
-                }
-            }
-            self.write(appends, !syncs.is_empty());
-            let synced = self.sync_if_due(!syncs.is_empty());
-            for done in syncs {
-                let r = match &synced {
-                    Ok(()) => Ok(()),
-                    Err(e) => Err(HistoryError::Unavailable(e.to_string())),
-                };
-                let _ = done.send(r);
-            }
-        }
-        self.write(Vec::new(), true);
-        let _ = self.sync_if_due(true);
-    }
-
-    /// Fsyncs what is written if the policy says it is time (or `force`).
-    fn sync_if_due(&mut self, force: bool) -> Result<(), HistoryError> {
-        let due = match self.policy {
-            FsyncPolicy::EveryMs(ms) => self.synced_at.elapsed() >= Duration::from_millis(ms),
-            FsyncPolicy::EveryBatch => false,
-        };
-        if !self.unsynced || !(force || due) {
-            return Ok(());
-        }
-        let r = self
-            .store
-            .db
-            .persist(PersistMode::SyncAll)
-            .map_err(|e| HistoryError::Unavailable(format!("history fsync failed: {e}")));
-        if r.is_ok() {
-            self.unsynced = false;
-            self.synced_at = Instant::now();
-            self.shared.fsyncs.fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.shared.failures.fetch_add(1, Ordering::Relaxed);
-        }
-        r
-    }
-
-    /// Writes the appends and deletes what the image evicted since the last write (one
-    /// batch), then applies the appends to the image and resolves them.
-    fn write(&mut self, appends: Vec<Pending>, flush: bool) {
-        let _ = flush;
-        let wall_base = self.shared.wall_base;
-        let mut plans: HashMap<ChannelName, Plan> = HashMap::default();
-        let mut ats = Vec::with_capacity(appends.len());
-        // one look at the image: what it evicted so far, the state of the channels that
-        // lost items, and the plan (nothing can be evicted in between unseen)
-        let (evicted, rows, next_gen, forgot) = {
-            let mut core = self.shared.core.lock();
-            let evicted = core.take_evicted();
-            let rows = touched_rows(&core, &evicted);
-            for p in &appends {
-                ats.push(core.at(p.now));
-                p.for_each_run(|channel, _| {
-                    if plans.contains_key(channel) {
-                        return;
-                    }
-                    let known = core.channel_state(channel);
-                    let created = known.is_none();
-                    let before = known.unwrap_or_else(|| {
-                        let (_, forgot) = core.marks();
-                        ChannelState {
-                            gen: core.reserve_gen(),
-                            first_seq: 1,
-                            next_seq: 1,
-                            truncated: forgot,
-                            last_id: None,
-                            emptied_at: 0,
-                        }
-                    });
-                    let after = before.clone();
-                    let plan = Plan {
-                        before,
-                        after,
-                        created,
-                    };
-                    plans.insert(channel.clone(), plan);
-                });
-            }
-            let (next_gen, forgot) = core.marks();
-            (evicted, rows, next_gen, forgot)
-        };
-        if appends.is_empty() && evicted.is_empty() {
-            return;
-        }
-        let mut batch = self.store.db.batch();
-        let forgot_now = self.delete_evicted(&mut batch, &evicted, &rows, &plans);
-        // each item's key, in write order
-        let first_key = self.next_key;
-        // the last sequence number planned for each run, in order
-        let mut planned = Vec::with_capacity(appends.len());
-        let value = &mut self.value;
-        let next_key = &mut self.next_key;
-        for (p, at) in appends.iter().zip(&ats) {
-            p.for_each_run(|channel, run| {
-                let Some(plan) = plans.get_mut(channel) else {
-                    return;
-                };
-                for msg in run {
-                    let seq = plan.after.next_seq;
-                    plan.after.next_seq += 1;
-                    codec::encode_item_into(value, wall_base + at, seq, msg);
-                    batch.insert(
-                        &self.store.items,
-                        Slice::new(&item_key(*next_key)),
-                        Slice::new(value),
-                    );
-                    *next_key += 1;
-                }
-                if let Some(last) = run.last() {
-                    plan.after.last_id = last.id.clone();
-                }
-                planned.push(plan.after.next_seq - 1);
-            });
-        }
-        let mut created = false;
-        for (channel, plan) in plans.iter().filter(|(_, p)| p.created) {
-            let row = codec::encode_channel(&plan.after, wall_base + plan.after.emptied_at);
-            batch.insert(&self.store.channels, channel.as_bytes(), row);
-            created = true;
-        }
-        if created {
-            batch.insert(
-                &self.store.meta,
-                codec::META_NEXT_GEN,
-                u64::from(next_gen).to_be_bytes(),
-            );
-        }
-        if created || forgot_now {
-            batch.insert(
-                &self.store.meta,
-                codec::META_FORGOT,
-                u64::from(forgot || forgot_now).to_be_bytes(),
-            );
-        }
-        let batch = match self.policy {
-            FsyncPolicy::EveryBatch if !appends.is_empty() => {
-                batch.durability(Some(PersistMode::SyncAll))
-            }
-            _ => batch.durability(Some(PersistMode::Buffer)),
-        };
-        if let Err(e) = batch.commit() {
-            let err = HistoryError::Unavailable(format!("history write failed: {e}"));
-            tracing::warn!("{err}");
-            self.shared.failures.fetch_add(1, Ordering::Relaxed);
-            // deleted from the key map but not on disk: the next open drops them again
-            self.shared.core.lock().requeue_evicted(evicted);
-            for p in appends {
-                let _ = p.done.send(Err(HistoryError::Unavailable(err.to_string())));
-            }
-            return;
-        }
-        if appends.is_empty() {
-            if self.policy != FsyncPolicy::EveryBatch {
-                self.unsynced = true;
-            }
-            return;
-        }
-        let s = &self.shared;
-        s.writes.fetch_add(1, Ordering::Relaxed);
-        s.appends.fetch_add(appends.len() as u64, Ordering::Relaxed);
-        if self.policy == FsyncPolicy::EveryBatch {
-            s.fsyncs.fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.unsynced = true;
-        }
-        // the keys of what was stored, before the image can evict any of it
-        let mut key = first_key;
-        for p in &appends {
-            p.for_each_run(|channel, run| {
-                let Some(plan) = plans.get(channel) else {
-                    return;
-                };
-                let keys = self
-                    .keys
-                    .entry(channel.clone())
-                    .or_insert_with(|| ChannelKeys {
-                        first_seq: plan.before.next_seq,
-                        keys: VecDeque::new(),
-                        row_truncated: plan.before.truncated,
-                    });
-                keys.keys.extend(key..key + run.len() as u64);
-                key += run.len() as u64;
-            });
-        }
-        let mut core = self.shared.core.lock();
-        let mut planned = planned.into_iter();
-        for p in appends {
-            let mut out = Appended::default();
-            p.for_each_run(|channel, run| {
-                if let Some(plan) = plans.get(channel) {
-                    core.ensure_channel(channel, &plan.before);
-                }
-                let got = core.append(channel, run, p.now);
-                let want = planned.next();
-                if got.last_seq != want {
-                    tracing::error!(
-                        "history image out of step with disk on {channel}: {:?} != {want:?}",
-                        got.last_seq
-                    );
-                }
-                out.kept += got.kept;
-                out.last_seq = got.last_seq;
-            });
-            let _ = p.done.send(Ok(out));
-        }
-    }
-
-    /// Puts into `batch` the deletion of the items the image dropped (their keys taken from
-    /// the key map) and of the channels it forgot, and the rows of the channels that lost
-    /// items (their truncated flag); true if a channel was forgotten. A channel this write
-    /// creates anew keeps the row the write gives it.
-    fn delete_evicted(
-        &mut self,
-        batch: &mut fjall::OwnedWriteBatch,
-        evicted: &[(ChannelName, u64)],
-        rows: &[(ChannelName, Option<ChannelState>)],
-        plans: &HashMap<ChannelName, Plan>,
-    ) -> bool {
-        let mut forgot = false;
-        for (channel, seq) in evicted {
-            if MemoryCore::is_forget_mark(*seq) {
-                forgot = true;
-                continue;
-            }
-            let Some(keys) = self.keys.get_mut(channel) else {
-                continue;
-            };
-            while keys.first_seq <= *seq {
-                let Some(key) = keys.keys.pop_front() else {
-                    break;
-                };
-                keys.first_seq += 1;
-                // written once, so a weak tombstone: it vanishes with the item at compaction
-                batch.remove_weak(&self.store.items, item_key(key).to_vec());
-            }
-        }
-        for (channel, state) in rows {
-            match state {
-                Some(state) => {
-                    // a row is rewritten only when what it must say changes: the channel
-                    // was truncated, or lost its last item (then its row alone says where
-                    // its sequence and last id stand); otherwise its items say it
-                    let keys = self.keys.get_mut(channel);
-                    let empty = state.first_seq == state.next_seq;
-                    if empty
-                        || keys
-                            .as_ref()
-                            .is_none_or(|k| k.row_truncated != state.truncated)
-                    {
-                        let emptied = self.shared.wall_base + state.emptied_at;
-                        batch.insert(
-                            &self.store.channels,
-                            channel.as_bytes(),
-                            codec::encode_channel(state, emptied),
-                        );
-                        if let Some(k) = keys {
-                            k.row_truncated = state.truncated;
-                        }
-                    }
-                }
-                None => {
-                    // forgotten: what is left of its keys (none, if in step) goes too
-                    if let Some(keys) = self.keys.remove(channel) {
-                        for key in keys.keys {
-                            batch.remove_weak(&self.store.items, item_key(key).to_vec());
-                        }
-                    }
-                    if !plans.get(channel).is_some_and(|p| p.created) {
-                        batch.remove(&self.store.channels, channel.as_bytes());
-                    }
-                }
-            }
-            if self.keys.get(channel).is_some_and(|k| k.keys.is_empty()) {
-                self.keys.remove(channel);
-            }
-        }
-        forgot
-    }
-}
-
-/// Each channel named in `evicted`, once, with its state in the image now (None:
-/// forgotten).
-pub(super) fn touched_rows(
-    core: &MemoryCore,
-    evicted: &[(ChannelName, u64)],
-) -> Vec<(ChannelName, Option<ChannelState>)> {
-    let mut seen: HashMap<&ChannelName, ()> = HashMap::new();
-    let mut rows = Vec::new();
-    for (channel, _) in evicted {
-        if seen.insert(channel, ()).is_none() {
-            rows.push((channel.clone(), core.channel_state(channel)));
-        }
-    }
-    rows
 }
 
 /// Puts one append on the writer's queue; the receiver answers once it is stored.

@@ -12,6 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use gripway_proto::publish::{Formats, HttpStreamAction, HttpStreamFormat, Item};
 
+use super::super::disk_codec as codec;
 use super::*;
 use crate::history::{MemoryHistory, Reach};
 
