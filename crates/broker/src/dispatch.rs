@@ -9,14 +9,22 @@
 //! subscriber one write, not one per item.
 //!
 //! `publish` returns once the items are queued: the publish API answers without waiting for
-//! the fan-out. The queues are bounded; when they are full, `publish` waits (backpressure on
+//! the fan-out. With a durable history store it returns once the items are stored: a shard
+//! hands each batch to the store and, while that write is in flight, takes its next batch
+//! (up to [`MAX_IN_FLIGHT`] writes); each batch is fanned out and acknowledged when its own
+//! write is done, oldest first, so a channel's items never overtake earlier ones. A
+//! duplicate is acknowledged with the batch it arrived in (its first copy may still be in
+//! flight), and only if no write failed meanwhile. The queues are bounded; when they are full, `publish` waits (backpressure on
 //! the publisher) rather than dropping anything it has acknowledged.
 //!
 //! [`Broker::drain`] (at shutdown) closes the queues, so later publishes fail with
 //! [`BrokerClosed`], and resolves once every shard has fanned out all it had accepted,
 //! items waiting for their predecessor included.
 
+use std::collections::VecDeque;
+use std::future::Future;
 use std::hash::BuildHasher;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,7 +38,7 @@ use tokio::task::JoinHandle;
 
 use crate::ack::{Ack, Entry};
 use crate::dedup::Dedup;
-use crate::history::{History, HistoryConfig, MemoryHistory};
+use crate::history::{History, HistoryConfig, HistoryError, MemoryHistory};
 use crate::lanes::{Lane, LANE_MIN_SUBSCRIBERS};
 use crate::last_ids::LastIds;
 use crate::message::{ChannelName, Message};
@@ -196,6 +204,9 @@ impl Broker {
                         .lanes
                         .as_ref()
                         .map(|runtime| Lane::start(runtime, stats.clone())),
+                    in_flight: VecDeque::new(),
+                    dups: Vec::new(),
+                    failures: 0,
                 };
                 shard_tasks.push(tokio::spawn(shard.run(rx, stop.subscribe())));
                 tx
@@ -316,10 +327,47 @@ struct Shard {
     scratch: Scratch,
     /// Where this shard's wide fan-outs run, if anywhere else ([`crate::lanes`]).
     lane: Option<Lane>,
+    /// Batches handed to a durable store and not yet answered, oldest first.
+    in_flight: VecDeque<InFlight>,
+    /// Acknowledgements of duplicates found in the batch being taken.
+    dups: Vec<Arc<Ack>>,
+    /// Writes that failed so far (a duplicate is acknowledged only if none failed between
+    /// its arrival and its answer).
+    failures: u64,
 }
 
 /// Most items taken from the queue before fanning out.
 const MAX_BATCH: usize = 4096;
+/// Most writes a shard has in flight before it waits for the oldest.
+pub const MAX_IN_FLIGHT: usize = 4;
+
+/// A batch handed to a durable store, waiting for its write.
+struct InFlight {
+    groups: Vec<Vec<Arc<Message>>>,
+    stored: Pin<Box<dyn Future<Output = Result<(), HistoryError>> + Send>>,
+    /// Duplicates to acknowledge with it, each with the failure count at its arrival.
+    dups: Vec<(Arc<Ack>, u64)>,
+}
+
+/// What woke a shard.
+enum Wake {
+    /// The oldest write in flight was answered.
+    Stored(Result<(), HistoryError>),
+    /// Items were taken (true: the queue is closed and empty).
+    Took(bool),
+    /// An ordering deadline passed.
+    Tick,
+    /// The broker is draining.
+    Stop,
+}
+
+/// The answer to the oldest write in flight (pending forever when none is).
+async fn oldest(in_flight: &mut VecDeque<InFlight>) -> Result<(), HistoryError> {
+    match in_flight.front_mut() {
+        Some(f) => f.stored.as_mut().await,
+        None => std::future::pending().await,
+    }
+}
 
 impl Shard {
     async fn run(mut self, mut rx: mpsc::Receiver<Entry>, mut stop: watch::Receiver<bool>) {
@@ -328,11 +376,27 @@ impl Shard {
         let mut stopping = false;
         loop {
             let deadline = self.sequencer.next_deadline();
-            let closed = tokio::select! {
-                n = rx.recv_many(&mut batch, MAX_BATCH) => n == 0,
-                _ = sleep_until(deadline), if deadline.is_some() => false,
+            let flying = !self.in_flight.is_empty();
+            let take = self.in_flight.len() < MAX_IN_FLIGHT;
+            let wake = tokio::select! {
+                biased;
+                r = oldest(&mut self.in_flight), if flying => Wake::Stored(r),
+                n = rx.recv_many(&mut batch, MAX_BATCH), if take => Wake::Took(n == 0),
+                _ = sleep_until(deadline), if deadline.is_some() => Wake::Tick,
+                _ = stop.wait_for(|s| *s), if !stopping => Wake::Stop,
+            };
+            let closed = match wake {
+                Wake::Stored(r) => {
+                    if let Some(f) = self.in_flight.pop_front() {
+                        self.finish(f.groups, r, f.dups).await;
+                    }
+                    self.report_sizes();
+                    continue;
+                }
+                Wake::Took(closed) => closed,
+                Wake::Tick => false,
                 // drain: take nothing new; what is queued is still received, then recv ends
-                _ = stop.wait_for(|s| *s), if !stopping => {
+                Wake::Stop => {
                     stopping = true;
                     rx.close();
                     false
@@ -353,12 +417,19 @@ impl Shard {
                 if self.history.is_immediate() {
                     self.fan_out(&mut ready, now).await;
                 } else {
-                    self.store_then_fan_out(&mut ready).await;
+                    self.store(&mut ready).await;
                 }
             }
+            self.settle_dups();
             self.report_sizes();
             if closed {
-                // every sender is gone; what the lane still has is written before the end
+                // every sender is gone: finish what is in flight
+                while let Some(f) = self.in_flight.pop_front() {
+                    let r = f.stored.await;
+                    self.finish(f.groups, r, f.dups).await;
+                }
+                self.report_sizes();
+                // what the lane still has is written before the end
                 if let Some(lane) = self.lane.take() {
                     lane.finish().await;
                 }
@@ -405,7 +476,8 @@ impl Shard {
             {
                 self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
                 if let Some(ack) = ack {
-                    ack.done(true); // already stored
+                    // stored, or in a write in flight: answered with this batch's write
+                    self.dups.push(ack);
                 }
                 return;
             }
@@ -421,18 +493,58 @@ impl Shard {
         }
     }
 
-    /// With a durable store: stores every channel's batch (all at once: one write, one
-    /// fsync), then fans out what was stored and acknowledges it. Items a failed write did
-    /// not store are neither delivered nor acknowledged (the publisher gets an error and may
-    /// retry: their ids are forgotten by dedup).
-    async fn store_then_fan_out(&mut self, ready: &mut Vec<Arc<Message>>) {
+    /// With a durable store: hands every channel's batch to the store (all at once: one
+    /// write, one fsync) and keeps it in flight until [`Shard::finish`]. When the store
+    /// cannot take it now (its queue is full), finishes what is in flight and waits for
+    /// this write, so batches are always stored in the order they were taken.
+    async fn store(&mut self, ready: &mut Vec<Arc<Message>>) {
         let groups = group_by_channel(ready);
-        let stored = self.history.append_groups(&groups, Instant::now()).await;
+        let failures = self.failures;
+        let dups = self.dups.drain(..).map(|a| (a, failures)).collect();
+        if let Some(stored) = self.history.try_append_groups(&groups, Instant::now()) {
+            self.in_flight.push_back(InFlight {
+                groups,
+                stored: Box::pin(stored),
+                dups,
+            });
+            return;
+        }
+        while let Some(f) = self.in_flight.pop_front() {
+            let r = f.stored.await;
+            self.finish(f.groups, r, f.dups).await;
+        }
+        let r = self.history.append_groups(&groups, Instant::now()).await;
+        self.finish(groups, r, dups).await;
+    }
+
+    /// Acknowledges the duplicates of a batch that stored nothing: with the newest write in
+    /// flight (their first copies are in it or older ones), or at once when none is.
+    fn settle_dups(&mut self) {
+        if self.dups.is_empty() {
+            return;
+        }
+        let failures = self.failures;
+        match self.in_flight.back_mut() {
+            Some(f) => f.dups.extend(self.dups.drain(..).map(|a| (a, failures))),
+            None => self.dups.drain(..).for_each(|a| a.done(true)),
+        }
+    }
+
+    /// A write is answered: fans out what it stored and acknowledges it. Items a failed
+    /// write did not store are neither delivered nor acknowledged (the publisher gets an
+    /// error and may retry: their ids are forgotten by dedup).
+    async fn finish(
+        &mut self,
+        groups: Vec<Vec<Arc<Message>>>,
+        stored: Result<(), HistoryError>,
+        dups: Vec<(Arc<Ack>, u64)>,
+    ) {
         let now = Instant::now();
         let ok = match stored {
             Ok(()) => true,
             Err(e) => {
                 tracing::warn!(channels = groups.len(), "history append failed: {e}");
+                self.failures += 1;
                 for m in groups.iter().flatten() {
                     if let Some(id) = &m.id {
                         self.dedup.forget(&m.channel, id);
@@ -452,6 +564,9 @@ impl Shard {
                     }
                 }
             }
+        }
+        for (ack, failures) in dups {
+            ack.done(ok && failures == self.failures);
         }
     }
 
@@ -480,7 +595,7 @@ impl Shard {
     }
 
     async fn fan_out_channel(
-        &self,
+        &mut self,
         channel: &ChannelName,
         messages: &[Arc<Message>],
         now: Instant,
@@ -520,7 +635,7 @@ impl Shard {
     }
 
     /// Hands a batch to the shard's lane (or, if the lane is gone, writes it here).
-    async fn hand_over(&self, found: Found, messages: &[Arc<Message>]) {
+    async fn hand_over(&mut self, found: Found, messages: &[Arc<Message>]) {
         if let Some(lane) = &self.lane {
             match lane.hand_over(found, messages.to_vec()).await {
                 Ok(()) => {}

@@ -7,27 +7,31 @@
 //! * **Store: fjall** (an embedded LSM tree, pure Rust), chosen by measurement against redb
 //!   and SQLite (BENCHMARKS.md, "Durable history store: choice"): an append is a journal
 //!   write, so a batch spread over many channels costs one sequential write and one fsync,
-//!   where a B-tree rewrites a page per channel. Three keyspaces: `items` ((channel, seq) →
-//!   append time + item), `channels` (name → generation, next sequence, truncated, last
-//!   id) and `meta` (format, epoch, next generation, "a channel was forgotten"); the layout
-//!   is in `disk_codec.rs`.
+//!   where a B-tree rewrites a page per channel. Three keyspaces: `items` (a store-wide
+//!   counter, so keys come in write order → append time, channel, sequence and item),
+//!   `channels` (name → generation, next sequence, truncated, last id) and `meta` (format,
+//!   epoch, next generation, "a channel was forgotten"); the layout is in `disk_codec.rs`,
+//!   the migration from older layouts in `disk_migrate.rs`.
 //! * **Reads come from memory.** The store keeps a [`MemoryCore`] as its image of what is
 //!   on disk and answers `read_after`, `last`, `stats` and [`DiskHistory::contains_id`]
 //!   from it at once, as the in-memory store does (no decoding per read; memory per kept
 //!   item is the in-memory store's). The disk is read only by [`DiskHistory::open`], which
 //!   rebuilds the image (`memory_restore.rs`): ages come from the stored wall-clock times,
 //!   and every bound is applied again as of the open.
-//! * **One writer thread, group commit.** `append` (one channel) and `append_groups` (a
-//!   shard's whole batch, every channel in it: what the broker uses) filter the items that
-//!   have an id, take a permit of a bounded queue ([`QUEUE_LIMIT`] waiting appends; past
-//!   it callers wait, the runtime never blocks), and hand them to the writer thread. The writer takes every
-//!   append waiting (up to [`MAX_BATCH_ITEMS`]), assigns sequence numbers from the image,
-//!   writes them all as one journal batch and syncs once ([`FsyncPolicy`]), then applies
-//!   them to the image and resolves each append: concurrent appends from several shards
-//!   share one fsync, and a reader never sees an item before it is stored. Evictions (by
-//!   count, age or bytes, done in the image) are logged there and deleted on disk with the
-//!   writer's next batch, or within [`FLUSH_INTERVAL`] when no append comes; a crash before
-//!   that only brings back items the bounds drop again at the next open.
+//! * **One writer thread, group commit** (`disk_writer.rs`). `append` (one channel) and
+//!   `append_groups` (a shard's whole batch, every channel in it: what the broker uses)
+//!   filter the items that have an id, take a permit of a bounded queue ([`QUEUE_LIMIT`]
+//!   waiting appends; past it callers wait, the runtime never blocks), and hand them to the
+//!   writer thread; [`DiskHistory::try_append_groups`] hands them over at once or not at
+//!   all, so a shard can make its next append while one is being written. The writer
+//!   stores everything waiting as one journal batch with one fsync ([`FsyncPolicy`]), then
+//!   applies it to the image and resolves each append: a reader never sees an item before
+//!   it is stored. Evictions (by count, age or bytes, done in the image) are logged there
+//!   and deleted on disk in the writer's next batch, or within [`FLUSH_INTERVAL`] when no
+//!   append comes; a crash before that only brings back items the bounds drop again at the
+//!   next open. The writer finds an evicted item's key in its own map (`disk_writer::KeyMap`: per
+//!   channel the keys of its kept items, oldest first; 8 bytes per kept item), since the
+//!   image knows items by (channel, sequence) and the disk by write order.
 //! * **Errors.** A failed write resolves every append of its batch with
 //!   [`HistoryError::Unavailable`] (the publish must not be acknowledged) and leaves the
 //!   image unchanged; nothing panics. fjall refuses further writes after a failed journal
@@ -35,18 +39,17 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Slice};
-use foldhash::{HashMap, HashMapExt};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions};
 use parking_lot::Mutex;
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
-use super::disk_codec::{self as codec, item_key};
 use super::disk_restore::RestoredIds;
-use super::memory::restore::ChannelState;
+use super::disk_writer::Writer;
+pub(super) use super::disk_writer::{touched_rows, ChannelKeys, KeyMap};
 use super::memory::MemoryCore;
 use super::{
     After, Appended, HistoryConfig, HistoryError, HistoryStats, HistoryStore, Kept, Recovery,
@@ -75,7 +78,7 @@ pub const LINGER: Duration = Duration::from_micros(100);
 /// How soon evictions are deleted on disk when no append comes.
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 
-enum Cmd {
+pub(super) enum Cmd {
     /// Items that all have an id: all for `channel` when given, otherwise for their own
     /// channels, each channel's items together (a run).
     Append {
@@ -89,14 +92,14 @@ enum Cmd {
 }
 
 /// What the store's callers and its writer share.
-struct Shared {
-    core: Mutex<MemoryCore>,
+pub(super) struct Shared {
+    pub(super) core: Mutex<MemoryCore>,
     /// Wall-clock milliseconds at the core's base instant.
-    wall_base: u64,
-    writes: AtomicU64,
-    appends: AtomicU64,
-    fsyncs: AtomicU64,
-    failures: AtomicU64,
+    pub(super) wall_base: u64,
+    pub(super) writes: AtomicU64,
+    pub(super) appends: AtomicU64,
+    pub(super) fsyncs: AtomicU64,
+    pub(super) failures: AtomicU64,
 }
 
 /// What the writer has done, for metrics: `appends / writes` is how many appends share one
@@ -167,7 +170,9 @@ impl DiskHistory {
             meta: ks("meta")?,
             db: db.clone(),
         };
-        let (core, wall_base, restored_ids) = super::disk_restore::restore(dir, &store, config)?;
+        super::disk_migrate::migrate_if_old(dir, &store)?;
+        let restored = super::disk_restore::restore(dir, &store, config)?;
+        let (core, wall_base, restored_ids) = (restored.core, restored.wall_base, restored.ids);
         let shared = Arc::new(Shared {
             core: Mutex::new(core),
             wall_base,
@@ -177,16 +182,14 @@ impl DiskHistory {
             failures: AtomicU64::new(0),
         });
         let (tx, rx) = mpsc::channel();
-        let writer = Writer {
-            key: Vec::with_capacity(64),
-            value: Vec::with_capacity(1024),
+        let writer = Writer::new(
             store,
-            shared: shared.clone(),
+            shared.clone(),
             rx,
             policy,
-            synced_at: Instant::now(),
-            unsynced: false,
-        };
+            restored.keys,
+            restored.next_key,
+        );
         let writer = std::thread::Builder::new()
             .name("history-writer".into())
             .spawn(move || writer.run())
@@ -224,17 +227,7 @@ impl DiskHistory {
         groups: &[Vec<Arc<Message>>],
         now: Instant,
     ) -> impl std::future::Future<Output = Result<Appended, HistoryError>> + Send {
-        let msgs: Vec<Arc<Message>> = if self.max_items == 0 {
-            Vec::new()
-        } else {
-            groups
-                .iter()
-                .flatten()
-                .filter(|m| m.id.is_some())
-                .cloned()
-                .collect()
-        };
-        self.send_append(None, msgs, now)
+        self.send_append(None, self.with_ids(groups), now)
     }
 
     fn send_append(
@@ -250,17 +243,48 @@ impl DiskHistory {
                 return Ok(Appended::default());
             }
             let permit = permits.acquire_owned().await.map_err(|_| closed())?;
-            let (done, rx) = oneshot::channel();
-            let cmd = Cmd::Append {
-                channel,
-                msgs,
-                now,
-                done,
-                _permit: permit,
-            };
-            tx.ok_or_else(closed)?.send(cmd).map_err(|_| closed())?;
-            rx.await.map_err(|_| closed())?
+            hand_over(tx.as_ref(), permit, channel, msgs, now)?
+                .await
+                .map_err(|_| closed())?
         }
+    }
+
+    /// [`DiskHistory::append_groups`] if the writer's queue has room now: the items are
+    /// handed to the writer before this returns (so appends made one after the other are
+    /// stored in that order even when nobody waits for the first yet), and the future only
+    /// waits for the answer. None when the queue is full.
+    pub fn try_append_groups(
+        &self,
+        groups: &[Vec<Arc<Message>>],
+        now: Instant,
+    ) -> Option<impl std::future::Future<Output = Result<Appended, HistoryError>> + Send + 'static>
+    {
+        let msgs = self.with_ids(groups);
+        let sent = if msgs.is_empty() {
+            None
+        } else {
+            let permit = self.permits.clone().try_acquire_owned().ok()?;
+            Some(hand_over(self.tx.as_ref(), permit, None, msgs, now))
+        };
+        Some(async move {
+            match sent {
+                None => Ok(Appended::default()),
+                Some(rx) => rx?.await.map_err(|_| closed())?,
+            }
+        })
+    }
+
+    /// The items of `groups` that have an id (none when nothing is kept).
+    fn with_ids(&self, groups: &[Vec<Arc<Message>>]) -> Vec<Arc<Message>> {
+        if self.max_items == 0 {
+            return Vec::new();
+        }
+        groups
+            .iter()
+            .flatten()
+            .filter(|m| m.id.is_some())
+            .cloned()
+            .collect()
     }
 
     /// [`HistoryStore::read_after`], answered at once (reads come from the store's
@@ -376,317 +400,24 @@ pub(super) struct Store {
     pub(super) meta: Keyspace,
 }
 
-/// One channel's part of a write: its state before (to create it in the image if it was
-/// forgotten meanwhile) and after.
-struct Plan {
-    before: ChannelState,
-    after: ChannelState,
-    /// New to the image: its row (generation) must be written with its first items; other
-    /// rows are rewritten only when evictions change them, as the items themselves say
-    /// where the channel's sequence and last id stand.
-    created: bool,
-}
-
-/// One append as the writer holds it.
-struct Pending {
+/// Puts one append on the writer's queue; the receiver answers once it is stored.
+fn hand_over(
+    tx: Option<&mpsc::Sender<Cmd>>,
+    permit: OwnedSemaphorePermit,
     channel: Option<ChannelName>,
     msgs: Vec<Arc<Message>>,
     now: Instant,
-    done: oneshot::Sender<Result<Appended, HistoryError>>,
-}
-
-impl Pending {
-    /// Calls `f` with each channel and its items, in order.
-    fn for_each_run(&self, mut f: impl FnMut(&ChannelName, &[Arc<Message>])) {
-        match &self.channel {
-            Some(channel) => f(channel, &self.msgs),
-            None => {
-                for run in self.msgs.chunk_by(|a, b| a.channel == b.channel) {
-                    f(&run[0].channel, run);
-                }
-            }
-        }
-    }
-}
-
-struct Writer {
-    /// Scratch buffers for an item's key and value (reused: one allocation per item, the
-    /// store's own copy, instead of three).
-    key: Vec<u8>,
-    value: Vec<u8>,
-    store: Store,
-    shared: Arc<Shared>,
-    rx: mpsc::Receiver<Cmd>,
-    policy: FsyncPolicy,
-    synced_at: Instant,
-    /// Written but not fsynced yet (`EveryMs`).
-    unsynced: bool,
-}
-
-impl Writer {
-    fn tick(&self) -> Duration {
-        match self.policy {
-            FsyncPolicy::EveryMs(ms) if self.unsynced => {
-                Duration::from_millis(ms).saturating_sub(self.synced_at.elapsed())
-            }
-            _ => FLUSH_INTERVAL,
-        }
-    }
-
-    fn run(mut self) {
-        loop {
-            let first = match self.rx.recv_timeout(self.tick()) {
-                Ok(c) => Some(c),
-                Err(RecvTimeoutError::Timeout) => None,
-                Err(RecvTimeoutError::Disconnected) => break,
-            };
-            let mut appends = Vec::new();
-            let mut syncs = Vec::new();
-            let mut n = 0;
-            let mut next = first;
-            let mut lingered = false;
-            while let Some(cmd) = next {
-                match cmd {
-                    Cmd::Append {
-                        channel,
-                        msgs,
-                        now,
-                        done,
-                        _permit,
-                    } => {
-                        n += msgs.len();
-                        appends.push(Pending {
-                            channel,
-                            msgs,
-                            now,
-                            done,
-                        });
-                    }
-                    Cmd::Sync(done) => syncs.push(done),
-                }
-                next = if n < MAX_BATCH_ITEMS {
-                    self.rx.try_recv().ok()
-                } else {
-                    None
-                };
-                if next.is_none() && !lingered && n > 0 && n < MAX_BATCH_ITEMS {
-                    // appends made together (one request's channels, several shards) reach
-                    // the queue a few microseconds apart: wait once for the stragglers, a
-                    // fraction of the fsync they would otherwise need of their own
-                    lingered = true;
-                    next = self.rx.recv_timeout(LINGER).ok();
-                }
-            }
-            self.write(appends, !syncs.is_empty());
-            let synced = self.sync_if_due(!syncs.is_empty());
-            for done in syncs {
-                let r = match &synced {
-                    Ok(()) => Ok(()),
-                    Err(e) => Err(HistoryError::Unavailable(e.to_string())),
-                };
-                let _ = done.send(r);
-            }
-        }
-        self.write(Vec::new(), true);
-        let _ = self.sync_if_due(true);
-    }
-
-    /// Fsyncs what is written if the policy says it is time (or `force`).
-    fn sync_if_due(&mut self, force: bool) -> Result<(), HistoryError> {
-        let due = match self.policy {
-            FsyncPolicy::EveryMs(ms) => self.synced_at.elapsed() >= Duration::from_millis(ms),
-            FsyncPolicy::EveryBatch => false,
-        };
-        if !self.unsynced || !(force || due) {
-            return Ok(());
-        }
-        let r = self
-            .store
-            .db
-            .persist(PersistMode::SyncAll)
-            .map_err(|e| HistoryError::Unavailable(format!("history fsync failed: {e}")));
-        if r.is_ok() {
-            self.unsynced = false;
-            self.synced_at = Instant::now();
-            self.shared.fsyncs.fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.shared.failures.fetch_add(1, Ordering::Relaxed);
-        }
-        r
-    }
-
-    /// Writes the appends (and deletes what the image evicted since the last write), then
-    /// applies the appends to the image and resolves them.
-    fn write(&mut self, appends: Vec<Pending>, flush: bool) {
-        let evicted = self.shared.core.lock().take_evicted();
-        if let Err(e) = self.delete_evicted(&evicted) {
-            tracing::warn!("{e}");
-            self.shared.failures.fetch_add(1, Ordering::Relaxed);
-            self.shared.core.lock().requeue_evicted(evicted);
-        }
-        if appends.is_empty() {
-            let _ = flush;
-            return;
-        }
-        let wall_base = self.shared.wall_base;
-        let mut plans: HashMap<ChannelName, Plan> = HashMap::default();
-        let mut ats = Vec::with_capacity(appends.len());
-        let (next_gen, forgot) = {
-            let mut core = self.shared.core.lock();
-            for p in &appends {
-                ats.push(core.at(p.now));
-                p.for_each_run(|channel, _| {
-                    if plans.contains_key(channel) {
-                        return;
-                    }
-                    let known = core.channel_state(channel);
-                    let created = known.is_none();
-                    let before = known.unwrap_or_else(|| {
-                        let (_, forgot) = core.marks();
-                        ChannelState {
-                            gen: core.reserve_gen(),
-                            first_seq: 1,
-                            next_seq: 1,
-                            truncated: forgot,
-                            last_id: None,
-                            emptied_at: 0,
-                        }
-                    });
-                    let after = before.clone();
-                    let plan = Plan {
-                        before,
-                        after,
-                        created,
-                    };
-                    plans.insert(channel.clone(), plan);
-                });
-            }
-            core.marks()
-        };
-        let mut batch = self.store.db.batch();
-        // the last sequence number planned for each run, in order
-        let mut planned = Vec::with_capacity(appends.len());
-        let (key, value) = (&mut self.key, &mut self.value);
-        for (p, at) in appends.iter().zip(&ats) {
-            p.for_each_run(|channel, run| {
-                let Some(plan) = plans.get_mut(channel) else {
-                    return;
-                };
-                for msg in run {
-                    let seq = plan.after.next_seq;
-                    plan.after.next_seq += 1;
-                    codec::item_key_into(key, channel, seq);
-                    codec::encode_item_into(value, wall_base + at, msg);
-                    batch.insert(&self.store.items, Slice::new(key), Slice::new(value));
-                }
-                if let Some(last) = run.last() {
-                    plan.after.last_id = last.id.clone();
-                }
-                planned.push(plan.after.next_seq - 1);
-            });
-        }
-        let mut created = false;
-        for (channel, plan) in plans.iter().filter(|(_, p)| p.created) {
-            let row = codec::encode_channel(&plan.after, wall_base + plan.after.emptied_at);
-            batch.insert(&self.store.channels, channel.as_bytes(), row);
-            created = true;
-        }
-        if created {
-            batch.insert(
-                &self.store.meta,
-                codec::META_NEXT_GEN,
-                u64::from(next_gen).to_be_bytes(),
-            );
-            batch.insert(
-                &self.store.meta,
-                codec::META_FORGOT,
-                u64::from(forgot).to_be_bytes(),
-            );
-        }
-        let batch = match self.policy {
-            FsyncPolicy::EveryBatch => batch.durability(Some(PersistMode::SyncAll)),
-            FsyncPolicy::EveryMs(_) => batch.durability(Some(PersistMode::Buffer)),
-        };
-        if let Err(e) = batch.commit() {
-            let err = HistoryError::Unavailable(format!("history write failed: {e}"));
-            tracing::warn!("{err}");
-            self.shared.failures.fetch_add(1, Ordering::Relaxed);
-            for p in appends {
-                let _ = p.done.send(Err(HistoryError::Unavailable(err.to_string())));
-            }
-            return;
-        }
-        let s = &self.shared;
-        s.writes.fetch_add(1, Ordering::Relaxed);
-        s.appends.fetch_add(appends.len() as u64, Ordering::Relaxed);
-        if self.policy == FsyncPolicy::EveryBatch {
-            s.fsyncs.fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.unsynced = true;
-        }
-        let mut core = self.shared.core.lock();
-        let mut planned = planned.into_iter();
-        for p in appends {
-            let mut out = Appended::default();
-            p.for_each_run(|channel, run| {
-                if let Some(plan) = plans.get(channel) {
-                    core.ensure_channel(channel, &plan.before);
-                }
-                let got = core.append(channel, run, p.now);
-                let want = planned.next();
-                if got.last_seq != want {
-                    tracing::error!(
-                        "history image out of step with disk on {channel}: {:?} != {want:?}",
-                        got.last_seq
-                    );
-                }
-                out.kept += got.kept;
-                out.last_seq = got.last_seq;
-            });
-            let _ = p.done.send(Ok(out));
-        }
-    }
-
-    /// Deletes on disk the items the image dropped and the channels it forgot, and rewrites
-    /// the rows of the channels that lost items (their truncated flag).
-    fn delete_evicted(&self, evicted: &[(ChannelName, u64)]) -> Result<(), HistoryError> {
-        if evicted.is_empty() {
-            return Ok(());
-        }
-        let mut batch = self.store.db.batch();
-        let mut touched: HashMap<&ChannelName, ()> = HashMap::new();
-        let mut forgot = false;
-        for (channel, seq) in evicted {
-            if MemoryCore::is_forget_mark(*seq) {
-                forgot = true;
-            } else {
-                batch.remove(&self.store.items, item_key(channel, *seq));
-            }
-            touched.insert(channel, ());
-        }
-        {
-            let core = self.shared.core.lock();
-            for channel in touched.keys() {
-                match core.channel_state(channel) {
-                    Some(state) => {
-                        let emptied = self.shared.wall_base + state.emptied_at;
-                        batch.insert(
-                            &self.store.channels,
-                            channel.as_bytes(),
-                            codec::encode_channel(&state, emptied),
-                        );
-                    }
-                    None => batch.remove(&self.store.channels, channel.as_bytes()),
-                }
-            }
-        }
-        if forgot {
-            batch.insert(&self.store.meta, codec::META_FORGOT, 1u64.to_be_bytes());
-        }
-        batch
-            .commit()
-            .map_err(|e| HistoryError::Unavailable(format!("history delete failed: {e}")))
-    }
+) -> Result<oneshot::Receiver<Result<Appended, HistoryError>>, HistoryError> {
+    let (done, rx) = oneshot::channel();
+    let cmd = Cmd::Append {
+        channel,
+        msgs,
+        now,
+        done,
+        _permit: permit,
+    };
+    tx.ok_or_else(closed)?.send(cmd).map_err(|_| closed())?;
+    Ok(rx)
 }
 
 /// Wall-clock milliseconds now (for the restore).
@@ -696,4 +427,4 @@ pub(super) fn wall_now() -> u64 {
 
 #[cfg(test)]
 #[path = "disk_tests.rs"]
-mod tests;
+pub(super) mod tests;

@@ -1,9 +1,12 @@
 //! Opening the on-disk history: reads the meta keys (or writes them for a new store), every
-//! channel row and every item, and rebuilds the in-memory image (`memory_restore.rs`) as of
+//! channel row and every item (in key order, which is write order, so each channel's items
+//! come in sequence order), and rebuilds the in-memory image (`memory_restore.rs`) as of
 //! now — items keep their stored append times, so what aged out while the process was down
-//! is dropped (and its channel marked truncated) at once. Items that cannot be read back,
-//! or that belong to no channel row, are deleted and counted in a warning; their channel is
-//! then truncated, never silently complete.
+//! is dropped (and its channel marked truncated) at once, and deleted on disk here with the
+//! rows of the channels that lost items. It also rebuilds the writer's map of each kept
+//! item's key. Items that cannot be read back, or that belong to no channel row, are
+//! deleted and counted in a warning; their channel is then truncated, never silently
+//! complete.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -11,7 +14,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::disk::{wall_now, Store};
+use super::disk::{touched_rows, wall_now, ChannelKeys, KeyMap, Store};
 use super::disk_codec as codec;
 use super::memory::MemoryCore;
 use super::{HistoryConfig, HistoryError};
@@ -67,27 +70,37 @@ fn meta_u64(store: &Store, dir: &Path, key: &str) -> Result<Option<u64>, History
     }
 }
 
-/// The image of what `store` keeps, the wall-clock milliseconds at its base instant, and
-/// the ids it holds.
+/// What [`restore`] read back.
+pub(super) struct Restored {
+    /// The image of what the store keeps.
+    pub(super) core: MemoryCore,
+    /// Wall-clock milliseconds at the image's base instant.
+    pub(super) wall_base: u64,
+    /// The ids it holds.
+    pub(super) ids: RestoredIds,
+    /// The key of each kept item.
+    pub(super) keys: KeyMap,
+    /// The key the next item written gets (after every key stored).
+    pub(super) next_key: u64,
+}
+
+/// Reads back what `store` keeps (a store of this layout: `disk_migrate.rs` runs first).
 pub(super) fn restore(
     dir: &Path,
     store: &Store,
     config: HistoryConfig,
-) -> Result<(MemoryCore, u64, RestoredIds), HistoryError> {
+) -> Result<Restored, HistoryError> {
     match meta_u64(store, dir, codec::META_FORMAT)? {
         Some(codec::FORMAT) => {}
-        Some(codec::FORMAT_V1) => {
-            // read as it is; what is written from now on may be version 2
-            store
-                .meta
-                .insert(codec::META_FORMAT, codec::FORMAT.to_be_bytes())
-                .map_err(|e| fail(dir, "cannot write", e))?
-        }
         Some(v) => {
             return Err(fail(
                 dir,
                 "unsupported layout",
-                format!("version {v}, this build reads {}", codec::FORMAT),
+                format!(
+                    "version {v}, this build reads {} (and migrates 1 and 2); \
+                     open it with the build that wrote it, or move the directory away to start empty",
+                    codec::FORMAT
+                ),
             ))
         }
         None => store
@@ -126,7 +139,8 @@ pub(super) fn restore(
 
     let mut ids = RestoredIds::new();
     let mut bad: Vec<Vec<u8>> = Vec::new();
-    let mut rows: HashMap<ChannelName, (u32, u64)> = HashMap::new();
+    // per channel: its slot, and its row's next sequence and truncated flag
+    let mut rows: HashMap<ChannelName, (u32, u64, bool)> = HashMap::new();
     for kv in store.channels.iter() {
         let (k, v) = kv.into_inner().map_err(|e| fail(dir, "cannot read", e))?;
         let (Ok(name), Some(mut state)) = (std::str::from_utf8(&k), codec::decode_channel(&v))
@@ -140,26 +154,44 @@ pub(super) fn restore(
         }
         let name: ChannelName = Arc::from(name);
         let slot = core.ensure_channel(&name, &state);
-        rows.insert(name, (slot, state.next_seq));
+        rows.insert(name, (slot, state.next_seq, state.truncated));
     }
     let mut orphans: Vec<Vec<u8>> = Vec::new();
     let mut unreadable = 0usize;
+    let mut next_key = 0u64;
+    // per channel slot, the (sequence, key) of each item given to the image, in order
+    let mut placed: HashMap<u32, Vec<(u64, u64)>> = HashMap::new();
+    let mut lost_unknown = false;
     for kv in store.items.iter() {
         let (k, v) = kv.into_inner().map_err(|e| fail(dir, "cannot read", e))?;
-        let Some((name, seq)) = codec::split_item_key(&k) else {
+        let Some(key) = codec::split_item_key(&k) else {
             orphans.push(k.to_vec());
             continue;
         };
-        let Some(&(slot, _)) = rows.get(name) else {
+        next_key = next_key.max(key.saturating_add(1));
+        let (head, body) = match codec::decode_head(&v) {
+            Ok(h) => h,
+            Err(e) => {
+                // its channel is unknown: no channel not kept now can claim to be complete
+                unreadable += 1;
+                tracing::warn!("history store {}: item key {key}: {e}", dir.display());
+                orphans.push(k.to_vec());
+                lost_unknown = true;
+                continue;
+            }
+        };
+        let (name, seq) = (head.channel, head.seq);
+        let Some(&(slot, ..)) = rows.get(name) else {
             orphans.push(k.to_vec());
             continue;
         };
-        match codec::decode_item(name, &v) {
-            Ok((at_wall, msg)) => {
+        match codec::decode_body_of(name, body) {
+            Ok(msg) => {
                 if let Some(id) = &msg.id {
                     ids.insert(name, id);
                 }
-                core.restore_item(slot, seq, msg, at_wall.saturating_sub(wall_base));
+                core.restore_item(slot, seq, msg, head.wall.saturating_sub(wall_base));
+                placed.entry(slot).or_default().push((seq, key));
             }
             Err(e) => {
                 unreadable += 1;
@@ -169,14 +201,63 @@ pub(super) fn restore(
             }
         }
     }
-    for (slot, next_seq) in rows.values() {
+    for (slot, next_seq, _) in rows.values() {
         core.check_restored(*slot, *next_seq);
     }
-    if !bad.is_empty() {
+    if !bad.is_empty() || lost_unknown {
         // the items of an unreadable row are gone: no unknown channel is complete now
         core.set_marks(next_gen, true);
     }
     core.finish_restore(now);
+    // what the image kept of each channel is the tail of what it was given: the rest goes
+    let mut keys = KeyMap::default();
+    let mut dropped: Vec<u64> = Vec::new();
+    for (name, &(slot, ..)) in &rows {
+        let Some(mut items) = placed.remove(&slot) else {
+            continue;
+        };
+        let kept = core.channel_state(name).map_or(0, |s| {
+            let n = s.next_seq.saturating_sub(s.first_seq) as usize;
+            if let Some(&(seq, _)) = items.get(items.len().saturating_sub(n)) {
+                if n > 0 && seq != s.first_seq {
+                    tracing::error!(
+                        "history store {}: {name}: restore out of step",
+                        dir.display()
+                    );
+                }
+            }
+            n.min(items.len())
+        });
+        let cut = items.len() - kept;
+        dropped.extend(items.drain(..cut).map(|(_, k)| k));
+        if let Some(&(first_seq, _)) = items.first() {
+            let keys_of = items.into_iter().map(|(_, k)| k).collect();
+            keys.insert(
+                name.clone(),
+                ChannelKeys {
+                    first_seq,
+                    keys: keys_of,
+                    // made true below where it is not
+                    row_truncated: core.channel_state(name).is_some_and(|s| s.truncated),
+                },
+            );
+        }
+    }
+    // the rows of the channels that lost items now (their truncated flag, or gone)
+    let evicted = core.take_evicted();
+    let mut touched = touched_rows(&core, &evicted);
+    // and those whose truncated flag changed without an eviction (an unreadable item): from
+    // here on every row says what the image says (the writer relies on it)
+    let named: std::collections::HashSet<ChannelName> =
+        touched.iter().map(|(n, _)| n.clone()).collect();
+    for (name, &(_, _, stored)) in &rows {
+        if let Some(state) = core.channel_state(name) {
+            if state.truncated != stored && !named.contains(name) {
+                touched.push((name.clone(), Some(state)));
+            }
+        }
+    }
+    let forgot = evicted.iter().any(|(_, s)| MemoryCore::is_forget_mark(*s));
     if !bad.is_empty() || !orphans.is_empty() {
         tracing::warn!(
             "history store {}: dropped {} unreadable channel rows, {} unreadable items, {} items of no channel",
@@ -185,6 +266,8 @@ pub(super) fn restore(
             unreadable,
             orphans.len() - unreadable
         );
+    }
+    if !bad.is_empty() || !orphans.is_empty() || !dropped.is_empty() || !touched.is_empty() {
         let mut batch = store.db.batch();
         for k in bad {
             batch.remove(&store.channels, k);
@@ -192,7 +275,29 @@ pub(super) fn restore(
         for k in orphans {
             batch.remove(&store.items, k);
         }
+        for k in dropped {
+            batch.remove_weak(&store.items, codec::item_key(k).to_vec());
+        }
+        for (name, state) in &touched {
+            match state {
+                Some(state) => batch.insert(
+                    &store.channels,
+                    name.as_bytes(),
+                    codec::encode_channel(state, wall_base + state.emptied_at),
+                ),
+                None => batch.remove(&store.channels, name.as_bytes()),
+            }
+        }
+        if forgot || lost_unknown {
+            batch.insert(&store.meta, codec::META_FORGOT, 1u64.to_be_bytes());
+        }
         batch.commit().map_err(|e| fail(dir, "cannot write", e))?;
     }
-    Ok((core, wall_base, ids))
+    Ok(Restored {
+        core,
+        wall_base,
+        ids,
+        keys,
+        next_key,
+    })
 }

@@ -1,8 +1,10 @@
 //! Tests of the on-disk history: the in-memory store's semantics, run against both stores
 //! through the trait; a restart keeps items, sequence numbers, epochs and the truncated
 //! knowledge; ages count across a restart; group commit under concurrent appends; the
-//! `EveryMs` policy; open errors that name the directory. The `kill -9` test is in
-//! `tests/history_kill.rs`.
+//! `EveryMs` policy; open errors that name the directory; keys in write order, evictions
+//! (by count, by age, by a smaller bound at open, forgotten channels) deleted on disk, and
+//! the keys still found after a reopen. The migration from older layouts is tested in
+//! `disk_migrate_tests.rs`, the `kill -9` test is in `tests/history_kill.rs`.
 
 use std::path::Path;
 use std::time::Duration;
@@ -10,6 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use gripway_proto::publish::{Formats, HttpStreamAction, HttpStreamFormat, Item};
 
+use super::super::disk_codec as codec;
 use super::*;
 use crate::history::{MemoryHistory, Reach};
 
@@ -438,76 +441,158 @@ async fn groups_of_many_channels_are_one_write() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The store's keyspaces, opened directly (the store must be closed).
+pub(in crate::history) fn raw(dir: &Path) -> (Database, Keyspace, Keyspace, Keyspace) {
+    let db = Database::builder(dir)
+        .open()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ks = |n: &str| {
+        db.keyspace(n, KeyspaceCreateOptions::default)
+            .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let (items, channels, meta) = (ks("items"), ks("channels"), ks("meta"));
+    (db, items, channels, meta)
+}
+
+/// Every item on disk: (key, channel, sequence, id), in key order.
+pub(in crate::history) fn on_disk(dir: &Path) -> Vec<(Vec<u8>, String, u64, String)> {
+    let (_db, items, _, _) = raw(dir);
+    items
+        .iter()
+        .map(|kv| {
+            let (k, v) = kv.into_inner().unwrap_or_else(|e| panic!("{e}"));
+            let (head, msg) = codec::decode_item(&v).unwrap_or_else(|e| panic!("{e}"));
+            let id = msg.id.as_deref().unwrap_or("-").to_string();
+            (k.to_vec(), head.channel.to_string(), head.seq, id)
+        })
+        .collect()
+}
+
 #[tokio::test]
-async fn a_version_1_store_is_read_and_marked_version_2() {
-    let dir = tmp("v1");
+async fn keys_are_in_write_order_and_evictions_delete_them() {
+    let dir = tmp("order");
+    let t = Instant::now();
+    {
+        let h = DiskHistory::open(&dir, config(2, 120), FsyncPolicy::EveryBatch)
+            .unwrap_or_else(|e| panic!("{e}"));
+        // interleaved channels, each appended past its bound
+        for i in 0..5 {
+            let groups: Vec<Vec<Arc<Message>>> = ["b", "a", "c"]
+                .iter()
+                .map(|c| vec![simple(c, &format!("{c}{i}"))])
+                .collect();
+            assert!(h.append_groups(&groups, t).await.is_ok());
+        }
+    }
+    let items = on_disk(&dir);
+    let keys: Vec<_> = items.iter().map(|(k, ..)| k.clone()).collect();
+    assert!(keys.iter().all(|k| k.len() == 8) && keys.windows(2).all(|w| w[0] < w[1]));
+    let kept: Vec<_> = items
+        .iter()
+        .map(|(_, c, seq, id)| format!("{c}{seq}:{id}"))
+        .collect();
+    assert_eq!(
+        kept,
+        ["b4:b3", "a4:a3", "c4:c3", "b5:b4", "a5:a4", "c5:c4"],
+        "the evicted items are gone from disk, the kept ones are in write order"
+    );
+    // reopen after evictions: the sequence continues, and the writer still finds the keys
+    {
+        let h = DiskHistory::open(&dir, config(2, 120), FsyncPolicy::EveryBatch)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(push(&h, "a", "a5", t).await.last_seq, Some(6));
+        push(&h, "a", "a6", t).await;
+        let r = read(&h, "a", After::Id("a4"), t).await;
+        assert_eq!((r.reach, ids(&r)), (Reach::After, s(&["a5", "a6"])));
+    }
+    let kept: Vec<_> = on_disk(&dir).into_iter().map(|(.., id)| id).collect();
+    assert_eq!(kept, ["b3", "c3", "b4", "c4", "a5", "a6"]);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_smaller_bound_at_open_deletes_on_disk_what_it_drops() {
+    let dir = tmp("shrink");
+    let t = Instant::now();
+    {
+        let h = DiskHistory::open(&dir, config(100, 120), FsyncPolicy::EveryBatch)
+            .unwrap_or_else(|e| panic!("{e}"));
+        for i in 0..20 {
+            for c in ["x", "y"] {
+                push(&h, c, &format!("{c}{i}"), t).await;
+            }
+        }
+    }
+    {
+        let h = DiskHistory::open(&dir, config(3, 120), FsyncPolicy::EveryBatch)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let r = read(&h, "x", After::Start, t).await;
+        assert_eq!(ids(&r), s(&["x17", "x18", "x19"]));
+        // the writer knows the kept keys: a new item evicts the oldest on disk too
+        push(&h, "x", "x20", t).await;
+    }
+    let kept: Vec<_> = on_disk(&dir).into_iter().map(|(.., id)| id).collect();
+    assert_eq!(kept, ["y17", "x18", "y18", "x19", "y19", "x20"]);
+    let h = DiskHistory::open(&dir, config(100, 120), FsyncPolicy::EveryBatch)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let r = read(&h, "x", After::Id("x18"), t).await;
+    assert_eq!((r.reach, ids(&r)), (Reach::After, s(&["x19", "x20"])));
+    let r = read(&h, "y", After::Id("y1"), t).await;
+    assert_eq!(
+        r.reach,
+        Reach::Gap,
+        "truncated at the smaller bound, and it stays so"
+    );
+    drop(h);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn forgotten_channels_leave_nothing_on_disk() {
+    let dir = tmp("forget");
     let t = Instant::now();
     {
         let h = DiskHistory::open(&dir, config(10, 120), FsyncPolicy::EveryBatch)
             .unwrap_or_else(|e| panic!("{e}"));
-        push(&h, "ch", "a", t).await;
-        h.append(&name("ch"), &[simple("ch", "b")], t)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        for c in ["p", "q"] {
+            push(&h, c, "1", t).await;
+            push(&h, c, "2", t).await;
+        }
+        // aged out, then (another max_age later) forgotten
+        h.expire(t + Duration::from_secs(121)).await;
+        h.expire(t + Duration::from_secs(243)).await;
+        assert_eq!(h.stats().forgotten_channels, 2);
+        // a channel forgotten and used again starts anew beside the deletions
+        push(&h, "p", "3", t + Duration::from_secs(243)).await;
     }
-    // rewrite it as version 1 wrote it: every item value a publish body
+    let kept: Vec<_> = on_disk(&dir)
+        .into_iter()
+        .map(|(_, c, seq, id)| format!("{c}{seq}:{id}"))
+        .collect();
+    assert_eq!(kept, ["p1:3"]);
     {
-        let db = Database::builder(&dir)
-            .open()
+        let (_db, _, channels, meta) = raw(&dir);
+        let rows: Vec<_> = channels
+            .iter()
+            .map(|kv| kv.key().map(|k| k.to_vec()).unwrap_or_default())
+            .collect();
+        assert_eq!(rows, [b"p".to_vec()]);
+        let forgot = meta
+            .get(codec::META_FORGOT)
             .unwrap_or_else(|e| panic!("{e}"));
-        let ks = |n: &str| {
-            db.keyspace(n, KeyspaceCreateOptions::default)
-                .unwrap_or_else(|e| panic!("{e}"))
-        };
-        let (items, meta) = (ks("items"), ks("meta"));
-        let mut rows = Vec::new();
-        for kv in items.iter() {
-            let (k, v) = kv.into_inner().unwrap_or_else(|e| panic!("{e}"));
-            let (wall, msg) = codec::decode_item("ch", &v).unwrap_or_else(|e| panic!("{e}"));
-            let mut old = wall.to_be_bytes().to_vec();
-            old.extend_from_slice(&gripway_proto::publish::encode_items(&[msg.to_item()]));
-            rows.push((k, old));
-        }
-        assert_eq!(rows.len(), 2);
-        for (k, v) in rows {
-            items.insert(k, v).unwrap_or_else(|e| panic!("{e}"));
-        }
-        meta.insert(codec::META_FORMAT, 1u64.to_be_bytes())
-            .unwrap_or_else(|e| panic!("{e}"));
-        db.persist(PersistMode::SyncAll)
-            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(forgot.as_deref(), Some(&1u64.to_be_bytes()[..]));
     }
     let h = DiskHistory::open(&dir, config(10, 120), FsyncPolicy::EveryBatch)
         .unwrap_or_else(|e| panic!("{e}"));
-    let r = read(&h, "ch", After::Start, t).await;
-    assert_eq!(ids(&r), s(&["a", "b"]));
-    assert_eq!(
-        r.items[1].msg.stream_content().map(|b| &b[..]),
-        Some(&b"hello"[..])
-    );
-    assert_eq!(r.items[0].msg.meta_value("user"), Some("u1"));
+    let t = Instant::now();
+    let r = read(&h, "q", After::Id("2"), t).await;
+    assert_eq!((r.reach, r.items.len()), (Reach::Gap, 0));
     drop(h);
-    let db = Database::builder(&dir)
-        .open()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let meta = db
-        .keyspace("meta", KeyspaceCreateOptions::default)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let v = meta
-        .get(codec::META_FORMAT)
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(
-        v.as_deref(),
-        Some(&2u64.to_be_bytes()[..]),
-        "an older build refuses it now"
-    );
-    drop(meta);
-    drop(db);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// An item of the common shape (stored as its wire bytes).
-fn simple(channel: &str, id: &str) -> Arc<Message> {
+pub(in crate::history) fn simple(channel: &str, id: &str) -> Arc<Message> {
     Message::new(Item {
         channel: channel.into(),
         id: Some(id.into()),
@@ -522,4 +607,37 @@ fn simple(channel: &str, id: &str) -> Arc<Message> {
             ..Formats::default()
         },
     })
+}
+
+#[tokio::test]
+async fn a_channel_emptied_while_running_keeps_its_sequence_and_last_id_across_a_restart() {
+    let dir = tmp("emptied");
+    let t = Instant::now();
+    {
+        let h = DiskHistory::open(&dir, config(2, 120), FsyncPolicy::EveryBatch)
+            .unwrap_or_else(|e| panic!("{e}"));
+        for id in ["a", "b", "c"] {
+            push(&h, "ch", id, t).await;
+        }
+        // "a" went by count; the next write rewrites the row (truncated)
+        push(&h, "other", "x", t).await;
+        // then the rest by age: only the row says where the channel stands now, and since
+        // when it is empty (it is forgotten another max_age later)
+        h.expire(t + Duration::from_secs(121)).await;
+        assert_eq!(h.stats().items, 0);
+    }
+    assert!(on_disk(&dir).is_empty());
+    let h = DiskHistory::open(&dir, config(2, 120), FsyncPolicy::EveryBatch)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let t = Instant::now();
+    let r = read(&h, "ch", After::Id("c"), t).await;
+    assert_eq!(
+        (r.reach, r.items.len()),
+        (Reach::After, 0),
+        "its last id is known"
+    );
+    assert_eq!(read(&h, "ch", After::Id("zz"), t).await.reach, Reach::Gap);
+    assert_eq!(push(&h, "ch", "d", t).await.last_seq, Some(4));
+    drop(h);
+    let _ = std::fs::remove_dir_all(&dir);
 }

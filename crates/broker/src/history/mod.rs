@@ -45,7 +45,9 @@
 
 pub mod disk;
 mod disk_codec;
+mod disk_migrate;
 mod disk_restore;
+mod disk_writer;
 pub mod memory;
 mod store;
 

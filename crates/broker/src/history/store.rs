@@ -6,8 +6,12 @@
 //! recovered, so a client that asks must be told) and an empty history for
 //! [`After::Start`].
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
+
+use futures_util::future::Either;
+use futures_util::FutureExt;
 
 use super::{
     After, Appended, DiskHistory, DiskStats, HistoryError, HistoryStats, HistoryStore, Kept,
@@ -70,6 +74,27 @@ impl History {
             }
             History::Disk(d) => d.append_groups(groups, now).await.map(|_| ()),
         }
+    }
+
+    /// [`History::append_groups`], started now if the store can take the items at once:
+    /// they are handed over before this returns and the future (which borrows nothing)
+    /// only waits for the answer, so a caller may make its next append while this one is
+    /// being written — a store stores appends in the order they were made. None when the
+    /// store's queue is full: wait for what is in flight, then use `append_groups`.
+    pub fn try_append_groups(
+        &self,
+        groups: &[Vec<Arc<Message>>],
+        now: Instant,
+    ) -> Option<impl Future<Output = Result<(), HistoryError>> + Send + 'static> {
+        Some(match self {
+            History::Off | History::Memory(_) => {
+                let done = self.append_groups(groups, now).now_or_never();
+                Either::Left(std::future::ready(done.unwrap_or(Ok(()))))
+            }
+            History::Disk(d) => {
+                Either::Right(d.try_append_groups(groups, now)?.map(|r| r.map(|_| ())))
+            }
+        })
     }
 
     /// Appends to a store that answers at once ([`History::is_immediate`]); for the others

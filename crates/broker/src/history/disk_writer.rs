@@ -1,0 +1,476 @@
+//! The on-disk history's writer thread (`disk.rs` owns the store and its callers): group
+//! commit, the write-order keys of the kept items, and the channel rows.
+//!
+//! * **Group commit.** The writer takes every append waiting (up to [`MAX_BATCH_ITEMS`],
+//!   lingering [`LINGER`] once for stragglers), assigns sequence numbers from the image,
+//!   writes them and the deletions of what the image evicted since the last write as one
+//!   journal batch, syncs once ([`FsyncPolicy`]), then applies the appends to the image and
+//!   resolves each: concurrent appends from several shards share one fsync, and a reader
+//!   never sees an item before it is stored. With no append, evictions are written within
+//!   [`FLUSH_INTERVAL`].
+//! * **Keys.** Each item gets the next value of a store-wide counter as its key, so keys come
+//!   in write order (`disk_codec.rs`). The image knows items by (channel, sequence), so the
+//!   writer keeps, per channel with kept items, their keys oldest first ([`KeyMap`]: 8 bytes
+//!   per kept item), pushed once an item is stored and popped when the image's eviction log
+//!   names it; the evictions, the channel states and the plan are read from the image under
+//!   one lock, so nothing is evicted between them unseen.
+//! * **Channel rows** are written when a channel is created, and rewritten on eviction only
+//!   when what they must say changes: the channel became truncated, or lost its last item
+//!   (then the row alone says where its sequence and last id stand, and since when it is
+//!   empty); a forgotten channel's row is deleted. Rewriting a row on every eviction was a
+//!   random-position memtable insert per evicted item.
+
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fjall::{PersistMode, Slice};
+use foldhash::{HashMap, HashMapExt};
+use tokio::sync::oneshot;
+
+use super::disk::{Cmd, FsyncPolicy, Shared, Store, FLUSH_INTERVAL, LINGER, MAX_BATCH_ITEMS};
+use super::disk_codec::{self as codec, item_key};
+use super::memory::restore::ChannelState;
+use super::memory::MemoryCore;
+use super::{Appended, HistoryError};
+use crate::message::{ChannelName, Message};
+
+/// One channel's part of a write: its state before (to create it in the image if it was
+/// forgotten meanwhile) and after.
+struct Plan {
+    before: ChannelState,
+    after: ChannelState,
+    /// New to the image: its row (generation) must be written with its first items; other
+    /// rows are rewritten only when evictions change them, as the items themselves say
+    /// where the channel's sequence and last id stand.
+    created: bool,
+}
+
+/// One append as the writer holds it.
+struct Pending {
+    channel: Option<ChannelName>,
+    msgs: Vec<Arc<Message>>,
+    now: Instant,
+    done: oneshot::Sender<Result<Appended, HistoryError>>,
+}
+
+impl Pending {
+    /// Calls `f` with each channel and its items, in order.
+    fn for_each_run(&self, mut f: impl FnMut(&ChannelName, &[Arc<Message>])) {
+        match &self.channel {
+            Some(channel) => f(channel, &self.msgs),
+            None => {
+                for run in self
+                    .msgs
+                    .chunk_by(|a, b| Arc::ptr_eq(&a.channel, &b.channel) || a.channel == b.channel)
+                {
+                    f(&run[0].channel, run);
+                }
+            }
+        }
+    }
+}
+
+/// The keys of one channel's kept items, oldest first: a mirror of the image's items.
+#[derive(Debug, Default)]
+pub(super) struct ChannelKeys {
+    /// Sequence number of the first key's item.
+    pub(super) first_seq: u64,
+    pub(super) keys: VecDeque<u64>,
+    /// What the channel's row on disk says of `truncated` (it says what the image says).
+    pub(super) row_truncated: bool,
+}
+
+/// Per channel with kept items, the keys of those items (see the module doc).
+pub(super) type KeyMap = HashMap<ChannelName, ChannelKeys>;
+
+pub(super) struct Writer {
+    /// Scratch buffer for an item's value (reused: one allocation per item, the store's own
+    /// copy, instead of two).
+    value: Vec<u8>,
+    /// The keys of the kept items, to delete them when the image drops them.
+    keys: KeyMap,
+    /// The key the next item written gets.
+    next_key: u64,
+    store: Store,
+    shared: Arc<Shared>,
+    rx: mpsc::Receiver<Cmd>,
+    policy: FsyncPolicy,
+    synced_at: Instant,
+    /// Written but not fsynced yet (`EveryMs`).
+    unsynced: bool,
+}
+
+impl Writer {
+    pub(super) fn new(
+        store: Store,
+        shared: Arc<Shared>,
+        rx: mpsc::Receiver<Cmd>,
+        policy: FsyncPolicy,
+        keys: KeyMap,
+        next_key: u64,
+    ) -> Writer {
+        Writer {
+            value: Vec::with_capacity(1024),
+            keys,
+            next_key,
+            store,
+            shared,
+            rx,
+            policy,
+            synced_at: Instant::now(),
+            unsynced: false,
+        }
+    }
+
+    fn tick(&self) -> Duration {
+        match self.policy {
+            FsyncPolicy::EveryMs(ms) if self.unsynced => {
+                Duration::from_millis(ms).saturating_sub(self.synced_at.elapsed())
+            }
+            _ => FLUSH_INTERVAL,
+        }
+    }
+
+    pub(super) fn run(mut self) {
+        loop {
+            let first = match self.rx.recv_timeout(self.tick()) {
+                Ok(c) => Some(c),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            let mut appends = Vec::new();
+            let mut syncs = Vec::new();
+            let mut n = 0;
+            let mut next = first;
+            let mut lingered = false;
+            while let Some(cmd) = next {
+                match cmd {
+                    Cmd::Append {
+                        channel,
+                        msgs,
+                        now,
+                        done,
+                        _permit,
+                    } => {
+                        n += msgs.len();
+                        appends.push(Pending {
+                            channel,
+                            msgs,
+                            now,
+                            done,
+                        });
+                    }
+                    Cmd::Sync(done) => syncs.push(done),
+                }
+                next = if n < MAX_BATCH_ITEMS {
+                    self.rx.try_recv().ok()
+                } else {
+                    None
+                };
+                if next.is_none() && !lingered && n > 0 && n < MAX_BATCH_ITEMS {
+                    // appends made together (one request's channels, several shards) reach
+                    // the queue a few microseconds apart: wait once for the stragglers, a
+                    // fraction of the fsync they would otherwise need of their own
+                    lingered = true;
+                    next = self.rx.recv_timeout(LINGER).ok();
+                }
+            }
+            self.write(appends, !syncs.is_empty());
+            let synced = self.sync_if_due(!syncs.is_empty());
+            for done in syncs {
+                let r = match &synced {
+                    Ok(()) => Ok(()),
+                    Err(e) => Err(HistoryError::Unavailable(e.to_string())),
+                };
+                let _ = done.send(r);
+            }
+        }
+        self.write(Vec::new(), true);
+        let _ = self.sync_if_due(true);
+    }
+
+    /// Fsyncs what is written if the policy says it is time (or `force`).
+    fn sync_if_due(&mut self, force: bool) -> Result<(), HistoryError> {
+        let due = match self.policy {
+            FsyncPolicy::EveryMs(ms) => self.synced_at.elapsed() >= Duration::from_millis(ms),
+            FsyncPolicy::EveryBatch => false,
+        };
+        if !self.unsynced || !(force || due) {
+            return Ok(());
+        }
+        let r = self
+            .store
+            .db
+            .persist(PersistMode::SyncAll)
+            .map_err(|e| HistoryError::Unavailable(format!("history fsync failed: {e}")));
+        if r.is_ok() {
+            self.unsynced = false;
+            self.synced_at = Instant::now();
+            self.shared.fsyncs.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.shared.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        r
+    }
+
+    /// Writes the appends and deletes what the image evicted since the last write (one
+    /// batch), then applies the appends to the image and resolves them.
+    fn write(&mut self, appends: Vec<Pending>, flush: bool) {
+        let _ = flush;
+        let wall_base = self.shared.wall_base;
+        let mut plans: HashMap<ChannelName, Plan> = HashMap::default();
+        let mut ats = Vec::with_capacity(appends.len());
+        // one look at the image: what it evicted so far, the state of the channels that
+        // lost items, and the plan (nothing can be evicted in between unseen)
+        let (evicted, rows, next_gen, forgot) = {
+            let mut core = self.shared.core.lock();
+            let evicted = core.take_evicted();
+            let rows = touched_rows(&core, &evicted);
+            for p in &appends {
+                ats.push(core.at(p.now));
+                p.for_each_run(|channel, _| {
+                    if plans.contains_key(channel) {
+                        return;
+                    }
+                    let known = core.channel_state(channel);
+                    let created = known.is_none();
+                    let before = known.unwrap_or_else(|| {
+                        let (_, forgot) = core.marks();
+                        ChannelState {
+                            gen: core.reserve_gen(),
+                            first_seq: 1,
+                            next_seq: 1,
+                            truncated: forgot,
+                            last_id: None,
+                            emptied_at: 0,
+                        }
+                    });
+                    let after = before.clone();
+                    let plan = Plan {
+                        before,
+                        after,
+                        created,
+                    };
+                    plans.insert(channel.clone(), plan);
+                });
+            }
+            let (next_gen, forgot) = core.marks();
+            (evicted, rows, next_gen, forgot)
+        };
+        if appends.is_empty() && evicted.is_empty() {
+            return;
+        }
+        let mut batch = self.store.db.batch();
+        let forgot_now = self.delete_evicted(&mut batch, &evicted, &rows, &plans);
+        // each item's key, in write order
+        let first_key = self.next_key;
+        // the last sequence number planned for each run, in order
+        let mut planned = Vec::with_capacity(appends.len());
+        let value = &mut self.value;
+        let next_key = &mut self.next_key;
+        for (p, at) in appends.iter().zip(&ats) {
+            p.for_each_run(|channel, run| {
+                let Some(plan) = plans.get_mut(channel) else {
+                    return;
+                };
+                for msg in run {
+                    let seq = plan.after.next_seq;
+                    plan.after.next_seq += 1;
+                    codec::encode_item_into(value, wall_base + at, seq, msg);
+                    batch.insert(
+                        &self.store.items,
+                        Slice::new(&item_key(*next_key)),
+                        Slice::new(value),
+                    );
+                    *next_key += 1;
+                }
+                if let Some(last) = run.last() {
+                    plan.after.last_id = last.id.clone();
+                }
+                planned.push(plan.after.next_seq - 1);
+            });
+        }
+        let mut created = false;
+        for (channel, plan) in plans.iter().filter(|(_, p)| p.created) {
+            let row = codec::encode_channel(&plan.after, wall_base + plan.after.emptied_at);
+            batch.insert(&self.store.channels, channel.as_bytes(), row);
+            created = true;
+        }
+        if created {
+            batch.insert(
+                &self.store.meta,
+                codec::META_NEXT_GEN,
+                u64::from(next_gen).to_be_bytes(),
+            );
+        }
+        if created || forgot_now {
+            batch.insert(
+                &self.store.meta,
+                codec::META_FORGOT,
+                u64::from(forgot || forgot_now).to_be_bytes(),
+            );
+        }
+        let batch = match self.policy {
+            FsyncPolicy::EveryBatch if !appends.is_empty() => {
+                batch.durability(Some(PersistMode::SyncAll))
+            }
+            _ => batch.durability(Some(PersistMode::Buffer)),
+        };
+        if let Err(e) = batch.commit() {
+            let err = HistoryError::Unavailable(format!("history write failed: {e}"));
+            tracing::warn!("{err}");
+            self.shared.failures.fetch_add(1, Ordering::Relaxed);
+            // deleted from the key map but not on disk: the next open drops them again
+            self.shared.core.lock().requeue_evicted(evicted);
+            for p in appends {
+                let _ = p.done.send(Err(HistoryError::Unavailable(err.to_string())));
+            }
+            return;
+        }
+        if appends.is_empty() {
+            if self.policy != FsyncPolicy::EveryBatch {
+                self.unsynced = true;
+            }
+            return;
+        }
+        let s = &self.shared;
+        s.writes.fetch_add(1, Ordering::Relaxed);
+        s.appends.fetch_add(appends.len() as u64, Ordering::Relaxed);
+        if self.policy == FsyncPolicy::EveryBatch {
+            s.fsyncs.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.unsynced = true;
+        }
+        // the keys of what was stored, before the image can evict any of it
+        let mut key = first_key;
+        for p in &appends {
+            p.for_each_run(|channel, run| {
+                let Some(plan) = plans.get(channel) else {
+                    return;
+                };
+                let keys = self
+                    .keys
+                    .entry(channel.clone())
+                    .or_insert_with(|| ChannelKeys {
+                        first_seq: plan.before.next_seq,
+                        keys: VecDeque::new(),
+                        row_truncated: plan.before.truncated,
+                    });
+                keys.keys.extend(key..key + run.len() as u64);
+                key += run.len() as u64;
+            });
+        }
+        let mut core = self.shared.core.lock();
+        let mut planned = planned.into_iter();
+        for p in appends {
+            let mut out = Appended::default();
+            p.for_each_run(|channel, run| {
+                if let Some(plan) = plans.get(channel) {
+                    core.ensure_channel(channel, &plan.before);
+                }
+                let got = core.append(channel, run, p.now);
+                let want = planned.next();
+                if got.last_seq != want {
+                    tracing::error!(
+                        "history image out of step with disk on {channel}: {:?} != {want:?}",
+                        got.last_seq
+                    );
+                }
+                out.kept += got.kept;
+                out.last_seq = got.last_seq;
+            });
+            let _ = p.done.send(Ok(out));
+        }
+    }
+
+    /// Puts into `batch` the deletion of the items the image dropped (their keys taken from
+    /// the key map) and of the channels it forgot, and the rows of the channels that lost
+    /// items (their truncated flag); true if a channel was forgotten. A channel this write
+    /// creates anew keeps the row the write gives it.
+    fn delete_evicted(
+        &mut self,
+        batch: &mut fjall::OwnedWriteBatch,
+        evicted: &[(ChannelName, u64)],
+        rows: &[(ChannelName, Option<ChannelState>)],
+        plans: &HashMap<ChannelName, Plan>,
+    ) -> bool {
+        let mut forgot = false;
+        for (channel, seq) in evicted {
+            if MemoryCore::is_forget_mark(*seq) {
+                forgot = true;
+                continue;
+            }
+            let Some(keys) = self.keys.get_mut(channel) else {
+                continue;
+            };
+            while keys.first_seq <= *seq {
+                let Some(key) = keys.keys.pop_front() else {
+                    break;
+                };
+                keys.first_seq += 1;
+                // written once, so a weak tombstone: it vanishes with the item at compaction
+                batch.remove_weak(&self.store.items, item_key(key).to_vec());
+            }
+        }
+        for (channel, state) in rows {
+            match state {
+                Some(state) => {
+                    // a row is rewritten only when what it must say changes: the channel
+                    // was truncated, or lost its last item (then its row alone says where
+                    // its sequence and last id stand); otherwise its items say it
+                    let keys = self.keys.get_mut(channel);
+                    let empty = state.first_seq == state.next_seq;
+                    if empty
+                        || keys
+                            .as_ref()
+                            .is_none_or(|k| k.row_truncated != state.truncated)
+                    {
+                        let emptied = self.shared.wall_base + state.emptied_at;
+                        batch.insert(
+                            &self.store.channels,
+                            channel.as_bytes(),
+                            codec::encode_channel(state, emptied),
+                        );
+                        if let Some(k) = keys {
+                            k.row_truncated = state.truncated;
+                        }
+                    }
+                }
+                None => {
+                    // forgotten: what is left of its keys (none, if in step) goes too
+                    if let Some(keys) = self.keys.remove(channel) {
+                        for key in keys.keys {
+                            batch.remove_weak(&self.store.items, item_key(key).to_vec());
+                        }
+                    }
+                    if !plans.get(channel).is_some_and(|p| p.created) {
+                        batch.remove(&self.store.channels, channel.as_bytes());
+                    }
+                }
+            }
+            if self.keys.get(channel).is_some_and(|k| k.keys.is_empty()) {
+                self.keys.remove(channel);
+            }
+        }
+        forgot
+    }
+}
+
+/// Each channel named in `evicted`, once, with its state in the image now (None:
+/// forgotten).
+pub(super) fn touched_rows(
+    core: &MemoryCore,
+    evicted: &[(ChannelName, u64)],
+) -> Vec<(ChannelName, Option<ChannelState>)> {
+    let mut seen: HashMap<&ChannelName, ()> = HashMap::new();
+    let mut rows = Vec::new();
+    for (channel, _) in evicted {
+        if seen.insert(channel, ()).is_none() {
+            rows.push((channel.clone(), core.channel_state(channel)));
+        }
+    }
+    rows
+}
