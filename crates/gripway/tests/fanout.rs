@@ -146,7 +146,17 @@ async fn publishes_are_taken_and_fanned_out_on_the_broker_thread() {
             .find(|(name, _)| name == "gripway-broker")
             .map(|(_, ticks)| ticks)
     };
-    let before = broker_ticks(&gw).expect("a thread named gripway-broker");
+    // a new thread takes its name once it first runs, which a busy machine may delay
+    let deadline = std::time::Instant::now() + WAIT;
+    let before = loop {
+        match broker_ticks(&gw) {
+            Some(ticks) => break ticks,
+            None if std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            None => panic!("no thread named gripway-broker: {:?}", gw.threads()),
+        }
+    };
     let mut c = RawClient::connect(gw.addr).await;
     c.get("/busy", &[]).await;
     c.read_until(b"ready\n\r\n", WAIT).await;
