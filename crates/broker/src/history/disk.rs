@@ -230,7 +230,7 @@ impl DiskHistory {
             groups
                 .iter()
                 .flatten()
-                .filter(|m| m.id.is_some())
+                .filter(|m| m.has_id())
                 .cloned()
                 .collect()
         };
@@ -330,7 +330,7 @@ impl HistoryStore for DiskHistory {
         let msgs: Vec<Arc<Message>> = if self.max_items == 0 {
             Vec::new()
         } else {
-            items.iter().filter(|m| m.id.is_some()).cloned().collect()
+            items.iter().filter(|m| m.has_id()).cloned().collect()
         };
         self.send_append(Some(channel.clone()), msgs, now)
     }
@@ -580,7 +580,7 @@ impl Writer {
                     batch.insert(&self.store.items, Slice::new(key), Slice::new(value));
                 }
                 if let Some(last) = run.last() {
-                    plan.after.last_id = last.id.clone();
+                    plan.after.last_id = last.id().map(Arc::from);
                 }
                 planned.push(plan.after.next_seq - 1);
             });

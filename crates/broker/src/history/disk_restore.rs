@@ -156,7 +156,7 @@ pub(super) fn restore(
         };
         match codec::decode_item(name, &v) {
             Ok((at_wall, msg)) => {
-                if let Some(id) = &msg.id {
+                if let Some(id) = msg.id() {
                     ids.insert(name, id);
                 }
                 core.restore_item(slot, seq, msg, at_wall.saturating_sub(wall_base));

@@ -45,7 +45,7 @@ fn config(max_items: usize, max_age_secs: u64) -> HistoryConfig {
 fn ids(r: &Recovery) -> Vec<String> {
     r.items
         .iter()
-        .map(|k| k.msg.id.as_deref().unwrap_or("-").to_string())
+        .map(|k| k.msg.id().unwrap_or("-").to_string())
         .collect()
 }
 
@@ -481,10 +481,7 @@ async fn a_version_1_store_is_read_and_marked_version_2() {
         .unwrap_or_else(|e| panic!("{e}"));
     let r = read(&h, "ch", After::Start, t).await;
     assert_eq!(ids(&r), s(&["a", "b"]));
-    assert_eq!(
-        r.items[1].msg.stream_content().map(|b| &b[..]),
-        Some(&b"hello"[..])
-    );
+    assert_eq!(r.items[1].msg.stream_content(), Some(&b"hello"[..]));
     assert_eq!(r.items[0].msg.meta_value("user"), Some("u1"));
     drop(h);
     let db = Database::builder(&dir)
