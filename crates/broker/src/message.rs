@@ -7,8 +7,8 @@
 //! * `channel`, shared with every other message of the channel once its shard has seen it
 //!   ([`crate::names`]);
 //! * `block`, one buffer with everything a typical item is: a flags byte (which encodings it
-//!   holds, whether it has an id, whether it has rare parts), the id's length (2 bytes, or 4
-//!   for an id of 64 KiB or more), the id itself, then the `ws-message` frame and the
+//!   holds, whether it has an id, whether it has rare parts), the id's length (1 byte, or 4
+//!   for an id of 256 bytes or more), the id itself, then the `ws-message` frame and the
 //!   `http-stream` content as one HTTP/1.1 chunk, each when the item has one. A subscriber
 //!   that has to queue an encoding holds the `Arc<Message>` and an [`Encoding`], not a
 //!   buffer handle of its own;
@@ -63,7 +63,7 @@ const FRAME: u8 = 2;
 const HAS_ID: u8 = 4;
 /// `ext` was made at construction and holds [`Rare`] parts.
 const RARE: u8 = 8;
-/// The id's length is 4 bytes (otherwise 2).
+/// The id's length is 4 bytes (otherwise 1).
 const LONG_ID: u8 = 16;
 
 /// Which of a message's encodings: what a subscriber that queues one keeps beside the
@@ -335,7 +335,7 @@ impl Message {
         });
         let id = id.as_deref();
         let id_len = id.map_or(0, str::len);
-        let long_id = u16::try_from(id_len).is_err();
+        let long_id = u8::try_from(id_len).is_err();
         let mut flags = 0;
         for (on, flag) in [
             (content.is_some(), CHUNK),
@@ -358,7 +358,7 @@ impl Message {
             && ws.as_ref().is_none_or(simple_ws);
         // the block, written once at its exact size
         let len = 1
-            + if long_id { 4 } else { 2 }
+            + if long_id { 4 } else { 1 }
             + id_len
             + frame.as_ref().map_or(0, NewFrame::len)
             + content.map_or(0, |c| chunk_header_len(c.len()) + c.len() + 2);
@@ -367,7 +367,7 @@ impl Message {
         if long_id {
             block.extend_from_slice(&(id_len as u32).to_le_bytes());
         } else {
-            block.extend_from_slice(&(id_len as u16).to_le_bytes());
+            block.push(id_len as u8);
         }
         block.extend_from_slice(id.unwrap_or_default().as_bytes());
         if let Some(frame) = &frame {
@@ -435,7 +435,7 @@ impl Message {
         let (id_len, at) = if flags & LONG_ID != 0 {
             (u32::from_le_bytes([b[1], b[2], b[3], b[4]]) as usize, 5)
         } else {
-            (usize::from(u16::from_le_bytes([b[1], b[2]])), 3)
+            (usize::from(b[1]), 2)
         };
         let id_end = at + id_len;
         let frame_end = match flags & (CHUNK | FRAME) {

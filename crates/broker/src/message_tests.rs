@@ -269,7 +269,7 @@ fn cost_counts_what_the_message_holds() {
         ..Formats::default()
     }));
     let chunk = 2 + 2 + 100 + 2;
-    let block = 1 + 2 + "id-1".len();
+    let block = 1 + 1 + "id-1".len();
     assert_eq!(m.cost(), 40 + 16 + block + chunk);
     // a long text message may get a compressed copy: counted up front
     let m = Message::new(item(Formats {
@@ -287,7 +287,14 @@ fn cost_counts_what_the_message_holds() {
 
 #[test]
 fn long_ids_and_large_frames_beside_a_chunk_are_laid_out_in_the_block() {
-    for (id_len, ws_len) in [(0, 0), (3, 125), (70_000, 126), (5, 70_000)] {
+    for (id_len, ws_len) in [
+        (0, 0),
+        (3, 125),
+        (255, 1),
+        (256, 126),
+        (70_000, 126),
+        (5, 70_000),
+    ] {
         let id = "i".repeat(id_len);
         let ws_content = vec![b'w'; ws_len];
         let m = Message::new(Item {

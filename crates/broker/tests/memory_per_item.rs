@@ -145,7 +145,7 @@ fn heap_per_kept_item() {
             alone - payload,
             with_store - alone,
         );
-        // the message's own part: its Arc (16 + 40), the block's flags and id length (3),
+        // the message's own part: its Arc (16 + 40), the block's flags and id length (2),
         // the chunk's or frame's framing (6 or 2; both with both formats); the store's: a
         // slot (8) and an order entry (12) with their queues' spare capacity
         assert!(alone - payload <= 70.0, "{shape:?}: {alone}");

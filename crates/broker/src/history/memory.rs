@@ -4,7 +4,8 @@
 //! Structures ([`MemoryCore`], one per partition, behind a short lock):
 //!
 //! * a slab of channels, found by name through a hash map; each channel holds its items in a
-//!   `VecDeque` of 8-byte slots (the shared `Arc<Message>`), the sequence number of its
+//!   `VecDeque` of 8-byte slots (the shared `Arc<Message>`; grown by doubling up to the
+//!   count bound and one, no further), the sequence number of its
 //!   oldest slot (the others follow densely), and whether anything of it was ever dropped
 //!   (`truncated`: what decides [`Reach::Gap`] against [`Reach::Complete`]). Its last id is
 //!   its newest item's, read from that item; only a channel that holds no item keeps a copy;
@@ -130,6 +131,14 @@ impl Channel {
             None => self.last_id.clone(),
         }
     }
+}
+
+/// Makes room in a full channel queue: doubling, but never past the count bound and the one
+/// item appended before the oldest is dropped (so a channel at its bound has no spare).
+fn grow(items: &mut VecDeque<Slot>, max_items: usize) {
+    let len = items.len();
+    let room = max_items.saturating_add(1).saturating_sub(len);
+    items.reserve_exact(len.max(4).min(room).max(1));
 }
 
 /// The hash kept for a channel's newest dropped id.
@@ -270,6 +279,9 @@ impl MemoryCore {
             let key = *key.get_or_insert_with(|| self.channel_slot(channel, at));
             let ch = &mut self.channels[key as usize];
             let seq = ch.next_seq();
+            if ch.items.len() == ch.items.capacity() {
+                grow(&mut ch.items, self.config.max_items);
+            }
             ch.items.push_back(msg.clone());
             if ch.last_id.is_some() {
                 ch.last_id = None; // the newest item says it now
@@ -403,8 +415,12 @@ impl MemoryCore {
         true
     }
 
-    /// Drops every item (and forgets every emptied channel) older than `max_age`.
+    /// Drops every item (and forgets every emptied channel) older than `max_age`, and the
+    /// tombstones at the front of the order queue.
     pub fn expire(&mut self, now: Instant) {
+        // tombstones at the front go whatever the time (the queue then stays near the
+        // live entries while items are dropped by the count bound, as they are in order)
+        self.skip_tombstones();
         let at = self.ms(now);
         let max_age = self.config.max_age.as_millis() as u64;
         let Some(cutoff) = at.checked_sub(max_age) else {
