@@ -409,9 +409,13 @@ impl Message {
     /// and what history keeps. The channel name is shared and not counted (its holders count
     /// it once); nor is the SSE `id:` form a route with `sse_id` may add. Reads the flags
     /// byte, and the rare parts of an item that has them; never makes an encoding.
+    #[inline]
     pub fn cost(&self) -> usize {
         let mut cost =
             std::mem::size_of::<Message>() + 2 * std::mem::size_of::<usize>() + self.block.len();
+        if self.flags() & (RARE | FRAME) == 0 {
+            return cost; // nothing boxed, nothing to compress
+        }
         let rare = self.rare();
         if let Some(rare) = rare {
             cost += rare.heap as usize;
@@ -425,8 +429,16 @@ impl Message {
         cost
     }
 
+    #[inline]
     fn flags(&self) -> u8 {
         self.block[0]
+    }
+
+    /// Where the parts that follow a short id begin, when the block holds only one
+    /// encoding (the common layouts, read without [`Message::layout`]).
+    #[inline]
+    fn short_id_end(&self) -> usize {
+        2 + usize::from(self.block[1])
     }
 
     fn layout(&self) -> Layout {
@@ -451,6 +463,7 @@ impl Message {
         }
     }
 
+    #[inline]
     fn rare(&self) -> Option<&Rare> {
         if self.flags() & RARE == 0 {
             return None;
@@ -458,6 +471,7 @@ impl Message {
         self.ext.get()?.rare.as_ref()
     }
 
+    #[inline]
     fn shape(&self) -> Option<&Shape> {
         self.rare()?.shape.as_deref()
     }
@@ -474,23 +488,30 @@ impl Message {
 
     /// The publisher's id for this item, used for dedup and ordering.
     pub fn id(&self) -> Option<&str> {
-        let l = self.layout();
-        if l.flags & HAS_ID == 0 {
-            return None;
-        }
         // written from a `str` by `new`: always valid
-        std::str::from_utf8(&self.block[l.id]).ok()
+        std::str::from_utf8(self.id_bytes()?).ok()
+    }
+
+    /// The id's bytes (no check of its text).
+    #[inline]
+    pub fn id_bytes(&self) -> Option<&[u8]> {
+        match self.flags() & (HAS_ID | LONG_ID) {
+            HAS_ID => self.block.get(2..self.short_id_end()),
+            f if f & HAS_ID != 0 => Some(&self.block[self.layout().id]),
+            _ => None,
+        }
     }
 
     /// True if the item has an id.
+    #[inline]
     pub fn has_id(&self) -> bool {
         self.flags() & HAS_ID != 0
     }
 
-    /// True if the item's id is `id` (compares bytes; no check of the id's text).
+    /// True if the item's id is `id`.
+    #[inline]
     pub fn id_is(&self, id: &str) -> bool {
-        let l = self.layout();
-        l.flags & HAS_ID != 0 && self.block[l.id] == *id.as_bytes()
+        self.id_bytes() == Some(id.as_bytes())
     }
 
     /// The id of the item the publisher says came before this one on the channel.
@@ -517,6 +538,7 @@ impl Message {
     }
 
     /// The `http-stream` format, for stream holds.
+    #[inline]
     pub fn http_stream(&self) -> Option<StreamFormat<'_>> {
         match self.shape() {
             Some(shape) => shape.stream.map(|action| StreamFormat {
@@ -536,6 +558,7 @@ impl Message {
     }
 
     /// The `ws-message` format, for WebSocket connections.
+    #[inline]
     pub fn ws_message(&self) -> Option<WsFormat<'_>> {
         match self.shape() {
             Some(shape) => shape.ws.as_ref().map(|op| WsFormat {
@@ -558,6 +581,7 @@ impl Message {
     }
 
     /// The encoding `which` (what the accessor of that name returns).
+    #[inline]
     pub fn encoding(&self, which: Encoding) -> Option<&[u8]> {
         match which {
             Encoding::StreamChunk => self.stream_chunk(),
@@ -572,6 +596,7 @@ impl Message {
     /// The `http-stream` content to append to a stream, if this message sends any.
     /// Empty content is treated as nothing to send (an empty chunk would end the body).
     /// It lies inside [`Message::stream_chunk`] (no copy).
+    #[inline]
     pub fn stream_content(&self) -> Option<&[u8]> {
         let chunk = self.stream_chunk()?;
         Some(&chunk[chunk_content(chunk)])
@@ -612,21 +637,25 @@ impl Message {
 
     /// The `http-stream` content as one HTTP/1.1 chunk (`<hex len>\r\n<content>\r\n`),
     /// encoded once and shared by every chunked stream subscriber.
+    #[inline]
     pub fn stream_chunk(&self) -> Option<&[u8]> {
-        if self.flags() & CHUNK == 0 {
-            return None;
+        match self.flags() & (CHUNK | FRAME | LONG_ID) {
+            CHUNK => self.block.get(self.short_id_end()..),
+            f if f & CHUNK != 0 => Some(&self.block[self.layout().chunk]),
+            _ => None,
         }
-        Some(&self.block[self.layout().chunk])
     }
 
     /// The `ws-message` as one unmasked WebSocket frame — for `send` the message (text,
     /// binary, ping or pong), for `close` the close frame — encoded once and shared by every
     /// WebSocket subscriber. None for other actions or when there is no `ws-message`.
+    #[inline]
     pub fn ws_frame(&self) -> Option<&[u8]> {
-        if self.flags() & FRAME == 0 {
-            return None;
+        match self.flags() & (CHUNK | FRAME | LONG_ID) {
+            FRAME => self.block.get(self.short_id_end()..),
+            f if f & FRAME != 0 => Some(&self.block[self.layout().frame]),
+            _ => None,
         }
-        Some(&self.block[self.layout().frame])
     }
 
     /// The publish item this message was built from, rebuilt from its parts (for a store
@@ -705,6 +734,7 @@ impl Message {
     /// As [`Message::ws_frame`] for a connection with permessage-deflate: text and binary
     /// messages compressed once (when that makes them smaller), shared by every such
     /// connection; otherwise the plain frame itself (control frames are never compressed).
+    #[inline]
     pub fn ws_frame_deflated(&self) -> Option<&[u8]> {
         let plain = self.ws_frame()?;
         let Some((binary, payload)) = self.deflatable() else {

@@ -299,6 +299,9 @@ impl MemoryCore {
             out.kept += 1;
             out.last_seq = Some(seq);
         }
+        // tombstones at the front go on every append, whatever the time (the queue then
+        // stays near the live entries while the count bound drops items in append order)
+        self.skip_tombstones();
         self.expire(now);
         while self.bytes > self.config.max_bytes && self.evict_front(at, Cause::Bytes) {}
         self.sweep_if_needed();
@@ -363,10 +366,10 @@ impl MemoryCore {
         if let Some(log) = &mut self.evicted {
             log.push((ch.name.clone(), ch.first_seq));
         }
-        let id = old.id().unwrap_or_default();
-        ch.evicted_id = Some(id_hash(id.as_bytes()));
+        let id = old.id_bytes().unwrap_or_default();
+        ch.evicted_id = Some(id_hash(id));
         if ch.items.is_empty() {
-            ch.last_id = Some(Arc::from(id)); // no item says it any more
+            ch.last_id = old.id().map(Arc::from); // no item says it any more
         }
         ch.first_seq += 1;
         ch.truncated = true;
@@ -415,12 +418,8 @@ impl MemoryCore {
         true
     }
 
-    /// Drops every item (and forgets every emptied channel) older than `max_age`, and the
-    /// tombstones at the front of the order queue.
+    /// Drops every item (and forgets every emptied channel) older than `max_age`.
     pub fn expire(&mut self, now: Instant) {
-        // tombstones at the front go whatever the time (the queue then stays near the
-        // live entries while items are dropped by the count bound, as they are in order)
-        self.skip_tombstones();
         let at = self.ms(now);
         let max_age = self.config.max_age.as_millis() as u64;
         let Some(cutoff) = at.checked_sub(max_age) else {
