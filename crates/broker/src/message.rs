@@ -183,7 +183,6 @@ enum RareWs {
 
 /// Where the parts lie in a message's block.
 struct Layout {
-    flags: u8,
     id: Range<usize>,
     frame: Range<usize>,
     chunk: Range<usize>,
@@ -456,7 +455,6 @@ impl Message {
             _ => id_end,
         };
         Layout {
-            flags,
             id: at..id_end,
             frame: id_end..frame_end,
             chunk: frame_end..b.len(),
