@@ -20,6 +20,8 @@
 //!   permessage-deflate frame, and the content with an SSE `id:` line for routes with
 //!   `sse_id`.
 //!
+//! The rare parts' types live in `message_rare.rs`.
+//!
 //! [`Message::cost`] is worked out from the block's length and the rare parts' size noted at
 //! construction (it reads the flags byte and, for rare items, the box: no encoding is made).
 //!
@@ -32,12 +34,14 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 use gripway_proto::chunked::{encode_chunk, write_chunk_header};
 use gripway_proto::publish::{
-    Formats, HttpResponseAction, HttpResponseFormat, HttpStreamAction, HttpStreamFormat, Item,
-    ResponseBody, WsAction, WsKind, WsMessageFormat,
+    Formats, HttpResponseFormat, HttpStreamAction, HttpStreamFormat, Item, WsAction, WsKind,
+    WsMessageFormat,
 };
 use gripway_proto::ws_deflate::{compressed_message_frame, MIN_COMPRESS_BYTES};
 use gripway_proto::ws_frame::{encode_close, frame_header_len, write_frame_header, FrameKind};
 use once_cell::race::OnceBox;
+
+use rare::{Rare, RareWs, Shape};
 
 /// A channel name, shared between the registry, the dispatcher and every message on it.
 pub type ChannelName = Arc<str>;
@@ -145,42 +149,6 @@ struct Ext {
     sse_id: OnceLock<Option<(Bytes, Range<usize>)>>,
 }
 
-/// The parts of an item that a typical one lacks.
-#[derive(Debug)]
-struct Rare {
-    prev_id: Option<Arc<str>>,
-    meta: Box<[(String, String)]>,
-    /// The formats, when they are not the simple shape the flags and frame describe alone.
-    shape: Option<Box<Shape>>,
-    /// Heap bytes of the `ext` box and what its rare parts hold.
-    heap: u32,
-    no_seq: bool,
-}
-
-/// Every format in full.
-#[derive(Debug)]
-struct Shape {
-    stream: Option<StreamAction>,
-    ws: Option<RareWs>,
-    filters: Option<Box<Filters>>,
-    response: Option<Box<HttpResponseFormat>>,
-}
-
-/// Content filters, per format.
-#[derive(Debug)]
-struct Filters {
-    stream: Vec<String>,
-    ws: Vec<String>,
-}
-
-#[derive(Debug)]
-enum RareWs {
-    Send(WsKind),
-    Close { code: Option<u16>, reason: Box<str> },
-    Refresh,
-    Hint,
-}
-
 /// Where the parts lie in a message's block.
 struct Layout {
     id: Range<usize>,
@@ -193,32 +161,6 @@ struct Layout {
 pub fn str_heap(s: &str) -> usize {
     let word = std::mem::size_of::<usize>();
     (2 * word + s.len()).next_multiple_of(word)
-}
-
-/// What a `body-patch` is counted as while a message waits (its operations are not sized
-/// one by one; the publish API bounds them).
-const PATCH_ESTIMATE: usize = 4096;
-
-fn filters_heap(filters: &[String]) -> usize {
-    filters.iter().map(|c| c.len() + 24).sum()
-}
-
-fn response_heap(r: &HttpResponseFormat) -> usize {
-    let message = match &r.action {
-        HttpResponseAction::Send(m) => {
-            let body = match &m.body {
-                ResponseBody::Bytes(b) => b.len(),
-                ResponseBody::Patch(_) => PATCH_ESTIMATE,
-            };
-            body + m.reason.as_ref().map_or(0, String::len)
-                + m.headers
-                    .iter()
-                    .map(|(k, v)| k.len() + v.len() + 48)
-                    .sum::<usize>()
-        }
-        HttpResponseAction::Hint => 0,
-    };
-    message + filters_heap(&r.content_filters)
 }
 
 /// The kind of a server WebSocket data or control frame, from its first byte.
@@ -746,73 +688,8 @@ impl Message {
     }
 }
 
-impl Rare {
-    fn measure(&self) -> usize {
-        std::mem::size_of::<Ext>()
-            + self.prev_id.as_deref().map_or(0, str_heap)
-            + self
-                .meta
-                .iter()
-                .map(|(k, v)| k.len() + v.len() + 48)
-                .sum::<usize>()
-            + self.shape.as_deref().map_or(0, Shape::heap)
-    }
-}
-
-impl Shape {
-    fn new(
-        stream: Option<HttpStreamFormat>,
-        ws: Option<WsMessageFormat>,
-        response: Option<HttpResponseFormat>,
-    ) -> Shape {
-        let mut filters = Filters {
-            stream: Vec::new(),
-            ws: Vec::new(),
-        };
-        let stream = stream.map(|s| {
-            filters.stream = s.content_filters;
-            match s.action {
-                HttpStreamAction::Send(_) => StreamAction::Send,
-                HttpStreamAction::Close => StreamAction::Close,
-                HttpStreamAction::Hint => StreamAction::Hint,
-            }
-        });
-        let ws = ws.map(|w| {
-            filters.ws = w.content_filters;
-            match w.action {
-                WsAction::Send { kind, .. } => RareWs::Send(kind),
-                WsAction::Close { code, reason } => RareWs::Close {
-                    code,
-                    reason: reason.into_boxed_str(),
-                },
-                WsAction::Refresh => RareWs::Refresh,
-                WsAction::Hint => RareWs::Hint,
-            }
-        });
-        let filters =
-            (!filters.stream.is_empty() || !filters.ws.is_empty()).then(|| Box::new(filters));
-        Shape {
-            stream,
-            ws,
-            filters,
-            response: response.map(Box::new),
-        }
-    }
-
-    fn heap(&self) -> usize {
-        std::mem::size_of::<Shape>()
-            + self.filters.as_ref().map_or(0, |f| {
-                std::mem::size_of::<Filters>() + filters_heap(&f.stream) + filters_heap(&f.ws)
-            })
-            + match &self.ws {
-                Some(RareWs::Close { reason, .. }) => reason.len(),
-                _ => 0,
-            }
-            + self.response.as_deref().map_or(0, |r| {
-                std::mem::size_of::<HttpResponseFormat>() + response_heap(r)
-            })
-    }
-}
+#[path = "message_rare.rs"]
+mod rare;
 
 #[cfg(test)]
 #[path = "message_tests.rs"]

@@ -3,7 +3,8 @@
 
 use gripway_proto::chunked::encode_chunk;
 use gripway_proto::publish::{
-    Formats, HttpResponseFormat, HttpStreamFormat, ResponseMessage, WsMessageFormat,
+    Formats, HttpResponseAction, HttpResponseFormat, HttpStreamFormat, ResponseBody,
+    ResponseMessage, WsMessageFormat,
 };
 use gripway_proto::ws_deflate::encode_message_frame;
 use gripway_proto::ws_frame::encode_frame;
