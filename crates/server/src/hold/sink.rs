@@ -153,7 +153,7 @@ pub(crate) enum Input {
 
 pub(crate) struct SinkState {
     queue: VecDeque<Queued>,
-    /// Payload plus [`SLOT_COST`] per queued slice.
+    /// Payload plus [`SLOT_COST`] per queued entry.
     queued_bytes: usize,
     waker: Option<Waker>,
     /// Set once no more data will be added; the hold ends when the queue drains.
@@ -670,6 +670,11 @@ mod tests {
         assert_eq!(st.queued_bytes, 0);
         drop(st);
         reader.abort();
+    }
+
+    #[test]
+    fn a_queue_entry_is_no_larger_than_a_buffer_handle() {
+        assert_eq!(std::mem::size_of::<Queued>(), std::mem::size_of::<Bytes>());
     }
 
     #[tokio::test]
