@@ -1,6 +1,7 @@
 //! The registry's share of a fan-out: handing one publish batch to N subscribers of a channel
 //! (the subscribers here only count, so what is measured is the registry's walk, not the
-//! sockets), and a subscribe/unsubscribe pair (what every held connection costs to set up
+//! sockets; a second walk's subscribers also read the bytes they picked, as a socket write
+//! does), and a subscribe/unsubscribe pair (what every held connection costs to set up
 //! and tear down), and wrapping a parsed item as a `Message` (what every publish costs
 //! before it is queued).
 
@@ -23,6 +24,24 @@ impl Subscriber for Counting {
         let n = messages.iter().filter_map(|m| m.stream_chunk()).count();
         self.0.fetch_add(n as u64, Ordering::Relaxed);
         Delivery::Sent(n as u32)
+    }
+}
+
+/// As [`Counting`], and reads the bytes it picked, as the socket write that follows does.
+struct Reading(AtomicU64);
+
+impl Subscriber for Reading {
+    fn transport(&self) -> Transport {
+        Transport::HttpStream
+    }
+    fn deliver(&self, _: &str, messages: &[Arc<Message>]) -> Delivery {
+        let sum: u64 = messages
+            .iter()
+            .filter_map(|m| m.stream_chunk())
+            .map(|c| c.iter().map(|b| u64::from(*b)).sum::<u64>())
+            .sum();
+        self.0.fetch_add(sum, Ordering::Relaxed);
+        Delivery::Sent(messages.len() as u32)
     }
 }
 
@@ -50,6 +69,20 @@ fn fan_out(c: &mut Criterion) {
         });
         drop(subs);
     }
+    group.finish();
+
+    let mut group = c.benchmark_group("registry_fan_out_reading");
+    let n = 1_000usize;
+    let registry = Registry::new();
+    let subs: Vec<_> = (0..n)
+        .map(|_| registry.subscribe("c", Arc::new(Reading(AtomicU64::new(0)))))
+        .collect();
+    let batch = messages();
+    group.throughput(Throughput::Elements(n as u64));
+    group.bench_with_input(BenchmarkId::new("subscribers", n), &batch, |b, batch| {
+        b.iter(|| registry.fan_out(black_box("c"), batch))
+    });
+    drop(subs);
     group.finish();
 
     let registry = Registry::new();

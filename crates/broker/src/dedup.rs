@@ -29,7 +29,7 @@ impl Dedup {
     }
 
     /// True if the pair is new (and records it); false if it is a duplicate.
-    pub fn first_sighting(&mut self, channel: &ChannelName, id: &Arc<str>, now: Instant) -> bool {
+    pub fn first_sighting(&mut self, channel: &ChannelName, id: &str, now: Instant) -> bool {
         if self.window.is_zero() || self.seen.max_bytes() == 0 {
             return true;
         }
@@ -38,7 +38,7 @@ impl Dedup {
             self.seen
                 .expire_before(cutoff + Duration::from_nanos(1), |_, _| true, |_, _| {});
         }
-        let key = (channel.clone(), id.clone());
+        let key = (channel.clone(), Arc::from(id));
         if self.seen.contains_key(&key) {
             return false;
         }
@@ -49,8 +49,8 @@ impl Dedup {
     }
 
     /// Forgets a pair (its item could not be stored: a retry of it is not a duplicate).
-    pub fn forget(&mut self, channel: &ChannelName, id: &Arc<str>) {
-        self.seen.remove(&(channel.clone(), id.clone()));
+    pub fn forget(&mut self, channel: &ChannelName, id: &str) {
+        self.seen.remove(&(channel.clone(), Arc::from(id)));
     }
 
     /// Pairs remembered now.

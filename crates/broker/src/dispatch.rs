@@ -466,7 +466,7 @@ impl Shard {
 
     fn arrive(&mut self, entry: Entry, now: Instant, ready: &mut Vec<Arc<Message>>) {
         let Entry { msg, ack } = entry;
-        if let Some(id) = &msg.id {
+        if let Some(id) = msg.id() {
             // a durable store also knows ids stored before a restart: asked while those
             // can still be within the dedup window (after that, this process's own table
             // has seen every id the window covers)
@@ -546,7 +546,7 @@ impl Shard {
                 tracing::warn!(channels = groups.len(), "history append failed: {e}");
                 self.failures += 1;
                 for m in groups.iter().flatten() {
-                    if let Some(id) = &m.id {
+                    if let Some(id) = m.id() {
                         self.dedup.forget(&m.channel, id);
                     }
                 }
@@ -604,14 +604,14 @@ impl Shard {
         // history either finds an item there or receives it (duplicates are dropped by the
         // reader, see server::hold::recover); items without an id are never kept, so a
         // batch of them does not touch the store (its aged items go on the periodic sweep)
-        if messages.iter().any(|m| m.id.is_some()) {
+        if messages.iter().any(|m| m.has_id()) {
             self.history.append_now(channel, messages, now);
         }
         // the last id is recorded before the fan-out: a hold that subscribes and then finds
         // its prev-id still current is sure to receive every later item (see
         // server::hold::response)
         if let Some(last) = messages.last() {
-            self.last_ids.set(channel, last.id.as_ref(), now);
+            self.last_ids.set(channel, last.id(), now);
         }
         let Some(found) = self.registry.find(channel) else {
             self.stats
@@ -769,7 +769,7 @@ mod tests {
     fn order(ready: &[Arc<Message>]) -> Vec<String> {
         ready
             .iter()
-            .map(|m| format!("{}{}", m.channel, m.id.as_deref().unwrap_or("")))
+            .map(|m| format!("{}{}", m.channel, m.id().unwrap_or("")))
             .collect()
     }
 

@@ -80,7 +80,7 @@ impl LastIds {
     ///
     /// A channel's entry is set only from the task that owns the channel (its dispatcher
     /// shard), so when that task finds the table empty, its channel has no entry to forget.
-    pub fn set(&self, channel: &ChannelName, id: Option<&Arc<str>>, now: Instant) {
+    pub fn set(&self, channel: &ChannelName, id: Option<&str>, now: Instant) {
         if id.is_none() && self.entries.load(Ordering::Relaxed) == 0 {
             return;
         }
@@ -89,7 +89,7 @@ impl LastIds {
         match id {
             Some(id) => {
                 let heap = str_heap(channel) + str_heap(id);
-                shard.insert(channel.clone(), (id.clone(), now), heap, now);
+                shard.insert(channel.clone(), (Arc::from(id), now), heap, now);
                 shard.evict_over_bound(|_, _| {});
             }
             None => {

@@ -1,40 +1,47 @@
 //! A published item as the broker carries it — and as history keeps it, so it is kept small:
 //! the bytes that go on the wire are its representation, encoded once at [`Message::new`] and
-//! then shared by every subscriber of that transport (one `Bytes`, reference-counted, never
+//! then shared by every subscriber of that transport (borrowed from the message, never
 //! copied), with no second copy of the content beside them.
 //!
-//! Layout (88 bytes inline, plus the `Arc`'s two counts):
+//! Layout (40 bytes inline, plus the `Arc`'s two counts, and one buffer):
 //! * `channel`, shared with every other message of the channel once its shard has seen it
 //!   ([`crate::names`]);
-//! * `id`;
-//! * `wire`, the main encoding: the `http-stream` content as one HTTP/1.1 chunk when the item
-//!   streams content, otherwise its `ws-message` frame, otherwise empty (which one is kept in
-//!   a byte beside it, and also shows in its first byte: a chunk starts with a hex digit,
-//!   a server WebSocket frame with its FIN bit set);
-//! * `rare`, boxed, only for what a typical item lacks: `prev-id`, `meta`, `no-seq`, the
-//!   `ws-message` frame of an item that also streams, and (boxed again) the formats' full
-//!   description whenever they are not the simple shape — `send` in `http-stream`,
-//!   `ws-message` or both, with no content filters and no `http-response` — which is read
-//!   from the frames alone;
-//! * `lazy`, encodings made on first use only, in one box: the bare content for streams that
-//!   are not chunked (a slice of the chunk, sharing its buffer) and the permessage-deflate
-//!   frame;
-//! * its [`Message::cost`], computed once.
+//! * `block`, one buffer with everything a typical item is: a flags byte (which encodings it
+//!   holds, whether it has an id, whether it has rare parts), the id's length (1 byte, or 4
+//!   for an id of 256 bytes or more), the id itself, then the `ws-message` frame and the
+//!   `http-stream` content as one HTTP/1.1 chunk, each when the item has one. A subscriber
+//!   that has to queue an encoding holds the `Arc<Message>` and an [`Encoding`], not a
+//!   buffer handle of its own;
+//! * `ext`, one box for what a typical item lacks: made at [`Message::new`] when the item has
+//!   rare parts (`prev-id`, `meta`, `no-seq`, and — boxed again — the formats' full
+//!   description whenever they are not the simple shape: `send` in `http-stream`,
+//!   `ws-message` or both, with no content filters and no `http-response`, which is read from
+//!   the flags and the frame alone), otherwise on first use of a lazily made encoding: the
+//!   permessage-deflate frame, and the content with an SSE `id:` line for routes with
+//!   `sse_id`.
+//!
+//! The rare parts' types live in `message_rare.rs`.
+//!
+//! [`Message::cost`] is worked out from the block's length and the rare parts' size noted at
+//! construction (it reads the flags byte and, for rare items, the box: no encoding is made).
 //!
 //! Invariant: a `Message` is immutable once built; the lazily filled encodings are pure
 //! functions of it, so whichever subscriber fills one first, all see the same bytes.
 
+use std::ops::Range;
 use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
-use gripway_proto::chunked::encode_chunk;
+use gripway_proto::chunked::{encode_chunk, write_chunk_header};
 use gripway_proto::publish::{
-    Formats, HttpResponseAction, HttpResponseFormat, HttpStreamAction, HttpStreamFormat, Item,
-    ResponseBody, WsAction, WsKind, WsMessageFormat,
+    Formats, HttpResponseFormat, HttpStreamAction, HttpStreamFormat, Item, WsAction, WsKind,
+    WsMessageFormat,
 };
 use gripway_proto::ws_deflate::{compressed_message_frame, MIN_COMPRESS_BYTES};
-use gripway_proto::ws_frame::{encode_close, encode_frame, FrameKind};
+use gripway_proto::ws_frame::{encode_close, frame_header_len, write_frame_header, FrameKind};
 use once_cell::race::OnceBox;
+
+use rare::{Rare, RareWs, Shape};
 
 /// A channel name, shared between the registry, the dispatcher and every message on it.
 pub type ChannelName = Arc<str>;
@@ -44,20 +51,41 @@ pub type ChannelName = Arc<str>;
 pub struct Message {
     /// The channel it was published to (route prefixes already part of the name).
     pub channel: ChannelName,
-    /// The publisher's id for this item, used for dedup and ordering.
-    pub id: Option<Arc<str>>,
-    /// The main encoding (see the module's doc).
-    wire: Bytes,
-    /// What a typical item lacks.
-    rare: Option<Box<Rare>>,
-    /// Encodings made on first use (one pointer; two racing first users both make it and
-    /// one result is kept, which is harmless: it is a pure function of the message).
-    lazy: OnceBox<Lazy>,
-    /// [`Message::cost`], saturated.
-    cost: u32,
-    /// What `wire` holds (also told by its first byte; kept here so that neither the
-    /// fan-out's checks nor `cost` touch the buffer).
-    kind: Wire,
+    /// Flags, the id and the encodings (see the module's doc).
+    block: Box<[u8]>,
+    /// Rare parts and lazily made encodings (two racing first users of a lazy encoding
+    /// both make the box and one is kept, which is harmless: it is a pure function of the
+    /// message).
+    ext: OnceBox<Ext>,
+}
+
+/// `block[0]`: the block holds the `http-stream` chunk.
+const CHUNK: u8 = 1;
+/// The block holds the `ws-message` frame.
+const FRAME: u8 = 2;
+/// The item has an id (possibly empty).
+const HAS_ID: u8 = 4;
+/// `ext` was made at construction and holds [`Rare`] parts.
+const RARE: u8 = 8;
+/// The id's length is 4 bytes (otherwise 1).
+const LONG_ID: u8 = 16;
+
+/// Which of a message's encodings: what a subscriber that queues one keeps beside the
+/// `Arc<Message>` (see [`Message::encoding`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// [`Message::stream_chunk`].
+    StreamChunk,
+    /// [`Message::stream_content`].
+    StreamContent,
+    /// [`Message::stream_with_sse_id`], chunked.
+    SseIdChunk,
+    /// [`Message::stream_with_sse_id`], not chunked.
+    SseIdContent,
+    /// [`Message::ws_frame`].
+    WsFrame,
+    /// [`Message::ws_frame_deflated`].
+    WsFrameDeflated,
 }
 
 /// What an `http-stream` item does (its content, when it sends some, is
@@ -108,75 +136,24 @@ pub struct WsFormat<'a> {
     pub content_filters: &'a [String],
 }
 
-/// The parts of an item that a typical one lacks.
+/// What a typical item lacks: its rare parts (when it has any, made with the message) and
+/// the encodings made on first use.
 #[derive(Debug)]
-struct Rare {
-    prev_id: Option<Arc<str>>,
-    meta: Box<[(String, String)]>,
-    /// The `ws-message` frame when `wire` holds the stream's chunk.
-    ws_frame: Option<Bytes>,
-    /// The formats, when they are not the simple shape the frames describe alone.
-    shape: Option<Box<Shape>>,
-    /// Heap bytes of this box and what it holds.
-    heap: u32,
-    no_seq: bool,
-}
-
-/// Every format in full.
-#[derive(Debug)]
-struct Shape {
-    stream: Option<StreamAction>,
-    ws: Option<RareWs>,
-    filters: Option<Box<Filters>>,
-    response: Option<Box<HttpResponseFormat>>,
-}
-
-/// Content filters, per format.
-#[derive(Debug)]
-struct Filters {
-    stream: Vec<String>,
-    ws: Vec<String>,
-}
-
-#[derive(Debug)]
-enum RareWs {
-    Send(WsKind),
-    Close { code: Option<u16>, reason: Box<str> },
-    Refresh,
-    Hint,
-}
-
-/// Encodings made on first use.
-#[derive(Debug)]
-struct Lazy {
-    /// The stream content without its chunk framing (a slice of `wire`).
-    content: Option<Bytes>,
+struct Ext {
+    rare: Option<Rare>,
     /// The permessage-deflate frame, when compressing makes the message smaller.
     deflated: OnceLock<Option<Bytes>>,
     /// For routes with `sse_id`: the content with an SSE `id:` line from the item id in
-    /// front, as a chunk and raw (a slice of the chunk); None when the content has an `id:`
-    /// line already or the item has no id.
-    sse_id: OnceLock<Option<Box<(Bytes, Bytes)>>>,
+    /// front, as a chunk, and where the content lies in it; None when the content has an
+    /// `id:` line already or the item has no id.
+    sse_id: OnceLock<Option<(Bytes, Range<usize>)>>,
 }
 
-/// What `wire` holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Wire {
-    Empty,
-    Chunk,
-    WsFrame,
-}
-
-impl Wire {
-    /// Told by the first byte: a chunk starts with a hex digit, a server WebSocket frame with
-    /// its FIN bit.
-    fn of(wire: &[u8]) -> Wire {
-        match wire.first() {
-            None => Wire::Empty,
-            Some(b) if *b < 0x80 => Wire::Chunk,
-            Some(_) => Wire::WsFrame,
-        }
-    }
+/// Where the parts lie in a message's block.
+struct Layout {
+    id: Range<usize>,
+    frame: Range<usize>,
+    chunk: Range<usize>,
 }
 
 /// Heap bytes an `Arc<str>` of `s` owns: the two reference counts and the text, padded to
@@ -184,36 +161,6 @@ impl Wire {
 pub fn str_heap(s: &str) -> usize {
     let word = std::mem::size_of::<usize>();
     (2 * word + s.len()).next_multiple_of(word)
-}
-
-/// The header a `Bytes` buffer gets when it is first cloned or sliced (its reference count):
-/// counted for every kept encoding, since a subscriber that queues one clones it.
-const BYTES_SHARED: usize = 3 * std::mem::size_of::<usize>();
-
-/// What a `body-patch` is counted as while a message waits (its operations are not sized
-/// one by one; the publish API bounds them).
-const PATCH_ESTIMATE: usize = 4096;
-
-fn filters_heap(filters: &[String]) -> usize {
-    filters.iter().map(|c| c.len() + 24).sum()
-}
-
-fn response_heap(r: &HttpResponseFormat) -> usize {
-    let message = match &r.action {
-        HttpResponseAction::Send(m) => {
-            let body = match &m.body {
-                ResponseBody::Bytes(b) => b.len(),
-                ResponseBody::Patch(_) => PATCH_ESTIMATE,
-            };
-            body + m.reason.as_ref().map_or(0, String::len)
-                + m.headers
-                    .iter()
-                    .map(|(k, v)| k.len() + v.len() + 48)
-                    .sum::<usize>()
-        }
-        HttpResponseAction::Hint => 0,
-    };
-    message + filters_heap(&r.content_filters)
 }
 
 /// The kind of a server WebSocket data or control frame, from its first byte.
@@ -244,10 +191,57 @@ fn ws_header_len(frame: &[u8]) -> usize {
     }
 }
 
+/// Length of the unmasked WebSocket frame at the start of `bytes` (header and payload).
+fn ws_frame_len(bytes: &[u8]) -> usize {
+    let payload = match bytes.get(1).map(|b| b & 0x7f) {
+        Some(126) => bytes
+            .get(2..4)
+            .map_or(0, |b| usize::from(u16::from_be_bytes([b[0], b[1]]))),
+        Some(127) => bytes.get(2..10).map_or(0, |b| {
+            let mut be = [0; 8];
+            be.copy_from_slice(b);
+            u64::from_be_bytes(be) as usize
+        }),
+        Some(n) => usize::from(n),
+        None => 0,
+    };
+    (ws_header_len(bytes) + payload).min(bytes.len())
+}
+
 /// Where the content sits in a chunk (`<hex len>\r\n<content>\r\n`).
-fn chunk_content(chunk: &[u8]) -> std::ops::Range<usize> {
+fn chunk_content(chunk: &[u8]) -> Range<usize> {
     let digits = chunk.iter().take_while(|b| b.is_ascii_hexdigit()).count();
     (digits + 2).min(chunk.len())..chunk.len().saturating_sub(2)
+}
+
+/// Length of `<hex len>\r\n` for `len` content bytes.
+fn chunk_header_len(len: usize) -> usize {
+    (usize::BITS - len.leading_zeros()).div_ceil(4).max(1) as usize + 2
+}
+
+/// A `ws-message` frame as [`Message::new`] writes it into the block.
+enum NewFrame<'a> {
+    Send(FrameKind, &'a [u8]),
+    Encoded(Bytes),
+}
+
+impl NewFrame<'_> {
+    fn len(&self) -> usize {
+        match self {
+            NewFrame::Send(_, payload) => frame_header_len(payload.len()) + payload.len(),
+            NewFrame::Encoded(frame) => frame.len(),
+        }
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        match self {
+            NewFrame::Send(kind, payload) => {
+                write_frame_header(out, *kind, payload.len());
+                out.extend_from_slice(payload);
+            }
+            NewFrame::Encoded(frame) => out.extend_from_slice(frame),
+        }
+    }
 }
 
 impl Message {
@@ -266,21 +260,36 @@ impl Message {
             formats.ws_message,
             formats.http_response,
         );
-        let chunk = match &stream {
+        let content = match &stream {
             Some(HttpStreamFormat {
                 action: HttpStreamAction::Send(content),
                 ..
-            }) if !content.is_empty() => Some(encode_chunk(content)),
+            }) if !content.is_empty() => Some(&content[..]),
             _ => None,
         };
-        let ws_frame = ws.as_ref().and_then(|w| match &w.action {
-            WsAction::Send { kind, content } => {
-                Some(encode_frame(frame_kind(*kind), content.clone()))
+        let frame = ws.as_ref().and_then(|w| match &w.action {
+            WsAction::Send { kind, content } => Some(NewFrame::Send(frame_kind(*kind), content)),
+            WsAction::Close { code, reason } => {
+                Some(NewFrame::Encoded(encode_close(*code, reason)))
             }
-            WsAction::Close { code, reason } => Some(encode_close(*code, reason)),
             WsAction::Refresh | WsAction::Hint => None,
         });
-        let simple_stream = |s: &HttpStreamFormat| s.content_filters.is_empty() && chunk.is_some();
+        let id = id.as_deref();
+        let id_len = id.map_or(0, str::len);
+        let long_id = u8::try_from(id_len).is_err();
+        let mut flags = 0;
+        for (on, flag) in [
+            (content.is_some(), CHUNK),
+            (frame.is_some(), FRAME),
+            (id.is_some(), HAS_ID),
+            (long_id, LONG_ID),
+        ] {
+            if on {
+                flags |= flag;
+            }
+        }
+        let simple_stream =
+            |s: &HttpStreamFormat| s.content_filters.is_empty() && content.is_some();
         let simple_ws = |w: &WsMessageFormat| {
             w.content_filters.is_empty() && matches!(w.action, WsAction::Send { .. })
         };
@@ -288,98 +297,176 @@ impl Message {
             && stream.is_some() | ws.is_some()
             && stream.as_ref().is_none_or(simple_stream)
             && ws.as_ref().is_none_or(simple_ws);
-        let (wire, ws_frame) = match chunk {
-            Some(chunk) => (chunk, ws_frame),
-            None => (ws_frame.unwrap_or_default(), None),
-        };
+        // the block, written once at its exact size
+        let len = 1
+            + if long_id { 4 } else { 1 }
+            + id_len
+            + frame.as_ref().map_or(0, NewFrame::len)
+            + content.map_or(0, |c| chunk_header_len(c.len()) + c.len() + 2);
+        let mut block = Vec::with_capacity(len);
+        block.push(flags);
+        if long_id {
+            block.extend_from_slice(&(id_len as u32).to_le_bytes());
+        } else {
+            block.push(id_len as u8);
+        }
+        block.extend_from_slice(id.unwrap_or_default().as_bytes());
+        if let Some(frame) = &frame {
+            frame.write(&mut block);
+        }
+        if let Some(content) = content {
+            write_chunk_header(&mut block, content.len());
+            block.extend_from_slice(content);
+            block.extend_from_slice(b"\r\n");
+        }
+        debug_assert_eq!(block.len(), len);
         let shape = (!simple).then(|| Box::new(Shape::new(stream, ws, response)));
-        let rare = (prev_id.is_some()
-            || !meta.is_empty()
-            || no_seq
-            || ws_frame.is_some()
-            || shape.is_some())
-        .then(|| {
+        let ext = OnceBox::new();
+        if prev_id.is_some() || !meta.is_empty() || no_seq || shape.is_some() {
             let mut rare = Rare {
                 prev_id: prev_id.as_deref().map(Arc::from),
                 meta: meta.into_boxed_slice(),
-                ws_frame,
                 shape,
                 heap: 0,
                 no_seq,
             };
             rare.heap = u32::try_from(rare.measure()).unwrap_or(u32::MAX);
-            Box::new(rare)
-        });
-        let mut msg = Message {
-            channel: Arc::from(channel.as_str()),
-            id: id.as_deref().map(Arc::from),
-            kind: Wire::of(&wire),
-            wire,
-            rare,
-            lazy: OnceBox::new(),
-            cost: 0,
-        };
-        msg.cost = u32::try_from(msg.measure()).unwrap_or(u32::MAX);
-        Arc::new(msg)
-    }
-
-    /// Bytes the message holds on the heap — itself, its id and encodings, its rare parts,
-    /// and the permessage-deflate frame the first such subscriber may add — for bounds on
-    /// what waits and what history keeps. The channel name is shared and not counted (its
-    /// holders count it once); nor is the bare content a non-chunked stream may slice out.
-    /// Computed once (reading it touches nothing outside the message itself).
-    pub fn cost(&self) -> usize {
-        self.cost as usize
-    }
-
-    fn measure(&self) -> usize {
-        let mut cost = std::mem::size_of::<Message>()
-            + 2 * std::mem::size_of::<usize>()
-            + self.id.as_deref().map_or(0, str_heap);
-        if !self.wire.is_empty() {
-            cost += self.wire.len() + BYTES_SHARED;
+            block[0] |= RARE;
+            let _ = ext.set(Box::new(Ext {
+                rare: Some(rare),
+                deflated: OnceLock::new(),
+                sse_id: OnceLock::new(),
+            }));
         }
-        if let Some(rare) = &self.rare {
+        Arc::new(Message {
+            channel: Arc::from(channel.as_str()),
+            block: block.into_boxed_slice(),
+            ext,
+        })
+    }
+
+    /// Bytes the message holds on the heap — itself, its block, its rare parts, and the
+    /// permessage-deflate frame the first such subscriber may add — for bounds on what waits
+    /// and what history keeps. The channel name is shared and not counted (its holders count
+    /// it once); nor is the SSE `id:` form a route with `sse_id` may add. Reads the flags
+    /// byte, and the rare parts of an item that has them; never makes an encoding.
+    #[inline]
+    pub fn cost(&self) -> usize {
+        let mut cost =
+            std::mem::size_of::<Message>() + 2 * std::mem::size_of::<usize>() + self.block.len();
+        if self.flags() & (RARE | FRAME) == 0 {
+            return cost; // nothing boxed, nothing to compress
+        }
+        let rare = self.rare();
+        if let Some(rare) = rare {
             cost += rare.heap as usize;
         }
         if let Some(len) = self.deflatable().map(|(_, payload)| payload.len()) {
-            cost += std::mem::size_of::<Lazy>() + len;
+            cost += len;
+            if rare.is_none() {
+                cost += std::mem::size_of::<Ext>();
+            }
         }
         cost
     }
 
-    fn wire_kind(&self) -> Wire {
-        self.kind
+    #[inline]
+    fn flags(&self) -> u8 {
+        self.block[0]
     }
 
+    /// Where the parts that follow a short id begin, when the block holds only one
+    /// encoding (the common layouts, read without [`Message::layout`]).
+    #[inline]
+    fn short_id_end(&self) -> usize {
+        2 + usize::from(self.block[1])
+    }
+
+    fn layout(&self) -> Layout {
+        let b = &self.block;
+        let flags = b[0];
+        let (id_len, at) = if flags & LONG_ID != 0 {
+            (u32::from_le_bytes([b[1], b[2], b[3], b[4]]) as usize, 5)
+        } else {
+            (usize::from(b[1]), 2)
+        };
+        let id_end = at + id_len;
+        let frame_end = match flags & (CHUNK | FRAME) {
+            FRAME => b.len(),
+            f if f == CHUNK | FRAME => id_end + ws_frame_len(&b[id_end..]),
+            _ => id_end,
+        };
+        Layout {
+            id: at..id_end,
+            frame: id_end..frame_end,
+            chunk: frame_end..b.len(),
+        }
+    }
+
+    #[inline]
+    fn rare(&self) -> Option<&Rare> {
+        if self.flags() & RARE == 0 {
+            return None;
+        }
+        self.ext.get()?.rare.as_ref()
+    }
+
+    #[inline]
     fn shape(&self) -> Option<&Shape> {
-        self.rare.as_ref()?.shape.as_deref()
+        self.rare()?.shape.as_deref()
     }
 
-    fn lazy(&self) -> &Lazy {
-        self.lazy.get_or_init(|| {
-            Box::new(Lazy {
-                content: (self.wire_kind() == Wire::Chunk)
-                    .then(|| self.wire.slice(chunk_content(&self.wire))),
+    fn ext(&self) -> &Ext {
+        self.ext.get_or_init(|| {
+            Box::new(Ext {
+                rare: None,
                 deflated: OnceLock::new(),
                 sse_id: OnceLock::new(),
             })
         })
     }
 
+    /// The publisher's id for this item, used for dedup and ordering.
+    pub fn id(&self) -> Option<&str> {
+        // written from a `str` by `new`: always valid
+        std::str::from_utf8(self.id_bytes()?).ok()
+    }
+
+    /// The id's bytes (no check of its text).
+    #[inline]
+    pub fn id_bytes(&self) -> Option<&[u8]> {
+        match self.flags() & (HAS_ID | LONG_ID) {
+            HAS_ID => self.block.get(2..self.short_id_end()),
+            f if f & HAS_ID != 0 => Some(&self.block[self.layout().id]),
+            _ => None,
+        }
+    }
+
+    /// True if the item has an id.
+    #[inline]
+    pub fn has_id(&self) -> bool {
+        self.flags() & HAS_ID != 0
+    }
+
+    /// True if the item's id is `id`.
+    #[inline]
+    pub fn id_is(&self, id: &str) -> bool {
+        self.id_bytes() == Some(id.as_bytes())
+    }
+
     /// The id of the item the publisher says came before this one on the channel.
     pub fn prev_id(&self) -> Option<&Arc<str>> {
-        self.rare.as_ref()?.prev_id.as_ref()
+        self.rare()?.prev_id.as_ref()
     }
 
     /// True when the publisher asked to bypass ordering (`no-seq`).
     pub fn no_seq(&self) -> bool {
-        self.rare.as_ref().is_some_and(|r| r.no_seq)
+        self.rare().is_some_and(|r| r.no_seq)
     }
 
     /// Publisher metadata, read by subscription filters (`skip-self`, `skip-users`, ...).
     pub fn meta(&self) -> &[(String, String)] {
-        self.rare.as_ref().map_or(&[], |r| &r.meta)
+        self.rare().map_or(&[], |r| &r.meta)
     }
 
     /// The value of a publisher meta field, if set.
@@ -391,13 +478,14 @@ impl Message {
     }
 
     /// The `http-stream` format, for stream holds.
+    #[inline]
     pub fn http_stream(&self) -> Option<StreamFormat<'_>> {
         match self.shape() {
             Some(shape) => shape.stream.map(|action| StreamFormat {
                 action,
                 content_filters: shape.filters.as_ref().map_or(&[], |f| &f.stream),
             }),
-            None => (self.wire_kind() == Wire::Chunk).then_some(StreamFormat {
+            None => (self.flags() & CHUNK != 0).then_some(StreamFormat {
                 action: StreamAction::Send,
                 content_filters: &[],
             }),
@@ -410,6 +498,7 @@ impl Message {
     }
 
     /// The `ws-message` format, for WebSocket connections.
+    #[inline]
     pub fn ws_message(&self) -> Option<WsFormat<'_>> {
         match self.shape() {
             Some(shape) => shape.ws.as_ref().map(|op| WsFormat {
@@ -431,25 +520,37 @@ impl Message {
         }
     }
 
+    /// The encoding `which` (what the accessor of that name returns).
+    #[inline]
+    pub fn encoding(&self, which: Encoding) -> Option<&[u8]> {
+        match which {
+            Encoding::StreamChunk => self.stream_chunk(),
+            Encoding::StreamContent => self.stream_content(),
+            Encoding::SseIdChunk => self.stream_with_sse_id(true),
+            Encoding::SseIdContent => self.stream_with_sse_id(false),
+            Encoding::WsFrame => self.ws_frame(),
+            Encoding::WsFrameDeflated => self.ws_frame_deflated(),
+        }
+    }
+
     /// The `http-stream` content to append to a stream, if this message sends any.
     /// Empty content is treated as nothing to send (an empty chunk would end the body).
-    /// The first call makes it (a slice of [`Message::stream_chunk`], no copy).
-    pub fn stream_content(&self) -> Option<&Bytes> {
-        if self.wire_kind() != Wire::Chunk {
-            return None;
-        }
-        self.lazy().content.as_ref()
+    /// It lies inside [`Message::stream_chunk`] (no copy).
+    #[inline]
+    pub fn stream_content(&self) -> Option<&[u8]> {
+        let chunk = self.stream_chunk()?;
+        Some(&chunk[chunk_content(chunk)])
     }
 
     /// [`Message::stream_chunk`] (`chunked`) or [`Message::stream_content`], with an SSE
     /// `id: <item id>` line in front when the content has no `id:` line of its own (the
     /// route option `sse_id`); built once and shared by every such subscriber.
-    pub fn stream_with_sse_id(&self, chunked: bool) -> Option<&Bytes> {
+    pub fn stream_with_sse_id(&self, chunked: bool) -> Option<&[u8]> {
         let with_id = self
-            .lazy()
+            .ext()
             .sse_id
             .get_or_init(|| {
-                let id = self.id.as_deref()?;
+                let id = self.id()?;
                 let content = self.stream_content()?;
                 let has_id_line =
                     content.starts_with(b"id:") || content.windows(4).any(|w| w == b"\nid:");
@@ -462,13 +563,13 @@ impl Message {
                 event.push(b'\n');
                 event.extend_from_slice(content);
                 let chunk = encode_chunk(&event);
-                let raw = chunk.slice(chunk_content(&chunk));
-                Some(Box::new((chunk, raw)))
+                let raw = chunk_content(&chunk);
+                Some((chunk, raw))
             })
-            .as_deref();
+            .as_ref();
         match (with_id, chunked) {
             (Some((chunk, _)), true) => Some(chunk),
-            (Some((_, raw)), false) => Some(raw),
+            (Some((chunk, raw)), false) => Some(&chunk[raw.clone()]),
             (None, true) => self.stream_chunk(),
             (None, false) => self.stream_content(),
         }
@@ -476,17 +577,24 @@ impl Message {
 
     /// The `http-stream` content as one HTTP/1.1 chunk (`<hex len>\r\n<content>\r\n`),
     /// encoded once and shared by every chunked stream subscriber.
-    pub fn stream_chunk(&self) -> Option<&Bytes> {
-        (self.wire_kind() == Wire::Chunk).then_some(&self.wire)
+    #[inline]
+    pub fn stream_chunk(&self) -> Option<&[u8]> {
+        match self.flags() & (CHUNK | FRAME | LONG_ID) {
+            CHUNK => self.block.get(self.short_id_end()..),
+            f if f & CHUNK != 0 => Some(&self.block[self.layout().chunk]),
+            _ => None,
+        }
     }
 
     /// The `ws-message` as one unmasked WebSocket frame — for `send` the message (text,
     /// binary, ping or pong), for `close` the close frame — encoded once and shared by every
     /// WebSocket subscriber. None for other actions or when there is no `ws-message`.
-    pub fn ws_frame(&self) -> Option<&Bytes> {
-        match self.wire_kind() {
-            Wire::WsFrame => Some(&self.wire),
-            _ => self.rare.as_ref()?.ws_frame.as_ref(),
+    #[inline]
+    pub fn ws_frame(&self) -> Option<&[u8]> {
+        match self.flags() & (CHUNK | FRAME | LONG_ID) {
+            FRAME => self.block.get(self.short_id_end()..),
+            f if f & FRAME != 0 => Some(&self.block[self.layout().frame]),
+            _ => None,
         }
     }
 
@@ -496,9 +604,11 @@ impl Message {
     pub fn to_item(&self) -> Item {
         let stream = self.http_stream().map(|f| HttpStreamFormat {
             action: match f.action {
-                StreamAction::Send => {
-                    HttpStreamAction::Send(self.stream_content().cloned().unwrap_or_default())
-                }
+                StreamAction::Send => HttpStreamAction::Send(
+                    self.stream_content()
+                        .map(Bytes::copy_from_slice)
+                        .unwrap_or_default(),
+                ),
                 StreamAction::Close => HttpStreamAction::Close,
                 StreamAction::Hint => HttpStreamAction::Hint,
             },
@@ -508,7 +618,10 @@ impl Message {
             action: match f.action {
                 WsOp::Send(kind) => WsAction::Send {
                     kind,
-                    content: self.ws_content().unwrap_or_default(),
+                    content: self
+                        .ws_content()
+                        .map(Bytes::copy_from_slice)
+                        .unwrap_or_default(),
                 },
                 WsOp::Close { code, reason } => WsAction::Close {
                     code,
@@ -521,7 +634,7 @@ impl Message {
         });
         Item {
             channel: self.channel.to_string(),
-            id: self.id.as_deref().map(str::to_owned),
+            id: self.id().map(str::to_owned),
             prev_id: self.prev_id().map(|p| p.to_string()),
             meta: self.meta().to_vec(),
             no_seq: self.no_seq(),
@@ -533,13 +646,13 @@ impl Message {
         }
     }
 
-    /// The content of a `ws-message` `send` (a slice of its frame, no copy), for a
-    /// subscriber that transforms it (content filters); None for other actions.
-    pub fn ws_content(&self) -> Option<Bytes> {
+    /// The content of a `ws-message` `send` (inside its frame, no copy), for a subscriber
+    /// that transforms it (content filters); None for other actions.
+    pub fn ws_content(&self) -> Option<&[u8]> {
         match self.ws_message()?.action {
             WsOp::Send(_) => {
                 let frame = self.ws_frame()?;
-                Some(frame.slice(ws_header_len(frame).min(frame.len())..))
+                Some(&frame[ws_header_len(frame).min(frame.len())..])
             }
             _ => None,
         }
@@ -561,87 +674,22 @@ impl Message {
     /// As [`Message::ws_frame`] for a connection with permessage-deflate: text and binary
     /// messages compressed once (when that makes them smaller), shared by every such
     /// connection; otherwise the plain frame itself (control frames are never compressed).
-    pub fn ws_frame_deflated(&self) -> Option<&Bytes> {
+    #[inline]
+    pub fn ws_frame_deflated(&self) -> Option<&[u8]> {
         let plain = self.ws_frame()?;
         let Some((binary, payload)) = self.deflatable() else {
             return Some(plain);
         };
         let deflated = self
-            .lazy()
+            .ext()
             .deflated
             .get_or_init(|| compressed_message_frame(binary, payload));
-        Some(deflated.as_ref().unwrap_or(plain))
+        Some(deflated.as_deref().unwrap_or(plain))
     }
 }
 
-impl Rare {
-    fn measure(&self) -> usize {
-        std::mem::size_of::<Rare>()
-            + self.prev_id.as_deref().map_or(0, str_heap)
-            + self
-                .meta
-                .iter()
-                .map(|(k, v)| k.len() + v.len() + 48)
-                .sum::<usize>()
-            + self.ws_frame.as_ref().map_or(0, |f| f.len() + BYTES_SHARED)
-            + self.shape.as_deref().map_or(0, Shape::heap)
-    }
-}
-
-impl Shape {
-    fn new(
-        stream: Option<HttpStreamFormat>,
-        ws: Option<WsMessageFormat>,
-        response: Option<HttpResponseFormat>,
-    ) -> Shape {
-        let mut filters = Filters {
-            stream: Vec::new(),
-            ws: Vec::new(),
-        };
-        let stream = stream.map(|s| {
-            filters.stream = s.content_filters;
-            match s.action {
-                HttpStreamAction::Send(_) => StreamAction::Send,
-                HttpStreamAction::Close => StreamAction::Close,
-                HttpStreamAction::Hint => StreamAction::Hint,
-            }
-        });
-        let ws = ws.map(|w| {
-            filters.ws = w.content_filters;
-            match w.action {
-                WsAction::Send { kind, .. } => RareWs::Send(kind),
-                WsAction::Close { code, reason } => RareWs::Close {
-                    code,
-                    reason: reason.into_boxed_str(),
-                },
-                WsAction::Refresh => RareWs::Refresh,
-                WsAction::Hint => RareWs::Hint,
-            }
-        });
-        let filters =
-            (!filters.stream.is_empty() || !filters.ws.is_empty()).then(|| Box::new(filters));
-        Shape {
-            stream,
-            ws,
-            filters,
-            response: response.map(Box::new),
-        }
-    }
-
-    fn heap(&self) -> usize {
-        std::mem::size_of::<Shape>()
-            + self.filters.as_ref().map_or(0, |f| {
-                std::mem::size_of::<Filters>() + filters_heap(&f.stream) + filters_heap(&f.ws)
-            })
-            + match &self.ws {
-                Some(RareWs::Close { reason, .. }) => reason.len(),
-                _ => 0,
-            }
-            + self.response.as_deref().map_or(0, |r| {
-                std::mem::size_of::<HttpResponseFormat>() + response_heap(r)
-            })
-    }
-}
+#[path = "message_rare.rs"]
+mod rare;
 
 #[cfg(test)]
 #[path = "message_tests.rs"]

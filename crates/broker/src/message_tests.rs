@@ -3,9 +3,11 @@
 
 use gripway_proto::chunked::encode_chunk;
 use gripway_proto::publish::{
-    Formats, HttpResponseFormat, HttpStreamFormat, ResponseMessage, WsMessageFormat,
+    Formats, HttpResponseAction, HttpResponseFormat, HttpStreamFormat, ResponseBody,
+    ResponseMessage, WsMessageFormat,
 };
 use gripway_proto::ws_deflate::encode_message_frame;
+use gripway_proto::ws_frame::encode_frame;
 
 use super::*;
 
@@ -54,8 +56,8 @@ fn response() -> Option<HttpResponseFormat> {
 }
 
 #[test]
-fn the_message_is_88_bytes_inline() {
-    assert_eq!(std::mem::size_of::<Message>(), 88);
+fn the_message_is_40_bytes_inline() {
+    assert_eq!(std::mem::size_of::<Message>(), 40);
 }
 
 #[test]
@@ -66,15 +68,16 @@ fn a_simple_stream_item_is_its_chunk_and_its_content_a_slice_of_it() {
             http_stream: stream(HttpStreamAction::Send(content.clone().into()), &[]),
             ..Formats::default()
         }));
-        assert!(m.rare.is_none());
-        assert_eq!(m.stream_chunk(), Some(&encode_chunk(&content)));
-        assert_eq!(m.stream_content().map(|c| &c[..]), Some(&content[..]));
+        assert!(m.rare().is_none() && m.ext.get().is_none());
+        assert_eq!(m.stream_chunk(), Some(&encode_chunk(&content)[..]));
+        assert_eq!(m.stream_content(), Some(&content[..]));
         let f = m
             .http_stream()
             .unwrap_or_else(|| panic!("no stream format"));
         assert_eq!((f.action, f.content_filters.len()), (StreamAction::Send, 0));
         assert!(m.ws_message().is_none() && m.ws_frame().is_none());
         assert!(m.ws_frame_deflated().is_none() && m.http_response().is_none());
+        assert_eq!(m.id(), Some("id-1"));
         // one buffer: the content lies inside the chunk
         let inside = m.stream_chunk().map(|c| c.as_ptr_range());
         let bare = m.stream_content().map(|c| c.as_ptr());
@@ -94,9 +97,9 @@ fn a_simple_ws_item_is_its_frame_whatever_its_kind() {
                 ws_message: ws(send(kind, &content), &[]),
                 ..Formats::default()
             }));
-            assert!(m.rare.is_none());
+            assert!(m.rare().is_none());
             let plain = encode_frame(frame_kind(kind), Bytes::from(content.clone()));
-            assert_eq!(m.ws_frame(), Some(&plain));
+            assert_eq!(m.ws_frame(), Some(&plain[..]));
             let f = m.ws_message().unwrap_or_else(|| panic!("no ws format"));
             assert_eq!(f.action, WsOp::Send(kind));
             let deflated = match kind {
@@ -104,7 +107,7 @@ fn a_simple_ws_item_is_its_frame_whatever_its_kind() {
                 WsKind::Binary => encode_message_frame(true, &content),
                 _ => plain.clone(),
             };
-            assert_eq!(m.ws_frame_deflated(), Some(&deflated), "{kind:?} {len}");
+            assert_eq!(m.ws_frame_deflated(), Some(&deflated[..]), "{kind:?} {len}");
             assert!(m.http_stream().is_none() && m.stream_chunk().is_none());
             assert!(m.stream_content().is_none());
         }
@@ -129,7 +132,7 @@ fn a_deflated_frame_is_made_once_and_a_plain_one_reused_when_compression_does_no
         short.ws_frame().map(|b| b.as_ptr())
     );
     assert!(
-        short.lazy.get().is_none(),
+        short.ext.get().is_none(),
         "nothing made for a short message"
     );
 }
@@ -141,10 +144,12 @@ fn both_formats_keep_both_frames() {
         ws_message: ws(send(WsKind::Binary, b"w"), &[]),
         ..Formats::default()
     }));
-    assert_eq!(m.stream_chunk(), Some(&encode_chunk(b"s")));
+    assert!(m.rare().is_none(), "both frames live in the block");
+    assert_eq!(m.stream_chunk(), Some(&encode_chunk(b"s")[..]));
+    assert_eq!(m.stream_content(), Some(&b"s"[..]));
     assert_eq!(
         m.ws_frame(),
-        Some(&encode_frame(FrameKind::Binary, Bytes::from_static(b"w")))
+        Some(&encode_frame(FrameKind::Binary, Bytes::from_static(b"w"))[..])
     );
     assert_eq!(
         m.ws_message().map(|f| f.action),
@@ -198,7 +203,7 @@ fn rare_shapes_are_described_in_full() {
             reason: "bye"
         })
     );
-    assert_eq!(m.ws_frame(), Some(&encode_close(Some(4000), "bye")));
+    assert_eq!(m.ws_frame(), Some(&encode_close(Some(4000), "bye")[..]));
     assert_eq!(m.ws_frame_deflated(), m.ws_frame());
     for (action, want) in [
         (WsAction::Refresh, WsOp::Refresh),
@@ -244,7 +249,16 @@ fn prev_id_meta_and_no_seq_are_kept() {
         ..Formats::default()
     }));
     assert!(plain.prev_id().is_none() && !plain.no_seq() && plain.meta().is_empty());
-    assert_eq!(plain.id.as_deref(), Some("id-1"));
+    assert_eq!(plain.id(), Some("id-1"));
+    assert!(plain.id_is("id-1") && !plain.id_is("id-2") && plain.has_id());
+    let anonymous = Message::new(Item {
+        id: None,
+        ..item(Formats {
+            http_response: response(),
+            ..Formats::default()
+        })
+    });
+    assert!(anonymous.id().is_none() && !anonymous.has_id() && !anonymous.id_is(""));
     assert_eq!(&*plain.channel, "ch");
 }
 
@@ -256,16 +270,74 @@ fn cost_counts_what_the_message_holds() {
         ..Formats::default()
     }));
     let chunk = 2 + 2 + 100 + 2;
-    assert_eq!(m.cost(), 88 + 16 + str_heap("id-1") + chunk + BYTES_SHARED);
+    let block = 1 + 1 + "id-1".len();
+    assert_eq!(m.cost(), 40 + 16 + block + chunk);
     // a long text message may get a compressed copy: counted up front
     let m = Message::new(item(Formats {
         ws_message: ws(send(WsKind::Text, &[b'a'; 1000]), &[]),
         ..Formats::default()
     }));
     let frame = 4 + 1000;
-    let lazy = std::mem::size_of::<Lazy>() + 1000;
+    let lazy = std::mem::size_of::<Ext>() + 1000;
+    assert_eq!(m.cost(), 40 + 16 + block + frame + lazy);
+    // making the compressed copy does not change what is counted
+    let before = m.cost();
+    assert!(m.ws_frame_deflated().is_some());
+    assert_eq!(m.cost(), before);
+}
+
+#[test]
+fn long_ids_and_large_frames_beside_a_chunk_are_laid_out_in_the_block() {
+    for (id_len, ws_len) in [
+        (0, 0),
+        (3, 125),
+        (255, 1),
+        (256, 126),
+        (70_000, 126),
+        (5, 70_000),
+    ] {
+        let id = "i".repeat(id_len);
+        let ws_content = vec![b'w'; ws_len];
+        let m = Message::new(Item {
+            id: Some(id.clone()),
+            ..item(Formats {
+                http_stream: stream(HttpStreamAction::Send(Bytes::from_static(b"chunk")), &[]),
+                ws_message: ws(send(WsKind::Binary, &ws_content), &[]),
+                ..Formats::default()
+            })
+        });
+        assert_eq!(m.id(), Some(&id[..]));
+        assert_eq!(m.stream_chunk(), Some(&encode_chunk(b"chunk")[..]));
+        let frame = encode_frame(FrameKind::Binary, Bytes::from(ws_content.clone()));
+        assert_eq!(m.ws_frame(), Some(&frame[..]), "{id_len} {ws_len}");
+        assert_eq!(m.ws_content(), Some(&ws_content[..]));
+        assert_eq!(m.to_item().id, Some(id));
+    }
+}
+
+#[test]
+fn every_encoding_is_what_its_accessor_gives() {
+    let m = Message::new(item(Formats {
+        http_stream: stream(
+            HttpStreamAction::Send(Bytes::from_static(b"data: x\n\n")),
+            &[],
+        ),
+        ws_message: ws(send(WsKind::Text, &[b'q'; 300]), &[]),
+        ..Formats::default()
+    }));
+    for (which, want) in [
+        (Encoding::StreamChunk, m.stream_chunk()),
+        (Encoding::StreamContent, m.stream_content()),
+        (Encoding::SseIdChunk, m.stream_with_sse_id(true)),
+        (Encoding::SseIdContent, m.stream_with_sse_id(false)),
+        (Encoding::WsFrame, m.ws_frame()),
+        (Encoding::WsFrameDeflated, m.ws_frame_deflated()),
+    ] {
+        assert!(want.is_some());
+        assert_eq!(m.encoding(which), want, "{which:?}");
+    }
     assert_eq!(
-        m.cost(),
-        88 + 16 + str_heap("id-1") + frame + BYTES_SHARED + lazy
+        m.stream_with_sse_id(false),
+        Some(&b"id: id-1\ndata: x\n\n"[..])
     );
 }

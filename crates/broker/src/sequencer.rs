@@ -135,7 +135,7 @@ impl Sequencer {
         out: &mut Vec<Arc<Message>>,
     ) -> Arrival {
         self.forget_idle(now);
-        if msg.id.is_none() {
+        if !msg.has_id() {
             // never kept by history, so not worth sharing its channel's name (see Names)
             match self.channels.get(&msg.channel) {
                 None => {
@@ -313,7 +313,7 @@ fn release(
 }
 
 fn release_one(order: &mut ChannelOrder, msg: Arc<Message>, out: &mut Vec<Arc<Message>>) {
-    order.last_id = msg.id.clone();
+    order.last_id = msg.id().map(Arc::from);
     out.push(msg);
 }
 
@@ -334,7 +334,7 @@ mod tests {
     }
 
     fn ids(out: &[Arc<Message>]) -> Vec<&str> {
-        out.iter().map(|m| m.id.as_deref().unwrap_or("-")).collect()
+        out.iter().map(|m| m.id().unwrap_or("-")).collect()
     }
 
     fn bare(prev: Option<&str>) -> Arc<Message> {

@@ -24,11 +24,7 @@ impl Subscriber for Recorder {
     fn deliver(&self, channel: &str, messages: &[Arc<Message>]) -> Delivery {
         let mut seen = self.0.lock();
         let list = seen.entry(channel.to_string()).or_default();
-        list.extend(
-            messages
-                .iter()
-                .filter_map(|m| m.id.as_deref().map(String::from)),
-        );
+        list.extend(messages.iter().filter_map(|m| m.id().map(String::from)));
         Delivery::Sent(messages.len() as u32)
     }
 }
@@ -115,7 +111,7 @@ async fn writes_in_flight_overlap_and_each_channel_keeps_its_order() {
         let stored: Vec<String> = stored
             .items
             .iter()
-            .filter_map(|k| k.msg.id.as_deref().map(String::from))
+            .filter_map(|k| k.msg.id().map(String::from))
             .collect();
         assert_eq!(delivered, stored, "channel {c}");
         // and each publisher's items in the order it published them

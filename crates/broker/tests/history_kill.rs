@@ -81,7 +81,10 @@ fn child(dir: &Path, policy: FsyncPolicy) {
                         let out = h.append(&name, &batch, Instant::now()).await;
                         let Ok(out) = out else { return };
                         let seq = out.last_seq.unwrap_or(0);
-                        let id = batch.last().and_then(|m| m.id.clone()).unwrap_or_default();
+                        let id = batch
+                            .last()
+                            .and_then(|m| m.id().map(Arc::<str>::from))
+                            .unwrap_or_default();
                         let mut o = std::io::stdout().lock();
                         let _ = writeln!(o, "ack {ch} {seq} {id}");
                         let _ = o.flush();
@@ -155,7 +158,7 @@ fn check(dir: &Path, policy_name: &str) {
             for (i, k) in r.items.iter().enumerate() {
                 assert_eq!(k.seq, i as u64 + 1, "{ch}: dense from 1");
                 let want = format!("{ch}-{i}");
-                assert_eq!(k.msg.id.as_deref(), Some(want.as_str()), "{ch}: in order");
+                assert_eq!(k.msg.id(), Some(want.as_str()), "{ch}: in order");
             }
             let acked = acks.iter().filter(|a| a.0 == ch).map(|a| a.1).max();
             let kept = r.items.len() as u64;
@@ -165,7 +168,7 @@ fn check(dir: &Path, policy_name: &str) {
             );
             for (_, seq, id) in acks.iter().filter(|a| a.0 == ch) {
                 let k = &r.items[*seq as usize - 1];
-                assert_eq!(k.msg.id.as_deref(), Some(id.as_str()));
+                assert_eq!(k.msg.id(), Some(id.as_str()));
             }
             eprintln!("{policy_name} {ch}: acknowledged {acked:?}, kept {kept}");
         }

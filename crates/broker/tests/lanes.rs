@@ -30,11 +30,7 @@ impl Subscriber for Recorder {
             threads.push(name);
         }
         let mut ids = self.ids.lock();
-        ids.extend(
-            messages
-                .iter()
-                .map(|m| m.id.as_deref().unwrap_or("").to_owned()),
-        );
+        ids.extend(messages.iter().map(|m| m.id().unwrap_or("").to_owned()));
         Delivery::Sent(messages.len() as u32)
     }
 }

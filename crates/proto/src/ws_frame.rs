@@ -30,6 +30,37 @@ pub fn encode_frame(kind: FrameKind, payload: Bytes) -> Bytes {
     format(frame)
 }
 
+/// Appends the header of one complete, unmasked frame of `kind` carrying `len` payload bytes
+/// (the same bytes [`encode_frame`] puts in front of the payload), for a caller that builds
+/// the frame in its own buffer.
+pub fn write_frame_header(out: &mut Vec<u8>, kind: FrameKind, len: usize) {
+    let opcode = match kind {
+        FrameKind::Text => 0x1,
+        FrameKind::Binary => 0x2,
+        FrameKind::Ping => 0x9,
+        FrameKind::Pong => 0xa,
+    };
+    out.push(0x80 | opcode);
+    if len < 126 {
+        out.push(len as u8);
+    } else if let Ok(short) = u16::try_from(len) {
+        out.push(126);
+        out.extend_from_slice(&short.to_be_bytes());
+    } else {
+        out.push(127);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+}
+
+/// Length of the header [`write_frame_header`] writes for `len` payload bytes.
+pub fn frame_header_len(len: usize) -> usize {
+    match len {
+        0..126 => 2,
+        126..=0xffff => 4,
+        _ => 10,
+    }
+}
+
 /// A close frame with `code` and `reason` (no payload when `code` is None; a reason without a
 /// code is sent with 1000, since RFC 6455 allows a reason only after a code).
 pub fn encode_close(code: Option<u16>, reason: &str) -> Bytes {
@@ -89,6 +120,33 @@ mod tests {
         assert_eq!(long.len(), 304);
         let huge = encode_frame(FrameKind::Binary, Bytes::from(vec![0; 70_000]));
         assert_eq!(&huge[..10], &[0x82, 127, 0, 0, 0, 0, 0, 1, 0x11, 0x70]);
+    }
+
+    #[test]
+    fn written_headers_match_encoded_frames() {
+        for kind in [
+            FrameKind::Text,
+            FrameKind::Binary,
+            FrameKind::Ping,
+            FrameKind::Pong,
+        ] {
+            let lens: &[usize] = match kind {
+                FrameKind::Ping | FrameKind::Pong => &[0, 1, 125],
+                _ => &[0, 1, 125, 126, 127, 300, 65_535, 65_536, 70_000],
+            };
+            for &len in lens {
+                let payload = vec![b'x'; len];
+                let mut out = Vec::new();
+                write_frame_header(&mut out, kind, len);
+                assert_eq!(out.len(), frame_header_len(len), "{kind:?} {len}");
+                out.extend_from_slice(&payload);
+                assert_eq!(
+                    out,
+                    &encode_frame(kind, Bytes::from(payload))[..],
+                    "{kind:?} {len}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -282,7 +282,7 @@ impl DiskHistory {
         groups
             .iter()
             .flatten()
-            .filter(|m| m.id.is_some())
+            .filter(|m| m.has_id())
             .cloned()
             .collect()
     }
@@ -354,7 +354,7 @@ impl HistoryStore for DiskHistory {
         let msgs: Vec<Arc<Message>> = if self.max_items == 0 {
             Vec::new()
         } else {
-            items.iter().filter(|m| m.id.is_some()).cloned().collect()
+            items.iter().filter(|m| m.has_id()).cloned().collect()
         };
         self.send_append(Some(channel.clone()), msgs, now)
     }

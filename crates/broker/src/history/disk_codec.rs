@@ -150,10 +150,13 @@ pub(super) fn encode_item_into(buf: &mut Vec<u8>, wall_ms: u64, seq: u64, msg: &
     }
 }
 
+/// An id, and a chunk and a frame (either may be absent).
+type WireParts<'a> = (&'a str, Option<&'a [u8]>, Option<&'a [u8]>);
+
 /// The id, chunk and frame of a message of the common shape (see the module doc), which
 /// they describe in full; None for any other.
-fn wire_parts(msg: &Message) -> Option<(&str, Option<&Bytes>, Option<&Bytes>)> {
-    let id = msg.id.as_deref()?;
+fn wire_parts(msg: &Message) -> Option<WireParts<'_>> {
+    let id = msg.id()?;
     if msg.prev_id().is_some()
         || !msg.meta().is_empty()
         || msg.no_seq()

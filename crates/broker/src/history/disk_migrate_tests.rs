@@ -119,7 +119,7 @@ fn write_old(
 fn ids(r: &Recovery) -> Vec<String> {
     r.items
         .iter()
-        .map(|k| k.msg.id.as_deref().unwrap_or("-").to_string())
+        .map(|k| k.msg.id().unwrap_or("-").to_string())
         .collect()
 }
 
@@ -171,10 +171,7 @@ async fn version_1_and_2_stores_are_migrated_at_open() {
             );
             assert_eq!(r.epoch >> 32, EPOCH, "the epoch is kept");
             assert_eq!(r.items[1].msg.meta_value("user"), Some("u1"));
-            assert_eq!(
-                r.items[2].msg.stream_content().map(|b| &b[..]),
-                Some(&b"hello"[..])
-            );
+            assert_eq!(r.items[2].msg.stream_content(), Some(&b"hello"[..]));
             let r = read(&h, "b", After::Id("b1")).await;
             assert_eq!((r.reach, ids(&r)), (Reach::Gap, vec!["b2".to_string()]));
             let r = read(&h, "big", After::Start).await;

@@ -187,7 +187,7 @@ pub(super) fn restore(
         };
         match codec::decode_body_of(name, body) {
             Ok(msg) => {
-                if let Some(id) = &msg.id {
+                if let Some(id) = msg.id() {
                     ids.insert(name, id);
                 }
                 core.restore_item(slot, seq, msg, head.wall.saturating_sub(wall_base));

@@ -48,7 +48,7 @@ fn config(max_items: usize, max_age_secs: u64) -> HistoryConfig {
 fn ids(r: &Recovery) -> Vec<String> {
     r.items
         .iter()
-        .map(|k| k.msg.id.as_deref().unwrap_or("-").to_string())
+        .map(|k| k.msg.id().unwrap_or("-").to_string())
         .collect()
 }
 
@@ -462,7 +462,7 @@ pub(in crate::history) fn on_disk(dir: &Path) -> Vec<(Vec<u8>, String, u64, Stri
         .map(|kv| {
             let (k, v) = kv.into_inner().unwrap_or_else(|e| panic!("{e}"));
             let (head, msg) = codec::decode_item(&v).unwrap_or_else(|e| panic!("{e}"));
-            let id = msg.id.as_deref().unwrap_or("-").to_string();
+            let id = msg.id().unwrap_or("-").to_string();
             (k.to_vec(), head.channel.to_string(), head.seq, id)
         })
         .collect()

@@ -288,7 +288,7 @@ impl Writer {
                     *next_key += 1;
                 }
                 if let Some(last) = run.last() {
-                    plan.after.last_id = last.id.clone();
+                    plan.after.last_id = last.id().map(Arc::from);
                 }
                 planned.push(plan.after.next_seq - 1);
             });

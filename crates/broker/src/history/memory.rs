@@ -4,27 +4,36 @@
 //! Structures ([`MemoryCore`], one per partition, behind a short lock):
 //!
 //! * a slab of channels, found by name through a hash map; each channel holds its items in a
-//!   `VecDeque` of 16-byte slots (the shared `Arc<Message>` and when it was appended), the
-//!   sequence number of its oldest slot (the others follow densely), its last id, and whether
-//!   anything of it was ever dropped (`truncated`: what decides [`Reach::Gap`] against
-//!   [`Reach::Complete`]);
-//! * one queue over all channels of 16-byte entries (channel slot, generation, sequence) in
-//!   append order: its front is always the oldest kept item of the partition, so eviction by
-//!   age and by bytes is a pop at the front, O(1). An item dropped by its channel's count
-//!   bound leaves its queue entry behind as a tombstone (its sequence is below the channel's
-//!   oldest), skipped at the front and swept once tombstones outnumber live entries:
-//!   amortised O(1), as in [`crate::aged::AgedMap`].
+//!   `VecDeque` of 8-byte slots (the shared `Arc<Message>`; grown by doubling up to the
+//!   count bound and one, no further), the sequence number of its
+//!   oldest slot (the others follow densely), and whether anything of it was ever dropped
+//!   (`truncated`: what decides [`Reach::Gap`] against [`Reach::Complete`]). Its last id is
+//!   its newest item's, read from that item; only a channel that holds no item keeps a copy;
+//! * one queue over all channels of 12-byte entries (channel slot, the low 31 bits of the
+//!   sequence, append time) in append order: its front is always the oldest kept item of the
+//!   partition, so eviction by age and by bytes is a pop at the front, O(1). An item dropped
+//!   by its channel's count bound leaves its queue entry behind as a tombstone (its sequence
+//!   is below the channel's oldest), skipped at the front and swept once tombstones
+//!   outnumber live entries: amortised O(1), as in [`crate::aged::AgedMap`]. Sequences are
+//!   compared modulo 2^31, which is exact while an entry is less than 2^30 items of its
+//!   channel behind (the sweep keeps the queue far shorter). An entry needs no generation:
+//!   a channel is forgotten only when its live marker is at the front, and then no other
+//!   entry names its slot (anything appended after the marker would have made it stale).
+//!   Times are 32-bit ticks of one millisecond (coarser only when `max_age` exceeds 2^30
+//!   ms) from a base that moves forward when they near 2^31;
 //!
 //! A channel whose last item is dropped keeps its last id (so a client that saw that item
 //! is told it missed nothing) and puts a marker entry on the queue; when the marker reaches
 //! the front — another `max_age` later, or sooner under byte pressure — the channel is
 //! forgotten. From then on a channel the store does not know may have had items, so an
-//! unknown id on it is a [`Reach::Gap`], never silently [`Reach::Complete`].
+//! unknown id on it is a [`Reach::Gap`], never silently [`Reach::Complete`]. The newest
+//! dropped id of a channel (a client that has it missed nothing that is still kept) is kept
+//! as a 64-bit hash, so that dropping an item allocates nothing.
 //!
-//! Costs: the store's own memory per kept item is its two slots (32 bytes) plus the spare
-//! capacity of the two queues; it charges [`ITEM_OVERHEAD`] per item against `max_bytes`,
-//! with the message's own [`Message::cost`]. Appending allocates only when a queue grows;
-//! reads allocate the answer's `Vec`.
+//! Costs: the store's own memory per kept item is its slot and its order entry (20 bytes)
+//! plus the spare capacity of the two queues; it charges [`ITEM_OVERHEAD`] per item against
+//! `max_bytes`, with the message's own [`Message::cost`]. Appending allocates only when a
+//! queue grows; reads allocate the answer's `Vec`.
 
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
@@ -43,28 +52,38 @@ use super::{
 use crate::message::{str_heap, ChannelName, Message};
 
 /// One kept item in its channel's queue.
-struct Slot {
-    msg: Arc<Message>,
-    /// Milliseconds since the core's base instant.
-    at: u64,
-}
+type Slot = Arc<Message>;
 
 /// One entry of the partition-wide queue, in append order.
 #[derive(Clone, Copy)]
 struct Order {
     slot: u32,
-    gen: u32,
-    /// The item's sequence number, or [`MARK`] | the channel's next sequence for a marker
-    /// ("forget this channel if still empty").
-    seq: u64,
+    /// The item's sequence number modulo 2^31, or [`MARK_BIT`] | the channel's next
+    /// sequence (modulo 2^31) for a marker ("forget this channel if still empty").
+    seq: u32,
+    /// When it was appended (or the channel emptied), in the core's ticks.
+    at: u32,
 }
 
+/// What the eviction log records for a forgotten channel.
 const MARK: u64 = 1 << 63;
+/// An order entry that is a marker.
+const MARK_BIT: u32 = 1 << 31;
+/// The sequence bits of an order entry.
+const SEQ_BITS: u32 = MARK_BIT - 1;
+
+/// `seq` as an order entry holds it.
+fn seq31(seq: u64) -> u32 {
+    (seq as u32) & SEQ_BITS
+}
+
+/// Ticks are rebased once they reach this (half the range of a `u32`).
+const REBASE_AT: u64 = 1 << 31;
 
 /// What the store charges per kept item beside [`Message::cost`]: its channel slot and its
 /// order entry, with room for the queues' worst-case spare capacity (a `VecDeque` grows by
 /// doubling; the order queue holds up to half as many tombstones as live entries, and is
-/// shrunk after a sweep that leaves it under half full): 2 × 16 + 3 × 16 = 80 bytes.
+/// shrunk after a sweep that leaves it under half full): 2 × 8 + 3 × 12 = 52 bytes.
 pub const ITEM_OVERHEAD: usize = 2 * std::mem::size_of::<Slot>() + 3 * std::mem::size_of::<Order>();
 
 /// What the store charges per channel beside its name.
@@ -82,12 +101,13 @@ struct Channel {
     /// Some item of this channel may have been dropped (or the channel existed before and
     /// was forgotten): an unknown id is then a gap.
     truncated: bool,
-    /// The id of the newest item appended, kept after the item is dropped.
+    /// The id of the newest item appended, once that item is no longer kept (while any
+    /// item is kept, the newest one's id is the last id, and this is None).
     last_id: Option<Arc<str>>,
-    /// The id of the newest item dropped (the one just before the oldest kept): a reader
-    /// that has it missed nothing that was dropped.
-    evicted_id: Option<Arc<str>>,
-    /// When the channel lost its last item (for its marker's age).
+    /// The hash of the id of the newest item dropped (the one just before the oldest
+    /// kept): a reader that has it missed nothing that was dropped.
+    evicted_id: Option<u64>,
+    /// When the channel lost its last item (core milliseconds).
     emptied_at: u64,
 }
 
@@ -95,6 +115,35 @@ impl Channel {
     fn next_seq(&self) -> u64 {
         self.first_seq + self.items.len() as u64
     }
+
+    /// True if `id` is the id of the newest item appended.
+    fn last_id_is(&self, id: &str) -> bool {
+        match self.items.back() {
+            Some(m) => m.id_is(id),
+            None => self.last_id.as_deref() == Some(id),
+        }
+    }
+
+    /// The id of the newest item appended.
+    fn last_id(&self) -> Option<Arc<str>> {
+        match self.items.back() {
+            Some(m) => m.id().map(Arc::from),
+            None => self.last_id.clone(),
+        }
+    }
+}
+
+/// Makes room in a full channel queue: doubling, but never past the count bound and the one
+/// item appended before the oldest is dropped (so a channel at its bound has no spare).
+fn grow(items: &mut VecDeque<Slot>, max_items: usize) {
+    let len = items.len();
+    let room = max_items.saturating_add(1).saturating_sub(len);
+    items.reserve_exact(len.max(4).min(room).max(1));
+}
+
+/// The hash kept for a channel's newest dropped id.
+fn id_hash(id: &[u8]) -> u64 {
+    FixedState::with_seed(0x6576_6963).hash_one(id)
 }
 
 /// Why an item left.
@@ -108,6 +157,10 @@ enum Cause {
 pub struct MemoryCore {
     config: HistoryConfig,
     base: Instant,
+    /// Milliseconds of one tick of the order queue's times.
+    tick_ms: u64,
+    /// The core milliseconds of tick 0.
+    tick_base: u64,
     epoch: u32,
     index: HashMap<ChannelName, u32>,
     channels: Slab<Channel>,
@@ -122,15 +175,21 @@ pub struct MemoryCore {
     /// for a durable store to delete on disk (see `memory_restore.rs`); None (the default)
     /// records nothing.
     evicted: Option<Vec<(ChannelName, u64)>>,
+    /// While a durable store restores the core: every restored item's order entry and
+    /// append time (core milliseconds), for [`MemoryCore::finish_restore`].
+    restoring: Vec<(u64, Order)>,
 }
 
 impl MemoryCore {
     /// An empty history with these bounds; `epoch` tells its sequence numbers from those of
     /// another store (or an earlier process).
     pub fn new(config: HistoryConfig, epoch: u32, now: Instant) -> Self {
+        let max_age_ms = u64::try_from(config.max_age.as_millis()).unwrap_or(u64::MAX);
         MemoryCore {
             config,
             base: now,
+            tick_ms: max_age_ms.div_ceil(1 << 30).max(1),
+            tick_base: 0,
             epoch,
             index: HashMap::default(),
             channels: Slab::new(),
@@ -141,11 +200,33 @@ impl MemoryCore {
             bytes: 0,
             stats: HistoryStats::default(),
             evicted: None,
+            restoring: Vec::new(),
         }
     }
 
     fn ms(&self, now: Instant) -> u64 {
         now.saturating_duration_since(self.base).as_millis() as u64
+    }
+
+    /// Core milliseconds `ms` in ticks, moving the ticks' base forward first when they
+    /// reach 2^31 (to 2^30 ticks back, at least `max_age`: an entry older than that then
+    /// reads as exactly that old, still past `max_age`, and goes all the same).
+    fn tick(&mut self, ms: u64) -> u32 {
+        let ticks = ms.saturating_sub(self.tick_base) / self.tick_ms;
+        if ticks < REBASE_AT {
+            return ticks as u32;
+        }
+        let shift = ticks - REBASE_AT / 2;
+        self.tick_base += shift * self.tick_ms;
+        for e in self.order.iter_mut() {
+            e.at = u64::from(e.at).saturating_sub(shift) as u32;
+        }
+        (ticks - shift) as u32
+    }
+
+    /// Core milliseconds of an order entry's time.
+    fn entry_ms(&self, e: Order) -> u64 {
+        self.tick_base + u64::from(e.at) * self.tick_ms
     }
 
     fn channel_epoch(&self, ch: &Channel) -> u64 {
@@ -189,21 +270,26 @@ impl MemoryCore {
             return out;
         }
         let at = self.ms(now);
+        let tick = self.tick(at);
         let mut key = None;
         for msg in msgs {
-            let Some(id) = &msg.id else { continue };
+            if !msg.has_id() {
+                continue;
+            }
             let key = *key.get_or_insert_with(|| self.channel_slot(channel, at));
             let ch = &mut self.channels[key as usize];
             let seq = ch.next_seq();
-            ch.items.push_back(Slot {
-                msg: msg.clone(),
-                at,
-            });
-            ch.last_id = Some(id.clone());
+            if ch.items.len() == ch.items.capacity() {
+                grow(&mut ch.items, self.config.max_items);
+            }
+            ch.items.push_back(msg.clone());
+            if ch.last_id.is_some() {
+                ch.last_id = None; // the newest item says it now
+            }
             self.order.push_back(Order {
                 slot: key,
-                gen: ch.gen,
-                seq,
+                seq: seq31(seq),
+                at: tick,
             });
             self.items += 1;
             self.bytes += msg.cost() + ITEM_OVERHEAD;
@@ -213,6 +299,9 @@ impl MemoryCore {
             out.kept += 1;
             out.last_seq = Some(seq);
         }
+        // tombstones at the front go on every append, whatever the time (the queue then
+        // stays near the live entries while the count bound drops items in append order)
+        self.skip_tombstones();
         self.expire(now);
         while self.bytes > self.config.max_bytes && self.evict_front(at, Cause::Bytes) {}
         self.sweep_if_needed();
@@ -246,23 +335,12 @@ impl MemoryCore {
         let Some(ch) = self.channels.get(e.slot as usize) else {
             return false;
         };
-        if ch.gen != e.gen {
-            return false;
-        }
-        if e.seq & MARK != 0 {
-            ch.items.is_empty() && ch.first_seq == e.seq & !MARK
+        if e.seq & MARK_BIT != 0 {
+            ch.items.is_empty() && seq31(ch.first_seq) == e.seq & SEQ_BITS
         } else {
-            e.seq >= ch.first_seq
-        }
-    }
-
-    /// When the live entry `e` was appended (or its channel emptied).
-    fn entry_time(&self, e: Order) -> u64 {
-        let ch = &self.channels[e.slot as usize];
-        if e.seq & MARK != 0 {
-            ch.emptied_at
-        } else {
-            ch.items.front().map_or(ch.emptied_at, |s| s.at)
+            // modulo 2^31: behind the oldest kept (a tombstone) reads as 2^30 or more
+            let ahead = e.seq.wrapping_sub(seq31(ch.first_seq)) & SEQ_BITS;
+            (ahead as usize) < ch.items.len()
         }
     }
 
@@ -288,11 +366,15 @@ impl MemoryCore {
         if let Some(log) = &mut self.evicted {
             log.push((ch.name.clone(), ch.first_seq));
         }
-        ch.evicted_id = old.msg.id.clone();
+        let id = old.id_bytes().unwrap_or_default();
+        ch.evicted_id = Some(id_hash(id));
+        if ch.items.is_empty() {
+            ch.last_id = old.id().map(Arc::from); // no item says it any more
+        }
         ch.first_seq += 1;
         ch.truncated = true;
         self.items -= 1;
-        self.bytes -= old.msg.cost() + ITEM_OVERHEAD;
+        self.bytes -= old.cost() + ITEM_OVERHEAD;
         true
     }
 
@@ -303,7 +385,7 @@ impl MemoryCore {
             return false;
         };
         let key = e.slot as usize;
-        if e.seq & MARK != 0 {
+        if e.seq & MARK_BIT != 0 {
             let ch = self.channels.remove(key);
             self.index.remove(&ch.name);
             if let Some(log) = &mut self.evicted {
@@ -321,14 +403,15 @@ impl MemoryCore {
             Cause::Age => self.stats.evicted_age += 1,
             Cause::Bytes => self.stats.evicted_bytes += 1,
         }
+        let tick = self.tick(at);
         let ch = &mut self.channels[key];
         if ch.items.is_empty() {
             ch.emptied_at = at;
             ch.items = VecDeque::new(); // give the slots back while only the last id stays
             let marker = Order {
                 slot: e.slot,
-                gen: ch.gen,
-                seq: MARK | ch.first_seq,
+                seq: MARK_BIT | seq31(ch.first_seq),
+                at: tick,
             };
             self.order.push_back(marker);
         }
@@ -345,7 +428,7 @@ impl MemoryCore {
         loop {
             self.skip_tombstones();
             let Some(&e) = self.order.front() else { break };
-            if self.entry_time(e) > cutoff {
+            if self.entry_ms(e) > cutoff {
                 break;
             }
             self.evict_front(at, Cause::Age);
@@ -399,16 +482,12 @@ impl MemoryCore {
         let (reach, skip) = match after {
             After::Start => (unknown, 0),
             After::Id(id) => {
-                if ch.last_id.as_deref() == Some(id) {
+                if ch.last_id_is(id) {
                     (Reach::After, ch.items.len())
-                } else if ch.evicted_id.as_deref() == Some(id) {
+                } else if ch.evicted_id == Some(id_hash(id.as_bytes())) {
                     (Reach::After, 0) // everything kept follows it
                 } else {
-                    match ch
-                        .items
-                        .iter()
-                        .rposition(|s| s.msg.id.as_deref() == Some(id))
-                    {
+                    match ch.items.iter().rposition(|m| m.id_is(id)) {
                         Some(p) => (Reach::After, p + 1),
                         None => (unknown, 0),
                     }
@@ -433,9 +512,9 @@ impl MemoryCore {
             .enumerate()
             .skip(skip)
             .take(n)
-            .map(|(i, s)| Kept {
+            .map(|(i, m)| Kept {
                 seq: ch.first_seq + i as u64,
-                msg: s.msg.clone(),
+                msg: m.clone(),
             })
             .collect();
         Recovery {
@@ -450,10 +529,10 @@ impl MemoryCore {
     pub fn last(&mut self, channel: &str, now: Instant) -> Option<Kept> {
         self.expire(now);
         let ch = &self.channels[*self.index.get(channel)? as usize];
-        let s = ch.items.back()?;
+        let m = ch.items.back()?;
         Some(Kept {
             seq: ch.next_seq() - 1,
-            msg: s.msg.clone(),
+            msg: m.clone(),
         })
     }
 

@@ -99,7 +99,7 @@ impl MemoryCore {
             first_seq: ch.first_seq,
             next_seq: ch.next_seq(),
             truncated: ch.truncated,
-            last_id: ch.last_id.clone(),
+            last_id: ch.last_id(),
             emptied_at: ch.emptied_at,
         })
     }
@@ -110,8 +110,7 @@ impl MemoryCore {
             return false;
         };
         let ch = &self.channels[key as usize];
-        ch.last_id.as_deref() == Some(id)
-            || ch.items.iter().any(|s| s.msg.id.as_deref() == Some(id))
+        ch.last_id_is(id) || ch.items.iter().any(|m| m.id_is(id))
     }
 
     /// Creates `channel` with `state` (and no items) unless it exists; returns its slot.
@@ -150,17 +149,25 @@ impl MemoryCore {
                 }
                 ch.first_seq += 1;
                 self.items -= 1;
-                self.bytes -= old.msg.cost() + ITEM_OVERHEAD;
+                self.bytes -= old.cost() + ITEM_OVERHEAD;
             }
             ch.first_seq = seq;
             ch.truncated = true;
         }
         self.items += 1;
         self.bytes += msg.cost() + ITEM_OVERHEAD;
-        if let Some(id) = &msg.id {
-            ch.last_id = Some(id.clone());
+        if msg.has_id() {
+            ch.last_id = None; // the newest item says it now
         }
-        ch.items.push_back(Slot { msg, at });
+        ch.items.push_back(msg);
+        self.restoring.push((
+            at,
+            Order {
+                slot,
+                seq: seq31(seq),
+                at: 0,
+            },
+        ));
         if ch.items.len() > self.config.max_items {
             if let Some(old) = ch.items.pop_front() {
                 if let Some(log) = &mut self.evicted {
@@ -169,7 +176,7 @@ impl MemoryCore {
                 ch.first_seq += 1;
                 ch.truncated = true;
                 self.items -= 1;
-                self.bytes -= old.msg.cost() + ITEM_OVERHEAD;
+                self.bytes -= old.cost() + ITEM_OVERHEAD;
                 self.stats.evicted_count += 1;
             }
         }
@@ -209,35 +216,28 @@ impl MemoryCore {
     /// After every channel and item is restored: rebuilds the order queue (items and the
     /// markers of emptied channels, oldest first) and applies every bound as of `now`.
     pub fn finish_restore(&mut self, now: Instant) {
-        let mut entries: Vec<(u64, Order)> = Vec::with_capacity(self.items + self.channels.len());
+        let mut entries = std::mem::take(&mut self.restoring);
+        // items dropped while restoring leave no entry
+        entries.retain(|(_, e)| self.is_live(*e));
         for (key, ch) in self.channels.iter() {
-            let slot = key as u32;
             if ch.items.is_empty() {
-                let seq = MARK | ch.first_seq;
-                entries.push((
-                    ch.emptied_at,
-                    Order {
-                        slot,
-                        gen: ch.gen,
-                        seq,
-                    },
-                ));
-            }
-            for (i, s) in ch.items.iter().enumerate() {
-                let seq = ch.first_seq + i as u64;
-                entries.push((
-                    s.at,
-                    Order {
-                        slot,
-                        gen: ch.gen,
-                        seq,
-                    },
-                ));
+                let marker = Order {
+                    slot: key as u32,
+                    seq: MARK_BIT | seq31(ch.first_seq),
+                    at: 0,
+                };
+                entries.push((ch.emptied_at, marker));
             }
         }
-        entries.sort_by_key(|(at, e)| (*at, e.seq & !MARK));
-        self.order = entries.into_iter().map(|(_, e)| e).collect();
+        entries.sort_by_key(|(at, e)| (*at, e.seq & SEQ_BITS));
         let at = self.ms(now);
+        self.tick(at);
+        let mut order = VecDeque::with_capacity(entries.len());
+        for (ms, mut e) in entries {
+            e.at = self.tick(ms);
+            order.push_back(e);
+        }
+        self.order = order;
         self.expire(now);
         while self.bytes > self.config.max_bytes && self.evict_front(at, Cause::Bytes) {}
         self.sweep_if_needed();

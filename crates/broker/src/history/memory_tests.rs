@@ -39,10 +39,7 @@ fn config(max_items: usize, max_age_secs: u64, max_bytes: usize) -> HistoryConfi
 }
 
 fn ids(r: &Recovery) -> Vec<&str> {
-    r.items
-        .iter()
-        .map(|k| k.msg.id.as_deref().unwrap_or("-"))
-        .collect()
+    r.items.iter().map(|k| k.msg.id().unwrap_or("-")).collect()
 }
 
 fn push(core: &mut MemoryCore, channel: &str, id: &str, now: Instant) -> Appended {
@@ -242,7 +239,9 @@ fn limit_pages_and_last_is_the_newest() {
     assert_eq!((ids(&r), r.more), (vec!["i3", "i4", "i5"], true));
     let r = h.read_after("ch", After::Id("i5"), 4, t);
     assert_eq!((ids(&r), r.more), (vec!["i6", "i7", "i8", "i9"], false));
-    let last = h.last("ch", t).map(|k| (k.seq, k.msg.id.clone()));
+    let last = h
+        .last("ch", t)
+        .map(|k| (k.seq, k.msg.id().map(Arc::<str>::from)));
     assert_eq!(last, Some((10, Some(Arc::from("i9")))));
     assert!(h.last("nope", t).is_none());
 }
@@ -255,15 +254,15 @@ fn zero_items_keeps_nothing() {
     assert_eq!((h.len(), h.bytes(), h.stats().channels), (0, 0, 0));
 }
 
-/// The store's own memory per kept item: its channel slot and its order entry (32 bytes),
+/// The store's own memory per kept item: its channel slot and its order entry (20 bytes),
 /// plus the queues' spare capacity; counted from the structures' real capacities in a
 /// steady state of 1,000 channels at their count bound, after churn.
 #[test]
 fn overhead_per_item_is_within_96_bytes() {
-    assert_eq!(std::mem::size_of::<Slot>(), 16);
-    assert_eq!(std::mem::size_of::<Order>(), 16);
+    assert_eq!(std::mem::size_of::<Slot>(), 8);
+    assert_eq!(std::mem::size_of::<Order>(), 12);
     let fixed = std::mem::size_of::<Slot>() + std::mem::size_of::<Order>();
-    assert_eq!(fixed, 32, "per item without spare capacity");
+    assert_eq!(fixed, 20, "per item without spare capacity");
     const { assert!(ITEM_OVERHEAD <= 96) };
 
     let t = Instant::now();
@@ -289,6 +288,9 @@ fn overhead_per_item_is_within_96_bytes() {
         m.cost()
     );
     assert!(per_item <= ITEM_OVERHEAD as f64, "{per_item}");
+    // a channel's queue stops at its bound and one; the order queue stays near the live
+    // entries (its front's tombstones go on every append)
+    assert!(per_item <= 25.0, "{per_item}");
     assert!(per_item <= 96.0, "{per_item}");
 }
 
@@ -402,5 +404,93 @@ fn the_id_just_before_the_oldest_kept_is_not_a_gap() {
     assert_eq!(
         core.read_after("c", After::Id("i1"), 10, now).reach,
         Reach::Gap
+    );
+}
+
+#[test]
+fn times_past_the_32_bit_tick_range_still_age_items_out_in_order() {
+    // ticks rebase once they reach 2^31 ms (about 25 days after the core began)
+    let t0 = Instant::now();
+    let ms = Duration::from_millis;
+    let mut h = MemoryCore::new(config(100, 10, usize::MAX), 1, t0);
+    let late = t0 + ms((1 << 31) - 5);
+    push(&mut h, "ch", "a", late);
+    push(&mut h, "ch", "b", late + ms(10)); // past 2^31: the base moves
+    assert!(h.tick_base > 0, "rebased");
+    let r = h.read_after("ch", After::Start, 100, late + ms(9_999));
+    assert_eq!(ids(&r), ["a", "b"]);
+    let r = h.read_after("ch", After::Start, 100, late + ms(10_001));
+    assert_eq!(ids(&r), ["b"], "a is 10 s old");
+    let r = h.read_after("ch", After::Id("a"), 100, late + ms(10_009));
+    assert_eq!((r.reach, ids(&r)), (Reach::After, vec!["b"]));
+    let r = h.read_after("ch", After::Start, 100, late + ms(10_011));
+    assert!(ids(&r).is_empty(), "b is 10 s old");
+    // a max_age past 2^30 ms counts in coarser ticks, still within one tick
+    let long = MemoryCore::new(config(1, 30 * 86_400, usize::MAX), 1, t0);
+    assert_eq!(long.tick_ms, 3);
+}
+
+#[test]
+fn sequences_across_2_pow_31_keep_their_order_and_tombstones() {
+    // order entries hold sequences modulo 2^31; a restored channel may start anywhere
+    let t = Instant::now();
+    let mut h = MemoryCore::new(config(3, 120, usize::MAX), 7, t);
+    let start = (1u64 << 31) - 4;
+    let state = restore::ChannelState {
+        gen: 0,
+        first_seq: start,
+        next_seq: start,
+        truncated: false,
+        last_id: None,
+        emptied_at: 0,
+    };
+    h.ensure_channel(&name("ch"), &state);
+    for n in 0..10u64 {
+        let a = push(&mut h, "ch", &format!("i{n}"), t);
+        assert_eq!(a.last_seq, Some(start + n));
+    }
+    let r = h.read_after("ch", After::Start, 100, t);
+    assert_eq!(ids(&r), ["i7", "i8", "i9"]);
+    assert_eq!(r.items[0].seq, start + 7);
+    let epoch = r.epoch;
+    let r = h.read_after(
+        "ch",
+        After::Seq {
+            epoch,
+            seq: start + 7,
+        },
+        100,
+        t,
+    );
+    assert_eq!(ids(&r), ["i8", "i9"]);
+    // the 7 count evictions left tombstones; the live entries are the last 3
+    let live = h.order.iter().filter(|e| h.is_live(**e)).count();
+    assert_eq!(live, 3);
+    // everything ages out in order, then the channel is forgotten
+    let later = t + Duration::from_secs(121);
+    let r = h.read_after("ch", After::Id("i9"), 100, later);
+    assert_eq!((r.reach, h.len()), (Reach::After, 0), "i9 is the last id");
+    h.expire(later + Duration::from_secs(121));
+    assert_eq!(h.stats().channels, 0);
+}
+
+#[test]
+fn the_newest_dropped_id_is_a_resume_point_after_the_channel_empties() {
+    let t = Instant::now();
+    let mut h = MemoryCore::new(config(2, 10, usize::MAX), 1, t);
+    for id in ["a", "b", "c"] {
+        push(&mut h, "ch", id, t);
+    }
+    // a is the newest dropped: a reader that has it missed nothing still kept
+    let r = h.read_after("ch", After::Id("a"), 10, t);
+    assert_eq!((r.reach, ids(&r)), (Reach::After, vec!["b", "c"]));
+    assert_eq!(h.read_after("ch", After::Id("zz"), 10, t).reach, Reach::Gap);
+    let later = t + Duration::from_secs(11);
+    let r = h.read_after("ch", After::Id("c"), 10, later);
+    assert_eq!((r.reach, ids(&r)), (Reach::After, vec![]), "c was the last");
+    assert!(h.contains_id("ch", "c"));
+    assert_eq!(
+        h.channel_state("ch").and_then(|s| s.last_id).as_deref(),
+        Some("c")
     );
 }

@@ -203,7 +203,7 @@ impl Filters {
         if let Some(ids) = self.content.as_ref().and_then(|c| c.prev_ids.as_ref()) {
             if let Some(slot) = ids.lock().get_mut(index) {
                 if slot.is_some() {
-                    *slot = msg.id.clone();
+                    *slot = msg.id().map(Arc::from);
                 }
             }
         }

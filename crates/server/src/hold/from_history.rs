@@ -154,7 +154,7 @@ pub(crate) fn recovered_ids(found: &[Found]) -> foldhash::HashSet<(Arc<str>, Arc
         ids.extend(
             f.items
                 .iter()
-                .filter_map(|m| Some((channel.clone(), m.id.clone()?))),
+                .filter_map(|m| Some((channel.clone(), Arc::from(m.id()?)))),
         );
     }
     ids
@@ -175,7 +175,7 @@ pub(crate) fn reconcile(found: &mut [Found], held: Vec<Arc<Message>>) -> Vec<Arc
     for f in found.iter_mut().filter(|f| f.reach != Reach::After) {
         let seen = held
             .iter()
-            .rposition(|m| *m.channel == *f.channel && m.id.as_deref() == Some(&*f.after));
+            .rposition(|m| *m.channel == *f.channel && m.id_is(&f.after));
         if let Some(p) = seen {
             f.reach = Reach::After;
             f.items.clear();
@@ -190,19 +190,15 @@ pub(crate) fn reconcile(found: &mut [Found], held: Vec<Arc<Message>>) -> Vec<Arc
     // linear when a busy channel held back many messages during a long recovery
     let recovered: foldhash::HashSet<(&str, &str)> = found
         .iter()
-        .flat_map(|f| {
-            f.items
-                .iter()
-                .filter_map(|r| Some((&*f.channel, r.id.as_deref()?)))
-        })
+        .flat_map(|f| f.items.iter().filter_map(|r| Some((&*f.channel, r.id()?))))
         .collect();
     held.into_iter()
         .enumerate()
         .filter(|(i, m)| {
             let seen = skip_until.iter().any(|(p, c)| i <= p && **c == *m.channel);
-            let again =
-                m.id.as_deref()
-                    .is_some_and(|id| recovered.contains(&(&*m.channel, id)));
+            let again = m
+                .id()
+                .is_some_and(|id| recovered.contains(&(&*m.channel, id)));
             !seen && !again
         })
         .map(|(_, m)| m)
@@ -280,7 +276,7 @@ mod tests {
     }
 
     fn ids(m: &[Arc<Message>]) -> Vec<&str> {
-        m.iter().map(|m| m.id.as_deref().unwrap()).collect()
+        m.iter().map(|m| m.id().unwrap()).collect()
     }
 
     #[test]

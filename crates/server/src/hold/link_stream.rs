@@ -173,7 +173,7 @@ fn deliver_locked(
                 wanted = Some(Trigger::PrevId);
                 break;
             }
-            match &msg.id {
+            match msg.id() {
                 Some(id) => li.prev_ids[at].1 = id.to_string(),
                 None => {
                     li.prev_ids.remove(at);

@@ -3,12 +3,14 @@
 //!
 //! The fan-out writes straight to the socket (one vectored write for a whole batch) when
 //! nothing is queued, so the common case costs one syscall per subscriber and no task wake.
-//! What the socket does not take is queued as slices of the shared message bytes and the
+//! What the socket does not take is queued — a message's encoding as the shared
+//! `Arc<Message>`, which encoding and how far it was written (no buffer handle of its own:
+//! queueing allocates nothing beside the queue), other bytes as a `Bytes` slice — and the
 //! connection's task flushes it when the socket is writable again. The queue is bounded in
-//! bytes — what it really costs, each slice's handle and queue slot counted with its
-//! payload ([`SLOT_COST`]), so a client fed many tiny messages is cut off at the same memory
-//! as one fed large ones: a subscriber that falls further behind is marked slow, its socket
-//! shut down, and its task ends the connection — the fan-out never waits for anyone.
+//! bytes — what it really costs, each entry counted with its payload ([`SLOT_COST`]), so a
+//! client fed many tiny messages is cut off at the same memory as one fed large ones: a
+//! subscriber that falls further behind is marked slow, its socket shut down, and its task
+//! ends the connection — the fan-out never waits for anyone.
 //!
 //! An idle held connection keeps no buffers: the queue's storage is released once drained.
 
@@ -22,6 +24,7 @@ use std::task::{Context, Poll, Waker};
 use std::sync::Arc;
 
 use bytes::{Buf, Bytes};
+use gripway_broker::message::Encoding;
 use gripway_broker::Message;
 use parking_lot::{Mutex, MutexGuard};
 use tokio::net::TcpStream;
@@ -30,9 +33,87 @@ use tokio::time::Sleep;
 /// Most buffers handed to one vectored write (Linux takes up to 1024).
 const MAX_IOV: usize = 256;
 
-/// What one queued slice costs beside its payload: its `Bytes` handle in the queue, twice
-/// over for the spare capacity a growing `VecDeque` keeps.
-pub(crate) const SLOT_COST: usize = 2 * std::mem::size_of::<Bytes>();
+/// What one queued entry costs beside its payload: the entry in the queue, twice over for
+/// the spare capacity a growing `VecDeque` keeps.
+pub(crate) const SLOT_COST: usize = 2 * std::mem::size_of::<Queued>();
+
+/// Bytes to send, borrowed: a message's encoding or other bytes.
+#[derive(Clone, Copy)]
+pub(crate) enum Frame<'a> {
+    /// `bytes` is `msg.encoding(which)`: queued as the message, with no copy.
+    Message {
+        msg: &'a Arc<Message>,
+        which: Encoding,
+        bytes: &'a [u8],
+    },
+    /// Queued as a slice of the same buffer.
+    Bytes(&'a Bytes),
+}
+
+impl<'a> Frame<'a> {
+    /// Encoding `which` of `msg`, if it has it.
+    pub(crate) fn of(msg: &'a Arc<Message>, which: Encoding) -> Option<Frame<'a>> {
+        let bytes = msg.encoding(which)?;
+        Some(Frame::Message { msg, which, bytes })
+    }
+
+    fn bytes(&self) -> &'a [u8] {
+        match self {
+            Frame::Message { bytes, .. } => bytes,
+            Frame::Bytes(b) => b,
+        }
+    }
+
+    /// What the queue keeps of it, from byte `from` on.
+    fn queued(&self, from: usize) -> Queued {
+        match self {
+            Frame::Message { msg, which, .. } => Queued::Message {
+                msg: Arc::clone(msg),
+                which: *which,
+                from,
+            },
+            Frame::Bytes(b) => Queued::Bytes(b.slice(from..)),
+        }
+    }
+}
+
+impl<'a> From<&'a Bytes> for Frame<'a> {
+    fn from(b: &'a Bytes) -> Frame<'a> {
+        Frame::Bytes(b)
+    }
+}
+
+/// An entry of the queue: what a [`Frame`] leaves when the socket does not take it all.
+enum Queued {
+    Message {
+        msg: Arc<Message>,
+        which: Encoding,
+        /// Bytes already written.
+        from: usize,
+    },
+    Bytes(Bytes),
+}
+
+impl Queued {
+    /// What is left to write (a message's encodings are pure functions of it: the same
+    /// bytes as when it was queued).
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Queued::Message { msg, which, from } => msg
+                .encoding(*which)
+                .and_then(|b| b.get(*from..))
+                .unwrap_or_default(),
+            Queued::Bytes(b) => b,
+        }
+    }
+
+    fn advance(&mut self, n: usize) {
+        match self {
+            Queued::Message { from, .. } => *from += n,
+            Queued::Bytes(b) => b.advance(n),
+        }
+    }
+}
 
 /// Why a held connection is ending.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,8 +152,8 @@ pub(crate) enum Input {
 }
 
 pub(crate) struct SinkState {
-    queue: VecDeque<Bytes>,
-    /// Payload plus [`SLOT_COST`] per queued slice.
+    queue: VecDeque<Queued>,
+    /// Payload plus [`SLOT_COST`] per queued entry.
     queued_bytes: usize,
     waker: Option<Waker>,
     /// Set once no more data will be added; the hold ends when the queue drains.
@@ -161,7 +242,11 @@ impl Sink {
 
     /// Sends `frames` in order: written now as far as the socket takes them, the rest queued.
     /// Returns false (and starts disconnecting the client) if the queue would exceed its bound.
-    pub(crate) fn send(&self, st: &mut SinkState, frames: &[&Bytes]) -> bool {
+    pub(crate) fn send<'a, F: Into<Frame<'a>> + Copy>(
+        &self,
+        st: &mut SinkState,
+        frames: &[F],
+    ) -> bool {
         if frames.is_empty() || st.slow {
             return !st.slow;
         }
@@ -172,7 +257,7 @@ impl Sink {
             let mut io = [IoSlice::new(&[]); 64];
             let n = frames.len().min(io.len());
             for (slot, f) in io.iter_mut().zip(frames) {
-                *slot = IoSlice::new(f);
+                *slot = IoSlice::new((*f).into().bytes());
             }
             match self.sock.try_write_vectored(&io[..n]) {
                 Ok(w) => written = w,
@@ -185,14 +270,15 @@ impl Sink {
             }
         }
         for f in frames {
-            if written >= f.len() {
-                written -= f.len();
+            let f: Frame<'a> = (*f).into();
+            let len = f.bytes().len();
+            if written >= len {
+                written -= len;
                 continue;
             }
-            let rest = f.slice(written..);
+            st.queued_bytes += len - written + SLOT_COST;
+            st.queue.push_back(f.queued(written));
             written = 0;
-            st.queued_bytes += rest.len() + SLOT_COST;
-            st.queue.push_back(rest);
         }
         if st.queued_bytes > self.max_queued_bytes {
             st.slow = true;
@@ -214,7 +300,7 @@ impl Sink {
     /// subscriptions that follow it are in place.
     pub(crate) fn enqueue(&self, st: &mut SinkState, frame: Bytes) {
         st.queued_bytes += frame.len() + SLOT_COST;
-        st.queue.push_back(frame);
+        st.queue.push_back(Queued::Bytes(frame));
     }
 
     /// From now until [`Sink::release`], [`Sink::held`] takes the fan-out's messages: a hold
@@ -243,8 +329,10 @@ impl Sink {
             Some(HeldBack::Skipping(recovered)) => {
                 let mut pass = Vec::with_capacity(messages.len());
                 for m in messages {
-                    let key = m.id.as_ref().map(|id| (m.channel.clone(), id.clone()));
-                    if key.is_some_and(|k| recovered.remove(&k)) {
+                    let recovered_copy = m.id().is_some_and(|id| {
+                        recovered.remove(&(m.channel.clone(), Arc::<str>::from(id)))
+                    });
+                    if recovered_copy {
                         continue; // sent already, as recovered
                     }
                     recovered.retain(|(c, _)| *c != m.channel);
@@ -396,7 +484,7 @@ impl Sink {
                 .queue
                 .iter()
                 .zip(io.iter_mut())
-                .map(|(f, slot)| *slot = IoSlice::new(f))
+                .map(|(f, slot)| *slot = IoSlice::new(f.bytes()))
                 .count();
             let mut written = match self.sock.try_write_vectored(&io[..n]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -406,13 +494,14 @@ impl Sink {
             };
             let mut freed = 0;
             while let Some(front) = st.queue.front_mut() {
-                if written < front.len() {
+                let len = front.bytes().len();
+                if written < len {
                     front.advance(written);
                     freed += written;
                     break;
                 }
-                written -= front.len();
-                freed += front.len() + SLOT_COST;
+                written -= len;
+                freed += len + SLOT_COST;
                 st.queue.pop_front();
             }
             st.queued_bytes -= freed.min(st.queued_bytes);
@@ -447,7 +536,7 @@ impl Sink {
 /// Frames gathered on the stack by a fan-out delivery and handed to [`Sink::send`] a few at
 /// a time, so a delivery allocates nothing.
 pub(crate) struct Batch<'a> {
-    frames: [&'a Bytes; BATCH],
+    frames: [Frame<'a>; BATCH],
     len: usize,
     /// Frames added, over all sends.
     pub(crate) count: u32,
@@ -459,14 +548,14 @@ static NO_FRAME: Bytes = Bytes::new();
 impl<'a> Batch<'a> {
     pub(crate) fn new() -> Self {
         Batch {
-            frames: [&NO_FRAME; BATCH],
+            frames: [Frame::Bytes(&NO_FRAME); BATCH],
             len: 0,
             count: 0,
         }
     }
 
     /// Adds a frame, sending the batch when it is full; false if the client is too slow.
-    pub(crate) fn push(&mut self, sink: &Sink, st: &mut SinkState, frame: &'a Bytes) -> bool {
+    pub(crate) fn push(&mut self, sink: &Sink, st: &mut SinkState, frame: Frame<'a>) -> bool {
         if self.len == BATCH {
             if !sink.send(st, &self.frames[..self.len]) {
                 return false;
@@ -583,6 +672,70 @@ mod tests {
         reader.abort();
     }
 
+    #[test]
+    fn a_queue_entry_is_no_larger_than_a_buffer_handle() {
+        assert_eq!(std::mem::size_of::<Queued>(), std::mem::size_of::<Bytes>());
+    }
+
+    #[tokio::test]
+    async fn queued_message_encodings_go_out_whole_and_in_order_without_a_copy() {
+        let (sink, mut client) = stalled_sink(1 << 22).await;
+        let content = "abcdefghij".repeat(1000);
+        let body = format!(
+            r#"{{"items":[{{"channel":"c","id":"1","formats":{{"http-stream":{{"content":"{content}"}}}}}}]}}"#
+        );
+        let limits = gripway_proto::publish::PublishLimits::default();
+        let item = gripway_proto::publish::parse_publish_body(body.as_bytes(), &limits)
+            .unwrap()
+            .remove(0);
+        let m = Message::new(item);
+        let own = Bytes::from_static(b"|own|");
+        let mut want = Vec::new();
+        {
+            let mut st = sink.lock();
+            for _ in 0..20 {
+                let frames = [
+                    Frame::of(&m, Encoding::StreamChunk).unwrap(),
+                    Frame::Bytes(&own),
+                    Frame::of(&m, Encoding::StreamContent).unwrap(),
+                ];
+                assert!(sink.send(&mut st, &frames));
+                for f in &frames {
+                    want.extend_from_slice(f.bytes());
+                }
+            }
+            // the queue holds the message itself, not buffers of its own
+            assert_eq!(Arc::strong_count(&m), 1 + 40);
+            assert!(matches!(st.queue.front(), Some(Queued::Message { .. })));
+        }
+        let reader = tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let mut got = Vec::new();
+            let mut buf = vec![0u8; 1 << 16];
+            while let Ok(n) = client.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+            got
+        });
+        for _ in 0..2000 {
+            sink.flush().unwrap();
+            if sink.lock().queue.is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        assert!(sink.lock().queue.is_empty());
+        assert_eq!(Arc::strong_count(&m), 1);
+        let _ = socket2::SockRef::from(&sink.sock).shutdown(Shutdown::Write);
+        let got = reader.await.unwrap();
+        // what the stalled socket held first is zeros
+        let start = got.iter().position(|b| *b != 0).unwrap();
+        assert_eq!(&got[start..], &want[..]);
+    }
+
     fn msg(channel: &str, id: &str) -> Arc<Message> {
         let body = format!(
             r#"{{"items":[{{"channel":"{channel}","id":"{id}","formats":{{"http-stream":{{"content":"x"}}}}}}]}}"#
@@ -595,7 +748,7 @@ mod tests {
     }
 
     fn ids(v: &[Arc<Message>]) -> Vec<&str> {
-        v.iter().map(|m| m.id.as_deref().unwrap()).collect()
+        v.iter().map(|m| m.id().unwrap()).collect()
     }
 
     #[tokio::test]

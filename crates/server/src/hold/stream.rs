@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use gripway_broker::message::Encoding;
 use gripway_broker::{Delivery, Message, StreamAction, Subscriber, Subscription, Transport};
 use gripway_proto::chunked::{encode_chunk, LAST_CHUNK};
 use gripway_proto::http1::{write_response_head, Version};
@@ -24,7 +25,7 @@ use rand::Rng;
 
 use super::filters::{admit, Admit, Filters};
 use super::link_stream::{self, LinkShared, LinkTask, Trigger};
-use super::sink::{Batch, Ending, Intake, Sink, SinkState, Wake};
+use super::sink::{Batch, Ending, Frame, Intake, Sink, SinkState, Wake};
 use super::{HoldEnd, HoldPlan};
 use crate::conn::ClientConn;
 use crate::drain::{sse_retry_line, Drainable};
@@ -157,12 +158,18 @@ impl StreamSub {
                     own += 1;
                     None
                 }
-                StreamAction::Send if self.sse_id => msg.stream_with_sse_id(self.chunked),
-                StreamAction::Send if self.chunked => msg.stream_chunk(),
-                StreamAction::Send => msg.stream_content(),
+                StreamAction::Send => {
+                    let which = match (self.sse_id, self.chunked) {
+                        (true, true) => Encoding::SseIdChunk,
+                        (true, false) => Encoding::SseIdContent,
+                        (false, true) => Encoding::StreamChunk,
+                        (false, false) => Encoding::StreamContent,
+                    };
+                    Frame::of(msg, which)
+                }
                 StreamAction::Close => {
                     close = true;
-                    self.chunked.then_some(&END_OF_STREAM)
+                    self.chunked.then_some(Frame::Bytes(&END_OF_STREAM))
                 }
                 StreamAction::Hint => None,
             };
@@ -359,11 +366,7 @@ async fn recover(shared: &Shared, sub: &StreamSub, plan: &HoldPlan) {
         }
         if f.cut && plan.sse {
             let channel = f.channel.strip_prefix(&*plan.prefix).unwrap_or(&f.channel);
-            let last = f
-                .items
-                .last()
-                .and_then(|m| m.id.as_deref())
-                .unwrap_or(&f.after);
+            let last = f.items.last().and_then(|m| m.id()).unwrap_or(&f.after);
             let event = from_history::gap_event(channel, last);
             let frame = if sub.chunked {
                 encode_chunk(&event)

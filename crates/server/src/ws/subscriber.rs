@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use gripway_broker::message::Encoding;
 use gripway_broker::{Delivery, Message, Subscriber, Transport, WsOp};
 use gripway_proto::publish::WsKind;
 use gripway_proto::ws_deflate::encode_message_frame;
@@ -17,7 +18,7 @@ use parking_lot::Mutex;
 
 use crate::drain::Drainable;
 use crate::hold::filters::{admit, Admit, Filters};
-use crate::hold::sink::{Batch, Intake, Sink, SinkState};
+use crate::hold::sink::{Batch, Frame, Intake, Sink, SinkState};
 
 /// What the fan-out asks of the connection's task.
 #[derive(Debug, Default)]
@@ -126,7 +127,7 @@ impl WsSub {
                     // content filters: this subscriber's own frame (what is batched goes first)
                     let frame = msg
                         .ws_content()
-                        .and_then(|content| filters.as_deref()?.transform(channel, &content))
+                        .and_then(|content| filters.as_deref()?.transform(channel, content))
                         .and_then(|own| self.frame(kind, own));
                     if let Some(frame) = frame {
                         if !batch.send(&self.sink, st) || !self.sink.send(st, &[&frame]) {
@@ -136,11 +137,12 @@ impl WsSub {
                     }
                 }
                 WsOp::Send(_) => {
-                    let frame = if self.deflate {
-                        msg.ws_frame_deflated()
+                    let which = if self.deflate {
+                        Encoding::WsFrameDeflated
                     } else {
-                        msg.ws_frame()
+                        Encoding::WsFrame
                     };
+                    let frame = Frame::of(msg, which);
                     if let Some(frame) = frame {
                         if !batch.push(&self.sink, st, frame) {
                             return Delivery::DroppedSlow(messages.len() as u32);
