@@ -73,8 +73,6 @@ pub enum FsyncPolicy {
 pub const QUEUE_LIMIT: usize = 1024;
 /// Most items the writer puts in one write (one fsync).
 pub const MAX_BATCH_ITEMS: usize = 16 * 1024;
-/// How long the writer waits for more appends after the queue runs dry, before it writes.
-pub const LINGER: Duration = Duration::from_micros(100);
 /// How soon evictions are deleted on disk when no append comes.
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 

@@ -1,8 +1,9 @@
 //! The on-disk history's writer thread (`disk.rs` owns the store and its callers): group
 //! commit, the write-order keys of the kept items, and the channel rows.
 //!
-//! * **Group commit.** The writer takes every append waiting (up to [`MAX_BATCH_ITEMS`],
-//!   lingering [`LINGER`] once for stragglers), assigns sequence numbers from the image,
+//! * **Group commit.** The writer takes every append waiting (up to [`MAX_BATCH_ITEMS`]; it
+//!   does not wait for stragglers: those go in the next write, as shards keep several writes
+//!   in flight, and a linger of 100 µs measured slower), assigns sequence numbers from the image,
 //!   writes them and the deletions of what the image evicted since the last write as one
 //!   journal batch, syncs once ([`FsyncPolicy`]), then applies the appends to the image and
 //!   resolves each: concurrent appends from several shards share one fsync, and a reader
@@ -30,7 +31,7 @@ use fjall::{PersistMode, Slice};
 use foldhash::{HashMap, HashMapExt};
 use tokio::sync::oneshot;
 
-use super::disk::{Cmd, FsyncPolicy, Shared, Store, FLUSH_INTERVAL, LINGER, MAX_BATCH_ITEMS};
+use super::disk::{Cmd, FsyncPolicy, Shared, Store, FLUSH_INTERVAL, MAX_BATCH_ITEMS};
 use super::disk_codec::{self as codec, item_key};
 use super::memory::restore::ChannelState;
 use super::memory::MemoryCore;
@@ -145,7 +146,6 @@ impl Writer {
             let mut syncs = Vec::new();
             let mut n = 0;
             let mut next = first;
-            let mut lingered = false;
             while let Some(cmd) = next {
                 match cmd {
                     Cmd::Append {
@@ -170,13 +170,6 @@ impl Writer {
                 } else {
                     None
                 };
-                if next.is_none() && !lingered && n > 0 && n < MAX_BATCH_ITEMS {
-                    // appends made together (one request's channels, several shards) reach
-                    // the queue a few microseconds apart: wait once for the stragglers, a
-                    // fraction of the fsync they would otherwise need of their own
-                    lingered = true;
-                    next = self.rx.recv_timeout(LINGER).ok();
-                }
             }
             self.write(appends, !syncs.is_empty());
             let synced = self.sync_if_due(!syncs.is_empty());
