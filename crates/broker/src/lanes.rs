@@ -6,7 +6,9 @@
 //! [`LANE_MIN_SUBSCRIBERS`] is handed, one batch at a time, to the shard's lane: a task on
 //! another runtime (the server's worker threads), which walks the subscribers and writes.
 //! The shard is then free to take the next publish at once, instead of holding it until a
-//! fan-out to thousands of sockets ends.
+//! fan-out to thousands of sockets ends. The lane takes every batch waiting and writes
+//! consecutive batches of one channel as one, so a hot channel's subscribers still get one
+//! write for many publishes.
 //!
 //! Order: a shard has one lane, and while the lane has anything left to write, the shard
 //! hands it every batch, wide or not; it writes a batch itself only when the lane is idle.
@@ -83,11 +85,33 @@ impl Lane {
 }
 
 async fn run(mut rx: mpsc::Receiver<Job>, pending: Arc<AtomicUsize>, stats: Arc<BrokerStats>) {
-    while let Some(job) = rx.recv().await {
-        let count = job.channel.fan_out(&job.messages);
-        stats.count_fan_out(&count, job.messages.len());
-        drop(job);
+    let mut jobs = Vec::with_capacity(LANE_QUEUE);
+    let mut merged = Vec::new();
+    while rx.recv_many(&mut jobs, LANE_QUEUE).await > 0 {
+        // consecutive batches of one channel (a hot channel's publishes, queued while the
+        // previous fan-out ran) go out as one batch: each subscriber one write, not one per
+        // publish, as when the shard itself took everything queued at once
+        let mut rest = &jobs[..];
+        while let Some(first) = rest.first() {
+            let n = rest
+                .iter()
+                .position(|j| !j.channel.is(&first.channel))
+                .unwrap_or(rest.len());
+            let messages = if n == 1 {
+                &first.messages[..]
+            } else {
+                merged.clear();
+                merged.extend(rest[..n].iter().flat_map(|j| j.messages.iter().cloned()));
+                &merged[..]
+            };
+            let count = first.channel.fan_out(messages);
+            stats.count_fan_out(&count, messages.len());
+            rest = &rest[n..];
+        }
+        let taken = jobs.len();
+        jobs.clear();
+        merged.clear();
         // after the writes: a shard that sees zero knows every batch it handed over is out
-        pending.fetch_sub(1, Ordering::AcqRel);
+        pending.fetch_sub(taken, Ordering::AcqRel);
     }
 }

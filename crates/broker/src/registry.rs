@@ -82,6 +82,11 @@ impl Found {
         walk(&self.0.name, &self.0.inner.lock(), messages)
     }
 
+    /// True if both are the same channel (not one that replaced the other meanwhile).
+    pub fn is(&self, other: &Found) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
     /// [`Found::fan_out`], but only if the channel has at most `max` subscribers (one lock
     /// for the check and the walk); `None`, having handed nothing, otherwise.
     pub fn fan_out_if_at_most(&self, max: usize, messages: &[Arc<Message>]) -> Option<FanOutCount> {
