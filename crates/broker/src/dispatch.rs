@@ -14,11 +14,13 @@
 //! (up to [`MAX_IN_FLIGHT`] writes); each batch is fanned out and acknowledged when its own
 //! write is done, oldest first, so a channel's items never overtake earlier ones. A
 //! duplicate is acknowledged with the batch it arrived in (its first copy may still be in
-//! flight), and only if no write failed meanwhile. The queues are bounded; when they are full, `publish` waits (backpressure on
-//! the publisher) rather than dropping anything it has acknowledged.
+//! flight), or, when an item of its channel waits for its predecessor, with the batch that
+//! item is released in; and only if no write failed meanwhile. The queues are bounded; when
+//! they are full, `publish` waits (backpressure on the publisher) rather than dropping
+//! anything it has acknowledged.
 //!
 //! [`Broker::drain`] (at shutdown) closes the queues, so later publishes fail with
-//! [`BrokerClosed`], and resolves once every shard has fanned out all it had accepted,
+//! [`PublishError::Closed`], and resolves once every shard has fanned out all it had accepted,
 //! items waiting for their predecessor included.
 
 use std::collections::VecDeque;
@@ -206,6 +208,7 @@ impl Broker {
                         .map(|runtime| Lane::start(runtime, stats.clone())),
                     in_flight: VecDeque::new(),
                     dups: Vec::new(),
+                    waiting_dups: Vec::new(),
                     failures: 0,
                 };
                 shard_tasks.push(tokio::spawn(shard.run(rx, stop.subscribe())));
@@ -226,7 +229,7 @@ impl Broker {
 
     /// Stops taking items and fans out everything already accepted: resolves once every
     /// shard's queue is empty and its task has ended. Later `publish` calls fail with
-    /// [`BrokerClosed`]. A second caller returns at once.
+    /// [`PublishError::Closed`]. A second caller returns at once.
     pub async fn drain(&self) {
         self.stop.send_replace(true);
         let tasks = std::mem::take(&mut *self.shard_tasks.lock());
@@ -331,6 +334,9 @@ struct Shard {
     in_flight: VecDeque<InFlight>,
     /// Acknowledgements of duplicates found in the batch being taken.
     dups: Vec<Arc<Ack>>,
+    /// Acknowledgements of duplicates on channels with items waiting for a predecessor,
+    /// held until those are released (see [`Shard::release_waiting_dups`]).
+    waiting_dups: Vec<(ChannelName, Arc<Ack>)>,
     /// Writes that failed so far (a duplicate is acknowledged only if none failed between
     /// its arrival and its answer).
     failures: u64,
@@ -420,6 +426,7 @@ impl Shard {
                     self.store(&mut ready).await;
                 }
             }
+            self.release_waiting_dups();
             self.settle_dups();
             self.report_sizes();
             if closed {
@@ -476,8 +483,14 @@ impl Shard {
             {
                 self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
                 if let Some(ack) = ack {
-                    // stored, or in a write in flight: answered with this batch's write
-                    self.dups.push(ack);
+                    if self.sequencer.is_waiting_on(&msg.channel) {
+                        // its first copy may be the item waiting for its predecessor:
+                        // answered once the channel's waiting items are released
+                        self.waiting_dups.push((msg.channel.clone(), ack));
+                    } else {
+                        // stored, or in a write in flight: answered with this batch's write
+                        self.dups.push(ack);
+                    }
                 }
                 return;
             }
@@ -515,6 +528,22 @@ impl Shard {
         }
         let r = self.history.append_groups(&groups, Instant::now()).await;
         self.finish(groups, r, dups).await;
+    }
+
+    /// Moves the held duplicates of channels with nothing waiting any more to `dups`: their
+    /// first copies were released, so they are stored or in the newest write in flight.
+    fn release_waiting_dups(&mut self) {
+        if self.waiting_dups.is_empty() {
+            return;
+        }
+        let (sequencer, dups) = (&self.sequencer, &mut self.dups);
+        self.waiting_dups.retain(|(channel, ack)| {
+            let release = !sequencer.is_waiting_on(channel);
+            if release {
+                dups.push(ack.clone());
+            }
+            !release
+        });
     }
 
     /// Acknowledges the duplicates of a batch that stored nothing: with the newest write in

@@ -237,6 +237,15 @@ impl Sequencer {
         self.deadlines.front().map(|(d, _)| *d)
     }
 
+    /// True if an item of `channel` waits for its predecessor now.
+    pub fn is_waiting_on(&self, channel: &str) -> bool {
+        self.waiting > 0
+            && self
+                .channels
+                .get(channel)
+                .is_some_and(|o| !o.pending.is_empty())
+    }
+
     /// Items waiting now, over all channels.
     pub fn waiting(&self) -> usize {
         self.waiting

@@ -1,7 +1,8 @@
 //! The broker with the on-disk history store: a shard takes its next batch while the
 //! previous one is being written (several of its appends share one write), yet every
 //! channel's items are fanned out in the order they were stored, each exactly once; and a
-//! duplicate is acknowledged only once its first copy is stored.
+//! duplicate is acknowledged only once its first copy is stored, even while that copy waits
+//! for its predecessor.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -164,6 +165,58 @@ async fn a_duplicate_is_acknowledged_only_once_its_first_copy_is_stored() {
         let r = first.await.unwrap_or_else(|e| panic!("{e}"));
         assert!(r.is_ok(), "{r:?}");
     }
+    broker.drain().await;
+    drop(broker);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A duplicate of an item still waiting for its predecessor (its `prev-id` never came) is
+/// answered only once that item has been released and stored, not at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duplicate_of_an_item_waiting_for_its_predecessor_waits_for_it_to_be_stored() {
+    let dir = tmp("dup-waiting");
+    let store = DiskHistory::open(
+        &dir,
+        HistoryConfig {
+            max_items: 1000,
+            max_age: Duration::from_secs(3600),
+            max_bytes: usize::MAX,
+        },
+        FsyncPolicy::EveryBatch,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let broker = Broker::start_with_history(
+        BrokerConfig {
+            shards: 1,
+            order_wait: Duration::from_millis(300),
+            ..BrokerConfig::default()
+        },
+        History::Disk(store),
+    );
+    // ordering applies to channels with subscribers
+    let _sub = broker
+        .registry()
+        .subscribe("w", Arc::new(Recorder::default()));
+    // "a" becomes the channel's last id, so "b" (after "missing") waits
+    broker.publish(vec![item("w", "a".into())]).await.unwrap();
+    let waiting = {
+        let broker = broker.clone();
+        tokio::spawn(async move {
+            let mut b = item("w", "b".into());
+            b.prev_id = Some("missing".into());
+            broker.publish(vec![b]).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!waiting.is_finished(), "b waits for its predecessor");
+    let r = broker.publish(vec![item("w", "b".into())]).await;
+    assert!(r.is_ok(), "{r:?}");
+    assert_eq!(
+        broker.history().knows_now("w", "b", Instant::now()),
+        Some(true),
+        "the duplicate was acknowledged before its first copy was stored"
+    );
+    assert!(waiting.await.unwrap().is_ok());
     broker.drain().await;
     drop(broker);
     let _ = std::fs::remove_dir_all(&dir);
