@@ -189,6 +189,7 @@ impl Broker {
                 let (tx, rx) = mpsc::channel(config.queue_per_shard.max(1));
                 let shard = Shard {
                     durable_dedup_until: Instant::now() + config.dedup_window,
+                    restored_forgotten: false,
                     acks: HashMap::default(),
                     registry: registry.clone(),
                     last_ids: last_ids.clone(),
@@ -316,6 +317,8 @@ impl Broker {
 struct Shard {
     /// Until when ids are also looked up in a durable store (start + dedup window).
     durable_dedup_until: Instant,
+    /// Set once past `durable_dedup_until`, when the store's restored ids were freed.
+    restored_forgotten: bool,
     /// Publish requests waiting for items of this shard to be stored (durable history
     /// only), by the address of the item's message.
     acks: HashMap<usize, Arc<Ack>>,
@@ -409,6 +412,11 @@ impl Shard {
                 }
             };
             let now = Instant::now();
+            if !self.restored_forgotten && now >= self.durable_dedup_until {
+                // no retry of an item stored before the restart can be a duplicate any more
+                self.history.forget_restored_ids();
+                self.restored_forgotten = true;
+            }
             for entry in batch.drain(..) {
                 self.arrive(entry, now, &mut ready);
             }

@@ -118,7 +118,7 @@ pub struct DiskStats {
 pub struct DiskHistory {
     shared: Arc<Shared>,
     /// Hashes of the (channel, id) pairs read back at open (see [`DiskHistory::contains_id`]).
-    restored_ids: RestoredIds,
+    restored_ids: Mutex<RestoredIds>,
     tx: Option<mpsc::Sender<Cmd>>,
     permits: Arc<Semaphore>,
     writer: Option<std::thread::JoinHandle<()>>,
@@ -194,7 +194,7 @@ impl DiskHistory {
             .map_err(|e| fail(dir, "cannot start writer thread", e))?;
         Ok(DiskHistory {
             shared,
-            restored_ids,
+            restored_ids: Mutex::new(restored_ids),
             tx: Some(tx),
             permits: Arc::new(Semaphore::new(QUEUE_LIMIT)),
             writer: Some(writer),
@@ -213,7 +213,15 @@ impl DiskHistory {
     /// appended since the open are the in-process dedup table's business: this answers
     /// from a hash set built at open, in O(1), and looks at the channel only on a hit.
     pub fn contains_id(&self, channel: &str, id: &str) -> bool {
-        self.restored_ids.maybe(channel, id) && self.shared.core.lock().contains_id(channel, id)
+        self.restored_ids.lock().maybe(channel, id)
+            && self.shared.core.lock().contains_id(channel, id)
+    }
+
+    /// Frees the hashes [`DiskHistory::contains_id`] answers from: call it once no retry can
+    /// be within the dedup window of the open any more (the broker's shards do); afterwards
+    /// `contains_id` is false.
+    pub fn forget_restored_ids(&self) {
+        self.restored_ids.lock().clear();
     }
 
     /// Stores the items of `groups` that have an id — each group one channel's items, in

@@ -23,7 +23,8 @@ use crate::message::ChannelName;
 /// The (channel, id) pairs read back at open — every kept item's and every channel's last
 /// id — as 64-bit hashes with a per-process random seed (16 bytes or so each, no copy of
 /// the ids): "maybe stored before the restart" in O(1), where a hit is then checked
-/// against the channel's items. Built once, never changed (new ids are the dedup table's).
+/// against the channel's items. Built once, never added to (new ids are the dedup table's), and
+/// freed once the dedup window after the open has passed.
 pub(super) struct RestoredIds {
     hasher: foldhash::quality::RandomState,
     set: foldhash::HashSet<u64>,
@@ -44,6 +45,11 @@ impl RestoredIds {
     fn insert(&mut self, channel: &str, id: &str) {
         let h = self.hash(channel, id);
         self.set.insert(h);
+    }
+
+    /// Forgets every hash (and gives their memory back).
+    pub(super) fn clear(&mut self) {
+        self.set = foldhash::HashSet::default();
     }
 
     /// False if `id` was surely not kept on `channel` at open.

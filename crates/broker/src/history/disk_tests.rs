@@ -201,6 +201,9 @@ async fn a_restart_keeps_items_sequences_epochs_and_truncation() {
     );
     assert!(h.contains_id("whole", "y") && h.contains_id("cut", "d"));
     assert!(!h.contains_id("cut", "a") && !h.contains_id("nope", "x"));
+    // once the dedup window after the open has passed, the restored ids are freed
+    h.forget_restored_ids();
+    assert!(!h.contains_id("whole", "y") && !h.contains_id("cut", "d"));
     // new appends continue the sequence
     assert_eq!(push(&h, "cut", "e", t).await.last_seq, Some(5));
     assert_eq!(push(&h, "new", "n", t).await.last_seq, Some(1));

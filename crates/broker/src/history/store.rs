@@ -198,6 +198,14 @@ impl History {
         }
     }
 
+    /// Frees what [`History::durable_contains`] answers from, once the dedup window after
+    /// the store was opened has passed (a no-op for the others).
+    pub fn forget_restored_ids(&self) {
+        if let History::Disk(d) = self {
+            d.forget_restored_ids();
+        }
+    }
+
     /// Resolves once everything appended so far is on disk (a no-op for the others).
     pub async fn sync(&self) -> Result<(), HistoryError> {
         match self {
