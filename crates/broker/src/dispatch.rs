@@ -27,7 +27,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::hash::BuildHasher;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -44,9 +44,9 @@ use crate::history::{History, HistoryConfig, HistoryError, MemoryHistory};
 use crate::lanes::{Lane, LANE_MIN_SUBSCRIBERS};
 use crate::last_ids::LastIds;
 use crate::message::{ChannelName, Message};
-use crate::registry::{FanOutCount, Found, Registry};
+use crate::registry::{FanOutCount, Registry};
 use crate::sequencer::{Arrival, Sequencer};
-use crate::subscriber::Transport;
+use crate::stats::BrokerStats;
 
 /// How the broker orders, deduplicates and queues.
 #[derive(Debug, Clone)]
@@ -92,35 +92,6 @@ impl Default for BrokerConfig {
             lanes: None,
         }
     }
-}
-
-/// Counters of what the broker did, read by the metrics endpoint.
-#[derive(Debug, Default)]
-pub struct BrokerStats {
-    /// Items accepted by `publish`.
-    pub received: AtomicU64,
-    /// Items not delivered because their (channel, id) was seen within the window.
-    pub duplicates: AtomicU64,
-    /// Items that had to wait for their predecessor.
-    pub waited: AtomicU64,
-    /// Items published to a channel with no subscribers on this node.
-    pub unheard: AtomicU64,
-    /// Messages written or queued to subscribers, by [`Transport::index`].
-    pub sent: [AtomicU64; Transport::ALL.len()],
-    /// Messages lost to subscribers too slow to keep up (they are disconnected).
-    pub dropped_slow: AtomicU64,
-    /// Messages not delivered because the subscriber was already closing.
-    pub dropped_closed: AtomicU64,
-    /// (channel, id) pairs the dedup tables remember now, over all shards.
-    pub dedup_entries: AtomicU64,
-    /// What the dedup tables cost now, in bytes.
-    pub dedup_bytes: AtomicU64,
-    /// Channels with ordering state now, over all shards.
-    pub order_channels: AtomicU64,
-    /// Items waiting for their predecessor now.
-    pub order_waiting: AtomicU64,
-    /// What the ordering state costs now, in bytes.
-    pub order_bytes: AtomicU64,
 }
 
 /// What one shard last added to the size gauges of [`BrokerStats`] (each shard adds the
@@ -655,54 +626,21 @@ impl Shard {
                 .count_fan_out(&FanOutCount::default(), messages.len());
             return;
         };
-        // few subscribers: written here, unless the lane still has earlier batches to write
-        let found = match &self.lane {
-            Some(lane) if lane.busy() => found,
-            Some(_) => match found.fan_out_if_at_most(LANE_MIN_SUBSCRIBERS, messages) {
-                Some(count) => return self.stats.count_fan_out(&count, messages.len()),
-                None => found,
-            },
-            None => {
-                return self
-                    .stats
-                    .count_fan_out(&found.fan_out(messages), messages.len())
-            }
+        let Some(lane) = &self.lane else {
+            return self
+                .stats
+                .count_fan_out(&found.fan_out(messages), messages.len());
         };
-        self.hand_over(found, messages).await;
-    }
-
-    /// Hands a batch to the shard's lane (or, if the lane is gone, writes it here).
-    async fn hand_over(&mut self, found: Found, messages: &[Arc<Message>]) {
-        if let Some(lane) = &self.lane {
-            match lane.hand_over(found, messages.to_vec()).await {
-                Ok(()) => {}
-                Err((found, messages)) => {
-                    let count = found.fan_out(&messages);
-                    self.stats.count_fan_out(&count, messages.len());
-                }
+        // few subscribers: written here, unless the lane still has earlier batches to write
+        if !lane.busy() {
+            if let Some(count) = found.fan_out_if_at_most(LANE_MIN_SUBSCRIBERS, messages) {
+                return self.stats.count_fan_out(&count, messages.len());
             }
         }
-    }
-}
-
-impl BrokerStats {
-    /// Counts one fan-out of `messages` items.
-    pub(crate) fn count_fan_out(&self, count: &FanOutCount, messages: usize) {
-        if count.subscribers == 0 {
-            self.unheard.fetch_add(messages as u64, Ordering::Relaxed);
-        }
-        for (t, n) in count.sent.iter().enumerate() {
-            if *n > 0 {
-                self.sent[t].fetch_add(*n, Ordering::Relaxed);
-            }
-        }
-        if count.dropped_slow > 0 {
-            self.dropped_slow
-                .fetch_add(count.dropped_slow, Ordering::Relaxed);
-        }
-        if count.closed > 0 {
-            self.dropped_closed
-                .fetch_add(count.closed, Ordering::Relaxed);
+        if let Err((found, messages)) = lane.hand_over(found, messages.to_vec()).await {
+            // the lane is gone (its runtime is shutting down): written here
+            self.stats
+                .count_fan_out(&found.fan_out(&messages), messages.len());
         }
     }
 }

@@ -23,9 +23,9 @@ use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::dispatch::BrokerStats;
 use crate::message::Message;
 use crate::registry::Found;
+use crate::stats::BrokerStats;
 
 /// A channel with more subscribers than this is fanned out on the lane.
 pub const LANE_MIN_SUBSCRIBERS: usize = 8;

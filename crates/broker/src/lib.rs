@@ -23,9 +23,11 @@ pub mod message;
 pub mod names;
 pub mod registry;
 pub mod sequencer;
+pub mod stats;
 pub mod subscriber;
 
-pub use dispatch::{Broker, BrokerConfig, BrokerStats, PublishError};
+pub use dispatch::{Broker, BrokerConfig, PublishError};
 pub use message::{ChannelName, Message, StreamAction, StreamFormat, WsFormat, WsOp};
 pub use registry::{Registry, Subscription};
+pub use stats::BrokerStats;
 pub use subscriber::{Delivery, Subscriber, Transport};
