@@ -28,6 +28,6 @@ pub mod subscriber;
 
 pub use dispatch::{Broker, BrokerConfig, PublishError};
 pub use message::{ChannelName, Message, StreamAction, StreamFormat, WsFormat, WsOp};
-pub use registry::{Registry, Subscription};
+pub use registry::{NewChannels, Registry, Subscription};
 pub use stats::BrokerStats;
 pub use subscriber::{Delivery, Subscriber, Transport};

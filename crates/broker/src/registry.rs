@@ -10,13 +10,14 @@
 //! Dropping a [`Subscription`] unsubscribes, so a connection that goes away for any reason
 //! leaves nothing behind.
 //!
-//! Whoever asks ([`Registry::watch_new_channels`]) is told of each channel created, with the
-//! time, through a bounded queue: a full queue drops the notice and counts it
+//! Whoever asks ([`Registry::watch_new_channels`]: the first-subscription re-check, the
+//! cluster's interest) is told of each channel created, with the time, through a bounded
+//! queue of its own: a full queue drops the notice and counts it
 //! ([`Registry::new_channel_drops`]), so subscribing never waits.
 
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 use foldhash::fast::FixedState;
@@ -38,9 +39,38 @@ pub struct Registry {
     hasher: FixedState,
     channels: AtomicUsize,
     subscriptions: AtomicUsize,
-    /// Told of each channel created (see [`Registry::watch_new_channels`]).
-    new_channels: OnceLock<tokio::sync::mpsc::Sender<NewChannel>>,
-    new_channel_drops: AtomicU64,
+    /// Told of each channel created (see [`Registry::watch_new_channels`]); locked only
+    /// when a channel is created or a watcher added.
+    new_channels: Mutex<Vec<Watcher>>,
+}
+
+/// One watcher of new channels: its queue and its count of notices dropped.
+struct Watcher {
+    tx: tokio::sync::mpsc::Sender<NewChannel>,
+    dropped: Arc<AtomicU64>,
+}
+
+/// The receiving end of [`Registry::watch_new_channels`].
+pub struct NewChannels {
+    queue: tokio::sync::mpsc::Receiver<NewChannel>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl NewChannels {
+    /// The next channel created, in creation order; None once the registry is gone.
+    pub async fn recv(&mut self) -> Option<NewChannel> {
+        self.queue.recv().await
+    }
+
+    /// A notice already queued, if any.
+    pub fn try_recv(&mut self) -> Option<NewChannel> {
+        self.queue.try_recv().ok()
+    }
+
+    /// Notices dropped because this queue was full, since the last call.
+    pub fn take_dropped(&self) -> u64 {
+        self.dropped.swap(0, Ordering::Relaxed)
+    }
 }
 
 /// A channel created on this node (it got its first subscriber) and when.
@@ -119,24 +149,31 @@ impl Registry {
             hasher: FixedState::with_seed(0x6772_6970),
             channels: AtomicUsize::new(0),
             subscriptions: AtomicUsize::new(0),
-            new_channels: OnceLock::new(),
-            new_channel_drops: AtomicU64::new(0),
+            new_channels: Mutex::new(Vec::new()),
         })
     }
 
     /// From now on, each channel created is sent to the returned queue, which holds at most
-    /// `capacity` (more are dropped and counted). None if someone already watches.
-    pub fn watch_new_channels(
-        &self,
-        capacity: usize,
-    ) -> Option<tokio::sync::mpsc::Receiver<NewChannel>> {
-        let (tx, rx) = tokio::sync::mpsc::channel(capacity.max(1));
-        self.new_channels.set(tx).ok().map(|()| rx)
+    /// `capacity` (more are dropped and counted there). A watcher that drops its queue is
+    /// forgotten at the next channel created.
+    pub fn watch_new_channels(&self, capacity: usize) -> NewChannels {
+        let (tx, queue) = tokio::sync::mpsc::channel(capacity.max(1));
+        let dropped = Arc::new(AtomicU64::new(0));
+        self.new_channels.lock().push(Watcher {
+            tx,
+            dropped: dropped.clone(),
+        });
+        NewChannels { queue, dropped }
     }
 
-    /// Notices of new channels dropped because the queue was full, since the last call.
-    pub fn new_channel_drops(&self) -> u64 {
-        self.new_channel_drops.swap(0, Ordering::Relaxed)
+    /// The channels that have subscribers now (a walk over the whole map, one lock at a
+    /// time: for a periodic check, not for a hot path).
+    pub fn channel_names(&self) -> Vec<ChannelName> {
+        let mut names = Vec::with_capacity(self.channel_count());
+        for shard in self.shards.iter() {
+            names.extend(shard.lock().keys().cloned());
+        }
+        names
     }
 
     fn shard(&self, channel: &str) -> &Shard {
@@ -163,11 +200,7 @@ impl Registry {
                     });
                     shard.insert(c.name.clone(), c.clone());
                     self.channels.fetch_add(1, Ordering::Relaxed);
-                    if let Some(tx) = self.new_channels.get() {
-                        if tx.try_send((Instant::now(), c.name.clone())).is_err() {
-                            self.new_channel_drops.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
+                    self.tell_new(&c.name);
                     c
                 }
             };
@@ -188,6 +221,22 @@ impl Registry {
                 key,
             };
         }
+    }
+
+    fn tell_new(&self, name: &ChannelName) {
+        let mut watchers = self.new_channels.lock();
+        if watchers.is_empty() {
+            return;
+        }
+        let now = Instant::now();
+        watchers.retain(|w| match w.tx.try_send((now, name.clone())) {
+            Ok(()) => true,
+            Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
+                w.dropped.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => false,
+        });
     }
 
     fn unsubscribe(&self, channel: &Arc<Channel>, key: usize) {
@@ -354,18 +403,28 @@ mod tests {
     fn new_channels_are_queued_within_the_bound() {
         let reg = Registry::new();
         let _before = reg.subscribe("unwatched", Arc::new(Rechecking));
-        let mut rx = reg.watch_new_channels(2).unwrap();
-        assert!(reg.watch_new_channels(2).is_none(), "one watcher");
+        let mut rx = reg.watch_new_channels(2);
+        let mut other = reg.watch_new_channels(8);
+        let gone = reg.watch_new_channels(1);
+        drop(gone);
         let subs: Vec<_> = ["a", "a", "b", "c", "d"]
             .iter()
             .map(|c| reg.subscribe(c, Arc::new(Rechecking)))
             .collect();
-        let got: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok())
+        let got: Vec<_> = std::iter::from_fn(|| rx.try_recv())
             .map(|(_, c)| c.to_string())
             .collect();
         assert_eq!(got, ["a", "b"], "a once, c and d past the bound");
-        assert_eq!(reg.new_channel_drops(), 2);
-        assert_eq!(reg.new_channel_drops(), 0, "taken");
+        let got: Vec<_> = std::iter::from_fn(|| other.try_recv())
+            .map(|(_, c)| c.to_string())
+            .collect();
+        assert_eq!(got, ["a", "b", "c", "d"], "each watcher has its own queue");
+        assert_eq!(rx.take_dropped(), 2);
+        assert_eq!(other.take_dropped(), 0);
+        let mut names: Vec<_> = reg.channel_names().iter().map(|c| c.to_string()).collect();
+        names.sort();
+        assert_eq!(names, ["a", "b", "c", "d", "unwatched"]);
+        assert_eq!(rx.take_dropped(), 0, "taken");
         assert_eq!(reg.recheck("a", "moved"), 2);
         assert_eq!(reg.recheck("a", "same"), 0);
         assert_eq!(reg.recheck("none", "moved"), 0);

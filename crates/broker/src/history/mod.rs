@@ -43,6 +43,7 @@
 //! See ARCHITECTURE.md, "History", for how the disk and JetStream stores plug in and which
 //! guarantee comes from where.
 
+pub mod cluster;
 pub mod disk;
 mod disk_codec;
 mod disk_migrate;
@@ -57,6 +58,7 @@ use std::time::{Duration, Instant};
 
 use crate::message::{ChannelName, Message};
 
+pub use cluster::{ClusterHistory, RemoteHistory, RemoteRead};
 pub use disk::{DiskHistory, DiskStats, FsyncPolicy};
 pub use memory::MemoryHistory;
 pub use store::History;

@@ -14,8 +14,8 @@ use futures_util::future::Either;
 use futures_util::FutureExt;
 
 use super::{
-    After, Appended, DiskHistory, DiskStats, HistoryError, HistoryStats, HistoryStore, Kept,
-    MemoryHistory, Reach, Recovery,
+    After, Appended, ClusterHistory, DiskHistory, DiskStats, HistoryError, HistoryStats,
+    HistoryStore, Kept, MemoryHistory, Reach, Recovery,
 };
 use crate::message::{ChannelName, Message};
 
@@ -27,6 +27,10 @@ pub enum History {
     Memory(MemoryHistory),
     /// Kept on disk (`[history] dir`): appends resolve once stored.
     Disk(DiskHistory),
+    /// Kept in the cluster's JetStream stream, with this node's image of its channels
+    /// (`--cluster`): appends go to the image (the stream stored the items before they
+    /// reached the shard), reads the image knows nothing about go to the stream.
+    Cluster(ClusterHistory),
 }
 
 impl History {
@@ -38,7 +42,10 @@ impl History {
     /// True when the store answers without waiting: appends need no acknowledgement
     /// round-trip and reads can run under a lock.
     pub fn is_immediate(&self) -> bool {
-        matches!(self, History::Off | History::Memory(_))
+        matches!(
+            self,
+            History::Off | History::Memory(_) | History::Cluster(_)
+        )
     }
 
     /// See [`HistoryStore::append`].
@@ -51,6 +58,7 @@ impl History {
         match self {
             History::Off => Ok(Appended::default()),
             History::Memory(m) => Ok(m.append_now(channel, items, now)),
+            History::Cluster(c) => Ok(c.image().append_now(channel, items, now)),
             History::Disk(d) => d.append(channel, items, now).await,
         }
     }
@@ -72,6 +80,12 @@ impl History {
                 }
                 Ok(())
             }
+            History::Cluster(c) => {
+                for g in groups.iter().filter(|g| !g.is_empty()) {
+                    c.image().append_now(&g[0].channel, g, now);
+                }
+                Ok(())
+            }
             History::Disk(d) => d.append_groups(groups, now).await.map(|_| ()),
         }
     }
@@ -87,7 +101,7 @@ impl History {
         now: Instant,
     ) -> Option<impl Future<Output = Result<(), HistoryError>> + Send + 'static> {
         Some(match self {
-            History::Off | History::Memory(_) => {
+            History::Off | History::Memory(_) | History::Cluster(_) => {
                 let done = self.append_groups(groups, now).now_or_never();
                 Either::Left(std::future::ready(done.unwrap_or(Ok(()))))
             }
@@ -108,6 +122,7 @@ impl History {
         match self {
             History::Off => Some(Appended::default()),
             History::Memory(m) => Some(m.append_now(channel, items, now)),
+            History::Cluster(c) => Some(c.image().append_now(channel, items, now)),
             History::Disk(_) => None,
         }
     }
@@ -124,11 +139,12 @@ impl History {
             History::Off => Ok(off_answer(after)),
             History::Memory(m) => Ok(m.read_after_now(channel, after, limit, now)),
             History::Disk(d) => Ok(d.read_after_now(channel, after, limit, now)),
+            History::Cluster(c) => c.read_after(channel, after, limit, now).await,
         }
     }
 
     /// [`History::read_after`] for a store that answers without waiting; None from a store
-    /// that cannot.
+    /// that cannot. In cluster mode this is the node's image only.
     pub fn read_after_now(
         &self,
         channel: &str,
@@ -140,6 +156,7 @@ impl History {
             History::Off => Some(off_answer(after)),
             History::Memory(m) => Some(m.read_after_now(channel, after, limit, now)),
             History::Disk(d) => Some(d.read_after_now(channel, after, limit, now)),
+            History::Cluster(c) => Some(c.image().read_after_now(channel, after, limit, now)),
         }
     }
 
@@ -154,6 +171,12 @@ impl History {
             History::Disk(d) => {
                 Some(d.read_after_now(channel, After::Id(id), 0, now).reach == Reach::After)
             }
+            History::Cluster(c) => Some(
+                c.image()
+                    .read_after_now(channel, After::Id(id), 0, now)
+                    .reach
+                    == Reach::After,
+            ),
         }
     }
 
@@ -163,6 +186,7 @@ impl History {
             History::Off => Ok(None),
             History::Memory(m) => Ok(m.last_now(channel, now)),
             History::Disk(d) => Ok(d.last_now(channel, now)),
+            History::Cluster(c) => Ok(c.image().last_now(channel, now)),
         }
     }
 
@@ -172,6 +196,7 @@ impl History {
             History::Off => {}
             History::Memory(m) => m.expire(now).await,
             History::Disk(d) => d.expire(now).await,
+            History::Cluster(c) => c.image().expire(now).await,
         }
     }
 
@@ -181,6 +206,7 @@ impl History {
             History::Off => HistoryStats::default(),
             History::Memory(m) => m.stats(),
             History::Disk(d) => d.stats(),
+            History::Cluster(c) => c.image().stats(),
         }
     }
 

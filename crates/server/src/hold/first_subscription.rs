@@ -30,14 +30,12 @@ pub(crate) fn start(shared: &Arc<Shared>) {
     if delay.is_zero() {
         return;
     }
-    let Some(mut queue) = shared.broker.registry().watch_new_channels(QUEUE) else {
-        return;
-    };
+    let mut queue = shared.broker.registry().watch_new_channels(QUEUE);
     let shared = shared.clone();
     tokio::spawn(async move {
         while let Some((at, channel)) = queue.recv().await {
             let registry = shared.broker.registry();
-            let dropped = registry.new_channel_drops();
+            let dropped = queue.take_dropped();
             if dropped > 0 {
                 shared
                     .metrics
