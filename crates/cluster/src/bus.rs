@@ -29,8 +29,10 @@
 //!   earlier publish of the same (channel, id) within `duplicate_window` is the stored one, and
 //!   the publish is still a success. A publish that gets no PubAck within `publish_timeout`
 //!   (retried on timeouts and "no responders" meanwhile) fails as
-//!   [`BusError::Unavailable`]; it may still be stored later (the NATS client buffers while
-//!   reconnecting), which a retry with the same id absorbs.
+//!   [`BusError::Unavailable`]. While the client is disconnected a publish is not handed to
+//!   it at all (async-nats buffers what it is given while reconnecting and sends it after:
+//!   verified, such a 503'd item was stored once the server was back); one handed over just
+//!   before a disconnect may still be stored later, which a retry with the same id absorbs.
 //! * **Reconnect.** The client retries the initial connect and reconnects forever (backoff
 //!   capped at 1 s), re-subscribing by itself; [`Bus::is_connected`] tells the state.
 //!
@@ -309,6 +311,17 @@ impl Bus {
         let deadline = tokio::time::Instant::now() + self.shared.cfg.publish_timeout;
         let mut delay = Duration::from_millis(20);
         loop {
+            // not connected: wait for the client to reconnect rather than hand it a publish it
+            // would buffer and send later, after this one was answered 503
+            while !self.is_connected() {
+                if tokio::time::Instant::now() + Duration::from_millis(20) >= deadline {
+                    return Err(BusError::Unavailable(format!(
+                        "not connected to NATS within {:?}",
+                        self.shared.cfg.publish_timeout
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
             let mut headers = HeaderMap::new();
             headers.insert(async_nats::header::NATS_MESSAGE_ID, msg_id.as_str());
             let attempt = async {
