@@ -70,6 +70,10 @@ struct RunArgs {
     /// Keep history on disk in this directory (survives restarts; see [history] dir).
     #[arg(long, value_name = "DIR")]
     history_dir: Option<std::path::PathBuf>,
+    /// Join a cluster: NATS server URLs, comma-separated (nats://host:4222,...); the other
+    /// settings come from [cluster] in the config file, or their defaults.
+    #[arg(long, value_name = "URL[,URL...]")]
+    cluster: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -175,6 +179,12 @@ fn build_config(args: &RunArgs) -> Result<Config, ConfigError> {
     }
     if let Some(dir) = &args.history_dir {
         config.history.dir = Some(dir.clone());
+    }
+    if let Some(urls) = &args.cluster {
+        config.cluster = Some(
+            gripway_server::config::cluster::from_flag(urls, config.cluster.take())
+                .map_err(|m| ConfigError::new(format!("--cluster: {m}")))?,
+        );
     }
     Ok(config)
 }

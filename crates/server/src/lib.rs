@@ -20,6 +20,7 @@ pub mod routing;
 mod admin;
 mod broker_thread;
 mod budget;
+mod cluster;
 mod conn;
 mod drain;
 pub(crate) mod error;
@@ -51,6 +52,8 @@ pub(crate) struct Shared {
     pub(crate) routes: RoutesHandle,
     pub(crate) origin: OriginClient,
     pub(crate) broker: Broker,
+    /// Cluster mode's bus (None: a single node).
+    pub(crate) cluster: Option<cluster::Cluster>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) upstream_key: Option<VerifyingKey>,
     /// Bounds the origin requests that outlive their client (a WebSocket's last CLOSE or
@@ -75,6 +78,7 @@ impl Shared {
             }),
             metrics: Metrics::new(broker.clone()),
             broker,
+            cluster: None,
             upstream_key: None,
             farewells: Arc::new(tokio::sync::Semaphore::new(1)),
             next_links: tokio::sync::Semaphore::new(config.grip.max_next_link_fetches),
@@ -125,6 +129,11 @@ pub async fn bind(config: &Config) -> Result<Listeners, ConfigError> {
 pub fn validate(config: &Config) -> Result<(), ConfigError> {
     routing::load(config)?;
     routing::load_upstream_key(config)?;
+    if config.cluster.is_some() && config.history.dir.is_some() {
+        return Err(ConfigError::new(
+            "[history] dir and [cluster] cannot be used together: in a cluster, history is kept in JetStream".to_string(),
+        ));
+    }
     if !config.publish_addr.ip().is_loopback() && config.publish.auth.is_open() {
         return Err(ConfigError::new(format!(
             "the publish API listens on {} (not loopback) without authentication: set [publish.auth] keys, basic or jwt_keys",
@@ -134,11 +143,15 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// The history store `[history]` asks for: none, in memory, or on disk (opened now, so a
-/// directory that cannot be used stops start-up with its name and why).
-fn open_history(config: &Config) -> Result<gripway_broker::history::History, ConfigError> {
+/// The history store `[history]` asks for: none, in memory, on disk (opened now, so a
+/// directory that cannot be used stops start-up with its name and why), or, in a cluster,
+/// the stream with this node's image of it.
+fn open_history(
+    config: &Config,
+    bus: Option<&gripway_cluster::Bus>,
+) -> Result<gripway_broker::history::History, ConfigError> {
     use gripway_broker::history::{
-        DiskHistory, FsyncPolicy, History, HistoryConfig, MemoryHistory,
+        ClusterHistory, DiskHistory, FsyncPolicy, History, HistoryConfig, MemoryHistory,
     };
     let h = &config.history;
     let bounds = HistoryConfig {
@@ -149,8 +162,13 @@ fn open_history(config: &Config) -> Result<gripway_broker::history::History, Con
     if h.max_items == 0 {
         return Ok(History::Off);
     }
+    let shards = std::thread::available_parallelism().map_or(2, |n| n.get());
+    if let Some(bus) = bus {
+        let reader = Arc::new(cluster::StreamHistory { bus: bus.clone() });
+        let image = MemoryHistory::new(bounds, shards);
+        return Ok(History::Cluster(ClusterHistory::new(image, reader)));
+    }
     let Some(dir) = &h.dir else {
-        let shards = std::thread::available_parallelism().map_or(2, |n| n.get());
         return Ok(History::Memory(MemoryHistory::new(bounds, shards)));
     };
     let policy = match h.fsync_ms {
@@ -183,7 +201,13 @@ pub async fn run(
     // the publish API and the shard tasks run on the broker thread (see broker_thread)
     let broker_thread = broker_thread::BrokerThread::start()
         .map_err(|e| ConfigError::new(format!("cannot start the broker thread: {e}")))?;
-    let history = open_history(&config)?;
+    let bus = match &config.cluster {
+        None => None,
+        Some(c) => {
+            Some(cluster::connect(config::cluster::with_history(c.clone(), &config.history)).await?)
+        }
+    };
+    let history = open_history(&config, bus.as_ref().map(|(b, _)| b))?;
     // started there: the shard tasks are spawned, the listener registered, on that runtime
     // wide fan-outs run on the workers (the broker's lanes), off the broker thread
     let workers = tokio::runtime::Handle::current();
@@ -214,18 +238,29 @@ pub async fn run(
         connect: config.proxy.connect_timeout,
         response: config.proxy.response_timeout,
     });
+    let (cluster, deliveries) = match bus {
+        Some((bus, deliveries)) => (
+            Some(cluster::Cluster::new(bus, config.history.max_age)),
+            Some(deliveries),
+        ),
+        None => (None, None),
+    };
     let shared = Arc::new(Shared {
         next_links: tokio::sync::Semaphore::new(config.grip.max_next_link_fetches),
         config,
         routes,
         origin,
         broker,
+        cluster,
         metrics: metrics.clone(),
         upstream_key,
         farewells: Arc::new(tokio::sync::Semaphore::new(MAX_FAREWELLS)),
         drain: drain::Drain::new(),
     });
     hold::first_subscription::start(&shared);
+    if let Some(deliveries) = deliveries {
+        cluster::start(&shared, deliveries, broker_thread.handle());
+    }
     let gate = fds::ClientGate::from_config(&shared.config);
     for listener in listeners.http {
         if let Ok(addr) = listener.local_addr() {

@@ -210,6 +210,11 @@ async fn publish(
         };
         Refusal::publisher(e.http_status(), reason, e.message)
     })?;
+    if let Some(cluster) = &shared.cluster {
+        // stored in the cluster's stream first; every node's broker gets the items from it
+        cluster.publish(items).await?;
+        return Ok(answer(format, "Published"));
+    }
     match shared.broker.publish(items).await {
         Ok(()) => {}
         Err(gripway_broker::PublishError::Closed) => return Err(draining()),

@@ -58,7 +58,7 @@ use std::time::{Duration, Instant};
 
 use crate::message::{ChannelName, Message};
 
-pub use cluster::{ClusterHistory, RemoteHistory, RemoteRead};
+pub use cluster::{ClusterHistory, RemoteFuture, RemoteHistory, RemoteRead};
 pub use disk::{DiskHistory, DiskStats, FsyncPolicy};
 pub use memory::MemoryHistory;
 pub use store::History;

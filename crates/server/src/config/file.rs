@@ -44,6 +44,9 @@ pub struct RawConfig {
     /// Per-channel history.
     #[serde(default)]
     pub history: RawHistory,
+    /// Cluster mode over NATS JetStream.
+    #[serde(default)]
+    pub cluster: super::cluster::RawCluster,
 }
 
 /// `[history]`
@@ -391,6 +394,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         ));
     }
     c.publish.auth = publish_auth(&pb.auth, &c.base_dir).map_err(|(key, m)| err(key, m))?;
+    c.cluster = super::cluster::parse(raw.cluster, &c.base_dir, |k, m| err(k, m))?;
     Ok(c)
 }
 

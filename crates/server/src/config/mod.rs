@@ -6,6 +6,7 @@
 //! `pushpin` and key `changeme`, 20 channels per connection, 5 s ordering wait, 60 s dedup)
 //! so that an existing deployment behaves the same after the switch.
 
+pub mod cluster;
 pub mod file;
 
 use std::net::SocketAddr;
@@ -75,6 +76,9 @@ pub struct Config {
     pub websocket: WsConfig,
     /// Per-channel history (recovery after reconnects and restarts).
     pub history: HistorySettings,
+    /// Cluster mode: the NATS servers and JetStream stream this node shares channels
+    /// through (`[cluster]`, `--cluster`); None runs a single node.
+    pub cluster: Option<gripway_cluster::ClusterConfig>,
     /// Runtime worker threads (0: one per core).
     pub workers: usize,
     /// How long a drain at shutdown may take before what is still open is cut off.
@@ -244,6 +248,7 @@ impl Default for Config {
             publish: PublishConfig::default(),
             websocket: WsConfig::default(),
             history: HistorySettings::default(),
+            cluster: None,
             workers: 0,
             drain_timeout: Duration::from_secs(10),
         }

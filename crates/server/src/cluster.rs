@@ -1,0 +1,313 @@
+//! Cluster mode (`--cluster`, `[cluster]`): how a node takes part in a cluster of Gripway
+//! nodes over NATS JetStream, on the bus of the `gripway-cluster` crate.
+//!
+//! The data path in a cluster:
+//!
+//! * **publish → bus**: the publish API hands the request's items to [`Cluster::publish`],
+//!   which stores each in the stream (one JetStream publish with its acknowledgement) and
+//!   returns once all are stored; only then is the publisher answered. Items of one channel
+//!   are published one after another, so the stream keeps their order; channels go in
+//!   parallel. NATS unreachable: 503, never a silent 200.
+//! * **bus → broker**: the stream republishes what it stored, in stream order, to the nodes
+//!   interested in the channel; the feeder (a task on the broker thread) turns each
+//!   delivery back into an item and queues it on the broker, as a local publish was queued
+//!   before, so dedup, `prev-id` ordering, the history image, the fan-out and the lanes are
+//!   the single node's. Every node sees a channel's items in the stream's order.
+//! * **registry → interest**: a channel's first subscriber on this node subscribes the node
+//!   to the channel's subject ([`gripway_cluster::Bus::subscribe`]); a check every second
+//!   also subscribes what a full notice queue missed, and unsubscribes channels that have had
+//!   no subscriber here for [`Cluster::idle_unsubscribe`] (long enough for the history image
+//!   to have forgotten the channel, so a later subscription starts from a blank image that
+//!   sends every read to the stream).
+//! * **history**: [`gripway_broker::history::ClusterHistory`]: the node's image answers the
+//!   ids it knows; others are read from the stream ([`StreamHistory`]), after making sure the
+//!   node is subscribed, so that nothing stored after the read is missed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::future::join_all;
+use gripway_broker::history::{HistoryError, RemoteFuture, RemoteHistory, RemoteRead};
+use gripway_broker::Message;
+use gripway_cluster::{Bus, BusError, Delivery};
+use gripway_proto::publish::{encode_items, parse_publish_body, Item, PublishLimits};
+use tokio::sync::mpsc;
+
+use crate::error::{Refusal, Source};
+use crate::Shared;
+
+/// Deliveries the feeder takes from the bus at once and queues as one publish.
+const FEED_BATCH: usize = 256;
+/// Notices of new channels waiting for their subscription.
+const INTEREST_QUEUE: usize = 65_536;
+/// How often the registry and the node's subscriptions are compared.
+const INTEREST_CHECK: Duration = Duration::from_secs(1);
+
+/// An item as the stream stores it: its id and its publish-item JSON.
+type Encoded = (Option<String>, Bytes);
+
+/// A node's part in the cluster.
+pub(crate) struct Cluster {
+    bus: Bus,
+    /// How long a channel keeps its subscription after its last subscriber here left.
+    idle_unsubscribe: Duration,
+}
+
+impl Cluster {
+    /// The bus, connected (or still trying: the client keeps trying in the background).
+    pub(crate) fn new(bus: Bus, history_max_age: Duration) -> Cluster {
+        Cluster {
+            bus,
+            // the image keeps a channel's items for max_age and its last id for another
+            // max_age, then forgets it (see `history::memory`)
+            idle_unsubscribe: history_max_age * 2 + Duration::from_secs(5),
+        }
+    }
+
+    /// Stores `items` in the stream, each channel's in order; Ok once all are stored.
+    pub(crate) async fn publish(&self, items: Vec<Item>) -> Result<(), Refusal> {
+        let mut by_channel: Vec<(String, Vec<Encoded>)> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        for item in items {
+            let payload = Bytes::from(encode_items(std::slice::from_ref(&item)));
+            let id = item.id.as_deref().map(str::to_owned);
+            let at = *index.entry(item.channel.clone()).or_insert_with(|| {
+                by_channel.push((item.channel.clone(), Vec::new()));
+                by_channel.len() - 1
+            });
+            by_channel[at].1.push((id, payload));
+        }
+        let results = join_all(by_channel.iter().map(|(channel, items)| async move {
+            for (id, payload) in items {
+                self.bus
+                    .publish(channel, id.as_deref(), payload.clone())
+                    .await?;
+            }
+            Ok::<(), BusError>(())
+        }))
+        .await;
+        match results.into_iter().find_map(Result::err) {
+            None => Ok(()),
+            Some(e @ BusError::Rejected(_)) => Err(Refusal::publisher(
+                400,
+                "cluster-rejected",
+                format!("Not published: {e}"),
+            )),
+            Some(e) => Err(Refusal::internal(
+                503,
+                "cluster-unavailable",
+                format!(
+                    "Not published: the cluster could not store the items ({e}); publish again."
+                ),
+            )),
+        }
+    }
+}
+
+/// Starts the feeder (on the broker thread's runtime, `broker_rt`) and the interest task.
+pub(crate) fn start(
+    shared: &Arc<Shared>,
+    deliveries: mpsc::Receiver<Delivery>,
+    broker_rt: &tokio::runtime::Handle,
+) {
+    broker_rt.spawn(feed(shared.clone(), deliveries));
+    tokio::spawn(interest(shared.clone()));
+}
+
+/// Queues what the bus delivers on the broker, in the order it arrives.
+async fn feed(shared: Arc<Shared>, mut deliveries: mpsc::Receiver<Delivery>) {
+    // the publishing node checked every limit already
+    let limits = PublishLimits {
+        max_content_bytes: usize::MAX,
+        max_items: usize::MAX,
+        ..PublishLimits::default()
+    };
+    let mut batch = Vec::with_capacity(FEED_BATCH);
+    while deliveries.recv_many(&mut batch, FEED_BATCH).await > 0 {
+        let mut items = Vec::with_capacity(batch.len());
+        for d in batch.drain(..) {
+            if d.gap {
+                shared
+                    .metrics
+                    .count_errors(Source::Internal, "cluster-gap", 1);
+                crate::warn_limited!(
+                    "cluster-gap",
+                    "cluster: items of a channel were lost before this node could read them back"
+                );
+            }
+            match parse_publish_body(&d.payload, &limits) {
+                Ok(mut parsed) if parsed.len() == 1 => items.push(parsed.remove(0)),
+                _ => {
+                    shared
+                        .metrics
+                        .count_errors(Source::Internal, "cluster-bad-item", 1);
+                    crate::warn_limited!(
+                        "cluster-bad-item",
+                        "cluster: a stored item could not be read (written by another version?)"
+                    );
+                }
+            }
+        }
+        if !items.is_empty() && shared.broker.publish(items).await.is_err() {
+            return; // draining: the broker takes nothing more
+        }
+    }
+}
+
+/// Keeps the node subscribed to the channels it has subscribers on.
+async fn interest(shared: Arc<Shared>) {
+    let Some(cluster) = shared.cluster.as_ref() else {
+        return;
+    };
+    let bus = cluster.bus.clone();
+    let registry = shared.broker.registry().clone();
+    let mut new_channels = registry.watch_new_channels(INTEREST_QUEUE);
+    // channels subscribed, and since when each has had no subscriber here
+    let mut subscribed: HashMap<String, Option<Instant>> = HashMap::new();
+    let mut check = tokio::time::interval(INTEREST_CHECK);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            n = new_channels.recv() => {
+                let Some((_, channel)) = n else { return };
+                let channel = channel.to_string();
+                subscribed.insert(channel.clone(), None);
+                let bus = bus.clone();
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = bus.subscribe(&channel).await {
+                        subscribe_failed(&shared, &e);
+                    }
+                });
+            }
+            _ = check.tick() => {
+                let now = Instant::now();
+                let live: std::collections::HashSet<String> =
+                    registry.channel_names().iter().map(|c| c.to_string()).collect();
+                for name in &live {
+                    match subscribed.get_mut(name.as_str()) {
+                        Some(idle) => *idle = None,
+                        None => {
+                            // its notice was dropped (a full queue): subscribe now
+                            if let Err(e) = bus.subscribe(name).await {
+                                subscribe_failed(&shared, &e);
+                                continue;
+                            }
+                            subscribed.insert(name.clone(), None);
+                        }
+                    }
+                }
+                subscribed.retain(|name, idle| {
+                    if live.contains(name) {
+                        return true;
+                    }
+                    let since = *idle.get_or_insert(now);
+                    if now.duration_since(since) < cluster.idle_unsubscribe {
+                        return true;
+                    }
+                    bus.unsubscribe(name);
+                    false
+                });
+            }
+        }
+    }
+}
+
+fn subscribe_failed(shared: &Shared, e: &BusError) {
+    shared
+        .metrics
+        .count_errors(Source::Internal, "cluster-subscribe", 1);
+    crate::warn_limited!(
+        "cluster-subscribe",
+        "cluster: could not subscribe to a channel: {e}"
+    );
+}
+
+/// Reads a channel's kept items from the stream (for [`ClusterHistory`]'s misses).
+///
+/// [`ClusterHistory`]: gripway_broker::history::ClusterHistory
+pub(crate) struct StreamHistory {
+    pub(crate) bus: Bus,
+}
+
+impl RemoteHistory for StreamHistory {
+    fn read_after_id<'a>(
+        &'a self,
+        channel: &'a str,
+        id: &'a str,
+        limit: usize,
+    ) -> RemoteFuture<'a> {
+        Box::pin(async move {
+            let unavailable = |e: BusError| HistoryError::Unavailable(e.to_string());
+            // subscribed first: whatever is stored after the read reaches this node
+            self.bus.subscribe(channel).await.map_err(unavailable)?;
+            let kept = self
+                .bus
+                .read_after(channel, 0, usize::MAX)
+                .await
+                .map_err(unavailable)?;
+            let at = kept.iter().position(|s| s.id.as_deref() == Some(id));
+            let after = &kept[at.map_or(0, |i| i + 1)..];
+            let limits = PublishLimits {
+                max_content_bytes: usize::MAX,
+                max_items: usize::MAX,
+                ..PublishLimits::default()
+            };
+            let mut items = Vec::with_capacity(after.len().min(limit));
+            for s in after.iter().take(limit) {
+                if let Ok(mut parsed) = parse_publish_body(&s.payload, &limits) {
+                    if parsed.len() == 1 {
+                        items.push((s.seq, Message::new(parsed.remove(0))));
+                    }
+                }
+            }
+            Ok(RemoteRead {
+                found: at.is_some(),
+                more: after.len() > limit,
+                items,
+            })
+        })
+    }
+}
+
+/// How long start-up waits for the stream before going on without it (publishes get 503
+/// until it is there; a task keeps trying).
+const STREAM_WAIT: Duration = Duration::from_secs(10);
+
+/// Connects to the cluster and makes sure the stream exists with the wanted settings. A
+/// stream that exists with settings that cannot be changed stops start-up; NATS not
+/// reachable does not (the node serves, and publishes get 503 until it is).
+pub(crate) async fn connect(
+    config: gripway_cluster::ClusterConfig,
+) -> Result<(Bus, mpsc::Receiver<Delivery>), crate::config::ConfigError> {
+    use crate::config::ConfigError;
+    let urls = config.urls.join(",");
+    let (bus, deliveries) = Bus::connect(config)
+        .await
+        .map_err(|e| ConfigError::new(format!("[cluster]: {e}")))?;
+    match tokio::time::timeout(STREAM_WAIT, bus.ensure_stream()).await {
+        Ok(Ok(())) => tracing::info!(nats = %urls, "cluster: joined"),
+        Ok(Err(e @ BusError::Stream(_))) | Ok(Err(e @ BusError::Rejected(_))) => {
+            return Err(ConfigError::new(format!("[cluster]: {e}")))
+        }
+        Ok(Err(e)) => keep_trying(&bus, &urls, e.to_string()),
+        Err(_) => keep_trying(&bus, &urls, "no answer".to_string()),
+    }
+    Ok((bus, deliveries))
+}
+
+fn keep_trying(bus: &Bus, urls: &str, why: String) {
+    tracing::warn!(nats = %urls, "cluster: the stream could not be set up yet ({why}); publishes get 503 until it is");
+    let bus = bus.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if bus.ensure_stream().await.is_ok() {
+                tracing::info!("cluster: joined");
+                return;
+            }
+        }
+    });
+}
