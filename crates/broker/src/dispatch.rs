@@ -145,11 +145,16 @@ impl Broker {
 
     /// Starts the dispatcher tasks with the given history store.
     pub fn start_with_history(config: BrokerConfig, history: History) -> Broker {
+        Broker::start_with(config, history, Registry::new())
+    }
+
+    /// Starts the dispatcher tasks with the given history store and registry (a cluster
+    /// node's history reads the registry, so it exists before the broker).
+    pub fn start_with(config: BrokerConfig, history: History, registry: Arc<Registry>) -> Broker {
         let history = Arc::new(history);
         if history.is_on() {
             tokio::spawn(expire_history(Arc::downgrade(&history)));
         }
-        let registry = Registry::new();
         let last_ids = Arc::new(LastIds::new(config.last_ids_max_bytes));
         let stats = Arc::new(BrokerStats::default());
         let shards = config.shards.max(1);

@@ -439,4 +439,29 @@ impl Bus {
     pub fn subscriptions(&self) -> usize {
         self.interests.len()
     }
+
+    /// Starts announcing this node to the others and answering their counts with `local`
+    /// ([`crate::peers`]).
+    pub async fn start_peers(
+        &self,
+        local: Arc<dyn crate::peers::LocalCounts>,
+    ) -> Result<crate::peers::Peers, BusError> {
+        crate::peers::Peers::start(
+            self.shared.client.clone(),
+            &self.shared.cfg.stream,
+            &self.shared.cfg.name,
+            local,
+        )
+        .await
+    }
+
+    /// True when this node is subscribed to `channel`.
+    pub fn is_subscribed(&self, channel: &str) -> bool {
+        self.interests.contains(channel)
+    }
+
+    /// The channels this node is subscribed to (a copy: for a periodic check).
+    pub fn subscribed_channels(&self) -> Vec<String> {
+        self.interests.channels()
+    }
 }

@@ -185,6 +185,14 @@ impl Interests {
         self.tasks.lock().len()
     }
 
+    pub(crate) fn contains(&self, channel: &str) -> bool {
+        self.tasks.lock().contains_key(channel)
+    }
+
+    pub(crate) fn channels(&self) -> Vec<String> {
+        self.tasks.lock().keys().cloned().collect()
+    }
+
     pub(crate) async fn subscribe(&self, channel: &str) -> Result<(), BusError> {
         let token = encode_token(channel)
             .ok_or_else(|| BusError::Rejected("channel name too long for a subject".into()))?;

@@ -14,8 +14,10 @@ pub mod bus;
 pub mod config;
 pub mod error;
 mod interest;
+pub mod peers;
 pub mod subject;
 
 pub use bus::{Ack, Bus, BusStats, Delivery, Stored};
 pub use config::{Auth, ClusterConfig, ConfigError, Tls};
 pub use error::BusError;
+pub use peers::{ClusterCount, ClusterTotals, LocalCounts, Peers};

@@ -1,5 +1,7 @@
-//! The admin listener: `/metrics` (Prometheus text format) and `/health`. It is separate from
-//! the client and publish listeners so that it can stay on loopback or a private network.
+//! The admin listener: `/metrics` (Prometheus text format), `/health` and
+//! `/channels/{name}` (a channel's subscribers here and, in a cluster, over every node). It
+//! is separate from the client and publish listeners so that it can stay on loopback or a
+//! private network.
 //! `/health` answers `503 draining` once a drain has begun, so a load balancer stops sending
 //! clients before the listeners close.
 
@@ -33,7 +35,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener) {
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
                 let shared = shared.clone();
-                async move { Ok::<_, Infallible>(handle(&shared, &req)) }
+                async move { Ok::<_, Infallible>(handle(&shared, &req).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -44,8 +46,12 @@ pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener) {
     }
 }
 
-fn handle(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
-    let (status, ctype, body) = match (req.method(), req.uri().path()) {
+async fn handle(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = req.uri().path();
+    let (status, ctype, body) = match (req.method(), path) {
+        (&Method::GET, _) if path.starts_with("/channels/") => {
+            channel(shared, &path["/channels/".len()..]).await
+        }
         (&Method::GET, "/metrics") => (
             StatusCode::OK,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
@@ -64,8 +70,46 @@ fn handle(shared: &Shared, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         ),
     };
     let mut r = Response::new(Full::new(Bytes::from(body)));
+    if status == StatusCode::SERVICE_UNAVAILABLE && ctype == "application/json" {
+        r.headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
     *r.status_mut() = status;
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
     r
+}
+
+/// `GET /channels/{name}` (the name percent-encoded): its subscribers on this node, and in
+/// a cluster over every node that answered (`nodes_answered` of `nodes_alive`).
+async fn channel(shared: &Shared, encoded: &str) -> (StatusCode, &'static str, String) {
+    let Ok(name) = percent_encoding::percent_decode_str(encoded).decode_utf8() else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "text/plain",
+            "Channel name is not UTF-8.\n".to_string(),
+        );
+    };
+    let local = shared.broker.registry().subscriber_count(&name);
+    let mut body = serde_json::json!({ "channel": name, "subscribers": local });
+    if let Some(cluster) = &shared.cluster {
+        match cluster.count(&name).await {
+            Ok(c) => {
+                body["cluster"] = serde_json::json!({
+                    "subscribers": c.subscribers,
+                    "nodes_answered": c.answered,
+                    "nodes_alive": c.alive,
+                });
+            }
+            Err(e) => {
+                body["cluster"] = serde_json::json!({ "error": e.to_string() });
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "application/json",
+                    format!("{body}\n"),
+                );
+            }
+        }
+    }
+    (StatusCode::OK, "application/json", format!("{body}\n"))
 }

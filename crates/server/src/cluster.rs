@@ -23,7 +23,7 @@
 //!   ids it knows; others are read from the stream ([`StreamHistory`]), after making sure the
 //!   node is subscribed, so that nothing stored after the read is missed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,7 +31,8 @@ use bytes::Bytes;
 use futures_util::future::join_all;
 use gripway_broker::history::{HistoryError, RemoteFuture, RemoteHistory, RemoteRead};
 use gripway_broker::Message;
-use gripway_cluster::{Bus, BusError, Delivery};
+use gripway_broker::Registry;
+use gripway_cluster::{Bus, BusError, ClusterCount, Delivery, LocalCounts, Peers};
 use gripway_proto::publish::{encode_items, parse_publish_body, Item, PublishLimits};
 use tokio::sync::mpsc;
 
@@ -51,18 +52,43 @@ type Encoded = (Option<String>, Bytes);
 /// A node's part in the cluster.
 pub(crate) struct Cluster {
     bus: Bus,
+    /// The other nodes (presence, cluster-wide counts).
+    peers: Arc<Peers>,
     /// How long a channel keeps its subscription after its last subscriber here left.
     idle_unsubscribe: Duration,
 }
 
 impl Cluster {
-    /// The bus, connected (or still trying: the client keeps trying in the background).
-    pub(crate) fn new(bus: Bus, history_max_age: Duration) -> Cluster {
-        Cluster {
+    /// The node's part, on `bus` (connected, or still trying: the client keeps trying in
+    /// the background); it answers the others' counts from `registry`.
+    pub(crate) async fn new(
+        bus: Bus,
+        registry: Arc<Registry>,
+        history_max_age: Duration,
+    ) -> Result<Cluster, crate::config::ConfigError> {
+        let peers = bus
+            .start_peers(Arc::new(RegistryCounts(registry)))
+            .await
+            .map_err(|e| crate::config::ConfigError::new(format!("[cluster]: {e}")))?;
+        Ok(Cluster {
             bus,
+            peers: Arc::new(peers),
             // the image keeps a channel's items for max_age and its last id for another
             // max_age, then forgets it (see `history::memory`)
             idle_unsubscribe: history_max_age * 2 + Duration::from_secs(5),
+        })
+    }
+
+    /// Subscribers of `channel` over the whole cluster.
+    pub(crate) async fn count(&self, channel: &str) -> Result<ClusterCount, BusError> {
+        self.peers.count(channel).await
+    }
+
+    /// What `/metrics` reads.
+    pub(crate) fn figures(&self) -> Figures {
+        Figures {
+            bus: self.bus.clone(),
+            peers: self.peers.clone(),
         }
     }
 
@@ -156,63 +182,76 @@ async fn feed(shared: Arc<Shared>, mut deliveries: mpsc::Receiver<Delivery>) {
     }
 }
 
-/// Keeps the node subscribed to the channels it has subscribers on.
+/// Keeps the node subscribed to the channels it has subscribers on: at once for a new
+/// channel, and every [`INTEREST_CHECK`] for any the notices missed (a full queue, a failed
+/// subscribe); unsubscribes a channel once it has had no subscriber here for
+/// `idle_unsubscribe`.
 async fn interest(shared: Arc<Shared>) {
     let Some(cluster) = shared.cluster.as_ref() else {
         return;
     };
-    let bus = cluster.bus.clone();
     let registry = shared.broker.registry().clone();
     let mut new_channels = registry.watch_new_channels(INTEREST_QUEUE);
-    // channels subscribed, and since when each has had no subscriber here
-    let mut subscribed: HashMap<String, Option<Instant>> = HashMap::new();
+    // channels subscribed without a subscriber here, since when
+    let mut idle: HashMap<String, Instant> = HashMap::new();
+    let pending = Arc::new(parking_lot::Mutex::new(HashSet::<String>::new()));
     let mut check = tokio::time::interval(INTEREST_CHECK);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             n = new_channels.recv() => {
                 let Some((_, channel)) = n else { return };
-                let channel = channel.to_string();
-                subscribed.insert(channel.clone(), None);
-                let bus = bus.clone();
-                let shared = shared.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = bus.subscribe(&channel).await {
-                        subscribe_failed(&shared, &e);
-                    }
-                });
+                subscribe_soon(&shared, &pending, channel.to_string());
             }
             _ = check.tick() => {
+                let dropped = new_channels.take_dropped();
+                if dropped > 0 {
+                    shared.metrics.count_errors(Source::Internal, "cluster-interest-queue-full", dropped);
+                }
                 let now = Instant::now();
-                let live: std::collections::HashSet<String> =
+                let live: HashSet<String> =
                     registry.channel_names().iter().map(|c| c.to_string()).collect();
                 for name in &live {
-                    match subscribed.get_mut(name.as_str()) {
-                        Some(idle) => *idle = None,
-                        None => {
-                            // its notice was dropped (a full queue): subscribe now
-                            if let Err(e) = bus.subscribe(name).await {
-                                subscribe_failed(&shared, &e);
-                                continue;
-                            }
-                            subscribed.insert(name.clone(), None);
-                        }
+                    idle.remove(name);
+                    if !cluster.bus.is_subscribed(name) {
+                        subscribe_soon(&shared, &pending, name.clone());
                     }
                 }
-                subscribed.retain(|name, idle| {
-                    if live.contains(name) {
-                        return true;
+                for name in cluster.bus.subscribed_channels() {
+                    if live.contains(&name) {
+                        continue;
                     }
-                    let since = *idle.get_or_insert(now);
-                    if now.duration_since(since) < cluster.idle_unsubscribe {
-                        return true;
+                    let since = *idle.entry(name.clone()).or_insert(now);
+                    if now.duration_since(since) >= cluster.idle_unsubscribe {
+                        cluster.bus.unsubscribe(&name);
+                        idle.remove(&name);
                     }
-                    bus.unsubscribe(name);
-                    false
-                });
+                }
+                idle.retain(|name, _| cluster.bus.is_subscribed(name));
             }
         }
     }
+}
+
+/// Subscribes the node to `channel` in the background, unless that is already under way.
+fn subscribe_soon(
+    shared: &Arc<Shared>,
+    pending: &Arc<parking_lot::Mutex<HashSet<String>>>,
+    channel: String,
+) {
+    if !pending.lock().insert(channel.clone()) {
+        return;
+    }
+    let shared = shared.clone();
+    let pending = pending.clone();
+    tokio::spawn(async move {
+        if let Some(cluster) = &shared.cluster {
+            if let Err(e) = cluster.bus.subscribe(&channel).await {
+                subscribe_failed(&shared, &e);
+            }
+        }
+        pending.lock().remove(&channel);
+    });
 }
 
 fn subscribe_failed(shared: &Shared, e: &BusError) {
@@ -230,6 +269,7 @@ fn subscribe_failed(shared: &Shared, e: &BusError) {
 /// [`ClusterHistory`]: gripway_broker::history::ClusterHistory
 pub(crate) struct StreamHistory {
     pub(crate) bus: Bus,
+    pub(crate) registry: Arc<gripway_broker::Registry>,
 }
 
 impl RemoteHistory for StreamHistory {
@@ -241,8 +281,12 @@ impl RemoteHistory for StreamHistory {
     ) -> RemoteFuture<'a> {
         Box::pin(async move {
             let unavailable = |e: BusError| HistoryError::Unavailable(e.to_string());
-            // subscribed first: whatever is stored after the read reaches this node
-            self.bus.subscribe(channel).await.map_err(unavailable)?;
+            // a hold that reads is subscribed here already: the node subscribes first, so
+            // whatever is stored after the read reaches it (a tool's `GET /history` reads
+            // without subscribing)
+            if self.registry.subscriber_count(channel) > 0 {
+                self.bus.subscribe(channel).await.map_err(unavailable)?;
+            }
             let kept = self
                 .bus
                 .read_after(channel, 0, usize::MAX)
@@ -310,4 +354,90 @@ fn keep_trying(bus: &Bus, urls: &str, why: String) {
             }
         }
     });
+}
+
+/// This node's counts, as the other nodes ask for them.
+struct RegistryCounts(Arc<Registry>);
+
+impl LocalCounts for RegistryCounts {
+    fn subscribers_of(&self, channel: &str) -> usize {
+        self.0.subscriber_count(channel)
+    }
+
+    fn totals(&self) -> (u64, u64) {
+        (
+            self.0.subscription_count() as u64,
+            self.0.channel_count() as u64,
+        )
+    }
+}
+
+/// Cluster mode's figures for `/metrics`.
+pub(crate) struct Figures {
+    bus: Bus,
+    peers: Arc<Peers>,
+}
+
+impl Figures {
+    /// (name, help, is a counter, value) of each figure, now.
+    pub(crate) fn read(&self) -> Vec<(&'static str, &'static str, bool, u64)> {
+        let s = self.bus.stats();
+        let t = self.peers.totals();
+        vec![
+            (
+                "cluster_connected",
+                "1 while this node is connected to NATS",
+                false,
+                u64::from(self.bus.is_connected()),
+            ),
+            (
+                "cluster_nodes",
+                "Nodes of the cluster heard from lately, this one included",
+                false,
+                t.nodes,
+            ),
+            (
+                "cluster_subscriptions",
+                "Channel subscriptions held over the whole cluster",
+                false,
+                t.subscriptions,
+            ),
+            (
+                "cluster_node_channels",
+                "Channels with subscribers, summed over the nodes",
+                false,
+                t.channels,
+            ),
+            (
+                "cluster_interest_channels",
+                "Channels this node receives from the stream",
+                false,
+                self.bus.subscriptions() as u64,
+            ),
+            (
+                "cluster_delivered",
+                "Items received from the stream and handed to the broker",
+                true,
+                s.delivered,
+            ),
+            (
+                "cluster_read_back",
+                "Of those, items read back from the stream after a missed republish",
+                true,
+                s.read_back,
+            ),
+            (
+                "cluster_gaps",
+                "Items received after others of their channel were lost for good",
+                true,
+                s.gaps,
+            ),
+            (
+                "cluster_resyncs",
+                "Catch-ups of every subscribed channel (reconnects, leader changes)",
+                true,
+                s.resyncs,
+            ),
+        ]
+    }
 }

@@ -149,6 +149,7 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
 fn open_history(
     config: &Config,
     bus: Option<&gripway_cluster::Bus>,
+    registry: &Arc<gripway_broker::Registry>,
 ) -> Result<gripway_broker::history::History, ConfigError> {
     use gripway_broker::history::{
         ClusterHistory, DiskHistory, FsyncPolicy, History, HistoryConfig, MemoryHistory,
@@ -164,7 +165,10 @@ fn open_history(
     }
     let shards = std::thread::available_parallelism().map_or(2, |n| n.get());
     if let Some(bus) = bus {
-        let reader = Arc::new(cluster::StreamHistory { bus: bus.clone() });
+        let reader = Arc::new(cluster::StreamHistory {
+            bus: bus.clone(),
+            registry: registry.clone(),
+        });
         let image = MemoryHistory::new(bounds, shards);
         return Ok(History::Cluster(ClusterHistory::new(image, reader)));
     }
@@ -207,13 +211,14 @@ pub async fn run(
             Some(cluster::connect(config::cluster::with_history(c.clone(), &config.history)).await?)
         }
     };
-    let history = open_history(&config, bus.as_ref().map(|(b, _)| b))?;
+    let registry = gripway_broker::Registry::new();
+    let history = open_history(&config, bus.as_ref().map(|(b, _)| b), &registry)?;
     // started there: the shard tasks are spawned, the listener registered, on that runtime
     // wide fan-outs run on the workers (the broker's lanes), off the broker thread
     let workers = tokio::runtime::Handle::current();
     let (broker, publish_listener) = {
         let _on_broker_thread = broker_thread.handle().enter();
-        let broker = Broker::start_with_history(
+        let broker = Broker::start_with(
             BrokerConfig {
                 dedup_window: config.publish.dedup_window,
                 order_wait: config.publish.order_wait,
@@ -225,6 +230,7 @@ pub async fn run(
                 ..BrokerConfig::default()
             },
             history,
+            registry,
         );
         let publish_listener = listeners
             .publish
@@ -239,10 +245,12 @@ pub async fn run(
         response: config.proxy.response_timeout,
     });
     let (cluster, deliveries) = match bus {
-        Some((bus, deliveries)) => (
-            Some(cluster::Cluster::new(bus, config.history.max_age)),
-            Some(deliveries),
-        ),
+        Some((bus, deliveries)) => {
+            let registry = broker.registry().clone();
+            let c = cluster::Cluster::new(bus, registry, config.history.max_age).await?;
+            metrics.set_cluster(c.figures());
+            (Some(c), Some(deliveries))
+        }
         None => (None, None),
     };
     let shared = Arc::new(Shared {

@@ -78,6 +78,8 @@ struct StatusLabel {
 /// The server's metrics.
 pub struct Metrics {
     registry: Registry,
+    /// Cluster mode's figures, once the node has joined.
+    cluster: Arc<std::sync::OnceLock<crate::cluster::Figures>>,
     connections: Family<KindLabel, Gauge>,
     origin_requests: Family<RouteLabel, Counter>,
     origin_errors: Family<RouteErrorLabel, Counter>,
@@ -169,7 +171,10 @@ impl Metrics {
             recovered_items.clone(),
         );
         registry.register_collector(Box::new(BrokerCollector(broker)));
+        let cluster = Arc::new(std::sync::OnceLock::new());
+        registry.register_collector(Box::new(ClusterCollector(cluster.clone())));
         Arc::new(Metrics {
+            cluster,
             registry,
             connections,
             origin_requests,
@@ -289,6 +294,11 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of every metric.
+    /// Cluster mode's figures are read from `figures` from now on.
+    pub(crate) fn set_cluster(&self, figures: crate::cluster::Figures) {
+        let _ = self.cluster.set(figures);
+    }
+
     pub fn encode(&self) -> String {
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
@@ -334,6 +344,33 @@ impl Drop for ConnGuard {
                 transport: self.kind.label(),
             })
             .dec();
+    }
+}
+
+/// Reads cluster mode's figures at scrape time (nothing on a single node).
+struct ClusterCollector(Arc<std::sync::OnceLock<crate::cluster::Figures>>);
+
+impl std::fmt::Debug for ClusterCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClusterCollector")
+    }
+}
+
+impl Collector for ClusterCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(figures) = self.0.get() else {
+            return Ok(());
+        };
+        for (name, help, counter, v) in figures.read() {
+            if counter {
+                let c = ConstCounter::new(v);
+                c.encode(encoder.encode_descriptor(name, help, None, c.metric_type())?)?;
+            } else {
+                let g = ConstGauge::new(v as i64);
+                g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)?;
+            }
+        }
+        Ok(())
     }
 }
 

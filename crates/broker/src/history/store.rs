@@ -210,6 +210,11 @@ impl History {
         }
     }
 
+    /// True in cluster mode (reads this node's image cannot answer go to the stream).
+    pub fn is_cluster(&self) -> bool {
+        matches!(self, History::Cluster(_))
+    }
+
     /// True when an append is acknowledged only once stored on disk.
     pub fn is_durable(&self) -> bool {
         matches!(self, History::Disk(_))

@@ -10,6 +10,7 @@
 //! WebSocket has no message Gripway could add without speaking for the application, so the
 //! origin, which chose the `prev-id`, is the one to check.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use gripway_broker::history::{After, Reach};
@@ -29,10 +30,39 @@ pub(crate) fn prepare(shared: &Shared, sub: &WsSub) -> bool {
 }
 
 /// Sends what followed `prev_id` on `channel`, then what the fan-out handed over meanwhile.
-pub(crate) fn recover(shared: &Shared, sub: &WsSub, channel: &str, prev_id: &str) {
+/// In a cluster, what this node's image of the channel does not know is read from the
+/// stream first, on a task of its own (the fan-out stays held back until then).
+pub(crate) fn recover(shared: &Arc<Shared>, sub: &Arc<WsSub>, channel: &str, prev_id: &str) {
     let history = shared.broker.history();
     let limit = shared.config.history.max_recover.max(1);
     let answer = history.read_after_now(channel, After::Id(prev_id), limit, Instant::now());
+    if history.is_cluster() && answer.as_ref().is_none_or(|r| r.reach != Reach::After) {
+        let (shared, sub) = (shared.clone(), sub.clone());
+        let (channel, prev_id) = (channel.to_string(), prev_id.to_string());
+        tokio::spawn(async move {
+            let answer = shared
+                .broker
+                .history()
+                .read_after(&channel, After::Id(&prev_id), limit, Instant::now())
+                .await;
+            if let Err(e) = &answer {
+                tracing::debug!(channel, "history not readable from the cluster: {e}");
+            }
+            send(&shared, &sub, &channel, &prev_id, answer.ok());
+        });
+        return;
+    }
+    send(shared, sub, channel, prev_id, answer);
+}
+
+/// Sends the recovered items, then releases what the fan-out held back.
+fn send(
+    shared: &Shared,
+    sub: &WsSub,
+    channel: &str,
+    prev_id: &str,
+    answer: Option<gripway_broker::history::Recovery>,
+) {
     let mut found: Vec<Found> = answer
         .map(|r| {
             shared.metrics.recovery(from_history::result_label(r.reach));
