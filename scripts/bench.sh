@@ -5,7 +5,8 @@
 #
 # Usage: scripts/bench.sh [--rounds N] [--with-floor] [SCENARIO...]
 #   SCENARIO   any of bench-lib.sh's scenarios, plus sse-10k-1ch (10,000 SSE subscribers on one
-#              channel, 50 messages at 10/s) and stream-1k-1ch, stream-5k-1ch, stream-15k-1ch
+#              channel, 50 messages at 10/s), sse-10-1ch (light load: 10 subscribers, 200
+#              messages at 20/s, for the latency of the path itself) and stream-1k-1ch, stream-5k-1ch, stream-15k-1ch
 #              (the same as the sse ones, plain HTTP streaming) [default: sse-10k-1ch]
 #   --rounds   runs per server per scenario [2]
 #   --with-floor  also run fanbench's limit-server (the machine's floor)
@@ -17,6 +18,9 @@
 #              from before a change) as server gripway-base, first in each round
 #   --ids      publish through scripts/id_proxy.py, which gives every item an id (so history
 #              keeps them; fanbench's items have none); applies to every Gripway run
+#   --cluster  also run Gripway as a one-node cluster (server gripway-cluster) on a fresh
+#              nats-server with JetStream (.venv/bin/nats-server, or $NATS_SERVER); its CPU and
+#              memory figures are Gripway's and nats-server's together
 # Needs: Pushpin (apt-get install pushpin), a release build (cargo build --release), and
 # fanbench (built from ../shared/bench/fanbench into $FANBENCH_TARGET if missing).
 # Results: bench/results/<date>/<scenario>/<server>.r<N>.json and bench/results/<date>/summary.md
@@ -31,7 +35,7 @@ fi
 # shellcheck source=/dev/null
 source "$SHARED/bench-lib.sh"
 
-ROUNDS=2 FLOOR=0 PUSHPIN=1 IDS=0 BASE_GW="" SCENARIOS=() VARIANTS=() ARGV=("$@")
+ROUNDS=2 FLOOR=0 PUSHPIN=1 IDS=0 CLUSTER=0 BASE_GW="" SCENARIOS=() VARIANTS=() ARGV=("$@")
 while [ $# -gt 0 ]; do
     case $1 in
     --rounds) ROUNDS=${2:?}; shift 2 ;;
@@ -39,6 +43,7 @@ while [ $# -gt 0 ]; do
     --no-pushpin) PUSHPIN=0; shift ;;
     --gripway-variant) VARIANTS+=("${2:?}"); shift 2 ;;
     --ids) IDS=1; shift ;;
+    --cluster) CLUSTER=1; shift ;;
     --base-binary) BASE_GW=${2:?}; shift 2 ;;
     --all)
         SCENARIOS+=(sse-1k-1ch sse-5k-1ch sse-15k-1ch sse-1k-1000ch sse-5k-1000ch sse-15k-1000ch
@@ -55,6 +60,7 @@ scenario_args() { # adds the scenarios the issues ask for to bench-lib.sh's set
     local run="run --proxy $2 --publish $3 --size 100"
     case $1 in
     sse-10k-1ch) echo "$run --transport sse --subscribers 10000 --channels 1 --messages 50 --rate 10" ;;
+    sse-10-1ch) echo "$run --transport sse --subscribers 10 --channels 1 --messages 200 --rate 20" ;;
     stream-1k-1ch | stream-5k-1ch | stream-15k-1ch)
         local n=${1#stream-}
         n=${n%%k-1ch}
@@ -87,6 +93,21 @@ start_gripway() { # [EXTRA ARGS...]  (the binary: $BIN, else $GW)
         { tail -20 "$WORK/gripway.log" >&2; exit 1; }
 }
 
+NATS_SERVER=${NATS_SERVER:-$REPO/.venv/bin/nats-server}
+TG_NATS_PORT=${TG_NATS_PORT:-19422}
+start_nats() { # a fresh nats-server with JetStream; sets NATS_PID
+    check_ports_free $TG_NATS_PORT
+    rm -rf "$WORK/nats-store"
+    "$NATS_SERVER" -js -a 127.0.0.1 -p $TG_NATS_PORT -sd "$WORK/nats-store" >"$WORK/nats.log" 2>&1 &
+    NATS_PID=$!
+    STARTED+=("$NATS_PID")
+    for _ in $(seq 50); do
+        (exec 3<>/dev/tcp/127.0.0.1/$TG_NATS_PORT) 2>/dev/null && return 0
+        sleep 0.1
+    done
+    log "nats-server did not start"; tail -5 "$WORK/nats.log" >&2; exit 1
+}
+
 start_floor() {
     check_ports_free $TG_PORT $TG_PUB_PORT
     "$FANBENCH" limit-server --listen 127.0.0.1:$TG_PORT --publish-listen 127.0.0.1:$TG_PUB_PORT \
@@ -102,6 +123,10 @@ run_one() { # SERVER SCENARIO ROUND
     pushpin) start_pushpin 0 0; port=$PP_PORT pub=$PP_PUB_PORT pid=$PP_PID ;;
     gripway) start_gripway; port=$TG_PORT pub=$TG_PUB_PORT pid=$TG_PID ;;
     gripway-base) BIN=$BASE_GW start_gripway; port=$TG_PORT pub=$TG_PUB_PORT pid=$TG_PID ;;
+    gripway-cluster)
+        start_nats
+        start_gripway --cluster nats://127.0.0.1:$TG_NATS_PORT
+        port=$TG_PORT pub=$TG_PUB_PORT pid="$TG_PID,$NATS_PID" ;;
     gripway-*)
         local v extra=""
         for v in "${VARIANTS[@]}"; do [ "gripway-${v%%:*}" = "$server" ] && extra=${v#*:}; done
@@ -122,6 +147,7 @@ servers=(gripway)
 [ -n "$BASE_GW" ] && servers=(gripway-base gripway)
 [ "$PUSHPIN" = 1 ] && servers=(pushpin "${servers[@]}")
 for v in "${VARIANTS[@]}"; do servers+=("gripway-${v%%:*}"); done
+[ "$CLUSTER" = 1 ] && servers+=(gripway-cluster)
 [ "$FLOOR" = 1 ] && servers+=(limit)
 {
     echo "# Gripway vs Pushpin 1.36 (rate limits off), $(date '+%Y-%m-%d %H:%M'), $(nproc) cores"
