@@ -304,3 +304,46 @@ async fn a_client_of_a_killed_node_resumes_on_another_with_last_event_id() {
     on_b.wait_for("e149", WAIT).await;
     assert_eq!(real(&on_b.seen()), acked);
 }
+
+#[tokio::test]
+async fn a_node_started_while_nats_is_down_serves_answers_503_and_joins_when_nats_comes() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let mut nats = NatsServer::start();
+    nats.kill();
+    let dir = TempDir::new("cluster-start-down");
+    let origin = origin("early").await;
+    let config = cluster_config(
+        &dir,
+        "node.toml",
+        &[nats.client_url()],
+        1,
+        "publish_timeout_ms = 1000\nrequest_timeout_ms = 1000\n",
+    );
+    let started = Instant::now();
+    let a = node_with(&origin, &["--config", &config]);
+    eprintln!("serving {:?} after start with NATS down", started.elapsed());
+    // a client subscribes while the node cannot reach NATS
+    let held = Sse::open(a.addr, "/events", None).await;
+    let (status, text) = publish(&a.publish_url(), &body("early", &ids("z", 0..1))).await;
+    assert_eq!(status, 503, "never a silent 200: {text}");
+
+    nats.restart();
+    let restarted = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, text) = publish(&a.publish_url(), &body("early", &ids("y", 0..1))).await;
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 503, "{text}");
+        assert!(Instant::now() < deadline, "never joined: {text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("joined {:?} after NATS came", restarted.elapsed());
+    publish_ids(&a, "early", &ids("y", 1..5)).await;
+    held.wait_for("y4", WAIT).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let got = held.seen();
+    assert_once_in_order("the client held through the outage", &got, &ids("y", 0..5));
+    assert!(!held.ended());
+}
