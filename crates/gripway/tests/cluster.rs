@@ -223,7 +223,7 @@ fn tagged(channel: &str, id: &str, data: &str) -> String {
 }
 
 #[tokio::test]
-async fn the_same_id_published_on_two_nodes_is_delivered_once() {
+async fn the_same_id_published_on_two_nodes_is_delivered_once_and_stored_once() {
     let nats = NatsServer::start();
     let origin = origin("dup").await;
     let url = nats.client_url();
@@ -277,6 +277,13 @@ async fn the_same_id_published_on_two_nodes_is_delivered_once() {
         orders.push(got);
     }
     assert_eq!(orders[0], orders[1], "both nodes delivered the same copies");
+    // the stream itself kept one copy: a client resuming on a node that never had the
+    // channel (its history comes from the stream) gets each once too
+    let c = node(&url, &origin, &[]);
+    let resumed = Sse::open(c.addr, "/events", Some("d0")).await;
+    resumed.wait_for("end", WAIT).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(resumed.seen(), orders[0][1..], "resumed on a third node");
 }
 
 #[tokio::test]
