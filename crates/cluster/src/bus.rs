@@ -69,6 +69,23 @@ use crate::error::BusError;
 use crate::interest::{Interests, Shared};
 use crate::subject::{self, encode_token, in_subject};
 
+/// True at most once per `period` over the process (a log line that may repeat).
+fn quiet_for(period: Duration) -> bool {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let now = START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_secs()
+        + period.as_secs();
+    let last = LAST.load(Ordering::Relaxed);
+    (last == 0 || now >= last + period.as_secs())
+        && LAST
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+}
+
 /// One item delivered to this node for a channel it is subscribed to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
@@ -183,7 +200,14 @@ impl Bus {
                             tracing::info!(%event, "NATS: catching up subscribed channels");
                             events.send_modify(|g| *g += 1);
                         }
-                        other => tracing::warn!(event = %other, "NATS"),
+                        async_nats::Event::Disconnected => {
+                            tracing::warn!("NATS: disconnected; reconnecting")
+                        }
+                        // a failed attempt every second while NATS is down: one line a minute
+                        other if quiet_for(Duration::from_secs(60)) => {
+                            tracing::warn!(event = %other, "NATS (repeats are logged at debug for a minute)")
+                        }
+                        other => tracing::debug!(event = %other, "NATS"),
                     }
                 }
             });
