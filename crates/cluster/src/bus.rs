@@ -446,7 +446,18 @@ impl Bus {
     /// Starts receiving `channel`'s items (idempotent). Every item stored after this returns
     /// is delivered, once, in stream order; an item stored while it runs may be too.
     pub async fn subscribe(&self, channel: &str) -> Result<(), BusError> {
-        self.interests.subscribe(channel).await
+        self.interests.subscribe(channel, None).await
+    }
+
+    /// [`Bus::subscribe`], and items stored since `since` (by the NATS server's clock, less
+    /// 50 ms for clocks that differ) are delivered too, first: for a channel whose first
+    /// subscriber on this node came at `since`, before the subscription reached NATS.
+    pub async fn subscribe_since(
+        &self,
+        channel: &str,
+        since: std::time::SystemTime,
+    ) -> Result<(), BusError> {
+        self.interests.subscribe(channel, Some(since)).await
     }
 
     /// Stops receiving `channel`'s items (idempotent).

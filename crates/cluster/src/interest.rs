@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream::{self, stream};
 use bytes::Bytes;
@@ -122,16 +122,45 @@ impl Shared {
 
     /// The channel's newest kept sequence (0 if none), read on the leader.
     async fn newest(&self, token: &str) -> Result<u64, BusError> {
+        Ok(self.newest_at(token).await?.map_or(0, |(seq, _)| seq))
+    }
+
+    /// The channel's newest kept item's sequence and when it was stored, read on the leader.
+    async fn newest_at(&self, token: &str) -> Result<Option<(u64, SystemTime)>, BusError> {
         use jetstream::stream::LastRawMessageErrorKind as K;
         match self
             .stream
             .get_last_raw_message_by_subject(&in_subject(token))
             .await
         {
-            Ok(m) => Ok(m.sequence),
-            Err(e) if e.kind() == K::NoMessageFound => Ok(0),
+            Ok(m) => Ok(Some((m.sequence, stored_at(&m)))),
+            Err(e) if e.kind() == K::NoMessageFound => Ok(None),
             Err(e) => Err(BusError::Unavailable(e.to_string())),
         }
+    }
+
+    /// The sequence just before the channel's first kept item stored at or after `since`
+    /// (a bounded scan of at most `max_items` items); None when there is none.
+    async fn before_first_since(&self, token: &str, since: SystemTime) -> Option<u64> {
+        let bound = usize::try_from(self.cfg.max_items).unwrap_or(usize::MAX);
+        let mut from = 1;
+        for _ in 0..bound {
+            use jetstream::stream::LastRawMessageErrorKind as K;
+            let m = match self
+                .stream
+                .get_first_raw_message_by_subject(in_subject(token), from)
+                .await
+            {
+                Ok(m) => m,
+                Err(e) if e.kind() == K::NoMessageFound => return None,
+                Err(_) => return None,
+            };
+            if stored_at(&m) >= since {
+                return Some(m.sequence - 1);
+            }
+            from = m.sequence + 1;
+        }
+        None
     }
 
     /// How long a catch-up keeps retrying reads while NATS does not answer.
@@ -193,7 +222,11 @@ impl Interests {
         self.tasks.lock().keys().cloned().collect()
     }
 
-    pub(crate) async fn subscribe(&self, channel: &str) -> Result<(), BusError> {
+    pub(crate) async fn subscribe(
+        &self,
+        channel: &str,
+        since: Option<SystemTime>,
+    ) -> Result<(), BusError> {
         let token = encode_token(channel)
             .ok_or_else(|| BusError::Rejected("channel name too long for a subject".into()))?;
         {
@@ -217,16 +250,41 @@ impl Interests {
         // anything stored after the baseline is either republished to us or revealed as a gap
         let timeout = self.shared.cfg.request_timeout;
         let flushed = tokio::time::timeout(timeout, self.shared.client.flush()).await;
-        let baseline = match flushed {
-            Ok(Ok(())) => self.shared.newest(&token).await.ok(),
+        let newest = match flushed {
+            Ok(Ok(())) => self.shared.newest_at(&token).await.ok(),
             _ => None,
+        };
+        // items stored since the node's first subscriber of the channel came are delivered
+        // too (they were published after that subscriber was held, but before this
+        // subscription reached NATS)
+        let mut catch_up = false;
+        let baseline = match (newest, since) {
+            (Some(Some((seq, at))), Some(since)) if at >= since - SINCE_MARGIN => {
+                match self
+                    .shared
+                    .before_first_since(&token, since - SINCE_MARGIN)
+                    .await
+                {
+                    Some(before) => {
+                        catch_up = before < seq;
+                        Some(before)
+                    }
+                    None => Some(seq),
+                }
+            }
+            (Some(n), _) => Some(n.map_or(0, |(seq, _)| seq)),
+            (None, _) => None,
         };
         let mut tasks = self.tasks.lock();
         if tasks.contains_key(channel) {
             return Ok(()); // a concurrent subscribe won
         }
         let mut resync = self.shared.resync.clone();
-        resync.mark_unchanged();
+        if catch_up {
+            resync.mark_changed();
+        } else {
+            resync.mark_unchanged();
+        }
         let task = ChannelTask {
             shared: self.shared.clone(),
             channel: channel.to_string(),
@@ -376,6 +434,20 @@ impl ChannelTask {
         };
         self.shared.deliveries.send(d).await.is_ok()
     }
+}
+
+/// How much earlier than a channel's first subscriber an item may have been stored and still
+/// be delivered to it when the node subscribes (clocks of the NATS server and the node may
+/// differ by that much).
+const SINCE_MARGIN: Duration = Duration::from_millis(50);
+
+/// When a stored message was stored (by the NATS server's clock).
+fn stored_at(m: &async_nats::jetstream::message::StreamMessage) -> SystemTime {
+    let ns = m.time.unix_timestamp_nanos();
+    if ns <= 0 {
+        return SystemTime::UNIX_EPOCH;
+    }
+    SystemTime::UNIX_EPOCH + Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
 }
 
 /// `Nats-Sequence` and `Nats-Last-Sequence` of a republished message.

@@ -136,3 +136,48 @@ async fn items_a_slow_node_dropped_are_read_back_in_order() {
     tokio::time::sleep(Duration::from_millis(200)).await; // nothing more is due: check none came
     assert!(rs.try_recv().is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribing_since_a_moment_delivers_what_was_stored_from_then_on() {
+    let nats = NatsServer::start();
+    let (a, _ra) = bus(config(vec![nats.client_url()], 1)).await;
+    let (b, mut rb) = bus(config(vec![nats.client_url()], 1)).await;
+    a.publish("since", Some("old"), body("old"))
+        .await
+        .expect("publish");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // the channel's first subscriber came now; its subscription reaches NATS only later
+    let since = std::time::SystemTime::now();
+    a.publish("since", Some("new1"), body("new1"))
+        .await
+        .expect("publish");
+    a.publish("since", Some("new2"), body("new2"))
+        .await
+        .expect("publish");
+    b.subscribe_since("since", since).await.expect("subscribe");
+    a.publish("since", Some("live"), body("live"))
+        .await
+        .expect("publish");
+    let got = take(&mut rb, 3, WAIT).await;
+    assert_eq!(
+        payloads(&got),
+        ["new1", "new2", "live"],
+        "old is from before"
+    );
+    assert_chained(&got[1..]);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(rb.try_recv().is_err(), "nothing twice");
+
+    // a channel with nothing recent: only what follows
+    a.publish("quiet", Some("q0"), body("q0"))
+        .await
+        .expect("publish");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    b.subscribe_since("quiet", std::time::SystemTime::now())
+        .await
+        .expect("subscribe");
+    a.publish("quiet", Some("q1"), body("q1"))
+        .await
+        .expect("publish");
+    assert_eq!(payloads(&take(&mut rb, 1, WAIT).await), ["q1"]);
+}

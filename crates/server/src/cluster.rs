@@ -200,8 +200,10 @@ async fn interest(shared: Arc<Shared>) {
     loop {
         tokio::select! {
             n = new_channels.recv() => {
-                let Some((_, channel)) = n else { return };
-                subscribe_soon(&shared, &pending, channel.to_string());
+                let Some((at, channel)) = n else { return };
+                // what is stored from the moment the channel got its subscriber here on
+                let since = std::time::SystemTime::now() - at.elapsed();
+                subscribe_soon(&shared, &pending, channel.to_string(), Some(since));
             }
             _ = check.tick() => {
                 let dropped = new_channels.take_dropped();
@@ -214,7 +216,7 @@ async fn interest(shared: Arc<Shared>) {
                 for name in &live {
                     idle.remove(name);
                     if !cluster.bus.is_subscribed(name) {
-                        subscribe_soon(&shared, &pending, name.clone());
+                        subscribe_soon(&shared, &pending, name.clone(), None);
                     }
                 }
                 for name in cluster.bus.subscribed_channels() {
@@ -238,6 +240,7 @@ fn subscribe_soon(
     shared: &Arc<Shared>,
     pending: &Arc<parking_lot::Mutex<HashSet<String>>>,
     channel: String,
+    since: Option<std::time::SystemTime>,
 ) {
     if !pending.lock().insert(channel.clone()) {
         return;
@@ -246,7 +249,11 @@ fn subscribe_soon(
     let pending = pending.clone();
     tokio::spawn(async move {
         if let Some(cluster) = &shared.cluster {
-            if let Err(e) = cluster.bus.subscribe(&channel).await {
+            let done = match since {
+                Some(since) => cluster.bus.subscribe_since(&channel, since).await,
+                None => cluster.bus.subscribe(&channel).await,
+            };
+            if let Err(e) = done {
                 subscribe_failed(&shared, &e);
             }
         }
