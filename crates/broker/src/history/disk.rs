@@ -49,7 +49,7 @@ use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use super::disk_restore::RestoredIds;
 use super::disk_writer::Writer;
-pub(super) use super::disk_writer::{touched_rows, ChannelKeys, KeyMap};
+pub(super) use super::disk_writer::{touched_rows, ChannelKeys, ChunkKey, KeyMap};
 use super::memory::MemoryCore;
 use super::{
     After, Appended, HistoryConfig, HistoryError, HistoryStats, HistoryStore, Kept, Recovery,
@@ -98,6 +98,9 @@ pub(super) struct Shared {
     pub(super) appends: AtomicU64,
     pub(super) fsyncs: AtomicU64,
     pub(super) failures: AtomicU64,
+    /// Under test: how many of the next writes with appends fail without being written.
+    #[cfg(test)]
+    pub(super) fail_writes: AtomicU64,
 }
 
 /// What the writer has done, for metrics: `appends / writes` is how many appends share one
@@ -178,6 +181,8 @@ impl DiskHistory {
             appends: AtomicU64::new(0),
             fsyncs: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            #[cfg(test)]
+            fail_writes: AtomicU64::new(0),
         });
         let (tx, rx) = mpsc::channel();
         let writer = Writer::new(
@@ -434,3 +439,7 @@ pub(super) fn wall_now() -> u64 {
 #[cfg(test)]
 #[path = "disk_tests.rs"]
 pub(super) mod tests;
+
+#[cfg(test)]
+#[path = "disk_chunk_tests.rs"]
+mod chunk_tests;

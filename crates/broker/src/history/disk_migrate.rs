@@ -40,7 +40,7 @@ pub(super) fn migrate_if_old(dir: &Path, store: &Store) -> Result<usize, History
     let format = format.map(u64::from_be_bytes);
     let migrating = read(codec::META_MIGRATING)?.is_some();
     let old = matches!(format, Some(codec::FORMAT_V1 | codec::FORMAT_V2));
-    let resumed = migrating && format == Some(codec::FORMAT);
+    let resumed = migrating && matches!(format, Some(codec::FORMAT | codec::FORMAT_V3));
     if !(old || resumed) {
         return Ok(0); // new, current, or a version the restore refuses
     }

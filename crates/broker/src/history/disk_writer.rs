@@ -74,17 +74,25 @@ impl Pending {
     }
 }
 
-/// The keys of one channel's kept items, oldest first: a mirror of the image's items.
+/// One chunk on disk: its key and how many items it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct ChunkKey {
+    pub(super) key: u64,
+    pub(super) items: u32,
+}
+
+/// The chunks holding one channel's kept items, oldest first: a mirror of the image's
+/// items (the first chunk may also hold items the image evicted already).
 #[derive(Debug, Default)]
 pub(super) struct ChannelKeys {
-    /// Sequence number of the first key's item.
+    /// Sequence number of the first chunk's first item.
     pub(super) first_seq: u64,
-    pub(super) keys: VecDeque<u64>,
+    pub(super) chunks: VecDeque<ChunkKey>,
     /// What the channel's row on disk says of `truncated` (it says what the image says).
     pub(super) row_truncated: bool,
 }
 
-/// Per channel with kept items, the keys of those items (see the module doc).
+/// Per channel with kept items, the chunks holding them (see the module doc).
 pub(super) type KeyMap = HashMap<ChannelName, ChannelKeys>;
 
 pub(super) struct Writer {
@@ -258,8 +266,8 @@ impl Writer {
         }
         let mut batch = self.store.db.batch();
         let forgot_now = self.delete_evicted(&mut batch, &evicted, &rows, &plans);
-        // each item's key, in write order
-        let first_key = self.next_key;
+        // each chunk's key, in write order, and its item count
+        let mut chunks: Vec<ChunkKey> = Vec::new();
         // the last sequence number planned for each run, in order
         let mut planned = Vec::with_capacity(appends.len());
         let value = &mut self.value;
@@ -269,16 +277,30 @@ impl Writer {
                 let Some(plan) = plans.get_mut(channel) else {
                     return;
                 };
-                for msg in run {
-                    let seq = plan.after.next_seq;
-                    plan.after.next_seq += 1;
-                    codec::encode_item_into(value, wall_base + at, seq, msg);
+                let mut rest = run;
+                while !rest.is_empty() {
+                    let first_seq = plan.after.next_seq;
+                    codec::start_chunk(value, wall_base + at, first_seq, channel);
+                    let mut n = 0;
+                    for msg in rest {
+                        codec::push_chunk_item(value, msg);
+                        n += 1;
+                        if n == codec::CHUNK_ITEMS || value.len() >= codec::CHUNK_BYTES {
+                            break;
+                        }
+                    }
                     batch.insert(
                         &self.store.items,
                         Slice::new(&item_key(*next_key)),
                         Slice::new(value),
                     );
+                    chunks.push(ChunkKey {
+                        key: *next_key,
+                        items: n as u32,
+                    });
                     *next_key += 1;
+                    plan.after.next_seq += n as u64;
+                    rest = &rest[n..];
                 }
                 if let Some(last) = run.last() {
                     plan.after.last_id = last.id().map(Arc::from);
@@ -312,7 +334,7 @@ impl Writer {
             }
             _ => batch.durability(Some(PersistMode::Buffer)),
         };
-        if let Err(e) = batch.commit() {
+        if let Err(e) = self.commit(batch, !appends.is_empty()) {
             let err = HistoryError::Unavailable(format!("history write failed: {e}"));
             tracing::warn!("{err}");
             self.shared.failures.fetch_add(1, Ordering::Relaxed);
@@ -337,8 +359,8 @@ impl Writer {
         } else {
             self.unsynced = true;
         }
-        // the keys of what was stored, before the image can evict any of it
-        let mut key = first_key;
+        // the chunks of what was stored, before the image can evict any of it
+        let mut chunks = chunks.into_iter();
         for p in &appends {
             p.for_each_run(|channel, run| {
                 let Some(plan) = plans.get(channel) else {
@@ -349,11 +371,17 @@ impl Writer {
                     .entry(channel.clone())
                     .or_insert_with(|| ChannelKeys {
                         first_seq: plan.before.next_seq,
-                        keys: VecDeque::new(),
+                        chunks: VecDeque::new(),
                         row_truncated: plan.before.truncated,
                     });
-                keys.keys.extend(key..key + run.len() as u64);
-                key += run.len() as u64;
+                let mut left = run.len();
+                while left > 0 {
+                    let Some(c) = chunks.next() else {
+                        break;
+                    };
+                    left = left.saturating_sub(c.items as usize);
+                    keys.chunks.push_back(c);
+                }
             });
         }
         let mut core = self.shared.core.lock();
@@ -379,6 +407,23 @@ impl Writer {
         }
     }
 
+    /// Commits one write; under test, the next writes with appends can be made to fail
+    /// ([`Shared::fail_writes`]) as a full or broken disk would.
+    fn commit(&self, batch: fjall::OwnedWriteBatch, appends: bool) -> Result<(), String> {
+        #[cfg(test)]
+        if appends
+            && self
+                .shared
+                .fail_writes
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok()
+        {
+            return Err("injected failure".into());
+        }
+        let _ = appends;
+        batch.commit().map_err(|e| e.to_string())
+    }
+
     /// Puts into `batch` the deletion of the items the image dropped (their keys taken from
     /// the key map) and of the channels it forgot, and the rows of the channels that lost
     /// items (their truncated flag); true if a channel was forgotten. A channel this write
@@ -399,13 +444,16 @@ impl Writer {
             let Some(keys) = self.keys.get_mut(channel) else {
                 continue;
             };
-            while keys.first_seq <= *seq {
-                let Some(key) = keys.keys.pop_front() else {
+            // a chunk goes once its last item is evicted
+            while let Some(&c) = keys.chunks.front() {
+                let last = keys.first_seq + u64::from(c.items) - 1;
+                if last > *seq {
                     break;
-                };
-                keys.first_seq += 1;
-                // written once, so a weak tombstone: it vanishes with the item at compaction
-                batch.remove_weak(&self.store.items, item_key(key).to_vec());
+                }
+                keys.chunks.pop_front();
+                keys.first_seq = last + 1;
+                // written once, so a weak tombstone: it vanishes with the chunk at compaction
+                batch.remove_weak(&self.store.items, item_key(c.key).to_vec());
             }
         }
         for (channel, state) in rows {
@@ -435,8 +483,8 @@ impl Writer {
                 None => {
                     // forgotten: what is left of its keys (none, if in step) goes too
                     if let Some(keys) = self.keys.remove(channel) {
-                        for key in keys.keys {
-                            batch.remove_weak(&self.store.items, item_key(key).to_vec());
+                        for c in keys.chunks {
+                            batch.remove_weak(&self.store.items, item_key(c.key).to_vec());
                         }
                     }
                     if !plans.get(channel).is_some_and(|p| p.created) {
@@ -444,7 +492,7 @@ impl Writer {
                     }
                 }
             }
-            if self.keys.get(channel).is_some_and(|k| k.keys.is_empty()) {
+            if self.keys.get(channel).is_some_and(|k| k.chunks.is_empty()) {
                 self.keys.remove(channel);
             }
         }
