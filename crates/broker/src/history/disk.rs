@@ -8,7 +8,8 @@
 //!   and SQLite (BENCHMARKS.md, "Durable history store: choice"): an append is a journal
 //!   write, so a batch spread over many channels costs one sequential write and one fsync,
 //!   where a B-tree rewrites a page per channel. Three keyspaces: `items` (a store-wide
-//!   counter, so keys come in write order → append time, channel, sequence and item),
+//!   counter, so keys come in write order → a chunk: up to 32 consecutive items of one
+//!   channel from one append, with their append time, channel and first sequence),
 //!   `channels` (name → generation, next sequence, truncated, last id) and `meta` (format,
 //!   epoch, next generation, "a channel was forgotten"); the layout is in `disk_codec.rs`,
 //!   the migration from older layouts in `disk_migrate.rs`.
@@ -29,9 +30,13 @@
 //!   it is stored. Evictions (by count, age or bytes, done in the image) are logged there
 //!   and deleted on disk in the writer's next batch, or within [`FLUSH_INTERVAL`] when no
 //!   append comes; a crash before that only brings back items the bounds drop again at the
-//!   next open. The writer finds an evicted item's key in its own map (`disk_writer::KeyMap`: per
-//!   channel the keys of its kept items, oldest first; 8 bytes per kept item), since the
-//!   image knows items by (channel, sequence) and the disk by write order.
+//!   next open. A chunk is deleted once the image has evicted all its items; until then the
+//!   items evicted from it stay on disk, and the open drops them again with the bounds (a
+//!   larger count bound at the next open may bring back up to 31 items per channel that a
+//!   smaller one had evicted: real items, in order, with their sequence numbers). The
+//!   writer finds a chunk's key in its own map (`disk_writer::KeyMap`: per channel the
+//!   chunks of its kept items, oldest first, 16 bytes per chunk), since the image knows
+//!   items by (channel, sequence) and the disk by write order.
 //! * **Errors.** A failed write resolves every append of its batch with
 //!   [`HistoryError::Unavailable`] (the publish must not be acknowledged) and leaves the
 //!   image unchanged; nothing panics. fjall refuses further writes after a failed journal

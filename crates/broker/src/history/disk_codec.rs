@@ -1,14 +1,17 @@
 //! How the on-disk history lays out its keys and values (format version [`FORMAT`]).
 //!
-//! * **Item key** (version 3): a store-wide counter, 8 bytes big-endian, one more for every
-//!   item written, so keys sort in write order and every insert lands at the end of the
-//!   store's sorted memtable (an insert at a random position among up to 100,000 keys cost
-//!   the publish path a fifth of its CPU in cache misses). A channel's items come back in
-//!   sequence order because its items are written in that order; the writer remembers each
-//!   kept item's key to delete it when the image evicts it (`disk.rs`).
-//! * **Item value** (version 3): the wall-clock time it was appended (milliseconds since the
-//!   Unix epoch, 8 bytes big-endian), its sequence number on its channel (8), the channel
-//!   name's length (4) and bytes, then the item in one of two forms:
+//! * **Key**: a store-wide counter, 8 bytes big-endian, one more for every entry written, so
+//!   keys sort in write order and every insert lands at the end of the store's sorted
+//!   memtable (an insert at a random position among up to 100,000 keys cost the publish
+//!   path a fifth of its CPU in cache misses). A channel's items come back in sequence order
+//!   because they are written in that order; the writer remembers each entry's key to
+//!   delete it once the image has evicted all it holds (`disk_writer.rs`).
+//! * **Value: a chunk** (version 4): one channel's consecutive items from one append, at
+//!   most [`CHUNK_ITEMS`] of them and closed once it reaches [`CHUNK_BYTES`]: the mark byte
+//!   `4`, the wall-clock time they were appended (milliseconds since the Unix epoch, 8 bytes
+//!   big-endian), the first one's sequence number on its channel (8; the others follow one
+//!   by one), the channel name's length (4) and bytes, then for each item its length
+//!   (LEB128) and the item in one of two forms:
 //!   - the message's wire bytes, for the common shape: a kind byte (`1`: an `http-stream`
 //!     send, `2`: a `ws-message` send, `3`: both), the id's length (4 bytes big-endian) and
 //!     bytes, then the HTTP/1.1 chunk (kinds 1 and 3; for 3 preceded by its length, 4 bytes)
@@ -21,12 +24,19 @@
 //!     tested to read back to an equal item.
 //!
 //!   Either way a stored item comes back exactly as published (channel, id, prev-id, meta,
-//!   no-seq and every format).
+//!   no-seq and every format). One entry per chunk, not per item, is what makes a 100-item
+//!   append four memtable inserts and, once the bounds evict, four deletions instead of 200.
+//! * **Version 3 values** (one item per key: the time, the sequence number, the channel,
+//!   then the item with no length) are read as chunks of one item, where they are: a
+//!   version 3 value's first byte is the top byte of its time, 0 for any time before the
+//!   year 2,000,000, never the chunk mark. A version 3 store is marked version 4 at open and
+//!   nothing is rewritten; its entries go as the bounds evict them.
 //! * **Older layouts** (migrated at open, `disk_migrate.rs`): versions 1 and 2 keyed an item
 //!   by its channel name, a `0xFF` byte (never part of UTF-8) and its sequence number
 //!   (8 bytes big-endian), always 9 bytes or more, so an old key is never mistaken for a
 //!   version 3 key (exactly 8); their value was the time and the item (version 1: always a
-//!   publish body), which is a version 3 value's tail unchanged.
+//!   publish body), which is a version 3 value's tail unchanged, so the migration writes
+//!   version 3 values.
 //! * **Channel row** (key: the name): generation (4 bytes), next sequence (8), truncated
 //!   (1), emptied-at wall time (8), then the last id's bytes (absent: no last id).
 
@@ -42,8 +52,8 @@ use super::memory::restore::ChannelState;
 use crate::message::{Message, StreamAction, WsOp};
 
 /// The layout's version, stored under [`META_FORMAT`]. Stores of versions 1 and 2 are
-/// migrated at open (`disk_migrate.rs`); any other version is refused at open, and an older
-/// build refuses this one rather than misread it.
+/// migrated at open (`disk_migrate.rs`), version 3 is read as it is; any other version is
+/// refused at open, and an older build refuses this one rather than misread it.
 pub(super) const FORMAT: u64 = 4;
 /// The older layouts this build migrates (keys by channel and sequence).
 pub(super) const FORMAT_V1: u64 = 1;

@@ -1,12 +1,14 @@
-//! Opening the on-disk history: reads the meta keys (or writes them for a new store), every
-//! channel row and every item (in key order, which is write order, so each channel's items
-//! come in sequence order), and rebuilds the in-memory image (`memory_restore.rs`) as of
+//! Opening the on-disk history: reads the meta keys (or writes them for a new store; a
+//! version 3 store is marked version 4), every channel row and every chunk (in key order,
+//! which is write order, so each channel's items come in sequence order; a version 3 entry
+//! is a chunk of one item), and rebuilds the in-memory image (`memory_restore.rs`) as of
 //! now — items keep their stored append times, so what aged out while the process was down
-//! is dropped (and its channel marked truncated) at once, and deleted on disk here with the
-//! rows of the channels that lost items. It also rebuilds the writer's map of each kept
-//! item's key. Items that cannot be read back, or that belong to no channel row, are
-//! deleted and counted in a warning; their channel is then truncated, never silently
-//! complete.
+//! is dropped (and its channel marked truncated) at once, and every bound is applied again:
+//! the items of a chunk evicted in part before the restart are dropped again here. Chunks
+//! none of whose items the image keeps are deleted on disk here with the rows of the
+//! channels that lost items. It also rebuilds the writer's map of each kept chunk's key.
+//! Chunks that cannot be read back, or that belong to no channel row, are deleted and
+//! counted in a warning; their channel is then truncated, never silently complete.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;

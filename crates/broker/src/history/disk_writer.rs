@@ -9,12 +9,16 @@
 //!   resolves each: concurrent appends from several shards share one fsync, and a reader
 //!   never sees an item before it is stored. With no append, evictions are written within
 //!   [`FLUSH_INTERVAL`].
-//! * **Keys.** Each item gets the next value of a store-wide counter as its key, so keys come
-//!   in write order (`disk_codec.rs`). The image knows items by (channel, sequence), so the
-//!   writer keeps, per channel with kept items, their keys oldest first ([`KeyMap`]: 8 bytes
-//!   per kept item), pushed once an item is stored and popped when the image's eviction log
-//!   names it; the evictions, the channel states and the plan are read from the image under
-//!   one lock, so nothing is evicted between them unseen.
+//! * **Chunks and keys.** Each channel's run of items in an append is stored as chunks of
+//!   up to [`codec::CHUNK_ITEMS`] items (and [`codec::CHUNK_BYTES`]), each one entry whose
+//!   key is the next value of a store-wide counter, so keys come in write order
+//!   (`disk_codec.rs`): a 100-item append is 4 memtable inserts and journal entries, not 100
+//!   (the per-item inserts and tombstones were the largest part of the writer's CPU). The
+//!   image knows items by (channel, sequence), so the writer keeps, per channel with kept
+//!   items, its chunks oldest first ([`KeyMap`]: key and item count, 16 bytes per chunk),
+//!   pushed once a chunk is stored and popped (deleted on disk) when the image's eviction
+//!   log names its last item; the evictions, the channel states and the plan are read from
+//!   the image under one lock, so nothing is evicted between them unseen.
 //! * **Channel rows** are written when a channel is created, and rewritten on eviction only
 //!   when what they must say changes: the channel became truncated, or lost its last item
 //!   (then the row alone says where its sequence and last id stand, and since when it is
