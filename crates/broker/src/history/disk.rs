@@ -43,7 +43,7 @@
 //!   write (disk full, I/O error) until the store is opened again.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -127,6 +127,9 @@ pub struct DiskHistory {
     shared: Arc<Shared>,
     /// Hashes of the (channel, id) pairs read back at open (see [`DiskHistory::contains_id`]).
     restored_ids: Mutex<RestoredIds>,
+    /// False once no id was read back at open, or they were forgotten: then
+    /// [`DiskHistory::contains_id`] answers at once, without the lock.
+    any_restored: AtomicBool,
     tx: Option<mpsc::Sender<Cmd>>,
     permits: Arc<Semaphore>,
     writer: Option<std::thread::JoinHandle<()>>,
@@ -204,6 +207,7 @@ impl DiskHistory {
             .map_err(|e| fail(dir, "cannot start writer thread", e))?;
         Ok(DiskHistory {
             shared,
+            any_restored: AtomicBool::new(!restored_ids.is_empty()),
             restored_ids: Mutex::new(restored_ids),
             tx: Some(tx),
             permits: Arc::new(Semaphore::new(QUEUE_LIMIT)),
@@ -223,7 +227,8 @@ impl DiskHistory {
     /// appended since the open are the in-process dedup table's business: this answers
     /// from a hash set built at open, in O(1), and looks at the channel only on a hit.
     pub fn contains_id(&self, channel: &str, id: &str) -> bool {
-        self.restored_ids.lock().maybe(channel, id)
+        self.any_restored.load(Ordering::Relaxed)
+            && self.restored_ids.lock().maybe(channel, id)
             && self.shared.core.lock().contains_id(channel, id)
     }
 
@@ -231,6 +236,7 @@ impl DiskHistory {
     /// be within the dedup window of the open any more (the broker's shards do); afterwards
     /// `contains_id` is false.
     pub fn forget_restored_ids(&self) {
+        self.any_restored.store(false, Ordering::Relaxed);
         self.restored_ids.lock().clear();
     }
 

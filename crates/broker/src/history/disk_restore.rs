@@ -49,6 +49,11 @@ impl RestoredIds {
         self.set.insert(h);
     }
 
+    /// True if no id was read back (or they were forgotten).
+    pub(super) fn is_empty(&self) -> bool {
+        self.set.is_empty()
+    }
+
     /// Forgets every hash (and gives their memory back).
     pub(super) fn clear(&mut self) {
         self.set = foldhash::HashSet::default();
