@@ -35,7 +35,7 @@
 //!   larger count bound at the next open may bring back up to 31 items per channel that a
 //!   smaller one had evicted: real items, in order, with their sequence numbers). The
 //!   writer finds a chunk's key in its own map (`disk_writer::KeyMap`: per channel the
-//!   chunks of its kept items, oldest first, 16 bytes per chunk), since the image knows
+//!   chunks of its kept items, oldest first, 8 bytes per chunk), since the image knows
 //!   items by (channel, sequence) and the disk by write order.
 //! * **Errors.** A failed write resolves every append of its batch with
 //!   [`HistoryError::Unavailable`] (the publish must not be acknowledged) and leaves the

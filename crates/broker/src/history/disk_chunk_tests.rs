@@ -279,3 +279,18 @@ fn chunks_round_trip_and_damaged_ones_are_errors() {
     let back = codec::decode_body_of("ch", c.bodies[0]).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(back.to_item(), big.to_item());
 }
+
+#[test]
+fn a_chunk_key_holds_its_key_and_item_count_in_8_bytes() {
+    use super::ChunkKey;
+    assert_eq!(std::mem::size_of::<ChunkKey>(), 8);
+    for (key, items) in [
+        (0, 1),
+        (5, 32),
+        (ChunkKey::KEY_LIMIT - 1, 256),
+        (1 << 40, 7),
+    ] {
+        let c = ChunkKey::new(key, items);
+        assert_eq!((c.key(), c.items()), (key, items as u64));
+    }
+}

@@ -184,7 +184,8 @@ pub(super) fn restore(
     let mut msgs = Vec::with_capacity(codec::CHUNK_ITEMS);
     for kv in store.items.iter() {
         let (k, v) = kv.into_inner().map_err(|e| fail(dir, "cannot read", e))?;
-        let Some(key) = codec::split_item_key(&k) else {
+        let key = codec::split_item_key(&k).filter(|&n| n < ChunkKey::KEY_LIMIT);
+        let Some(key) = key else {
             orphans.push(k.to_vec());
             continue;
         };
@@ -227,11 +228,11 @@ pub(super) fn restore(
             }
             core.restore_item(slot, seq, msg, at);
         }
-        let items = chunk.bodies.len() as u32;
+        let items = chunk.bodies.len();
         placed
             .entry(slot)
             .or_default()
-            .push((first_seq, ChunkKey { key, items }));
+            .push((first_seq, ChunkKey::new(key, items)));
     }
     for (slot, next_seq, _) in rows.values() {
         core.check_restored(*slot, *next_seq);
@@ -257,10 +258,10 @@ pub(super) fn restore(
             None => chunks.len(),
             Some(from) => chunks
                 .iter()
-                .take_while(|(first, c)| first + u64::from(c.items) <= from)
+                .take_while(|(first, c)| first + c.items() <= from)
                 .count(),
         };
-        dropped.extend(chunks.drain(..cut).map(|(_, c)| c.key));
+        dropped.extend(chunks.drain(..cut).map(|(_, c)| c.key()));
         if let (Some(&(first_seq, _)), Some(from)) = (chunks.first(), kept_from) {
             if first_seq > from {
                 tracing::error!(

@@ -15,7 +15,7 @@
 //!   (`disk_codec.rs`): a 100-item append is 4 memtable inserts and journal entries, not 100
 //!   (the per-item inserts and tombstones were the largest part of the writer's CPU). The
 //!   image knows items by (channel, sequence), so the writer keeps, per channel with kept
-//!   items, its chunks oldest first ([`KeyMap`]: key and item count, 16 bytes per chunk),
+//!   items, its chunks oldest first ([`KeyMap`]: key and item count, 8 bytes per chunk),
 //!   pushed once a chunk is stored and popped (deleted on disk) when the image's eviction
 //!   log names its last item; the evictions, the channel states and the plan are read from
 //!   the image under one lock, so nothing is evicted between them unseen.
@@ -78,11 +78,29 @@ impl Pending {
     }
 }
 
-/// One chunk on disk: its key and how many items it holds.
+/// One chunk on disk: its key (below [`ChunkKey::KEY_LIMIT`]) and how many items it holds
+/// (1 to 256), in 8 bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct ChunkKey {
-    pub(super) key: u64,
-    pub(super) items: u32,
+pub(super) struct ChunkKey(u64);
+
+impl ChunkKey {
+    /// Keys go up to here (2^56: at a million writes a second, two thousand years); a
+    /// store-wide counter past it fails the write rather than wrap.
+    pub(super) const KEY_LIMIT: u64 = 1 << 56;
+
+    pub(super) fn new(key: u64, items: usize) -> ChunkKey {
+        debug_assert!(key < Self::KEY_LIMIT && (1..=256).contains(&items));
+        let items = (items.clamp(1, 256) - 1) as u64;
+        ChunkKey((key & (Self::KEY_LIMIT - 1)) | (items << 56))
+    }
+
+    pub(super) fn key(self) -> u64 {
+        self.0 & (Self::KEY_LIMIT - 1)
+    }
+
+    pub(super) fn items(self) -> u64 {
+        (self.0 >> 56) + 1
+    }
 }
 
 /// The chunks holding one channel's kept items, oldest first: a mirror of the image's
@@ -298,10 +316,7 @@ impl Writer {
                         Slice::new(&item_key(*next_key)),
                         Slice::new(value),
                     );
-                    chunks.push(ChunkKey {
-                        key: *next_key,
-                        items: n as u32,
-                    });
+                    chunks.push(ChunkKey::new(*next_key, n));
                     *next_key += 1;
                     plan.after.next_seq += n as u64;
                     rest = &rest[n..];
@@ -338,7 +353,12 @@ impl Writer {
             }
             _ => batch.durability(Some(PersistMode::Buffer)),
         };
-        if let Err(e) = self.commit(batch, !appends.is_empty()) {
+        let committed = if self.next_key > ChunkKey::KEY_LIMIT {
+            Err("the store's key counter is exhausted".to_string())
+        } else {
+            self.commit(batch, !appends.is_empty())
+        };
+        if let Err(e) = committed {
             let err = HistoryError::Unavailable(format!("history write failed: {e}"));
             tracing::warn!("{err}");
             self.shared.failures.fetch_add(1, Ordering::Relaxed);
@@ -383,7 +403,7 @@ impl Writer {
                     let Some(c) = chunks.next() else {
                         break;
                     };
-                    left = left.saturating_sub(c.items as usize);
+                    left = left.saturating_sub(c.items() as usize);
                     keys.chunks.push_back(c);
                 }
             });
@@ -450,14 +470,14 @@ impl Writer {
             };
             // a chunk goes once its last item is evicted
             while let Some(&c) = keys.chunks.front() {
-                let last = keys.first_seq + u64::from(c.items) - 1;
+                let last = keys.first_seq + c.items() - 1;
                 if last > *seq {
                     break;
                 }
                 keys.chunks.pop_front();
                 keys.first_seq = last + 1;
                 // written once, so a weak tombstone: it vanishes with the chunk at compaction
-                batch.remove_weak(&self.store.items, item_key(c.key).to_vec());
+                batch.remove_weak(&self.store.items, item_key(c.key()).to_vec());
             }
         }
         for (channel, state) in rows {
@@ -488,7 +508,7 @@ impl Writer {
                     // forgotten: what is left of its keys (none, if in step) goes too
                     if let Some(keys) = self.keys.remove(channel) {
                         for c in keys.chunks {
-                            batch.remove_weak(&self.store.items, item_key(c.key).to_vec());
+                            batch.remove_weak(&self.store.items, item_key(c.key()).to_vec());
                         }
                     }
                     if !plans.get(channel).is_some_and(|p| p.created) {
