@@ -321,8 +321,12 @@ impl Writer {
                     plan.after.next_seq += n as u64;
                     rest = &rest[n..];
                 }
-                if let Some(last) = run.last() {
-                    plan.after.last_id = last.id().map(Arc::from);
+                // the row of a channel this write creates says its last id; other rows
+                // are not rewritten (the items say it)
+                if plan.created {
+                    if let Some(last) = run.last() {
+                        plan.after.last_id = last.id().map(Arc::from);
+                    }
                 }
                 planned.push(plan.after.next_seq - 1);
             });
@@ -477,7 +481,7 @@ impl Writer {
                 keys.chunks.pop_front();
                 keys.first_seq = last + 1;
                 // written once, so a weak tombstone: it vanishes with the chunk at compaction
-                batch.remove_weak(&self.store.items, item_key(c.key()).to_vec());
+                batch.remove_weak(&self.store.items, Slice::new(&item_key(c.key())));
             }
         }
         for (channel, state) in rows {
@@ -508,7 +512,7 @@ impl Writer {
                     // forgotten: what is left of its keys (none, if in step) goes too
                     if let Some(keys) = self.keys.remove(channel) {
                         for c in keys.chunks {
-                            batch.remove_weak(&self.store.items, item_key(c.key()).to_vec());
+                            batch.remove_weak(&self.store.items, Slice::new(&item_key(c.key())));
                         }
                     }
                     if !plans.get(channel).is_some_and(|p| p.created) {
