@@ -24,7 +24,9 @@ use gripway_proto::publish::{Formats, HttpStreamAction, HttpStreamFormat, Item};
 const CHILD_DIR: &str = "GRIPWAY_HISTORY_KILL_DIR";
 const CHILD_POLICY: &str = "GRIPWAY_HISTORY_KILL_POLICY";
 const CHANNELS: [&str; 2] = ["alpha", "beta"];
-const BATCH: usize = 5;
+/// Items per append: more than one on-disk chunk holds (32), so the kill also lands
+/// between the chunks of one append's write, which must be all there or none.
+const BATCH: usize = 40;
 
 fn config() -> HistoryConfig {
     HistoryConfig {

@@ -8,7 +8,8 @@
 //!   and SQLite (BENCHMARKS.md, "Durable history store: choice"): an append is a journal
 //!   write, so a batch spread over many channels costs one sequential write and one fsync,
 //!   where a B-tree rewrites a page per channel. Three keyspaces: `items` (a store-wide
-//!   counter, so keys come in write order → append time, channel, sequence and item),
+//!   counter, so keys come in write order → a chunk: up to 32 consecutive items of one
+//!   channel from one append, with their append time, channel and first sequence),
 //!   `channels` (name → generation, next sequence, truncated, last id) and `meta` (format,
 //!   epoch, next generation, "a channel was forgotten"); the layout is in `disk_codec.rs`,
 //!   the migration from older layouts in `disk_migrate.rs`.
@@ -29,16 +30,20 @@
 //!   it is stored. Evictions (by count, age or bytes, done in the image) are logged there
 //!   and deleted on disk in the writer's next batch, or within [`FLUSH_INTERVAL`] when no
 //!   append comes; a crash before that only brings back items the bounds drop again at the
-//!   next open. The writer finds an evicted item's key in its own map (`disk_writer::KeyMap`: per
-//!   channel the keys of its kept items, oldest first; 8 bytes per kept item), since the
-//!   image knows items by (channel, sequence) and the disk by write order.
+//!   next open. A chunk is deleted once the image has evicted all its items; until then the
+//!   items evicted from it stay on disk, and the open drops them again with the bounds (a
+//!   larger count bound at the next open may bring back up to 31 items per channel that a
+//!   smaller one had evicted: real items, in order, with their sequence numbers). The
+//!   writer finds a chunk's key in its own map (`disk_writer::KeyMap`: per channel the
+//!   chunks of its kept items, oldest first, 8 bytes per chunk), since the image knows
+//!   items by (channel, sequence) and the disk by write order.
 //! * **Errors.** A failed write resolves every append of its batch with
 //!   [`HistoryError::Unavailable`] (the publish must not be acknowledged) and leaves the
 //!   image unchanged; nothing panics. fjall refuses further writes after a failed journal
 //!   write (disk full, I/O error) until the store is opened again.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -49,7 +54,7 @@ use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 use super::disk_restore::RestoredIds;
 use super::disk_writer::Writer;
-pub(super) use super::disk_writer::{touched_rows, ChannelKeys, KeyMap};
+pub(super) use super::disk_writer::{touched_rows, ChannelKeys, ChunkKey, KeyMap};
 use super::memory::MemoryCore;
 use super::{
     After, Appended, HistoryConfig, HistoryError, HistoryStats, HistoryStore, Kept, Recovery,
@@ -98,6 +103,9 @@ pub(super) struct Shared {
     pub(super) appends: AtomicU64,
     pub(super) fsyncs: AtomicU64,
     pub(super) failures: AtomicU64,
+    /// Under test: how many of the next writes with appends fail without being written.
+    #[cfg(test)]
+    pub(super) fail_writes: AtomicU64,
 }
 
 /// What the writer has done, for metrics: `appends / writes` is how many appends share one
@@ -119,6 +127,9 @@ pub struct DiskHistory {
     shared: Arc<Shared>,
     /// Hashes of the (channel, id) pairs read back at open (see [`DiskHistory::contains_id`]).
     restored_ids: Mutex<RestoredIds>,
+    /// False once no id was read back at open, or they were forgotten: then
+    /// [`DiskHistory::contains_id`] answers at once, without the lock.
+    any_restored: AtomicBool,
     tx: Option<mpsc::Sender<Cmd>>,
     permits: Arc<Semaphore>,
     writer: Option<std::thread::JoinHandle<()>>,
@@ -178,6 +189,8 @@ impl DiskHistory {
             appends: AtomicU64::new(0),
             fsyncs: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            #[cfg(test)]
+            fail_writes: AtomicU64::new(0),
         });
         let (tx, rx) = mpsc::channel();
         let writer = Writer::new(
@@ -194,6 +207,7 @@ impl DiskHistory {
             .map_err(|e| fail(dir, "cannot start writer thread", e))?;
         Ok(DiskHistory {
             shared,
+            any_restored: AtomicBool::new(!restored_ids.is_empty()),
             restored_ids: Mutex::new(restored_ids),
             tx: Some(tx),
             permits: Arc::new(Semaphore::new(QUEUE_LIMIT)),
@@ -213,7 +227,8 @@ impl DiskHistory {
     /// appended since the open are the in-process dedup table's business: this answers
     /// from a hash set built at open, in O(1), and looks at the channel only on a hit.
     pub fn contains_id(&self, channel: &str, id: &str) -> bool {
-        self.restored_ids.lock().maybe(channel, id)
+        self.any_restored.load(Ordering::Relaxed)
+            && self.restored_ids.lock().maybe(channel, id)
             && self.shared.core.lock().contains_id(channel, id)
     }
 
@@ -221,6 +236,7 @@ impl DiskHistory {
     /// be within the dedup window of the open any more (the broker's shards do); afterwards
     /// `contains_id` is false.
     pub fn forget_restored_ids(&self) {
+        self.any_restored.store(false, Ordering::Relaxed);
         self.restored_ids.lock().clear();
     }
 
@@ -434,3 +450,7 @@ pub(super) fn wall_now() -> u64 {
 #[cfg(test)]
 #[path = "disk_tests.rs"]
 pub(super) mod tests;
+
+#[cfg(test)]
+#[path = "disk_chunk_tests.rs"]
+mod chunk_tests;

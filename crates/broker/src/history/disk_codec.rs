@@ -1,14 +1,17 @@
 //! How the on-disk history lays out its keys and values (format version [`FORMAT`]).
 //!
-//! * **Item key** (version 3): a store-wide counter, 8 bytes big-endian, one more for every
-//!   item written, so keys sort in write order and every insert lands at the end of the
-//!   store's sorted memtable (an insert at a random position among up to 100,000 keys cost
-//!   the publish path a fifth of its CPU in cache misses). A channel's items come back in
-//!   sequence order because its items are written in that order; the writer remembers each
-//!   kept item's key to delete it when the image evicts it (`disk.rs`).
-//! * **Item value** (version 3): the wall-clock time it was appended (milliseconds since the
-//!   Unix epoch, 8 bytes big-endian), its sequence number on its channel (8), the channel
-//!   name's length (4) and bytes, then the item in one of two forms:
+//! * **Key**: a store-wide counter, 8 bytes big-endian, one more for every entry written, so
+//!   keys sort in write order and every insert lands at the end of the store's sorted
+//!   memtable (an insert at a random position among up to 100,000 keys cost the publish
+//!   path a fifth of its CPU in cache misses). A channel's items come back in sequence order
+//!   because they are written in that order; the writer remembers each entry's key to
+//!   delete it once the image has evicted all it holds (`disk_writer.rs`).
+//! * **Value: a chunk** (version 4): one channel's consecutive items from one append, at
+//!   most [`CHUNK_ITEMS`] of them and closed once it reaches [`CHUNK_BYTES`]: the mark byte
+//!   `4`, the wall-clock time they were appended (milliseconds since the Unix epoch, 8 bytes
+//!   big-endian), the first one's sequence number on its channel (8; the others follow one
+//!   by one), the channel name's length (4) and bytes, then for each item its length
+//!   (LEB128) and the item in one of two forms:
 //!   - the message's wire bytes, for the common shape: a kind byte (`1`: an `http-stream`
 //!     send, `2`: a `ws-message` send, `3`: both), the id's length (4 bytes big-endian) and
 //!     bytes, then the HTTP/1.1 chunk (kinds 1 and 3; for 3 preceded by its length, 4 bytes)
@@ -21,12 +24,19 @@
 //!     tested to read back to an equal item.
 //!
 //!   Either way a stored item comes back exactly as published (channel, id, prev-id, meta,
-//!   no-seq and every format).
+//!   no-seq and every format). One entry per chunk, not per item, is what makes a 100-item
+//!   append four memtable inserts and, once the bounds evict, four deletions instead of 200.
+//! * **Version 3 values** (one item per key: the time, the sequence number, the channel,
+//!   then the item with no length) are read as chunks of one item, where they are: a
+//!   version 3 value's first byte is the top byte of its time, 0 for any time before the
+//!   year 2,000,000, never the chunk mark. A version 3 store is marked version 4 at open and
+//!   nothing is rewritten; its entries go as the bounds evict them.
 //! * **Older layouts** (migrated at open, `disk_migrate.rs`): versions 1 and 2 keyed an item
 //!   by its channel name, a `0xFF` byte (never part of UTF-8) and its sequence number
 //!   (8 bytes big-endian), always 9 bytes or more, so an old key is never mistaken for a
 //!   version 3 key (exactly 8); their value was the time and the item (version 1: always a
-//!   publish body), which is a version 3 value's tail unchanged.
+//!   publish body), which is a version 3 value's tail unchanged, so the migration writes
+//!   version 3 values.
 //! * **Channel row** (key: the name): generation (4 bytes), next sequence (8), truncated
 //!   (1), emptied-at wall time (8), then the last id's bytes (absent: no last id).
 
@@ -42,12 +52,24 @@ use super::memory::restore::ChannelState;
 use crate::message::{Message, StreamAction, WsOp};
 
 /// The layout's version, stored under [`META_FORMAT`]. Stores of versions 1 and 2 are
-/// migrated at open (`disk_migrate.rs`); any other version is refused at open, and an older
-/// build refuses this one rather than misread it.
-pub(super) const FORMAT: u64 = 3;
+/// migrated at open (`disk_migrate.rs`), version 3 is read as it is; any other version is
+/// refused at open, and an older build refuses this one rather than misread it.
+pub(super) const FORMAT: u64 = 4;
 /// The older layouts this build migrates (keys by channel and sequence).
 pub(super) const FORMAT_V1: u64 = 1;
 pub(super) const FORMAT_V2: u64 = 2;
+/// The layout of one item per key, whose values this build reads as chunks of one item
+/// (a store of it is marked version 4 at open, nothing rewritten).
+pub(super) const FORMAT_V3: u64 = 3;
+
+/// Most items in one chunk: a chunk is deleted once its last item is evicted, so a channel
+/// holds on disk at most this many items less one beyond what its bounds keep.
+pub(super) const CHUNK_ITEMS: usize = 32;
+/// A chunk is closed once its value reaches this many bytes (a larger item is a chunk of
+/// its own), which bounds what a channel's oldest chunk can hold on disk past its bounds.
+pub(super) const CHUNK_BYTES: usize = 64 * 1024;
+/// A chunk value's first byte; a version 3 value's is 0 (the top byte of its time).
+const CHUNK_MARK: u8 = 4;
 
 /// Item value kinds (the byte after the time); a publish body starts with `{`.
 const KIND_STREAM: u8 = 1;
@@ -122,32 +144,97 @@ pub(super) fn value_from_old(buf: &mut Vec<u8>, channel: &str, seq: u64, old: &[
     Some(())
 }
 
-/// An item's stored value — its append time, its sequence number, its channel and the
-/// message — into `buf` (cleared first).
+/// A version 3 item value — its append time, its sequence number, its channel and the
+/// message — into `buf` (cleared first). This build writes chunks ([`start_chunk`]); a
+/// version 3 value is what the migration from layouts 1 and 2 writes, and what a chunk of
+/// one item was before version 4.
+#[cfg(test)]
 pub(super) fn encode_item_into(buf: &mut Vec<u8>, wall_ms: u64, seq: u64, msg: &Message) {
     put_head(buf, wall_ms, seq, &msg.channel);
     match wire_parts(msg) {
-        Some((id, chunk, frame)) => {
-            let kind = match (chunk, frame) {
-                (Some(_), None) => KIND_STREAM,
-                (None, Some(_)) => KIND_WS,
-                _ => KIND_BOTH,
-            };
-            buf.push(kind);
-            buf.extend_from_slice(&(id.len() as u32).to_be_bytes());
-            buf.extend_from_slice(id.as_bytes());
-            if let Some(chunk) = chunk {
-                if frame.is_some() {
-                    buf.extend_from_slice(&(chunk.len() as u32).to_be_bytes());
-                }
-                buf.extend_from_slice(chunk);
-            }
-            if let Some(frame) = frame {
-                buf.extend_from_slice(frame);
-            }
-        }
+        Some(parts) => put_wire(buf, parts),
         None => buf.extend_from_slice(&encode_items(&[msg.to_item()])),
     }
+}
+
+/// Starts a chunk value (version 4) in `buf` (cleared first): the chunk mark, then the
+/// head of its items (their append time, the first one's sequence number, their channel).
+/// Items follow with [`push_chunk_item`].
+pub(super) fn start_chunk(buf: &mut Vec<u8>, wall_ms: u64, first_seq: u64, channel: &str) {
+    buf.clear();
+    buf.push(CHUNK_MARK);
+    buf.extend_from_slice(&wall_ms.to_be_bytes());
+    buf.extend_from_slice(&first_seq.to_be_bytes());
+    buf.extend_from_slice(&(channel.len() as u32).to_be_bytes());
+    buf.extend_from_slice(channel.as_bytes());
+}
+
+/// Adds the next item to a chunk begun with [`start_chunk`]: its encoded length (LEB128),
+/// then the item in the same form as in a version 3 value.
+pub(super) fn push_chunk_item(buf: &mut Vec<u8>, msg: &Message) {
+    match wire_parts(msg) {
+        Some(parts) => {
+            put_varint(buf, wire_len(parts) as u64);
+            put_wire(buf, parts);
+        }
+        None => {
+            let body = encode_items(&[msg.to_item()]);
+            put_varint(buf, body.len() as u64);
+            buf.extend_from_slice(&body);
+        }
+    }
+}
+
+/// The wire form of an item (see the module doc).
+fn put_wire(buf: &mut Vec<u8>, (id, chunk, frame): WireParts<'_>) {
+    let kind = match (chunk, frame) {
+        (Some(_), None) => KIND_STREAM,
+        (None, Some(_)) => KIND_WS,
+        _ => KIND_BOTH,
+    };
+    buf.push(kind);
+    buf.extend_from_slice(&(id.len() as u32).to_be_bytes());
+    buf.extend_from_slice(id.as_bytes());
+    if let Some(chunk) = chunk {
+        if frame.is_some() {
+            buf.extend_from_slice(&(chunk.len() as u32).to_be_bytes());
+        }
+        buf.extend_from_slice(chunk);
+    }
+    if let Some(frame) = frame {
+        buf.extend_from_slice(frame);
+    }
+}
+
+/// How many bytes [`put_wire`] writes for these parts.
+fn wire_len((id, chunk, frame): WireParts<'_>) -> usize {
+    let both = if chunk.is_some() && frame.is_some() {
+        4
+    } else {
+        0
+    };
+    1 + 4 + id.len() + both + chunk.map_or(0, <[u8]>::len) + frame.map_or(0, <[u8]>::len)
+}
+
+fn put_varint(buf: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        buf.push((n as u8 & 0x7f) | 0x80);
+        n >>= 7;
+    }
+    buf.push(n as u8);
+}
+
+fn take_varint(rest: &mut &[u8]) -> Result<u64, String> {
+    let mut n = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&b, tail) = rest.split_first().ok_or("chunk cut short")?;
+        *rest = tail;
+        n |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Ok(n);
+        }
+    }
+    Err("bad item length in chunk".into())
 }
 
 /// An id, and a chunk and a frame (either may be absent).
@@ -202,6 +289,56 @@ pub(super) fn decode_head(value: &[u8]) -> Result<(Stored<'_>, &[u8]), String> {
     let n = take_len(&mut rest)?;
     let channel = std::str::from_utf8(take(&mut rest, n)?).map_err(|_| "channel is not UTF-8")?;
     Ok((Stored { wall, seq, channel }, rest))
+}
+
+/// A stored value read back up to its items: a version 4 chunk, or a version 3 value read
+/// as a chunk of one item.
+pub(super) struct Chunk<'a> {
+    /// When its items were appended (wall-clock milliseconds).
+    pub(super) wall: u64,
+    /// The sequence number of its first item; the others follow one by one.
+    pub(super) first_seq: u64,
+    /// Its channel's name.
+    pub(super) channel: &'a str,
+    /// Each item's part (what [`decode_body_of`] reads), in order; never empty.
+    pub(super) bodies: Vec<&'a [u8]>,
+}
+
+/// A stored value's head and the item part of each of its items, without decoding the
+/// items: what the restore needs to place them. A value starting with [`CHUNK_MARK`] is a
+/// chunk; one starting with 0 (the first byte of any wall-clock time before the year
+/// 2,000,000) is a version 3 value of one item.
+pub(super) fn decode_chunk(value: &[u8]) -> Result<Chunk<'_>, String> {
+    match value.first() {
+        Some(0) => {
+            let (head, body) = decode_head(value)?;
+            Ok(Chunk {
+                wall: head.wall,
+                first_seq: head.seq,
+                channel: head.channel,
+                bodies: vec![body],
+            })
+        }
+        Some(&CHUNK_MARK) => {
+            let (head, mut rest) = decode_head(&value[1..])?;
+            let mut bodies = Vec::new();
+            while !rest.is_empty() {
+                let n = take_varint(&mut rest)?;
+                let n = usize::try_from(n).map_err(|_| "item length too large")?;
+                bodies.push(take(&mut rest, n)?);
+            }
+            if bodies.is_empty() || bodies.len() > CHUNK_ITEMS {
+                return Err(format!("chunk of {} items", bodies.len()));
+            }
+            Ok(Chunk {
+                wall: head.wall,
+                first_seq: head.seq,
+                channel: head.channel,
+                bodies,
+            })
+        }
+        _ => Err("not an item value".into()),
+    }
 }
 
 /// The message of `channel` from the item part of a stored value (after its head).

@@ -1,17 +1,18 @@
 //! Migrating an on-disk history of an older layout to this one when it is opened, before
 //! it is read back (`disk_restore.rs`).
 //!
-//! Versions 1 and 2 keyed an item by its channel and sequence number; version 3 keys it by
-//! a store-wide counter in write order (`disk_codec.rs`). The migration reads the old items
-//! in key order (channel by channel, each in sequence order), gives each the next counter
-//! and a version 3 value (the old value's time and item, unchanged, behind the channel and
-//! sequence), and deletes the old key, [`CHUNK`] items per write, each write fsynced. Its
-//! first write marks the store version 3 and "migrating", its last removes the mark: an
-//! older build refuses the store from the first write on (it would misread new keys), and
-//! an interrupted migration resumes at the next open — an old key (9 bytes or more) is
-//! never mistaken for a new one (8), and the counter continues after every new key, so
-//! each channel's items stay in sequence order. Channel rows and the meta keys are the same
-//! in every version.
+//! Versions 1 and 2 keyed an item by its channel and sequence number; versions 3 and 4 key
+//! an entry by a store-wide counter in write order (`disk_codec.rs`). The migration reads
+//! the old items in key order (channel by channel, each in sequence order), gives each the
+//! next counter and a version 3 value (the old value's time and item, unchanged, behind the
+//! channel and sequence; version 4 reads it as a chunk of one item), and deletes the old
+//! key, [`CHUNK`] items per write, each write fsynced. Its first write marks the store
+//! version 4 and "migrating", its last removes the mark (one left by a version 3 build is
+//! resumed alike): an older build refuses the store from the first write on (it would
+//! misread new keys), and an interrupted migration resumes at the next open — an old key
+//! (9 bytes or more) is never mistaken for a new one (8), and the counter continues after
+//! every new key, so each channel's items stay in sequence order. Channel rows and the meta
+//! keys are the same in every version.
 
 use std::ops::Bound;
 use std::path::Path;
@@ -40,7 +41,7 @@ pub(super) fn migrate_if_old(dir: &Path, store: &Store) -> Result<usize, History
     let format = format.map(u64::from_be_bytes);
     let migrating = read(codec::META_MIGRATING)?.is_some();
     let old = matches!(format, Some(codec::FORMAT_V1 | codec::FORMAT_V2));
-    let resumed = migrating && format == Some(codec::FORMAT);
+    let resumed = migrating && matches!(format, Some(codec::FORMAT | codec::FORMAT_V3));
     if !(old || resumed) {
         return Ok(0); // new, current, or a version the restore refuses
     }

@@ -1,12 +1,14 @@
-//! Opening the on-disk history: reads the meta keys (or writes them for a new store), every
-//! channel row and every item (in key order, which is write order, so each channel's items
-//! come in sequence order), and rebuilds the in-memory image (`memory_restore.rs`) as of
+//! Opening the on-disk history: reads the meta keys (or writes them for a new store; a
+//! version 3 store is marked version 4), every channel row and every chunk (in key order,
+//! which is write order, so each channel's items come in sequence order; a version 3 entry
+//! is a chunk of one item), and rebuilds the in-memory image (`memory_restore.rs`) as of
 //! now — items keep their stored append times, so what aged out while the process was down
-//! is dropped (and its channel marked truncated) at once, and deleted on disk here with the
-//! rows of the channels that lost items. It also rebuilds the writer's map of each kept
-//! item's key. Items that cannot be read back, or that belong to no channel row, are
-//! deleted and counted in a warning; their channel is then truncated, never silently
-//! complete.
+//! is dropped (and its channel marked truncated) at once, and every bound is applied again:
+//! the items of a chunk evicted in part before the restart are dropped again here. Chunks
+//! none of whose items the image keeps are deleted on disk here with the rows of the
+//! channels that lost items. It also rebuilds the writer's map of each kept chunk's key.
+//! Chunks that cannot be read back, or that belong to no channel row, are deleted and
+//! counted in a warning; their channel is then truncated, never silently complete.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -14,7 +16,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::disk::{touched_rows, wall_now, ChannelKeys, KeyMap, Store};
+use super::disk::{touched_rows, wall_now, ChannelKeys, ChunkKey, KeyMap, Store};
 use super::disk_codec as codec;
 use super::memory::MemoryCore;
 use super::{HistoryConfig, HistoryError};
@@ -45,6 +47,11 @@ impl RestoredIds {
     fn insert(&mut self, channel: &str, id: &str) {
         let h = self.hash(channel, id);
         self.set.insert(h);
+    }
+
+    /// True if no id was read back (or they were forgotten).
+    pub(super) fn is_empty(&self) -> bool {
+        self.set.is_empty()
     }
 
     /// Forgets every hash (and gives their memory back).
@@ -98,12 +105,18 @@ pub(super) fn restore(
 ) -> Result<Restored, HistoryError> {
     match meta_u64(store, dir, codec::META_FORMAT)? {
         Some(codec::FORMAT) => {}
+        // one item per key: read as chunks of one item, as they are; marked version 4 before
+        // the first chunk is written (an older build then refuses the store)
+        Some(codec::FORMAT_V3) => store
+            .meta
+            .insert(codec::META_FORMAT, codec::FORMAT.to_be_bytes())
+            .map_err(|e| fail(dir, "cannot write", e))?,
         Some(v) => {
             return Err(fail(
                 dir,
                 "unsupported layout",
                 format!(
-                    "version {v}, this build reads {} (and migrates 1 and 2); \
+                    "version {v}, this build reads {} (and 3; migrates 1 and 2); \
                      open it with the build that wrote it, or move the directory away to start empty",
                     codec::FORMAT
                 ),
@@ -165,18 +178,20 @@ pub(super) fn restore(
     let mut orphans: Vec<Vec<u8>> = Vec::new();
     let mut unreadable = 0usize;
     let mut next_key = 0u64;
-    // per channel slot, the (sequence, key) of each item given to the image, in order
-    let mut placed: HashMap<u32, Vec<(u64, u64)>> = HashMap::new();
+    // per channel slot, the (first sequence, chunk) of each chunk given to the image, in order
+    let mut placed: HashMap<u32, Vec<(u64, ChunkKey)>> = HashMap::new();
     let mut lost_unknown = false;
+    let mut msgs = Vec::with_capacity(codec::CHUNK_ITEMS);
     for kv in store.items.iter() {
         let (k, v) = kv.into_inner().map_err(|e| fail(dir, "cannot read", e))?;
-        let Some(key) = codec::split_item_key(&k) else {
+        let key = codec::split_item_key(&k).filter(|&n| n < ChunkKey::KEY_LIMIT);
+        let Some(key) = key else {
             orphans.push(k.to_vec());
             continue;
         };
         next_key = next_key.max(key.saturating_add(1));
-        let (head, body) = match codec::decode_head(&v) {
-            Ok(h) => h,
+        let chunk = match codec::decode_chunk(&v) {
+            Ok(c) => c,
             Err(e) => {
                 // its channel is unknown: no channel not kept now can claim to be complete
                 unreadable += 1;
@@ -186,26 +201,38 @@ pub(super) fn restore(
                 continue;
             }
         };
-        let (name, seq) = (head.channel, head.seq);
+        let (name, first_seq) = (chunk.channel, chunk.first_seq);
         let Some(&(slot, ..)) = rows.get(name) else {
             orphans.push(k.to_vec());
             continue;
         };
-        match codec::decode_body_of(name, body) {
-            Ok(msg) => {
-                if let Some(id) = msg.id() {
-                    ids.insert(name, id);
-                }
-                core.restore_item(slot, seq, msg, head.wall.saturating_sub(wall_base));
-                placed.entry(slot).or_default().push((seq, key));
-            }
-            Err(e) => {
-                unreadable += 1;
-                tracing::warn!("history store {}: item {seq} of {name}: {e}", dir.display());
-                orphans.push(k.to_vec());
-                core.drop_restored(slot);
-            }
+        msgs.clear();
+        let read: Result<(), String> = chunk.bodies.iter().try_for_each(|body| {
+            msgs.push(codec::decode_body_of(name, body)?);
+            Ok(())
+        });
+        if let Err(e) = read {
+            unreadable += 1;
+            tracing::warn!(
+                "history store {}: chunk of {name} from item {first_seq}: {e}",
+                dir.display()
+            );
+            orphans.push(k.to_vec());
+            core.drop_restored(slot);
+            continue;
         }
+        let at = chunk.wall.saturating_sub(wall_base);
+        for (seq, msg) in (first_seq..).zip(msgs.drain(..)) {
+            if let Some(id) = msg.id() {
+                ids.insert(name, id);
+            }
+            core.restore_item(slot, seq, msg, at);
+        }
+        let items = chunk.bodies.len();
+        placed
+            .entry(slot)
+            .or_default()
+            .push((first_seq, ChunkKey::new(key, items)));
     }
     for (slot, next_seq, _) in rows.values() {
         core.check_restored(*slot, *next_seq);
@@ -215,34 +242,38 @@ pub(super) fn restore(
         core.set_marks(next_gen, true);
     }
     core.finish_restore(now);
-    // what the image kept of each channel is the tail of what it was given: the rest goes
+    // what the image kept of each channel is the tail of what it was given: a chunk none of
+    // whose items it kept goes, the others are the writer's to delete later
     let mut keys = KeyMap::default();
     let mut dropped: Vec<u64> = Vec::new();
     for (name, &(slot, ..)) in &rows {
-        let Some(mut items) = placed.remove(&slot) else {
+        let Some(mut chunks) = placed.remove(&slot) else {
             continue;
         };
-        let kept = core.channel_state(name).map_or(0, |s| {
-            let n = s.next_seq.saturating_sub(s.first_seq) as usize;
-            if let Some(&(seq, _)) = items.get(items.len().saturating_sub(n)) {
-                if n > 0 && seq != s.first_seq {
-                    tracing::error!(
-                        "history store {}: {name}: restore out of step",
-                        dir.display()
-                    );
-                }
+        let kept_from = core
+            .channel_state(name)
+            .filter(|s| s.next_seq > s.first_seq)
+            .map(|s| s.first_seq);
+        let cut = match kept_from {
+            None => chunks.len(),
+            Some(from) => chunks
+                .iter()
+                .take_while(|(first, c)| first + c.items() <= from)
+                .count(),
+        };
+        dropped.extend(chunks.drain(..cut).map(|(_, c)| c.key()));
+        if let (Some(&(first_seq, _)), Some(from)) = (chunks.first(), kept_from) {
+            if first_seq > from {
+                tracing::error!(
+                    "history store {}: {name}: restore out of step",
+                    dir.display()
+                );
             }
-            n.min(items.len())
-        });
-        let cut = items.len() - kept;
-        dropped.extend(items.drain(..cut).map(|(_, k)| k));
-        if let Some(&(first_seq, _)) = items.first() {
-            let keys_of = items.into_iter().map(|(_, k)| k).collect();
             keys.insert(
                 name.clone(),
                 ChannelKeys {
                     first_seq,
-                    keys: keys_of,
+                    chunks: chunks.into_iter().map(|(_, c)| c).collect(),
                     // made true below where it is not
                     row_truncated: core.channel_state(name).is_some_and(|s| s.truncated),
                 },

@@ -457,18 +457,21 @@ pub(in crate::history) fn raw(dir: &Path) -> (Database, Keyspace, Keyspace, Keys
     (db, items, channels, meta)
 }
 
-/// Every item on disk: (key, channel, sequence, id), in key order.
+/// Every item on disk: (key, channel, sequence, id), in key order (the items of one chunk
+/// share its key).
 pub(in crate::history) fn on_disk(dir: &Path) -> Vec<(Vec<u8>, String, u64, String)> {
     let (_db, items, _, _) = raw(dir);
-    items
-        .iter()
-        .map(|kv| {
-            let (k, v) = kv.into_inner().unwrap_or_else(|e| panic!("{e}"));
-            let (head, msg) = codec::decode_item(&v).unwrap_or_else(|e| panic!("{e}"));
+    let mut out = Vec::new();
+    for kv in items.iter() {
+        let (k, v) = kv.into_inner().unwrap_or_else(|e| panic!("{e}"));
+        let chunk = codec::decode_chunk(&v).unwrap_or_else(|e| panic!("{e}"));
+        for (seq, body) in (chunk.first_seq..).zip(&chunk.bodies) {
+            let msg = codec::decode_body_of(chunk.channel, body).unwrap_or_else(|e| panic!("{e}"));
             let id = msg.id().unwrap_or("-").to_string();
-            (k.to_vec(), head.channel.to_string(), head.seq, id)
-        })
-        .collect()
+            out.push((k.to_vec(), chunk.channel.to_string(), seq, id));
+        }
+    }
+    out
 }
 
 #[tokio::test]

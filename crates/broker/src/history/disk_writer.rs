@@ -9,12 +9,16 @@
 //!   resolves each: concurrent appends from several shards share one fsync, and a reader
 //!   never sees an item before it is stored. With no append, evictions are written within
 //!   [`FLUSH_INTERVAL`].
-//! * **Keys.** Each item gets the next value of a store-wide counter as its key, so keys come
-//!   in write order (`disk_codec.rs`). The image knows items by (channel, sequence), so the
-//!   writer keeps, per channel with kept items, their keys oldest first ([`KeyMap`]: 8 bytes
-//!   per kept item), pushed once an item is stored and popped when the image's eviction log
-//!   names it; the evictions, the channel states and the plan are read from the image under
-//!   one lock, so nothing is evicted between them unseen.
+//! * **Chunks and keys.** Each channel's run of items in an append is stored as chunks of
+//!   up to [`codec::CHUNK_ITEMS`] items (and [`codec::CHUNK_BYTES`]), each one entry whose
+//!   key is the next value of a store-wide counter, so keys come in write order
+//!   (`disk_codec.rs`): a 100-item append is 4 memtable inserts and journal entries, not 100
+//!   (the per-item inserts and tombstones were the largest part of the writer's CPU). The
+//!   image knows items by (channel, sequence), so the writer keeps, per channel with kept
+//!   items, its chunks oldest first ([`KeyMap`]: key and item count, 8 bytes per chunk),
+//!   pushed once a chunk is stored and popped (deleted on disk) when the image's eviction
+//!   log names its last item; the evictions, the channel states and the plan are read from
+//!   the image under one lock, so nothing is evicted between them unseen.
 //! * **Channel rows** are written when a channel is created, and rewritten on eviction only
 //!   when what they must say changes: the channel became truncated, or lost its last item
 //!   (then the row alone says where its sequence and last id stand, and since when it is
@@ -74,17 +78,43 @@ impl Pending {
     }
 }
 
-/// The keys of one channel's kept items, oldest first: a mirror of the image's items.
+/// One chunk on disk: its key (below [`ChunkKey::KEY_LIMIT`]) and how many items it holds
+/// (1 to 256), in 8 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct ChunkKey(u64);
+
+impl ChunkKey {
+    /// Keys go up to here (2^56: at a million writes a second, two thousand years); a
+    /// store-wide counter past it fails the write rather than wrap.
+    pub(super) const KEY_LIMIT: u64 = 1 << 56;
+
+    pub(super) fn new(key: u64, items: usize) -> ChunkKey {
+        debug_assert!(key < Self::KEY_LIMIT && (1..=256).contains(&items));
+        let items = (items.clamp(1, 256) - 1) as u64;
+        ChunkKey((key & (Self::KEY_LIMIT - 1)) | (items << 56))
+    }
+
+    pub(super) fn key(self) -> u64 {
+        self.0 & (Self::KEY_LIMIT - 1)
+    }
+
+    pub(super) fn items(self) -> u64 {
+        (self.0 >> 56) + 1
+    }
+}
+
+/// The chunks holding one channel's kept items, oldest first: a mirror of the image's
+/// items (the first chunk may also hold items the image evicted already).
 #[derive(Debug, Default)]
 pub(super) struct ChannelKeys {
-    /// Sequence number of the first key's item.
+    /// Sequence number of the first chunk's first item.
     pub(super) first_seq: u64,
-    pub(super) keys: VecDeque<u64>,
+    pub(super) chunks: VecDeque<ChunkKey>,
     /// What the channel's row on disk says of `truncated` (it says what the image says).
     pub(super) row_truncated: bool,
 }
 
-/// Per channel with kept items, the keys of those items (see the module doc).
+/// Per channel with kept items, the chunks holding them (see the module doc).
 pub(super) type KeyMap = HashMap<ChannelName, ChannelKeys>;
 
 pub(super) struct Writer {
@@ -258,8 +288,8 @@ impl Writer {
         }
         let mut batch = self.store.db.batch();
         let forgot_now = self.delete_evicted(&mut batch, &evicted, &rows, &plans);
-        // each item's key, in write order
-        let first_key = self.next_key;
+        // each chunk's key, in write order, and its item count
+        let mut chunks: Vec<ChunkKey> = Vec::new();
         // the last sequence number planned for each run, in order
         let mut planned = Vec::with_capacity(appends.len());
         let value = &mut self.value;
@@ -269,19 +299,34 @@ impl Writer {
                 let Some(plan) = plans.get_mut(channel) else {
                     return;
                 };
-                for msg in run {
-                    let seq = plan.after.next_seq;
-                    plan.after.next_seq += 1;
-                    codec::encode_item_into(value, wall_base + at, seq, msg);
+                let mut rest = run;
+                while !rest.is_empty() {
+                    let first_seq = plan.after.next_seq;
+                    codec::start_chunk(value, wall_base + at, first_seq, channel);
+                    let mut n = 0;
+                    for msg in rest {
+                        codec::push_chunk_item(value, msg);
+                        n += 1;
+                        if n == codec::CHUNK_ITEMS || value.len() >= codec::CHUNK_BYTES {
+                            break;
+                        }
+                    }
                     batch.insert(
                         &self.store.items,
                         Slice::new(&item_key(*next_key)),
                         Slice::new(value),
                     );
+                    chunks.push(ChunkKey::new(*next_key, n));
                     *next_key += 1;
+                    plan.after.next_seq += n as u64;
+                    rest = &rest[n..];
                 }
-                if let Some(last) = run.last() {
-                    plan.after.last_id = last.id().map(Arc::from);
+                // the row of a channel this write creates says its last id; other rows
+                // are not rewritten (the items say it)
+                if plan.created {
+                    if let Some(last) = run.last() {
+                        plan.after.last_id = last.id().map(Arc::from);
+                    }
                 }
                 planned.push(plan.after.next_seq - 1);
             });
@@ -312,7 +357,12 @@ impl Writer {
             }
             _ => batch.durability(Some(PersistMode::Buffer)),
         };
-        if let Err(e) = batch.commit() {
+        let committed = if self.next_key > ChunkKey::KEY_LIMIT {
+            Err("the store's key counter is exhausted".to_string())
+        } else {
+            self.commit(batch, !appends.is_empty())
+        };
+        if let Err(e) = committed {
             let err = HistoryError::Unavailable(format!("history write failed: {e}"));
             tracing::warn!("{err}");
             self.shared.failures.fetch_add(1, Ordering::Relaxed);
@@ -337,8 +387,8 @@ impl Writer {
         } else {
             self.unsynced = true;
         }
-        // the keys of what was stored, before the image can evict any of it
-        let mut key = first_key;
+        // the chunks of what was stored, before the image can evict any of it
+        let mut chunks = chunks.into_iter();
         for p in &appends {
             p.for_each_run(|channel, run| {
                 let Some(plan) = plans.get(channel) else {
@@ -349,11 +399,17 @@ impl Writer {
                     .entry(channel.clone())
                     .or_insert_with(|| ChannelKeys {
                         first_seq: plan.before.next_seq,
-                        keys: VecDeque::new(),
+                        chunks: VecDeque::new(),
                         row_truncated: plan.before.truncated,
                     });
-                keys.keys.extend(key..key + run.len() as u64);
-                key += run.len() as u64;
+                let mut left = run.len();
+                while left > 0 {
+                    let Some(c) = chunks.next() else {
+                        break;
+                    };
+                    left = left.saturating_sub(c.items() as usize);
+                    keys.chunks.push_back(c);
+                }
             });
         }
         let mut core = self.shared.core.lock();
@@ -379,6 +435,23 @@ impl Writer {
         }
     }
 
+    /// Commits one write; under test, the next writes with appends can be made to fail
+    /// ([`Shared::fail_writes`]) as a full or broken disk would.
+    fn commit(&self, batch: fjall::OwnedWriteBatch, appends: bool) -> Result<(), String> {
+        #[cfg(test)]
+        if appends
+            && self
+                .shared
+                .fail_writes
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok()
+        {
+            return Err("injected failure".into());
+        }
+        let _ = appends;
+        batch.commit().map_err(|e| e.to_string())
+    }
+
     /// Puts into `batch` the deletion of the items the image dropped (their keys taken from
     /// the key map) and of the channels it forgot, and the rows of the channels that lost
     /// items (their truncated flag); true if a channel was forgotten. A channel this write
@@ -399,13 +472,16 @@ impl Writer {
             let Some(keys) = self.keys.get_mut(channel) else {
                 continue;
             };
-            while keys.first_seq <= *seq {
-                let Some(key) = keys.keys.pop_front() else {
+            // a chunk goes once its last item is evicted
+            while let Some(&c) = keys.chunks.front() {
+                let last = keys.first_seq + c.items() - 1;
+                if last > *seq {
                     break;
-                };
-                keys.first_seq += 1;
-                // written once, so a weak tombstone: it vanishes with the item at compaction
-                batch.remove_weak(&self.store.items, item_key(key).to_vec());
+                }
+                keys.chunks.pop_front();
+                keys.first_seq = last + 1;
+                // written once, so a weak tombstone: it vanishes with the chunk at compaction
+                batch.remove_weak(&self.store.items, Slice::new(&item_key(c.key())));
             }
         }
         for (channel, state) in rows {
@@ -435,8 +511,8 @@ impl Writer {
                 None => {
                     // forgotten: what is left of its keys (none, if in step) goes too
                     if let Some(keys) = self.keys.remove(channel) {
-                        for key in keys.keys {
-                            batch.remove_weak(&self.store.items, item_key(key).to_vec());
+                        for c in keys.chunks {
+                            batch.remove_weak(&self.store.items, Slice::new(&item_key(c.key())));
                         }
                     }
                     if !plans.get(channel).is_some_and(|p| p.created) {
@@ -444,7 +520,7 @@ impl Writer {
                     }
                 }
             }
-            if self.keys.get(channel).is_some_and(|k| k.keys.is_empty()) {
+            if self.keys.get(channel).is_some_and(|k| k.chunks.is_empty()) {
                 self.keys.remove(channel);
             }
         }
