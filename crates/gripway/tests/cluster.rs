@@ -409,3 +409,41 @@ fn cluster_settings_that_cannot_work_stop_start_up_with_a_clear_message() {
         );
     }
 }
+
+/// An item with `prev-id` published on one node before its predecessor is published on
+/// another: every node delivers the predecessor first (each node's sequencer sees the same
+/// stream order, so each holds the early item until its predecessor arrives).
+#[tokio::test]
+async fn prev_id_ordering_holds_across_nodes() {
+    let nats = NatsServer::start();
+    let origin = origin("seq").await;
+    let url = nats.client_url();
+    let a = node(&url, &origin, &[]);
+    let b = node(&url, &origin, &[]);
+    let c = node(&url, &origin, &[]);
+    let subs = [
+        Sse::open(a.addr, "/events", None).await,
+        Sse::open(b.addr, "/events", None).await,
+        Sse::open(c.addr, "/events", None).await,
+    ];
+    warm_up(&a, "seq", &[&subs[0], &subs[1], &subs[2]]).await;
+    publish_ids(&a, "seq", &["s1".to_string()]).await;
+    for s in &subs {
+        s.wait_for("s1", WAIT).await;
+    }
+    // s3 follows s2, and is published first, on another node
+    let s3 = serde_json::json!({"items": [{"channel": "seq", "id": "s3", "prev-id": "s2",
+        "formats": {"http-stream": {"content": "id: s3\ndata: s3\n\n"}}}]})
+    .to_string();
+    let s2 = serde_json::json!({"items": [{"channel": "seq", "id": "s2", "prev-id": "s1",
+        "formats": {"http-stream": {"content": "id: s2\ndata: s2\n\n"}}}]})
+    .to_string();
+    assert_eq!(publish(&b.publish_url(), &s3).await.0, 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(publish(&c.publish_url(), &s2).await.0, 200);
+    for (who, s) in [("on A", &subs[0]), ("on B", &subs[1]), ("on C", &subs[2])] {
+        s.wait_for("s3", WAIT).await;
+        let got = real(&s.seen());
+        assert_eq!(got, ["s1", "s2", "s3"], "{who}");
+    }
+}

@@ -156,18 +156,26 @@ pub fn with_history(mut cluster: ClusterConfig, history: &HistorySettings) -> Cl
 mod tests {
     use super::*;
 
-    fn parse_text(text: &str) -> Result<Option<ClusterConfig>, String> {
+    fn parse_in(dir: &Path, text: &str) -> Result<Option<ClusterConfig>, String> {
         let raw: RawCluster = toml::from_str(text).map_err(|e| e.to_string())?;
-        parse(raw, Path::new("/etc/gripway"), |k, m| {
+        parse(raw, dir, |k, m| {
             super::super::ConfigError::new(format!("{k}: {m}"))
         })
         .map_err(|e| e.to_string())
     }
 
+    fn parse_text(text: &str) -> Result<Option<ClusterConfig>, String> {
+        parse_in(Path::new("/etc/gripway"), text)
+    }
+
     #[test]
     fn keys_and_defaults() {
         assert_eq!(parse_text("").unwrap(), None, "no servers: not clustered");
-        let c = parse_text(
+        let dir = std::env::temp_dir().join(format!("gripway-cluster-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("n.creds"), "not checked here").unwrap();
+        let c = parse_in(
+            &dir,
             "nats = [\"nats://a:4222\", \"nats://b:4222\"]\nstream = \"S\"\nreplicas = 3\ncredentials = \"n.creds\"\npublish_timeout_ms = 900\n",
         )
         .unwrap()
@@ -176,9 +184,12 @@ mod tests {
         assert_eq!((c.stream.as_str(), c.replicas), ("S", 3));
         assert_eq!(
             c.auth,
-            Auth::CredentialsFile("/etc/gripway/n.creds".into()),
+            Auth::CredentialsFile(dir.join("n.creds")),
             "relative to the config file"
         );
+        let e = parse_text("nats = [\"nats://a\"]\ncredentials = \"missing.creds\"\n").unwrap_err();
+        assert!(e.contains("missing.creds"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(c.publish_timeout, Duration::from_millis(900));
     }
 
