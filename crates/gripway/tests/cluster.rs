@@ -447,3 +447,82 @@ async fn prev_id_ordering_holds_across_nodes() {
         assert_eq!(got, ["s1", "s2", "s3"], "{who}");
     }
 }
+
+/// A WebSocket subscribed with a `prev-id` on a node that never had the channel gets what
+/// followed that id from the stream, then live items, each once.
+#[tokio::test]
+async fn a_websocket_prev_id_on_another_node_recovers_from_the_stream() {
+    let nats = NatsServer::start();
+    let origin = origin("wsr").await;
+    let url = nats.client_url();
+    let a = node(&url, &origin, &[]);
+    let c = node(&url, &origin, &[]);
+    publish_ids(&a, "wsr", &ids("e", 1..6)).await;
+    let mut ws = ws_connect(&c, "/ws?after=e2").await;
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        got.push(ws_text(&mut ws, WAIT).await.expect("a recovered item"));
+    }
+    assert_eq!(got, ["e3", "e4", "e5"]);
+    publish_ids(&a, "wsr", &ids("e", 6..8)).await;
+    for want in ["e6", "e7"] {
+        assert_eq!(ws_text(&mut ws, WAIT).await.as_deref(), Some(want));
+    }
+    assert_eq!(
+        ws_text(&mut ws, Duration::from_millis(300)).await,
+        None,
+        "nothing twice"
+    );
+}
+
+/// `GET /channels/{name}` on the admin listener: the channel's subscribers on this node and
+/// over every node.
+#[tokio::test]
+async fn the_admin_api_counts_a_channels_subscribers_over_the_cluster() {
+    let nats = NatsServer::start();
+    let origin = origin("count me").await;
+    let url = nats.client_url();
+    let a = node(&url, &origin, &[]);
+    let b = node(&url, &origin, &[]);
+    let c = node(&url, &origin, &[]);
+    let _subs = [
+        Sse::open(a.addr, "/events", None).await,
+        Sse::open(b.addr, "/events", None).await,
+        Sse::open(b.addr, "/events", None).await,
+    ];
+    let mut last = serde_json::Value::Null;
+    for _ in 0..100 {
+        let text = admin_get(c.admin_addr, "/channels/count%20me").await;
+        last = serde_json::from_str(&text).expect("JSON");
+        if last["cluster"]["subscribers"] == 3 && last["cluster"]["nodes_alive"] == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(last["channel"], "count me", "{last}");
+    assert_eq!(last["subscribers"], 0, "none on C itself: {last}");
+    assert_eq!(last["cluster"]["subscribers"], 3, "{last}");
+    assert_eq!(last["cluster"]["nodes_answered"], 3, "{last}");
+    let on_b: serde_json::Value =
+        serde_json::from_str(&admin_get(b.admin_addr, "/channels/count%20me").await).unwrap();
+    assert_eq!(on_b["subscribers"], 2);
+    assert_eq!(a.metric("gripway_cluster_nodes").await, Some(3.0));
+    assert_eq!(a.metric("gripway_cluster_subscriptions").await, Some(3.0));
+}
+
+/// The body of a GET on the admin listener.
+async fn admin_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut sock = tokio::net::TcpStream::connect(addr).await.expect("admin");
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    sock.write_all(req.as_bytes()).await.expect("write");
+    let mut out = Vec::new();
+    tokio::time::timeout(WAIT, sock.read_to_end(&mut out))
+        .await
+        .expect("answer in time")
+        .expect("read");
+    let text = String::from_utf8_lossy(&out).to_string();
+    text.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
+}

@@ -21,8 +21,9 @@ pub use crate::common::*;
 pub static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The origin every node routes to: `/poll?after=ID` holds a long-poll on `channel` (with
-/// `prev-id=ID`), a WebSocket-over-HTTP `OPEN` subscribes to `channel`, anything else holds an
-/// SSE stream on `channel` that starts with `data: hi`.
+/// `prev-id=ID`), a WebSocket-over-HTTP `OPEN` subscribes to `channel` (with `prev-id=ID`
+/// when the URL ends in `?after=ID`), anything else holds an SSE stream on `channel` that
+/// starts with `data: hi`.
 pub async fn origin(channel: &'static str) -> Origin {
     Origin::start(move |req| {
         if req.method == "POST" {
@@ -56,7 +57,12 @@ fn woh_reply(req: &OriginRequest, channel: &str) -> Reply {
     if events.iter().any(|e| e.kind == EventKind::Open) {
         reply = reply.header("Sec-WebSocket-Extensions", "grip");
         out.push(Event::open());
-        let subscribe = format!("c:{{\"type\":\"subscribe\",\"channel\":\"{channel}\"}}");
+        // `?after=ID` on the WebSocket's URL: subscribe with `prev-id` (recovery)
+        let prev = match req.path.split_once("?after=") {
+            Some((_, id)) => format!(",\"prev-id\":\"{id}\""),
+            None => String::new(),
+        };
+        let subscribe = format!("c:{{\"type\":\"subscribe\",\"channel\":\"{channel}\"{prev}}}");
         out.push(Event::text(subscribe.into_bytes()));
     }
     let mut body = Vec::new();
