@@ -402,8 +402,11 @@ impl Bus {
         let mut delay = Duration::from_millis(20);
         while shared.features.atomic.load(Relaxed) && items.len() > 1 {
             self.wait_connected(deadline).await?;
-            let Ok(_permit) = shared.batches.acquire().await else {
-                break;
+            let permit = tokio::time::timeout_at(deadline, shared.batches.acquire()).await;
+            let Ok(Ok(_permit)) = permit else {
+                return Err(BusError::Unavailable(
+                    "too many publishes waiting for the cluster".into(),
+                ));
             };
             let now = tokio::time::Instant::now();
             let wait = deadline.saturating_duration_since(now);
@@ -441,6 +444,9 @@ impl Bus {
         items: &[Prepared],
         deadline: tokio::time::Instant,
     ) -> Result<Vec<Ack>, BusError> {
+        if let [one] = items {
+            return Ok(vec![self.publish_prepared(one, deadline).await?]);
+        }
         let mut by_subject: HashMap<&str, Vec<usize>> = HashMap::new();
         for (i, p) in items.iter().enumerate() {
             by_subject.entry(p.subject.as_str()).or_default().push(i);
