@@ -20,7 +20,8 @@
 #              keeps them; fanbench's items have none); applies to every Gripway run
 #   --cluster  also run Gripway as a one-node cluster (server gripway-cluster) on a fresh
 #              nats-server with JetStream (.venv/bin/nats-server, or $NATS_SERVER); its CPU and
-#              memory figures are Gripway's and nats-server's together
+#              memory figures are Gripway's and nats-server's together; with --base-binary
+#              also the base binary so (server gripway-base-cluster, just before it)
 # Needs: Pushpin (apt-get install pushpin), a release build (cargo build --release), and
 # fanbench (built from ../shared/bench/fanbench into $FANBENCH_TARGET if missing).
 # Results: bench/results/<date>/<scenario>/<server>.r<N>.json and bench/results/<date>/summary.md
@@ -123,9 +124,11 @@ run_one() { # SERVER SCENARIO ROUND
     pushpin) start_pushpin 0 0; port=$PP_PORT pub=$PP_PUB_PORT pid=$PP_PID ;;
     gripway) start_gripway; port=$TG_PORT pub=$TG_PUB_PORT pid=$TG_PID ;;
     gripway-base) BIN=$BASE_GW start_gripway; port=$TG_PORT pub=$TG_PUB_PORT pid=$TG_PID ;;
-    gripway-cluster)
+    gripway-cluster | gripway-base-cluster)
         start_nats
-        start_gripway --cluster nats://127.0.0.1:$TG_NATS_PORT
+        local bin=$GW
+        [ "$server" = gripway-base-cluster ] && bin=$BASE_GW
+        BIN=$bin start_gripway --cluster nats://127.0.0.1:$TG_NATS_PORT
         port=$TG_PORT pub=$TG_PUB_PORT pid="$TG_PID,$NATS_PID" ;;
     gripway-*)
         local v extra=""
@@ -147,6 +150,7 @@ servers=(gripway)
 [ -n "$BASE_GW" ] && servers=(gripway-base gripway)
 [ "$PUSHPIN" = 1 ] && servers=(pushpin "${servers[@]}")
 for v in "${VARIANTS[@]}"; do servers+=("gripway-${v%%:*}"); done
+[ "$CLUSTER" = 1 ] && [ -n "$BASE_GW" ] && servers+=(gripway-base-cluster)
 [ "$CLUSTER" = 1 ] && servers+=(gripway-cluster)
 [ "$FLOOR" = 1 ] && servers+=(limit)
 {

@@ -33,6 +33,18 @@
 //!   it at all (async-nats buffers what it is given while reconnecting and sends it after:
 //!   verified, such a 503'd item was stored once the server was back); one handed over just
 //!   before a disconnect may still be stored later, which a retry with the same id absorbs.
+//! * **Publishing many** ([`Bus::publish_many`], a publish request's items): with
+//!   nats-server 2.12 or newer the items go as JetStream atomic batches
+//!   ([`crate::atomic`], at most 1000 items each, sent one after another): a batch is stored
+//!   whole, in request order, or not at all, so a failure or a retry can never reorder a
+//!   channel, and one answer replaces one per item. An id repeated within the request is
+//!   sent once (its later copies are acknowledged as duplicates of the first). Since the
+//!   server fails a whole batch holding an id it already stored, such a batch (a publisher's
+//!   retry) is published item by item instead, as is everything while batches are refused
+//!   (an older server, a stream without `allow_atomic`, too many batches in flight): one
+//!   publish after the other per channel, channels side by side.
+//! * **Reads** ([`Bus::read_after`], catch-ups): batch direct gets where the server has them
+//!   (2.11+), else one leader read per item; see [`crate::interest`].
 //! * **Reconnect.** The client retries the initial connect and reconnects forever (backoff
 //!   capped at 1 s), re-subscribing by itself; [`Bus::is_connected`] tells the state.
 //!
@@ -56,14 +68,18 @@
 //!   `publish_timeout` exactly. After a restart on the same store the client reconnects within
 //!   its backoff (<= 1 s here) and re-subscribes by itself.
 
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, context::PublishErrorKind, stream};
 use async_nats::{ConnectOptions, HeaderMap};
 use bytes::Bytes;
+use futures_util::future::join_all;
 use tokio::sync::{mpsc, watch};
 
+use crate::atomic::{self, Outcome, Prepared};
 use crate::config::{Auth, ClusterConfig};
 use crate::error::BusError;
 use crate::interest::{Interests, Shared};
@@ -234,6 +250,12 @@ impl Bus {
 
     /// The stream configuration this node wants, from its [`ClusterConfig`].
     pub fn wanted_stream(cfg: &ClusterConfig) -> stream::Config {
+        Self::wanted_stream_for(cfg, true)
+    }
+
+    /// [`Bus::wanted_stream`], with atomic batches allowed or not (servers before 2.12 do
+    /// not know the setting).
+    fn wanted_stream_for(cfg: &ClusterConfig, atomic: bool) -> stream::Config {
         stream::Config {
             name: cfg.stream.clone(),
             subjects: vec![format!("{}>", subject::IN_PREFIX)],
@@ -248,6 +270,7 @@ impl Bus {
             max_consumers: -1,
             duplicate_window: cfg.duplicate_window,
             allow_direct: true,
+            allow_atomic_publish: atomic,
             republish: Some(stream::Republish {
                 source: format!("{}>", subject::IN_PREFIX),
                 destination: format!("{}>", subject::OUT_PREFIX),
@@ -263,8 +286,15 @@ impl Bus {
     /// other subjects, uses another storage or retention policy, or the update is refused.
     pub async fn ensure_stream(&self) -> Result<(), BusError> {
         let js = &self.shared.js;
-        let want = Self::wanted_stream(&self.shared.cfg);
-        match js.get_stream(&want.name).await {
+        let features = &self.shared.features;
+        let name = &self.shared.cfg.stream;
+        let found = js.get_stream(name).await;
+        // known once an answer came (the client may have connected just now)
+        let version = server_version(&self.shared.client.server_info().version);
+        let atomic = version >= (2, 12);
+        let want = Self::wanted_stream_for(&self.shared.cfg, atomic);
+        features.batch_reads.store(version >= (2, 11), Relaxed);
+        match found {
             Ok(mut existing) => {
                 let have = existing
                     .info()
@@ -296,13 +326,17 @@ impl Bus {
                     && have.duplicate_window == want.duplicate_window
                     && have.allow_direct
                     && have.republish == want.republish
-                    && have.discard == want.discard;
+                    && have.discard == want.discard
+                    && (have.allow_atomic_publish || !atomic);
                 if same {
+                    features.atomic.store(have.allow_atomic_publish, Relaxed);
                     return Ok(());
                 }
-                js.update_stream(&want).await.map(|_| ()).map_err(|e| {
+                js.update_stream(&want).await.map_err(|e| {
                     BusError::Stream(format!("stream {} cannot be updated: {e}", want.name))
-                })
+                })?;
+                features.atomic.store(atomic, Relaxed);
+                Ok(())
             }
             Err(e)
                 if matches!(
@@ -313,7 +347,7 @@ impl Bus {
             {
                 js.create_stream(want.clone())
                     .await
-                    .map(|_| ())
+                    .map(|_| features.atomic.store(atomic, Relaxed))
                     .map_err(|e| match e.kind() {
                         jetstream::context::CreateStreamErrorKind::TimedOut
                         | jetstream::context::CreateStreamErrorKind::JetStreamUnavailable => {
@@ -336,36 +370,164 @@ impl Bus {
         id: Option<&str>,
         payload: Bytes,
     ) -> Result<Ack, BusError> {
-        let token = encode_token(channel)
-            .ok_or_else(|| BusError::Rejected("channel name too long for a subject".into()))?;
-        let msg_id = match id {
-            Some(id) if id.chars().any(char::is_control) => {
-                return Err(BusError::Rejected("id has control characters".into()))
-            }
-            Some(id) => format!("{token}.{id}"),
-            None => format!("{token}:{}", uuid::Uuid::new_v4().simple()),
-        };
-        let subject = in_subject(&token);
+        let p = prepare(channel, id, payload)?;
         let deadline = tokio::time::Instant::now() + self.shared.cfg.publish_timeout;
+        self.publish_prepared(&p, deadline).await
+    }
+
+    /// Stores a request's items (channel, id, payload) and returns once every one is stored
+    /// (with the configured replicas), each channel's in the given order, or fails within
+    /// `publish_timeout`. The acknowledgements are in the items' order. See the module docs
+    /// for how (atomic batches, or one by one).
+    pub async fn publish_many(
+        &self,
+        items: &[(&str, Option<&str>, Bytes)],
+    ) -> Result<Vec<Ack>, BusError> {
+        let deadline = tokio::time::Instant::now() + self.shared.cfg.publish_timeout;
+        let prepared = items
+            .iter()
+            .map(|(c, id, p)| prepare(c, *id, p.clone()))
+            .collect::<Result<Vec<_>, _>>()?;
+        // an id repeated within the request goes once; its copies point at the first
+        let mut first_of: HashMap<&str, usize> = HashMap::new();
+        let mut unique: Vec<Prepared> = Vec::with_capacity(prepared.len());
+        let mut slot = Vec::with_capacity(prepared.len());
+        for p in &prepared {
+            match first_of.get(p.msg_id.as_str()) {
+                Some(&at) => slot.push((at, true)),
+                None => {
+                    first_of.insert(&p.msg_id, unique.len());
+                    slot.push((unique.len(), false));
+                    unique.push(p.clone());
+                }
+            }
+        }
+        let mut acks = Vec::with_capacity(unique.len());
+        for chunk in unique.chunks(atomic::MAX_ITEMS) {
+            acks.extend(self.publish_chunk(chunk, deadline).await?);
+        }
+        Ok(slot
+            .into_iter()
+            .map(|(at, repeated)| Ack {
+                seq: acks[at].seq,
+                duplicate: acks[at].duplicate || repeated,
+            })
+            .collect())
+    }
+
+    /// Stores `items` (distinct ids, at most one batch's worth) as one atomic batch, or one
+    /// by one when batches are not the way.
+    async fn publish_chunk(
+        &self,
+        items: &[Prepared],
+        deadline: tokio::time::Instant,
+    ) -> Result<Vec<Ack>, BusError> {
+        let shared = &self.shared;
+        let mut delay = Duration::from_millis(20);
+        while shared.features.atomic.load(Relaxed) && items.len() > 1 {
+            self.wait_connected(deadline).await?;
+            let permit = tokio::time::timeout_at(deadline, shared.batches.acquire()).await;
+            let Ok(Ok(_permit)) = permit else {
+                return Err(BusError::Unavailable(
+                    "too many publishes waiting for the cluster".into(),
+                ));
+            };
+            let now = tokio::time::Instant::now();
+            let wait = deadline.saturating_duration_since(now);
+            match atomic::publish(&shared.client, items, wait).await {
+                Outcome::Stored { last_seq } => {
+                    let first = last_seq + 1 - items.len() as u64;
+                    return Ok((0..items.len() as u64)
+                        .map(|i| Ack {
+                            seq: first + i,
+                            duplicate: false,
+                        })
+                        .collect());
+                }
+                Outcome::Duplicate => break,
+                Outcome::NotNow(why) => {
+                    tracing::debug!(%why, "NATS: publishing a batch item by item");
+                    break;
+                }
+                Outcome::Rejected(why) => return Err(BusError::Rejected(why)),
+                Outcome::Retry(why) => {
+                    if tokio::time::Instant::now() + delay >= deadline {
+                        return Err(BusError::Unavailable(why));
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_millis(500));
+                }
+            }
+        }
+        self.publish_each(items, deadline).await
+    }
+
+    /// Stores `items` one publish at a time per channel, channels side by side.
+    async fn publish_each(
+        &self,
+        items: &[Prepared],
+        deadline: tokio::time::Instant,
+    ) -> Result<Vec<Ack>, BusError> {
+        if let [one] = items {
+            return Ok(vec![self.publish_prepared(one, deadline).await?]);
+        }
+        let mut by_subject: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, p) in items.iter().enumerate() {
+            by_subject.entry(p.subject.as_str()).or_default().push(i);
+        }
+        let runs = by_subject.into_values().map(|idx| async move {
+            let mut acks = Vec::with_capacity(idx.len());
+            for i in idx {
+                acks.push((i, self.publish_prepared(&items[i], deadline).await?));
+            }
+            Ok::<_, BusError>(acks)
+        });
+        let mut out = vec![
+            Ack {
+                seq: 0,
+                duplicate: false
+            };
+            items.len()
+        ];
+        for run in join_all(runs).await {
+            for (i, ack) in run? {
+                out[i] = ack;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Waits for the client to be connected, until `deadline`.
+    async fn wait_connected(&self, deadline: tokio::time::Instant) -> Result<(), BusError> {
+        // not connected: wait for the client to reconnect rather than hand it a publish it
+        // would buffer and send later, after this one was answered 503
+        while !self.is_connected() {
+            if tokio::time::Instant::now() + Duration::from_millis(20) >= deadline {
+                return Err(BusError::Unavailable(format!(
+                    "not connected to NATS within {:?}",
+                    self.shared.cfg.publish_timeout
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
+    /// Publishes one prepared item and waits for its PubAck, retrying until `deadline`.
+    async fn publish_prepared(
+        &self,
+        p: &Prepared,
+        deadline: tokio::time::Instant,
+    ) -> Result<Ack, BusError> {
         let mut delay = Duration::from_millis(20);
         loop {
-            // not connected: wait for the client to reconnect rather than hand it a publish it
-            // would buffer and send later, after this one was answered 503
-            while !self.is_connected() {
-                if tokio::time::Instant::now() + Duration::from_millis(20) >= deadline {
-                    return Err(BusError::Unavailable(format!(
-                        "not connected to NATS within {:?}",
-                        self.shared.cfg.publish_timeout
-                    )));
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            self.wait_connected(deadline).await?;
             let mut headers = HeaderMap::new();
-            headers.insert(async_nats::header::NATS_MESSAGE_ID, msg_id.as_str());
+            headers.insert(async_nats::header::NATS_MESSAGE_ID, p.msg_id.as_str());
             let attempt = async {
                 self.shared
                     .js
-                    .publish_with_headers(subject.clone(), headers, payload.clone())
+                    .publish_with_headers(p.subject.clone(), headers, p.payload.clone())
                     .await?
                     .await
             };
@@ -417,16 +579,26 @@ impl Bus {
         let token = encode_token(channel)
             .ok_or_else(|| BusError::Rejected("channel name too long for a subject".into()))?;
         let max = limit.min(usize::try_from(self.shared.cfg.max_items).unwrap_or(usize::MAX));
-        let mut out = Vec::new();
-        let mut next = after_seq.saturating_add(1);
-        while out.len() < max {
-            match self.shared.next_stored(&token, next).await? {
-                Some(m) => {
-                    next = m.seq + 1;
-                    out.push(m);
-                }
-                None => break,
-            }
+        // the leader's newest is what the read must reach (everything acknowledged before
+        // the call); asked at the same time, so the read stays one round trip
+        let from = after_seq.saturating_add(1);
+        let shared = &self.shared;
+        if !shared.features.batch_reads.load(Relaxed) {
+            return shared.read_from(&token, from, max, None, 0).await;
+        }
+        let (newest, read) = tokio::join!(
+            shared.newest(&token),
+            shared.read_from(&token, from, max, None, 0)
+        );
+        let (newest, mut out) = (newest?, read?);
+        let next = out.last().map_or(from, |s| s.seq + 1);
+        if out.len() < max && next <= newest {
+            // a lagging replica answered: the rest from the leader
+            out.extend(
+                shared
+                    .read_from(&token, next, max - out.len(), None, u64::MAX)
+                    .await?,
+            );
         }
         Ok(out)
     }
@@ -498,5 +670,49 @@ impl Bus {
     /// The channels this node is subscribed to (a copy: for a periodic check).
     pub fn subscribed_channels(&self) -> Vec<String> {
         self.interests.channels()
+    }
+}
+
+/// An item ready for the stream: its subject and its `Nats-Msg-Id`, `<token>.<id>`, or
+/// `<token>:<random uuid>` for an item without id (so that the bus's own retries cannot
+/// store it twice).
+fn prepare(channel: &str, id: Option<&str>, payload: Bytes) -> Result<Prepared, BusError> {
+    let token = encode_token(channel)
+        .ok_or_else(|| BusError::Rejected("channel name too long for a subject".into()))?;
+    let msg_id = match id {
+        Some(id) if id.chars().any(char::is_control) => {
+            return Err(BusError::Rejected("id has control characters".into()))
+        }
+        Some(id) => format!("{token}.{id}"),
+        None => format!("{token}:{}", uuid::Uuid::new_v4().simple()),
+    };
+    Ok(Prepared {
+        subject: in_subject(&token),
+        msg_id,
+        payload,
+    })
+}
+
+/// (major, minor) of a server version such as `2.15.1` ((0, 0) when unreadable).
+fn server_version(v: &str) -> (u32, u32) {
+    let mut parts = v.trim_start_matches('v').split(['.', '-']);
+    let mut next = || parts.next().and_then(|p| p.parse().ok());
+    match (next(), next()) {
+        (Some(major), Some(minor)) => (major, minor),
+        _ => (0, 0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server_version;
+
+    #[test]
+    fn server_versions_are_read() {
+        assert_eq!(server_version("2.15.1"), (2, 15));
+        assert_eq!(server_version("v2.12.0-beta.1"), (2, 12));
+        assert_eq!(server_version("2.9.10"), (2, 9));
+        assert_eq!(server_version(""), (0, 0));
+        assert!(server_version("2.10.3") < (2, 11));
     }
 }

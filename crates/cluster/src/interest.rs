@@ -9,9 +9,16 @@
 //! were missed, and they are read from the stream leader (at most `max_items`, the most the
 //! stream keeps of a channel) before the republished item is delivered. Items at or below
 //! `last` are dropped (a repeated republish, or one already read back).
+//!
+//! Reads back go through [`Shared::read_from`]: batch direct gets ([`crate::direct`], one
+//! round trip for up to 1000 items) where the server has them, checked against a sequence
+//! the read must reach (the republished item's predecessor, or the leader's newest), since
+//! any replica may answer a direct get and one that lags returns too little; what such a read
+//! missed, and everything on servers without batch reads, is read from the leader one item
+//! at a time.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -37,6 +44,31 @@ pub(crate) struct Shared {
     resync: watch::Receiver<u64>,
     fetches: Semaphore,
     stats: Counters,
+    /// What the servers can do (set by `Bus::ensure_stream` from the server's version and
+    /// the stream's settings).
+    pub(crate) features: Features,
+    /// Atomic batches this node may have in flight (the server takes 50 per stream).
+    pub(crate) batches: Semaphore,
+}
+
+/// Server features the bus uses when they are there.
+#[derive(Default)]
+pub(crate) struct Features {
+    /// Atomic batch publish (2.12+, stream `allow_atomic`).
+    pub(crate) atomic: AtomicBool,
+    /// Batch direct get (2.11+, stream `allow_direct`).
+    pub(crate) batch_reads: AtomicBool,
+}
+
+/// Atomic batches one node keeps in flight at once (below the server's 50 per stream).
+const MAX_INFLIGHT_BATCHES: usize = 16;
+
+/// The item id in a stored `Nats-Msg-Id` (`<token>.<id>`; None for `<token>:<uuid>`).
+pub(crate) fn id_of(token: &str, msg_id: &str) -> Option<String> {
+    msg_id
+        .strip_prefix(token)?
+        .strip_prefix('.')
+        .map(str::to_string)
 }
 
 /// What [`BusStats`] reports, counted as it happens.
@@ -79,6 +111,8 @@ impl Shared {
             resync,
             fetches,
             stats: Counters::default(),
+            features: Features::default(),
+            batches: Semaphore::new(MAX_INFLIGHT_BATCHES),
         }
     }
 
@@ -99,8 +133,7 @@ impl Shared {
                 let id = m
                     .headers
                     .get(async_nats::header::NATS_MESSAGE_ID)
-                    .and_then(|v| v.as_str().strip_prefix(token)?.strip_prefix('.'))
-                    .map(str::to_string);
+                    .and_then(|v| id_of(token, v.as_str()));
                 Ok(Some(Stored {
                     seq: m.sequence,
                     id,
@@ -112,6 +145,62 @@ impl Shared {
         }
     }
 
+    /// Up to `max` kept items of the channel from sequence `from` on, oldest first, stopping
+    /// before `until`. `must_reach`: a sequence known to be stored (the channel's newest on
+    /// the leader, or the predecessor a republish names); a batch read that stops short of it
+    /// came from a lagging replica, and the rest is read from the leader.
+    pub(crate) async fn read_from(
+        &self,
+        token: &str,
+        from: u64,
+        max: usize,
+        until: Option<u64>,
+        must_reach: u64,
+    ) -> Result<Vec<Stored>, BusError> {
+        let mut out: Vec<Stored> = Vec::new();
+        let mut next = from.max(1);
+        let below = |seq: u64| until.is_none_or(|u| seq < u);
+        if self.features.batch_reads.load(Relaxed) {
+            let subject = in_subject(token);
+            while out.len() < max && below(next) {
+                let read = crate::direct::read(
+                    &self.client,
+                    &self.cfg.stream,
+                    &subject,
+                    token,
+                    next,
+                    max - out.len(),
+                    self.cfg.request_timeout,
+                )
+                .await?;
+                let got = read.items.len();
+                for s in read.items {
+                    if !below(s.seq) || out.len() >= max {
+                        return Ok(out);
+                    }
+                    next = s.seq + 1;
+                    out.push(s);
+                }
+                if got == 0 || read.pending == 0 {
+                    break;
+                }
+            }
+            if next > must_reach || out.len() >= max || !below(next) {
+                return Ok(out);
+            }
+        }
+        while out.len() < max {
+            match self.next_stored(token, next).await? {
+                Some(s) if below(s.seq) => {
+                    next = s.seq + 1;
+                    out.push(s);
+                }
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
     /// Whether sequence `seq` is still kept as an item of the channel.
     async fn is_kept(&self, token: &str, seq: u64) -> Result<bool, BusError> {
         Ok(self
@@ -121,7 +210,7 @@ impl Shared {
     }
 
     /// The channel's newest kept sequence (0 if none), read on the leader.
-    async fn newest(&self, token: &str) -> Result<u64, BusError> {
+    pub(crate) async fn newest(&self, token: &str) -> Result<u64, BusError> {
         Ok(self.newest_at(token).await?.map_or(0, |(seq, _)| seq))
     }
 
@@ -339,7 +428,7 @@ impl ChannelTask {
         let mut gap = false;
         match self.last {
             Some(last) if seq <= last => return true,
-            Some(last) if prev != last => match self.fill(Some(seq)).await {
+            Some(last) if prev != last => match self.fill(Some(seq), prev).await {
                 Ok(missing) => gap = missing || self.last != Some(prev),
                 Err(()) => return false,
             },
@@ -360,7 +449,7 @@ impl ChannelTask {
         match (self.last, newest) {
             (None, Ok(n)) => self.last = Some(n),
             (Some(last), Ok(n)) if n > last => {
-                if let Ok(true) = self.fill(None).await {
+                if let Ok(true) = self.fill(None, n).await {
                     tracing::warn!(channel = %self.channel, "NATS: items lost before catch-up");
                 }
                 return !self.shared.deliveries.is_closed();
@@ -370,10 +459,11 @@ impl ChannelTask {
         true
     }
 
-    /// Reads back and delivers the items after `last` (below `until` when given). Ok(true)
-    /// when some may have been lost: evicted before they could be read, or NATS did not
-    /// answer within the catch-up's patience. Err once the delivery queue is gone.
-    async fn fill(&mut self, until: Option<u64>) -> Result<bool, ()> {
+    /// Reads back and delivers the items after `last` (below `until` when given; `reach`: a
+    /// sequence known to be stored that the read must get to, if still kept). Ok(true) when
+    /// some may have been lost: evicted before they could be read, or NATS did not answer
+    /// within the catch-up's patience. Err once the delivery queue is gone.
+    async fn fill(&mut self, until: Option<u64>, reach: u64) -> Result<bool, ()> {
         let Some(start) = self.last else {
             return Ok(false);
         };
@@ -383,40 +473,39 @@ impl ChannelTask {
         };
         let deadline = tokio::time::Instant::now() + self.shared.catch_up_patience();
         let bound = usize::try_from(self.shared.cfg.max_items).unwrap_or(usize::MAX);
-        let mut first = true;
-        for _ in 0..=bound {
-            let from = self.last.unwrap_or(start) + 1;
-            let next = loop {
-                match self.shared.next_stored(&self.token, from).await {
-                    Ok(n) => break n,
-                    Err(e) if tokio::time::Instant::now() < deadline => {
-                        tracing::debug!(error = %e, "NATS: catch-up read failed, retrying");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                    Err(_) => return Ok(true),
+        let items = loop {
+            match shared
+                .read_from(&self.token, start + 1, bound, until, reach)
+                .await
+            {
+                Ok(items) => break items,
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(error = %e, "NATS: catch-up read failed, retrying");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-            };
-            let Some(item) = next.filter(|s| until.is_none_or(|u| s.seq < u)) else {
-                return Ok(false);
-            };
-            let mut gap = false;
-            if first && start != 0 && item.seq > start + 1 {
-                // what a channel keeps is a suffix of what it was sent: if `start` is still
-                // kept, nothing between it and `item` was evicted
-                gap = !self
-                    .shared
-                    .is_kept(&self.token, start)
-                    .await
-                    .unwrap_or(false);
+                Err(_) => return Ok(true),
             }
-            first = false;
+        };
+        // what a channel keeps is a suffix of what it was sent: if `start` is still kept,
+        // nothing between it and the first item read back was evicted
+        let gap = match items.first() {
+            Some(first) if start != 0 && first.seq > start + 1 => {
+                !shared.is_kept(&self.token, start).await.unwrap_or(false)
+            }
+            _ => false,
+        };
+        let full = items.len() >= bound && items.last().is_some_and(|s| s.seq < reach);
+        for (i, item) in items.into_iter().enumerate() {
             let prev = self.last.unwrap_or(start);
             self.shared.stats.read_back.fetch_add(1, Relaxed);
-            if !self.deliver(item.seq, prev, gap, item.payload).await {
+            if !self
+                .deliver(item.seq, prev, gap && i == 0, item.payload)
+                .await
+            {
                 return Err(());
             }
         }
-        Ok(true)
+        Ok(full)
     }
 
     async fn deliver(&mut self, seq: u64, last_seq: u64, gap: bool, payload: Bytes) -> bool {

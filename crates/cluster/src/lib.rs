@@ -10,8 +10,10 @@
 //! It knows nothing of the server or the broker: payloads are opaque bytes (the item in
 //! publish-item JSON), and deliveries come out of one bounded queue for the broker to take.
 
+mod atomic;
 pub mod bus;
 pub mod config;
+mod direct;
 pub mod error;
 mod interest;
 pub mod peers;

@@ -4,10 +4,10 @@
 //! The data path in a cluster:
 //!
 //! * **publish → bus**: the publish API hands the request's items to [`Cluster::publish`],
-//!   which stores each in the stream (one JetStream publish with its acknowledgement) and
-//!   returns once all are stored; only then is the publisher answered. Items of one channel
-//!   are published one after another, so the stream keeps their order; channels go in
-//!   parallel. NATS unreachable: 503, never a silent 200.
+//!   which stores them in the stream ([`gripway_cluster::Bus::publish_many`]: JetStream
+//!   atomic batches, all of a batch stored in request order or none; one by one on servers
+//!   without them) and returns once all are stored; only then is the publisher answered.
+//!   NATS unreachable: 503, never a silent 200.
 //! * **bus → broker**: the stream republishes what it stored, in stream order, to the nodes
 //!   interested in the channel; the feeder (a task on the broker thread) turns each
 //!   delivery back into an item and queues it on the broker, as a local publish was queued
@@ -28,7 +28,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures_util::future::join_all;
 use gripway_broker::history::{HistoryError, RemoteFuture, RemoteHistory, RemoteRead};
 use gripway_broker::Message;
 use gripway_broker::Registry;
@@ -45,9 +44,6 @@ const FEED_BATCH: usize = 256;
 const INTEREST_QUEUE: usize = 65_536;
 /// How often the registry and the node's subscriptions are compared.
 const INTEREST_CHECK: Duration = Duration::from_secs(1);
-
-/// An item as the stream stores it: its id and its publish-item JSON.
-type Encoded = (Option<String>, Bytes);
 
 /// A node's part in the cluster.
 pub(crate) struct Cluster {
@@ -94,27 +90,17 @@ impl Cluster {
 
     /// Stores `items` in the stream, each channel's in order; Ok once all are stored.
     pub(crate) async fn publish(&self, items: Vec<Item>) -> Result<(), Refusal> {
-        let mut by_channel: Vec<(String, Vec<Encoded>)> = Vec::new();
-        let mut index: HashMap<String, usize> = HashMap::new();
-        for item in items {
-            let payload = Bytes::from(encode_items(std::slice::from_ref(&item)));
-            let id = item.id.as_deref().map(str::to_owned);
-            let at = *index.entry(item.channel.clone()).or_insert_with(|| {
-                by_channel.push((item.channel.clone(), Vec::new()));
-                by_channel.len() - 1
-            });
-            by_channel[at].1.push((id, payload));
-        }
-        let results = join_all(by_channel.iter().map(|(channel, items)| async move {
-            for (id, payload) in items {
-                self.bus
-                    .publish(channel, id.as_deref(), payload.clone())
-                    .await?;
-            }
-            Ok::<(), BusError>(())
-        }))
-        .await;
-        match results.into_iter().find_map(Result::err) {
+        let encoded: Vec<(&str, Option<&str>, Bytes)> = items
+            .iter()
+            .map(|item| {
+                (
+                    item.channel.as_str(),
+                    item.id.as_deref(),
+                    Bytes::from(encode_items(std::slice::from_ref(item))),
+                )
+            })
+            .collect();
+        match self.bus.publish_many(&encoded).await.err() {
             None => Ok(()),
             Some(e @ BusError::Rejected(_)) => Err(Refusal::publisher(
                 400,
