@@ -621,8 +621,8 @@ impl Bus {
         self.interests.subscribe(channel, None).await
     }
 
-    /// [`Bus::subscribe`], and items stored since `since` (by the NATS server's clock, less
-    /// 50 ms for clocks that differ) are delivered too, first: for a channel whose first
+    /// [`Bus::subscribe`], and items stored since `since` (by the NATS server's clock: the
+    /// clocks must agree, NTP) are delivered too, first: for a channel whose first
     /// subscriber on this node came at `since`, before the subscription reached NATS.
     pub async fn subscribe_since(
         &self,

@@ -526,9 +526,12 @@ impl ChannelTask {
 }
 
 /// How much earlier than a channel's first subscriber an item may have been stored and still
-/// be delivered to it when the node subscribes (clocks of the NATS server and the node may
-/// differ by that much).
-const SINCE_MARGIN: Duration = Duration::from_millis(50);
+/// be delivered to it when the node subscribes: none. An item stored before the subscriber
+/// came is not its to receive, and delivered after a recovery it would arrive out of order
+/// (a recovering client already has it, or gets it from history). Comparing the NATS
+/// server's clock with the node's assumes synchronised clocks (NTP); a skew of d widens or
+/// narrows the window by d.
+const SINCE_MARGIN: Duration = Duration::ZERO;
 
 /// When a stored message was stored (by the NATS server's clock).
 fn stored_at(m: &async_nats::jetstream::message::StreamMessage) -> SystemTime {
