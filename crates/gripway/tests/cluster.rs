@@ -526,3 +526,36 @@ async fn admin_get(addr: std::net::SocketAddr, path: &str) -> String {
         .map(|(_, b)| b.to_string())
         .unwrap_or_default()
 }
+
+/// A long-poll whose `prev-id` a node never saw (the channel is new to it) is answered at
+/// once with the next item, read from the stream, without asking the origin again.
+#[tokio::test]
+async fn a_long_poll_prev_id_on_another_node_gets_the_next_item_from_the_stream() {
+    let nats = NatsServer::start();
+    let origin = origin("lp").await;
+    let url = nats.client_url();
+    let a = node(&url, &origin, &[]);
+    let c = node(&url, &origin, &[]);
+    publish_ids(&a, "lp", &ids("e", 1..4)).await;
+    let requests_before = origin.requests().len();
+    let started = Instant::now();
+    let mut client = RawClient::connect(c.addr).await;
+    client.get("/poll?after=e1", &["Connection: close"]).await;
+    let all = client.read_to_end(WAIT).await;
+    let text = String::from_utf8_lossy(&all);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .trim_end();
+    assert_eq!(body, "e2", "the item after e1: {text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "answered at once"
+    );
+    assert_eq!(
+        origin.requests().len(),
+        requests_before + 1,
+        "the origin was asked once (not again with Grip-Last)"
+    );
+}
