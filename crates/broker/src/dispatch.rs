@@ -41,6 +41,7 @@ use tokio::task::JoinHandle;
 use crate::ack::{Ack, Entry};
 use crate::dedup::Dedup;
 use crate::history::{History, HistoryConfig, HistoryError, MemoryHistory};
+use crate::inline::{self, Gate};
 use crate::lanes::{Lane, LANE_MIN_SUBSCRIBERS};
 use crate::last_ids::LastIds;
 use crate::message::{ChannelName, Message};
@@ -124,6 +125,8 @@ pub struct Broker {
     last_ids: Arc<LastIds>,
     history: Arc<History>,
     queues: Arc<[mpsc::Sender<Entry>]>,
+    /// Each shard's state as a publisher may see it (`inline`), by shard.
+    gates: Arc<[Arc<Gate>]>,
     hasher: FixedState,
     stats: Arc<BrokerStats>,
     /// Set by [`Broker::drain`]: each shard closes its queue and ends once it is empty.
@@ -160,10 +163,14 @@ impl Broker {
         let shards = config.shards.max(1);
         let (stop, _) = watch::channel(false);
         let mut shard_tasks = Vec::with_capacity(shards);
+        let mut gates = Vec::with_capacity(shards);
         let queues: Vec<_> = (0..shards)
             .map(|_| {
                 let (tx, rx) = mpsc::channel(config.queue_per_shard.max(1));
+                let gate = Arc::new(Gate::default());
+                gates.push(gate.clone());
                 let shard = Shard {
+                    gate,
                     durable_dedup_until: Instant::now() + config.dedup_window,
                     restored_forgotten: false,
                     acks: HashMap::default(),
@@ -197,6 +204,7 @@ impl Broker {
             last_ids,
             history,
             queues: queues.into(),
+            gates: gates.into(),
             hasher: FixedState::with_seed(0x7368_6172),
             stats,
             stop: Arc::new(stop),
@@ -257,9 +265,29 @@ impl Broker {
             }
             false => (None, None),
         };
+        let mut now = None;
         for item in items {
             let msg = Message::new(item);
-            let queue = &self.queues[self.shard_of(&msg.channel)];
+            let shard = self.shard_of(&msg.channel);
+            let queue = &self.queues[shard];
+            let gate = &self.gates[shard];
+            if queue.is_closed() {
+                return Err(PublishError::Closed);
+            }
+            // an item the shard would only pass on is written here when that keeps its
+            // order (see `inline`); anything else is queued
+            let queue_empty = queue.capacity() == queue.max_capacity();
+            if ack.is_none() && inline::may_write(gate, queue_empty, &msg) {
+                // the last id first, as the shard records it (see `fan_out_channel`)
+                let now = *now.get_or_insert_with(Instant::now);
+                self.last_ids.set(&msg.channel, None, now);
+                if let Some(count) = inline::fan_out(&self.registry, &msg) {
+                    self.stats.count_fan_out(&count, 1);
+                    self.stats.received.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+            }
+            gate.busy();
             let entry = Entry {
                 msg,
                 ack: ack.clone(),
@@ -291,6 +319,8 @@ impl Broker {
 
 /// One dispatcher task's state: the channels hashed to it.
 struct Shard {
+    /// What publishers may know of this shard's state (`inline`).
+    gate: Arc<Gate>,
     /// Until when ids are also looked up in a durable store (start + dedup window).
     durable_dedup_until: Instant,
     /// Set once past `durable_dedup_until`, when the store's restored ids were freed.
@@ -359,7 +389,16 @@ impl Shard {
         let mut batch = Vec::with_capacity(64);
         let mut ready = Vec::with_capacity(64);
         let mut stopping = false;
+        self.gate.started(self.lane.as_ref().map(Lane::pending));
         loop {
+            // publishers may write items that need no ordering themselves while nothing is
+            // queued, waiting or in flight here (`inline`)
+            self.gate.set_idle(
+                !stopping
+                    && rx.is_empty()
+                    && self.in_flight.is_empty()
+                    && self.sequencer.channels() == 0,
+            );
             let deadline = self.sequencer.next_deadline();
             let flying = !self.in_flight.is_empty();
             let take = self.in_flight.len() < MAX_IN_FLIGHT;
@@ -378,7 +417,10 @@ impl Shard {
                     self.report_sizes();
                     continue;
                 }
-                Wake::Took(closed) => closed,
+                Wake::Took(closed) => {
+                    self.gate.busy();
+                    closed
+                }
                 Wake::Tick => false,
                 // drain: take nothing new; what is queued is still received, then recv ends
                 Wake::Stop => {

@@ -54,6 +54,11 @@ impl Lane {
         Lane { tx, pending, task }
     }
 
+    /// The count of batches handed over and not yet written, shared (see `inline`).
+    pub(crate) fn pending(&self) -> Arc<AtomicUsize> {
+        self.pending.clone()
+    }
+
     /// True while batches handed over are not all written yet: the shard must hand over
     /// every batch until then, to keep each channel's order.
     pub(crate) fn busy(&self) -> bool {

@@ -17,6 +17,7 @@ pub mod aged;
 pub mod dedup;
 pub mod dispatch;
 pub mod history;
+mod inline;
 pub mod lanes;
 pub mod last_ids;
 pub mod message;
