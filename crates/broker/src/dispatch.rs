@@ -9,7 +9,9 @@
 //! subscriber one write, not one per item.
 //!
 //! `publish` returns once the items are queued: the publish API answers without waiting for
-//! the fan-out. With a durable history store it returns once the items are stored: a shard
+//! the fan-out. (An item the shard would only pass on — no id, no `prev-id`, a narrow
+//! channel, an idle shard on the publisher's own thread — is written by `publish` itself:
+//! [`crate::inline`].) With a durable history store it returns once the items are stored: a shard
 //! hands each batch to the store and, while that write is in flight, takes its next batch
 //! (up to [`MAX_IN_FLIGHT`] writes); each batch is fanned out and acknowledged when its own
 //! write is done, oldest first, so a channel's items never overtake earlier ones. A
