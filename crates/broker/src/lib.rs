@@ -16,6 +16,7 @@ mod ack;
 pub mod aged;
 pub mod dedup;
 pub mod dispatch;
+mod grouping;
 pub mod history;
 mod inline;
 pub mod lanes;
