@@ -198,9 +198,12 @@ async fn keeps_client_connections_alive() {
 
 #[tokio::test]
 async fn dead_origin_fails_over_then_gives_502() {
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let dead_addr = dead.local_addr().unwrap();
-    drop(dead); // nothing listens there now: connections are refused
+    // a port that is bound but not listening: connections to it are refused, and no other
+    // socket (the gateway's own listener, say) can take it while the test runs
+    let dead = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    dead.bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    let dead_addr = dead.local_addr().unwrap().as_socket().unwrap();
     let origin = Origin::start(|_| Reply::ok().body("from the second target")).await;
     let route = format!("* {dead_addr} {}", origin.target());
     let gw = gripway(&["--route", &route]);
