@@ -161,18 +161,7 @@ async fn two_nodes_publishing_to_one_channel_at_once_give_every_subscriber_one_o
     let dir = TempDir::new("cluster-concurrent");
     let origin = origin("race").await;
     // node i talks to NATS server i only; the stream keeps 3 replicas
-    let nodes: Vec<Gripway> = (0..3)
-        .map(|i| {
-            let config = cluster_config(
-                &dir,
-                &format!("n{i}.toml"),
-                &[nats.client_url(i)],
-                3,
-                "[history]\nmax_items = 1000\n",
-            );
-            node_with(&origin, &["--config", &config])
-        })
-        .collect();
+    let nodes = node_per_server(&nats, &dir, &origin, "[history]\nmax_items = 1000\n");
     let mut subs = Vec::new();
     for n in &nodes {
         subs.push(Sse::open(n.addr, "/events", None).await);

@@ -97,19 +97,8 @@ async fn kill_9_of_the_nats_stream_leader_loses_no_acknowledged_publish() {
     let mut nats = NatsCluster::start(3);
     let dir = TempDir::new("cluster-kill-nats");
     let origin = origin("steady").await;
-    // node i is given NATS server i only (it learns the others from it)
-    let nodes: Vec<Gripway> = (0..3)
-        .map(|i| {
-            let config = cluster_config(
-                &dir,
-                &format!("n{i}.toml"),
-                &[nats.client_url(i)],
-                3,
-                "[history]\nmax_items = 5000\n",
-            );
-            node_with(&origin, &["--config", &config])
-        })
-        .collect();
+    // node i talks to NATS server i only; the stream keeps 3 replicas
+    let nodes = node_per_server(&nats, &dir, &origin, "[history]\nmax_items = 5000\n");
     let mut subs = Vec::new();
     for n in &nodes {
         subs.push(Sse::open(n.addr, "/events", None).await);

@@ -130,12 +130,6 @@ pub(crate) fn start(
 
 /// Queues what the bus delivers on the broker, in the order it arrives.
 async fn feed(shared: Arc<Shared>, mut deliveries: mpsc::Receiver<Delivery>) {
-    // the publishing node checked every limit already
-    let limits = PublishLimits {
-        max_content_bytes: usize::MAX,
-        max_items: usize::MAX,
-        ..PublishLimits::default()
-    };
     let mut batch = Vec::with_capacity(FEED_BATCH);
     while deliveries.recv_many(&mut batch, FEED_BATCH).await > 0 {
         let mut items = Vec::with_capacity(batch.len());
@@ -149,9 +143,9 @@ async fn feed(shared: Arc<Shared>, mut deliveries: mpsc::Receiver<Delivery>) {
                     "cluster: items of a channel were lost before this node could read them back"
                 );
             }
-            match parse_publish_body(&d.payload, &limits) {
-                Ok(mut parsed) if parsed.len() == 1 => items.push(parsed.remove(0)),
-                _ => {
+            match stored_item(&d.payload) {
+                Some(item) => items.push(item),
+                None => {
                     shared
                         .metrics
                         .count_errors(Source::Internal, "cluster-bad-item", 1);
@@ -166,6 +160,18 @@ async fn feed(shared: Arc<Shared>, mut deliveries: mpsc::Receiver<Delivery>) {
             return; // draining: the broker takes nothing more
         }
     }
+}
+
+/// The item a stored payload holds (its publish-item JSON, as [`Cluster::publish`] wrote
+/// it); None if it is not one item. The publishing node checked every limit already.
+fn stored_item(payload: &[u8]) -> Option<Item> {
+    let limits = PublishLimits {
+        max_content_bytes: usize::MAX,
+        max_items: usize::MAX,
+        ..PublishLimits::default()
+    };
+    let mut parsed = parse_publish_body(payload, &limits).ok()?;
+    (parsed.len() == 1).then(|| parsed.remove(0))
 }
 
 /// Keeps the node subscribed to the channels it has subscribers on: at once for a new
@@ -287,19 +293,13 @@ impl RemoteHistory for StreamHistory {
                 .map_err(unavailable)?;
             let at = kept.iter().position(|s| s.id.as_deref() == Some(id));
             let after = &kept[at.map_or(0, |i| i + 1)..];
-            let limits = PublishLimits {
-                max_content_bytes: usize::MAX,
-                max_items: usize::MAX,
-                ..PublishLimits::default()
-            };
-            let mut items = Vec::with_capacity(after.len().min(limit));
-            for s in after.iter().take(limit) {
-                if let Ok(mut parsed) = parse_publish_body(&s.payload, &limits) {
-                    if parsed.len() == 1 {
-                        items.push((s.seq, Message::new(parsed.remove(0))));
-                    }
-                }
-            }
+            // an item no longer readable (written by another version) is left out; the
+            // feeder counts such items as they arrive
+            let items = after
+                .iter()
+                .take(limit)
+                .filter_map(|s| Some((s.seq, Message::new(stored_item(&s.payload)?))))
+                .collect();
             Ok(RemoteRead {
                 found: at.is_some(),
                 more: after.len() > limit,

@@ -104,6 +104,23 @@ pub fn cluster_config(
         .to_string()
 }
 
+/// One Gripway node per server of `nats`, node i given server i only (it learns the others
+/// from it), the stream kept with 3 replicas; `history` is appended to each node's config.
+pub fn node_per_server(
+    nats: &NatsCluster,
+    dir: &TempDir,
+    origin: &Origin,
+    history: &str,
+) -> Vec<Gripway> {
+    (0..3)
+        .map(|i| {
+            let name = format!("n{i}.toml");
+            let config = cluster_config(dir, &name, &[nats.client_url(i)], 3, history);
+            node_with(origin, &["--config", &config])
+        })
+        .collect()
+}
+
 /// One item with id `id` on `channel` in every format the test clients use: an SSE event
 /// (`id:` and `data:` lines), a long-poll body (`id\n`) and a WebSocket message (`id`).
 pub fn item(channel: &str, id: &str) -> serde_json::Value {
