@@ -17,10 +17,10 @@ mod tests {
     use tokio::net::{TcpListener, TcpStream};
 
     use crate::config::Config;
-    use crate::conn::ClientConn;
     use crate::hold::{self, HoldPlan};
     use crate::metrics::ConnKind;
     use crate::relay::FullResponse;
+    use crate::transport::ClientConn;
     use crate::Shared;
 
     /// Bytes of the task future that serves a connection between requests.

@@ -30,6 +30,7 @@ mod proxy;
 mod publish_api;
 mod publish_history;
 mod relay;
+mod transport;
 mod ws;
 
 use std::net::SocketAddr;
@@ -45,6 +46,14 @@ use crate::origin::{OriginClient, OriginTimeouts};
 use crate::routing::{RouteDefaults, RoutesHandle};
 
 pub use crate::drain::{Shutdown, Stopped};
+
+/// Seconds since the Unix epoch (for token expiry).
+pub(crate) fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
 
 /// What every connection shares.
 pub(crate) struct Shared {

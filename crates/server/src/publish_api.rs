@@ -26,7 +26,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use crate::error::Refusal;
-use crate::proxy::now_unix;
+use crate::now_unix;
 use crate::Shared;
 
 /// Time a publisher has to send its request body.

@@ -12,11 +12,10 @@ use gripway_proto::http1::{write_response_head, RequestHead, Version};
 use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, Method};
 
-use crate::conn::{write_all_progress, ClientConn, WriteFailed};
 use crate::error::Refusal;
+use crate::origin::headers::strip_hop_by_hop;
 use crate::origin::OriginResponse;
-use crate::proxy::headers::strip_hop_by_hop;
-use crate::proxy::Next;
+use crate::transport::{write_all_progress, ClientConn, WriteFailed};
 use crate::Shared;
 
 /// A complete response Gripway writes itself (a GRIP response without a hold).
@@ -43,13 +42,14 @@ fn bodyless(method: &Method, status: u16) -> bool {
     method == Method::HEAD || (100..200).contains(&status) || status == 204 || status == 304
 }
 
-/// Streams the origin's response to the client.
+/// Streams the origin's response to the client; true if the connection may serve another
+/// request.
 pub(crate) async fn relay(
     shared: &Shared,
     conn: &mut ClientConn,
     req: &RequestHead,
     mut resp: OriginResponse,
-) -> Next {
+) -> bool {
     let status = resp.status.as_u16();
     let mut headers = std::mem::take(&mut resp.headers);
     let length = headers
@@ -94,18 +94,14 @@ pub(crate) async fn relay(
         return write_failed(shared, e, stall);
     }
     if matches!(framing, Framing::None) {
-        return if keep_alive {
-            Next::KeepAlive
-        } else {
-            Next::Close
-        };
+        return keep_alive;
     }
     let mut sent: u64 = 0;
     let chunked = matches!(framing, Framing::Chunked);
     while let Some(chunk) = resp.body.next_chunk().await {
         let Ok(chunk) = chunk else {
             // the origin broke off mid-body: the client must see the response is incomplete
-            return Next::Close;
+            return false;
         };
         sent += chunk.len() as u64;
         let written = if chunked {
@@ -127,22 +123,19 @@ pub(crate) async fn relay(
         }
     }
     if length.is_some_and(|n| n != sent) {
-        return Next::Close;
+        return false;
     }
-    if keep_alive {
-        Next::KeepAlive
-    } else {
-        Next::Close
-    }
+    keep_alive
 }
 
-/// Writes a complete response with a `Content-Length`.
+/// Writes a complete response with a `Content-Length`; true if the connection may serve
+/// another request.
 pub(crate) async fn write_full(
     shared: &Shared,
     conn: &mut ClientConn,
     req: &RequestHead,
     resp: FullResponse,
-) -> Next {
+) -> bool {
     let mut headers = resp.headers;
     let keep_alive = req.keep_alive();
     let no_body = bodyless(&req.method, resp.status);
@@ -165,14 +158,11 @@ pub(crate) async fn write_full(
     if let Err(e) = write_all_progress(&mut conn.sock, &mut &out[..], stall).await {
         return write_failed(shared, e, stall);
     }
-    if !keep_alive {
-        return Next::Close;
-    }
-    Next::KeepAlive
+    keep_alive
 }
 
 /// Counts a client that stopped taking a response; either way the connection closes.
-fn write_failed(shared: &Shared, e: WriteFailed, stall: std::time::Duration) -> Next {
+fn write_failed(shared: &Shared, e: WriteFailed, stall: std::time::Duration) -> bool {
     if e == WriteFailed::Stalled {
         let refusal = Refusal::client(
             408,
@@ -182,7 +172,7 @@ fn write_failed(shared: &Shared, e: WriteFailed, stall: std::time::Duration) -> 
         shared.metrics.error(&refusal);
         refusal.log("");
     }
-    Next::Close
+    false
 }
 
 /// Says whether the connection stays open, in the form the client's version expects.

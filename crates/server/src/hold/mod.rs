@@ -25,10 +25,10 @@ use gripway_proto::http1::Version;
 use gripway_proto::instruct::{HoldMode, Instruct, KeepAlive};
 use http::{HeaderMap, Method};
 
-use crate::conn::ClientConn;
+use crate::origin::forward::ProxiedRequest;
 use crate::origin::OriginResponse;
-use crate::proxy::ProxiedRequest;
 use crate::relay::FullResponse;
+use crate::transport::ClientConn;
 use crate::Shared;
 
 pub(crate) use filters::FilterSet;

@@ -22,9 +22,10 @@ use gripway_proto::http1::{BodyFraming, RequestHead, Version};
 use http::header::{HeaderValue, HOST};
 use http::{HeaderMap, Method};
 
-use super::super::proxy::headers::GRIP_FEATURES;
+use crate::now_unix;
+use crate::origin::forward::{forward, ProxiedRequest};
+use crate::origin::headers::GRIP_FEATURES;
 use crate::origin::{ConnectTarget, OriginError, OriginErrorKind, OriginRequest, OriginResponse};
-use crate::proxy::{forward, now_unix, ProxiedRequest};
 use crate::routing::RouteEntry;
 use crate::Shared;
 

@@ -37,13 +37,12 @@ use http::header::{HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, TRANSFER
 use super::filters::{admit, Admit, Filters};
 use super::sink::{Ending, Intake, Sink, SinkState, Wake};
 use super::{HoldEnd, HoldPlan};
-use crate::conn::ClientConn;
 use crate::drain::Drainable;
 use crate::error::{Refusal, Source};
 use crate::metrics::ConnKind;
 use crate::origin::detached_headers;
-use crate::proxy::Next;
 use crate::relay::{set_connection, write_full, FullResponse};
+use crate::transport::ClientConn;
 use crate::Shared;
 
 /// Pause before the second re-request for a stale `prev-id` (the first goes at once).
@@ -302,7 +301,7 @@ impl PollSub {
 }
 
 /// A channel name as the origin knows it (without the route's prefix).
-fn unprefixed(request: &crate::proxy::ProxiedRequest, channel: &str) -> String {
+fn unprefixed(request: &crate::origin::forward::ProxiedRequest, channel: &str) -> String {
     channel
         .strip_prefix(request.route.route.prefix.as_str())
         .unwrap_or(channel)
@@ -589,7 +588,7 @@ async fn answer_now(
     sock: tokio::net::TcpStream,
     peer: std::net::SocketAddr,
     mut guard: crate::metrics::ConnGuard,
-    req: &crate::proxy::ProxiedRequest,
+    req: &crate::origin::forward::ProxiedRequest,
     response: FullResponse,
 ) -> HoldEnd {
     guard.become_kind(ConnKind::Http);
@@ -599,14 +598,15 @@ async fn answer_now(
         buf: BytesMut::new(),
         guard,
     };
-    match write_full(shared, &mut conn, &req.head, response).await {
-        Next::KeepAlive => HoldEnd::KeepAlive(conn),
-        _ => HoldEnd::Close,
+    if write_full(shared, &mut conn, &req.head, response).await {
+        HoldEnd::KeepAlive(conn)
+    } else {
+        HoldEnd::Close
     }
 }
 
 /// Counts and logs an origin that still answers from stale data after its re-requests.
-fn count_stale_answer(shared: &Shared, req: &crate::proxy::ProxiedRequest, attempt: u32) {
+fn count_stale_answer(shared: &Shared, req: &crate::origin::forward::ProxiedRequest, attempt: u32) {
     let refusal = Refusal::origin(
         false,
         "stale-prev-id",

@@ -27,10 +27,10 @@ use super::filters::{admit, Admit, Filters};
 use super::link_stream::{self, LinkShared, LinkTask, Trigger};
 use super::sink::{Batch, Ending, Frame, Intake, Sink, SinkState, Wake};
 use super::{HoldEnd, HoldPlan};
-use crate::conn::ClientConn;
 use crate::drain::{sse_retry_line, Drainable};
 use crate::metrics::ConnKind;
 use crate::relay::set_connection;
+use crate::transport::ClientConn;
 use crate::Shared;
 
 pub(super) static END_OF_STREAM: Bytes = Bytes::from_static(LAST_CHUNK);

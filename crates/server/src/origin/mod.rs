@@ -5,6 +5,8 @@
 //! or timed-out connect does, an origin that answered and then broke does not.
 
 pub mod demo;
+pub(crate) mod forward;
+pub(crate) mod headers;
 mod pool;
 mod tls;
 

@@ -6,28 +6,24 @@
 //! client's (400, 403, 413), the origin's (502/504), or ours (a request no route takes: 502).
 
 mod cors;
-mod forward;
-pub(crate) mod headers;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use gripway_proto::http1::RequestHead;
 use gripway_proto::instruct::{is_grip_response, parse_instruct, InstructLimits};
 use gripway_proto::routes::RouteProto;
 use gripway_proto::sig::verify_grip_sig;
 
-use crate::conn::{answer_refusal, read_body, write_simple, BodyProblem, ClientConn};
 use crate::error::Refusal;
 use crate::hold::{self, HoldPlan};
+use crate::now_unix;
+use crate::origin::forward::{forward, ProxiedRequest};
 use crate::origin::{OriginError, OriginResponse};
 use crate::relay;
-use crate::routing::RouteEntry;
+use crate::transport::{answer_refusal, read_body, write_simple, BodyProblem, ClientConn};
 use crate::Shared;
 
 pub(crate) use cors::add_cors_headers;
-pub(crate) use forward::{connect_target, forward};
 
 /// What the connection does after a request.
 pub(crate) enum Next {
@@ -39,29 +35,6 @@ pub(crate) enum Next {
     Hold(Box<HoldPlan>),
     /// Switch the connection to a WebSocket.
     WebSocket(Box<crate::ws::WsPlan>),
-}
-
-/// A client request as sent to the origin, kept for retries (`hint` on a long-poll).
-pub(crate) struct ProxiedRequest {
-    pub(crate) route: Arc<RouteEntry>,
-    pub(crate) head: RequestHead,
-    pub(crate) body: Bytes,
-    /// The client proved itself a trusted upstream proxy.
-    pub(crate) trusted: bool,
-    /// `Grip-Last` to send (channel without route prefix, last id): set when a held request
-    /// is sent again because a newer message exists.
-    pub(crate) grip_last: Vec<(String, String)>,
-    /// Times in a row this request was sent again because the origin's answer named a stale
-    /// `prev-id` (paces and caps that loop, see `hold::response`).
-    pub(crate) stale_retries: u32,
-}
-
-/// Seconds since the Unix epoch (for token expiry).
-pub(crate) fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// Handles one request read from `conn`.
@@ -78,7 +51,7 @@ pub(crate) async fn handle(shared: &Arc<Shared>, conn: &mut ClientConn, head: Re
     };
     drop(routes);
     let trusted = is_trusted(shared, &head);
-    if !trusted && headers::names_websocket_events(&head.headers) {
+    if !trusted && crate::origin::headers::names_websocket_events(&head.headers) {
         let refusal = Refusal::client(
             403,
             "websocket-events-from-client",
@@ -159,7 +132,7 @@ pub(crate) async fn respond(
         if aco {
             add_cors_headers(&request.head.headers, &mut response.headers);
         }
-        return relay::relay(shared, conn, &request.head, response).await;
+        return next(relay::relay(shared, conn, &request.head, response).await);
     }
     let limit = shared.config.proxy.max_instruct_body;
     let within = shared.config.proxy.response_timeout;
@@ -210,7 +183,7 @@ pub(crate) async fn respond(
             if aco {
                 add_cors_headers(&request.head.headers, &mut relayed.headers);
             }
-            relay::write_full(shared, conn, &request.head, relayed).await
+            next(relay::write_full(shared, conn, &request.head, relayed).await)
         }
         hold::Prepared::Hold(mut plan) => {
             if let Err(e) = hold::filter_initial_body(&mut plan) {
@@ -308,4 +281,13 @@ fn is_trusted(shared: &Shared, head: &RequestHead) -> bool {
         .get("grip-sig")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|token| verify_grip_sig(token, key, now_unix()))
+}
+
+/// The connection's next step after a relayed response.
+fn next(keep_alive: bool) -> Next {
+    if keep_alive {
+        Next::KeepAlive
+    } else {
+        Next::Close
+    }
 }

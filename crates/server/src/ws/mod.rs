@@ -22,10 +22,10 @@ use http::header::{HeaderName, HeaderValue};
 use http::HeaderMap;
 use tokio::io::AsyncWriteExt;
 
-use crate::conn::{write_simple, ClientConn};
-use crate::proxy::headers::{origin_headers, HeaderContext};
-use crate::proxy::now_unix;
+use crate::now_unix;
+use crate::origin::headers::{origin_headers, HeaderContext};
 use crate::routing::RouteEntry;
+use crate::transport::{write_simple, ClientConn};
 use crate::Shared;
 
 #[cfg(test)]

@@ -25,8 +25,8 @@ use tungstenite::protocol::WebSocketConfig;
 use tungstenite::Message;
 
 use super::client::MESSAGE_OVERHEAD;
+use crate::origin::forward::connect_target;
 use crate::origin::{OriginError, OriginErrorKind, OriginStream};
-use crate::proxy::connect_target;
 use crate::Shared;
 
 /// A pass-through connection to the origin's WebSocket.

@@ -34,13 +34,13 @@ use super::passthrough::{Connected, WsLink};
 use super::subscriber::WsSub;
 use super::woh::{Answer, Reply, WohLink};
 use super::{client_visible, Refused};
-use crate::conn::ClientConn;
 use crate::error::Refusal;
 use crate::hold::filters::Filters;
 use crate::hold::sink::{Ending, Input, Sink, Wake};
 use crate::hold::FilterSet;
 use crate::metrics::ConnKind;
 use crate::routing::RouteEntry;
+use crate::transport::ClientConn;
 use crate::Shared;
 
 /// How long the client has to answer our close frame.

@@ -36,8 +36,9 @@ use http::{HeaderMap, Method, StatusCode};
 use rand::Rng;
 
 use super::client::MESSAGE_OVERHEAD;
+use crate::now_unix;
+use crate::origin::forward::connect_target;
 use crate::origin::{demo, OriginError, OriginErrorKind, OriginRequest};
-use crate::proxy::{connect_target, now_unix};
 use crate::routing::RouteEntry;
 use crate::Shared;
 

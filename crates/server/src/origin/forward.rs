@@ -8,10 +8,31 @@ use std::time::Instant;
 
 use gripway_proto::routes::{Target, TargetKind};
 
+use std::sync::Arc;
+
+use bytes::Bytes;
+use gripway_proto::http1::RequestHead;
+
 use super::headers::{origin_headers, HeaderContext};
-use super::{now_unix, ProxiedRequest};
-use crate::origin::{demo, ConnectTarget, OriginError, OriginRequest, OriginResponse};
+use super::{demo, ConnectTarget, OriginError, OriginRequest, OriginResponse};
+use crate::now_unix;
+use crate::routing::RouteEntry;
 use crate::Shared;
+
+/// A client request as sent to the origin, kept for retries (`hint` on a long-poll).
+pub(crate) struct ProxiedRequest {
+    pub(crate) route: Arc<RouteEntry>,
+    pub(crate) head: RequestHead,
+    pub(crate) body: Bytes,
+    /// The client proved itself a trusted upstream proxy.
+    pub(crate) trusted: bool,
+    /// `Grip-Last` to send (channel without route prefix, last id): set when a held request
+    /// is sent again because a newer message exists.
+    pub(crate) grip_last: Vec<(String, String)>,
+    /// Times in a row this request was sent again because the origin's answer named a stale
+    /// `prev-id` (paces and caps that loop, see `hold::response`).
+    pub(crate) stale_retries: u32,
+}
 
 /// Sends `request` to its route's targets in order; the first answer wins.
 pub(crate) async fn forward(
