@@ -23,21 +23,23 @@ mod tests {
     use crate::transport::ClientConn;
     use crate::Shared;
 
-    /// Bytes of the task future that serves a connection between requests.
-    const SERVE_FUTURE: usize = 448;
+    /// Bytes of the task future that serves a connection between requests (8 of them for
+    /// the TLS session's pointer).
+    const SERVE_FUTURE: usize = 456;
     /// Bytes of the future that holds a stream (boxed, alive as long as the stream; 8 of
-    /// them for the boxed history read of a reconnecting client).
-    const STREAM_HOLD_FUTURE: usize = 712;
-    /// Bytes of the future that holds a long-poll.
-    const POLL_HOLD_FUTURE: usize = 704;
+    /// them for the boxed history read of a reconnecting client; 8 for the TLS session's pointer).
+    const STREAM_HOLD_FUTURE: usize = 720;
+    /// Bytes of the future that holds a long-poll (16 for the TLS session's pointer, kept
+    /// twice across an await).
+    const POLL_HOLD_FUTURE: usize = 720;
     /// Bytes of the future that runs a WebSocket after its handshake (boxed).
-    const WEBSOCKET_FUTURE: usize = 1344;
+    const WEBSOCKET_FUTURE: usize = 1352;
     /// Bytes of a stream subscriber's state shared with the broker (one `Arc` each).
     const STREAM_STATE: usize = 160;
     /// Bytes of a long-poll subscriber's state (it keeps the timeout response's parts, and
     /// the `body-patch` size limit and skip count: 8 bytes; the sink's pointer to messages
-    /// held back while history is read: 8).
-    const POLL_STATE: usize = 368;
+    /// held back while history is read: 8; the TLS session's: 8).
+    const POLL_STATE: usize = 376;
     /// Bytes of a WebSocket subscriber's state shared with the broker.
     const WEBSOCKET_STATE: usize = 224;
 
@@ -65,7 +67,7 @@ mod tests {
         let client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
         let (sock, peer) = l.accept().await.unwrap();
         let conn = ClientConn {
-            sock,
+            sock: crate::transport::ClientStream::plain(sock),
             peer,
             buf: BytesMut::new(),
             guard: shared.metrics.connection(ConnKind::Http),

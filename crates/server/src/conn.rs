@@ -25,13 +25,22 @@ use crate::fds::{AcceptBackoff, ClientGate, Turned};
 use crate::hold::HoldEnd;
 use crate::metrics::ConnKind;
 use crate::proxy::{self, Next};
-use crate::transport::{answer_refusal, write_simple, ClientConn};
+use crate::transport::{answer_refusal, write_simple, ClientConn, ClientStream};
 use crate::Shared;
 
 /// Accepts clients until the drain begins (then the listener closes). A client is refused
 /// with 503 once the connection limit (which keeps descriptors in reserve, see
 /// [`crate::fds`]) is reached, and with 429 once its address holds its limit.
-pub(crate) async fn accept_loop(shared: Arc<Shared>, gate: Arc<ClientGate>, listener: TcpListener) {
+///
+/// On a TLS listener (`tls` given) the handshake runs first, within `request_head_timeout`,
+/// on the connection's own task; a client refused at the gate is simply closed there (a
+/// plaintext answer would mean nothing to it).
+pub(crate) async fn accept_loop(
+    shared: Arc<Shared>,
+    gate: Arc<ClientGate>,
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) {
     let mut backoff = AcceptBackoff::default();
     loop {
         let accepted = tokio::select! {
@@ -63,8 +72,11 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, gate: Arc<ClientGate>, list
                 };
                 shared.metrics.error(&refusal);
                 refusal.log("");
+                if tls.is_some() {
+                    continue;
+                }
                 tokio::spawn(async move {
-                    let mut sock = sock;
+                    let mut sock = ClientStream::plain(sock);
                     let status = refusal.status;
                     let _ =
                         write_simple(&mut sock, Version::Http11, status, &refusal.detail, false)
@@ -75,7 +87,27 @@ pub(crate) async fn accept_loop(shared: Arc<Shared>, gate: Arc<ClientGate>, list
         };
         let shared = shared.clone();
         let busy = shared.drain.busy();
+        let tls = tls.clone();
         tokio::spawn(async move {
+            let sock = match tls {
+                None => ClientStream::plain(sock),
+                Some(config) => {
+                    let wait = shared.config.proxy.request_head_timeout;
+                    match crate::transport::tls::accept(&sock, config, wait).await {
+                        Ok(session) => ClientStream {
+                            sock,
+                            tls: Some(session),
+                        },
+                        Err(e) => {
+                            let refusal =
+                                Refusal::client(400, "tls-handshake-failed", e.to_string());
+                            shared.metrics.error(&refusal);
+                            refusal.log("");
+                            return;
+                        }
+                    }
+                }
+            };
             let guard = shared.metrics.connection(ConnKind::Http);
             serve(
                 &shared,

@@ -283,7 +283,12 @@ pub async fn run(
         if let Ok(addr) = listener.local_addr() {
             tracing::info!("clients on {addr}");
         }
-        tokio::spawn(conn::accept_loop(shared.clone(), gate.clone(), listener));
+        tokio::spawn(conn::accept_loop(
+            shared.clone(),
+            gate.clone(),
+            listener,
+            None,
+        ));
     }
     if let Ok(addr) = publish_listener.local_addr() {
         tracing::info!("publish API on {addr}");

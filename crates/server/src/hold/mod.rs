@@ -212,6 +212,7 @@ pub(crate) fn prepare(
                 head: request.head.clone(),
                 body: request.body.clone(),
                 trusted: request.trusted,
+                tls: request.tls,
                 grip_last: Vec::new(),
                 stale_retries: request.stale_retries,
             })

@@ -36,19 +36,23 @@ pub(crate) const MAX_LINK_LEN: usize = 8 * 1024;
 #[derive(Clone)]
 pub(crate) struct LinkBase {
     pub(crate) route: Arc<RouteEntry>,
-    /// `http://host` of the client's request: links there go through the route.
+    /// `http://host` (`https://` over TLS) of the client's request: links there go through
+    /// the route.
     pub(crate) origin: String,
     /// The client's Host header.
     pub(crate) host: String,
     pub(crate) trusted: bool,
     pub(crate) peer: IpAddr,
+    /// The client's connection is TLS.
+    pub(crate) client_tls: bool,
 }
 
 impl LinkBase {
     /// The base for `request`, and the client's request URI (absolute) to resolve against.
     pub(crate) fn of(request: &ProxiedRequest, peer: IpAddr) -> (LinkBase, String) {
         let host = request.head.host().to_string();
-        let origin = format!("http://{host}");
+        let scheme = if request.tls { "https" } else { "http" };
+        let origin = format!("{scheme}://{host}");
         let uri = format!("{origin}{}", request.head.path_and_query());
         let base = LinkBase {
             route: request.route.clone(),
@@ -56,6 +60,7 @@ impl LinkBase {
             host,
             trusted: request.trusted,
             peer,
+            client_tls: request.tls,
         };
         (base, uri)
     }
@@ -188,7 +193,7 @@ pub(crate) async fn send_link(
     } else {
         format!("/{path}")
     };
-    let internal = !tls
+    let internal = tls == base.client_tls
         && uri.len() > base.origin.len()
         && uri[..base.origin.len()].eq_ignore_ascii_case(&base.origin);
     let response = if internal {
@@ -207,6 +212,7 @@ pub(crate) async fn send_link(
             },
             body: Bytes::new(),
             trusted: base.trusted,
+            tls: base.client_tls,
             grip_last: grip_last.to_vec(),
             stale_retries: 0,
         };

@@ -585,7 +585,7 @@ async fn recover(shared: &Shared, sub: &PollSub) {
 /// Answers `response` (the origin's held answer) at once, without holding.
 async fn answer_now(
     shared: &Arc<Shared>,
-    sock: tokio::net::TcpStream,
+    sock: crate::transport::ClientStream,
     peer: std::net::SocketAddr,
     mut guard: crate::metrics::ConnGuard,
     req: &crate::origin::forward::ProxiedRequest,

@@ -13,6 +13,12 @@
 //! ends the connection — the fan-out never waits for anyone.
 //!
 //! An idle held connection keeps no buffers: the queue's storage is released once drained.
+//!
+//! Over TLS ([`crate::transport::tls`]) the session sits in the sink's state, under the same
+//! lock: the fan-out seals a batch (its frames copied into one thread-local buffer, sealed
+//! into another) and writes the ciphertext straight to the socket, as for plain TCP; what the
+//! socket does not take stays in the session as ciphertext (counted in the same bound), and
+//! later frames queue as plaintext until it is written. Reads decrypt under the lock too.
 
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
@@ -29,6 +35,9 @@ use gripway_broker::Message;
 use parking_lot::{Mutex, MutexGuard};
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
+
+use crate::transport::tls::{Received, TlsSession};
+use crate::transport::ClientStream;
 
 /// Most buffers handed to one vectored write (Linux takes up to 1024).
 const MAX_IOV: usize = 256;
@@ -169,7 +178,38 @@ pub(crate) struct SinkState {
     /// A recovery from history in progress (see [`Sink::hold_back`]): boxed, so a hold
     /// that recovers nothing pays one pointer.
     held_back: Option<Box<HeldBack>>,
+    /// The TLS session of a TLS connection.
+    tls: Option<Box<TlsSession>>,
 }
+
+impl SinkState {
+    /// True when something waits to be written: queued frames, or sealed ciphertext.
+    fn has_pending(&self) -> bool {
+        !self.queue.is_empty()
+            || self
+                .tls
+                .as_ref()
+                .is_some_and(|t| !t.pending_out().is_empty())
+    }
+}
+
+/// Plaintext and ciphertext scratch buffers for sealing a batch on this thread.
+struct Scratch {
+    plain: Vec<u8>,
+    cipher: Vec<u8>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = const {
+        std::cell::RefCell::new(Scratch { plain: Vec::new(), cipher: Vec::new() })
+    };
+}
+
+/// Scratch capacity kept between batches; a larger one is given back.
+const SCRATCH_KEEP: usize = 128 * 1024;
+
+/// Most plaintext sealed at once when flushing a TLS backlog.
+const SEAL_STEP: usize = 64 * 1024;
 
 /// What a recovery from history asks of the fan-out.
 enum HeldBack {
@@ -206,7 +246,8 @@ pub(crate) struct Sink {
 }
 
 impl Sink {
-    pub(crate) fn new(sock: TcpStream, max_queued_bytes: usize) -> Sink {
+    pub(crate) fn new(stream: ClientStream, max_queued_bytes: usize) -> Sink {
+        let (sock, tls) = stream.into_parts();
         Sink {
             sock,
             state: Mutex::new(SinkState {
@@ -219,14 +260,18 @@ impl Sink {
                 notified: false,
                 discarded: false,
                 held_back: None,
+                tls,
             }),
             max_queued_bytes,
         }
     }
 
-    /// Takes the socket back once nobody else holds the sink.
-    pub(crate) fn into_socket(self) -> TcpStream {
-        self.sock
+    /// Takes the connection back once nobody else holds the sink.
+    pub(crate) fn into_socket(self) -> ClientStream {
+        ClientStream {
+            sock: self.sock,
+            tls: self.state.into_inner().tls,
+        }
     }
 
     /// Locks the write state (for the fan-out, which decides what to send under the lock so
@@ -251,6 +296,9 @@ impl Sink {
             return !st.slow;
         }
         st.active = true;
+        if st.tls.is_some() {
+            return self.send_tls(st, frames);
+        }
         let mut written = 0;
         let was_empty = st.queue.is_empty();
         if was_empty {
@@ -281,16 +329,66 @@ impl Sink {
             written = 0;
         }
         if st.queued_bytes > self.max_queued_bytes {
-            st.slow = true;
-            st.queue = VecDeque::new();
-            st.queued_bytes = 0;
-            let _ = socket2::SockRef::from(&self.sock).shutdown(Shutdown::Both);
-            self.wake(st);
+            self.cut_off(st);
             return false;
         }
         if was_empty && !st.queue.is_empty() {
             // the task starts watching for writability; while a backlog remains it already is
             self.wake(st);
+        }
+        true
+    }
+
+    /// The client is too slow: drop what is queued, shut the socket, end the hold.
+    fn cut_off(&self, st: &mut SinkState) {
+        st.slow = true;
+        st.queue = VecDeque::new();
+        st.queued_bytes = 0;
+        let _ = socket2::SockRef::from(&self.sock).shutdown(Shutdown::Both);
+        self.wake(st);
+    }
+
+    /// [`Sink::send`] over TLS: with nothing pending, the frames are sealed as one run of
+    /// records and written now; otherwise they queue as plaintext behind the backlog.
+    fn send_tls<'a, F: Into<Frame<'a>> + Copy>(&self, st: &mut SinkState, frames: &[F]) -> bool {
+        if st.has_pending() {
+            for f in frames {
+                let f: Frame<'a> = (*f).into();
+                st.queued_bytes += f.bytes().len() + SLOT_COST;
+                st.queue.push_back(f.queued(0));
+            }
+        } else {
+            let tls = st.tls.as_mut().expect("a TLS sink");
+            let kept = SCRATCH.with(|scratch| {
+                let mut scratch = scratch.borrow_mut();
+                let Scratch { plain, cipher } = &mut *scratch;
+                plain.clear();
+                cipher.clear();
+                for f in frames {
+                    plain.extend_from_slice((*f).into().bytes());
+                }
+                let kept = seal_and_write(tls, &self.sock, plain, cipher);
+                trim(plain);
+                trim(cipher);
+                kept
+            });
+            match kept {
+                Ok(0) => return true,
+                Ok(n) => {
+                    st.queued_bytes += n;
+                    self.wake(st);
+                }
+                Err(_) => {
+                    // broken: the task sees it on its next read and ends
+                    let _ = socket2::SockRef::from(&self.sock).shutdown(Shutdown::Both);
+                    self.wake(st);
+                    return true;
+                }
+            }
+        }
+        if st.queued_bytes > self.max_queued_bytes {
+            self.cut_off(st);
+            return false;
         }
         true
     }
@@ -316,11 +414,7 @@ impl Sink {
             Some(HeldBack::Holding(held)) => {
                 if held.len() + messages.len() > MAX_HELD_BACK {
                     st.held_back = None;
-                    st.slow = true;
-                    st.queue = VecDeque::new();
-                    st.queued_bytes = 0;
-                    let _ = socket2::SockRef::from(&self.sock).shutdown(Shutdown::Both);
-                    self.wake(st);
+                    self.cut_off(st);
                     return Intake::Slow;
                 }
                 held.extend_from_slice(messages);
@@ -376,9 +470,28 @@ impl Sink {
         self.wake(st);
     }
 
-    /// The socket, for reading what the client sends.
-    pub(crate) fn socket(&self) -> &TcpStream {
-        &self.sock
+    /// Reads what the client sent (decrypted over TLS): WouldBlock when nothing is there,
+    /// 0 at its end. For a caller that asked [`Input::Report`].
+    pub(crate) fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut st = self.state.lock();
+        let Some(tls) = st.tls.as_mut() else {
+            drop(st);
+            return self.sock.try_read(buf);
+        };
+        loop {
+            if !tls.plain.is_empty() {
+                let n = tls.plain.len().min(buf.len());
+                buf[..n].copy_from_slice(&tls.plain[..n]);
+                tls.plain.advance(n);
+                if tls.plain.is_empty() {
+                    tls.plain = bytes::BytesMut::new();
+                }
+                return Ok(n);
+            }
+            if tls.read_from(&self.sock)? == Received::Closed && tls.plain.is_empty() {
+                return Ok(0);
+            }
+        }
     }
 
     fn wake(&self, st: &mut SinkState) {
@@ -389,7 +502,7 @@ impl Sink {
 
     /// True when nothing waits to be written.
     pub(crate) fn is_drained(&self) -> bool {
-        self.state.lock().queue.is_empty()
+        !self.state.lock().has_pending()
     }
 
     /// True once if bytes went out since the last call (for idle keep-alives).
@@ -449,7 +562,7 @@ impl Sink {
             if std::mem::take(&mut st.notified) {
                 return Poll::Ready(Event::Notified);
             }
-            let queued = !st.queue.is_empty();
+            let queued = st.has_pending();
             if !queued && st.finished {
                 return Poll::Ready(Event::End(Ending::Finished));
             }
@@ -478,6 +591,9 @@ impl Sink {
     /// Writes queued bytes until the queue is empty or the socket is full.
     fn flush(&self) -> io::Result<()> {
         let mut st = self.state.lock();
+        if st.tls.is_some() {
+            return self.flush_tls(&mut st);
+        }
         while !st.queue.is_empty() {
             let mut io = [IoSlice::new(&[]); MAX_IOV];
             let n = st
@@ -512,6 +628,55 @@ impl Sink {
         Ok(())
     }
 
+    /// [`Sink::flush`] over TLS: the sealed backlog first, then queued frames sealed in
+    /// steps of [`SEAL_STEP`].
+    fn flush_tls(&self, st: &mut SinkState) -> io::Result<()> {
+        loop {
+            let tls = st.tls.as_mut().expect("a TLS sink");
+            let before = tls.pending_out().len();
+            let wrote = tls.write_out(&self.sock);
+            let written = before - tls.pending_out().len();
+            st.queued_bytes -= written.min(st.queued_bytes);
+            match wrote {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) => return Err(e),
+            }
+            if st.queue.is_empty() {
+                break;
+            }
+            let kept = SCRATCH.with(|scratch| {
+                let mut scratch = scratch.borrow_mut();
+                let Scratch { plain, cipher } = &mut *scratch;
+                plain.clear();
+                cipher.clear();
+                let mut freed = 0;
+                while let Some(front) = st.queue.front() {
+                    let bytes = front.bytes();
+                    if !plain.is_empty() && plain.len() + bytes.len() > SEAL_STEP {
+                        break;
+                    }
+                    plain.extend_from_slice(bytes);
+                    freed += bytes.len() + SLOT_COST;
+                    st.queue.pop_front();
+                }
+                st.queued_bytes -= freed.min(st.queued_bytes);
+                let tls = st.tls.as_mut().expect("a TLS sink");
+                let kept = seal_and_write(tls, &self.sock, plain, cipher);
+                trim(plain);
+                trim(cipher);
+                kept
+            })?;
+            st.queued_bytes += kept;
+            if kept > 0 {
+                return Ok(());
+            }
+        }
+        st.queue = VecDeque::new();
+        st.queued_bytes = 0;
+        Ok(())
+    }
+
     /// True when client bytes were dropped during the hold: the connection must close when
     /// the hold ends rather than serve a next request that lost its start.
     pub(crate) fn discarded_input(&self) -> bool {
@@ -520,6 +685,25 @@ impl Sink {
 
     /// Reads and drops what the client sends on a held connection; false on EOF or error.
     fn discard_input(&self) -> bool {
+        let mut st = self.state.lock();
+        if let Some(tls) = st.tls.as_mut() {
+            for _ in 0..64 {
+                match tls.read_from(&self.sock) {
+                    Ok(Received::Closed) => return false,
+                    Ok(Received::Progress) => {
+                        if !tls.plain.is_empty() {
+                            tls.plain = bytes::BytesMut::new();
+                            st.discarded = true;
+                            return true;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                    Err(_) => return false,
+                }
+            }
+            return true;
+        }
+        drop(st);
         let mut buf = [0u8; 256];
         for _ in 0..64 {
             match self.sock.try_read(&mut buf) {
@@ -530,6 +714,35 @@ impl Sink {
             }
         }
         true
+    }
+}
+
+/// Seals `plain` into `cipher` and writes what the socket takes; the rest is kept in the
+/// session. Returns how many bytes were kept.
+fn seal_and_write(
+    tls: &mut TlsSession,
+    sock: &TcpStream,
+    plain: &[u8],
+    cipher: &mut Vec<u8>,
+) -> io::Result<usize> {
+    tls.seal(plain, cipher)?;
+    let n = match sock.try_write(cipher) {
+        Ok(n) => n,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+        Err(e) => return Err(e),
+    };
+    let rest = &cipher[n..];
+    if !rest.is_empty() {
+        tls.keep_out(rest);
+    }
+    Ok(rest.len())
+}
+
+/// Gives back a scratch buffer that grew past [`SCRATCH_KEEP`].
+fn trim(buf: &mut Vec<u8>) {
+    buf.clear();
+    if buf.capacity() > SCRATCH_KEEP {
+        *buf = Vec::new();
     }
 }
 
@@ -606,7 +819,7 @@ mod tests {
                 }
             }
         }
-        (Sink::new(server, max), client)
+        (Sink::new(ClientStream::plain(server), max), client)
     }
 
     /// Messages sent one at a time before the sink gives up on the client.

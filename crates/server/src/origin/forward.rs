@@ -26,6 +26,8 @@ pub(crate) struct ProxiedRequest {
     pub(crate) body: Bytes,
     /// The client proved itself a trusted upstream proxy.
     pub(crate) trusted: bool,
+    /// The client's connection is TLS (`X-Forwarded-Proto: https`).
+    pub(crate) tls: bool,
     /// `Grip-Last` to send (channel without route prefix, last id): set when a held request
     /// is sent again because a newer message exists.
     pub(crate) grip_last: Vec<(String, String)>,
@@ -61,7 +63,7 @@ pub(crate) async fn forward(
                 route,
                 target,
                 peer,
-                tls: false,
+                tls: request.tls,
                 trusted: request.trusted,
                 now_unix: now_unix(),
                 client_host: Some(request.head.host()),

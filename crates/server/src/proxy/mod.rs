@@ -45,7 +45,8 @@ pub(crate) async fn handle(shared: &Arc<Shared>, conn: &mut ClientConn, head: Re
     } else {
         RouteProto::Http
     };
-    let Some(route) = routes.find(head.host(), head.path(), proto, false).cloned() else {
+    let tls = conn.sock.is_tls();
+    let Some(route) = routes.find(head.host(), head.path(), proto, tls).cloned() else {
         let refusal = Refusal::internal(502, "no-route", "Route not found\n");
         return refuse(shared, conn, &head, refusal).await;
     };
@@ -94,6 +95,7 @@ pub(crate) async fn handle(shared: &Arc<Shared>, conn: &mut ClientConn, head: Re
         head,
         body,
         trusted,
+        tls,
         grip_last: Vec::new(),
         stale_retries: 0,
     };

@@ -10,9 +10,9 @@
 
 use std::io::{self, Read, Write};
 
+use crate::hold::sink::Sink;
 use bytes::Bytes;
 use gripway_proto::ws_deflate::Inflater;
-use tokio::net::TcpStream;
 use tungstenite::error::{CapacityError, Error as WsError, ProtocolError};
 use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::protocol::frame::CloseFrame;
@@ -105,7 +105,7 @@ impl ClientProtocol {
     /// readable, so the next read picks it up.
     pub(crate) fn read(
         &mut self,
-        sock: &TcpStream,
+        sock: &Sink,
         messages: &mut Vec<ClientMessage>,
         out: &mut Vec<u8>,
         budget: usize,
@@ -163,7 +163,7 @@ impl ClientProtocol {
     /// bytes go to `out`.
     pub(crate) fn close(
         &mut self,
-        sock: &TcpStream,
+        sock: &Sink,
         code: Option<u16>,
         reason: &str,
         out: &mut Vec<u8>,
@@ -204,7 +204,7 @@ fn violation_reason(code: u16) -> &'static str {
 /// Lets tungstenite read the socket without owning it (through the inflater when
 /// permessage-deflate is on), and captures what it writes.
 struct Io<'a> {
-    sock: &'a TcpStream,
+    sock: &'a Sink,
     out: &'a mut Vec<u8>,
     inflate: Option<&'a mut Inflating>,
 }

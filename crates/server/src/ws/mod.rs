@@ -107,7 +107,7 @@ async fn handshake(
             route: &route,
             target: first_target,
             peer: conn.peer.ip(),
-            tls: false,
+            tls: conn.sock.is_tls(),
             trusted: plan.trusted,
             now_unix: now_unix(),
             client_host: Some(plan.head.host()),
@@ -181,7 +181,7 @@ async fn handshake(
     let mut out = BytesMut::with_capacity(256);
     write_response_head(&mut out, Version::Http11, 101, None, &switching);
     drop(switching);
-    if conn.sock.write_all(&out).await.is_err() {
+    if conn.sock.write_all(&out).await.is_err() || conn.sock.flush().await.is_err() {
         return None;
     }
     Some((conn, route, opened, deflate))
@@ -242,7 +242,7 @@ impl Refused {
         }
     }
 
-    async fn write(self, sock: &mut tokio::net::TcpStream) {
+    async fn write(self, sock: &mut crate::transport::ClientStream) {
         if self.headers.is_empty() && self.body.is_empty() {
             let _ = write_simple(sock, Version::Http11, self.status, "", false).await;
             return;
@@ -265,8 +265,11 @@ impl Refused {
             &headers,
         );
         out.extend_from_slice(&self.body);
-        let _ =
-            tokio::time::timeout(std::time::Duration::from_secs(10), sock.write_all(&out)).await;
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            sock.write_all(&out).await?;
+            sock.flush().await
+        })
+        .await;
     }
 }
 

@@ -340,7 +340,7 @@ impl Session {
         let budget = self.room();
         let end = self
             .proto
-            .read(self.sub.sink.socket(), &mut messages, &mut out, budget);
+            .read(&self.sub.sink, &mut messages, &mut out, budget);
         if !self.send_bytes(out) {
             return Step::End;
         }
@@ -654,8 +654,7 @@ impl Session {
             return;
         }
         let mut out = Vec::new();
-        self.proto
-            .close(self.sub.sink.socket(), code, reason, &mut out);
+        self.proto.close(&self.sub.sink, code, reason, &mut out);
         self.send_bytes(out);
         self.closing_deadline
             .get_or_insert(Instant::now() + CLOSE_TIMEOUT);
