@@ -46,6 +46,15 @@ struct RunArgs {
     /// Client listener, [addr:]port; repeatable; replaces the config file's ports.
     #[arg(long = "port", value_name = "[ADDR:]PORT")]
     ports: Vec<String>,
+    /// TLS client listener, [addr:]port; repeatable; replaces the config file's tls_port.
+    /// Certificates come from [tls] certs_dir (or --tls-certs-dir); without one, a
+    /// self-signed certificate for localhost is made at start.
+    #[arg(long = "tls-port", value_name = "[ADDR:]PORT")]
+    tls_ports: Vec<String>,
+    /// Directory of TLS certificates (<host>.crt + <host>.key, _.example.com wildcards,
+    /// default.crt); replaces [tls] certs_dir.
+    #[arg(long, value_name = "DIR")]
+    tls_certs_dir: Option<PathBuf>,
     /// A route in routes-file syntax; repeatable; replaces the config file's routes.
     #[arg(long = "route", value_name = "LINE")]
     routes: Vec<String>,
@@ -157,6 +166,16 @@ fn build_config(args: &RunArgs) -> Result<Config, ConfigError> {
             .map(|p| parse_listen_addr(p).map_err(|m| ConfigError::new(format!("--port: {m}"))))
             .collect::<Result<_, _>>()?;
     }
+    if !args.tls_ports.is_empty() {
+        config.tls.addrs = args
+            .tls_ports
+            .iter()
+            .map(|p| parse_listen_addr(p).map_err(|m| ConfigError::new(format!("--tls-port: {m}"))))
+            .collect::<Result<_, _>>()?;
+    }
+    if let Some(dir) = &args.tls_certs_dir {
+        config.tls.certs_dir = Some(dir.clone());
+    }
     if !args.routes.is_empty() {
         config.routes = RoutesSource::Inline(args.routes.clone());
     }
@@ -186,6 +205,7 @@ fn build_config(args: &RunArgs) -> Result<Config, ConfigError> {
                 .map_err(|m| ConfigError::new(format!("--cluster: {m}")))?,
         );
     }
+    config.tls.validate()?;
     Ok(config)
 }
 
@@ -212,4 +232,95 @@ fn init_logging(level: Option<&str>, verbose: bool) {
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::SocketAddr;
+
+    fn config_of(args: &[&str]) -> Result<Config, ConfigError> {
+        let cli = Cli::try_parse_from(std::iter::once("gripway").chain(args.iter().copied()))
+            .map_err(|e| ConfigError::new(e.to_string()))?;
+        build_config(&cli.run)
+    }
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("gripway-main-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn tls_port_is_repeatable_and_parsed_like_port() {
+        let c = config_of(&[]).unwrap();
+        assert!(c.tls.addrs.is_empty(), "no TLS listener by default");
+        let c = config_of(&["--tls-port", "8443", "--tls-port", "[::1]:9443"]).unwrap();
+        assert_eq!(
+            c.tls.addrs,
+            vec![
+                SocketAddr::from(([0, 0, 0, 0], 8443)),
+                "[::1]:9443".parse().unwrap()
+            ]
+        );
+        // the same default bind address as --port
+        let p = config_of(&["--port", "8443"]).unwrap();
+        assert_eq!(p.http_addrs[0].ip(), c.tls.addrs[0].ip());
+        let e = config_of(&["--tls-port", "nowhere"]).unwrap_err();
+        assert!(e.to_string().starts_with("--tls-port: "), "{e}");
+    }
+
+    #[test]
+    fn tls_flags_replace_the_config_files_settings() {
+        let dir = temp_dir("tlsflags");
+        std::fs::create_dir_all(dir.join("certs")).unwrap();
+        std::fs::create_dir_all(dir.join("other")).unwrap();
+        let file = dir.join("gripway.toml");
+        std::fs::write(
+            &file,
+            "[server]\ntls_port = [\"127.0.0.1:8443\"]\n[tls]\ncerts_dir = \"certs\"\n",
+        )
+        .unwrap();
+        let f = file.to_str().unwrap();
+        let c = config_of(&["--config", f]).unwrap();
+        assert_eq!(c.tls.addrs, vec!["127.0.0.1:8443".parse().unwrap()]);
+        assert_eq!(c.tls.certs_dir, Some(dir.join("certs")));
+        let other = dir.join("other");
+        let c = config_of(&[
+            "--config",
+            f,
+            "--tls-port",
+            "9443",
+            "--tls-certs-dir",
+            other.to_str().unwrap(),
+        ])
+        .unwrap();
+        assert_eq!(c.tls.addrs, vec![SocketAddr::from(([0, 0, 0, 0], 9443))]);
+        assert_eq!(c.tls.certs_dir, Some(other));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_certs_dir_that_is_not_a_directory_is_refused_by_name() {
+        let dir = temp_dir("tlsnotdir");
+        let not_dir = dir.join("certs.pem");
+        std::fs::write(&not_dir, "x").unwrap();
+        let e = config_of(&[
+            "--tls-port",
+            "8443",
+            "--tls-certs-dir",
+            not_dir.to_str().unwrap(),
+        ])
+        .unwrap_err();
+        assert!(
+            e.to_string().starts_with(&not_dir.display().to_string()),
+            "{e}"
+        );
+        assert!(e.to_string().contains("not a directory"), "{e}");
+        let missing = dir.join("missing");
+        let e = config_of(&["--tls-certs-dir", missing.to_str().unwrap()]).unwrap_err();
+        assert!(e.to_string().contains("cannot be read"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -1,6 +1,6 @@
 //! Starting and configuring gripway: Pushpin's defaults with the demo origin, config files
 //! and routes files with errors that name file and line, routes reloads that keep held
-//! connections, and the `gripway publish` command.
+//! connections, the `gripway publish` command, and TLS settings refused at start.
 
 mod common;
 
@@ -238,4 +238,24 @@ fn an_inline_pem_that_does_not_parse_is_a_config_error() {
     let (code, err) = run_expecting_failure(&["--config", path.to_str().unwrap()]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("jwt_keys: inline PEM key"), "{err}");
+}
+
+#[test]
+fn a_tls_certs_dir_that_is_not_a_directory_stops_start_up() {
+    let dir = TempDir::new("tlsnotdir");
+    let not_dir = dir.write("certs.pem", "not a directory");
+    // relative to the config file's directory, like the other paths in it
+    let path = dir.write(
+        "gripway.toml",
+        "[server]\ntls_port = \"127.0.0.1:0\"\n[tls]\ncerts_dir = \"certs.pem\"\n",
+    );
+    let (code, err) = run_expecting_failure(&["--config", path.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}: [tls] certs_dir is not a directory",
+            not_dir.display()
+        )),
+        "{err}"
+    );
 }

@@ -30,6 +30,7 @@ mod proxy;
 mod publish_api;
 mod publish_history;
 mod relay;
+pub(crate) mod tls;
 mod transport;
 mod ws;
 

@@ -1,5 +1,5 @@
 //! Prometheus metrics: counters the data plane bumps as it works (connections, origin
-//! requests, refusals) and figures read from the broker at scrape time (subscriptions,
+//! requests, refusals, TLS certificate reloads and handshakes without a certificate) and figures read from the broker at scrape time (subscriptions,
 //! channels, messages received and sent, drops), all encoded by `/metrics` on the admin
 //! listener. Every metric is prefixed `gripway_`.
 //!
@@ -91,6 +91,7 @@ pub struct Metrics {
     paused: Family<ReasonLabel, Counter>,
     recoveries: Family<ResultLabel, Counter>,
     recovered_items: Counter,
+    tls: TlsMetrics,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -170,6 +171,21 @@ impl Metrics {
             "Items sent to clients from history",
             recovered_items.clone(),
         );
+        let tls = TlsMetrics::default();
+        for result in ["ok", "error"] {
+            // both results show from the first scrape, at 0
+            let _ = tls.reloads.get_or_create(&ResultLabel { result });
+        }
+        registry.register(
+            "tls_cert_reloads",
+            "Reloads of the TLS certificate directory, by result (ok, or error: the old certificates stay)",
+            tls.reloads.clone(),
+        );
+        registry.register(
+            "tls_handshake_no_cert",
+            "TLS handshakes refused because no certificate matches the name the client asked for, and there is no default",
+            tls.no_cert.clone(),
+        );
         registry.register_collector(Box::new(BrokerCollector(broker)));
         let cluster = Arc::new(std::sync::OnceLock::new());
         registry.register_collector(Box::new(ClusterCollector(cluster.clone())));
@@ -187,7 +203,13 @@ impl Metrics {
             paused,
             recoveries,
             recovered_items,
+            tls,
         })
+    }
+
+    /// The TLS counters, for the certificate resolver to bump.
+    pub fn tls(&self) -> TlsMetrics {
+        self.tls.clone()
     }
 
     /// Counts a connection of `kind` until the guard is dropped.
@@ -305,6 +327,38 @@ impl Metrics {
             tracing::error!("metrics encoding failed");
         }
         out
+    }
+}
+
+/// TLS counters: handles onto the registered metrics (clones count into the same ones). A
+/// default value counts into metrics no registry encodes (for tests).
+#[derive(Debug, Clone, Default)]
+pub struct TlsMetrics {
+    reloads: Family<ResultLabel, Counter>,
+    no_cert: Counter,
+}
+
+impl TlsMetrics {
+    /// Counts a reload of the certificate directory that succeeded (`ok`) or kept the old set.
+    pub fn cert_reload(&self, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.reloads.get_or_create(&ResultLabel { result }).inc();
+    }
+
+    /// Counts a handshake that found no certificate for its name.
+    pub fn handshake_no_cert(&self) {
+        self.no_cert.inc();
+    }
+
+    /// Reloads counted so far that succeeded (`ok`) or failed.
+    pub fn cert_reloads(&self, ok: bool) -> u64 {
+        let result = if ok { "ok" } else { "error" };
+        self.reloads.get_or_create(&ResultLabel { result }).get()
+    }
+
+    /// Handshakes counted so far that found no certificate.
+    pub fn handshakes_without_cert(&self) -> u64 {
+        self.no_cert.get()
     }
 }
 

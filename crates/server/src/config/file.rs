@@ -4,10 +4,14 @@
 //!
 //! ```toml
 //! [server]
-//! http_port = ["7999"]              # Pushpin's [addr:]port, one or more
+//! http_port = ["7999"]              # Pushpin's [addr:]port, one or more (or 7999, "7999")
+//! tls_port = "443"                  # TLS listeners, the same shapes (default: none)
 //! publish_port = "127.0.0.1:5561"
 //! admin_port = "127.0.0.1:5564"     # "" disables metrics/health
 //! routes_file = "routes"            # relative to this file; or `routes = ["* 127.0.0.1:8080"]`
+//!
+//! [tls]
+//! certs_dir = "certs"               # relative to this file; <host>.crt + <host>.key
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -47,6 +51,77 @@ pub struct RawConfig {
     /// Cluster mode over NATS JetStream.
     #[serde(default)]
     pub cluster: super::cluster::RawCluster,
+    /// TLS toward clients.
+    #[serde(default)]
+    pub tls: RawTls,
+}
+
+/// `[tls]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// Certificate directory (`<host>.crt` + `<host>.key`, `_.example.com` wildcards,
+    /// `default`), relative to this file; unset: a self-signed certificate for localhost.
+    pub certs_dir: Option<String>,
+}
+
+/// Listen addresses as Pushpin writes them: a port number, an `"[addr:]port"` string, or a
+/// list of either.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Ports(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for Ports {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct One;
+        impl<'de> serde::de::Visitor<'de> for One {
+            type Value = String;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a port number or an \"[addr:]port\" string")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<String, E> {
+                Ok(v.to_string())
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<String, E> {
+                Ok(v.to_string())
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
+                Ok(v.to_string())
+            }
+        }
+        struct OneOrMany;
+        impl<'de> serde::de::Visitor<'de> for OneOrMany {
+            type Value = Vec<String>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a port number, an \"[addr:]port\" string, or a list of them")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Vec<String>, E> {
+                Ok(vec![v.to_string()])
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Vec<String>, E> {
+                Ok(vec![v.to_string()])
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Vec<String>, E> {
+                Ok(vec![v.to_string()])
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Vec<String>, A::Error> {
+                struct Item(String);
+                impl<'de> Deserialize<'de> for Item {
+                    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                        d.deserialize_any(One).map(Item)
+                    }
+                }
+                let mut out = Vec::new();
+                while let Some(Item(s)) = seq.next_element()? {
+                    out.push(s);
+                }
+                Ok(out)
+            }
+        }
+        d.deserialize_any(OneOrMany).map(Ports)
+    }
 }
 
 /// `[history]`
@@ -85,7 +160,9 @@ pub struct RawWebSocket {
 #[serde(deny_unknown_fields)]
 pub struct RawServer {
     /// Client listeners, `[addr:]port` each (default `7999` on every address).
-    pub http_port: Option<Vec<String>>,
+    pub http_port: Option<Ports>,
+    /// TLS client listeners, the same shapes (default: none).
+    pub tls_port: Option<Ports>,
     /// Publish API listener (default `127.0.0.1:5561`).
     pub publish_port: Option<String>,
     /// Admin listener for `/metrics` and `/health` (default `127.0.0.1:5564`; empty disables).
@@ -233,7 +310,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     };
 
     let s = raw.server;
-    if let Some(ports) = s.http_port {
+    if let Some(Ports(ports)) = s.http_port {
         if ports.is_empty() {
             return Err(err(
                 "http_port",
@@ -244,6 +321,15 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             .iter()
             .map(|p| parse_listen_addr(p).map_err(|m| err("http_port", m)))
             .collect::<Result<_, _>>()?;
+    }
+    if let Some(Ports(ports)) = s.tls_port {
+        c.tls.addrs = ports
+            .iter()
+            .map(|p| parse_listen_addr(p).map_err(|m| err("tls_port", m)))
+            .collect::<Result<_, _>>()?;
+    }
+    if let Some(d) = raw.tls.certs_dir.filter(|d| !d.trim().is_empty()) {
+        c.tls.certs_dir = Some(c.base_dir.join(d));
     }
     if let Some(p) = s.publish_port {
         c.publish_addr = parse_listen_addr(&p).map_err(|m| err("publish_port", m))?;
@@ -474,6 +560,7 @@ fn find_key_line(text: &str, key: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::SocketAddr;
 
     fn parse_str(text: &str) -> Result<Config, ConfigError> {
         parse(text, Path::new("/etc/gw/gripway.toml"))
@@ -522,6 +609,54 @@ keys = ["k1"]
         assert_eq!(c.publish.dedup_window, Duration::ZERO);
         assert_eq!(c.publish.dedup_max_bytes, 4096);
         assert!(!c.publish.auth.is_open());
+    }
+
+    #[test]
+    fn ports_are_a_number_a_string_or_a_list() {
+        let addrs = |text: &str| parse_str(text).map(|c| (c.http_addrs, c.tls.addrs));
+        let any = |p: u16| SocketAddr::from(([0, 0, 0, 0], p));
+        assert_eq!(
+            addrs("").unwrap(),
+            (vec![any(7999)], vec![]),
+            "no TLS by default"
+        );
+        assert_eq!(
+            addrs("[server]\nhttp_port = 8000\ntls_port = 8443\n").unwrap(),
+            (vec![any(8000)], vec![any(8443)])
+        );
+        assert_eq!(
+            addrs("[server]\ntls_port = \"127.0.0.1:8443\"\n")
+                .unwrap()
+                .1,
+            vec!["127.0.0.1:8443".parse().unwrap()]
+        );
+        assert_eq!(
+            addrs("[server]\ntls_port = [443, \"[::1]:8443\"]\n")
+                .unwrap()
+                .1,
+            vec![any(443), "[::1]:8443".parse().unwrap()]
+        );
+        let e = addrs("[server]\n\ntls_port = \"nowhere\"\n").unwrap_err();
+        assert_eq!(e.line, Some(3), "{e}");
+        assert!(e.message.contains("not a listen address"), "{e}");
+        let e = addrs("[server]\ntls_port = 70000\n").unwrap_err();
+        assert!(e.message.contains("not a listen address"), "{e}");
+        let e = addrs("[server]\ntls_port = true\n").unwrap_err();
+        assert_eq!(e.line, Some(2), "{e}");
+        assert!(e.message.contains("a port number"), "{e}");
+    }
+
+    #[test]
+    fn tls_certs_dir_is_relative_to_the_file() {
+        assert_eq!(parse_str("").unwrap().tls.certs_dir, None);
+        let c = parse_str("[tls]\ncerts_dir = \"certs\"\n").unwrap();
+        assert_eq!(c.tls.certs_dir, Some(PathBuf::from("/etc/gw/certs")));
+        let c = parse_str("[tls]\ncerts_dir = \"/srv/certs\"\n").unwrap();
+        assert_eq!(c.tls.certs_dir, Some(PathBuf::from("/srv/certs")));
+        assert!(
+            parse_str("[tls]\nnope = 1\n").is_err(),
+            "unknown keys are refused"
+        );
     }
 
     #[test]

@@ -60,6 +60,8 @@ pub struct Config {
     pub base_dir: PathBuf,
     /// Client listeners.
     pub http_addrs: Vec<SocketAddr>,
+    /// TLS client listeners and their certificates (`[server] tls_port`, `[tls]`).
+    pub tls: TlsSettings,
     /// Publish API listener.
     pub publish_addr: SocketAddr,
     /// Admin listener (metrics, health); None disables it.
@@ -83,6 +85,40 @@ pub struct Config {
     pub workers: usize,
     /// How long a drain at shutdown may take before what is still open is cut off.
     pub drain_timeout: Duration,
+}
+
+/// TLS toward clients (`--tls-port`, `[server] tls_port`, `[tls]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// TLS client listeners (none: no TLS).
+    pub addrs: Vec<SocketAddr>,
+    /// Certificates by SNI, in Pushpin's layout (`<host>.crt` + `<host>.key`, `_.example.com`
+    /// wildcards, `default`); None with TLS listeners: a self-signed certificate for
+    /// `localhost`, made at start.
+    pub certs_dir: Option<PathBuf>,
+}
+
+impl TlsSettings {
+    /// Checks what can be checked before start: the certificate directory is a directory
+    /// (its files are read, and their errors reported, when the listeners start).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let Some(dir) = &self.certs_dir else {
+            return Ok(());
+        };
+        match std::fs::metadata(dir) {
+            Ok(m) if m.is_dir() => Ok(()),
+            Ok(_) => Err(ConfigError::at(
+                dir,
+                None,
+                "[tls] certs_dir is not a directory",
+            )),
+            Err(e) => Err(ConfigError::at(
+                dir,
+                None,
+                format!("[tls] certs_dir cannot be read: {e}"),
+            )),
+        }
+    }
 }
 
 /// Per-channel history: what is kept, and where (`[history]`).
@@ -240,6 +276,7 @@ impl Default for Config {
         Config {
             base_dir: PathBuf::from("."),
             http_addrs: vec![SocketAddr::from(([0, 0, 0, 0], 7999))],
+            tls: TlsSettings::default(),
             publish_addr: SocketAddr::from(([127, 0, 0, 1], 5561)),
             admin_addr: Some(SocketAddr::from(([127, 0, 0, 1], 5564))),
             routes: RoutesSource::Demo,
@@ -444,6 +481,35 @@ mod tests {
         assert!(parse_forwarded_for("truncate:x").is_err());
         assert_eq!(parse_forwarded_proto("true"), Ok(ForwardedProto::Both));
         assert!(parse_forwarded_proto("maybe").is_err());
+    }
+
+    #[test]
+    fn a_certs_dir_must_be_a_directory() {
+        assert_eq!(TlsSettings::default().validate(), Ok(()));
+        let dir = std::env::temp_dir();
+        let ok = TlsSettings {
+            addrs: Vec::new(),
+            certs_dir: Some(dir.clone()),
+        };
+        assert_eq!(ok.validate(), Ok(()));
+        let file = dir.join(format!("gripway-not-a-dir-{}", std::process::id()));
+        std::fs::write(&file, "x").unwrap();
+        let e = TlsSettings {
+            addrs: Vec::new(),
+            certs_dir: Some(file.clone()),
+        }
+        .validate()
+        .unwrap_err();
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(e.file.as_deref(), Some(file.as_path()));
+        assert!(e.to_string().contains("is not a directory"), "{e}");
+        let e = TlsSettings {
+            addrs: Vec::new(),
+            certs_dir: Some(file.clone()),
+        }
+        .validate()
+        .unwrap_err();
+        assert!(e.to_string().contains("cannot be read"), "{e}");
     }
 
     #[test]
