@@ -105,6 +105,8 @@ pub(crate) const MAX_FAREWELLS: usize = 256;
 pub struct Listeners {
     /// Client listeners.
     pub http: Vec<TcpListener>,
+    /// Client listeners that speak TLS.
+    pub tls: Vec<TcpListener>,
     /// The publish API.
     pub publish: TcpListener,
     /// The admin listener, if enabled.
@@ -122,6 +124,10 @@ pub async fn bind(config: &Config) -> Result<Listeners, ConfigError> {
     for addr in &config.http_addrs {
         http.push(bind_one(*addr, "clients").await?);
     }
+    let mut tls = Vec::new();
+    for addr in &config.tls.addrs {
+        tls.push(bind_one(*addr, "TLS clients").await?);
+    }
     let publish = bind_one(config.publish_addr, "publish API").await?;
     let admin = match config.admin_addr {
         Some(addr) => Some(bind_one(addr, "admin").await?),
@@ -129,6 +135,7 @@ pub async fn bind(config: &Config) -> Result<Listeners, ConfigError> {
     };
     Ok(Listeners {
         http,
+        tls,
         publish,
         admin,
     })
@@ -280,6 +287,23 @@ pub async fn run(
         cluster::start(&shared, deliveries, broker_thread.handle());
     }
     let gate = fds::ClientGate::from_config(&shared.config);
+    let tls = if listeners.tls.is_empty() {
+        None
+    } else {
+        Some(tls::start(&shared.config.tls, metrics.tls())?)
+    };
+    for listener in listeners.tls {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!("TLS clients on {addr}");
+        }
+        let config = tls.as_ref().map(|t| t.config.clone());
+        tokio::spawn(conn::accept_loop(
+            shared.clone(),
+            gate.clone(),
+            listener,
+            config,
+        ));
+    }
     for listener in listeners.http {
         if let Ok(addr) = listener.local_addr() {
             tracing::info!("clients on {addr}");
@@ -304,6 +328,7 @@ pub async fn run(
         tokio::spawn(admin::serve(shared.clone(), admin));
     }
     let stopped = drain::run(&shared, shutdown).await;
+    drop(tls);
     drop(broker_thread); // the shards have ended; the publish API's connections go with it
     Ok(stopped)
 }

@@ -9,10 +9,6 @@
 //! TLS 1.2 clients without ticket support, a session-id cache of [`SESSION_CACHE_ENTRIES`].
 //! No 0-RTT data (it could be replayed).
 
-// the TLS listeners are wired to this module separately (issue 10); until then only the
-// tests use it
-#![allow(dead_code, unused_imports)]
-
 pub(crate) mod certs;
 pub(crate) mod reload;
 mod self_signed;
@@ -31,6 +27,47 @@ pub(crate) use self_signed::{self_signed, SelfSigned, DEMO_HOSTS};
 /// TLS 1.2 sessions remembered for resumption by session id (each a few hundred bytes);
 /// past it the oldest are forgotten and those clients do a full handshake.
 pub(crate) const SESSION_CACHE_ENTRIES: usize = 4096;
+
+/// What the TLS listeners share while the server runs: the rustls configuration, and the
+/// task that reloads the certificate directory (stopped when this is dropped).
+pub(crate) struct TlsServing {
+    pub(crate) config: Arc<ServerConfig>,
+    _reloader: Option<Reloader>,
+}
+
+/// Sets up TLS for `settings`: certificates from its directory (an error names the file at
+/// fault), or, without one, a self-signed certificate for the demo, said in the log with
+/// where its PEM was saved for clients to trust.
+pub(crate) fn start(
+    settings: &crate::config::TlsSettings,
+    metrics: crate::metrics::TlsMetrics,
+) -> Result<TlsServing, crate::config::ConfigError> {
+    use crate::config::ConfigError;
+    let resolver = match &settings.certs_dir {
+        Some(dir) => CertResolver::load(dir, metrics)?,
+        None => {
+            let made = self_signed(DEMO_HOSTS).map_err(ConfigError::new)?;
+            let pem = std::env::temp_dir().join("gripway-self-signed.pem");
+            let saved = std::fs::write(&pem, &made.cert_pem).is_ok();
+            tracing::warn!(
+                "TLS: no certificate directory ([tls] certs_dir); serving a self-signed \
+                 certificate for localhost, 127.0.0.1 and ::1, made at start (demo only){}",
+                if saved {
+                    format!("; its PEM is in {} (curl --cacert)", pem.display())
+                } else {
+                    String::new()
+                }
+            );
+            CertResolver::fixed(made.key, metrics)
+        }
+    };
+    let config = server_config(resolver.clone(), &[b"http/1.1"])
+        .map_err(|e| ConfigError::new(format!("TLS: {e}")))?;
+    Ok(TlsServing {
+        config,
+        _reloader: spawn_reloader(resolver, POLL_INTERVAL),
+    })
+}
 
 /// The configuration every TLS listener shares: certificates from `resolver`, ALPN
 /// protocols `alpn` in order of preference (`h2`, `http/1.1`, ...; empty: no ALPN).
