@@ -237,6 +237,7 @@ fn init_logging(level: Option<&str>, verbose: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gripway_test_support::tls::CertsDir;
     use std::net::SocketAddr;
 
     fn config_of(args: &[&str]) -> Result<Config, ConfigError> {
@@ -273,10 +274,10 @@ mod tests {
 
     #[test]
     fn tls_flags_replace_the_config_files_settings() {
-        let dir = temp_dir("tlsflags");
-        std::fs::create_dir_all(dir.join("certs")).unwrap();
-        std::fs::create_dir_all(dir.join("other")).unwrap();
-        let file = dir.join("gripway.toml");
+        let certs = CertsDir::new(&["localhost"]);
+        let other = CertsDir::new(&["default"]);
+        // the file sits beside the certificate directory and names it relatively
+        let file = certs.path().parent().unwrap().join("gripway.toml");
         std::fs::write(
             &file,
             "[server]\ntls_port = [\"127.0.0.1:8443\"]\n[tls]\ncerts_dir = \"certs\"\n",
@@ -285,20 +286,28 @@ mod tests {
         let f = file.to_str().unwrap();
         let c = config_of(&["--config", f]).unwrap();
         assert_eq!(c.tls.addrs, vec!["127.0.0.1:8443".parse().unwrap()]);
-        assert_eq!(c.tls.certs_dir, Some(dir.join("certs")));
-        let other = dir.join("other");
+        assert_eq!(c.tls.certs_dir, Some(certs.path()));
         let c = config_of(&[
             "--config",
             f,
             "--tls-port",
             "9443",
             "--tls-certs-dir",
-            other.to_str().unwrap(),
+            other.path().to_str().unwrap(),
         ])
         .unwrap();
         assert_eq!(c.tls.addrs, vec![SocketAddr::from(([0, 0, 0, 0], 9443))]);
-        assert_eq!(c.tls.certs_dir, Some(other));
-        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(c.tls.certs_dir, Some(other.path()));
+    }
+
+    #[test]
+    fn a_certificate_that_does_not_load_is_refused_by_name() {
+        let certs = CertsDir::new(&["localhost"]);
+        let crt = certs.path().join("localhost.crt");
+        std::fs::remove_file(certs.path().join("localhost.key")).unwrap();
+        let e = config_of(&["--tls-certs-dir", certs.path().to_str().unwrap()]).unwrap_err();
+        assert!(e.to_string().starts_with(&crt.display().to_string()), "{e}");
+        assert!(e.to_string().contains("no key file"), "{e}");
     }
 
     #[test]

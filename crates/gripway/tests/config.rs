@@ -259,3 +259,19 @@ fn a_tls_certs_dir_that_is_not_a_directory_stops_start_up() {
         "{err}"
     );
 }
+
+#[test]
+fn a_key_that_does_not_match_its_certificate_stops_start_up() {
+    let certs = gripway_test_support::tls::CertsDir::new(&["localhost", "a.example.com"]);
+    let key = certs.path().join("a.example.com.key");
+    std::fs::copy(certs.path().join("localhost.key"), &key).unwrap();
+    let (code, err) = run_expecting_failure(&[
+        "--tls-port",
+        "127.0.0.1:0",
+        "--tls-certs-dir",
+        certs.path().to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains(&format!("{}: ", key.display())), "{err}");
+    assert!(err.contains("does not match the certificate"), "{err}");
+}

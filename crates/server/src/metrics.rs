@@ -615,3 +615,36 @@ impl Collector for BrokerCollector {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn tls_counters_are_encoded_under_their_documented_names() {
+        let metrics = Metrics::new(Broker::start(gripway_broker::BrokerConfig::default()));
+        let text = metrics.encode();
+        assert!(
+            text.contains("gripway_tls_cert_reloads_total{result=\"error\"} 0"),
+            "{text}"
+        );
+        let tls = metrics.tls();
+        tls.cert_reload(true);
+        tls.cert_reload(false);
+        tls.cert_reload(false);
+        tls.handshake_no_cert();
+        let text = metrics.encode();
+        assert!(
+            text.contains("gripway_tls_cert_reloads_total{result=\"ok\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("gripway_tls_cert_reloads_total{result=\"error\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("gripway_tls_handshake_no_cert_total 1"),
+            "{text}"
+        );
+    }
+}

@@ -1,7 +1,8 @@
 //! For tests only: the real `gripway` binary started on port 0 ([`Gripway`]), origins
 //! written in the test on port 0 ([`Origin`]), and clients that talk to them over real
 //! sockets ([`RawClient`] for byte-exact HTTP/1.1, [`publish`] for the publish API), and real
-//! `nats-server` processes for cluster mode ([`NatsServer`], [`NatsCluster`]).
+//! `nats-server` processes for cluster mode ([`NatsServer`], [`NatsCluster`]), and TLS
+//! certificate directories signed by a test CA ([`tls::CertsDir`]).
 //!
 //! Every wait is bounded: helpers take or imply a timeout and panic with what they saw when it
 //! runs out, so a broken feature fails a test instead of hanging it. Everything started here
@@ -12,6 +13,7 @@ mod nats;
 mod origin;
 mod raw;
 mod tempdir;
+pub mod tls;
 
 pub use gripway::Gripway;
 pub use nats::{nats_server_binary, NatsCluster, NatsServer};

@@ -99,25 +99,32 @@ pub struct TlsSettings {
 }
 
 impl TlsSettings {
-    /// Checks what can be checked before start: the certificate directory is a directory
-    /// (its files are read, and their errors reported, when the listeners start).
+    /// Checks the certificate directory before start: it is a directory, and every
+    /// certificate in it loads (the error names the file at fault). The listeners load it
+    /// again when they start; this only makes a bad directory a configuration error.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let Some(dir) = &self.certs_dir else {
             return Ok(());
         };
         match std::fs::metadata(dir) {
-            Ok(m) if m.is_dir() => Ok(()),
-            Ok(_) => Err(ConfigError::at(
-                dir,
-                None,
-                "[tls] certs_dir is not a directory",
-            )),
-            Err(e) => Err(ConfigError::at(
-                dir,
-                None,
-                format!("[tls] certs_dir cannot be read: {e}"),
-            )),
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(ConfigError::at(
+                    dir,
+                    None,
+                    "[tls] certs_dir is not a directory",
+                ))
+            }
+            Err(e) => {
+                return Err(ConfigError::at(
+                    dir,
+                    None,
+                    format!("[tls] certs_dir cannot be read: {e}"),
+                ))
+            }
         }
+        crate::tls::certs::load_dir(dir)?;
+        Ok(())
     }
 }
 
@@ -487,11 +494,17 @@ mod tests {
     fn a_certs_dir_must_be_a_directory() {
         assert_eq!(TlsSettings::default().validate(), Ok(()));
         let dir = std::env::temp_dir();
+        let ca = crate::tls::test_certs::TestCa::new();
+        let certs = ca.dir(&["localhost"]);
         let ok = TlsSettings {
             addrs: Vec::new(),
-            certs_dir: Some(dir.clone()),
+            certs_dir: Some(certs.path().to_path_buf()),
         };
         assert_eq!(ok.validate(), Ok(()));
+        // a directory whose certificates do not load: the file is named
+        std::fs::write(certs.path().join("localhost.key"), "junk").unwrap();
+        let e = ok.validate().unwrap_err();
+        assert_eq!(e.file, Some(certs.path().join("localhost.key")), "{e}");
         let file = dir.join(format!("gripway-not-a-dir-{}", std::process::id()));
         std::fs::write(&file, "x").unwrap();
         let e = TlsSettings {
