@@ -294,7 +294,7 @@ pub async fn run(
     };
     for listener in listeners.tls {
         if let Ok(addr) = listener.local_addr() {
-            tracing::info!("TLS clients on {addr}");
+            tracing::info!("clients (TLS) on {addr}");
         }
         let config = tls.as_ref().map(|t| t.config.clone());
         tokio::spawn(conn::accept_loop(
