@@ -353,6 +353,7 @@ impl CertResolver {
         self.dir.as_deref()
     }
 
+    #[cfg(test)]
     /// The current set (what new handshakes are answered from).
     pub(crate) fn current(&self) -> Arc<CertSet> {
         self.current.load_full()

@@ -20,9 +20,9 @@ use std::sync::Arc;
 use rustls::server::{ResolvesServerCert, ServerSessionMemoryCache};
 use rustls::ServerConfig;
 
-pub(crate) use certs::{CertError, CertResolver, CertSet};
+pub(crate) use certs::CertResolver;
 pub(crate) use reload::{spawn_reloader, Reloader, POLL_INTERVAL};
-pub(crate) use self_signed::{self_signed, SelfSigned, DEMO_HOSTS};
+pub(crate) use self_signed::{self_signed, DEMO_HOSTS};
 
 /// TLS 1.2 sessions remembered for resumption by session id (each a few hundred bytes);
 /// past it the oldest are forgotten and those clients do a full handshake.
