@@ -93,7 +93,8 @@ pub(crate) async fn accept_loop(
                 None => ClientStream::plain(sock),
                 Some(config) => {
                     let wait = shared.config.proxy.request_head_timeout;
-                    match crate::transport::tls::accept(&sock, config, wait).await {
+                    // boxed: a plain connection's task does not grow by the handshake's state
+                    match Box::pin(crate::transport::tls::accept(&sock, config, wait)).await {
                         Ok(session) => ClientStream {
                             sock,
                             tls: Some(session),
