@@ -26,12 +26,15 @@ mod tests {
     /// Bytes of the task future that serves a connection between requests (8 of them for
     /// the TLS session's pointer).
     const SERVE_FUTURE: usize = 456;
-    /// Bytes of the future that holds a stream (boxed, alive as long as the stream; 8 of
-    /// them for the boxed history read of a reconnecting client; 8 for the TLS session's pointer).
-    const STREAM_HOLD_FUTURE: usize = 720;
-    /// Bytes of the future that holds a long-poll (16 for the TLS session's pointer, kept
-    /// twice across an await).
-    const POLL_HOLD_FUTURE: usize = 720;
+    /// Bytes of the future that holds a stream (inline in its task, alive as long as the
+    /// stream): what the hold keeps, the connection already taken apart.
+    const STREAM_HOLD_FUTURE: usize = 304;
+    /// Bytes of a held stream's task future: the hold's and a few pointers (the request
+    /// loop's task has ended).
+    const HELD_TASK: usize = 360;
+    /// Bytes of the future that holds a long-poll, inline (the long-poll's own state is
+    /// boxed beside it, so a stream's task is not sized for a long-poll).
+    const POLL_HOLD_FUTURE: usize = 304;
     /// Bytes of the future that runs a WebSocket after its handshake (boxed).
     const WEBSOCKET_FUTURE: usize = 1352;
     /// Bytes of a stream subscriber's state shared with the broker (one `Arc` each).
@@ -105,11 +108,27 @@ mod tests {
     async fn per_connection_futures_stay_within_budget() {
         let shared = Shared::for_tests(Config::default());
         let (c, _client) = conn(&shared).await;
-        let serve = std::mem::size_of_val(&crate::conn::serve(&shared, c));
+        let tokens = || crate::conn::Tokens {
+            _admitted: None,
+            _busy: shared.drain.busy(),
+        };
+        let serve = std::mem::size_of_val(&crate::conn::serve(
+            shared.clone(),
+            c,
+            tokens(),
+            crate::conn::Start::First,
+        ));
         let (c, _client) = conn(&shared).await;
-        let stream = std::mem::size_of_val(&hold::run(&shared, c, plan(HoldMode::Stream)));
+        let held_stream = std::mem::size_of_val(&crate::conn::held(
+            shared.clone(),
+            c,
+            plan(HoldMode::Stream),
+            tokens(),
+        ));
         let (c, _client) = conn(&shared).await;
-        let poll = std::mem::size_of_val(&hold::run(&shared, c, plan(HoldMode::Response)));
+        let stream = std::mem::size_of_val(&hold::run(shared.clone(), c, plan(HoldMode::Stream)));
+        let (c, _client) = conn(&shared).await;
+        let poll = std::mem::size_of_val(&hold::run(shared.clone(), c, plan(HoldMode::Response)));
         let head = gripway_proto::http1::parse_request_head(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             .unwrap()
             .unwrap()
@@ -129,10 +148,14 @@ mod tests {
         let (c, _client) = conn(&shared).await;
         let (session, step, link, finish) = crate::ws::session_sizes(&shared, c).await;
         eprintln!("ws session {session} B, step {step} B, link {link} B, finish {finish} B");
-        eprintln!("serve future {serve} B, stream hold {stream} B, long-poll hold {poll} B, websocket {ws} B");
+        eprintln!("serve future {serve} B, stream hold {stream} B (its task's future {held_stream} B), long-poll hold {poll} B, websocket {ws} B");
         assert!(
             serve <= SERVE_FUTURE,
             "serve future {serve} B > {SERVE_FUTURE}"
+        );
+        assert!(
+            held_stream <= HELD_TASK,
+            "held stream task future {held_stream} B > {HELD_TASK}"
         );
         assert!(
             stream <= STREAM_HOLD_FUTURE,

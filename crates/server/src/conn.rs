@@ -12,7 +12,10 @@
 //! At shutdown ([`crate::drain`]) the accept loops end (closing the listeners), a connection
 //! waiting for its next request closes, and one that finishes a request closes after it.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -20,10 +23,12 @@ use gripway_proto::http1::{parse_request_head, HeadError, HeadScan, RequestHead,
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 
+use crate::drain::Busy;
 use crate::error::Refusal;
-use crate::fds::{AcceptBackoff, ClientGate, Turned};
-use crate::hold::HoldEnd;
+use crate::fds::{AcceptBackoff, Admitted, ClientGate, Turned};
+use crate::hold::{HoldEnd, HoldPlan};
 use crate::metrics::ConnKind;
+use crate::origin::forward::ProxiedRequest;
 use crate::proxy::{self, Next};
 use crate::transport::{answer_refusal, write_simple, ClientConn, ClientStream};
 use crate::Shared;
@@ -86,7 +91,10 @@ pub(crate) async fn accept_loop(
             }
         };
         let shared = shared.clone();
-        let busy = shared.drain.busy();
+        let tokens = Tokens {
+            _admitted: Some(admitted),
+            _busy: shared.drain.busy(),
+        };
         let tls = tls.clone();
         tokio::spawn(async move {
             let sock = match tls {
@@ -110,82 +118,161 @@ pub(crate) async fn accept_loop(
                 }
             };
             let guard = shared.metrics.connection(ConnKind::Http);
-            serve(
-                &shared,
-                ClientConn {
-                    sock,
-                    peer,
-                    buf: BytesMut::new(),
-                    guard,
-                },
-            )
-            .await;
-            drop(admitted);
-            drop(busy);
+            let conn = ClientConn {
+                sock,
+                peer,
+                buf: BytesMut::new(),
+                guard,
+            };
+            serve(shared, conn, tokens, Start::First).await;
         });
     }
 }
 
-/// Serves requests on one connection until it closes.
-pub(crate) async fn serve(shared: &Arc<Shared>, mut conn: ClientConn) {
-    let mut first = true;
+/// What a connection carries from task to task until it closes: its place at the gate and
+/// its count in the drain.
+pub(crate) struct Tokens {
+    pub(crate) _admitted: Option<Admitted>,
+    pub(crate) _busy: Busy,
+}
+
+/// Where [`serve`] begins.
+pub(crate) enum Start {
+    /// A new connection: its first request.
+    First,
+    /// A connection back from a hold: its next request.
+    Next,
+    /// A held long-poll got `hint`: send its request to the origin again.
+    Retry(Box<ProxiedRequest>),
+}
+
+/// Serves requests on one connection until it closes, or hands it to a task of its own for
+/// a hold or a WebSocket. Each phase runs on a task sized for it: a held connection's task
+/// keeps only what the hold needs, not the request loop's state, and the request loop's
+/// task ends when the hold begins (the hold's task starts a new one if the connection is
+/// reused).
+pub(crate) async fn serve(shared: Arc<Shared>, mut conn: ClientConn, tokens: Tokens, start: Start) {
+    let shared = &shared;
+    let mut first = matches!(start, Start::First);
+    let mut next = match start {
+        Start::Retry(request) => Some(Box::pin(proxy::retry(shared, &mut conn, *request)).await),
+        _ => None,
+    };
     loop {
-        if shared.drain.is_draining() {
-            return;
-        }
-        let wait = if first {
-            shared.config.proxy.request_head_timeout
-        } else {
-            shared.config.proxy.idle_timeout
-        };
-        first = false;
-        // boxed: the request head and proxying state exist only while a request is served
-        let mut next = Box::pin(next_request(shared, &mut conn, wait)).await;
-        loop {
-            match next {
-                Next::KeepAlive => {
-                    if conn.buf.is_empty() {
-                        // an idle connection keeps no read buffer
-                        conn.buf = BytesMut::new();
-                    }
-                    break;
-                }
-                Next::Close => return,
-                Next::WebSocket(plan) => {
-                    if !conn.buf.is_empty() {
-                        Box::pin(refuse_websocket_early_data(shared, conn)).await;
-                        return;
-                    }
-                    Box::pin(crate::ws::run(shared, conn, plan)).await;
+        let step = match next.take() {
+            Some(step) => step,
+            None => {
+                if shared.drain.is_draining() {
                     return;
                 }
-                Next::Hold(plan) => {
-                    // requests pipelined behind the held one wait for the hold to end; boxed,
-                    // so an ordinary connection's future does not grow by a buffer
-                    let pipelined =
-                        (!conn.buf.is_empty()).then(|| Box::new(std::mem::take(&mut conn.buf)));
-                    let end = Box::pin(crate::hold::run(shared, conn, plan)).await;
-                    let resume = |mut c: ClientConn| {
-                        if let Some(buf) = pipelined {
-                            c.buf = *buf;
-                        }
-                        c
-                    };
-                    match end {
-                        HoldEnd::Close => return,
-                        HoldEnd::KeepAlive(c) => {
-                            conn = resume(c);
-                            break;
-                        }
-                        HoldEnd::Retry(c, request) => {
-                            conn = resume(c);
-                            next = Box::pin(proxy::retry(shared, &mut conn, *request)).await;
-                        }
-                    }
+                let wait = if first {
+                    shared.config.proxy.request_head_timeout
+                } else {
+                    shared.config.proxy.idle_timeout
+                };
+                first = false;
+                // boxed: the request head and proxying state exist only while a request is
+                // served
+                Box::pin(next_request(shared, &mut conn, wait)).await
+            }
+        };
+        match step {
+            Next::KeepAlive => {
+                if conn.buf.is_empty() {
+                    // an idle connection keeps no read buffer
+                    conn.buf = BytesMut::new();
                 }
+            }
+            Next::Close => return,
+            Next::WebSocket(plan) => {
+                if !conn.buf.is_empty() {
+                    Box::pin(refuse_websocket_early_data(shared, conn)).await;
+                    return;
+                }
+                tokio::spawn(websocket(shared.clone(), conn, plan, tokens));
+                return;
+            }
+            Next::Hold(plan) => {
+                spawn_hold(shared.clone(), conn, plan, tokens);
+                return;
             }
         }
     }
+}
+
+/// Starts [`held`] on a task of its own.
+fn spawn_hold(shared: Arc<Shared>, conn: ClientConn, plan: Box<HoldPlan>, tokens: Tokens) {
+    tokio::spawn(held(shared, conn, plan, tokens));
+}
+
+/// Starts [`serve`] on a task of its own.
+fn spawn_serve(shared: Arc<Shared>, conn: ClientConn, tokens: Tokens, start: Start) {
+    tokio::spawn(serve(shared, conn, tokens, start));
+}
+
+/// A held connection's task: the hold, then, if the connection may serve another request,
+/// a new request-loop task. The task keeps the hold's future and a few pointers: neither
+/// the connection it was made from (an `async fn` would keep its arguments) nor a second
+/// copy of the hold's future (an `async` block would move it to await it).
+pub(crate) fn held(
+    shared: Arc<Shared>,
+    mut conn: ClientConn,
+    plan: Box<HoldPlan>,
+    tokens: Tokens,
+) -> Held<impl Future<Output = HoldEnd> + Send> {
+    // requests pipelined behind the held one wait for the hold to end; boxed, so an ordinary
+    // hold does not grow by a buffer
+    let pipelined = (!conn.buf.is_empty()).then(|| Box::new(std::mem::take(&mut conn.buf)));
+    Held {
+        hold: crate::hold::run(shared.clone(), conn, plan),
+        after: Some((shared, tokens, pipelined)),
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of a held connection's task (see [`held`]).
+    pub(crate) struct Held<F> {
+        #[pin]
+        hold: F,
+        after: Option<(Arc<Shared>, Tokens, Option<Box<BytesMut>>)>,
+    }
+}
+
+impl<F: Future<Output = HoldEnd>> Future for Held<F> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.project();
+        let end = ready!(this.hold.poll(cx));
+        let Some((shared, tokens, pipelined)) = this.after.take() else {
+            return Poll::Ready(());
+        };
+        let resume = |mut c: ClientConn| {
+            if let Some(buf) = pipelined {
+                c.buf = *buf;
+            }
+            c
+        };
+        match end {
+            HoldEnd::Close => {}
+            HoldEnd::KeepAlive(c) => spawn_serve(shared, resume(c), tokens, Start::Next),
+            HoldEnd::Retry(c, request) => {
+                spawn_serve(shared, resume(c), tokens, Start::Retry(request))
+            }
+        }
+        Poll::Ready(())
+    }
+}
+
+/// A WebSocket connection's task.
+async fn websocket(
+    shared: Arc<Shared>,
+    conn: ClientConn,
+    plan: Box<crate::ws::WsPlan>,
+    tokens: Tokens,
+) {
+    crate::ws::run(&shared, conn, plan).await;
+    drop(tokens);
 }
 
 /// RFC 6455 §4.1: a client sends nothing after its handshake until it has the server's.

@@ -234,27 +234,34 @@ pub(crate) fn filter_initial_body(plan: &mut HoldPlan) -> Result<(), String> {
     Ok(())
 }
 
-/// Holds `conn` as `plan` says until the hold ends.
-pub(crate) async fn run(shared: &Arc<Shared>, conn: ClientConn, plan: Box<HoldPlan>) -> HoldEnd {
+/// Holds `conn` as `plan` says until the hold ends. Not an `async fn`: the future it
+/// returns is the stream's or the long-poll's own, with no copy of the arguments around it.
+pub(crate) fn run(
+    shared: Arc<Shared>,
+    conn: ClientConn,
+    plan: Box<HoldPlan>,
+) -> impl std::future::Future<Output = HoldEnd> + Send {
+    use futures_util::future::Either;
     if plan.links.as_ref().is_some_and(|l| l.gone.is_some()) {
         // boxed: only holds with a gone link keep it for their whole life
-        return Box::pin(run_then_gone(shared, conn, plan)).await;
+        return Either::Left(Box::pin(run_then_gone(shared, conn, plan)));
     }
-    match plan.mode {
-        HoldMode::Stream => stream::run(shared, conn, plan).await,
-        HoldMode::Response => response::run(shared, conn, plan).await,
-    }
+    Either::Right(match plan.mode {
+        HoldMode::Stream => Either::Left(stream::run(shared, conn, plan)),
+        // boxed: a stream's task does not grow to a long-poll's size
+        HoldMode::Response => Either::Right(Box::pin(response::run(shared, conn, plan))),
+    })
 }
 
 /// Holds `conn`, then tells the origin's gone link (whatever ended the hold, a retry too).
-async fn run_then_gone(shared: &Arc<Shared>, conn: ClientConn, mut plan: Box<HoldPlan>) -> HoldEnd {
+async fn run_then_gone(shared: Arc<Shared>, conn: ClientConn, mut plan: Box<HoldPlan>) -> HoldEnd {
     let gone = plan.links.as_mut().and_then(|l| gone::take(l));
     let end = match plan.mode {
-        HoldMode::Stream => stream::run(shared, conn, plan).await,
-        HoldMode::Response => response::run(shared, conn, plan).await,
+        HoldMode::Stream => stream::run(shared.clone(), conn, plan).await,
+        HoldMode::Response => response::run(shared.clone(), conn, plan).await,
     };
     if let Some(gone) = gone {
-        gone::notify(shared, gone);
+        gone::notify(&shared, gone);
     }
     end
 }

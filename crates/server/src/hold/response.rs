@@ -378,11 +378,8 @@ fn full_response_bytes(
 }
 
 /// Holds `conn` as a long-poll.
-pub(crate) async fn run(
-    shared: &Arc<Shared>,
-    conn: ClientConn,
-    mut plan: Box<HoldPlan>,
-) -> HoldEnd {
+pub(crate) async fn run(shared: Arc<Shared>, conn: ClientConn, mut plan: Box<HoldPlan>) -> HoldEnd {
+    let shared = &shared;
     let ClientConn {
         sock,
         peer,

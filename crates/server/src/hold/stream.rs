@@ -216,11 +216,15 @@ impl StreamSub {
 }
 
 /// Holds `conn` as a stream.
-pub(crate) async fn run(
-    shared: &Arc<Shared>,
+///
+/// Everything up to the first wait happens here, before the future is made: the future
+/// keeps only what the hold needs (the connection is already taken apart), not a copy of
+/// this function's arguments.
+pub(crate) fn run(
+    shared: Arc<Shared>,
     conn: ClientConn,
     mut plan: Box<HoldPlan>,
-) -> super::HoldEnd {
+) -> impl std::future::Future<Output = super::HoldEnd> + Send {
     let ClientConn {
         sock,
         peer,
@@ -263,7 +267,7 @@ pub(crate) async fn run(
     let reusable = plan.keep_alive && chunked;
     // a stream with a next link is recovered by its origin, as in Pushpin
     let recovering =
-        !plan.head_only && task.is_none() && super::from_history::stream_recovers(shared, &plan);
+        !plan.head_only && task.is_none() && super::from_history::stream_recovers(&shared, &plan);
     if recovering {
         sub.sink.hold_back(&mut sub.sink.lock());
     }
@@ -276,56 +280,62 @@ pub(crate) async fn run(
             .map(|(c, _)| registry.subscribe(c, sub.clone() as Arc<dyn Subscriber>))
             .collect()
     };
-    if recovering {
-        // boxed: only reconnecting clients pay for the read
-        Box::pin(recover(shared, &sub, &plan)).await;
-    }
+    // boxed: only streams with keep-alives pay for one
     let keep_alive = plan
         .keep_alive_data
         .as_ref()
-        .map(|k| keep_alive_timer(k, chunked));
-    shared.drain.roster.enlist(&sub);
-    let ending = match task.filter(|_| !plan.head_only) {
-        Some(task) => {
-            link_stream::start(shared, &sub, task.paging, &plan.prev_ids);
-            drop(plan);
-            // boxed: only linked streams pay for the next-link loop
-            Box::pin(link_stream::hold(
-                shared,
-                &sub,
-                *task,
-                &mut subscriptions,
-                keep_alive,
-            ))
-            .await
+        .map(|k| Box::new(keep_alive_timer(k, chunked)));
+    async move {
+        let shared = &shared;
+        if recovering {
+            // boxed: only reconnecting clients pay for the read
+            Box::pin(recover(shared, &sub, &plan)).await;
         }
-        None => {
-            drop(plan);
-            hold(&sub, keep_alive).await
-        }
-    };
-    drop(subscriptions);
-    shared.drain.roster.leave(&sub);
-    match ending {
-        Ending::Slow => {
-            shared.metrics.dropped("slow-subscriber");
-            HoldEnd::Close
-        }
-        Ending::ClientGone => HoldEnd::Close,
-        // a request pipelined behind the hold was dropped: closing tells the client so
-        Ending::Finished if reusable && !sub.sink.discarded_input() => match Arc::try_unwrap(sub) {
-            Ok(sub) => {
-                guard.become_kind(ConnKind::Http);
-                HoldEnd::KeepAlive(ClientConn {
-                    sock: sub.sink.into_socket(),
-                    peer,
-                    buf: BytesMut::new(),
-                    guard,
-                })
+        shared.drain.roster.enlist(&sub);
+        let ending = match task.filter(|_| !plan.head_only) {
+            Some(task) => {
+                link_stream::start(shared, &sub, task.paging, &plan.prev_ids);
+                drop(plan);
+                // boxed: only linked streams pay for the next-link loop
+                Box::pin(link_stream::hold(
+                    shared,
+                    &sub,
+                    *task,
+                    &mut subscriptions,
+                    keep_alive.map(|k| *k),
+                ))
+                .await
             }
-            Err(_) => HoldEnd::Close,
-        },
-        Ending::Finished => HoldEnd::Close,
+            None => {
+                drop(plan);
+                hold(&sub, keep_alive).await
+            }
+        };
+        drop(subscriptions);
+        shared.drain.roster.leave(&sub);
+        match ending {
+            Ending::Slow => {
+                shared.metrics.dropped("slow-subscriber");
+                HoldEnd::Close
+            }
+            Ending::ClientGone => HoldEnd::Close,
+            // a request pipelined behind the hold was dropped: closing tells the client so
+            Ending::Finished if reusable && !sub.sink.discarded_input() => {
+                match Arc::try_unwrap(sub) {
+                    Ok(sub) => {
+                        guard.become_kind(ConnKind::Http);
+                        HoldEnd::KeepAlive(ClientConn {
+                            sock: sub.sink.into_socket(),
+                            peer,
+                            buf: BytesMut::new(),
+                            guard,
+                        })
+                    }
+                    Err(_) => HoldEnd::Close,
+                }
+            }
+            Ending::Finished => HoldEnd::Close,
+        }
     }
 }
 
@@ -410,7 +420,7 @@ pub(super) fn keep_alive_timer(k: &KeepAlive, chunked: bool) -> KeepAliveTimer {
 }
 
 /// Waits for the stream to end, sending keep-alives when due.
-async fn hold(sub: &StreamSub, keep_alive: Option<KeepAliveTimer>) -> Ending {
+async fn hold(sub: &StreamSub, keep_alive: Option<Box<KeepAliveTimer>>) -> Ending {
     let Some(ka) = keep_alive else {
         return sub.sink.wait_end().await;
     };
