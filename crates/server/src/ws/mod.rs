@@ -5,6 +5,7 @@
 //! shared sink ([`subscriber`]), and the origin's messages interpreted by the GRIP rules
 //! ([`grip`]) once it has enabled the `grip` extension. [`session`] runs a connection.
 
+mod base_headers;
 mod client;
 mod grip;
 mod passthrough;
@@ -13,6 +14,7 @@ mod session;
 mod subscriber;
 mod woh;
 
+use std::future::Future;
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -75,13 +77,21 @@ pub(crate) fn check_handshake(head: &RequestHead) -> Result<String, (u16, &'stat
     Ok(tungstenite::handshake::derive_accept_key(key))
 }
 
-/// Serves the WebSocket connection until it ends.
-pub(crate) async fn run(shared: &Arc<Shared>, conn: ClientConn, plan: Box<WsPlan>) {
-    // boxed: the handshake's state is freed before the long-lived session starts
-    let Some((conn, route, opened, deflate)) = Box::pin(handshake(shared, conn, plan)).await else {
-        return;
-    };
-    session::run(shared, conn, route, opened, deflate).await;
+/// Serves the WebSocket connection until it ends. The handshake's future is boxed and owns
+/// the connection until the session takes it, so the long-lived future keeps neither the
+/// handshake's state nor the arguments (an async fn's future keeps its arguments throughout).
+pub(crate) fn run<'a>(
+    shared: &'a Arc<Shared>,
+    conn: ClientConn,
+    plan: Box<WsPlan>,
+) -> impl Future<Output = ()> + Send + 'a {
+    let handshake = Box::pin(handshake(shared, conn, plan));
+    async move {
+        let Some((conn, route, opened, deflate)) = handshake.await else {
+            return;
+        };
+        session::run(shared, conn, route, opened, deflate).await;
+    }
 }
 
 /// Connects the origin and answers the client's handshake; None if the connection is over.
