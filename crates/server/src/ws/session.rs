@@ -452,7 +452,8 @@ impl Session {
             (r.close.take(), std::mem::take(&mut r.refresh))
         };
         self.refresh |= refresh;
-        if let Some((code, reason)) = close {
+        if let Some(close) = close {
+            let (code, reason) = *close;
             self.close_client(code, &reason);
         }
         Step::Continue
