@@ -427,7 +427,9 @@ async fn every_request_repeats_the_handshake_headers() {
         );
         assert_eq!(r.header("sec-websocket-version"), Some("13"));
         assert_eq!(r.header("sec-websocket-extensions"), Some("grip"));
-        assert!(r.header("grip-feature").is_some_and(|f| f.contains("link:next")));
+        assert!(r
+            .header("grip-feature")
+            .is_some_and(|f| f.contains("link:next")));
         assert_eq!(r.header("x-forwarded-for"), Some("127.0.0.1"));
         assert_eq!(r.header_all("grip-sig").len(), 1);
         assert_eq!(r.header_all("connection-id").len(), 1);

@@ -34,6 +34,8 @@ use crate::Shared;
 pub(crate) use session::size_probe::sizes as session_sizes;
 #[cfg(test)]
 pub(crate) use subscriber::WsSub as WsSubState;
+#[cfg(test)]
+pub(crate) use woh::WohLink as WohLinkState;
 
 /// A client's WebSocket handshake, accepted by the proxy, ready to be connected.
 pub(crate) struct WsPlan {

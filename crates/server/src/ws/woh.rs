@@ -21,6 +21,7 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
+use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -99,8 +100,9 @@ pub(crate) struct WohLink {
     path: Box<str>,
     /// The handshake's headers as every request repeats them.
     base_headers: BaseHeaders,
-    /// `Connection-Id`: a random (v4) UUID.
-    connection_id: u128,
+    /// `Connection-Id`: a random (v4) UUID (bytes, not `u128`, which would align the link
+    /// to 16 bytes).
+    connection_id: uuid::Bytes,
     /// Client events not yet sent, in order.
     queue: VecDeque<Event>,
     /// Content bytes at the front of `queue` being sent again after a partial accept.
@@ -117,7 +119,8 @@ pub(crate) struct WohLink {
     /// Answers in a row that accepted none of the same content.
     stalls: u8,
     retry_at: Option<Instant>,
-    keep_alive: Option<Duration>,
+    /// The keep-alive interval in seconds (at least [`MIN_KEEP_ALIVE`]).
+    keep_alive: Option<NonZeroU32>,
     last_request: Instant,
     one_event: bool,
 }
@@ -141,7 +144,7 @@ impl WohLink {
             target,
             path,
             base_headers,
-            connection_id: uuid::Uuid::new_v4().as_u128(),
+            connection_id: uuid::Uuid::new_v4().into_bytes(),
             queue: VecDeque::new(),
             replayed: 0,
             held: 0,
@@ -220,7 +223,15 @@ impl WohLink {
 
     /// Sets the keep-alive interval from a response's `Keep-Alive-Interval`.
     pub(crate) fn set_keep_alive(&mut self, interval: Option<Duration>) {
-        self.keep_alive = interval.map(|d| d.max(MIN_KEEP_ALIVE));
+        self.keep_alive = interval.and_then(|d| {
+            let secs = d.max(MIN_KEEP_ALIVE).as_secs();
+            NonZeroU32::new(u32::try_from(secs).unwrap_or(u32::MAX))
+        });
+    }
+
+    fn keep_alive(&self) -> Option<Duration> {
+        self.keep_alive
+            .map(|s| Duration::from_secs(u64::from(s.get())))
     }
 
     /// When the link next needs the task's attention without I/O (a retry or keep-alive).
@@ -232,7 +243,7 @@ impl WohLink {
             return Some(at);
         }
         if self.queue.is_empty() {
-            return self.keep_alive.map(|k| self.last_request + k);
+            return self.keep_alive().map(|k| self.last_request + k);
         }
         None
     }
@@ -249,7 +260,7 @@ impl WohLink {
             return;
         }
         let keep_alive_due = self
-            .keep_alive
+            .keep_alive()
             .is_some_and(|k| now >= self.last_request + k);
         if self.queue.is_empty() && !force && !keep_alive_due && self.retry_at.is_none() {
             return;
@@ -435,7 +446,7 @@ impl WohLink {
         );
         headers.insert(http::header::ACCEPT, HeaderValue::from_static(CONTENT_TYPE));
         let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
-        let id = uuid::Uuid::from_u128(self.connection_id)
+        let id = uuid::Uuid::from_bytes(self.connection_id)
             .hyphenated()
             .encode_lower(&mut id);
         if let Ok(v) = HeaderValue::from_str(id) {
