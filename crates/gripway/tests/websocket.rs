@@ -389,6 +389,57 @@ async fn fragments_with_a_ping_between_are_one_message() {
         .any(|e| e.kind == EventKind::Text && &e.content[..] == b"Hello"));
 }
 
+/// Every WebSocket-over-HTTP request repeats the client's handshake headers as the first
+/// one had them: repeated names in their order, long values whole, Gripway's own additions,
+/// and what it must not forward still left out.
+#[tokio::test]
+async fn every_request_repeats_the_handshake_headers() {
+    let origin = woh_origin(Arc::default(), none).await;
+    let gw = gripway(&["--route", &ws_route(&origin)]);
+    let mut c = RawClient::connect(gw.addr).await;
+    let long = "v".repeat(3000);
+    let head = format!(
+        "GET /hdr?q=1 HTTP/1.1\r\nHost: example.test\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\nCookie: a=1\r\nX-Custom: café\r\n\
+         Cookie: b=2\r\nX-Long: {long}\r\nMeta-User: mallory\r\nConnection-Id: forged\r\n\r\n"
+    );
+    c.send(head.as_bytes()).await;
+    let answer = c.read_head().await;
+    assert!(answer.starts_with("HTTP/1.1 101 "), "{answer}");
+    c.send(&frame(true, 0x1, b"one", KEY)).await;
+    c.read_until(b"\x81\x03one", WAIT).await;
+    c.send(&frame(true, 0x1, b"two", KEY)).await;
+    c.read_until(b"\x81\x03two", WAIT).await;
+
+    let requests = origin.requests();
+    assert!(requests.len() >= 3, "OPEN and two messages");
+    let ids: Vec<_> = requests.iter().map(|r| r.header("connection-id")).collect();
+    for r in &requests {
+        assert_eq!(r.path, "/hdr?q=1");
+        assert_eq!(r.header("host"), Some("example.test"));
+        assert_eq!(r.header_all("cookie"), ["a=1", "b=2"]);
+        assert_eq!(r.header("x-custom"), Some("café"));
+        assert_eq!(r.header("x-long"), Some(long.as_str()));
+        assert_eq!(
+            r.header("sec-websocket-key"),
+            Some("dGhlIHNhbXBsZSBub25jZQ==")
+        );
+        assert_eq!(r.header("sec-websocket-version"), Some("13"));
+        assert_eq!(r.header("sec-websocket-extensions"), Some("grip"));
+        assert!(r
+            .header("grip-feature")
+            .is_some_and(|f| f.contains("link:next")));
+        assert_eq!(r.header("x-forwarded-for"), Some("127.0.0.1"));
+        assert_eq!(r.header_all("grip-sig").len(), 1);
+        assert_eq!(r.header_all("connection-id").len(), 1);
+        assert_ne!(r.header("connection-id"), Some("forged"));
+        assert_eq!(r.header("connection-id"), ids[0]);
+        assert_eq!(r.header("meta-user"), None);
+        assert_eq!(r.header("upgrade"), None);
+    }
+}
+
 #[tokio::test]
 async fn protocol_violations_close_with_the_rfc_code() {
     let origin = woh_origin(Arc::default(), none).await;

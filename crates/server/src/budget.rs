@@ -3,9 +3,12 @@
 //! budget only with a measurement that says why.
 //!
 //! Measured with fanbench at 5,000 subscribers (RSS growth per idle connection): SSE
-//! 2.6 KiB, WebSocket-over-HTTP 5.4 KiB. Of a WebSocket, heaptrack attributes ~1.3 KiB to
-//! this future, ~0.7 KiB to the handshake headers every origin request repeats, 0.3 KiB to
-//! tungstenite's read buffer, 0.6 KiB to the task and 0.25 KiB to the socket registration.
+//! 2.6 KiB, WebSocket-over-HTTP 2.7 KiB (5.4 before the session's future kept only the
+//! session, the handshake headers were kept compactly and tungstenite's state was made on
+//! first client input). Of a WebSocket, heaptrack now attributes 0.64 KiB to the task, 0.34
+//! KiB to the boxed WebSocket future, 0.25 KiB to the socket registration, ~0.19 KiB to the
+//! WebSocket-over-HTTP link, ~0.18 KiB to the subscriber state, ~0.15 KiB to the handshake
+//! headers every origin request repeats and ~0.05 KiB to the channel list.
 
 #[cfg(test)]
 mod tests {
@@ -35,22 +38,28 @@ mod tests {
     /// Bytes of the future that holds a long-poll, inline (the long-poll's own state is
     /// boxed beside it, so a stream's task is not sized for a long-poll).
     const POLL_HOLD_FUTURE: usize = 304;
-    /// Bytes of the future that runs a WebSocket after its handshake (boxed).
-    const WEBSOCKET_FUTURE: usize = 1352;
+    /// Bytes of the future that runs a WebSocket after its handshake (boxed): the session
+    /// and the step it awaits; no arguments, no tungstenite state (boxed, made on first use).
+    const WEBSOCKET_FUTURE: usize = 384;
     /// Bytes of a stream subscriber's state shared with the broker (one `Arc` each).
     const STREAM_STATE: usize = 160;
     /// Bytes of a long-poll subscriber's state (it keeps the timeout response's parts, and
     /// the `body-patch` size limit and skip count: 8 bytes; the sink's pointer to messages
     /// held back while history is read: 8; the TLS session's: 8).
     const POLL_STATE: usize = 376;
-    /// Bytes of a WebSocket subscriber's state shared with the broker.
-    const WEBSOCKET_STATE: usize = 224;
+    /// Bytes of a WebSocket subscriber's state shared with the broker (8 of them for the
+    /// TLS session's pointer).
+    const WEBSOCKET_STATE: usize = 184;
+    /// Bytes of a WebSocket-over-HTTP link (boxed, one per such connection; the handshake
+    /// headers it repeats are kept beside it, encoded).
+    const WOH_LINK: usize = 168;
 
     #[test]
     fn per_connection_state_stays_within_budget() {
         let (stream, poll) = hold::STATE_SIZES;
         let ws = std::mem::size_of::<crate::ws::WsSubState>();
-        eprintln!("stream subscriber {stream} B, long-poll subscriber {poll} B, websocket subscriber {ws} B");
+        let woh = std::mem::size_of::<crate::ws::WohLinkState>();
+        eprintln!("stream subscriber {stream} B, long-poll subscriber {poll} B, websocket subscriber {ws} B, websocket-over-http link {woh} B");
         assert!(
             stream <= STREAM_STATE,
             "stream subscriber {stream} B > {STREAM_STATE}"
@@ -62,6 +71,10 @@ mod tests {
         assert!(
             ws <= WEBSOCKET_STATE,
             "websocket subscriber {ws} B > {WEBSOCKET_STATE}"
+        );
+        assert!(
+            woh <= WOH_LINK,
+            "websocket-over-http link {woh} B > {WOH_LINK}"
         );
     }
 
@@ -136,7 +149,7 @@ mod tests {
         let route = shared.routes.current().entries()[0].clone();
         let (c, _client) = conn(&shared).await;
         let ws = std::mem::size_of_val(&crate::ws::run(
-            &shared,
+            shared.clone(),
             c,
             Box::new(crate::ws::WsPlan {
                 route,

@@ -189,7 +189,10 @@ pub(crate) async fn serve(shared: Arc<Shared>, mut conn: ClientConn, tokens: Tok
                     Box::pin(refuse_websocket_early_data(shared, conn)).await;
                     return;
                 }
-                tokio::spawn(websocket(shared.clone(), conn, plan, tokens));
+                tokio::spawn(Keeping {
+                    fut: crate::ws::run(shared.clone(), conn, plan),
+                    _tokens: tokens,
+                });
                 return;
             }
             Next::Hold(plan) => {
@@ -264,15 +267,22 @@ impl<F: Future<Output = HoldEnd>> Future for Held<F> {
     }
 }
 
-/// A WebSocket connection's task.
-async fn websocket(
-    shared: Arc<Shared>,
-    conn: ClientConn,
-    plan: Box<crate::ws::WsPlan>,
-    tokens: Tokens,
-) {
-    crate::ws::run(&shared, conn, plan).await;
-    drop(tokens);
+pin_project_lite::pin_project! {
+    /// A connection's task that ends with its future (a WebSocket's), keeping its tokens
+    /// until then.
+    struct Keeping<F> {
+        #[pin]
+        fut: F,
+        _tokens: Tokens,
+    }
+}
+
+impl<F: Future<Output = ()>> Future for Keeping<F> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.project().fut.poll(cx)
+    }
 }
 
 /// RFC 6455 §4.1: a client sends nothing after its handshake until it has the server's.

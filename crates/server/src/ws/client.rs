@@ -62,9 +62,12 @@ pub(crate) enum ReadEnd {
     Violation(u16),
 }
 
-/// The protocol state of one client connection.
+/// The protocol state of one client connection. tungstenite's state (and its read buffer)
+/// is made when the client first sends something or the close handshake starts, so a client
+/// that only listens costs neither.
 pub(crate) struct ClientProtocol {
-    ctx: WebSocketContext,
+    ctx: Option<Box<WebSocketContext>>,
+    max_message: usize,
     /// permessage-deflate: raw client bytes pass through this before tungstenite sees them.
     inflate: Option<Box<Inflating>>,
 }
@@ -80,14 +83,9 @@ struct Inflating {
 impl ClientProtocol {
     /// A server-side protocol state accepting messages up to `max_message` bytes.
     pub(crate) fn new(max_message: usize, deflate: bool) -> ClientProtocol {
-        let config = WebSocketConfig::default()
-            .read_buffer_size(READ_CHUNK)
-            .write_buffer_size(0)
-            .max_message_size(Some(max_message))
-            .max_frame_size(Some(max_message))
-            .accept_unmasked_frames(false);
         ClientProtocol {
-            ctx: WebSocketContext::new(Role::Server, Some(config)),
+            ctx: None,
+            max_message,
             inflate: deflate.then(|| {
                 Box::new(Inflating {
                     inflater: Inflater::new(max_message),
@@ -110,6 +108,8 @@ impl ClientProtocol {
         out: &mut Vec<u8>,
         budget: usize,
     ) -> ReadEnd {
+        let max_message = self.max_message;
+        let ctx = self.ctx.get_or_insert_with(|| context(max_message));
         let mut io = Io {
             sock,
             out,
@@ -117,7 +117,7 @@ impl ClientProtocol {
         };
         let mut taken = 0;
         let code = loop {
-            let message = match self.ctx.read(&mut io) {
+            let message = match ctx.read(&mut io) {
                 Ok(Message::Text(t)) => ClientMessage::Text(Bytes::from(t)),
                 Ok(Message::Binary(b)) => ClientMessage::Binary(b),
                 Ok(Message::Ping(p)) => ClientMessage::Ping(p),
@@ -155,7 +155,7 @@ impl ClientProtocol {
             code: CloseCode::from(code),
             reason: violation_reason(code).into(),
         };
-        let _ = self.ctx.close(&mut io, Some(frame));
+        let _ = ctx.close(&mut io, Some(frame));
         ReadEnd::Violation(code)
     }
 
@@ -174,13 +174,26 @@ impl ClientProtocol {
             out,
             inflate: None,
         };
-        let _ = self.ctx.close(&mut io, frame);
+        let max_message = self.max_message;
+        let ctx = self.ctx.get_or_insert_with(|| context(max_message));
+        let _ = ctx.close(&mut io, frame);
     }
 
     /// True until a close frame has been sent or received.
     pub(crate) fn is_open(&self) -> bool {
-        self.ctx.can_write()
+        self.ctx.as_ref().is_none_or(|c| c.can_write())
     }
+}
+
+/// tungstenite's server-side state for messages up to `max_message` bytes.
+fn context(max_message: usize) -> Box<WebSocketContext> {
+    let config = WebSocketConfig::default()
+        .read_buffer_size(READ_CHUNK)
+        .write_buffer_size(0)
+        .max_message_size(Some(max_message))
+        .max_frame_size(Some(max_message))
+        .accept_unmasked_frames(false);
+    Box::new(WebSocketContext::new(Role::Server, Some(config)))
 }
 
 /// The close code for a client's protocol violation.

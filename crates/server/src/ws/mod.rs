@@ -5,6 +5,7 @@
 //! shared sink ([`subscriber`]), and the origin's messages interpreted by the GRIP rules
 //! ([`grip`]) once it has enabled the `grip` extension. [`session`] runs a connection.
 
+mod base_headers;
 mod client;
 mod grip;
 mod passthrough;
@@ -13,6 +14,7 @@ mod session;
 mod subscriber;
 mod woh;
 
+use std::future::Future;
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -32,6 +34,8 @@ use crate::Shared;
 pub(crate) use session::size_probe::sizes as session_sizes;
 #[cfg(test)]
 pub(crate) use subscriber::WsSub as WsSubState;
+#[cfg(test)]
+pub(crate) use woh::WohLink as WohLinkState;
 
 /// A client's WebSocket handshake, accepted by the proxy, ready to be connected.
 pub(crate) struct WsPlan {
@@ -75,21 +79,30 @@ pub(crate) fn check_handshake(head: &RequestHead) -> Result<String, (u16, &'stat
     Ok(tungstenite::handshake::derive_accept_key(key))
 }
 
-/// Serves the WebSocket connection until it ends.
-pub(crate) async fn run(shared: &Arc<Shared>, conn: ClientConn, plan: Box<WsPlan>) {
-    // boxed: the handshake's state is freed before the long-lived session starts
-    let Some((conn, route, opened, deflate)) = Box::pin(handshake(shared, conn, plan)).await else {
-        return;
-    };
-    session::run(shared, conn, route, opened, deflate).await;
+/// Serves the WebSocket connection until it ends. The handshake's future is boxed and owns
+/// the connection until the session takes it, so the long-lived future keeps neither the
+/// handshake's state nor the arguments (an async fn's future keeps its arguments throughout).
+pub(crate) fn run(
+    shared: Arc<Shared>,
+    conn: ClientConn,
+    plan: Box<WsPlan>,
+) -> impl Future<Output = ()> + Send {
+    let handshake = Box::pin(handshake(shared.clone(), conn, plan));
+    async move {
+        let Some((conn, route, opened, deflate)) = handshake.await else {
+            return;
+        };
+        session::run(&shared, conn, route, opened, deflate).await;
+    }
 }
 
 /// Connects the origin and answers the client's handshake; None if the connection is over.
 async fn handshake(
-    shared: &Arc<Shared>,
+    shared: Arc<Shared>,
     mut conn: ClientConn,
     plan: Box<WsPlan>,
 ) -> Option<(ClientConn, Arc<RouteEntry>, session::Opened, bool)> {
+    let shared = &shared;
     let route = plan.route.clone();
     let path = route
         .route

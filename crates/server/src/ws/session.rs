@@ -28,6 +28,7 @@ use gripway_proto::ws_frame::{encode_frame, FrameKind};
 use http::HeaderMap;
 use tungstenite::Message;
 
+use super::base_headers::BaseHeaders;
 use super::client::{ClientMessage, ClientProtocol, ReadEnd};
 use super::grip::{from_origin, FromOrigin, Timed};
 use super::passthrough::{Connected, WsLink};
@@ -70,7 +71,12 @@ pub(crate) async fn open_over_http(
     path: String,
     headers: HeaderMap,
 ) -> Result<Opened, Refused> {
-    let opened = WohLink::open(shared.clone(), route.clone(), path, headers, &[]).await;
+    // kept compactly for the life of the connection; a signature is minted for each request,
+    // so the handshake's is not kept
+    let fresh_sig = !route.route.no_grip && route.signer.is_some();
+    let base = BaseHeaders::new(&headers, |n| fresh_sig && n == "grip-sig");
+    drop(headers);
+    let opened = WohLink::open(shared.clone(), route.clone(), path.into(), base, &[]).await;
     let (link, answer) = match opened {
         Ok(x) => x,
         Err(e) => {
@@ -164,6 +170,8 @@ struct Channel {
     _subscription: Subscription,
 }
 
+/// What a connection keeps while it runs: its future holds this and the `step` being
+/// awaited, so what most connections never use is boxed.
 struct Session {
     shared: Arc<Shared>,
     route: Arc<RouteEntry>,
@@ -172,8 +180,10 @@ struct Session {
     grip: Option<GripExtension>,
     channels: Vec<Channel>,
     meta: Vec<(String, String)>,
-    keep_alive: Option<Timed>,
-    delayed: Option<Timed>,
+    /// The control messages' `keep-alive`, once the origin sets one.
+    keep_alive: Option<Box<Timed>>,
+    /// A `send-delayed` message waiting.
+    delayed: Option<Box<Timed>>,
     link: Link,
     /// The close handshake is under way; drop the connection if not done by then.
     closing_deadline: Option<Instant>,
@@ -189,14 +199,28 @@ enum Step {
     End,
 }
 
-/// Runs the connection until it ends.
-pub(crate) async fn run(
+/// Runs the connection until it ends. The session is set up before the future is made, so
+/// that the future keeps only the session (an async fn's future keeps its arguments too).
+pub(crate) fn run(
     shared: &Arc<Shared>,
     conn: ClientConn,
     route: Arc<RouteEntry>,
     opened: Opened,
     deflate: bool,
-) {
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let (s, ended) = start(shared, conn, route, opened, deflate);
+    drive(s, ended)
+}
+
+/// Sets the session up and acts on what came with the origin's acceptance; true if that
+/// already ended it.
+fn start(
+    shared: &Arc<Shared>,
+    conn: ClientConn,
+    route: Arc<RouteEntry>,
+    opened: Opened,
+    deflate: bool,
+) -> (Session, bool) {
     let ClientConn {
         sock,
         mut guard,
@@ -237,21 +261,29 @@ pub(crate) async fn run(
     for name in implicit {
         s.subscribe(&name, FilterSet::default(), true);
     }
-    if let Some(reply) = opened.first {
-        if let Step::End = s.on_reply(*reply, true) {
-            shared.drain.roster.leave(&s.sub);
-            Box::pin(s.finish()).await;
-            return;
+    let ended = match opened.first {
+        Some(reply) => matches!(s.on_reply(*reply, true), Step::End),
+        None => false,
+    };
+    (s, ended)
+}
+
+/// Runs a session until it ends (at once if `ended`). Not an async fn: that would keep the
+/// session twice, as its argument and as the variable the body uses.
+#[allow(clippy::manual_async_fn)] // see above: the async fn form costs the session's size again
+fn drive(mut s: Session, ended: bool) -> impl std::future::Future<Output = ()> + Send + 'static {
+    async move {
+        if !ended {
+            loop {
+                if let Step::End = s.step().await {
+                    break;
+                }
+            }
         }
+        s.shared.drain.roster.leave(&s.sub);
+        // boxed: winding down needs more state than running, and only once
+        Box::pin(s.finish()).await;
     }
-    loop {
-        if let Step::End = s.step().await {
-            break;
-        }
-    }
-    shared.drain.roster.leave(&s.sub);
-    // boxed: winding down needs more state than running, and only once
-    Box::pin(s.finish()).await;
 }
 
 impl Session {
@@ -421,7 +453,8 @@ impl Session {
             (r.close.take(), std::mem::take(&mut r.refresh))
         };
         self.refresh |= refresh;
-        if let Some((code, reason)) = close {
+        if let Some(close) = close {
+            let (code, reason) = *close;
             self.close_client(code, &reason);
         }
         Step::Continue
@@ -432,7 +465,7 @@ impl Session {
         if self.closing_deadline.is_some_and(|d| now >= d) {
             return Step::End;
         }
-        if let Some(ka) = &mut self.keep_alive {
+        if let Some(ka) = self.keep_alive.as_deref_mut() {
             if now >= ka.due {
                 let quiet = !(ka.idle && self.sub.sink.take_activity());
                 ka.due = now + ka.period;
@@ -587,7 +620,7 @@ impl Session {
             ControlMessage::Session { .. } => {}
             ControlMessage::SetMeta { name, value } => self.set_meta(name, value),
             ControlMessage::KeepAlive(timed) => {
-                self.keep_alive = timed.map(|t| Timed::new(&t, Instant::now()));
+                self.keep_alive = timed.map(|t| Box::new(Timed::new(&t, Instant::now())));
                 self.sub.sink.take_activity();
             }
             ControlMessage::SendDelayed(timed) => {
@@ -596,7 +629,7 @@ impl Session {
                         return Step::End;
                     }
                 }
-                self.delayed = Some(Timed::new(&timed, Instant::now()));
+                self.delayed = Some(Box::new(Timed::new(&timed, Instant::now())));
             }
             ControlMessage::FlushDelayed => {
                 if let Some(d) = self.delayed.take() {
@@ -622,6 +655,10 @@ impl Session {
             .broker
             .registry()
             .subscribe(name, self.sub.clone() as Arc<dyn Subscriber>);
+        if self.channels.is_empty() {
+            // most connections keep one channel; a `Vec` would start with room for four
+            self.channels.reserve_exact(1);
+        }
         self.channels.push(Channel {
             name: name.to_string(),
             filters,

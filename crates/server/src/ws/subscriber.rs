@@ -23,8 +23,9 @@ use crate::hold::sink::{Batch, Frame, Intake, Sink, SinkState};
 /// What the fan-out asks of the connection's task.
 #[derive(Debug, Default)]
 pub(crate) struct Requests {
-    /// Close the connection with this code and reason (a published `close`).
-    pub(crate) close: Option<(Option<u16>, String)>,
+    /// Close the connection with this code and reason (a published `close`; boxed, as it is
+    /// rare and every connection keeps this).
+    pub(crate) close: Option<Box<(Option<u16>, String)>>,
     /// Send a WebSocket-over-HTTP request now, even an empty one (a published `refresh`).
     pub(crate) refresh: bool,
 }
@@ -59,7 +60,7 @@ impl Drainable for WsSub {
         self.requests
             .lock()
             .close
-            .get_or_insert_with(|| (Some(1001), "going away".into()));
+            .get_or_insert_with(|| Box::new((Some(1001), "going away".into())));
         self.sink.notify(&mut st);
     }
 }
@@ -150,7 +151,7 @@ impl WsSub {
                     }
                 }
                 WsOp::Close { code, reason } => {
-                    self.requests.lock().close = Some((code, reason.to_owned()));
+                    self.requests.lock().close = Some(Box::new((code, reason.to_owned())));
                     notify = true;
                     break;
                 }

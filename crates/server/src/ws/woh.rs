@@ -21,6 +21,7 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
+use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,6 +36,7 @@ use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method, StatusCode};
 use rand::Rng;
 
+use super::base_headers::BaseHeaders;
 use super::client::MESSAGE_OVERHEAD;
 use crate::now_unix;
 use crate::origin::forward::connect_target;
@@ -87,18 +89,21 @@ pub(crate) struct Reply {
     pub(crate) accepted: Option<usize>,
 }
 
-type Pending = Pin<Box<dyn Future<Output = Result<Answer, OriginError>> + Send>>;
+/// A request in flight; it gives back the events it carries with the answer.
+type Pending = Pin<Box<dyn Future<Output = (Result<Answer, OriginError>, Vec<Event>)> + Send>>;
 
 /// The origin side of a WebSocket-over-HTTP connection.
 pub(crate) struct WohLink {
     shared: Arc<Shared>,
     route: Arc<RouteEntry>,
     /// Index of the target that accepted the connection.
-    target: usize,
-    path: String,
+    target: u32,
+    path: Box<str>,
     /// The handshake's headers as every request repeats them.
-    base_headers: HeaderMap,
-    connection_id: HeaderValue,
+    base_headers: BaseHeaders,
+    /// `Connection-Id`: a random (v4) UUID (bytes, not `u128`, which would align the link
+    /// to 16 bytes).
+    connection_id: uuid::Bytes,
     /// Client events not yet sent, in order.
     queue: VecDeque<Event>,
     /// Content bytes at the front of `queue` being sent again after a partial accept.
@@ -108,14 +113,15 @@ pub(crate) struct WohLink {
     /// While a resend of content nothing of which was accepted waits: the queue's length
     /// then (more events end the wait at once). 0 otherwise.
     stall_len: u32,
-    /// The request in flight and the events it carries.
-    inflight: Option<(Pending, Vec<Event>)>,
+    /// The request in flight (it carries the events it sends).
+    inflight: Option<Pending>,
     /// Failed requests in a row.
     retries: u8,
     /// Answers in a row that accepted none of the same content.
     stalls: u8,
     retry_at: Option<Instant>,
-    keep_alive: Option<Duration>,
+    /// The keep-alive interval in seconds (at least [`MIN_KEEP_ALIVE`]).
+    keep_alive: Option<NonZeroU32>,
     last_request: Instant,
     one_event: bool,
 }
@@ -124,19 +130,22 @@ impl WohLink {
     pub(crate) fn new(
         shared: Arc<Shared>,
         route: Arc<RouteEntry>,
-        target: usize,
-        path: String,
-        base_headers: HeaderMap,
+        target: u32,
+        path: Box<str>,
+        base_headers: BaseHeaders,
     ) -> WohLink {
-        let id = uuid::Uuid::new_v4().to_string();
-        let one_event = route.route.targets.get(target).is_some_and(|t| t.one_event);
+        let one_event = route
+            .route
+            .targets
+            .get(target as usize)
+            .is_some_and(|t| t.one_event);
         WohLink {
             shared,
             route,
             target,
             path,
             base_headers,
-            connection_id: HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("0")),
+            connection_id: uuid::Uuid::new_v4().into_bytes(),
             queue: VecDeque::new(),
             replayed: 0,
             held: 0,
@@ -156,12 +165,13 @@ impl WohLink {
     pub(crate) async fn open(
         shared: Arc<Shared>,
         route: Arc<RouteEntry>,
-        path: String,
-        base_headers: HeaderMap,
+        path: Box<str>,
+        base_headers: BaseHeaders,
         meta: &[(String, String)],
     ) -> Result<(WohLink, Answer), OriginError> {
         let mut last = None;
-        for target in 0..route.route.targets.len() {
+        let targets = u32::try_from(route.route.targets.len()).unwrap_or(u32::MAX);
+        for target in 0..targets {
             let link = WohLink::new(
                 shared.clone(),
                 route.clone(),
@@ -169,7 +179,7 @@ impl WohLink {
                 path.clone(),
                 base_headers.clone(),
             );
-            match link.request(vec![Event::open()], meta, 0).await {
+            match link.request(vec![Event::open()], meta, 0).await.0 {
                 Ok(answer) => return Ok((link, answer)),
                 Err(e) if e.try_next_target() => last = Some(e),
                 Err(e) => return Err(e),
@@ -214,7 +224,15 @@ impl WohLink {
 
     /// Sets the keep-alive interval from a response's `Keep-Alive-Interval`.
     pub(crate) fn set_keep_alive(&mut self, interval: Option<Duration>) {
-        self.keep_alive = interval.map(|d| d.max(MIN_KEEP_ALIVE));
+        self.keep_alive = interval.and_then(|d| {
+            let secs = d.max(MIN_KEEP_ALIVE).as_secs();
+            NonZeroU32::new(u32::try_from(secs).unwrap_or(u32::MAX))
+        });
+    }
+
+    fn keep_alive(&self) -> Option<Duration> {
+        self.keep_alive
+            .map(|s| Duration::from_secs(u64::from(s.get())))
     }
 
     /// When the link next needs the task's attention without I/O (a retry or keep-alive).
@@ -226,7 +244,7 @@ impl WohLink {
             return Some(at);
         }
         if self.queue.is_empty() {
-            return self.keep_alive.map(|k| self.last_request + k);
+            return self.keep_alive().map(|k| self.last_request + k);
         }
         None
     }
@@ -243,7 +261,7 @@ impl WohLink {
             return;
         }
         let keep_alive_due = self
-            .keep_alive
+            .keep_alive()
             .is_some_and(|k| now >= self.last_request + k);
         if self.queue.is_empty() && !force && !keep_alive_due && self.retry_at.is_none() {
             return;
@@ -259,8 +277,8 @@ impl WohLink {
         self.stall_len = 0;
         let events = self.take_batch();
         let replayed = std::mem::take(&mut self.replayed) as usize;
-        let fut = self.request(events.clone(), meta, replayed);
-        self.inflight = Some((Box::pin(fut), events));
+        let fut = self.request(events, meta, replayed);
+        self.inflight = Some(Box::pin(fut));
         self.last_request = now;
     }
 
@@ -291,13 +309,11 @@ impl WohLink {
     /// back to the front of the queue and a retry is scheduled, up to [`MAX_RETRIES`]; an
     /// answer that accepted nothing schedules a resend, up to [`MAX_STALLS`].
     pub(crate) async fn next(&mut self) -> Result<Answer, OriginError> {
-        let Some((fut, _)) = self.inflight.as_mut() else {
+        let Some(fut) = self.inflight.as_mut() else {
             return std::future::pending().await;
         };
-        let result = fut.await;
-        let Some((_, events)) = self.inflight.take() else {
-            return result;
-        };
+        let (result, events) = fut.await;
+        self.inflight = None;
         match result {
             Ok(Answer::Events(reply)) => {
                 self.retries = 0;
@@ -413,22 +429,30 @@ impl WohLink {
         Ok(requeued)
     }
 
-    /// One request with `events`; the future owns everything it needs.
+    /// One request with `events`; the future owns everything it needs and gives the events
+    /// back with the answer.
     fn request(
         &self,
         events: Vec<Event>,
         meta: &[(String, String)],
         replayed: usize,
-    ) -> impl Future<Output = Result<Answer, OriginError>> + Send + 'static {
+    ) -> impl Future<Output = (Result<Answer, OriginError>, Vec<Event>)> + Send + 'static {
         let mut body = Vec::new();
         encode_events(&events, &mut body);
-        let mut headers = self.base_headers.clone();
+        // content type, accept, connection id, replayed, signature, and the meta values
+        let mut headers = self.base_headers.to_map(5 + meta.len());
         headers.insert(
             http::header::CONTENT_TYPE,
             HeaderValue::from_static(CONTENT_TYPE),
         );
         headers.insert(http::header::ACCEPT, HeaderValue::from_static(CONTENT_TYPE));
-        headers.insert("connection-id", self.connection_id.clone());
+        let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let id = uuid::Uuid::from_bytes(self.connection_id)
+            .hyphenated()
+            .encode_lower(&mut id);
+        if let Ok(v) = HeaderValue::from_str(id) {
+            headers.insert("connection-id", v);
+        }
         for (name, value) in meta {
             if let (Ok(n), Ok(v)) = (
                 HeaderName::from_bytes(format!("meta-{name}").as_bytes()),
@@ -449,71 +473,79 @@ impl WohLink {
         }
         let request = OriginRequest {
             method: Method::POST,
-            path_and_query: self.path.clone(),
+            path_and_query: self.path.to_string(),
             headers,
             body: Bytes::from(body),
         };
         let shared = self.shared.clone();
         let route = self.route.clone();
-        let target = self.target;
+        let target = self.target as usize;
         async move {
-            let Some(t) = route.route.targets.get(target) else {
-                return Err(OriginError {
-                    kind: OriginErrorKind::Connect,
-                    message: "no such target".into(),
-                });
-            };
-            let started = Instant::now();
-            let mut response = match &t.kind {
-                TargetKind::Test => demo::websocket(&request),
-                TargetKind::Addr { .. } => {
-                    match shared.origin.send(&connect_target(t), &request).await {
-                        Ok(r) => r,
-                        Err(e) => {
-                            shared.metrics.origin_error(&route.label, e.label());
-                            return Err(e);
-                        }
-                    }
-                }
-            };
-            shared.metrics.origin_ok(&route.label, started.elapsed());
-            let is_events = response.status == StatusCode::OK
-                && response
-                    .headers
-                    .get(http::header::CONTENT_TYPE)
-                    .is_some_and(|v| v.as_bytes() == CONTENT_TYPE.as_bytes());
-            let limit = if is_events {
-                MAX_RESPONSE_BODY
-            } else {
-                MAX_REJECT_BODY
-            };
-            let body = response
-                .body
-                .read_to_end(limit, shared.config.proxy.response_timeout)
-                .await?
-                .ok_or_else(|| OriginError {
-                    kind: OriginErrorKind::Broken,
-                    message: format!("response body over {limit} bytes"),
-                })?;
-            if !is_events {
-                return Ok(Answer::Refused {
-                    status: response.status,
-                    reason: response.reason,
-                    headers: response.headers,
-                    body,
-                });
-            }
-            let events =
-                decode_events_bytes(&body, &WohLimits::default()).map_err(|e| OriginError {
-                    kind: OriginErrorKind::Broken,
-                    message: format!("bad WebSocket events: {e}"),
-                })?;
-            Ok(Answer::Events(Box::new(parse_reply(
-                events,
-                response.headers,
-            ))))
+            let answer = send(&shared, &route, target, request).await;
+            (answer, events)
         }
     }
+}
+
+/// Sends one request to the route's `target` and reads its answer.
+async fn send(
+    shared: &Shared,
+    route: &RouteEntry,
+    target: usize,
+    request: OriginRequest,
+) -> Result<Answer, OriginError> {
+    let Some(t) = route.route.targets.get(target) else {
+        return Err(OriginError {
+            kind: OriginErrorKind::Connect,
+            message: "no such target".into(),
+        });
+    };
+    let started = Instant::now();
+    let mut response = match &t.kind {
+        TargetKind::Test => demo::websocket(&request),
+        TargetKind::Addr { .. } => match shared.origin.send(&connect_target(t), &request).await {
+            Ok(r) => r,
+            Err(e) => {
+                shared.metrics.origin_error(&route.label, e.label());
+                return Err(e);
+            }
+        },
+    };
+    shared.metrics.origin_ok(&route.label, started.elapsed());
+    let is_events = response.status == StatusCode::OK
+        && response
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes() == CONTENT_TYPE.as_bytes());
+    let limit = if is_events {
+        MAX_RESPONSE_BODY
+    } else {
+        MAX_REJECT_BODY
+    };
+    let body = response
+        .body
+        .read_to_end(limit, shared.config.proxy.response_timeout)
+        .await?
+        .ok_or_else(|| OriginError {
+            kind: OriginErrorKind::Broken,
+            message: format!("response body over {limit} bytes"),
+        })?;
+    if !is_events {
+        return Ok(Answer::Refused {
+            status: response.status,
+            reason: response.reason,
+            headers: response.headers,
+            body,
+        });
+    }
+    let events = decode_events_bytes(&body, &WohLimits::default()).map_err(|e| OriginError {
+        kind: OriginErrorKind::Broken,
+        message: format!("bad WebSocket events: {e}"),
+    })?;
+    Ok(Answer::Events(Box::new(parse_reply(
+        events,
+        response.headers,
+    ))))
 }
 
 /// What holding an event costs: its content and [`MESSAGE_OVERHEAD`].
@@ -585,6 +617,7 @@ mod tests {
         let route = shared.routes.current().entries()[0].clone();
         let mut headers = HeaderMap::new();
         headers.insert("host", HeaderValue::from_static("x"));
+        let headers = BaseHeaders::new(&headers, |_| false);
         WohLink::new(shared.clone(), route, 0, "/test/websocket".into(), headers)
     }
 
