@@ -31,16 +31,16 @@ mod tests {
     const SERVE_FUTURE: usize = 456;
     /// Bytes of the future that holds a stream (inline in its task, alive as long as the
     /// stream): what the hold keeps, the connection already taken apart.
-    const STREAM_HOLD_FUTURE: usize = 304;
+    const STREAM_HOLD_FUTURE: usize = 200;
     /// Bytes of a held stream's task future: the hold's and a few pointers (the request
     /// loop's task has ended).
-    const HELD_TASK: usize = 360;
+    const HELD_TASK: usize = 256;
     /// Bytes of the future that holds a long-poll, inline (the long-poll's own state is
     /// boxed beside it, so a stream's task is not sized for a long-poll).
-    const POLL_HOLD_FUTURE: usize = 304;
+    const POLL_HOLD_FUTURE: usize = 200;
     /// Bytes of the future that runs a WebSocket after its handshake (boxed): the session
     /// and the step it awaits; no arguments, no tungstenite state (boxed, made on first use).
-    const WEBSOCKET_FUTURE: usize = 384;
+    const WEBSOCKET_FUTURE: usize = 336;
     /// Bytes of a stream subscriber's state shared with the broker (one `Arc` each).
     const STREAM_STATE: usize = 160;
     /// Bytes of a long-poll subscriber's state (it keeps the timeout response's parts, and

@@ -118,10 +118,13 @@ pub(crate) fn prepare(
             .then(|| origin.reason.clone())
             .flatten()
     });
-    let headers: HeaderMap = instruct.client_headers(&origin.headers);
+    // copied out: hyper's values are slices of the origin connection's read buffer (see
+    // `detached_headers`)
+    let headers: HeaderMap =
+        crate::origin::detached_headers(&instruct.client_headers(&origin.headers));
     let body = match &instruct.response {
-        Some(r) => r.body.clone(),
-        None => body,
+        Some(r) => Bytes::copy_from_slice(&r.body),
+        None => Bytes::copy_from_slice(&body),
     };
     let response = FullResponse {
         status,

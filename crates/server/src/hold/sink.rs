@@ -25,7 +25,7 @@ use std::future::{poll_fn, Future};
 use std::io::{self, IoSlice};
 use std::net::Shutdown;
 use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
+use std::task::{ready, Context, Poll, Waker};
 
 use std::sync::Arc;
 
@@ -512,36 +512,55 @@ impl Sink {
 
     /// Runs the connection until the hold ends or `timer` fires: flushes the queue when the
     /// socket is writable, discards what the client sends, notices when it goes away.
-    pub(crate) async fn wait(&self, timer: Option<Pin<&mut Sleep>>) -> Wake {
-        self.wait_with(timer, Input::Discard).await
+    pub(crate) fn wait<'a>(
+        &'a self,
+        timer: Option<Pin<&'a mut Sleep>>,
+    ) -> impl Future<Output = Wake> + Send + 'a {
+        self.wait_with(timer, Input::Discard)
     }
 
-    /// Waits until the hold ends (no timer, input discarded).
-    pub(crate) async fn wait_end(&self) -> Ending {
-        loop {
-            if let Wake::End(e) = self.wait(None).await {
-                return e;
+    /// Waits until the hold ends (no timer, input discarded). One `poll_fn`, so a hold that
+    /// only waits keeps a few pointers, not a chain of nested futures.
+    pub(crate) fn wait_end(&self) -> impl Future<Output = Ending> + Send + '_ {
+        poll_fn(move |cx| loop {
+            if let Wake::End(e) = ready!(self.poll_wait(cx, None, Input::Discard)) {
+                return Poll::Ready(e);
             }
-        }
+        })
     }
 
     /// As [`Sink::wait`], with client input handled as `input` says.
-    pub(crate) async fn wait_with(&self, mut timer: Option<Pin<&mut Sleep>>, input: Input) -> Wake {
+    pub(crate) fn wait_with<'a>(
+        &'a self,
+        mut timer: Option<Pin<&'a mut Sleep>>,
+        input: Input,
+    ) -> impl Future<Output = Wake> + Send + 'a {
+        poll_fn(move |cx| self.poll_wait(cx, timer.as_mut(), input))
+    }
+
+    /// What [`Sink::wait_with`] polls: handles input and writability itself until something
+    /// the caller must see happens.
+    fn poll_wait(
+        &self,
+        cx: &mut Context<'_>,
+        mut timer: Option<&mut Pin<&mut Sleep>>,
+        input: Input,
+    ) -> Poll<Wake> {
         loop {
-            let event = poll_fn(|cx| self.poll_event(cx, timer.as_mut(), input)).await;
+            let event = ready!(self.poll_event(cx, timer.as_deref_mut(), input));
             match event {
-                Event::Timer => return Wake::Timer,
-                Event::End(e) => return Wake::End(e),
-                Event::Notified => return Wake::Notified,
-                Event::Input if input == Input::Report => return Wake::Readable,
+                Event::Timer => return Poll::Ready(Wake::Timer),
+                Event::End(e) => return Poll::Ready(Wake::End(e)),
+                Event::Notified => return Poll::Ready(Wake::Notified),
+                Event::Input if input == Input::Report => return Poll::Ready(Wake::Readable),
                 Event::Input => {
                     if !self.discard_input() {
-                        return Wake::End(Ending::ClientGone);
+                        return Poll::Ready(Wake::End(Ending::ClientGone));
                     }
                 }
                 Event::Writable => {
                     if self.flush().is_err() {
-                        return Wake::End(Ending::ClientGone);
+                        return Poll::Ready(Wake::End(Ending::ClientGone));
                     }
                 }
             }

@@ -225,14 +225,11 @@ pub(crate) fn run(
     conn: ClientConn,
     mut plan: Box<HoldPlan>,
 ) -> impl std::future::Future<Output = super::HoldEnd> + Send {
+    // the read buffer of the request that got here is not needed while holding, nor the
+    // peer's address (asked of the socket again if the connection is reused)
     let ClientConn {
-        sock,
-        peer,
-        buf,
-        mut guard,
+        sock, mut guard, ..
     } = conn;
-    // the read buffer of the request that got here is not needed while holding
-    drop(buf);
     guard.become_kind(ConnKind::Stream);
     let chunked = plan.version == Version::Http11;
     let task = plan.links.take().and_then(|mut l| {
@@ -323,13 +320,19 @@ pub(crate) fn run(
             Ending::Finished if reusable && !sub.sink.discarded_input() => {
                 match Arc::try_unwrap(sub) {
                     Ok(sub) => {
-                        guard.become_kind(ConnKind::Http);
-                        HoldEnd::KeepAlive(ClientConn {
-                            sock: sub.sink.into_socket(),
-                            peer,
-                            buf: BytesMut::new(),
-                            guard,
-                        })
+                        let sock = sub.sink.into_socket();
+                        match sock.sock.peer_addr() {
+                            Ok(peer) => {
+                                guard.become_kind(ConnKind::Http);
+                                HoldEnd::KeepAlive(ClientConn {
+                                    sock,
+                                    peer,
+                                    buf: BytesMut::new(),
+                                    guard,
+                                })
+                            }
+                            Err(_) => HoldEnd::Close,
+                        }
                     }
                     Err(_) => HoldEnd::Close,
                 }
