@@ -9,6 +9,9 @@
 //! Bytes pipelined behind a held request are kept (boxed) and served when the hold ends;
 //! bytes sent behind a WebSocket upgrade before its answer are refused, never dropped.
 //!
+//! A connection that opens with the HTTP/2 preface, or agreed `h2` by ALPN, is served by
+//! [`crate::http2`] instead of the request loop.
+//!
 //! At shutdown ([`crate::drain`]) the accept loops end (closing the listeners), a connection
 //! waiting for its next request closes, and one that finishes a request closes after it.
 
@@ -89,36 +92,41 @@ pub(crate) async fn accept_loop(
         let busy = shared.drain.busy();
         let tls = tls.clone();
         tokio::spawn(async move {
+            let wait = shared.config.proxy.request_head_timeout;
+            let h2;
             let sock = match tls {
-                None => ClientStream::plain(sock),
-                Some(config) => {
-                    let wait = shared.config.proxy.request_head_timeout;
-                    match crate::transport::tls::accept(&sock, config, wait).await {
-                        Ok(session) => ClientStream {
-                            sock,
-                            tls: Some(session),
-                        },
-                        Err(e) => {
-                            let refusal =
-                                Refusal::client(400, "tls-handshake-failed", e.to_string());
-                            shared.metrics.error(&refusal);
-                            refusal.log("");
-                            return;
-                        }
+                None => match crate::http2::sniff(&sock, wait).await {
+                    crate::http2::Opening::Silent => return,
+                    opening => {
+                        h2 = opening == crate::http2::Opening::H2;
+                        ClientStream::plain(sock)
                     }
-                }
+                },
+                Some(config) => match crate::transport::tls::accept(&sock, config, wait).await {
+                    Ok(session) => {
+                        h2 = session.h2;
+                        ClientStream::tls(sock, session)
+                    }
+                    Err(e) => {
+                        let refusal = Refusal::client(400, "tls-handshake-failed", e.to_string());
+                        shared.metrics.error(&refusal);
+                        refusal.log("");
+                        return;
+                    }
+                },
             };
             let guard = shared.metrics.connection(ConnKind::Http);
-            serve(
-                &shared,
-                ClientConn {
-                    sock,
-                    peer,
-                    buf: BytesMut::new(),
-                    guard,
-                },
-            )
-            .await;
+            let conn = ClientConn {
+                sock,
+                peer,
+                buf: BytesMut::new(),
+                guard,
+            };
+            if h2 {
+                Box::pin(crate::http2::serve(&shared, conn)).await;
+            } else {
+                serve(&shared, conn).await;
+            }
             drop(admitted);
             drop(busy);
         });
