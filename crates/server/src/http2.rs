@@ -7,8 +7,9 @@
 //! streams (`[http2] max_concurrent_streams`), the header list (`proxy.max_request_head`,
 //! which bounds CONTINUATION floods too), streams reset before they were accepted and
 //! streams the server had to reset (rapid reset, CVE-2023-44487), and bytes buffered per
-//! stream for sending. A connection that has had no open stream for `idle_timeout` is
-//! closed (GOAWAY), so a client cannot keep one by sending nothing, or only PINGs.
+//! stream for sending. A connection found with no open stream at two checks `idle_timeout`
+//! apart is closed (GOAWAY), so a client cannot keep one by sending nothing, or only PINGs;
+//! one that is still there a period after its GOAWAY is cut.
 //!
 //! [`serve`] drives one connection: its loop on `accept` is also what moves the connection's
 //! bytes, and every stream gets its own task ([`serve_stream`]), which turns the request into
@@ -140,17 +141,24 @@ pub(crate) async fn serve(shared: &Arc<Shared>, conn: ClientConn) {
                 connection.graceful_shutdown();
                 continue;
             }
-            _ = quiet.as_mut(), if !connection.has_streams() => {
-                // nothing open for a whole idle period: GOAWAY, then close
-                draining = true;
-                connection.graceful_shutdown();
+            _ = quiet.as_mut() => {
                 quiet.as_mut().reset(tokio::time::Instant::now() + idle);
+                if connection.has_streams() {
+                    continue;
+                }
+                if draining {
+                    // told to go a whole period ago and still here: close now
+                    connection.abrupt_shutdown(h2::Reason::NO_ERROR);
+                } else {
+                    // nothing open for a whole idle period: GOAWAY, then close
+                    draining = true;
+                    connection.graceful_shutdown();
+                }
                 continue;
             }
         };
         match accepted {
             Some(Ok((request, respond))) => {
-                quiet.as_mut().reset(tokio::time::Instant::now() + idle);
                 let shared = shared.clone();
                 tokio::spawn(async move {
                     Box::pin(serve_stream(&shared, peer, tls, request, respond)).await;
@@ -163,9 +171,6 @@ pub(crate) async fn serve(shared: &Arc<Shared>, conn: ClientConn) {
                 break;
             }
             None => break,
-        }
-        if connection.has_streams() {
-            quiet.as_mut().reset(tokio::time::Instant::now() + idle);
         }
     }
     drop(guard);
