@@ -369,3 +369,44 @@ async fn a_stream_that_stops_reading_is_cut_off_without_stalling_its_neighbour()
     let resp = get(&client, "/after").await;
     assert_eq!(resp.status(), 200);
 }
+
+/// Per-stream memory (run by hand: `GRIPWAY_BIN=target/release/gripway cargo test -p
+/// gripway --test http2 -- --ignored --nocapture per_stream`): RSS growth from 10 held SSE streams on one connection to 1,000,
+/// divided by the 990 added.
+#[tokio::test]
+#[ignore]
+async fn per_stream_memory_of_held_sse_streams() {
+    let origin = origin().await;
+    let dir = TempDir::new("h2-mem");
+    let config = dir.path().join("gripway.toml");
+    std::fs::write(&config, "[http2]\nmax_concurrent_streams = 2000\n").unwrap();
+    // GRIPWAY_BIN: measure another build (a release one)
+    let bin = std::env::var("GRIPWAY_BIN").unwrap_or(env!("CARGO_BIN_EXE_gripway").into());
+    let route = format!("* {}", origin.target());
+    let args = ["--route", &route, "--config", config.to_str().unwrap()];
+    let gw = Gripway::start(&bin, &args);
+    let client = h2c_windows(gw.addr, 65_535, 16 << 20).await;
+    let mut streams = Vec::new();
+    let mut open = |n: usize| {
+        let client = client.clone();
+        async move {
+            let mut v = Vec::new();
+            for _ in 0..n {
+                let mut body = get(&client, "/events").await.into_body();
+                let mut got = Vec::new();
+                read_until(&mut body, &mut got, b"data: welcome\n\n").await;
+                v.push(body);
+            }
+            v
+        }
+    };
+    streams.extend(open(10).await);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = gw.rss_kib().unwrap();
+    streams.extend(open(990).await);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = gw.rss_kib().unwrap();
+    let per = (after - before) as f64 * 1024.0 / 990.0;
+    eprintln!("RSS {before} KiB -> {after} KiB: {per:.0} B per held HTTP/2 stream");
+    drop(streams);
+}
