@@ -387,7 +387,7 @@ async fn per_stream_memory_of_held_sse_streams() {
     let gw = Gripway::start(&bin, &args);
     let client = h2c_windows(gw.addr, 65_535, 16 << 20).await;
     let mut streams = Vec::new();
-    let mut open = |n: usize| {
+    let open = |n: usize| {
         let client = client.clone();
         async move {
             let mut v = Vec::new();
