@@ -9,6 +9,9 @@
 //! Bytes pipelined behind a held request are kept (boxed) and served when the hold ends;
 //! bytes sent behind a WebSocket upgrade before its answer are refused, never dropped.
 //!
+//! A connection that opens with the HTTP/2 preface, or agreed `h2` by ALPN, is served by
+//! [`crate::http2`] instead of the request loop.
+//!
 //! At shutdown ([`crate::drain`]) the accept loops end (closing the listeners), a connection
 //! waiting for its next request closes, and one that finishes a request closes after it.
 
@@ -97,25 +100,31 @@ pub(crate) async fn accept_loop(
         };
         let tls = tls.clone();
         tokio::spawn(async move {
+            let wait = shared.config.proxy.request_head_timeout;
+            let h2;
             let sock = match tls {
-                None => ClientStream::plain(sock),
-                Some(config) => {
-                    let wait = shared.config.proxy.request_head_timeout;
-                    // boxed: a plain connection's task does not grow by the handshake's state
-                    match Box::pin(crate::transport::tls::accept(&sock, config, wait)).await {
-                        Ok(session) => ClientStream {
-                            sock,
-                            tls: Some(session),
-                        },
-                        Err(e) => {
-                            let refusal =
-                                Refusal::client(400, "tls-handshake-failed", e.to_string());
-                            shared.metrics.error(&refusal);
-                            refusal.log("");
-                            return;
-                        }
+                // boxed, as the handshake below: a connection's task does not grow by them
+                None => match Box::pin(crate::http2::sniff(&sock, wait)).await {
+                    crate::http2::Opening::Silent => return,
+                    opening => {
+                        h2 = opening == crate::http2::Opening::H2;
+                        ClientStream::plain(sock)
                     }
-                }
+                },
+                Some(config) => match Box::pin(crate::transport::tls::accept(&sock, config, wait))
+                    .await
+                {
+                    Ok(session) => {
+                        h2 = session.h2;
+                        ClientStream::tls(sock, session)
+                    }
+                    Err(e) => {
+                        let refusal = Refusal::client(400, "tls-handshake-failed", e.to_string());
+                        shared.metrics.error(&refusal);
+                        refusal.log("");
+                        return;
+                    }
+                },
             };
             let guard = shared.metrics.connection(ConnKind::Http);
             let conn = ClientConn {
@@ -124,7 +133,12 @@ pub(crate) async fn accept_loop(
                 buf: BytesMut::new(),
                 guard,
             };
-            serve(shared, conn, tokens, Start::First).await;
+            if h2 {
+                Box::pin(crate::http2::serve(&shared, conn)).await;
+                drop(tokens);
+            } else {
+                serve(shared, conn, tokens, Start::First).await;
+            }
         });
     }
 }

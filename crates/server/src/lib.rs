@@ -26,6 +26,7 @@ mod drain;
 pub(crate) mod error;
 mod fds;
 mod hold;
+mod http2;
 mod proxy;
 mod publish_api;
 mod publish_history;

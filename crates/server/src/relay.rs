@@ -4,18 +4,22 @@
 //!
 //! Framing: an origin `Content-Length` is kept and the body copied as is; otherwise an
 //! HTTP/1.1 client gets the body chunked, and an HTTP/1.0 client gets it delimited by closing
-//! the connection. Responses to HEAD, and 1xx/204/304 responses, have no body.
+//! the connection; an HTTP/2 client gets DATA frames and the stream's end. Responses to HEAD,
+//! and 1xx/204/304 responses, have no body. Heads and bodies go out through the transport's
+//! functions, which write HTTP/1 or HTTP/2 as the client speaks.
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use gripway_proto::chunked::{write_chunk_header, LAST_CHUNK};
-use gripway_proto::http1::{write_response_head, RequestHead, Version};
+use gripway_proto::http1::{RequestHead, Version};
 use http::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, Method};
 
 use crate::error::Refusal;
 use crate::origin::headers::strip_hop_by_hop;
 use crate::origin::OriginResponse;
-use crate::transport::{write_all_progress, ClientConn, WriteFailed};
+use crate::transport::{
+    end_body, respond_full, write_all_progress, write_body, write_head, ClientConn, WriteFailed,
+};
 use crate::Shared;
 
 /// A complete response Gripway writes itself (a GRIP response without a hold).
@@ -59,6 +63,7 @@ pub(crate) async fn relay(
     strip_hop_by_hop(&mut headers);
     let no_body = bodyless(&req.method, status);
     let mut keep_alive = req.keep_alive();
+    let h2 = conn.sock.is_h2();
     enum Framing {
         None,
         Length,
@@ -73,27 +78,30 @@ pub(crate) async fn relay(
     } else if let Some(n) = length {
         headers.insert(CONTENT_LENGTH, HeaderValue::from(n));
         Framing::Length
-    } else if req.version == Version::Http11 {
+    } else if req.version == Version::Http11 && !h2 {
         headers.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
         Framing::Chunked
     } else {
-        keep_alive = false;
+        // HTTP/1.0: the close ends the body; HTTP/2: the stream's end
+        keep_alive = h2;
         Framing::Close
     };
     set_connection(&mut headers, req.version, keep_alive);
-    let mut out = BytesMut::with_capacity(512);
-    write_response_head(
-        &mut out,
+    let stall = shared.config.proxy.write_timeout;
+    let end = matches!(framing, Framing::None);
+    let head = write_head(
+        &mut conn.sock,
         req.version,
         status,
         resp.reason.as_deref(),
         &headers,
+        end,
+        stall,
     );
-    let stall = shared.config.proxy.write_timeout;
-    if let Err(e) = write_all_progress(&mut conn.sock, &mut &out[..], stall).await {
+    if let Err(e) = head.await {
         return write_failed(shared, e, stall);
     }
-    if matches!(framing, Framing::None) {
+    if end {
         return keep_alive;
     }
     let mut sent: u64 = 0;
@@ -111,19 +119,22 @@ pub(crate) async fn relay(
             let mut parts = (&frame[..]).chain(&chunk[..]).chain(&b"\r\n"[..]);
             write_all_progress(&mut conn.sock, &mut parts, stall).await
         } else {
-            write_all_progress(&mut conn.sock, &mut &chunk[..], stall).await
+            write_body(&mut conn.sock, &chunk, stall).await
         };
         if let Err(e) = written {
             return write_failed(shared, e, stall);
         }
     }
-    if chunked {
-        if let Err(e) = write_all_progress(&mut conn.sock, &mut &LAST_CHUNK[..], stall).await {
-            return write_failed(shared, e, stall);
-        }
-    }
     if length.is_some_and(|n| n != sent) {
         return false;
+    }
+    let ended = if chunked {
+        write_all_progress(&mut conn.sock, &mut &LAST_CHUNK[..], stall).await
+    } else {
+        end_body(&mut conn.sock, stall).await
+    };
+    if let Err(e) = ended {
+        return write_failed(shared, e, stall);
     }
     keep_alive
 }
@@ -143,19 +154,17 @@ pub(crate) async fn write_full(
         headers.insert(CONTENT_LENGTH, HeaderValue::from(resp.body.len()));
     }
     set_connection(&mut headers, req.version, keep_alive);
-    let mut out = BytesMut::with_capacity(256 + resp.body.len());
-    write_response_head(
-        &mut out,
+    let stall = shared.config.proxy.write_timeout;
+    let written = respond_full(
+        &mut conn.sock,
         req.version,
         resp.status,
         resp.reason.as_deref(),
         &headers,
+        (!no_body).then_some(&resp.body),
+        stall,
     );
-    if !no_body {
-        out.extend_from_slice(&resp.body);
-    }
-    let stall = shared.config.proxy.write_timeout;
-    if let Err(e) = write_all_progress(&mut conn.sock, &mut &out[..], stall).await {
+    if let Err(e) = written.await {
         return write_failed(shared, e, stall);
     }
     keep_alive

@@ -18,6 +18,9 @@ pub struct Gripway {
     pub publish_addr: SocketAddr,
     /// Admin listener.
     pub admin_addr: SocketAddr,
+    /// The first TLS client listener, when `--tls-port` was given (logged as
+    /// `clients (TLS) on ADDR`, before the plain one).
+    pub tls_addr: Option<SocketAddr>,
     log: Arc<Mutex<Vec<String>>>,
 }
 
@@ -75,6 +78,7 @@ impl Gripway {
         }
         let deadline = Instant::now() + Duration::from_secs(20);
         let (mut addr, mut publish_addr, mut admin_addr) = (None, None, None);
+        let mut tls_addr = None;
         while addr.is_none() || publish_addr.is_none() || admin_addr.is_none() {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = match rx.recv_timeout(left) {
@@ -97,6 +101,7 @@ impl Gripway {
                 })
             };
             addr = addr.or_else(|| after("clients on "));
+            tls_addr = tls_addr.or_else(|| after("clients (TLS) on "));
             publish_addr = publish_addr.or_else(|| after("publish API on "));
             admin_addr = admin_addr.or_else(|| after("metrics on http://"));
         }
@@ -105,6 +110,7 @@ impl Gripway {
             addr: addr.expect("client address"),
             publish_addr: publish_addr.expect("publish address"),
             admin_addr: admin_addr.expect("admin address"),
+            tls_addr,
             log,
         }
     }

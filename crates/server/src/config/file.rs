@@ -12,6 +12,9 @@
 //!
 //! [tls]
 //! certs_dir = "certs"               # relative to this file; <host>.crt + <host>.key
+//!
+//! [http2]
+//! max_concurrent_streams = 100      # SETTINGS_MAX_CONCURRENT_STREAMS per connection
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -54,6 +57,17 @@ pub struct RawConfig {
     /// TLS toward clients.
     #[serde(default)]
     pub tls: RawTls,
+    /// HTTP/2 toward clients.
+    #[serde(default)]
+    pub http2: RawHttp2,
+}
+
+/// `[http2]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp2 {
+    /// Streams one HTTP/2 connection may have open at once (default 100).
+    pub max_concurrent_streams: Option<u32>,
 }
 
 /// `[tls]`
@@ -467,6 +481,16 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             "max_age_secs must be at least 1 (set max_items = 0 to switch history off)".into(),
         ));
     }
+    set(
+        &mut c.http2.max_concurrent_streams,
+        raw.http2.max_concurrent_streams,
+    );
+    if c.http2.max_concurrent_streams == 0 {
+        return Err(err(
+            "max_concurrent_streams",
+            "max_concurrent_streams must be at least 1".into(),
+        ));
+    }
     if c.websocket.origin_queue_bytes == 0 {
         return Err(err(
             "origin_queue_bytes",
@@ -693,6 +717,15 @@ keys = ["k1"]
             parse_str("[history]\nnope = 1\n").is_err(),
             "unknown keys are refused"
         );
+    }
+
+    #[test]
+    fn http2_max_concurrent_streams() {
+        assert_eq!(parse_str("").unwrap().http2.max_concurrent_streams, 100);
+        let c = parse_str("[http2]\nmax_concurrent_streams = 250\n").unwrap();
+        assert_eq!(c.http2.max_concurrent_streams, 250);
+        assert!(parse_str("[http2]\nmax_concurrent_streams = 0\n").is_err());
+        assert!(parse_str("[http2]\nnope = 1\n").is_err());
     }
 
     #[test]

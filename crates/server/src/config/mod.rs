@@ -76,6 +76,8 @@ pub struct Config {
     pub publish: PublishConfig,
     /// WebSocket clients.
     pub websocket: WsConfig,
+    /// HTTP/2 clients (`[http2]`).
+    pub http2: Http2Config,
     /// Per-channel history (recovery after reconnects and restarts).
     pub history: HistorySettings,
     /// Cluster mode: the NATS servers and JetStream stream this node shares channels
@@ -241,6 +243,22 @@ pub struct WsConfig {
     pub origin_queue_bytes: usize,
 }
 
+/// HTTP/2 toward clients (h2 by ALPN over TLS, h2c with prior knowledge on the plain port).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Http2Config {
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS`: streams one connection may have open (held ones
+    /// included).
+    pub max_concurrent_streams: u32,
+}
+
+impl Default for Http2Config {
+    fn default() -> Self {
+        Http2Config {
+            max_concurrent_streams: 100,
+        }
+    }
+}
+
 impl Default for WsConfig {
     fn default() -> Self {
         WsConfig {
@@ -291,6 +309,7 @@ impl Default for Config {
             grip: GripConfig::default(),
             publish: PublishConfig::default(),
             websocket: WsConfig::default(),
+            http2: Http2Config::default(),
             history: HistorySettings::default(),
             cluster: None,
             workers: 0,

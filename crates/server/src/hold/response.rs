@@ -164,13 +164,13 @@ impl PollSub {
                     return Delivery::Sent(1);
                 }
                 HttpResponseAction::Send(message) => {
-                    let Some(bytes) = self.answer(message, transform) else {
+                    let Some(reply) = self.answer(message, transform) else {
                         if self.patch_skips.load(Ordering::Relaxed) > 0 {
                             self.sink.notify(st);
                         }
                         continue;
                     };
-                    let ok = self.sink.send(st, &[&bytes]);
+                    let ok = reply.send(&self.sink, st);
                     self.sink.finish(st);
                     return if ok {
                         Delivery::Sent(1)
@@ -215,7 +215,8 @@ impl PollSub {
             return;
         }
         let t = &self.template;
-        let bytes = full_response_bytes(
+        let reply = full_response(
+            self.sink.is_h2(),
             self.version,
             keep_alive,
             self.head_only,
@@ -224,14 +225,14 @@ impl PollSub {
             t.headers.clone(),
             &t.body,
         );
-        self.sink.send(st, &[&bytes]);
+        reply.send(&self.sink, st);
         self.sink.finish(st);
     }
 
     /// The full response for a published message, its body through the content filters of
     /// `transform` (a channel) if given; None if its body patch cannot apply or a content
     /// filter drops it.
-    fn answer(&self, message: &ResponseMessage, transform: Option<&str>) -> Option<Bytes> {
+    fn answer(&self, message: &ResponseMessage, transform: Option<&str>) -> Option<Reply> {
         let mut headers = self.template.headers.clone();
         let mut exposed: Option<Vec<String>> = None;
         for (name, value) in &message.headers {
@@ -288,7 +289,8 @@ impl PollSub {
         } else {
             message.code
         };
-        Some(full_response_bytes(
+        Some(full_response(
+            self.sink.is_h2(),
             self.version,
             self.keep_alive,
             self.head_only,
@@ -351,7 +353,30 @@ fn count_patch_skips(shared: &Shared, sub: &PollSub) {
     }
 }
 
-fn full_response_bytes(
+/// A whole response as its connection takes it.
+enum Reply {
+    /// HTTP/1 bytes, head and body.
+    H1(Bytes),
+    /// An HTTP/2 head, and the body.
+    H2(http::Response<()>, Bytes),
+}
+
+impl Reply {
+    /// Sends it (under the sink's lock); false if the client is too slow.
+    fn send(self, sink: &Sink, st: &mut SinkState) -> bool {
+        match self {
+            Reply::H1(bytes) => sink.send(st, &[&bytes]),
+            Reply::H2(head, body) => {
+                sink.enqueue_head(st, head);
+                sink.send(st, &[&body])
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn full_response(
+    h2: bool,
     version: Version,
     keep_alive: bool,
     head_only: bool,
@@ -359,7 +384,7 @@ fn full_response_bytes(
     reason: Option<&str>,
     mut headers: http::HeaderMap,
     body: &[u8],
-) -> Bytes {
+) -> Reply {
     headers.remove(TRANSFER_ENCODING);
     if (100..200).contains(&status) || status == 204 {
         // these carry no body and no Content-Length (RFC 9110 §8.6)
@@ -368,13 +393,21 @@ fn full_response_bytes(
         headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
     }
     let head_only = head_only || (100..200).contains(&status) || status == 204 || status == 304;
+    if h2 {
+        let body = if head_only {
+            Bytes::new()
+        } else {
+            Bytes::copy_from_slice(body)
+        };
+        return Reply::H2(crate::transport::h2::response_head(status, headers), body);
+    }
     set_connection(&mut headers, version, keep_alive);
     let mut out = BytesMut::with_capacity(256 + body.len());
     write_response_head(&mut out, version, status, reason, &headers);
     if !head_only {
         out.extend_from_slice(body);
     }
-    out.freeze()
+    Reply::H1(out.freeze())
 }
 
 /// Holds `conn` as a long-poll.

@@ -19,6 +19,11 @@
 //! into another) and writes the ciphertext straight to the socket, as for plain TCP; what the
 //! socket does not take stays in the session as ciphertext (counted in the same bound), and
 //! later frames queue as plaintext until it is written. Reads decrypt under the lock too.
+//!
+//! An HTTP/2 stream's sink has no socket ([`on_h2`]): the fan-out only queues (the same
+//! zero-copy entries) and wakes the stream's task, which turns the queue into DATA frames as
+//! the stream's and the connection's windows allow. The same bound cuts off a stream that
+//! stops reading (RST_STREAM, CANCEL); the other streams of its connection go on.
 
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
@@ -36,8 +41,11 @@ use parking_lot::{Mutex, MutexGuard};
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
+use crate::transport::h2::H2Stream;
 use crate::transport::tls::{Received, TlsSession};
-use crate::transport::ClientStream;
+use crate::transport::{ClientStream, SocketStream};
+
+mod on_h2;
 
 /// Most buffers handed to one vectored write (Linux takes up to 1024).
 const MAX_IOV: usize = 256;
@@ -240,16 +248,27 @@ pub(crate) const MAX_HELD_BACK: usize = 10_000;
 
 /// A held client socket and what is waiting to be written to it.
 pub(crate) struct Sink {
-    sock: TcpStream,
+    out: Out,
     state: Mutex<SinkState>,
     max_queued_bytes: usize,
 }
 
+/// Where a sink writes.
+enum Out {
+    /// The connection's socket (plain, or TLS with the session in the state).
+    Socket(TcpStream),
+    /// One stream of an HTTP/2 connection (only its task writes it).
+    H2(Box<Mutex<H2Stream>>),
+}
+
 impl Sink {
     pub(crate) fn new(stream: ClientStream, max_queued_bytes: usize) -> Sink {
-        let (sock, tls) = stream.into_parts();
+        let (out, tls) = match stream {
+            ClientStream::Socket(SocketStream { sock, tls }) => (Out::Socket(sock), tls),
+            ClientStream::H2(h2) => (Out::H2(Box::new(Mutex::new(*h2))), None),
+        };
         Sink {
-            sock,
+            out,
             state: Mutex::new(SinkState {
                 queue: VecDeque::new(),
                 queued_bytes: 0,
@@ -268,10 +287,19 @@ impl Sink {
 
     /// Takes the connection back once nobody else holds the sink.
     pub(crate) fn into_socket(self) -> ClientStream {
-        ClientStream {
-            sock: self.sock,
-            tls: self.state.into_inner().tls,
+        match self.out {
+            Out::Socket(sock) => ClientStream::Socket(SocketStream {
+                sock,
+                tls: self.state.into_inner().tls,
+            }),
+            Out::H2(h2) => ClientStream::H2(Box::new(h2.into_inner())),
         }
+    }
+
+    /// True for an HTTP/2 stream's sink: responses need a head of their own
+    /// ([`Sink::enqueue_head`]), and bodies no HTTP/1 framing.
+    pub(crate) fn is_h2(&self) -> bool {
+        matches!(self.out, Out::H2(_))
     }
 
     /// Locks the write state (for the fan-out, which decides what to send under the lock so
@@ -296,8 +324,11 @@ impl Sink {
             return !st.slow;
         }
         st.active = true;
+        let Out::Socket(sock) = &self.out else {
+            return self.send_h2(st, frames);
+        };
         if st.tls.is_some() {
-            return self.send_tls(st, frames);
+            return self.send_tls(sock, st, frames);
         }
         let mut written = 0;
         let was_empty = st.queue.is_empty();
@@ -307,7 +338,7 @@ impl Sink {
             for (slot, f) in io.iter_mut().zip(frames) {
                 *slot = IoSlice::new((*f).into().bytes());
             }
-            match self.sock.try_write_vectored(&io[..n]) {
+            match sock.try_write_vectored(&io[..n]) {
                 Ok(w) => written = w,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(_) => {
@@ -344,13 +375,20 @@ impl Sink {
         st.slow = true;
         st.queue = VecDeque::new();
         st.queued_bytes = 0;
-        let _ = socket2::SockRef::from(&self.sock).shutdown(Shutdown::Both);
+        if let Out::Socket(sock) = &self.out {
+            let _ = socket2::SockRef::from(sock).shutdown(Shutdown::Both);
+        }
         self.wake(st);
     }
 
     /// [`Sink::send`] over TLS: with nothing pending, the frames are sealed as one run of
     /// records and written now; otherwise they queue as plaintext behind the backlog.
-    fn send_tls<'a, F: Into<Frame<'a>> + Copy>(&self, st: &mut SinkState, frames: &[F]) -> bool {
+    fn send_tls<'a, F: Into<Frame<'a>> + Copy>(
+        &self,
+        sock: &TcpStream,
+        st: &mut SinkState,
+        frames: &[F],
+    ) -> bool {
         if st.has_pending() {
             for f in frames {
                 let f: Frame<'a> = (*f).into();
@@ -367,7 +405,7 @@ impl Sink {
                 for f in frames {
                     plain.extend_from_slice((*f).into().bytes());
                 }
-                let kept = seal_and_write(tls, &self.sock, plain, cipher);
+                let kept = seal_and_write(tls, sock, plain, cipher);
                 trim(plain);
                 trim(cipher);
                 kept
@@ -380,7 +418,7 @@ impl Sink {
                 }
                 Err(_) => {
                     // broken: the task sees it on its next read and ends
-                    let _ = socket2::SockRef::from(&self.sock).shutdown(Shutdown::Both);
+                    let _ = socket2::SockRef::from(sock).shutdown(Shutdown::Both);
                     self.wake(st);
                     return true;
                 }
@@ -473,10 +511,13 @@ impl Sink {
     /// Reads what the client sent (decrypted over TLS): WouldBlock when nothing is there,
     /// 0 at its end. For a caller that asked [`Input::Report`].
     pub(crate) fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let Out::Socket(sock) = &self.out else {
+            return Err(io::ErrorKind::WouldBlock.into());
+        };
         let mut st = self.state.lock();
         let Some(tls) = st.tls.as_mut() else {
             drop(st);
-            return self.sock.try_read(buf);
+            return sock.try_read(buf);
         };
         loop {
             if !tls.plain.is_empty() {
@@ -488,7 +529,7 @@ impl Sink {
                 }
                 return Ok(n);
             }
-            if tls.read_from(&self.sock)? == Received::Closed && tls.plain.is_empty() {
+            if tls.read_from(sock)? == Received::Closed && tls.plain.is_empty() {
                 return Ok(0);
             }
         }
@@ -573,6 +614,10 @@ impl Sink {
         timer: Option<&mut Pin<&mut Sleep>>,
         input: Input,
     ) -> Poll<Event> {
+        let sock = match &self.out {
+            Out::Socket(sock) => sock,
+            Out::H2(h2) => return self.poll_event_h2(h2, cx, timer),
+        };
         let queued = {
             let mut st = self.state.lock();
             if st.slow {
@@ -593,10 +638,10 @@ impl Sink {
             }
             queued
         };
-        if input != Input::Pause && self.sock.poll_read_ready(cx).is_ready() {
+        if input != Input::Pause && sock.poll_read_ready(cx).is_ready() {
             return Poll::Ready(Event::Input);
         }
-        if queued && self.sock.poll_write_ready(cx).is_ready() {
+        if queued && sock.poll_write_ready(cx).is_ready() {
             return Poll::Ready(Event::Writable);
         }
         if let Some(t) = timer {
@@ -609,9 +654,13 @@ impl Sink {
 
     /// Writes queued bytes until the queue is empty or the socket is full.
     fn flush(&self) -> io::Result<()> {
+        let sock = match &self.out {
+            Out::Socket(sock) => sock,
+            Out::H2(h2) => return self.flush_h2(h2),
+        };
         let mut st = self.state.lock();
         if st.tls.is_some() {
-            return self.flush_tls(&mut st);
+            return self.flush_tls(sock, &mut st);
         }
         while !st.queue.is_empty() {
             let mut io = [IoSlice::new(&[]); MAX_IOV];
@@ -621,7 +670,7 @@ impl Sink {
                 .zip(io.iter_mut())
                 .map(|(f, slot)| *slot = IoSlice::new(f.bytes()))
                 .count();
-            let mut written = match self.sock.try_write_vectored(&io[..n]) {
+            let mut written = match sock.try_write_vectored(&io[..n]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(w) => w,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
@@ -649,11 +698,11 @@ impl Sink {
 
     /// [`Sink::flush`] over TLS: the sealed backlog first, then queued frames sealed in
     /// steps of [`SEAL_STEP`].
-    fn flush_tls(&self, st: &mut SinkState) -> io::Result<()> {
+    fn flush_tls(&self, sock: &TcpStream, st: &mut SinkState) -> io::Result<()> {
         loop {
             let tls = st.tls.as_mut().expect("a TLS sink");
             let before = tls.pending_out().len();
-            let wrote = tls.write_out(&self.sock);
+            let wrote = tls.write_out(sock);
             let written = before - tls.pending_out().len();
             st.queued_bytes -= written.min(st.queued_bytes);
             match wrote {
@@ -681,7 +730,7 @@ impl Sink {
                 }
                 st.queued_bytes -= freed.min(st.queued_bytes);
                 let tls = st.tls.as_mut().expect("a TLS sink");
-                let kept = seal_and_write(tls, &self.sock, plain, cipher);
+                let kept = seal_and_write(tls, sock, plain, cipher);
                 trim(plain);
                 trim(cipher);
                 kept
@@ -704,10 +753,13 @@ impl Sink {
 
     /// Reads and drops what the client sends on a held connection; false on EOF or error.
     fn discard_input(&self) -> bool {
+        let Out::Socket(sock) = &self.out else {
+            return true;
+        };
         let mut st = self.state.lock();
         if let Some(tls) = st.tls.as_mut() {
             for _ in 0..64 {
-                match tls.read_from(&self.sock) {
+                match tls.read_from(sock) {
                     Ok(Received::Closed) => return false,
                     Ok(Received::Progress) => {
                         if !tls.plain.is_empty() {
@@ -725,7 +777,7 @@ impl Sink {
         drop(st);
         let mut buf = [0u8; 256];
         for _ in 0..64 {
-            match self.sock.try_read(&mut buf) {
+            match sock.try_read(&mut buf) {
                 Ok(0) => return false,
                 Ok(_) => self.state.lock().discarded = true,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
@@ -961,7 +1013,10 @@ mod tests {
         }
         assert!(sink.lock().queue.is_empty());
         assert_eq!(Arc::strong_count(&m), 1);
-        let _ = socket2::SockRef::from(&sink.sock).shutdown(Shutdown::Write);
+        let Out::Socket(sock) = &sink.out else {
+            unreachable!()
+        };
+        let _ = socket2::SockRef::from(sock).shutdown(Shutdown::Write);
         let got = reader.await.unwrap();
         // what the stalled socket held first is zeros
         let start = got.iter().position(|b| *b != 0).unwrap();

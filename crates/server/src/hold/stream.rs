@@ -4,7 +4,8 @@
 //!
 //! HTTP/1.1 clients get the stream chunked, each message as the one chunk encoded once for
 //! all subscribers; HTTP/1.0 clients get raw content and the end of the stream is the end
-//! of the connection. Keep-alive data (`Grip-Keep-Alive`) goes out when the stream has been
+//! of the connection; HTTP/2 streams get raw content as DATA frames (a head of their own
+//! first, [`Sink::enqueue_head`]). Keep-alive data (`Grip-Keep-Alive`) goes out when the stream has been
 //! quiet for its timeout (`idle` mode) or on a fixed period (`interval` mode).
 //!
 //! At shutdown the drain ends the stream with its last chunk (the connection then closes);
@@ -231,7 +232,10 @@ pub(crate) fn run(
         sock, mut guard, ..
     } = conn;
     guard.become_kind(ConnKind::Stream);
-    let chunked = plan.version == Version::Http11;
+    // HTTP/2 streams carry raw content in DATA frames (matched, not borrowed: a borrow
+    // would keep `sock` in the hold's future)
+    let h2 = matches!(sock, crate::transport::ClientStream::H2(_));
+    let chunked = plan.version == Version::Http11 && !h2;
     let task = plan.links.take().and_then(|mut l| {
         let (next, timeout) = l.next.take()?;
         Some(Box::new(LinkTask {
@@ -256,7 +260,11 @@ pub(crate) fn run(
         // queued, not written: the client sees the response only once it is subscribed, and
         // whatever is published meanwhile is queued behind it
         let mut st = sub.sink.lock();
-        sub.sink.enqueue(&mut st, initial_bytes(&plan, chunked));
+        if sub.sink.is_h2() {
+            initial_h2(&sub.sink, &mut st, &plan);
+        } else {
+            sub.sink.enqueue(&mut st, initial_bytes(&plan, chunked));
+        }
         if plan.head_only {
             sub.sink.finish(&mut st);
         }
@@ -321,7 +329,7 @@ pub(crate) fn run(
                 match Arc::try_unwrap(sub) {
                     Ok(sub) => {
                         let sock = sub.sink.into_socket();
-                        match sock.sock.peer_addr() {
+                        match sock.peer_addr() {
                             Ok(peer) => {
                                 guard.become_kind(ConnKind::Http);
                                 HoldEnd::KeepAlive(ClientConn {
@@ -487,4 +495,15 @@ fn initial_bytes(plan: &HoldPlan, chunked: bool) -> Bytes {
         }
     }
     out.freeze()
+}
+
+/// [`initial_bytes`] for an HTTP/2 stream: the head, then the initial body.
+fn initial_h2(sink: &Sink, st: &mut SinkState, plan: &HoldPlan) {
+    let r = &plan.response;
+    let mut headers = r.headers.clone();
+    headers.remove(CONTENT_LENGTH);
+    sink.enqueue_head(st, crate::transport::h2::response_head(r.status, headers));
+    if !plan.head_only && !r.body.is_empty() {
+        sink.enqueue(st, r.body.clone());
+    }
 }

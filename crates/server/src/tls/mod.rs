@@ -61,7 +61,7 @@ pub(crate) fn start(
             CertResolver::fixed(made.key, metrics)
         }
     };
-    let config = server_config(resolver.clone(), &[b"http/1.1"])
+    let config = server_config(resolver.clone(), &[b"h2", b"http/1.1"])
         .map_err(|e| ConfigError::new(format!("TLS: {e}")))?;
     Ok(TlsServing {
         config,

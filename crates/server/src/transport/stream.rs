@@ -1,5 +1,8 @@
-//! [`ClientStream`]: a client's byte stream, plain TCP or TLS, as one `AsyncRead` +
-//! `AsyncWrite` for the request loop, the proxy and the relay.
+//! [`ClientStream`]: what a request's response goes out on: a client's byte stream (plain
+//! TCP or TLS, [`SocketStream`], one `AsyncRead` + `AsyncWrite` for the request loop, the
+//! proxy and the relay), or one HTTP/2 stream ([`super::h2::H2Stream`]), which has no byte
+//! stream of its own: responses reach it through the transport's functions
+//! ([`super::write_head`] and the rest), never through `AsyncWrite`.
 //!
 //! Plain TCP passes straight through to the socket. Over TLS a write seals the bytes into
 //! the session's outgoing buffer and writes what the socket takes; the rest goes out on the
@@ -8,7 +11,7 @@
 //! hands out their plaintext.
 //!
 //! A held connection takes the socket and the TLS session apart again
-//! ([`ClientStream::into_parts`]): the sink then writes to the socket itself, under its lock.
+//! (the sink takes [`SocketStream`]'s fields): it then writes to the socket itself, under its lock.
 
 use std::io;
 use std::pin::Pin;
@@ -18,32 +21,60 @@ use bytes::Buf;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+use super::h2::H2Stream;
 use super::tls::{Received, TlsSession};
 
 /// Most plaintext sealed by one write (four full records).
 const MAX_SEAL: usize = 64 * 1024;
 
+/// Where a response goes: a connection's byte stream, or one stream of an HTTP/2
+/// connection (boxed: a plain connection stays the size of its socket and TLS pointer).
+pub(crate) enum ClientStream {
+    Socket(SocketStream),
+    H2(Box<H2Stream>),
+}
+
 /// A client's connection: the socket, and its TLS session when it has one.
-pub(crate) struct ClientStream {
+pub(crate) struct SocketStream {
     pub(crate) sock: TcpStream,
     pub(crate) tls: Option<Box<TlsSession>>,
 }
 
 impl ClientStream {
     pub(crate) fn plain(sock: TcpStream) -> ClientStream {
-        ClientStream { sock, tls: None }
+        ClientStream::Socket(SocketStream { sock, tls: None })
     }
 
-    /// True for a TLS connection.
+    pub(crate) fn tls(sock: TcpStream, tls: Box<TlsSession>) -> ClientStream {
+        ClientStream::Socket(SocketStream {
+            sock,
+            tls: Some(tls),
+        })
+    }
+
+    /// True for a TLS connection (an HTTP/2 stream over TLS too).
     pub(crate) fn is_tls(&self) -> bool {
-        self.tls.is_some()
+        match self {
+            ClientStream::Socket(s) => s.tls.is_some(),
+            ClientStream::H2(h) => h.tls,
+        }
     }
 
-    /// The socket and the TLS session, for a held connection's sink.
-    pub(crate) fn into_parts(self) -> (TcpStream, Option<Box<TlsSession>>) {
-        (self.sock, self.tls)
+    /// The peer's address (asked of the socket; an HTTP/2 stream has no socket of its own).
+    pub(crate) fn peer_addr(&self) -> io::Result<std::net::SocketAddr> {
+        match self {
+            ClientStream::Socket(s) => s.sock.peer_addr(),
+            ClientStream::H2(_) => Err(io::ErrorKind::Unsupported.into()),
+        }
     }
 
+    /// True for an HTTP/2 stream.
+    pub(crate) fn is_h2(&self) -> bool {
+        matches!(self, ClientStream::H2(_))
+    }
+}
+
+impl SocketStream {
     /// Writes what the TLS session has pending; Pending while the socket is full.
     fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let Some(tls) = self.tls.as_mut() else {
@@ -61,7 +92,7 @@ impl ClientStream {
     }
 }
 
-impl AsyncRead for ClientStream {
+impl AsyncRead for SocketStream {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -105,7 +136,7 @@ impl AsyncRead for ClientStream {
     }
 }
 
-impl AsyncWrite for ClientStream {
+impl AsyncWrite for SocketStream {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -163,5 +194,70 @@ impl AsyncWrite for ClientStream {
             ready!(this.poll_write_out(cx))?;
         }
         Pin::new(&mut this.sock).poll_shutdown(cx)
+    }
+}
+
+fn no_bytes() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        "an HTTP/2 stream has no byte stream",
+    )
+}
+
+impl AsyncRead for ClientStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Socket(s) => Pin::new(s).poll_read(cx, buf),
+            ClientStream::H2(_) => Poll::Ready(Err(no_bytes())),
+        }
+    }
+}
+
+impl AsyncWrite for ClientStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            ClientStream::Socket(s) => Pin::new(s).poll_write(cx, buf),
+            ClientStream::H2(_) => Poll::Ready(Err(no_bytes())),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            ClientStream::Socket(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            ClientStream::H2(_) => Poll::Ready(Err(no_bytes())),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            ClientStream::Socket(s) => s.is_write_vectored(),
+            ClientStream::H2(_) => false,
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Socket(s) => Pin::new(s).poll_flush(cx),
+            ClientStream::H2(_) => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            ClientStream::Socket(s) => Pin::new(s).poll_shutdown(cx),
+            ClientStream::H2(_) => Poll::Ready(Ok(())),
+        }
     }
 }
