@@ -2,6 +2,7 @@
 //! from its start-up log lines. The process is killed when the handle drops; its log is kept
 //! and printed if the test panics, so a failure shows what the server said.
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -18,6 +19,9 @@ pub struct Gripway {
     pub publish_addr: SocketAddr,
     /// Admin listener.
     pub admin_addr: SocketAddr,
+    /// The first TLS client listener (`--tls-port`), if one was asked for: learned from its
+    /// `clients (TLS) on ADDR` line, which the server logs before the plain listeners' lines.
+    pub tls_addr: Option<SocketAddr>,
     log: Arc<Mutex<Vec<String>>>,
 }
 
@@ -29,16 +33,33 @@ impl Gripway {
 
     /// Starts `binary` in directory `dir`.
     pub fn start_in(binary: &str, args: &[&str], dir: Option<&Path>) -> Gripway {
-        Self::start_at(binary, args, dir, ["127.0.0.1:0"; 3].map(String::from))
+        Self::start_at(binary, args, dir, ["127.0.0.1:0"; 3].map(String::from), &[])
+    }
+
+    /// Starts `binary` with these environment variables set for it (`TMPDIR`, say).
+    pub fn start_with_env(binary: &str, args: &[&str], env: &[(&str, &OsStr)]) -> Gripway {
+        Self::start_at(
+            binary,
+            args,
+            None,
+            ["127.0.0.1:0"; 3].map(String::from),
+            env,
+        )
     }
 
     /// Starts `binary` again on the listeners of `previous` (a restart on the same ports).
     pub fn restart_like(binary: &str, args: &[&str], previous: &Gripway) -> Gripway {
         let addrs = [previous.addr, previous.publish_addr, previous.admin_addr];
-        Self::start_at(binary, args, None, addrs.map(|a| a.to_string()))
+        Self::start_at(binary, args, None, addrs.map(|a| a.to_string()), &[])
     }
 
-    fn start_at(binary: &str, args: &[&str], dir: Option<&Path>, addrs: [String; 3]) -> Gripway {
+    fn start_at(
+        binary: &str,
+        args: &[&str],
+        dir: Option<&Path>,
+        addrs: [String; 3],
+        env: &[(&str, &OsStr)],
+    ) -> Gripway {
         let [client, publish, admin] = addrs;
         let mut cmd = Command::new(binary);
         cmd.args([
@@ -51,6 +72,7 @@ impl Gripway {
         ])
         .args(args)
         .env_remove("RUST_LOG")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -75,6 +97,7 @@ impl Gripway {
         }
         let deadline = Instant::now() + Duration::from_secs(20);
         let (mut addr, mut publish_addr, mut admin_addr) = (None, None, None);
+        let mut tls_addr = None;
         while addr.is_none() || publish_addr.is_none() || admin_addr.is_none() {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = match rx.recv_timeout(left) {
@@ -96,6 +119,9 @@ impl Gripway {
                         .and_then(|a| a.parse::<SocketAddr>().ok())
                 })
             };
+            // "clients (TLS) on ADDR" does not hold "clients on ", so the plain listener's
+            // marker never takes a TLS line
+            tls_addr = tls_addr.or_else(|| after("clients (TLS) on "));
             addr = addr.or_else(|| after("clients on "));
             publish_addr = publish_addr.or_else(|| after("publish API on "));
             admin_addr = admin_addr.or_else(|| after("metrics on http://"));
@@ -105,6 +131,7 @@ impl Gripway {
             addr: addr.expect("client address"),
             publish_addr: publish_addr.expect("publish address"),
             admin_addr: admin_addr.expect("admin address"),
+            tls_addr,
             log,
         }
     }
@@ -112,6 +139,14 @@ impl Gripway {
     /// `http://127.0.0.1:PORT` of the client listener.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// `https://127.0.0.1:PORT` of the (first) TLS client listener: a client that follows it
+    /// connects by IP and sends no SNI, so it gets the `default` certificate (which
+    /// [`crate::tls::CertsDir`] makes for `127.0.0.1` too). Panics without a TLS listener.
+    pub fn https_url(&self, path: &str) -> String {
+        let addr = self.tls_addr.expect("gripway was started with --tls-port");
+        format!("https://{addr}{path}")
     }
 
     /// The publish endpoint (Pushpin's form).
