@@ -739,3 +739,115 @@ async fn without_a_certs_dir_the_demo_serves_a_self_signed_certificate_saved_for
     }
     assert!(gw.is_running());
 }
+
+/// Sends a TLS 1.3 KeyUpdate asking the server to update its keys too (RFC 8446 §4.6.3):
+/// the server must answer with its own before it seals anything under new keys.
+async fn key_update(c: &mut TlsClient) {
+    c.stream()
+        .get_mut()
+        .1
+        .refresh_traffic_keys()
+        .expect("TLS 1.3 key update");
+    tokio::io::AsyncWriteExt::flush(c.stream()).await.unwrap();
+}
+
+#[tokio::test]
+async fn key_updates_on_keep_alive_and_held_connections() {
+    let certs = CertsDir::new(&["localhost"]);
+    let origin = Origin::start(|r| match r.path.as_str() {
+        "/events" => sse_reply("news"),
+        _ => Reply::ok().body("plain answer\n"),
+    })
+    .await;
+    let gw = gripway_tls(&certs, &["--route", &format!("* {}", origin.target())]);
+
+    // between two requests on one connection
+    let mut c = tls_client(&gw, &certs).await;
+    for _ in 0..3 {
+        c.get("/plain", &[]).await;
+        c.read_until(b"plain answer\n", WAIT).await;
+        key_update(&mut c).await;
+    }
+    c.get("/plain", &[]).await;
+    c.read_until(b"plain answer\n", WAIT).await;
+
+    // on a held stream: the sink reads the update and answers it, then seals items
+    let mut sse = tls_client(&gw, &certs).await;
+    sse.get("/events", &[]).await;
+    sse.read_until(b"welcome\n\n\r\n", WAIT).await;
+    wait_metric_at_least(&gw, "gripway_subscriptions", 1.0).await;
+    for round in 0..3 {
+        key_update(&mut sse).await;
+        // let the server read it before the publish (the other order is fine too)
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for i in 0..5 {
+            publish_event(&gw, "news", &format!("round {round} item {i}")).await;
+        }
+        for i in 0..5 {
+            sse.read_until(
+                format!("data: round {round} item {i}\n\n\r\n").as_bytes(),
+                WAIT,
+            )
+            .await;
+        }
+    }
+    // an update sent while items are being published
+    key_update(&mut sse).await;
+    for i in 0..20 {
+        publish_event(&gw, "news", &format!("racing {i}")).await;
+    }
+    for i in 0..20 {
+        sse.read_until(format!("data: racing {i}\n\n\r\n").as_bytes(), WAIT)
+            .await;
+    }
+}
+
+#[tokio::test]
+async fn a_client_close_notify_ends_a_held_stream() {
+    let certs = CertsDir::new(&["localhost"]);
+    let origin = Origin::start(|_| sse_reply("news")).await;
+    let gw = gripway_tls(&certs, &["--route", &format!("* {}", origin.target())]);
+    let mut sse = tls_client(&gw, &certs).await;
+    sse.get("/events", &[]).await;
+    sse.read_until(b"welcome\n\n\r\n", WAIT).await;
+    wait_metric_at_least(&gw, "gripway_subscriptions", 1.0).await;
+    sse.stream().get_mut().1.send_close_notify();
+    tokio::io::AsyncWriteExt::flush(sse.stream()).await.unwrap();
+    for _ in 0..500 {
+        if gw.metric("gripway_subscriptions").await == Some(0.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(gw.metric("gripway_subscriptions").await, Some(0.0));
+    assert!(sse.closed_within(WAIT).await, "the server closes too");
+}
+
+#[tokio::test]
+async fn a_request_sent_with_the_last_handshake_flight_is_served() {
+    let certs = CertsDir::new(&["localhost"]);
+    let origin = Origin::start(|r| Reply::ok().body(format!("you asked for {}\n", r.path))).await;
+    let gw = gripway_tls(&certs, &["--route", &format!("* {}", origin.target())]);
+    let addr = tls_addr(&gw);
+    let config = certs.client_config(H1);
+    let got = tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut conn = rustls::ClientConnection::new(config, name).unwrap();
+        // written before the handshake ends: rustls sends it right behind the client's
+        // Finished, in the same flight (and two requests, pipelined)
+        conn.writer()
+            .write_all(b"GET /one HTTP/1.1\r\nHost: x\r\n\r\nGET /two HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut sock = std::net::TcpStream::connect(addr).unwrap();
+        sock.set_read_timeout(Some(WAIT)).unwrap();
+        let mut tls = rustls::Stream::new(&mut conn, &mut sock);
+        let mut all = Vec::new();
+        let _ = tls.read_to_end(&mut all);
+        String::from_utf8_lossy(&all).into_owned()
+    })
+    .await
+    .unwrap();
+    assert!(got.contains("you asked for /one\n"), "{got}");
+    assert!(got.contains("you asked for /two\n"), "{got}");
+}
