@@ -4,8 +4,9 @@
 //! where a ClientHello belongs, a ClientHello cut short and then silence (closed at the
 //! request-head timeout), records and handshake messages announcing more than TLS allows,
 //! a crowd of handshakes that never finish (bounded by the connection limit, not by memory),
-//! records that fail to decrypt after the handshake, and a subscriber that stops reading
-//! (cut off as slow). Failed handshakes are counted in
+//! records that fail to decrypt after the handshake, a subscriber that stops reading (cut
+//! off as slow), and a client that stops reading a relayed 64 MiB body (dropped at the write
+//! timeout, with nothing of the body buffered). Failed handshakes are counted in
 //! `gripway_errors_total{source="client",reason="tls-handshake-failed"}`.
 
 mod common;
@@ -489,4 +490,73 @@ async fn a_tls_subscriber_that_stops_reading_is_cut_off_as_slow() {
     };
     canary.sings(&mut s).await;
     assert!(s.gw.is_running());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_client_that_stops_reading_a_relayed_body_is_dropped_without_buffering_it() {
+    let certs = CertsDir::new(&["localhost"]);
+    // far more than the socket buffers on both sides hold
+    let body = vec![b'x'; 64 * 1024 * 1024];
+    let origin = Origin::start(move |r| {
+        if r.path == "/big" {
+            Reply::ok().body(body.clone())
+        } else {
+            Reply::ok()
+                .header("Content-Type", "text/event-stream")
+                .header("Grip-Hold", "stream")
+                .header("Grip-Channel", "canary")
+                .body("event: open\ndata: ready\n\n")
+        }
+    })
+    .await;
+    let dir = TempDir::new("tls-writetimeout");
+    let conf = dir.write("gripway.toml", "[proxy]\nwrite_timeout_ms = 500\n");
+    let certs_dir = certs.path();
+    let route = format!("* {}", origin.target());
+    let gw = gripway(&[
+        "--config",
+        conf.to_str().unwrap(),
+        "--route",
+        &route,
+        "--tls-port",
+        "127.0.0.1:0",
+        "--tls-certs-dir",
+        certs_dir.to_str().unwrap(),
+    ]);
+    let mut s = Setup {
+        gw,
+        certs,
+        _dir: dir,
+        _origin: origin,
+    };
+    let mut canary = s.canary().await;
+    let rss_before = s.rss_kib();
+    let mut c = TlsClient::connect(s.tls_addr(), s.certs.client_config(H1), "localhost").await;
+    c.get("/big", &[]).await;
+    // never read
+    let sample = "gripway_errors_total{source=\"client\",reason=\"response-write-timeout\"}";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while s.gw.metric(sample).await.unwrap_or(0.0) < 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the stalled relay was never given up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let grew = s.rss_kib().saturating_sub(rss_before);
+    eprintln!("a stalled 64 MiB relay over TLS: RSS +{grew} KiB");
+    assert!(grew < 16 * 1024, "RSS grew by {grew} KiB");
+    canary.sings(&mut s).await;
+    // the connection was closed: what is left arrives, then the end
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut got = 0;
+    while !c.closed_within(Duration::from_millis(200)).await {
+        got += std::mem::take(&mut c.buf).len();
+        assert!(Instant::now() < deadline, "still open");
+    }
+    got += c.buf.len();
+    assert!(
+        got < 64 * 1024 * 1024,
+        "the body was cut short ({got} bytes)"
+    );
 }

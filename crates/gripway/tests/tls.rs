@@ -2,8 +2,10 @@
 //! and a certificate directory made by the test's own CA): holds (SSE, HTTP streaming,
 //! long-poll), a relayed 1 MiB body, WebSockets over `wss:`, certificate selection by SNI as
 //! `openssl s_client` sees it, reloads of the directory while clients stay connected, start-up
-//! refusals, the routes' `ssl=` condition, `X-Forwarded-Proto`, TLS 1.2 / 1.3 and ALPN, and
-//! the self-signed demo certificate.
+//! refusals, the routes' `ssl=` condition, `X-Forwarded-Proto`, TLS 1.2 / 1.3 and ALPN, the
+//! self-signed demo certificate, and the session's life after the handshake (TLS 1.3 key
+//! updates on keep-alive and held connections, a client's `close_notify`, a request sent in
+//! the handshake's last flight).
 
 mod common;
 
