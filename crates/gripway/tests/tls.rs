@@ -5,7 +5,7 @@
 //! refusals, the routes' `ssl=` condition, `X-Forwarded-Proto`, TLS 1.2 / 1.3 and ALPN, the
 //! self-signed demo certificate, and the session's life after the handshake (TLS 1.3 key
 //! updates on keep-alive and held connections, a client's `close_notify`, a request sent in
-//! the handshake's last flight).
+//! the handshake's last flight), and the alert a refused handshake gets.
 
 mod common;
 
@@ -852,4 +852,59 @@ async fn a_request_sent_with_the_last_handshake_flight_is_served() {
     .unwrap();
     assert!(got.contains("you asked for /one\n"), "{got}");
     assert!(got.contains("you asked for /two\n"), "{got}");
+}
+
+#[tokio::test]
+async fn a_refused_handshake_tells_the_client_why_with_an_alert() {
+    // no `default`: a name with no certificate is refused
+    let certs = CertsDir::new(&["localhost"]);
+    let gw = gripway_tls(&certs, &[]);
+    let ca = certs.ca_path();
+    let ca = ca.to_str().unwrap();
+    for (what, args, alert) in [
+        (
+            "no shared cipher suite",
+            &[
+                "-tls1_2",
+                "-cipher",
+                "AES128-SHA",
+                "-servername",
+                "localhost",
+            ][..],
+            "alert handshake failure",
+        ),
+        (
+            "TLS 1.1 only",
+            &[
+                "-tls1_1",
+                "-cipher",
+                "DEFAULT:@SECLEVEL=0",
+                "-servername",
+                "localhost",
+            ][..],
+            // rustls answers a hello without TLS 1.2 or 1.3 with handshake_failure
+            "alert handshake failure",
+        ),
+        (
+            "a name with no certificate",
+            &["-servername", "nobody.example.com", "-CAfile", ca][..],
+            "alert",
+        ),
+    ] {
+        let out = s_client(tls_addr(&gw), args);
+        assert!(
+            out.contains(alert),
+            "{what}: an alert, not a bare close:\n{out}"
+        );
+    }
+    // rustls as the client says the same
+    let Err(err) =
+        try_tls_connect(tls_addr(&gw), certs.client_config(H1), "nobody.example.com").await
+    else {
+        panic!("a name with no certificate was served");
+    };
+    assert!(
+        err.to_string().contains("alert"),
+        "the client was told: {err}"
+    );
 }
