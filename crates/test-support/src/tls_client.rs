@@ -68,6 +68,14 @@ impl TlsClient {
         }
     }
 
+    /// Wraps a stream connected some other way (a socket with its own options, say).
+    pub fn from_stream(stream: TlsStream<TcpStream>) -> TlsClient {
+        TlsClient {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
     /// The TLS stream (to reach the TCP socket under it, or the session's parameters).
     pub fn stream(&mut self) -> &mut TlsStream<TcpStream> {
         &mut self.stream
