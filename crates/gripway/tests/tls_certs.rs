@@ -2,7 +2,8 @@
 //! certificate SNI selects (exact name, wildcard, `default`, no SNI) as `openssl s_client`
 //! shows it, TLS 1.2 and 1.3 with ALPN `http/1.1`, reloads of the directory while clients
 //! stay connected (a new name, a broken pair refused with the old set kept), a broken
-//! directory stopping start-up with the file named, and the alert a refused handshake gets.
+//! directory stopping start-up with the file named, the alert a refused handshake gets, and a
+//! ClientHello that spans two records.
 
 mod common;
 
@@ -383,4 +384,24 @@ async fn a_refused_handshake_tells_the_client_why_with_an_alert() {
         err.to_string().contains("alert"),
         "the client was told: {err}"
     );
+}
+
+#[tokio::test]
+async fn a_client_hello_split_across_records_is_served() {
+    let certs = CertsDir::new(&["localhost"]);
+    let gw = gripway_tls(&certs, &[]);
+    // 70 ALPN names of 250 bytes (http/1.1 last): rustls sends a 17.8 KB hello as records
+    // of 16,384 and 1,442 bytes
+    let mut config = (*certs.client_config(H1)).clone();
+    config.alpn_protocols = (0..70).map(|i| format!("{i:0>250}").into_bytes()).collect();
+    config.alpn_protocols.push(b"http/1.1".to_vec());
+    let mut c = TlsClient::from_stream(
+        tls_connect(tls_addr(&gw), std::sync::Arc::new(config), "localhost").await,
+    );
+    assert_eq!(
+        c.stream().get_ref().1.alpn_protocol(),
+        Some(&b"http/1.1"[..])
+    );
+    c.get("/", &["Connection: close"]).await;
+    assert!(c.read_head().await.starts_with("HTTP/1.1 "));
 }
