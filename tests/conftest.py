@@ -25,6 +25,9 @@ class Gripway:
                "--admin-port", "127.0.0.1:0", "--log-level", "info", *args]
         self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
         self.log = []
+        # the first TLS listener (`--tls-port`), if any: its line, "clients (TLS) on ADDR",
+        # comes before the plain listener's and does not match "clients on "
+        self.tls_addr = None
         found = {}
         deadline = time.time() + 20
         patterns = {"addr": r"clients on (\S+)", "publish": r"publish API on (\S+)",
@@ -38,6 +41,9 @@ class Gripway:
                 self.stop()
                 raise RuntimeError("gripway exited:\n" + "\n".join(self.log))
             self.log.append(line.rstrip())
+            m = re.search(r"clients \(TLS\) on (\S+)", line)
+            if m and self.tls_addr is None:
+                self.tls_addr = m.group(1)
             for name, pat in patterns.items():
                 m = re.search(pat, line)
                 if m:

@@ -2,6 +2,7 @@
 //! from its start-up log lines. The process is killed when the handle drops; its log is kept
 //! and printed if the test panics, so a failure shows what the server said.
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -18,8 +19,8 @@ pub struct Gripway {
     pub publish_addr: SocketAddr,
     /// Admin listener.
     pub admin_addr: SocketAddr,
-    /// The first TLS client listener, when `--tls-port` was given (logged as
-    /// `clients (TLS) on ADDR`, before the plain one).
+    /// The first TLS client listener (`--tls-port`), if one was asked for: learned from its
+    /// `clients (TLS) on ADDR` line, which the server logs before the plain listeners' lines.
     pub tls_addr: Option<SocketAddr>,
     log: Arc<Mutex<Vec<String>>>,
 }
@@ -32,16 +33,33 @@ impl Gripway {
 
     /// Starts `binary` in directory `dir`.
     pub fn start_in(binary: &str, args: &[&str], dir: Option<&Path>) -> Gripway {
-        Self::start_at(binary, args, dir, ["127.0.0.1:0"; 3].map(String::from))
+        Self::start_at(binary, args, dir, ["127.0.0.1:0"; 3].map(String::from), &[])
+    }
+
+    /// Starts `binary` with these environment variables set for it (`TMPDIR`, say).
+    pub fn start_with_env(binary: &str, args: &[&str], env: &[(&str, &OsStr)]) -> Gripway {
+        Self::start_at(
+            binary,
+            args,
+            None,
+            ["127.0.0.1:0"; 3].map(String::from),
+            env,
+        )
     }
 
     /// Starts `binary` again on the listeners of `previous` (a restart on the same ports).
     pub fn restart_like(binary: &str, args: &[&str], previous: &Gripway) -> Gripway {
         let addrs = [previous.addr, previous.publish_addr, previous.admin_addr];
-        Self::start_at(binary, args, None, addrs.map(|a| a.to_string()))
+        Self::start_at(binary, args, None, addrs.map(|a| a.to_string()), &[])
     }
 
-    fn start_at(binary: &str, args: &[&str], dir: Option<&Path>, addrs: [String; 3]) -> Gripway {
+    fn start_at(
+        binary: &str,
+        args: &[&str],
+        dir: Option<&Path>,
+        addrs: [String; 3],
+        env: &[(&str, &OsStr)],
+    ) -> Gripway {
         let [client, publish, admin] = addrs;
         let mut cmd = Command::new(binary);
         cmd.args([
@@ -54,6 +72,7 @@ impl Gripway {
         ])
         .args(args)
         .env_remove("RUST_LOG")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -100,8 +119,10 @@ impl Gripway {
                         .and_then(|a| a.parse::<SocketAddr>().ok())
                 })
             };
-            addr = addr.or_else(|| after("clients on "));
+            // "clients (TLS) on ADDR" does not hold "clients on ", so the plain listener's
+            // marker never takes a TLS line
             tls_addr = tls_addr.or_else(|| after("clients (TLS) on "));
+            addr = addr.or_else(|| after("clients on "));
             publish_addr = publish_addr.or_else(|| after("publish API on "));
             admin_addr = admin_addr.or_else(|| after("metrics on http://"));
         }
@@ -118,6 +139,14 @@ impl Gripway {
     /// `http://127.0.0.1:PORT` of the client listener.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// `https://127.0.0.1:PORT` of the (first) TLS client listener: a client that follows it
+    /// connects by IP and sends no SNI, so it gets the `default` certificate (which
+    /// [`crate::tls::CertsDir`] makes for `127.0.0.1` too). Panics without a TLS listener.
+    pub fn https_url(&self, path: &str) -> String {
+        let addr = self.tls_addr.expect("gripway was started with --tls-port");
+        format!("https://{addr}{path}")
     }
 
     /// The publish endpoint (Pushpin's form).

@@ -3,6 +3,8 @@
 
 pub use gripway_test_support::*;
 
+pub mod tls_setup;
+
 /// Starts the gripway binary built for these tests.
 pub fn gripway(args: &[&str]) -> Gripway {
     Gripway::start(env!("CARGO_BIN_EXE_gripway"), args)

@@ -13,6 +13,12 @@
 //! requests are read, [`crate::hold::sink::Sink`] while the connection is held), which
 //! calls [`TlsSession::read_from`] when the socket is readable and [`TlsSession::seal`] to
 //! encrypt; the handshake is [`accept`].
+//!
+//! A failure rustls reports (no shared version or cipher suite, no certificate for the name,
+//! a record that does not decrypt, nonsense) leaves a fatal alert queued in rustls; it is
+//! encoded into the outgoing buffer and written, best effort, before the error is returned,
+//! so the peer learns why ("handshake failure", "bad record MAC") instead of seeing the
+//! connection simply end.
 
 use std::io;
 use std::sync::Arc;
@@ -54,6 +60,9 @@ pub(crate) struct TlsSession {
     closed: bool,
     /// `close_notify` was sealed.
     sent_close: bool,
+    /// rustls reported a fatal error: the session is dead, rustls is not called again (a
+    /// second fatal error would queue a second alert, which rustls treats as a bug).
+    failed: bool,
     /// `h2` was agreed by ALPN.
     pub(crate) h2: bool,
 }
@@ -90,6 +99,7 @@ impl TlsSession {
             out_at: 0,
             closed: false,
             sent_close: false,
+            failed: false,
             h2: false,
         })
     }
@@ -140,6 +150,9 @@ impl TlsSession {
         if self.closed {
             return Ok(Received::Closed);
         }
+        if self.failed {
+            return Err(TlsError("connection failed".into()).into());
+        }
         let len = self.incoming.len();
         if len >= MAX_INCOMING {
             return Err(TlsError("record larger than TLS allows".into()).into());
@@ -160,7 +173,11 @@ impl TlsSession {
             self.closed = true;
             return Ok(Received::Closed);
         }
-        self.process()?;
+        if let Err(e) = self.process() {
+            // the alert rustls queued goes out ahead of the close, if the socket takes it
+            let _ = self.write_out(sock);
+            return Err(e.into());
+        }
         Ok(if self.closed {
             Received::Closed
         } else {
@@ -176,14 +193,49 @@ impl TlsSession {
 
     /// Runs rustls over what `incoming` holds until it needs more bytes: application data
     /// goes to `plain`, handshake messages to `outgoing`. Returns true once the handshake is
-    /// complete.
+    /// complete. On an error, the fatal alert rustls queued for it is in `outgoing`.
     fn process(&mut self) -> Result<bool, TlsError> {
+        if self.failed {
+            return Err(TlsError("connection failed".into()));
+        }
+        let done = self.process_records();
+        if done.is_err() {
+            self.failed = true;
+            self.encode_alert();
+        }
+        done
+    }
+
+    /// After an error: encodes the fatal alert rustls queued for it (none for a closed peer)
+    /// onto the outgoing buffer. rustls hands out what it has queued before it looks at the
+    /// buffer again, and everything queued before the error went out already, so the one
+    /// call yields the alert. The session's own buffer, as in `seal`.
+    fn encode_alert(&mut self) {
+        let UnbufferedStatus { state, .. } = self.conn.process_tls_records(&mut self.incoming[..]);
+        if let Ok(ConnectionState::EncodeTlsData(mut e)) = state {
+            // a fatal alert, sealed or not, is a few dozen bytes
+            let mut buf = [0u8; 128];
+            if let Ok(n) = e.encode(&mut buf) {
+                self.outgoing.extend_from_slice(&buf[..n]);
+            }
+        }
+    }
+
+    fn process_records(&mut self) -> Result<bool, TlsError> {
         let mut done = false;
         loop {
             let UnbufferedStatus { mut discard, state } =
                 self.conn.process_tls_records(&mut self.incoming[..]);
+            let state = match state {
+                Ok(state) => state,
+                Err(e) => {
+                    // keep the buffer as rustls expects it for the alert that follows
+                    self.incoming.drain(..discard);
+                    return Err(e.into());
+                }
+            };
             let mut more = true;
-            match state.map_err(TlsError::from)? {
+            match state {
                 ConnectionState::ReadTraffic(mut r) => {
                     while let Some(record) = r.next_record() {
                         let record = record.map_err(TlsError::from)?;
@@ -237,43 +289,30 @@ impl TlsSession {
 
     /// Encrypts `data` onto the end of `out` (the session's own outgoing buffer, or a
     /// caller's scratch buffer that it writes itself).
+    ///
+    /// rustls is handed the session's `incoming` buffer here too, never an empty one: while a
+    /// handshake message is only partly received (a renegotiation hello or a key update split
+    /// across records), its first part stays at the front of that buffer and rustls keeps
+    /// offsets into it, which an empty buffer would put out of range (a panic in rustls).
     pub(crate) fn seal(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), TlsError> {
         if data.is_empty() {
             return Ok(());
         }
-        let mut none: [u8; 0] = [];
+        if self.failed {
+            return Err(TlsError("connection failed".into()));
+        }
         loop {
-            let UnbufferedStatus { state, .. } = self.conn.process_tls_records(&mut none);
-            match state.map_err(TlsError::from)? {
-                ConnectionState::WriteTraffic(mut w) => {
-                    // one record per 16 KiB, each at most 256 bytes longer
-                    let at = out.len();
-                    let room = data.len() + (data.len() / 16_384 + 1) * 256;
-                    out.resize(at + room, 0);
-                    return match w.encrypt(data, &mut out[at..]) {
-                        Ok(n) => {
-                            out.truncate(at + n);
-                            Ok(())
-                        }
-                        Err(EncryptError::InsufficientSize(s)) => {
-                            out.resize(at + s.required_size, 0);
-                            match w.encrypt(data, &mut out[at..]) {
-                                Ok(n) => {
-                                    out.truncate(at + n);
-                                    Ok(())
-                                }
-                                Err(e) => {
-                                    out.truncate(at);
-                                    Err(TlsError(e.to_string()))
-                                }
-                            }
-                        }
-                        Err(e) => {
-                            out.truncate(at);
-                            Err(TlsError(e.to_string()))
-                        }
-                    };
+            let UnbufferedStatus { mut discard, state } =
+                self.conn.process_tls_records(&mut self.incoming[..]);
+            let state = match state {
+                Ok(state) => state,
+                Err(e) => {
+                    self.failed = true;
+                    return Err(e.into());
                 }
+            };
+            let sealed = match state {
+                ConnectionState::WriteTraffic(mut w) => Some(encrypt(&mut w, data, out)),
                 ConnectionState::EncodeTlsData(mut e) => {
                     // a pending handshake message (a key update) goes first
                     let mut buf = vec![0u8; 4096];
@@ -286,31 +325,72 @@ impl TlsSession {
                         Err(e) => return Err(TlsError(e.to_string())),
                     };
                     out.extend_from_slice(&buf[..n]);
+                    None
                 }
-                ConnectionState::TransmitTlsData(t) => t.done(),
+                ConnectionState::TransmitTlsData(t) => {
+                    t.done();
+                    None
+                }
                 ConnectionState::ReadTraffic(mut r) => {
                     while let Some(record) = r.next_record() {
                         let record = record.map_err(TlsError::from)?;
+                        discard += record.discard;
                         self.plain.extend_from_slice(record.payload);
                     }
+                    None
                 }
                 _ => return Err(TlsError("connection closed".into())),
+            };
+            if discard > 0 {
+                self.incoming.drain(..discard);
+            }
+            if let Some(sealed) = sealed {
+                return sealed;
             }
         }
     }
 
     /// Seals `close_notify` into the outgoing buffer (once).
     pub(crate) fn close(&mut self) {
-        if std::mem::replace(&mut self.sent_close, true) {
+        if std::mem::replace(&mut self.sent_close, true) || self.failed {
             return;
         }
-        let mut none: [u8; 0] = [];
-        let UnbufferedStatus { state, .. } = self.conn.process_tls_records(&mut none);
+        // the session's own buffer, as in `seal`
+        let UnbufferedStatus { state, .. } = self.conn.process_tls_records(&mut self.incoming[..]);
         if let Ok(ConnectionState::WriteTraffic(mut w)) = state {
             let mut buf = [0u8; 64];
             if let Ok(n) = w.queue_close_notify(&mut buf) {
                 self.outgoing.extend_from_slice(&buf[..n]);
             }
+        }
+    }
+}
+
+/// Encrypts `data` onto the end of `out`: one record per 16 KiB, each at most 256 bytes
+/// longer.
+fn encrypt<Data>(
+    w: &mut rustls::unbuffered::WriteTraffic<'_, Data>,
+    data: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), TlsError> {
+    let at = out.len();
+    let room = data.len() + (data.len() / 16_384 + 1) * 256;
+    out.resize(at + room, 0);
+    let first = match w.encrypt(data, &mut out[at..]) {
+        Err(EncryptError::InsufficientSize(s)) => {
+            out.resize(at + s.required_size, 0);
+            w.encrypt(data, &mut out[at..])
+        }
+        done => done,
+    };
+    match first {
+        Ok(n) => {
+            out.truncate(at + n);
+            Ok(())
+        }
+        Err(e) => {
+            out.truncate(at);
+            Err(TlsError(e.to_string()))
         }
     }
 }
@@ -362,7 +442,11 @@ pub(crate) async fn accept(
             tls.h2 = tls.conn.alpn_protocol() == Some(b"h2");
             Ok(tls)
         }
-        Ok(Err(e)) => Err(e),
+        Ok(Err(e)) => {
+            // the alert that says why, if the socket takes it now
+            let _ = tls.write_out(sock);
+            Err(e)
+        }
         Err(_) => Err(TlsError("handshake timed out".into())),
     }
 }
