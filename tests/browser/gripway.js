@@ -72,13 +72,13 @@ export async function waitMetric(gw, sample, want, limit = 10000) {
   throw new Error(`${sample} stayed at ${last}, not ${want}`);
 }
 
-// Headless Chromium with nothing in the background.
-export function launchBrowser() {
+// Headless Chromium with nothing in the background (and `extra` flags).
+export function launchBrowser(extra = []) {
   return chromium.launch({
     executablePath: browserPath,
     timeout: 30000,
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      '--disable-background-networking', '--disable-component-update', '--disable-sync', ...extra],
   });
 }
 
