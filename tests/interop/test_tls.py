@@ -1,5 +1,6 @@
 """TLS toward clients with Python's own clients: `httpx` over https (a plain request and an
-SSE stream) and the `websockets` library over `wss://`, each verifying gripway's certificate
+SSE stream, over HTTP/1.1 and over HTTP/2 chosen by ALPN; and HTTP/2 with prior knowledge on
+the plain port) and the `websockets` library over `wss://`, each verifying gripway's certificate
 against a test CA made here with the openssl command line (no key is checked in). gripway
 serves its built-in demo (`/`, `/test/sse`, `/test/websocket`, channel `test`) on a TLS
 listener, with the certificate directory `--tls-certs-dir` in Pushpin's layout."""
@@ -83,6 +84,46 @@ def test_httpx_plain_request_and_sse_over_https(tls_gripway):
     # a client that does not trust the test CA refuses the certificate
     with httpx.Client(timeout=5) as client, pytest.raises(httpx.ConnectError):
         client.get(f"https://localhost:{gw.tls_port}/")
+
+
+def read_events(response, prefix, n):
+    """The first `n` SSE `data:` lines of `response` starting with `prefix`."""
+    got = []
+    for line in response.iter_lines():  # each read bounded by the client's timeout
+        if line.startswith(prefix):
+            got.append(line)
+        if len(got) == n:
+            break
+    return got
+
+
+def test_httpx_http2_over_tls_and_prior_knowledge(tls_gripway):
+    gw = tls_gripway
+    # over TLS, h2 agreed by ALPN: a plain request, then two SSE streams on one connection
+    with httpx.Client(verify=gw.ca_context, http2=True, timeout=5) as client:
+        r = client.get(f"https://localhost:{gw.tls_port}/")
+        assert r.status_code == 200
+        assert r.http_version == "HTTP/2"
+        assert "Gripway demo" in r.text
+        url = f"https://localhost:{gw.tls_port}/test/sse"
+        with client.stream("GET", url) as a, client.stream("GET", url) as b:
+            assert a.http_version == b.http_version == "HTTP/2"
+            assert a.headers["content-type"].startswith("text/event-stream")
+            assert gw.wait_metric("gripway_subscriptions", 2.0), "\n".join(gw.log)
+            for i in range(3):
+                publish(gw, "test", HttpStreamFormat(f"event: message\ndata: over h2 {i}\n\n"))
+            want = [f"data: over h2 {i}" for i in range(3)]
+            assert read_events(a, "data: over h2", 3) == want
+            assert read_events(b, "data: over h2", 3) == want
+
+    # on the plain port, HTTP/2 with prior knowledge (h2c); HTTP/1.1 still works there
+    plain = gw.url("").rstrip("/")
+    with httpx.Client(http1=False, http2=True, timeout=5) as client:
+        r = client.get(f"{plain}/")
+        assert r.status_code == 200 and r.http_version == "HTTP/2"
+    with httpx.Client(timeout=5) as client:
+        r = client.get(f"{plain}/")
+        assert r.status_code == 200 and r.http_version == "HTTP/1.1"
 
 
 def bounded(test):
