@@ -445,6 +445,18 @@ async fn records_that_fail_to_decrypt_after_the_handshake_close_the_connection()
         .unwrap();
     told_bad_mac(&mut c, "mid-head").await;
     canary.sings(&mut s).await;
+    // both were counted as the client's: as a bad record, or, when the forged record came
+    // in the same read as the client's last handshake message, as a failed handshake
+    let bad = "gripway_errors_total{source=\"client\",reason=\"tls-bad-record\"}";
+    let mut counted = 0.0;
+    for _ in 0..500 {
+        counted = s.gw.metric(bad).await.unwrap_or(0.0) + s.handshake_failures().await;
+        if counted >= 2.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(counted >= 2.0, "forged records counted {counted} times");
 
     // on a held stream (the sink reads under its lock)
     let subs = s.gw.metric("gripway_subscriptions").await.unwrap_or(0.0);

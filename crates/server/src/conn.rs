@@ -364,6 +364,10 @@ async fn read_head(shared: &Shared, conn: &mut ClientConn, wait: Duration) -> Op
                 Ok(0) if conn.buf.is_empty() => return Ok(None),
                 Ok(0) => return Err(HeadProblem::Truncated),
                 Ok(_) => {}
+                // a TLS record that does not decrypt (the client was told by an alert)
+                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    return Err(HeadProblem::Tls(e.to_string()))
+                }
                 Err(_) => return Ok(None),
             }
         }
@@ -376,6 +380,12 @@ async fn read_head(shared: &Shared, conn: &mut ClientConn, wait: Duration) -> Op
         Err(_) => HeadProblem::Timeout,
     };
     let refusal = match problem {
+        HeadProblem::Tls(e) => {
+            let refusal = Refusal::client(400, "tls-bad-record", format!("TLS: {e}\n"));
+            shared.metrics.error(&refusal);
+            refusal.log("");
+            return None;
+        }
         HeadProblem::TooLarge => {
             Refusal::client(431, "request-head-too-large", "Request header too large.\n")
         }
@@ -397,6 +407,8 @@ async fn read_head(shared: &Shared, conn: &mut ClientConn, wait: Duration) -> Op
 }
 
 enum HeadProblem {
+    /// A TLS error on an established connection: counted, no answer possible.
+    Tls(String),
     TooLarge,
     Bad(HeadError),
     Truncated,
