@@ -9,8 +9,9 @@
 //!
 //! Phases: open the streams (at most `--connect-concurrency` connections opening at once),
 //! wait until every stream has its response head and its initial body (the origin's first
-//! event), settle, read the server's RSS (memory per idle stream = growth since before
-//! connecting / streams); confirm the subscriptions with a probe per channel; publish, then
+//! event), settle (2 s), read the server's RSS (memory per idle stream = growth since before
+//! connecting / streams; the growth read as the last stream became ready, fanbench's way, is
+//! reported too); confirm the subscriptions with a probe per channel; publish, then
 //! drain; server CPU (utime + stime, the process and its descendants, from /proc) over
 //! publish + drain / deliveries = CPU per delivery. Prints one summary line and writes JSON.
 //!
@@ -229,6 +230,7 @@ async fn run(a: Args) -> Result<(), String> {
             ctx.errors.lock().unwrap()
         ));
     }
+    let at_ready = server();
     tokio::time::sleep(a.settle).await;
     let idle = server();
 
@@ -365,9 +367,12 @@ async fn run(a: Args) -> Result<(), String> {
             "unconfirmed": ready.saturating_sub(confirmed)},
         "server": a.pid.map(|pid| json!({
             "pid": pid, "procs": before.procs,
-            "rss_mib": {"before": mib(&before), "idle": mib(&idle), "pre_publish": mib(&pre),
+            "rss_mib": {"before": mib(&before), "ready": mib(&at_ready), "idle": mib(&idle), "pre_publish": mib(&pre),
                 "after": mib(&after)},
             "rss_per_idle_stream_kib": per_stream_kib,
+            // fanbench's figure: sampled as the last stream became ready, without settling
+            "rss_per_stream_at_ready_kib":
+                (at_ready.rss_kib as f64 - before.rss_kib as f64) / ready as f64,
             "cpu_publish_and_drain_s": cpu_s,
             "cpu_us_per_delivery": us_per_delivery,
         })),
