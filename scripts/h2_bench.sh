@@ -85,7 +85,7 @@ run_one() { # RUN ROUND
         cmd=("$FANBENCH" run --transport sse --proxy "$url" --subscribers "$STREAMS"
             --server-pids "$GW_PID" "${common[@]}") ;;
     esac
-    echo "${cmd[*]}" | sed "s|$REPO/||g; s|$OUT/||g" >>"$OUT/commands.txt"
+    echo "${NICE[*]} ${cmd[*]}" | sed "s|$OUT/||g; s|$REPO/||g" >>"$OUT/commands.txt"
     if "${NICE[@]}" "${cmd[@]}" >"$out.txt" 2>"$out.log"; then
         log "$run r$r: $(tail -1 "$out.txt" | cut -c1-300)"
     else
