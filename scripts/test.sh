@@ -17,6 +17,10 @@ ensure_system_packages() {
     local missing=()
     command -v chromium >/dev/null || missing+=(chromium)
     command -v pushpin >/dev/null || missing+=(pushpin)
+    # the TLS tests use openssl (s_client, certificates for Python and the browser), the
+    # HTTP/2 tests curl with nghttp2
+    command -v openssl >/dev/null || missing+=(openssl)
+    command -v curl >/dev/null || missing+=(curl)
     python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
     [ ${#missing[@]} -eq 0 ] && return 0
     log "installing ${missing[*]}"
