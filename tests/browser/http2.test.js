@@ -77,3 +77,44 @@ test('20 EventSources on one page share an HTTP/2 connection and all get every e
       rmSync(certs.dir, { recursive: true, force: true });
     }
   });
+
+test('a wss WebSocket from an HTTP/2 page echoes and receives published messages',
+  { timeout: 90000 }, async () => {
+    // the page's connection announces WebSockets over HTTP/2 (RFC 8441): Chromium may open
+    // the WebSocket as a stream of it; either way it must work
+    const certs = makeCerts();
+    const gw = await startGripway(['--tls-port', '127.0.0.1:0', '--tls-certs-dir', certs.dir]);
+    try {
+      const port = gw.log.find((l) => l.includes('clients (TLS) on '))
+        .match(/clients \(TLS\) on \S+:(\d+)/)[1];
+      const browser = await launchBrowser([`--ignore-certificate-errors-spki-list=${certs.spki}`]);
+      try {
+        const page = await browser.newPage();
+        await page.goto(`https://localhost:${port}/`, { timeout: 15000 });
+        await page.evaluate(() => new Promise((resolve, reject) => {
+          window.frames_ = [];
+          const ws = new WebSocket(`wss://${location.host}/test/websocket`);
+          window.ws_ = ws;
+          ws.onmessage = (e) => window.frames_.push(e.data);
+          ws.onopen = () => { ws.send('hello from the page'); resolve(); };
+          ws.onerror = () => reject(new Error('websocket error'));
+        }));
+        await page.waitForFunction(() => window.frames_.includes('hello from the page'),
+          null, { timeout: 15000 });
+        const deadline = Date.now() + 15000;
+        let seen = false;
+        while (!seen && Date.now() < deadline) {
+          await publish(gw.publish, { items: [{ channel: 'test', formats: {
+            'ws-message': { content: 'published to the page' } } }] });
+          seen = await page.waitForFunction(() => window.frames_.includes('published to the page'),
+            null, { timeout: 500 }).then(() => true, () => false);
+        }
+        assert.ok(seen, 'the published message reached the page');
+      } finally {
+        await browser.close();
+      }
+    } finally {
+      gw.proc.kill();
+      rmSync(certs.dir, { recursive: true, force: true });
+    }
+  });

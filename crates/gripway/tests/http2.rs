@@ -410,3 +410,81 @@ async fn per_stream_memory_of_held_sse_streams() {
     eprintln!("RSS {before} KiB -> {after} KiB: {per:.0} B per held HTTP/2 stream");
     drop(streams);
 }
+
+/// A client WebSocket frame (RFC 6455 §5.2): FIN, `opcode`, masked, as a client must send.
+fn client_frame(opcode: u8, payload: &[u8]) -> Bytes {
+    let mask = [0x37u8, 0xfa, 0x21, 0x3d];
+    let mut f = vec![0x80 | opcode];
+    assert!(payload.len() < 126);
+    f.push(0x80 | payload.len() as u8);
+    f.extend_from_slice(&mask);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    Bytes::from(f)
+}
+
+#[tokio::test]
+async fn a_websocket_over_h2_extended_connect_echoes_and_receives_what_is_published() {
+    // the demo: /test/websocket echoes and is subscribed to channel `test`
+    let gw = gripway(&[]);
+    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    // a first exchange: the server's SETTINGS have arrived by its end
+    let page = get(&client, "/").await;
+    assert_eq!(page.status(), 200);
+    let mut client = client.ready().await.unwrap();
+    assert!(
+        client.is_extended_connect_protocol_enabled(),
+        "the server announces SETTINGS_ENABLE_CONNECT_PROTOCOL (RFC 8441)"
+    );
+    let req = http::Request::builder()
+        .method(http::Method::CONNECT)
+        .uri("http://localhost/test/websocket")
+        .header("sec-websocket-version", "13")
+        .extension(h2::ext::Protocol::from_static("websocket"))
+        .body(())
+        .unwrap();
+    let (resp, mut send) = client.send_request(req, false).unwrap();
+    let resp = tokio::time::timeout(WAIT, resp).await.unwrap().unwrap();
+    assert_eq!(resp.status(), 200, "RFC 8441: a 200 opens the stream");
+    let mut body = resp.into_body();
+    let mut got = Vec::new();
+
+    // what the client sends is echoed by the demo origin (over WebSocket-over-HTTP)
+    send.send_data(client_frame(0x1, b"hello over h2"), false)
+        .unwrap();
+    read_until(&mut body, &mut got, b"hello over h2").await;
+    assert_eq!(got[0], 0x81, "an unmasked text frame from the server");
+
+    // what is published to `test` arrives as a frame on the stream
+    let item = serde_json::json!({"items": [{"channel": "test",
+        "formats": {"ws-message": {"content": "published to h2"}}}]});
+    let deadline = Instant::now() + WAIT;
+    while !got.windows(15).any(|w| w == b"published to h2") {
+        assert!(Instant::now() < deadline, "no published frame");
+        // the subscription is made while the session opens: publish until it arrives
+        publish(&gw.publish_url(), &item.to_string()).await;
+        let data = tokio::time::timeout(Duration::from_millis(300), body.data()).await;
+        if let Ok(Some(Ok(data))) = data {
+            let _ = body.flow_control().release_capacity(data.len());
+            got.extend_from_slice(&data);
+        }
+    }
+
+    // a close frame is answered with one, and the stream ends
+    send.send_data(client_frame(0x8, &[0x03, 0xe8]), false)
+        .unwrap();
+    let end = tokio::time::timeout(WAIT, async {
+        let mut rest = Vec::new();
+        while let Some(Ok(data)) = body.data().await {
+            let _ = body.flow_control().release_capacity(data.len());
+            rest.extend_from_slice(&data);
+        }
+        rest
+    })
+    .await
+    .expect("the stream ends after the close");
+    assert!(end.contains(&0x88), "a close frame came back: {end:?}");
+}

@@ -56,7 +56,9 @@ fn builder(shared: &Shared) -> h2::server::Builder {
         .max_header_list_size(max_head)
         .max_pending_accept_reset_streams(MAX_PENDING_ACCEPT_RESETS)
         .max_local_error_reset_streams(Some(MAX_LOCAL_ERROR_RESETS))
-        .max_send_buffer_size(MAX_SEND_BUFFER);
+        .max_send_buffer_size(MAX_SEND_BUFFER)
+        // WebSockets over HTTP/2 (RFC 8441): CONNECT with `:protocol websocket`
+        .enable_connect_protocol();
     b
 }
 
@@ -201,6 +203,7 @@ async fn serve_stream(
     respond: SendResponse<Bytes>,
 ) {
     let (parts, body) = request.into_parts();
+    let websocket = parts.extensions.get::<h2::ext::Protocol>().is_some();
     let head = request_head(parts, body.is_end_stream());
     let mut conn = ClientConn {
         sock: ClientStream::H2(Box::new(H2Stream {
@@ -208,6 +211,9 @@ async fn serve_stream(
             send: None,
             head: None,
             recv: Some(body),
+            inbox: Bytes::new(),
+            recv_done: false,
+            websocket,
             tls,
         })),
         peer,
@@ -222,22 +228,17 @@ async fn serve_stream(
         }
     };
     let next = Box::pin(proxy::handle(&shared, &mut conn, head)).await;
-    after(shared, conn, next).await;
+    after(shared, conn, next);
 }
 
 /// What follows a stream's request: nothing (answered), a refusal, or a hold on a task of
 /// its own, sized for the hold (as an HTTP/1 connection's, `conn::held`).
-async fn after(shared: Arc<Shared>, mut conn: ClientConn, next: Next) {
+fn after(shared: Arc<Shared>, conn: ClientConn, next: Next) {
     match next {
         Next::KeepAlive | Next::Close => {}
-        Next::WebSocket(_) => {
-            // an HTTP/2 request carries no Upgrade header: the proxy never gets here
-            let refusal = Refusal::client(
-                501,
-                "http2-websocket",
-                "WebSockets over HTTP/2 are not supported.\n",
-            );
-            answer_refusal(&shared, &mut conn.sock, Version::Http11, &refusal, false).await;
+        Next::WebSocket(plan) => {
+            // on a task of its own, as an HTTP/1 connection's
+            tokio::spawn(crate::ws::run(shared, conn, plan));
         }
         Next::Hold(plan) => {
             tokio::spawn(HeldStream {
@@ -273,20 +274,40 @@ impl<F: Future<Output = HoldEnd>> Future for HeldStream<F> {
 /// A held long-poll got `hint`: its request goes to the origin again.
 async fn retry(shared: Arc<Shared>, mut conn: ClientConn, request: Box<ProxiedRequest>) {
     let next = Box::pin(proxy::retry(&shared, &mut conn, *request)).await;
-    after(shared, conn, next).await;
+    after(shared, conn, next);
 }
 
 /// The request of a stream as the proxy reads a request: method, path and query, headers
 /// (`host` from `:authority` when the client sent no `host`), and how its body ends.
 fn request_head(parts: http::request::Parts, ended: bool) -> Result<RequestHead, Refusal> {
+    let mut parts = parts;
+    let mut headers = std::mem::take(&mut parts.headers);
     if parts.method == http::Method::CONNECT {
-        return Err(Refusal::client(
-            405,
-            "http2-connect",
-            "CONNECT is not supported.\n",
-        ));
+        let websocket = parts
+            .extensions
+            .get::<h2::ext::Protocol>()
+            .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"));
+        if !websocket {
+            return Err(Refusal::client(
+                405,
+                "http2-connect",
+                "CONNECT is not supported.\n",
+            ));
+        }
+        // RFC 8441: the WebSocket handshake as the rest of the proxy knows it (RFC 6455's
+        // GET and Upgrade), with the key HTTP/2 does without; the answer is a 200, and the
+        // stream carries the frames
+        parts.method = http::Method::GET;
+        headers.insert(http::header::UPGRADE, HeaderValue::from_static("websocket"));
+        headers.insert(
+            http::header::CONNECTION,
+            HeaderValue::from_static("Upgrade"),
+        );
+        headers.insert(
+            "sec-websocket-key",
+            HeaderValue::from_static("AAAAAAAAAAAAAAAAAAAAAA=="),
+        );
     }
-    let mut headers = parts.headers;
     if !headers.contains_key(HOST) {
         if let Some(authority) = parts.uri.authority() {
             let value = HeaderValue::from_str(authority.as_str()).map_err(|_| {
@@ -299,7 +320,8 @@ fn request_head(parts: http::request::Parts, ended: bool) -> Result<RequestHead,
         .uri
         .path_and_query()
         .map_or_else(|| "/".to_string(), |p| p.as_str().to_string());
-    let framing = if ended {
+    let websocket = headers.contains_key(http::header::UPGRADE);
+    let framing = if ended || websocket {
         BodyFraming::None
     } else {
         match headers

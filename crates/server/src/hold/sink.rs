@@ -444,8 +444,9 @@ impl Sink {
     /// Reads what the client sent (decrypted over TLS): WouldBlock when nothing is there,
     /// 0 at its end. For a caller that asked [`Input::Report`].
     pub(crate) fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        let Out::Socket(sock) = &self.out else {
-            return Err(io::ErrorKind::WouldBlock.into());
+        let sock = match &self.out {
+            Out::Socket(sock) => sock,
+            Out::H2(h2) => return Self::try_read_h2(h2, buf),
         };
         let mut st = self.state.lock();
         let Some(tls) = st.tls.as_mut() else {
@@ -549,7 +550,7 @@ impl Sink {
     ) -> Poll<Event> {
         let sock = match &self.out {
             Out::Socket(sock) => sock,
-            Out::H2(h2) => return self.poll_event_h2(h2, cx, timer),
+            Out::H2(h2) => return self.poll_event_h2(h2, cx, timer, input),
         };
         let queued = {
             let mut st = self.state.lock();

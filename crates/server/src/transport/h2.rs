@@ -36,8 +36,15 @@ pub(crate) struct H2Stream {
     /// A held stream's response head, queued by the fan-out for the stream's task to send
     /// before the queued body.
     pub(crate) head: Option<Box<http::Response<()>>>,
-    /// The request body, until it is read.
+    /// The request body, until it is read (a WebSocket's frames, for its whole life).
     pub(crate) recv: Option<RecvStream>,
+    /// A WebSocket's frames received and not yet taken ([`crate::hold::sink::Sink::try_read`]).
+    pub(crate) inbox: Bytes,
+    /// The client ended its side of the stream.
+    pub(crate) recv_done: bool,
+    /// A WebSocket (RFC 8441): the request's stream carries the client's frames for the
+    /// connection's life, so answering it does not drop it.
+    pub(crate) websocket: bool,
     /// The connection is TLS.
     pub(crate) tls: bool,
 }
@@ -88,8 +95,11 @@ impl H2Stream {
         end: bool,
     ) -> Result<(), WriteFailed> {
         let response = response_head(status, headers);
-        // whatever the client still sends of its body is not wanted once it is answered
-        self.recv = None;
+        // whatever the client still sends of its body is not wanted once it is answered (a
+        // WebSocket's stream is its frames)
+        if !self.websocket {
+            self.recv = None;
+        }
         match self.respond.send_response(response, end) {
             Ok(send) => {
                 self.send = (!end).then_some(send);

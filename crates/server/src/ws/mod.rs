@@ -183,6 +183,21 @@ async fn handshake(
             },
             None => false,
         };
+    if conn.sock.is_h2() {
+        // RFC 8441: a 200 opens the stream for frames (no Upgrade, no accept key)
+        let stall = shared.config.proxy.write_timeout;
+        let started = crate::transport::write_head(
+            &mut conn.sock,
+            Version::Http11,
+            200,
+            None,
+            &switching,
+            false,
+            stall,
+        )
+        .await;
+        return started.is_ok().then_some((conn, route, opened, deflate));
+    }
     switching.insert(http::header::UPGRADE, HeaderValue::from_static("websocket"));
     switching.insert(
         http::header::CONNECTION,
@@ -268,6 +283,19 @@ impl Refused {
             http::header::CONTENT_LENGTH,
             HeaderValue::from(self.body.len()),
         );
+        if sock.is_h2() {
+            let _ = crate::transport::respond_full(
+                sock,
+                Version::Http11,
+                self.status,
+                self.reason.as_deref(),
+                &headers,
+                Some(&self.body),
+                std::time::Duration::from_secs(10),
+            )
+            .await;
+            return;
+        }
         headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
         let mut out = BytesMut::with_capacity(256 + self.body.len());
         write_response_head(

@@ -8,6 +8,10 @@
 //! `Bytes` entry is sliced). When the hold finishes with everything written, the stream
 //! ends (END_STREAM).
 //!
+//! A WebSocket over HTTP/2 (RFC 8441) also reads: the client's frames arrive as DATA frames,
+//! one held at a time in [`H2Stream::inbox`] until the session takes it
+//! ([`Sink::try_read`]).
+//!
 //! A stream whose windows stay shut while items are published is cut off like a slow
 //! HTTP/1 client once its queue passes the bound: RST_STREAM (CANCEL) for that stream only.
 //! A client that resets the stream (`poll_reset`) ends the hold as gone.
@@ -78,6 +82,7 @@ impl Sink {
         h2: &Mutex<H2Stream>,
         cx: &mut Context<'_>,
         timer: Option<&mut Pin<&mut Sleep>>,
+        input: super::Input,
     ) -> Poll<Event> {
         let (pending, queued, finished, slow, notified) = {
             let mut st = self.state.lock();
@@ -122,6 +127,31 @@ impl Sink {
         if reset.is_ready() {
             return Poll::Ready(Event::End(Ending::ClientGone));
         }
+        // a WebSocket's frames from the client: one DATA frame at a time, its window given
+        // back as it arrives (the next is not read before this one is taken, so the session's
+        // pause holds the client back as TCP would)
+        if input == super::Input::Report {
+            if !h.inbox.is_empty() || h.recv_done {
+                return Poll::Ready(Event::Input);
+            }
+            if let Some(recv) = h.recv.as_mut() {
+                match recv.poll_data(cx) {
+                    Poll::Ready(Some(Ok(data))) => {
+                        let _ = recv.flow_control().release_capacity(data.len());
+                        h.inbox = data;
+                        return Poll::Ready(Event::Input);
+                    }
+                    Poll::Ready(Some(Err(_))) => {
+                        return Poll::Ready(Event::End(Ending::ClientGone))
+                    }
+                    Poll::Ready(None) => {
+                        h.recv_done = true;
+                        return Poll::Ready(Event::Input);
+                    }
+                    Poll::Pending => {}
+                }
+            }
+        }
         if queued {
             if let Some(send) = h.send.as_mut() {
                 // what is queued, asked of the windows (a step at a time)
@@ -147,6 +177,22 @@ impl Sink {
             }
         }
         Poll::Pending
+    }
+
+    /// [`Sink::try_read`] on an HTTP/2 stream: what the last DATA frame brought.
+    pub(super) fn try_read_h2(h2: &Mutex<H2Stream>, buf: &mut [u8]) -> io::Result<usize> {
+        let mut h = h2.lock();
+        if h.inbox.is_empty() {
+            return if h.recv_done {
+                Ok(0)
+            } else {
+                Err(io::ErrorKind::WouldBlock.into())
+            };
+        }
+        let n = h.inbox.len().min(buf.len());
+        buf[..n].copy_from_slice(&h.inbox[..n]);
+        bytes::Buf::advance(&mut h.inbox, n);
+        Ok(n)
     }
 
     /// [`Sink::flush`] for an HTTP/2 stream: the queue as HEADERS and DATA frames, as far as
