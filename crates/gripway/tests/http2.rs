@@ -28,6 +28,9 @@ fn sse_reply(channel: &str) -> Reply {
 async fn origin() -> Origin {
     Origin::start(|req| match req.path.as_str() {
         "/events" => sse_reply("news"),
+        "/quiet" => {
+            sse_reply("quiet").header("Grip-Keep-Alive", ":ka\\n\\n; format=cstring; timeout=1")
+        }
         "/poll" => Reply::ok()
             .header("Content-Type", "text/plain")
             .header("Grip-Hold", "response")
@@ -487,4 +490,19 @@ async fn a_websocket_over_h2_extended_connect_echoes_and_receives_what_is_publis
     .await
     .expect("the stream ends after the close");
     assert!(end.contains(&0x88), "a close frame came back: {end:?}");
+}
+
+#[tokio::test]
+async fn a_quiet_sse_stream_over_h2_gets_its_keep_alives() {
+    let origin = origin().await;
+    let certs = CertsDir::new(&["localhost", "default"]);
+    let gw = start(&origin, &certs, &[]);
+    let client = h2c(gw.addr, 65_535).await;
+    let resp = get(&client, "/quiet").await;
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    let mut got = Vec::new();
+    read_until(&mut body, &mut got, b"data: welcome\n\n").await;
+    // nothing is published: the keep-alive (every second while quiet) arrives as DATA
+    read_until(&mut body, &mut got, b":ka\n\n:ka\n\n").await;
 }
