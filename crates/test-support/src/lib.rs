@@ -20,7 +20,7 @@ mod tls_client;
 pub use gripway::Gripway;
 pub use nats::{nats_server_binary, NatsCluster, NatsServer};
 pub use origin::{Origin, OriginRequest, Reply};
-pub use raw::{publish, publish_with, RawClient};
+pub use raw::{publish, publish_with, ByteClient, RawClient};
 pub use tempdir::TempDir;
 pub use tls_client::{tls_connect, try_tls_connect, TlsClient};
 // the TLS crates the helpers speak, for tests that name their types

@@ -1,18 +1,22 @@
-//! Clients for tests: [`RawClient`] writes exact bytes and reads exact bytes over TCP (for
-//! wire-level assertions: chunk framing, headers, status lines), and [`publish`] posts to a
-//! publish API.
+//! Clients for tests: [`RawClient`] writes exact bytes and reads exact bytes over TCP, or
+//! over any other byte stream (TLS: [`crate::TlsClient`]), for wire-level assertions: chunk
+//! framing, headers, status lines; and [`publish`] posts to a publish API.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::WAIT;
 
-/// A TCP client that keeps everything it has read.
-pub struct RawClient {
-    sock: TcpStream,
+/// A client over TCP that keeps everything it has read.
+pub type RawClient = ByteClient<TcpStream>;
+
+/// A client over any byte stream that keeps everything it has read ([`RawClient`] over TCP,
+/// [`crate::TlsClient`] over TLS).
+pub struct ByteClient<S> {
+    pub(crate) sock: S,
     /// Bytes read and not yet consumed by `read_until`.
     pub buf: Vec<u8>,
 }
@@ -24,15 +28,31 @@ impl RawClient {
             .await
             .expect("connect within the wait")
             .expect("connect");
-        RawClient {
+        ByteClient {
+            sock,
+            buf: Vec::new(),
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> ByteClient<S> {
+    /// A client on a stream connected some other way.
+    pub fn from_stream(sock: S) -> ByteClient<S> {
+        ByteClient {
             sock,
             buf: Vec::new(),
         }
     }
 
-    /// Sends raw bytes.
+    /// The stream (to reach the socket under it, or a TLS session's parameters).
+    pub fn stream(&mut self) -> &mut S {
+        &mut self.sock
+    }
+
+    /// Sends raw bytes (flushed: a TLS stream seals them into records first).
     pub async fn send(&mut self, bytes: &[u8]) {
         self.sock.write_all(bytes).await.expect("write to server");
+        self.sock.flush().await.expect("flush to server");
     }
 
     /// Sends `GET path` with the given extra header lines.
@@ -56,23 +76,27 @@ impl RawClient {
                 return std::mem::replace(&mut self.buf, rest);
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            let mut chunk = [0u8; 8192];
+            let mut chunk = [0u8; 16384];
+            // the tail of what arrived: a large body would drown the message
+            let shown = |buf: &[u8]| {
+                String::from_utf8_lossy(&buf[buf.len().saturating_sub(2000)..]).into_owned()
+            };
             match tokio::time::timeout(left, self.sock.read(&mut chunk)).await {
                 Ok(Ok(0)) => panic!(
-                    "connection closed before {:?}; got {:?}",
+                    "connection closed before {:?}; got (tail) {:?}",
                     String::from_utf8_lossy(needle),
-                    String::from_utf8_lossy(&self.buf)
+                    shown(&self.buf)
                 ),
                 Ok(Ok(n)) => self.buf.extend_from_slice(&chunk[..n]),
                 Ok(Err(e)) => panic!(
-                    "read error {e} before {:?}; got {:?}",
+                    "read error {e} before {:?}; got (tail) {:?}",
                     String::from_utf8_lossy(needle),
-                    String::from_utf8_lossy(&self.buf)
+                    shown(&self.buf)
                 ),
                 Err(_) => panic!(
-                    "no {:?} within {within:?}; got {:?}",
+                    "no {:?} within {within:?}; got (tail) {:?}",
                     String::from_utf8_lossy(needle),
-                    String::from_utf8_lossy(&self.buf)
+                    shown(&self.buf)
                 ),
             }
         }
@@ -83,12 +107,29 @@ impl RawClient {
         String::from_utf8_lossy(&self.read_until(b"\r\n\r\n", WAIT).await).into_owned()
     }
 
+    /// Reads exactly `n` more bytes (after what `buf` holds), bounded by `within`.
+    pub async fn read_exact(&mut self, n: usize, within: Duration) -> Vec<u8> {
+        let deadline = Instant::now() + within;
+        while self.buf.len() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let mut chunk = [0u8; 16384];
+            match tokio::time::timeout(left, self.sock.read(&mut chunk)).await {
+                Ok(Ok(0)) => panic!("connection closed after {} of {n} bytes", self.buf.len()),
+                Ok(Ok(got)) => self.buf.extend_from_slice(&chunk[..got]),
+                Ok(Err(e)) => panic!("read error {e} after {} of {n} bytes", self.buf.len()),
+                Err(_) => panic!("only {} of {n} bytes within {within:?}", self.buf.len()),
+            }
+        }
+        let rest = self.buf.split_off(n);
+        std::mem::replace(&mut self.buf, rest)
+    }
+
     /// Reads until the server closes the connection (bounded by `within`).
     pub async fn read_to_end(&mut self, within: Duration) -> Vec<u8> {
         let deadline = Instant::now() + within;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let mut chunk = [0u8; 8192];
+            let mut chunk = [0u8; 16384];
             match tokio::time::timeout(left, self.sock.read(&mut chunk)).await {
                 Ok(Ok(0)) | Ok(Err(_)) => return std::mem::take(&mut self.buf),
                 Ok(Ok(n)) => self.buf.extend_from_slice(&chunk[..n]),
@@ -100,12 +141,13 @@ impl RawClient {
         }
     }
 
-    /// True if the server closes the connection within `within` (nothing more to read).
+    /// True if the server closes the connection (EOF, a TLS `close_notify`, or an error)
+    /// within `within`.
     pub async fn closed_within(&mut self, within: Duration) -> bool {
         let deadline = Instant::now() + within;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let mut chunk = [0u8; 8192];
+            let mut chunk = [0u8; 16384];
             match tokio::time::timeout(left, self.sock.read(&mut chunk)).await {
                 Ok(Ok(0)) | Ok(Err(_)) => return true,
                 Ok(Ok(n)) => self.buf.extend_from_slice(&chunk[..n]),
@@ -122,7 +164,7 @@ impl RawClient {
             if left.is_zero() {
                 return std::mem::take(&mut self.buf);
             }
-            let mut chunk = [0u8; 8192];
+            let mut chunk = [0u8; 16384];
             match tokio::time::timeout(left, self.sock.read(&mut chunk)).await {
                 Ok(Ok(n)) if n > 0 => self.buf.extend_from_slice(&chunk[..n]),
                 Ok(_) => return std::mem::take(&mut self.buf),
