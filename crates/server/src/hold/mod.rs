@@ -118,13 +118,10 @@ pub(crate) fn prepare(
             .then(|| origin.reason.clone())
             .flatten()
     });
-    // copied out: hyper's values are slices of the origin connection's read buffer (see
-    // `detached_headers`)
-    let headers: HeaderMap =
-        crate::origin::detached_headers(&instruct.client_headers(&origin.headers));
+    let headers: HeaderMap = instruct.client_headers(&origin.headers);
     let body = match &instruct.response {
-        Some(r) => Bytes::copy_from_slice(&r.body),
-        None => Bytes::copy_from_slice(&body),
+        Some(r) => r.body.clone(),
+        None => body,
     };
     let response = FullResponse {
         status,
