@@ -9,6 +9,7 @@ pub mod auth;
 pub mod chunked;
 pub mod http1;
 pub mod instruct;
+pub mod mqtt;
 pub mod params;
 pub mod publish;
 pub mod routes;

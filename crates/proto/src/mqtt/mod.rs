@@ -1,0 +1,19 @@
+//! MQTT 3.1, 3.1.1 and 5.0 as bytes and values, with no I/O: a thin adapter over the
+//! `mqtt-proto` crate that frames packets itself and calls the crate only on paths that cannot
+//! panic or allocate from an untrusted length (docs/mqtt-design.md §1.2–1.3).
+//!
+//! `frame` finds one packet's fixed header and refuses an over-limit length before any body is
+//! buffered; `decode` turns one complete body into a packet (`decode_connect` for the first,
+//! whose protocol level picks the version); `encode` writes
+//! the server's packets through the crate. The crate's own stream/poll decoders are never used:
+//! they pre-allocate the declared length and reach `unreachable!()` on some packet types. Its
+//! `v3` and `v5` modules are re-exported so callers need no direct dependency on it.
+
+mod decode;
+mod encode;
+mod frame;
+
+pub use decode::{decode, decode_connect, Connect, MqttError, Packet, Version};
+pub use encode::encode;
+pub use frame::{scan, Frame, FrameError, Scan};
+pub use mqtt_proto::{v3, v5};
