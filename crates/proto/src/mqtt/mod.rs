@@ -7,13 +7,19 @@
 //! whose protocol level picks the version); `encode` writes
 //! the server's packets through the crate. The crate's own stream/poll decoders are never used:
 //! they pre-allocate the declared length and reach `unreachable!()` on some packet types. Its
-//! `v3` and `v5` modules are re-exported so callers need no direct dependency on it.
+//! `packets` gives the server one view of both versions: plain values in, plain answers out.
+//! The crate's `v3` and `v5` modules are re-exported so callers need no direct dependency on it.
 
 mod decode;
 mod encode;
 mod frame;
+mod packets;
 
 pub use decode::{decode, decode_connect, Connect, MqttError, Packet, Version};
 pub use encode::encode;
 pub use frame::{scan, Frame, FrameError, Scan};
 pub use mqtt_proto::{v3, v5};
+pub use packets::{
+    connect_info, encode_out, inbound, ConnackInfo, ConnectInfo, InPublish, Inbound, Out,
+    SubRequest, Will,
+};
