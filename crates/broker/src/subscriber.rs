@@ -19,6 +19,8 @@ pub enum Transport {
     HttpResponse = 1,
     /// A WebSocket connection.
     WebSocket = 2,
+    /// An MQTT connection (over TCP, TLS or a WebSocket).
+    Mqtt = 3,
 }
 
 impl Transport {
@@ -28,6 +30,7 @@ impl Transport {
             Transport::HttpStream => "http-stream",
             Transport::HttpResponse => "http-response",
             Transport::WebSocket => "ws",
+            Transport::Mqtt => "mqtt",
         }
     }
 
@@ -37,10 +40,11 @@ impl Transport {
     }
 
     /// Every transport, in a fixed order (for metric tables).
-    pub const ALL: [Transport; 3] = [
+    pub const ALL: [Transport; 4] = [
         Transport::HttpStream,
         Transport::HttpResponse,
         Transport::WebSocket,
+        Transport::Mqtt,
     ];
 }
 

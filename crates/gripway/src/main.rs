@@ -51,6 +51,10 @@ struct RunArgs {
     /// self-signed certificate for localhost is made at start.
     #[arg(long = "tls-port", value_name = "[ADDR:]PORT")]
     tls_ports: Vec<String>,
+    /// MQTT listener, [addr:]port; repeatable; "off" turns MQTT off; replaces the config
+    /// file's mqtt_port (default: off, or 1883 for the built-in demo).
+    #[arg(long = "mqtt-port", value_name = "[ADDR:]PORT")]
+    mqtt_ports: Vec<String>,
     /// Directory of TLS certificates (<host>.crt + <host>.key, _.example.com wildcards,
     /// default.crt); replaces [tls] certs_dir.
     #[arg(long, value_name = "DIR")]
@@ -173,6 +177,18 @@ fn build_config(args: &RunArgs) -> Result<Config, ConfigError> {
             .map(|p| parse_listen_addr(p).map_err(|m| ConfigError::new(format!("--tls-port: {m}"))))
             .collect::<Result<_, _>>()?;
     }
+    if !args.mqtt_ports.is_empty() {
+        config.mqtt.addrs = Some(if args.mqtt_ports.iter().any(|p| p == "off") {
+            Vec::new()
+        } else {
+            args.mqtt_ports
+                .iter()
+                .map(|p| {
+                    parse_listen_addr(p).map_err(|m| ConfigError::new(format!("--mqtt-port: {m}")))
+                })
+                .collect::<Result<_, _>>()?
+        });
+    }
     if let Some(dir) = &args.tls_certs_dir {
         config.tls.certs_dir = Some(dir.clone());
     }
@@ -270,6 +286,24 @@ mod tests {
         assert_eq!(p.http_addrs[0].ip(), c.tls.addrs[0].ip());
         let e = config_of(&["--tls-port", "nowhere"]).unwrap_err();
         assert!(e.to_string().starts_with("--tls-port: "), "{e}");
+    }
+
+    #[test]
+    fn mqtt_port_is_off_by_default_repeatable_and_can_be_turned_off() {
+        let c = config_of(&[]).unwrap();
+        assert_eq!(c.mqtt.addrs, None, "the default: off, or 1883 for the demo");
+        let c = config_of(&["--mqtt-port", "1884", "--mqtt-port", "127.0.0.1:1885"]).unwrap();
+        assert_eq!(
+            c.mqtt.addrs,
+            Some(vec![
+                SocketAddr::from(([0, 0, 0, 0], 1884)),
+                "127.0.0.1:1885".parse().unwrap()
+            ])
+        );
+        let c = config_of(&["--mqtt-port", "off"]).unwrap();
+        assert_eq!(c.mqtt.addrs, Some(vec![]));
+        let e = config_of(&["--mqtt-port", "nowhere"]).unwrap_err();
+        assert!(e.to_string().starts_with("--mqtt-port: "), "{e}");
     }
 
     #[test]

@@ -36,6 +36,15 @@ use crate::proxy::{self, Next};
 use crate::transport::{answer_refusal, write_simple, ClientConn, ClientStream};
 use crate::Shared;
 
+/// What a listener's clients speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Protocol {
+    /// HTTP/1.1 or HTTP/2 (the request loop, or [`crate::http2`]).
+    Http,
+    /// MQTT ([`crate::mqtt`]).
+    Mqtt,
+}
+
 /// Accepts clients until the drain begins (then the listener closes). A client is refused
 /// with 503 once the connection limit (which keeps descriptors in reserve, see
 /// [`crate::fds`]) is reached, and with 429 once its address holds its limit.
@@ -48,6 +57,7 @@ pub(crate) async fn accept_loop(
     gate: Arc<ClientGate>,
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
+    protocol: Protocol,
 ) {
     let mut backoff = AcceptBackoff::default();
     loop {
@@ -80,7 +90,8 @@ pub(crate) async fn accept_loop(
                 };
                 shared.metrics.error(&refusal);
                 refusal.log("");
-                if tls.is_some() {
+                if tls.is_some() || protocol == Protocol::Mqtt {
+                    // a plaintext HTTP answer would mean nothing to it
                     continue;
                 }
                 tokio::spawn(async move {
@@ -103,6 +114,10 @@ pub(crate) async fn accept_loop(
             let wait = shared.config.proxy.request_head_timeout;
             let h2;
             let sock = match tls {
+                None if protocol == Protocol::Mqtt => {
+                    h2 = false;
+                    ClientStream::plain(sock)
+                }
                 // boxed, as the handshake below: a connection's task does not grow by them
                 None => match Box::pin(crate::http2::sniff(&sock, wait)).await {
                     crate::http2::Opening::Silent => return,
@@ -133,7 +148,9 @@ pub(crate) async fn accept_loop(
                 buf: BytesMut::new(),
                 guard,
             };
-            if h2 {
+            if protocol == Protocol::Mqtt {
+                crate::mqtt::run(shared, conn, tokens).await;
+            } else if h2 {
                 Box::pin(crate::http2::serve(&shared, conn)).await;
                 drop(tokens);
             } else {

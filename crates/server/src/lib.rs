@@ -27,6 +27,7 @@ pub(crate) mod error;
 mod fds;
 mod hold;
 mod http2;
+mod mqtt;
 mod proxy;
 mod publish_api;
 mod publish_history;
@@ -108,6 +109,8 @@ pub struct Listeners {
     pub http: Vec<TcpListener>,
     /// Client listeners that speak TLS.
     pub tls: Vec<TcpListener>,
+    /// MQTT listeners.
+    pub mqtt: Vec<TcpListener>,
     /// The publish API.
     pub publish: TcpListener,
     /// The admin listener, if enabled.
@@ -129,6 +132,17 @@ pub async fn bind(config: &Config) -> Result<Listeners, ConfigError> {
     for addr in &config.tls.addrs {
         tls.push(bind_one(*addr, "TLS clients").await?);
     }
+    let mut mqtt = Vec::new();
+    let demo = matches!(config.routes, RoutesSource::Demo);
+    let (mqtt_addrs, best_effort) = config.mqtt.listeners(demo);
+    for addr in mqtt_addrs {
+        match bind_one(addr, "MQTT").await {
+            Ok(l) => mqtt.push(l),
+            // the demo's default port may be taken (by a broker already there): go on without
+            Err(e) if best_effort => tracing::warn!("{e}; MQTT is off"),
+            Err(e) => return Err(e),
+        }
+    }
     let publish = bind_one(config.publish_addr, "publish API").await?;
     let admin = match config.admin_addr {
         Some(addr) => Some(bind_one(addr, "admin").await?),
@@ -137,6 +151,7 @@ pub async fn bind(config: &Config) -> Result<Listeners, ConfigError> {
     Ok(Listeners {
         http,
         tls,
+        mqtt,
         publish,
         admin,
     })
@@ -303,6 +318,19 @@ pub async fn run(
             gate.clone(),
             listener,
             config,
+            conn::Protocol::Http,
+        ));
+    }
+    for listener in listeners.mqtt {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!("MQTT on {addr}");
+        }
+        tokio::spawn(conn::accept_loop(
+            shared.clone(),
+            gate.clone(),
+            listener,
+            None,
+            conn::Protocol::Mqtt,
         ));
     }
     for listener in listeners.http {
@@ -314,6 +342,7 @@ pub async fn run(
             gate.clone(),
             listener,
             None,
+            conn::Protocol::Http,
         ));
     }
     if let Ok(addr) = publish_listener.local_addr() {

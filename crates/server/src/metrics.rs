@@ -30,6 +30,8 @@ pub enum ConnKind {
     LongPoll,
     /// A WebSocket.
     WebSocket,
+    /// An MQTT connection.
+    Mqtt,
 }
 
 impl ConnKind {
@@ -39,6 +41,7 @@ impl ConnKind {
             ConnKind::Stream => "http-stream",
             ConnKind::LongPoll => "http-response",
             ConnKind::WebSocket => "ws",
+            ConnKind::Mqtt => "mqtt",
         }
     }
 }

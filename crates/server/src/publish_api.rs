@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use gripway_proto::publish::{parse_publish_body, PublishErrorKind};
+use gripway_proto::publish::{parse_publish_body, Item, PublishErrorKind};
 use http::header::{HeaderValue, ACCEPT, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
@@ -210,23 +210,27 @@ async fn publish(
         };
         Refusal::publisher(e.http_status(), reason, e.message)
     })?;
+    publish_items(shared, items).await?;
+    Ok(answer(format, "Published"))
+}
+
+/// Publishes `items` as the publish API does: through the cluster's stream in cluster mode,
+/// to this node's broker otherwise. Ok once they are taken (stored, where history is
+/// durable or in a cluster): what a publisher's acknowledgement may promise.
+pub(crate) async fn publish_items(shared: &Shared, items: Vec<Item>) -> Result<(), Refusal> {
     if let Some(cluster) = &shared.cluster {
         // stored in the cluster's stream first; every node's broker gets the items from it
-        cluster.publish(items).await?;
-        return Ok(answer(format, "Published"));
+        return cluster.publish(items).await;
     }
     match shared.broker.publish(items).await {
-        Ok(()) => {}
-        Err(gripway_broker::PublishError::Closed) => return Err(draining()),
-        Err(gripway_broker::PublishError::NotStored) => {
-            return Err(Refusal::internal(
-                503,
-                "history-unavailable",
-                "Not published: the history store could not store the items; publish again.",
-            ))
-        }
+        Ok(()) => Ok(()),
+        Err(gripway_broker::PublishError::Closed) => Err(draining()),
+        Err(gripway_broker::PublishError::NotStored) => Err(Refusal::internal(
+            503,
+            "history-unavailable",
+            "Not published: the history store could not store the items; publish again.",
+        )),
     }
-    Ok(answer(format, "Published"))
 }
 
 /// The answer to a refused request: counted, logged (rate-limited), its detail as the body.

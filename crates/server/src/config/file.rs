@@ -6,6 +6,7 @@
 //! [server]
 //! http_port = ["7999"]              # Pushpin's [addr:]port, one or more (or 7999, "7999")
 //! tls_port = "443"                  # TLS listeners, the same shapes (default: none)
+//! mqtt_port = "1883"                # MQTT listeners, the same shapes ([mqtt]: config/mqtt.rs)
 //! publish_port = "127.0.0.1:5561"
 //! admin_port = "127.0.0.1:5564"     # "" disables metrics/health
 //! routes_file = "routes"            # relative to this file; or `routes = ["* 127.0.0.1:8080"]`
@@ -57,6 +58,9 @@ pub struct RawConfig {
     /// TLS toward clients.
     #[serde(default)]
     pub tls: RawTls,
+    /// MQTT clients.
+    #[serde(default)]
+    pub mqtt: super::mqtt::RawMqtt,
     /// HTTP/2 toward clients.
     #[serde(default)]
     pub http2: RawHttp2,
@@ -177,6 +181,8 @@ pub struct RawServer {
     pub http_port: Option<Ports>,
     /// TLS client listeners, the same shapes (default: none).
     pub tls_port: Option<Ports>,
+    /// MQTT listeners, the same shapes (default: none; the demo 1883); `""` turns MQTT off.
+    pub mqtt_port: Option<Ports>,
     /// Publish API listener (default `127.0.0.1:5561`).
     pub publish_port: Option<String>,
     /// Admin listener for `/metrics` and `/health` (default `127.0.0.1:5564`; empty disables).
@@ -342,6 +348,9 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             .map(|p| parse_listen_addr(p).map_err(|m| err("tls_port", m)))
             .collect::<Result<_, _>>()?;
     }
+    if let Some(Ports(ports)) = s.mqtt_port {
+        c.mqtt.addrs = Some(super::mqtt::listeners(&ports).map_err(|m| err("mqtt_port", m))?);
+    }
     if let Some(d) = raw.tls.certs_dir.filter(|d| !d.trim().is_empty()) {
         c.tls.certs_dir = Some(c.base_dir.join(d));
     }
@@ -504,6 +513,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         ));
     }
     c.publish.auth = publish_auth(&pb.auth, &c.base_dir).map_err(|(key, m)| err(key, m))?;
+    super::mqtt::parse(raw.mqtt, &mut c.mqtt, |k, m| err(k, m))?;
     c.cluster = super::cluster::parse(raw.cluster, &c.base_dir, |k, m| err(k, m))?;
     Ok(c)
 }

@@ -8,6 +8,7 @@
 
 pub mod cluster;
 pub mod file;
+pub mod mqtt;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -78,6 +79,8 @@ pub struct Config {
     pub websocket: WsConfig,
     /// HTTP/2 clients (`[http2]`).
     pub http2: Http2Config,
+    /// MQTT clients (`[mqtt]`, `[server] mqtt_port`).
+    pub mqtt: mqtt::MqttSettings,
     /// Per-channel history (recovery after reconnects and restarts).
     pub history: HistorySettings,
     /// Cluster mode: the NATS servers and JetStream stream this node shares channels
@@ -310,6 +313,7 @@ impl Default for Config {
             publish: PublishConfig::default(),
             websocket: WsConfig::default(),
             http2: Http2Config::default(),
+            mqtt: mqtt::MqttSettings::default(),
             history: HistorySettings::default(),
             cluster: None,
             workers: 0,

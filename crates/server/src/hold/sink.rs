@@ -66,6 +66,9 @@ pub(crate) enum Frame<'a> {
     },
     /// Queued as a slice of the same buffer.
     Bytes(&'a Bytes),
+    /// Bytes of the caller's own (a per-subscriber packet head on the stack): copied into
+    /// the queue only if the socket does not take them at once.
+    Slice(&'a [u8]),
 }
 
 impl<'a> Frame<'a> {
@@ -79,6 +82,7 @@ impl<'a> Frame<'a> {
         match self {
             Frame::Message { bytes, .. } => bytes,
             Frame::Bytes(b) => b,
+            Frame::Slice(s) => s,
         }
     }
 
@@ -91,6 +95,7 @@ impl<'a> Frame<'a> {
                 from,
             },
             Frame::Bytes(b) => Queued::Bytes(b.slice(from..)),
+            Frame::Slice(s) => Queued::Bytes(Bytes::copy_from_slice(&s[from..])),
         }
     }
 }
@@ -279,6 +284,11 @@ impl Sink {
         }
     }
 
+    /// True for a TLS connection's sink.
+    pub(crate) fn is_tls(&self) -> bool {
+        self.state.lock().tls.is_some()
+    }
+
     /// True for an HTTP/2 stream's sink: responses need a head of their own
     /// ([`Sink::enqueue_head`]), and bodies no HTTP/1 framing.
     pub(crate) fn is_h2(&self) -> bool {
@@ -354,7 +364,7 @@ impl Sink {
     }
 
     /// The client is too slow: drop what is queued, shut the socket, end the hold.
-    fn cut_off(&self, st: &mut SinkState) {
+    pub(crate) fn cut_off(&self, st: &mut SinkState) {
         st.slow = true;
         st.queue = VecDeque::new();
         st.queued_bytes = 0;

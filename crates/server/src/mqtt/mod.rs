@@ -1,0 +1,75 @@
+//! MQTT clients: devices connect over MQTT 3.1.1 or 5.0 and share channels with browsers and
+//! apps. A connection is another transport on the seam: accepted by [`crate::conn`]'s accept
+//! loop (plain TCP or TLS), run by [`session`] on a task of its own, written to by the
+//! broker's fan-out through [`subscriber::MqttSub`] and the shared sink. Packets are decoded
+//! and encoded by [`gripway_proto::mqtt`]; who may do what is decided in [`authorize`].
+//!
+//! A device's publish becomes an item ([`device_item`]) published as the publish API does,
+//! with history, ordering and the cluster, so SSE, WebSocket and long-poll subscribers of
+//! the channel get it too.
+
+mod authorize;
+mod session;
+mod shim;
+mod subscriber;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+use gripway_proto::mqtt::InPublish;
+use gripway_proto::publish::{
+    Formats, HttpStreamAction, HttpStreamFormat, Item, WsAction, WsKind, WsMessageFormat,
+};
+
+pub(crate) use session::run;
+
+/// A fresh item id: unique without coordination (a random per-process prefix, a counter).
+fn next_id() -> String {
+    static PREFIX: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair().0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("m{prefix:016x}{n:x}")
+}
+
+/// The item a device's publish to `channel` becomes: the payload as a WebSocket message
+/// (text when it is UTF-8) and as an SSE event on HTTP streams.
+fn device_item(channel: String, p: &InPublish) -> Item {
+    let text = std::str::from_utf8(&p.payload).ok();
+    let kind = if text.is_some() {
+        WsKind::Text
+    } else {
+        WsKind::Binary
+    };
+    let http_stream = text.map(|t| {
+        let mut sse = String::with_capacity(t.len() + 16);
+        for line in t.split('\n') {
+            sse.push_str("data: ");
+            sse.push_str(line);
+            sse.push('\n');
+        }
+        sse.push('\n');
+        HttpStreamFormat {
+            action: HttpStreamAction::Send(sse.into()),
+            content_filters: Vec::new(),
+        }
+    });
+    Item {
+        channel,
+        id: Some(next_id()),
+        prev_id: None,
+        meta: Vec::new(),
+        no_seq: false,
+        formats: Formats {
+            http_stream,
+            http_response: None,
+            ws_message: Some(WsMessageFormat {
+                action: WsAction::Send {
+                    kind,
+                    content: p.payload.clone(),
+                },
+                content_filters: Vec::new(),
+            }),
+        },
+    }
+}

@@ -1,0 +1,661 @@
+//! One MQTT connection's task, from CONNECT to close: it reads and decodes what the device
+//! sends, answers it, subscribes it in the broker, publishes what it publishes, and watches
+//! its keep-alive. Published items reach the device without this task: the fan-out writes
+//! them through [`MqttSub`]; this task only flushes what the socket did not take.
+//!
+//! Input is read into a stack buffer and only an incomplete packet is kept (`partial`), so an
+//! idle connection holds no read buffer. A packet's length is checked from its first five
+//! bytes, before any of its body is kept. The device's publishes are handed to the broker in
+//! the order they came, and acknowledged once the broker has them; reading waits meanwhile, so
+//! a device that publishes faster than the broker takes is held back by TCP, not buffered.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use gripway_broker::{Subscriber, Subscription};
+use gripway_proto::mqtt::{
+    connect_info, decode, decode_connect, encode_out, inbound, scan, ConnackInfo, ConnectInfo,
+    FrameError, InPublish, Inbound, MqttError, Out, Scan, SubRequest, Version, Will,
+};
+use gripway_proto::publish::Item;
+use tokio::time::{Instant, Sleep};
+
+use super::subscriber::{Entry, MqttSub};
+use super::{authorize, device_item};
+use crate::conn::Tokens;
+use crate::error::Refusal;
+use crate::hold::sink::{Ending, Input, Sink, Wake};
+use crate::metrics::{ConnGuard, ConnKind};
+use crate::routing::RouteEntry;
+use crate::transport::ClientConn;
+use crate::Shared;
+
+/// Bytes read from the socket per wake before the packets in them are handled.
+const READ_CHUNK: usize = 4096;
+/// Most bytes read in one wake (then the task yields; input waits in the socket).
+const READ_PER_WAKE: usize = 64 * 1024;
+/// Device publishes handed to the broker together, at most.
+const PUBLISH_BATCH: usize = 64;
+
+/// Why a connection ended, for the will and the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// DISCONNECT with reason 0: no will.
+    Clean,
+    /// DISCONNECT 0x04 (v5): the will is sent.
+    WithWill,
+    /// The device went away, broke the protocol, or timed out: the will is sent.
+    Lost,
+    /// The server is shutting down: no will.
+    Drain,
+}
+
+/// One granted subscription held by the task: dropping it unsubscribes.
+struct Held {
+    filter: Arc<str>,
+    _subscription: Subscription,
+}
+
+/// A device's publish, decided: the item, and how to acknowledge it.
+struct ToPublish {
+    item: Item,
+    ack: Option<Out>,
+}
+
+pub(crate) struct Session {
+    shared: Arc<Shared>,
+    sub: Arc<MqttSub>,
+    /// None until CONNECT was accepted.
+    route: Option<Arc<RouteEntry>>,
+    version: Version,
+    /// An incomplete packet (empty and unallocated between packets).
+    partial: BytesMut,
+    timer: Pin<Box<Sleep>>,
+    /// Keep-alive × 1.5 (zero: none).
+    keep_alive: Duration,
+    last_seen: Instant,
+    held: Vec<Held>,
+    will: Option<Box<Will>>,
+    /// QoS 2 packet ids published and awaiting the device's PUBREL.
+    awaiting_rel: Vec<u16>,
+    to_publish: Vec<ToPublish>,
+    client_id: Arc<str>,
+    _tokens: Tokens,
+    guard: ConnGuard,
+}
+
+/// Runs an MQTT connection until it ends. The session is made before the future, so that
+/// the future keeps it once.
+pub(crate) fn run(
+    shared: Arc<Shared>,
+    conn: ClientConn,
+    tokens: Tokens,
+) -> impl Future<Output = ()> + Send + 'static {
+    let ClientConn {
+        sock, guard, buf, ..
+    } = conn;
+    drop(buf);
+    let sink = Sink::new(sock, shared.config.grip.subscriber_queue_bytes);
+    let deadline = Instant::now() + shared.config.proxy.request_head_timeout;
+    let s = Session {
+        sub: Arc::new(MqttSub::new(sink, Version::V3, u32::MAX, u16::MAX)),
+        shared,
+        route: None,
+        version: Version::V3,
+        partial: BytesMut::new(),
+        timer: Box::pin(tokio::time::sleep_until(deadline)),
+        keep_alive: Duration::ZERO,
+        last_seen: Instant::now(),
+        held: Vec::new(),
+        will: None,
+        awaiting_rel: Vec::new(),
+        to_publish: Vec::new(),
+        client_id: Arc::from(""),
+        _tokens: tokens,
+        guard,
+    };
+    s.drive()
+}
+
+/// What handling input leads to.
+enum Step {
+    Continue,
+    End(End),
+}
+
+impl Session {
+    async fn drive(mut self) {
+        let end = loop {
+            let wake = self
+                .sub
+                .sink
+                .wait_with(Some(self.timer.as_mut()), Input::Report)
+                .await;
+            let step = match wake {
+                Wake::Readable => self.on_input().await,
+                Wake::Timer => self.on_timer(),
+                Wake::Notified => self.on_notified(),
+                Wake::End(Ending::Slow) => {
+                    self.shared.metrics.dropped("slow-subscriber");
+                    Step::End(End::Lost)
+                }
+                Wake::End(_) => Step::End(End::Lost),
+            };
+            if let Step::End(end) = step {
+                break end;
+            }
+        };
+        self.finish(end).await;
+    }
+
+    /// Reads what the device sent and handles every complete packet in it.
+    async fn on_input(&mut self) -> Step {
+        let mut read = 0;
+        loop {
+            let (got, closed) = match self.read_some() {
+                Ok(x) => x,
+                Err(_) => return Step::End(End::Lost),
+            };
+            read += got;
+            if got > 0 {
+                self.last_seen = Instant::now();
+            }
+            if let Step::End(e) = self.handle_packets() {
+                return Step::End(e);
+            }
+            if !self.to_publish.is_empty() {
+                if let Step::End(e) = Box::pin(self.publish()).await {
+                    return Step::End(e);
+                }
+            }
+            if closed {
+                return Step::End(End::Lost);
+            }
+            if got == 0 || read >= READ_PER_WAKE {
+                return Step::Continue;
+            }
+        }
+    }
+
+    /// Reads up to a chunk into `partial`: bytes read, and whether the device closed.
+    fn read_some(&mut self) -> io::Result<(usize, bool)> {
+        let mut buf = [0u8; READ_CHUNK];
+        match self.sub.sink.try_read(&mut buf) {
+            Ok(0) => Ok((0, true)),
+            Ok(n) => {
+                self.partial.extend_from_slice(&buf[..n]);
+                Ok((n, false))
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok((0, false)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Handles the complete packets in `partial`, leaving an incomplete one there.
+    fn handle_packets(&mut self) -> Step {
+        let max = self.shared.config.mqtt.max_packet_bytes;
+        loop {
+            if self.to_publish.len() >= PUBLISH_BATCH {
+                return Step::Continue;
+            }
+            let frame = match scan(&self.partial, max) {
+                Ok(Scan::NeedMore) => break,
+                Ok(Scan::Frame(f)) => f,
+                Err(FrameError::TooLarge { remaining }) => {
+                    return self.violation(
+                        0x95,
+                        "mqtt-packet-too-large",
+                        format!("a packet of {remaining} bytes (the limit is {max})"),
+                    );
+                }
+                Err(FrameError::Malformed) => {
+                    return self.violation(
+                        0x81,
+                        "mqtt-malformed",
+                        "a malformed packet length".into(),
+                    )
+                }
+            };
+            let total = frame.total_len();
+            if self.partial.len() < total {
+                break;
+            }
+            let packet = self.partial.split_to(total);
+            let body = &packet[usize::from(frame.header_len)..];
+            let step = if self.route.is_none() {
+                if frame.packet_type() != 1 {
+                    return self.refuse("mqtt-no-connect", "the first packet was not CONNECT");
+                }
+                match decode_connect(body) {
+                    Ok(c) => self.on_connect(connect_info(c)),
+                    Err(MqttError::UnsupportedProtocol { level }) => {
+                        // a v3 CONNACK: 0x01, unacceptable protocol version
+                        self.send_out(Version::V3, &connack(1));
+                        self.refuse(
+                            "mqtt-unsupported-protocol",
+                            &format!("protocol level {level}"),
+                        )
+                    }
+                    Err(e) => self.refuse("mqtt-malformed", &e.to_string()),
+                }
+            } else {
+                match decode(self.version, frame, body) {
+                    Ok(p) => self.on_packet(inbound(p)),
+                    Err(e) => self.violation(0x81, "mqtt-malformed", e.to_string()),
+                }
+            };
+            if let Step::End(e) = step {
+                return Step::End(e);
+            }
+        }
+        if self.partial.is_empty() {
+            // an idle connection keeps no read buffer
+            self.partial = BytesMut::new();
+        }
+        Step::Continue
+    }
+
+    /// Writes one packet of the connection's protocol; false if the device is too slow.
+    fn send_out(&self, version: Version, out: &Out) -> bool {
+        let Ok(bytes) = encode_out(version, out) else {
+            return true;
+        };
+        let mut st = self.sub.sink.lock();
+        self.sub.sink.send(&mut st, &[&bytes::Bytes::from(bytes)])
+    }
+
+    fn send(&self, out: &Out) -> bool {
+        self.send_out(self.version, out)
+    }
+
+    /// Counts and logs a refusal of the device's input, and ends the connection.
+    fn refuse(&self, reason: &'static str, detail: &str) -> Step {
+        let refusal = Refusal::client(400, reason, format!("MQTT client: {detail}"));
+        self.shared.metrics.error(&refusal);
+        refusal.log("");
+        Step::End(End::Lost)
+    }
+
+    /// A protocol violation after CONNECT: v5 gets DISCONNECT with `code` first.
+    fn violation(&self, code: u8, reason: &'static str, detail: String) -> Step {
+        if self.route.is_some() {
+            self.send(&Out::Disconnect { code });
+        }
+        self.refuse(reason, &detail)
+    }
+
+    fn on_connect(&mut self, c: ConnectInfo) -> Step {
+        let shared = self.shared.clone();
+        let cfg = &shared.config.mqtt;
+        self.version = c.version;
+        let refuse_with = |s: &Self, v5: u8, v3: u8, reason: &'static str, detail: &str| {
+            let code = if c.version == Version::V5 { v5 } else { v3 };
+            s.send(&connack(code));
+            s.refuse(reason, detail)
+        };
+        if c.client_id.len() > cfg.max_client_id_bytes {
+            return refuse_with(
+                self,
+                0x85,
+                2,
+                "mqtt-client-id-invalid",
+                "client id too long",
+            );
+        }
+        if c.client_id.is_empty() && !c.clean {
+            // MQTT 3.1.1 §3.1.3-8: an empty id needs a clean session
+            return refuse_with(self, 0x85, 2, "mqtt-client-id-invalid", "empty client id");
+        }
+        if c.auth_method.is_some() {
+            return refuse_with(self, 0x8C, 5, "mqtt-auth-method", "enhanced authentication");
+        }
+        let routes = self.shared.routes.current();
+        let tls = self.sub.sink.is_tls();
+        let Some(route) = routes
+            .find("", &cfg.path, gripway_proto::routes::RouteProto::Http, tls)
+            .cloned()
+        else {
+            return refuse_with(self, 0x88, 3, "no-route", "no route for MQTT");
+        };
+        if let Err((v5, v3, why)) = authorize::connect(&route, &c) {
+            return refuse_with(self, v5, v3, "mqtt-connect-denied", why);
+        }
+        let mut info = ConnackInfo {
+            receive_max: Some(cfg.max_inflight),
+            max_packet: Some(cfg.max_packet_bytes),
+            wildcards: false,
+            shared: false,
+            ..ConnackInfo::default()
+        };
+        if c.client_id.is_empty() {
+            let id: Arc<str> = Arc::from(format!("gw-{}", uuid::Uuid::new_v4().simple()));
+            info.assigned_client_id = Some(id.clone());
+            self.client_id = id;
+        } else {
+            self.client_id = c.client_id.clone();
+        }
+        let mut keep_alive = c.keep_alive;
+        if c.version == Version::V5 && (keep_alive == 0 || keep_alive > cfg.max_keep_alive_secs) {
+            keep_alive = cfg.max_keep_alive_secs;
+            info.server_keep_alive = Some(keep_alive);
+        }
+        if c.version == Version::V5 && c.session_expiry != 0 {
+            // sessions do not outlive their connection yet
+            info.session_expiry = Some(0);
+        }
+        {
+            let mut state = self.sub.state.lock();
+            state.version = c.version;
+            state.max_packet = c.max_packet.unwrap_or(u32::MAX);
+            state.receive_max = c.receive_max.max(1);
+        }
+        self.will = c.will.map(Box::new);
+        self.route = Some(route);
+        self.guard.become_kind(ConnKind::Mqtt);
+        self.shared.drain.roster.enlist(&self.sub);
+        if !self.send(&Out::Connack {
+            session_present: false,
+            code: 0,
+            info: Box::new(info),
+        }) {
+            return Step::End(End::Lost);
+        }
+        // keep-alive: 1.5 times what the device asked (MQTT §3.1.2.10)
+        self.keep_alive = Duration::from_millis(u64::from(keep_alive) * 1500);
+        self.arm_keep_alive();
+        Step::Continue
+    }
+
+    fn arm_keep_alive(&mut self) {
+        let due = if self.keep_alive.is_zero() {
+            // none asked (v3): only the drain or the device ends it
+            Instant::now() + Duration::from_secs(86_400 * 365)
+        } else {
+            self.last_seen + self.keep_alive
+        };
+        self.timer.as_mut().reset(due);
+    }
+
+    fn on_timer(&mut self) -> Step {
+        if self.route.is_none() {
+            return self.refuse("mqtt-connect-timeout", "no CONNECT in time");
+        }
+        if !self.keep_alive.is_zero() && Instant::now() >= self.last_seen + self.keep_alive {
+            return self.violation(0x8D, "mqtt-keep-alive-timeout", "keep-alive passed".into());
+        }
+        self.arm_keep_alive();
+        Step::Continue
+    }
+
+    fn on_notified(&mut self) -> Step {
+        let close = self.sub.state.lock().close.take();
+        match close {
+            Some(code) => {
+                self.send(&Out::Disconnect { code });
+                Step::End(End::Drain)
+            }
+            None => Step::Continue,
+        }
+    }
+
+    fn on_packet(&mut self, p: Inbound) -> Step {
+        match p {
+            Inbound::Publish(p) => self.on_publish(p),
+            Inbound::Puback(pid) => {
+                self.sub.acknowledged(pid);
+                Step::Continue
+            }
+            Inbound::Pubrel(pid) => {
+                self.awaiting_rel.retain(|p| *p != pid);
+                self.ok(self.send(&Out::Pubcomp { pid }))
+            }
+            Inbound::Pubrec(_) | Inbound::Pubcomp(_) => self.violation(
+                0x82,
+                "mqtt-protocol-error",
+                "PUBREC or PUBCOMP, but no QoS 2 message was sent".into(),
+            ),
+            Inbound::Subscribe { pid, filters } => self.on_subscribe(pid, filters),
+            Inbound::Unsubscribe { pid, filters } => self.on_unsubscribe(pid, filters),
+            Inbound::Pingreq => self.ok(self.send(&Out::Pingresp)),
+            Inbound::Disconnect(0x04) => Step::End(End::WithWill),
+            Inbound::Disconnect(_) => Step::End(End::Clean),
+            Inbound::Auth => self.violation(
+                0x82,
+                "mqtt-protocol-error",
+                "AUTH, but no enhanced authentication was agreed".into(),
+            ),
+            Inbound::Unexpected(what) => {
+                self.violation(0x82, "mqtt-protocol-error", what.to_string())
+            }
+        }
+    }
+
+    fn ok(&self, written: bool) -> Step {
+        if written {
+            Step::Continue
+        } else {
+            Step::End(End::Lost)
+        }
+    }
+
+    fn on_publish(&mut self, p: InPublish) -> Step {
+        let Some(route) = self.route.clone() else {
+            return Step::End(End::Lost);
+        };
+        if p.qos == 2 {
+            let pid = p.pid.unwrap_or(0);
+            if self.awaiting_rel.contains(&pid) {
+                // a resend of one already taken: answer again, publish nothing
+                return self.ok(self.send(&Out::Pubrec { pid, code: 0 }));
+            }
+            if self.awaiting_rel.len() >= usize::from(self.shared.config.mqtt.max_inflight) {
+                return self.violation(
+                    0x93,
+                    "mqtt-receive-maximum-exceeded",
+                    "too many QoS 2 publishes unacknowledged".into(),
+                );
+            }
+        }
+        let ack = match (p.qos, p.pid) {
+            (1, Some(pid)) => Some(Out::Puback { pid, code: 0 }),
+            (2, Some(pid)) => {
+                self.awaiting_rel.push(pid);
+                Some(Out::Pubrec { pid, code: 0 })
+            }
+            _ => None,
+        };
+        match authorize::publish(&route, &p.topic) {
+            Ok(channel) => {
+                let item = device_item(channel, &p);
+                self.to_publish.push(ToPublish { item, ack });
+            }
+            Err(code) => {
+                self.shared.metrics.dropped("mqtt-publish-denied");
+                if let Some(Out::Puback { pid, .. } | Out::Pubrec { pid, .. }) = ack {
+                    let out = if p.qos == 2 {
+                        Out::Pubrec { pid, code }
+                    } else {
+                        Out::Puback { pid, code }
+                    };
+                    return self.ok(self.send(&out));
+                }
+            }
+        }
+        Step::Continue
+    }
+
+    /// Hands the device's decided publishes to the broker, in order, then acknowledges them.
+    async fn publish(&mut self) -> Step {
+        let batch = std::mem::take(&mut self.to_publish);
+        let (items, acks): (Vec<Item>, Vec<Option<Out>>) =
+            batch.into_iter().map(|t| (t.item, t.ack)).unzip();
+        match crate::publish_api::publish_items(&self.shared, items).await {
+            Ok(()) => {
+                for ack in acks.iter().flatten() {
+                    if !self.send(ack) {
+                        return Step::End(End::Lost);
+                    }
+                }
+                Step::Continue
+            }
+            Err(refusal) => {
+                self.shared.metrics.error(&refusal);
+                refusal.log("MQTT publish: ");
+                // not acknowledged: v5 says why; a v3 device resends after reconnecting
+                if self.version == Version::V5 {
+                    for ack in acks.into_iter().flatten() {
+                        if let Out::Puback { pid, .. } = ack {
+                            self.send(&Out::Puback { pid, code: 0x80 });
+                        }
+                    }
+                    Step::Continue
+                } else {
+                    Step::End(End::Lost)
+                }
+            }
+        }
+    }
+
+    fn on_subscribe(&mut self, pid: u16, filters: Vec<SubRequest>) -> Step {
+        let Some(route) = self.route.clone() else {
+            return Step::End(End::Lost);
+        };
+        let v5 = self.version == Version::V5;
+        let max = self.shared.config.mqtt.max_subscriptions;
+        let mut codes = Vec::with_capacity(filters.len());
+        for f in filters {
+            let replacing = self.held.iter().any(|h| h.filter == f.filter);
+            let code = if !replacing && self.held.len() >= max {
+                if v5 {
+                    0x97
+                } else {
+                    0x80
+                }
+            } else {
+                match authorize::subscribe(&route, &f.filter) {
+                    Ok(channel) => {
+                        let qos = f.qos.min(1);
+                        self.subscribe(&f.filter, channel, qos);
+                        qos
+                    }
+                    Err((c5, c3)) => {
+                        if v5 {
+                            c5
+                        } else {
+                            c3
+                        }
+                    }
+                }
+            };
+            codes.push(code);
+        }
+        self.ok(self.send(&Out::Suback { pid, codes }))
+    }
+
+    /// Subscribes `filter` (replacing a subscription with the same filter) to `channel`.
+    fn subscribe(&mut self, filter: &Arc<str>, channel: String, qos: u8) {
+        self.unsubscribe(filter);
+        let channel: Arc<str> = Arc::from(channel);
+        let wildcard = filter.contains(['+', '#']);
+        {
+            let mut state = self.sub.state.lock();
+            state.entries.push(Entry {
+                topic: if wildcard {
+                    channel.clone()
+                } else {
+                    filter.clone()
+                },
+                channel: channel.clone(),
+                filter: filter.clone(),
+                qos,
+                wildcard,
+            });
+        }
+        let subscription = self
+            .shared
+            .broker
+            .registry()
+            .subscribe(&channel, self.sub.clone() as Arc<dyn Subscriber>);
+        self.held.push(Held {
+            filter: filter.clone(),
+            _subscription: subscription,
+        });
+    }
+
+    /// Drops the subscription with this filter; whether there was one.
+    fn unsubscribe(&mut self, filter: &str) -> bool {
+        let before = self.held.len();
+        self.held.retain(|h| &*h.filter != filter);
+        self.sub
+            .state
+            .lock()
+            .entries
+            .retain(|e| &*e.filter != filter);
+        self.held.len() != before
+    }
+
+    fn on_unsubscribe(&mut self, pid: u16, filters: Vec<Arc<str>>) -> Step {
+        let codes = filters
+            .iter()
+            .map(|f| if self.unsubscribe(f) { 0x00 } else { 0x11 })
+            .collect();
+        self.ok(self.send(&Out::Unsuback { pid, codes }))
+    }
+
+    /// Ends the connection: the will (unless it ended cleanly or at a drain), then what is
+    /// queued is flushed briefly.
+    async fn finish(mut self, end: End) {
+        self.shared.drain.roster.leave(&self.sub);
+        self.held.clear();
+        if matches!(end, End::Lost | End::WithWill) {
+            if let (Some(will), Some(route)) = (self.will.take(), self.route.clone()) {
+                let p = InPublish {
+                    topic: will.topic.clone(),
+                    payload: will.payload.clone(),
+                    qos: will.qos,
+                    pid: None,
+                    retain: will.retain,
+                    dup: false,
+                    properties: None,
+                };
+                if let Ok(channel) = authorize::publish(&route, &p.topic) {
+                    let item = device_item(channel, &p);
+                    if let Err(refusal) =
+                        crate::publish_api::publish_items(&self.shared, vec![item]).await
+                    {
+                        self.shared.metrics.error(&refusal);
+                        refusal.log("MQTT will: ");
+                    }
+                }
+            }
+        }
+        // what the device was sent last (a DISCONNECT, an answer) goes out if it can
+        let sink = &self.sub.sink;
+        if !sink.is_drained() {
+            let mut timer = Box::pin(tokio::time::sleep(Duration::from_secs(2)));
+            {
+                let mut st = sink.lock();
+                sink.finish(&mut st);
+            }
+            loop {
+                match sink.wait(Some(timer.as_mut())).await {
+                    Wake::End(_) | Wake::Timer => break,
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+/// A CONNACK refusing with `code` (v3 return code or v5 reason code).
+fn connack(code: u8) -> Out {
+    Out::Connack {
+        session_present: false,
+        code,
+        info: Box::default(),
+    }
+}

@@ -1,0 +1,314 @@
+//! An MQTT connection as a subscriber: the broker's fan-out writes published items to it as
+//! PUBLISH packets, straight to the socket through the shared sink, as it does for SSE and
+//! WebSocket clients.
+//!
+//! A PUBLISH differs per subscriber only in its first bytes: the fixed header, the topic's
+//! length, and (QoS 1) the packet id. So the fan-out builds those few bytes on the stack for
+//! each subscriber and sends them beside the parts every subscriber shares, borrowed from the
+//! message: its payload and its MQTT 5 property block, encoded once. One vectored write
+//! sends a batch; the payload is never copied (unless the socket does not take it and it is
+//! queued, as the message itself, not a copy).
+//!
+//! What the fan-out cannot do under the sink's lock (sending DISCONNECT at a drain) it asks
+//! the connection's task to do, through [`SubState::close`] and a notification.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use gripway_broker::{Delivery, Message, Subscriber, Transport};
+use gripway_proto::mqtt::Version;
+use parking_lot::Mutex;
+
+use super::shim;
+use crate::drain::Drainable;
+use crate::hold::sink::{Frame, Intake, Sink, SinkState};
+
+/// Most QoS 1 messages a connection may have unacknowledged before it counts as too slow
+/// (beside the sink's byte bound; a v5 client's receive maximum lowers it).
+pub(crate) const MAX_UNACKED: usize = 10_000;
+
+/// Messages turned into packets per vectored write (five slices each).
+const PER_WRITE: usize = 12;
+
+/// One granted subscription, as the fan-out needs it.
+pub(crate) struct Entry {
+    /// The channel it receives.
+    pub(crate) channel: Arc<str>,
+    /// The topic filter the client subscribed with.
+    pub(crate) filter: Arc<str>,
+    /// The topic of items that carry none: the filter when it is exact, else the channel.
+    pub(crate) topic: Arc<str>,
+    /// The QoS granted.
+    pub(crate) qos: u8,
+    /// The filter has wildcards: an item's own topic must match it.
+    pub(crate) wildcard: bool,
+}
+
+/// What the fan-out and the connection's task share beside the sink.
+pub(crate) struct SubState {
+    pub(crate) version: Version,
+    /// Largest packet the client takes (MQTT 5 maximum packet size).
+    pub(crate) max_packet: u32,
+    /// QoS 1 messages the client takes unacknowledged (its receive maximum).
+    pub(crate) receive_max: u16,
+    pub(crate) entries: Vec<Entry>,
+    next_pid: u16,
+    /// QoS 1 messages sent, by packet id, oldest first, until the client's PUBACK.
+    pub(crate) inflight: VecDeque<(u16, Arc<Message>)>,
+    /// QoS 1 messages waiting for room in the client's receive maximum, with their topic.
+    pub(crate) pending: VecDeque<(Arc<Message>, Arc<str>)>,
+    /// The connection's task is asked to end it with this v5 reason code (a drain).
+    pub(crate) close: Option<u8>,
+    /// Deliveries skipped because they exceed the client's maximum packet size.
+    pub(crate) oversized: u64,
+}
+
+/// The parts of an MQTT connection the fan-out reaches.
+pub(crate) struct MqttSub {
+    pub(crate) sink: Sink,
+    pub(crate) state: Mutex<SubState>,
+}
+
+impl MqttSub {
+    pub(crate) fn new(sink: Sink, version: Version, max_packet: u32, receive_max: u16) -> Self {
+        MqttSub {
+            sink,
+            state: Mutex::new(SubState {
+                version,
+                max_packet,
+                receive_max,
+                entries: Vec::new(),
+                next_pid: 0,
+                inflight: VecDeque::new(),
+                pending: VecDeque::new(),
+                close: None,
+                oversized: 0,
+            }),
+        }
+    }
+}
+
+impl Drainable for MqttSub {
+    fn drain(&self) {
+        let mut st = self.sink.lock();
+        if Sink::is_closed(&st) {
+            return;
+        }
+        // v5: DISCONNECT 0x8B (server shutting down); the task writes it and ends
+        self.state.lock().close.get_or_insert(0x8B);
+        self.sink.notify(&mut st);
+    }
+}
+
+impl Subscriber for MqttSub {
+    fn transport(&self) -> Transport {
+        Transport::Mqtt
+    }
+
+    fn deliver(&self, channel: &str, messages: &[Arc<Message>]) -> Delivery {
+        let mut st = self.sink.lock();
+        if Sink::is_closed(&st) {
+            return Delivery::Closed(messages.len() as u32);
+        }
+        match self.sink.held(&mut st, messages) {
+            Intake::Deliver => self.deliver_locked(&mut st, channel, messages),
+            Intake::Kept => Delivery::Sent(messages.len() as u32),
+            Intake::Slow => Delivery::DroppedSlow(messages.len() as u32),
+            Intake::Filtered(pass) => self.deliver_locked(&mut st, channel, &pass),
+        }
+    }
+}
+
+/// One PUBLISH decided: its head on the stack, and what it borrows.
+#[derive(Default)]
+struct Planned<'a> {
+    head: [u8; 16],
+    head_len: usize,
+    pid: Option<[u8; 2]>,
+    topic: &'a [u8],
+    props: &'a [u8],
+    payload: &'a [u8],
+}
+
+impl MqttSub {
+    /// Writes `messages` of `channel` (under the sink's lock).
+    pub(crate) fn deliver_locked(
+        &self,
+        st: &mut SinkState,
+        channel: &str,
+        messages: &[Arc<Message>],
+    ) -> Delivery {
+        let mut guard = self.state.lock();
+        let SubState {
+            version,
+            max_packet,
+            receive_max,
+            entries,
+            next_pid,
+            inflight,
+            pending,
+            oversized,
+            ..
+        } = &mut *guard;
+        let v5 = *version == Version::V5;
+        let mut sent = 0u32;
+        for chunk in messages.chunks(PER_WRITE) {
+            let mut planned: [Planned<'_>; PER_WRITE] = Default::default();
+            let mut n = 0;
+            for msg in chunk {
+                let Some((qos, topic, entry)) = route(entries, channel, msg) else {
+                    continue;
+                };
+                let Some(view) = shim::view(msg) else {
+                    continue;
+                };
+                let props: &[u8] = if v5 { view.props } else { &[] };
+                let mut pid = None;
+                if qos == 1 {
+                    if inflight.len() + pending.len() >= MAX_UNACKED {
+                        self.sink.cut_off(st);
+                        return Delivery::DroppedSlow(messages.len() as u32);
+                    }
+                    if inflight.len() >= usize::from(*receive_max) {
+                        pending.push_back((msg.clone(), entries[entry].channel.clone()));
+                        sent += 1;
+                        continue;
+                    }
+                    let id = take_pid(next_pid, inflight);
+                    pid = Some(id);
+                }
+                let p = &mut planned[n];
+                let Some(len) = shim::head(
+                    qos,
+                    view.retain,
+                    topic.len(),
+                    pid.is_some(),
+                    props.len(),
+                    view.payload.len(),
+                    &mut p.head,
+                ) else {
+                    *oversized += 1;
+                    continue;
+                };
+                let total = len
+                    + topic.len()
+                    + 2 * usize::from(pid.is_some())
+                    + props.len()
+                    + view.payload.len();
+                if total > *max_packet as usize {
+                    // MQTT 5: a packet over the client's maximum is not sent to it
+                    *oversized += 1;
+                    continue;
+                }
+                if let Some(id) = pid {
+                    inflight.push_back((id, msg.clone()));
+                }
+                p.head_len = len;
+                p.pid = pid.map(u16::to_be_bytes);
+                p.topic = topic.as_bytes();
+                p.props = props;
+                p.payload = view.payload;
+                n += 1;
+            }
+            if n == 0 {
+                continue;
+            }
+            let mut frames: [Frame<'_>; PER_WRITE * 5] = [Frame::Slice(&[]); PER_WRITE * 5];
+            let mut f = 0;
+            for p in &planned[..n] {
+                frames[f] = Frame::Slice(&p.head[..p.head_len]);
+                frames[f + 1] = Frame::Slice(p.topic);
+                f += 2;
+                if let Some(pid) = &p.pid {
+                    frames[f] = Frame::Slice(pid);
+                    f += 1;
+                }
+                for part in [p.props, p.payload] {
+                    if !part.is_empty() {
+                        frames[f] = Frame::Slice(part);
+                        f += 1;
+                    }
+                }
+            }
+            if !self.sink.send(st, &frames[..f]) {
+                return Delivery::DroppedSlow(messages.len() as u32);
+            }
+            sent += n as u32;
+        }
+        if sent == 0 {
+            Delivery::Skipped
+        } else {
+            Delivery::Sent(sent)
+        }
+    }
+}
+
+/// The next free packet id (1..=65535, skipping ids still unacknowledged).
+fn take_pid(next: &mut u16, inflight: &VecDeque<(u16, Arc<Message>)>) -> u16 {
+    loop {
+        *next = next.wrapping_add(1).max(1);
+        if !inflight.iter().any(|(p, _)| p == next) {
+            return *next;
+        }
+    }
+}
+
+/// The QoS and topic `msg` goes out with on this connection, and the subscription that takes
+/// it: one delivery per connection, at the highest QoS its subscriptions to `channel` grant.
+fn route<'a>(
+    entries: &'a [Entry],
+    channel: &str,
+    msg: &'a Message,
+) -> Option<(u8, &'a str, usize)> {
+    let view = shim::view(msg)?;
+    let mut best: Option<(u8, &'a str, usize)> = None;
+    for (i, e) in entries.iter().enumerate() {
+        if &*e.channel != channel {
+            continue;
+        }
+        let topic = match view.topic {
+            Some(t) if e.wildcard && !shim::matches(&e.filter, t) => continue,
+            Some(t) if !e.wildcard && t != &*e.filter => continue,
+            Some(t) => t,
+            None => &e.topic,
+        };
+        let qos = view.qos.min(e.qos);
+        if best.is_none_or(|(q, _, _)| qos > q) {
+            best = Some((qos, topic, i));
+        }
+    }
+    best
+}
+
+impl MqttSub {
+    /// The device acknowledged QoS 1 packet `pid`: it leaves the inflight window, and
+    /// messages waiting for room go out.
+    pub(crate) fn acknowledged(&self, pid: u16) {
+        let mut st = self.sink.lock();
+        let next = {
+            let mut state = self.state.lock();
+            let Some(at) = state.inflight.iter().position(|(p, _)| *p == pid) else {
+                return;
+            };
+            state.inflight.remove(at);
+            if state.inflight.is_empty() {
+                // an idle connection keeps no window storage
+                state.inflight = VecDeque::new();
+            }
+            let room = usize::from(state.receive_max).saturating_sub(state.inflight.len());
+            let n = room.min(state.pending.len());
+            let next: Vec<_> = state.pending.drain(..n).collect();
+            if state.pending.is_empty() {
+                state.pending = VecDeque::new();
+            }
+            next
+        };
+        for (msg, channel) in next {
+            if let Delivery::DroppedSlow(_) =
+                self.deliver_locked(&mut st, &channel, std::slice::from_ref(&msg))
+            {
+                return;
+            }
+        }
+    }
+}
