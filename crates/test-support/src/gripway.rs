@@ -22,6 +22,10 @@ pub struct Gripway {
     /// The first TLS client listener (`--tls-port`), if one was asked for: learned from its
     /// `clients (TLS) on ADDR` line, which the server logs before the plain listeners' lines.
     pub tls_addr: Option<SocketAddr>,
+    /// The first MQTT listener: learned from its `MQTT on ADDR` line (logged before the
+    /// client listeners'). Every start asks for one on port 0 unless the arguments name
+    /// `--mqtt-port` themselves.
+    pub mqtt_addr: Option<SocketAddr>,
     log: Arc<Mutex<Vec<String>>>,
 }
 
@@ -60,6 +64,30 @@ impl Gripway {
         addrs: [String; 3],
         env: &[(&str, &OsStr)],
     ) -> Gripway {
+        Self::start_full(binary, args, dir, addrs, env, true)
+    }
+
+    /// Starts `binary` with only the client, publish and admin listeners on port 0: MQTT is
+    /// as the arguments and defaults say (the demo's 1883 included).
+    pub fn start_with_default_mqtt(binary: &str, args: &[&str]) -> Gripway {
+        Self::start_full(
+            binary,
+            args,
+            None,
+            ["127.0.0.1:0"; 3].map(String::from),
+            &[],
+            false,
+        )
+    }
+
+    fn start_full(
+        binary: &str,
+        args: &[&str],
+        dir: Option<&Path>,
+        addrs: [String; 3],
+        env: &[(&str, &OsStr)],
+        own_mqtt: bool,
+    ) -> Gripway {
         let [client, publish, admin] = addrs;
         let mut cmd = Command::new(binary);
         cmd.args([
@@ -71,6 +99,13 @@ impl Gripway {
             &admin,
         ])
         .args(args)
+        .args(
+            if args.iter().any(|a| a.starts_with("--mqtt-port")) || !own_mqtt {
+                &[][..]
+            } else {
+                &["--mqtt-port", "127.0.0.1:0"][..]
+            },
+        )
         .env_remove("RUST_LOG")
         .envs(env.iter().copied())
         .stdin(Stdio::null())
@@ -98,6 +133,7 @@ impl Gripway {
         let deadline = Instant::now() + Duration::from_secs(20);
         let (mut addr, mut publish_addr, mut admin_addr) = (None, None, None);
         let mut tls_addr = None;
+        let mut mqtt_addr = None;
         while addr.is_none() || publish_addr.is_none() || admin_addr.is_none() {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = match rx.recv_timeout(left) {
@@ -122,6 +158,7 @@ impl Gripway {
             // "clients (TLS) on ADDR" does not hold "clients on ", so the plain listener's
             // marker never takes a TLS line
             tls_addr = tls_addr.or_else(|| after("clients (TLS) on "));
+            mqtt_addr = mqtt_addr.or_else(|| after("MQTT on "));
             addr = addr.or_else(|| after("clients on "));
             publish_addr = publish_addr.or_else(|| after("publish API on "));
             admin_addr = admin_addr.or_else(|| after("metrics on http://"));
@@ -132,6 +169,7 @@ impl Gripway {
             publish_addr: publish_addr.expect("publish address"),
             admin_addr: admin_addr.expect("admin address"),
             tls_addr,
+            mqtt_addr,
             log,
         }
     }

@@ -3,13 +3,14 @@
 //! sockets ([`RawClient`] for byte-exact HTTP/1.1, [`publish`] for the publish API), and real
 //! `nats-server` processes for cluster mode ([`NatsServer`], [`NatsCluster`]), and TLS
 //! certificate directories signed by a test CA ([`tls::CertsDir`]) with a client that trusts
-//! them ([`TlsClient`]).
+//! them ([`TlsClient`]), and a byte-level MQTT client ([`mqtt::MqttClient`]).
 //!
 //! Every wait is bounded: helpers take or imply a timeout and panic with what they saw when it
 //! runs out, so a broken feature fails a test instead of hanging it. Everything started here
 //! stops when its handle is dropped.
 
 mod gripway;
+pub mod mqtt;
 mod nats;
 mod origin;
 mod raw;

@@ -18,7 +18,7 @@ mod packets;
 pub use decode::{decode, decode_connect, Connect, MqttError, Packet, Version};
 pub use encode::encode;
 pub use frame::{scan, Frame, FrameError, Scan};
-pub use mqtt_proto::{v3, v5};
+pub use mqtt_proto::{v3, v5, Pid, QoS, QosPid, TopicFilter, TopicName};
 pub use packets::{
     connect_info, encode_out, inbound, ConnackInfo, ConnectInfo, InPublish, Inbound, Out,
     SubRequest, Will,

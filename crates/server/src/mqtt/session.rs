@@ -164,13 +164,15 @@ impl Session {
             if got > 0 {
                 self.last_seen = Instant::now();
             }
-            if let Step::End(e) = self.handle_packets() {
-                return Step::End(e);
-            }
+            let handled = self.handle_packets();
+            // what came before a DISCONNECT (or a violation) is published all the same
             if !self.to_publish.is_empty() {
                 if let Step::End(e) = Box::pin(self.publish()).await {
                     return Step::End(e);
                 }
+            }
+            if let Step::End(e) = handled {
+                return Step::End(e);
             }
             if closed {
                 return Step::End(End::Lost);
@@ -202,6 +204,10 @@ impl Session {
             if self.to_publish.len() >= PUBLISH_BATCH {
                 return Step::Continue;
             }
+            if self.route.is_none() && self.partial.first().is_some_and(|b| *b != 0x10) {
+                // not CONNECT: refused at its first byte, not when its length has arrived
+                return self.refuse("mqtt-no-connect", "the first packet was not CONNECT");
+            }
             let frame = match scan(&self.partial, max) {
                 Ok(Scan::NeedMore) => break,
                 Ok(Scan::Frame(f)) => f,
@@ -227,9 +233,6 @@ impl Session {
             let packet = self.partial.split_to(total);
             let body = &packet[usize::from(frame.header_len)..];
             let step = if self.route.is_none() {
-                if frame.packet_type() != 1 {
-                    return self.refuse("mqtt-no-connect", "the first packet was not CONNECT");
-                }
                 match decode_connect(body) {
                     Ok(c) => self.on_connect(connect_info(c)),
                     Err(MqttError::UnsupportedProtocol { level }) => {
