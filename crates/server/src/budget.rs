@@ -53,12 +53,24 @@ mod tests {
     /// Bytes of a WebSocket-over-HTTP link (boxed, one per such connection; the handshake
     /// headers it repeats are kept beside it, encoded).
     const WOH_LINK: usize = 168;
+    /// Bytes of an MQTT connection's task future: the session (its read buffer empty when
+    /// idle, its keep-alive timer boxed) and the step it awaits.
+    const MQTT_FUTURE: usize = 288;
+    /// Bytes of an MQTT subscriber's state shared with the broker: the sink and what the
+    /// fan-out needs (subscriptions, packet ids, the QoS 1 window).
+    const MQTT_STATE: usize = 256;
 
     #[test]
     fn per_connection_state_stays_within_budget() {
         let (stream, poll) = hold::STATE_SIZES;
         let ws = std::mem::size_of::<crate::ws::WsSubState>();
         let woh = std::mem::size_of::<crate::ws::WohLinkState>();
+        let mqtt = crate::mqtt::STATE_SIZE;
+        eprintln!("mqtt subscriber {mqtt} B");
+        assert!(
+            mqtt <= MQTT_STATE,
+            "mqtt subscriber {mqtt} B > {MQTT_STATE}"
+        );
         eprintln!("stream subscriber {stream} B, long-poll subscriber {poll} B, websocket subscriber {ws} B, websocket-over-http link {woh} B");
         assert!(
             stream <= STREAM_STATE,
@@ -158,6 +170,13 @@ mod tests {
                 accept: String::new(),
             }),
         ));
+        let (c, _client) = conn(&shared).await;
+        let mqtt = std::mem::size_of_val(&crate::mqtt::run(shared.clone(), c, tokens()));
+        eprintln!(
+            "mqtt future {mqtt} B, session {} B",
+            crate::mqtt::session::SESSION_SIZE
+        );
+        assert!(mqtt <= MQTT_FUTURE, "mqtt future {mqtt} B > {MQTT_FUTURE}");
         let (c, _client) = conn(&shared).await;
         let (session, step, link, finish) = crate::ws::session_sizes(&shared, c).await;
         eprintln!("ws session {session} B, step {step} B, link {link} B, finish {finish} B");

@@ -9,7 +9,7 @@
 //! the channel get it too.
 
 mod authorize;
-mod session;
+pub(crate) mod session;
 mod shim;
 mod subscriber;
 
@@ -22,6 +22,10 @@ use gripway_proto::publish::{
 };
 
 pub(crate) use session::run;
+
+/// Bytes of an MQTT subscriber's state, for the budget test.
+#[cfg(test)]
+pub(crate) const STATE_SIZE: usize = std::mem::size_of::<subscriber::MqttSub>();
 
 /// A fresh item id: unique without coordination (a random per-process prefix, a counter).
 fn next_id() -> String {

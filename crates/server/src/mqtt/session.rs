@@ -118,42 +118,62 @@ pub(crate) fn run(
         _tokens: tokens,
         guard,
     };
-    s.drive()
+    drive(s)
+}
+
+/// Runs a session until it ends. Not an async fn: that would keep the session twice, as its
+/// argument and as the variable the body uses.
+#[allow(clippy::manual_async_fn)] // see above
+fn drive(mut s: Session) -> impl Future<Output = ()> + Send + 'static {
+    async move {
+        let end = loop {
+            let wake = s
+                .sub
+                .sink
+                .wait_with(Some(s.timer.as_mut()), Input::Report)
+                .await;
+            let mut step = match wake {
+                Wake::Readable => s.on_input(),
+                Wake::Timer => s.on_timer(),
+                Wake::Notified => s.on_notified(),
+                Wake::End(Ending::Slow) => {
+                    s.shared.metrics.dropped("slow-subscriber");
+                    Step::End(End::Lost)
+                }
+                Wake::End(_) => Step::End(End::Lost),
+            };
+            // publishing awaits the broker: boxed, so the task is not sized for it
+            while let Step::Publish(then) = step {
+                step = match Box::pin(s.publish()).await {
+                    Step::End(e) => Step::End(e),
+                    _ => match then {
+                        Some(e) => Step::End(e),
+                        // input may be waiting behind the batch: read on
+                        None => s.on_input(),
+                    },
+                };
+            }
+            if let Step::End(end) = step {
+                break end;
+            }
+        };
+        // boxed: winding down needs more state than running, and only once
+        Box::pin(s.finish(end)).await;
+    }
 }
 
 /// What handling input leads to.
 enum Step {
     Continue,
+    /// Publish what the device sent, then end (Some) or go on reading (None).
+    Publish(Option<End>),
     End(End),
 }
 
 impl Session {
-    async fn drive(mut self) {
-        let end = loop {
-            let wake = self
-                .sub
-                .sink
-                .wait_with(Some(self.timer.as_mut()), Input::Report)
-                .await;
-            let step = match wake {
-                Wake::Readable => self.on_input().await,
-                Wake::Timer => self.on_timer(),
-                Wake::Notified => self.on_notified(),
-                Wake::End(Ending::Slow) => {
-                    self.shared.metrics.dropped("slow-subscriber");
-                    Step::End(End::Lost)
-                }
-                Wake::End(_) => Step::End(End::Lost),
-            };
-            if let Step::End(end) = step {
-                break end;
-            }
-        };
-        self.finish(end).await;
-    }
-
-    /// Reads what the device sent and handles every complete packet in it.
-    async fn on_input(&mut self) -> Step {
+    /// Reads what the device sent and handles every complete packet in it; stops early to
+    /// publish a batch the device sent.
+    fn on_input(&mut self) -> Step {
         let mut read = 0;
         loop {
             let (got, closed) = match self.read_some() {
@@ -165,17 +185,17 @@ impl Session {
                 self.last_seen = Instant::now();
             }
             let handled = self.handle_packets();
+            let end = match handled {
+                Step::End(e) => Some(e),
+                _ if closed => Some(End::Lost),
+                _ => None,
+            };
             // what came before a DISCONNECT (or a violation) is published all the same
             if !self.to_publish.is_empty() {
-                if let Step::End(e) = Box::pin(self.publish()).await {
-                    return Step::End(e);
-                }
+                return Step::Publish(end);
             }
-            if let Step::End(e) = handled {
+            if let Some(e) = end {
                 return Step::End(e);
-            }
-            if closed {
-                return Step::End(End::Lost);
             }
             if got == 0 || read >= READ_PER_WAKE {
                 return Step::Continue;
@@ -662,3 +682,6 @@ fn connack(code: u8) -> Out {
         info: Box::default(),
     }
 }
+
+#[cfg(test)]
+pub(crate) const SESSION_SIZE: usize = std::mem::size_of::<Session>();
