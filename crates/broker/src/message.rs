@@ -642,6 +642,7 @@ impl Message {
                 http_stream: stream,
                 http_response: self.http_response().cloned(),
                 ws_message: ws,
+                mqtt_message: None,
             },
         }
     }

@@ -436,6 +436,7 @@ fn decode_wire(channel: &str, body: &[u8]) -> Result<Item, String> {
             http_stream,
             http_response: None,
             ws_message,
+            mqtt_message: None,
         },
     })
 }
@@ -575,6 +576,7 @@ mod tests {
                     },
                     content_filters: vec![],
                 }),
+                mqtt_message: None,
             },
         }
     }

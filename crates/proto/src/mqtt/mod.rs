@@ -12,8 +12,10 @@
 mod decode;
 mod encode;
 mod frame;
+mod props;
 
 pub use decode::{decode, decode_connect, Connect, MqttError, Packet, Version};
 pub use encode::encode;
 pub use frame::{scan, Frame, FrameError, Scan};
 pub use mqtt_proto::{v3, v5};
+pub use props::{decode_v5_publish_props, from_v5, v5_publish_props};
