@@ -9,7 +9,10 @@
 //! * `block`, one buffer with everything a typical item is: a flags byte (which encodings it
 //!   holds, whether it has an id, whether it has rare parts), the id's length (1 byte, or 4
 //!   for an id of 256 bytes or more), the id itself, then the `ws-message` frame and the
-//!   `http-stream` content as one HTTP/1.1 chunk, each when the item has one. A subscriber
+//!   `http-stream` content as one HTTP/1.1 chunk, each when the item has one, then, only for
+//!   an item with an `mqtt-message`, its MQTT part (`message_rare.rs`: the payload when it is
+//!   neither of the other contents, the topic, the MQTT 5 property block encoded once, their
+//!   lengths and one byte of QoS, retain and where the payload lies). A subscriber
 //!   that has to queue an encoding holds the `Arc<Message>` and an [`Encoding`], not a
 //!   buffer handle of its own;
 //! * `ext`, one box for what a typical item lacks: made at [`Message::new`] when the item has
@@ -20,7 +23,9 @@
 //!   permessage-deflate frame, and the content with an SSE `id:` line for routes with
 //!   `sse_id`.
 //!
-//! The rare parts' types live in `message_rare.rs`.
+//! The rare parts' types live in `message_rare.rs`, and so do the MQTT part and
+//! [`Message::mqtt`], the view an MQTT subscriber sends (with its fallback to the
+//! `ws-message` or `http-stream` content).
 //!
 //! [`Message::cost`] is worked out from the block's length and the rare parts' size noted at
 //! construction (it reads the flags byte and, for rare items, the box: no encoding is made).
@@ -69,6 +74,8 @@ const HAS_ID: u8 = 4;
 const RARE: u8 = 8;
 /// The id's length is 4 bytes (otherwise 1).
 const LONG_ID: u8 = 16;
+/// The block ends with an MQTT part (the item has an `mqtt-message`).
+const MQTT: u8 = 32;
 
 /// Which of a message's encodings: what a subscriber that queues one keeps beside the
 /// `Arc<Message>` (see [`Message::encoding`]).
@@ -86,6 +93,10 @@ pub enum Encoding {
     WsFrame,
     /// [`Message::ws_frame_deflated`].
     WsFrameDeflated,
+    /// [`MqttView::payload`] of [`Message::mqtt`].
+    MqttPayload,
+    /// [`MqttView::props`] of [`Message::mqtt`].
+    MqttV5Props,
 }
 
 /// What an `http-stream` item does (its content, when it sends some, is
@@ -255,10 +266,11 @@ impl Message {
             no_seq,
             formats,
         } = item;
-        let (stream, ws, response) = (
+        let (stream, ws, response, mqtt) = (
             formats.http_stream,
             formats.ws_message,
             formats.http_response,
+            formats.mqtt_message,
         );
         let content = match &stream {
             Some(HttpStreamFormat {
@@ -294,15 +306,26 @@ impl Message {
             w.content_filters.is_empty() && matches!(w.action, WsAction::Send { .. })
         };
         let simple = response.is_none()
-            && stream.is_some() | ws.is_some()
+            && stream.is_some() | ws.is_some() | mqtt.is_some()
             && stream.as_ref().is_none_or(simple_stream)
             && ws.as_ref().is_none_or(simple_ws);
+        let ws_content = match ws.as_ref().map(|w| &w.action) {
+            Some(WsAction::Send { content, .. }) => Some(&content[..]),
+            _ => None,
+        };
+        let mqtt = mqtt
+            .as_ref()
+            .map(|f| rare::NewMqtt::new(f, ws_content, content));
+        if mqtt.is_some() {
+            flags |= MQTT;
+        }
         // the block, written once at its exact size
         let len = 1
             + if long_id { 4 } else { 1 }
             + id_len
             + frame.as_ref().map_or(0, NewFrame::len)
-            + content.map_or(0, |c| chunk_header_len(c.len()) + c.len() + 2);
+            + content.map_or(0, |c| chunk_header_len(c.len()) + c.len() + 2)
+            + mqtt.as_ref().map_or(0, rare::NewMqtt::len);
         let mut block = Vec::with_capacity(len);
         block.push(flags);
         if long_id {
@@ -318,6 +341,9 @@ impl Message {
             write_chunk_header(&mut block, content.len());
             block.extend_from_slice(content);
             block.extend_from_slice(b"\r\n");
+        }
+        if let Some(mqtt) = &mqtt {
+            mqtt.write(&mut block);
         }
         debug_assert_eq!(block.len(), len);
         let shape = (!simple).then(|| Box::new(Shape::new(stream, ws, response)));
@@ -391,15 +417,20 @@ impl Message {
             (usize::from(b[1]), 2)
         };
         let id_end = at + id_len;
+        let end = if flags & MQTT != 0 {
+            self.mqtt_part().start
+        } else {
+            b.len()
+        };
         let frame_end = match flags & (CHUNK | FRAME) {
-            FRAME => b.len(),
-            f if f == CHUNK | FRAME => id_end + ws_frame_len(&b[id_end..]),
+            FRAME => end,
+            f if f == CHUNK | FRAME => id_end + ws_frame_len(&b[id_end..end]),
             _ => id_end,
         };
         Layout {
             id: at..id_end,
             frame: id_end..frame_end,
-            chunk: frame_end..b.len(),
+            chunk: frame_end..end,
         }
     }
 
@@ -530,6 +561,8 @@ impl Message {
             Encoding::SseIdContent => self.stream_with_sse_id(false),
             Encoding::WsFrame => self.ws_frame(),
             Encoding::WsFrameDeflated => self.ws_frame_deflated(),
+            Encoding::MqttPayload => self.mqtt().map(|v| v.payload),
+            Encoding::MqttV5Props => self.mqtt().map(|v| v.props),
         }
     }
 
@@ -579,7 +612,7 @@ impl Message {
     /// encoded once and shared by every chunked stream subscriber.
     #[inline]
     pub fn stream_chunk(&self) -> Option<&[u8]> {
-        match self.flags() & (CHUNK | FRAME | LONG_ID) {
+        match self.flags() & (CHUNK | FRAME | LONG_ID | MQTT) {
             CHUNK => self.block.get(self.short_id_end()..),
             f if f & CHUNK != 0 => Some(&self.block[self.layout().chunk]),
             _ => None,
@@ -591,7 +624,7 @@ impl Message {
     /// WebSocket subscriber. None for other actions or when there is no `ws-message`.
     #[inline]
     pub fn ws_frame(&self) -> Option<&[u8]> {
-        match self.flags() & (CHUNK | FRAME | LONG_ID) {
+        match self.flags() & (CHUNK | FRAME | LONG_ID | MQTT) {
             FRAME => self.block.get(self.short_id_end()..),
             f if f & FRAME != 0 => Some(&self.block[self.layout().frame]),
             _ => None,
@@ -642,6 +675,7 @@ impl Message {
                 http_stream: stream,
                 http_response: self.http_response().cloned(),
                 ws_message: ws,
+                mqtt_message: self.mqtt_format(),
             },
         }
     }
@@ -690,6 +724,8 @@ impl Message {
 
 #[path = "message_rare.rs"]
 mod rare;
+
+pub use rare::MqttView;
 
 #[cfg(test)]
 #[path = "message_tests.rs"]

@@ -341,3 +341,285 @@ fn every_encoding_is_what_its_accessor_gives() {
         Some(&b"id: id-1\ndata: x\n\n"[..])
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// MQTT
+
+use gripway_proto::mqtt::v5_publish_props;
+use gripway_proto::publish::{
+    device_item, DevicePublish, MqttMessageFormat, MqttProperties, StreamForm,
+};
+
+fn props() -> MqttProperties {
+    MqttProperties {
+        content_type: Some("text/plain".into()),
+        message_expiry: Some(30),
+        user: vec![("k".into(), "v".into())],
+        ..MqttProperties::default()
+    }
+}
+
+fn device(payload: &[u8], stream: StreamForm) -> Item {
+    let publish = DevicePublish {
+        topic: "sensors/kitchen".into(),
+        payload: Bytes::copy_from_slice(payload),
+        qos: 2,
+        retain: true,
+        properties: props(),
+    };
+    device_item("ch".into(), Some("m-1".into()), publish, stream)
+}
+
+fn mqtt_format(content: &[u8]) -> Option<MqttMessageFormat> {
+    Some(MqttMessageFormat {
+        content: Bytes::copy_from_slice(content),
+        ..MqttMessageFormat::default()
+    })
+}
+
+/// The view, checked against what the encodings give.
+fn view(m: &Message) -> Option<MqttView<'_>> {
+    let v = m.mqtt();
+    assert_eq!(m.encoding(Encoding::MqttPayload), v.map(|v| v.payload));
+    assert_eq!(m.encoding(Encoding::MqttV5Props), v.map(|v| v.props));
+    v
+}
+
+#[test]
+fn without_the_format_mqtt_gets_the_ws_content_then_the_stream_content() {
+    let both = Message::new(item(Formats {
+        http_stream: stream(
+            HttpStreamAction::Send(Bytes::from_static(b"data: s\n\n")),
+            &[],
+        ),
+        ws_message: ws(send(WsKind::Text, b"w"), &[]),
+        ..Formats::default()
+    }));
+    let want = MqttView {
+        payload: b"w",
+        qos: 1,
+        retain: false,
+        topic: None,
+        props: &[0],
+    };
+    assert_eq!(view(&both), Some(want));
+    // the content inside the frame: no copy
+    assert_eq!(
+        both.mqtt().map(|v| v.payload.as_ptr()),
+        both.ws_content().map(<[u8]>::as_ptr)
+    );
+    let binary = Message::new(item(Formats {
+        ws_message: ws(send(WsKind::Binary, b"\xff"), &["build-id"]),
+        ..Formats::default()
+    }));
+    assert_eq!(view(&binary).map(|v| v.payload), Some(&b"\xff"[..]));
+    // the stream's content, not its chunk; no id: QoS 0
+    let stream_only = Message::new(Item {
+        id: None,
+        ..item(Formats {
+            http_stream: stream(
+                HttpStreamAction::Send(Bytes::from_static(b"data: s\n\n")),
+                &[],
+            ),
+            ..Formats::default()
+        })
+    });
+    let want = MqttView {
+        payload: b"data: s\n\n",
+        qos: 0,
+        ..want
+    };
+    assert_eq!(view(&stream_only), Some(want));
+    // nothing for MQTT: other ws actions (even beside stream content), empty or no stream
+    // content, a response only
+    for ws_action in [
+        send(WsKind::Ping, b"p"),
+        send(WsKind::Pong, b""),
+        WsAction::Close {
+            code: None,
+            reason: String::new(),
+        },
+        WsAction::Refresh,
+        WsAction::Hint,
+    ] {
+        let m = Message::new(item(Formats {
+            http_stream: stream(HttpStreamAction::Send(Bytes::from_static(b"s")), &[]),
+            ws_message: ws(ws_action.clone(), &[]),
+            ..Formats::default()
+        }));
+        assert_eq!(view(&m), None, "{ws_action:?}");
+    }
+    for action in [
+        HttpStreamAction::Send(Bytes::new()),
+        HttpStreamAction::Close,
+        HttpStreamAction::Hint,
+    ] {
+        let m = Message::new(item(Formats {
+            http_stream: stream(action, &[]),
+            ..Formats::default()
+        }));
+        assert_eq!(view(&m), None);
+    }
+    let m = Message::new(item(Formats {
+        http_response: response(),
+        ..Formats::default()
+    }));
+    assert_eq!(view(&m), None);
+    assert!(!m.has_mqtt_message() && m.to_item().formats.mqtt_message.is_none());
+}
+
+#[test]
+fn a_device_publish_keeps_its_payload_once_and_its_properties_encoded() {
+    let m = Message::new(device(b"21.5", StreamForm::Sse));
+    assert!(m.has_mqtt_message() && m.rare().is_none() && m.ext.get().is_none());
+    let v = view(&m).unwrap_or_else(|| panic!("no view"));
+    assert_eq!(
+        v,
+        MqttView {
+            payload: b"21.5",
+            qos: 1,
+            retain: true,
+            topic: Some("sensors/kitchen"),
+            props: &v5_publish_props(&props()),
+        }
+    );
+    // the payload is the ws frame's: no third copy
+    assert_eq!(
+        v.payload.as_ptr(),
+        m.ws_content().map_or(std::ptr::null(), <[u8]>::as_ptr)
+    );
+    // every other format is read as before
+    assert_eq!(m.stream_content(), Some(&b"data: 21.5\n\n"[..]));
+    assert_eq!(m.stream_chunk(), Some(&encode_chunk(b"data: 21.5\n\n")[..]));
+    assert_eq!(
+        m.ws_message().map(|f| f.action),
+        Some(WsOp::Send(WsKind::Text))
+    );
+    assert_eq!(m.id(), Some("m-1"));
+    // raw: the ws content still (the first that matches)
+    let raw = Message::new(device(b"\xff", StreamForm::Raw));
+    let v = view(&raw).unwrap_or_else(|| panic!("no view"));
+    assert_eq!(
+        v.payload.as_ptr(),
+        raw.ws_content().map_or(std::ptr::null(), <[u8]>::as_ptr)
+    );
+    assert_eq!(
+        raw.ws_message().map(|f| f.action),
+        Some(WsOp::Send(WsKind::Binary))
+    );
+}
+
+#[test]
+fn the_format_alone_or_beside_other_content() {
+    // alone: the block holds it; no format besides
+    let m = Message::new(item(Formats {
+        mqtt_message: mqtt_format(b"alone"),
+        ..Formats::default()
+    }));
+    assert_eq!(
+        view(&m).map(|v| (v.payload, v.qos, v.topic, v.props)),
+        Some((&b"alone"[..], 1, None, &[0u8][..]))
+    );
+    assert!(m.rare().is_none() && m.http_stream().is_none() && m.ws_message().is_none());
+    assert!(m.stream_chunk().is_none() && m.ws_frame().is_none() && m.http_response().is_none());
+    // its own payload beside different ws and stream content, and a long id
+    let id = "i".repeat(300);
+    let m = Message::new(Item {
+        id: Some(id.clone()),
+        ..item(Formats {
+            http_stream: stream(HttpStreamAction::Send(Bytes::from_static(b"s")), &[]),
+            ws_message: ws(send(WsKind::Text, b"w"), &[]),
+            mqtt_message: Some(MqttMessageFormat {
+                content: Bytes::from_static(b"m"),
+                topic: Some("t".into()),
+                qos: Some(0),
+                retain: false,
+                properties: props(),
+            }),
+            ..Formats::default()
+        })
+    });
+    let v = view(&m).unwrap_or_else(|| panic!("no view"));
+    assert_eq!((v.payload, v.qos, v.topic), (&b"m"[..], 0, Some("t")));
+    assert_eq!(m.id(), Some(&id[..]));
+    assert_eq!(m.stream_chunk(), Some(&encode_chunk(b"s")[..]));
+    assert_eq!(m.ws_content(), Some(&b"w"[..]));
+    // the stream's content, with a rare shape (content filters)
+    let m = Message::new(item(Formats {
+        http_stream: stream(HttpStreamAction::Send(Bytes::from_static(b"same")), &["f"]),
+        mqtt_message: mqtt_format(b"same"),
+        ..Formats::default()
+    }));
+    let v = view(&m).unwrap_or_else(|| panic!("no view"));
+    assert_eq!(
+        v.payload.as_ptr(),
+        m.stream_content().map_or(std::ptr::null(), <[u8]>::as_ptr)
+    );
+    assert_eq!(m.http_stream().map(|f| f.content_filters.len()), Some(1));
+    // an empty payload, beside a ws close (the format wins over the fallback)
+    let m = Message::new(item(Formats {
+        ws_message: ws(
+            WsAction::Close {
+                code: Some(1000),
+                reason: "x".into(),
+            },
+            &[],
+        ),
+        mqtt_message: mqtt_format(b""),
+        ..Formats::default()
+    }));
+    assert_eq!(view(&m).map(|v| v.payload), Some(&b""[..]));
+    assert_eq!(m.ws_frame(), Some(&encode_close(Some(1000), "x")[..]));
+}
+
+#[test]
+fn an_mqtt_item_comes_back_whole() {
+    let big = vec![b'b'; 70_000];
+    let mut items = vec![
+        device(b"21.5", StreamForm::Sse),
+        device(b"line 1\r\nline 2", StreamForm::Sse),
+        device(b"\xff\x00", StreamForm::Raw),
+        device(b"", StreamForm::None),
+        device(&big, StreamForm::Raw),
+        item(Formats {
+            mqtt_message: mqtt_format(b"alone"),
+            ..Formats::default()
+        }),
+    ];
+    let mut long = device(b"x", StreamForm::Sse);
+    long.id = Some("i".repeat(256));
+    long.meta = vec![("k".into(), "v".into())];
+    long.formats.http_response = response();
+    items.push(long);
+    let mut qos_default = device(b"y", StreamForm::Sse);
+    if let Some(f) = qos_default.formats.mqtt_message.as_mut() {
+        f.qos = None;
+        f.topic = None;
+        f.properties = MqttProperties::default();
+    }
+    items.push(qos_default);
+    for it in items {
+        let m = Message::new(it.clone());
+        assert_eq!(m.to_item(), it);
+    }
+}
+
+#[test]
+fn cost_counts_the_mqtt_part_in_the_block() {
+    let m = Message::new(device(b"21.5", StreamForm::Sse));
+    let sse = b"data: 21.5\n\n".len();
+    let block = 1 + 1 + "m-1".len()
+        + (2 + 4) // the text frame
+        + (1 + 2 + sse + 2) // the chunk
+        + "sensors/kitchen".len() + 4 // the topic and its length
+        + v5_publish_props(&props()).len() + 4 // the property block and its length
+        + 1; // the mqtt byte
+    assert_eq!(m.block.len(), block);
+    assert_eq!(m.cost(), 40 + 16 + block);
+    // its own payload adds the payload and its length, once
+    let m = Message::new(item(Formats {
+        mqtt_message: mqtt_format(&[b'p'; 100]),
+        ..Formats::default()
+    }));
+    assert_eq!(m.cost(), 40 + 16 + 1 + 1 + "id-1".len() + 100 + 4 + 1);
+}

@@ -96,7 +96,7 @@ impl Cluster {
                 (
                     item.channel.as_str(),
                     item.id.as_deref(),
-                    Bytes::from(encode_items(std::slice::from_ref(item))),
+                    stored_payload(item),
                 )
             })
             .collect();
@@ -160,6 +160,12 @@ async fn feed(shared: Arc<Shared>, mut deliveries: mpsc::Receiver<Delivery>) {
             return; // draining: the broker takes nothing more
         }
     }
+}
+
+/// What the stream stores for `item`: its publish-item JSON (every format, `mqtt-message`
+/// included), which [`stored_item`] reads back.
+fn stored_payload(item: &Item) -> Bytes {
+    Bytes::from(encode_items(std::slice::from_ref(item)))
 }
 
 /// The item a stored payload holds (its publish-item JSON, as [`Cluster::publish`] wrote
@@ -432,5 +438,37 @@ impl Figures {
                 s.resyncs,
             ),
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use gripway_proto::publish::{device_item, DevicePublish, MqttProperties, StreamForm};
+
+    use super::*;
+
+    #[test]
+    fn items_with_an_mqtt_message_come_back_from_the_stream_whole() {
+        let big = vec![b'x'; 70_000]; // over the publish API's default content limit
+        for (payload, form) in [
+            (&b"21.5"[..], StreamForm::Sse),
+            (b"\xff\x00", StreamForm::Raw),
+            (&big, StreamForm::None),
+        ] {
+            let publish = DevicePublish {
+                topic: "sensors/kitchen".into(),
+                payload: Bytes::copy_from_slice(payload),
+                qos: 1,
+                retain: true,
+                properties: MqttProperties {
+                    content_type: Some("text/plain".into()),
+                    correlation_data: Some(Bytes::from_static(b"\x01")),
+                    user: vec![("k".into(), "v".into())],
+                    ..MqttProperties::default()
+                },
+            };
+            let item = device_item("devices/a".into(), Some("m1".into()), publish, form);
+            assert_eq!(stored_item(&stored_payload(&item)), Some(item));
+        }
     }
 }

@@ -17,8 +17,8 @@
 //!     bytes, then the HTTP/1.1 chunk (kinds 1 and 3; for 3 preceded by its length, 4 bytes)
 //!     and/or the WebSocket frame, exactly as [`Message`] keeps them: no item is rebuilt and
 //!     nothing is escaped on the publish path. The common shape is an item with an id and no
-//!     prev-id, meta, no-seq, `http-response` or content filters, whose formats are
-//!     non-empty sends;
+//!     prev-id, meta, no-seq, `http-response`, `mqtt-message` or content filters, whose
+//!     formats are non-empty sends;
 //!   - otherwise the item as a publish body (`{"items":[…]}`, so its first byte is `{`)
 //!     written by [`gripway_proto::publish::encode_items`] — the encoder the parser is
 //!     tested to read back to an equal item.
@@ -248,6 +248,7 @@ fn wire_parts(msg: &Message) -> Option<WireParts<'_>> {
         || !msg.meta().is_empty()
         || msg.no_seq()
         || msg.http_response().is_some()
+        || msg.has_mqtt_message()
         || id.len() > u32::MAX as usize
     {
         return None;
@@ -436,6 +437,7 @@ fn decode_wire(channel: &str, body: &[u8]) -> Result<Item, String> {
             http_stream,
             http_response: None,
             ws_message,
+            mqtt_message: None,
         },
     })
 }
@@ -522,6 +524,10 @@ pub(super) fn decode_channel(v: &[u8]) -> Option<ChannelState> {
 
 #[cfg(test)]
 mod tests {
+    use gripway_proto::publish::{
+        device_item, DevicePublish, MqttMessageFormat, MqttProperties, StreamForm,
+    };
+
     use super::*;
 
     #[test]
@@ -575,6 +581,7 @@ mod tests {
                     },
                     content_filters: vec![],
                 }),
+                mqtt_message: None,
             },
         }
     }
@@ -623,6 +630,27 @@ mod tests {
         assert_eq!(round_trip(odd), b'{');
         assert_eq!(round_trip(item(Some("i"), Some(b""), None)), b'{');
         assert_eq!(round_trip(item(None, Some(b"s"), None)), b'{');
+        // an item with an `mqtt-message` is a publish body too, and keeps the format
+        for (payload, form) in [(&b"21.5"[..], StreamForm::Sse), (b"\xff", StreamForm::Raw)] {
+            let publish = DevicePublish {
+                topic: "sensors/t".into(),
+                payload: Bytes::copy_from_slice(payload),
+                qos: 1,
+                retain: true,
+                properties: MqttProperties {
+                    user: vec![("k".into(), "v".into())],
+                    ..MqttProperties::default()
+                },
+            };
+            let device = device_item("ch".into(), Some("m".into()), publish, form);
+            assert_eq!(round_trip(device), b'{');
+        }
+        let mut only = item(Some("i"), None, None);
+        only.formats.mqtt_message = Some(MqttMessageFormat {
+            content: Bytes::from_static(b"x"),
+            ..MqttMessageFormat::default()
+        });
+        assert_eq!(round_trip(only), b'{');
     }
 
     #[test]

@@ -4,16 +4,18 @@
 //!
 //! `frame` finds one packet's fixed header and refuses an over-limit length before any body is
 //! buffered; `decode` turns one complete body into a packet (`decode_connect` for the first,
-//! whose protocol level picks the version); `encode` writes
-//! the server's packets through the crate. The crate's own stream/poll decoders are never used:
-//! they pre-allocate the declared length and reach `unreachable!()` on some packet types. Its
-//! `packets` gives the server one view of both versions: plain values in, plain answers out.
-//! The crate's `v3` and `v5` modules are re-exported so callers need no direct dependency on it.
+//! whose protocol level picks the version); `encode` writes the server's packets through the
+//! crate. The crate's own stream/poll decoders are never used: they pre-allocate the declared
+//! length and reach `unreachable!()` on some packet types. `packets` gives the server one view
+//! of both versions: plain values in, plain answers out. `props` encodes a message's MQTT 5
+//! property block once, through the crate. The crate's `v3` and `v5` modules and common types
+//! are re-exported so callers need no direct dependency on it.
 
 mod decode;
 mod encode;
 mod frame;
 mod packets;
+mod props;
 
 pub use decode::{decode, decode_connect, Connect, MqttError, Packet, Version};
 pub use encode::encode;
@@ -23,3 +25,4 @@ pub use packets::{
     connect_info, encode_out, inbound, ConnackInfo, ConnectInfo, InPublish, Inbound, Out,
     SubRequest, Will,
 };
+pub use props::{decode_v5_publish_props, from_v5, v5_publish_props};

@@ -15,8 +15,9 @@ use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqA
 use serde::Deserialize;
 
 use super::{
-    Formats, HttpResponseFormat, HttpStreamFormat, Item, PublishError, PublishErrorKind,
-    PublishLimits, WsMessageFormat, MAX_META_ENTRIES, MAX_META_KEY_BYTES, MAX_META_VALUE_BYTES,
+    Formats, HttpResponseFormat, HttpStreamFormat, Item, MqttMessageFormat, PublishError,
+    PublishErrorKind, PublishLimits, WsMessageFormat, MAX_META_ENTRIES, MAX_META_KEY_BYTES,
+    MAX_META_VALUE_BYTES,
 };
 
 pub(super) fn parse(body: &[u8], limits: &PublishLimits) -> Result<Vec<Item>, PublishError> {
@@ -104,6 +105,7 @@ enum FormatName {
     HttpResponse,
     HttpStream,
     WsMessage,
+    MqttMessage,
 }
 
 impl FormatName {
@@ -112,6 +114,7 @@ impl FormatName {
             "http-response" => Some(Self::HttpResponse),
             "http-stream" => Some(Self::HttpStream),
             "ws-message" => Some(Self::WsMessage),
+            "mqtt-message" => Some(Self::MqttMessage),
             _ => None,
         }
     }
@@ -121,6 +124,7 @@ impl FormatName {
             Self::HttpResponse => "http-response",
             Self::HttpStream => "http-stream",
             Self::WsMessage => "ws-message",
+            Self::MqttMessage => "mqtt-message",
         }
     }
 }
@@ -577,7 +581,7 @@ impl<'de> Visitor<'de> for ItemSeed<'_, '_> {
         if formats.is_empty() {
             let message = format!(
                 "items[{index}]: no formats; give at least one of 'http-response', \
-                 'http-stream' or 'ws-message' in 'formats'"
+                 'http-stream', 'ws-message' or 'mqtt-message' in 'formats'"
             );
             return Err(ctx.reject(invalid(item, message)));
         }
@@ -694,6 +698,7 @@ fn slot_taken(formats: &Formats, name: FormatName) -> bool {
         FormatName::HttpResponse => formats.http_response.is_some(),
         FormatName::HttpStream => formats.http_stream.is_some(),
         FormatName::WsMessage => formats.ws_message.is_some(),
+        FormatName::MqttMessage => formats.mqtt_message.is_some(),
     }
 }
 
@@ -702,6 +707,7 @@ enum ParsedFormat {
     HttpResponse(HttpResponseFormat),
     HttpStream(HttpStreamFormat),
     WsMessage(WsMessageFormat),
+    MqttMessage(MqttMessageFormat),
 }
 
 fn store_format(formats: &mut Formats, format: ParsedFormat) {
@@ -709,6 +715,7 @@ fn store_format(formats: &mut Formats, format: ParsedFormat) {
         ParsedFormat::HttpResponse(f) => formats.http_response = Some(f),
         ParsedFormat::HttpStream(f) => formats.http_stream = Some(f),
         ParsedFormat::WsMessage(f) => formats.ws_message = Some(f),
+        ParsedFormat::MqttMessage(f) => formats.mqtt_message = Some(f),
     }
 }
 
@@ -771,7 +778,9 @@ impl<'de> Visitor<'de> for FormatsSeed<'_, '_> {
     }
 }
 
-// The per-format visitor lives in a child module so it shares this module's private helpers
+// The per-format visitors live in child modules so they share this module's private helpers
 // and macros.
+mod content;
 mod format;
+mod mqtt;
 use format::FormatSeed;

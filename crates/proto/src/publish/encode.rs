@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::{
     Formats, HttpResponseAction, HttpResponseFormat, HttpStreamAction, HttpStreamFormat, Item,
-    ResponseBody, WsAction, WsKind, WsMessageFormat,
+    MqttMessageFormat, MqttProperties, ResponseBody, WsAction, WsKind, WsMessageFormat,
 };
 
 pub(super) fn encode(items: &[Item]) -> Vec<u8> {
@@ -89,6 +89,9 @@ impl Serialize for FormatsJson<'_> {
         }
         if let Some(f) = &formats.ws_message {
             map.serialize_entry("ws-message", &WsJson(f))?;
+        }
+        if let Some(f) = &formats.mqtt_message {
+            map.serialize_entry("mqtt-message", &MqttJson(f))?;
         }
         map.end()
     }
@@ -196,6 +199,62 @@ impl Serialize for WsJson<'_> {
             WsAction::Hint => map.serialize_entry("action", "hint")?,
         }
         filters_entry(&mut map, &self.0.content_filters)?;
+        map.end()
+    }
+}
+
+struct MqttJson<'a>(&'a MqttMessageFormat);
+
+impl Serialize for MqttJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let f = self.0;
+        let mut map = serializer.serialize_map(None)?;
+        bytes_entry(&mut map, &f.content, "content", "content-bin")?;
+        if let Some(topic) = &f.topic {
+            map.serialize_entry("topic", topic)?;
+        }
+        if let Some(qos) = f.qos {
+            map.serialize_entry("qos", &qos)?;
+        }
+        if f.retain {
+            map.serialize_entry("retain", &true)?;
+        }
+        if !f.properties.is_empty() {
+            map.serialize_entry("properties", &MqttPropsJson(&f.properties))?;
+        }
+        map.end()
+    }
+}
+
+struct MqttPropsJson<'a>(&'a MqttProperties);
+
+impl Serialize for MqttPropsJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let p = self.0;
+        let mut map = serializer.serialize_map(None)?;
+        if let Some(t) = &p.content_type {
+            map.serialize_entry("content-type", t)?;
+        }
+        if let Some(utf8) = p.payload_utf8 {
+            map.serialize_entry("payload-format", &u8::from(utf8))?;
+        }
+        if let Some(s) = p.message_expiry {
+            map.serialize_entry("message-expiry", &s)?;
+        }
+        if let Some(t) = &p.response_topic {
+            map.serialize_entry("response-topic", t)?;
+        }
+        if let Some(d) = &p.correlation_data {
+            bytes_entry(&mut map, d, "correlation-data", "correlation-data-bin")?;
+        }
+        if !p.user.is_empty() {
+            let pairs: Vec<[&str; 2]> = p
+                .user
+                .iter()
+                .map(|(k, v)| [k.as_str(), v.as_str()])
+                .collect();
+            map.serialize_entry("user", &pairs)?;
+        }
         map.end()
     }
 }

@@ -1,16 +1,22 @@
 //! Published items: the body of `POST /publish/` (Pushpin's API) and of
 //! `POST /service/{id}/publish/` (Fastly Fanout's), parsed into [`Item`]s, encoded back to
-//! JSON, and the `body-patch` JSON Patch that an `http-response` item may carry.
+//! JSON, and the `body-patch` JSON Patch that an `http-response` item may carry. Besides
+//! GRIP's three formats an item may carry Gripway's `mqtt-message` (`mqtt.rs`), and
+//! `mqtt_item.rs` builds the item an MQTT device's PUBLISH becomes.
 //!
 //! Invariants of every [`Item`] that [`parse_publish_body`] returns:
 //! * `channel` is non-empty, within [`PublishLimits::max_channel_bytes`], and has no control
 //!   characters; `id` and `prev_id` are within [`PublishLimits::max_id_bytes`] with no
 //!   control characters either (they travel back to origins in `Grip-Last` headers).
-//! * at least one of the three formats is present, and each carries only an action that
+//! * at least one of the four formats is present, and each carries only an action that
 //!   format allows;
 //! * every content or body is at most [`PublishLimits::max_content_bytes`] long (after
 //!   base64 decoding), and response headers, reasons and WebSocket close reasons are safe to
-//!   put on the wire as they are (no CR, LF or other control characters).
+//!   put on the wire as they are (no CR, LF or other control characters);
+//! * an `mqtt-message` is one MQTT can carry: its topic and response topic are valid topic
+//!   names, its strings hold no NUL and fit MQTT's 2-byte lengths, it has at most
+//!   [`MAX_META_ENTRIES`] user properties, and a payload marked UTF-8 is UTF-8
+//!   ([`MqttMessageFormat::problem`]).
 //!
 //! A request is all-or-nothing: the first problem found (in document order) is returned and
 //! no item is. Keys this model does not know are ignored, so extensions from Pushpin, Fanout
@@ -19,8 +25,12 @@
 
 mod de;
 mod encode;
+mod mqtt;
+mod mqtt_item;
 
 pub use encode::FormatsJson;
+pub use mqtt::{mqtt_topic_problem, MqttMessageFormat, MqttProperties, MAX_MQTT_STRING_BYTES};
+pub use mqtt_item::{device_item, sse_event, DevicePublish, StreamForm};
 pub mod patch;
 #[cfg(test)]
 mod tests;
@@ -90,7 +100,7 @@ pub fn encode_items(items: &[Item]) -> Vec<u8> {
     encode::encode(items)
 }
 
-/// One published message for one channel, in up to three transport formats.
+/// One published message for one channel, in up to four transport formats.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Item {
     /// The channel to publish to.
@@ -117,12 +127,18 @@ pub struct Formats {
     pub http_response: Option<HttpResponseFormat>,
     /// For WebSocket connections.
     pub ws_message: Option<WsMessageFormat>,
+    /// For MQTT devices (Gripway's own format; without it a device gets the `ws-message`
+    /// or `http-stream` content).
+    pub mqtt_message: Option<MqttMessageFormat>,
 }
 
 impl Formats {
     /// True when no format is present.
     pub fn is_empty(&self) -> bool {
-        self.http_stream.is_none() && self.http_response.is_none() && self.ws_message.is_none()
+        self.http_stream.is_none()
+            && self.http_response.is_none()
+            && self.ws_message.is_none()
+            && self.mqtt_message.is_none()
     }
 }
 

@@ -1,6 +1,7 @@
 //! One format object (`http-response`, `http-stream` or `ws-message`): its fields are gathered
 //! in one pass (JSON key order is free), then checked together, because which fields are
-//! required depends on `action` and, for WebSocket messages, on `type`.
+//! required depends on `action` and, for WebSocket messages, on `type`. An `mqtt-message`
+//! object is handed to `mqtt.rs`. Both read content through `content.rs`.
 //!
 //! Invariants of what this returns: the action is one the format allows; content and bodies
 //! are within the content limit; header names are tokens and header values, reasons and
@@ -9,16 +10,14 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
-use base64::engine::DecodePaddingMode;
-use base64::{alphabet, DecodeError, Engine as _};
 use bytes::Bytes;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
+use super::content::{check_size, payload, Payload};
 use super::{
-    duplicate, expect_str, invalid, store_format, too_large, Ctx, FormatLoc, FormatName, Key,
-    ParsedFormat, Scalar, SeenKeys,
+    duplicate, expect_str, invalid, store_format, Ctx, FormatLoc, FormatName, Key, ParsedFormat,
+    Scalar, SeenKeys,
 };
 use crate::publish::{
     Formats, HttpResponseAction, HttpResponseFormat, HttpStreamAction, HttpStreamFormat, JsonPatch,
@@ -26,14 +25,6 @@ use crate::publish::{
     MAX_CLOSE_REASON_BYTES, MAX_CONTENT_FILTERS, MAX_CONTENT_FILTER_BYTES,
     MAX_CONTROL_FRAME_PAYLOAD, MAX_HEADER_BYTES, MAX_REASON_BYTES, MAX_RESPONSE_HEADERS,
 };
-
-/// Standard-alphabet base64 that takes input with or without `=` padding.
-const LENIENT_BASE64: GeneralPurpose = GeneralPurpose::new(
-    &alphabet::STANDARD,
-    GeneralPurposeConfig::new()
-        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
-        .with_decode_allow_trailing_bits(true),
-);
 
 /// The keys a format object may have; each format knows a subset, others are ignored.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -129,6 +120,11 @@ impl<'de> Visitor<'de> for FormatSeed<'_, '_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let FormatSeed { ctx, loc, out } = self;
+        if loc.name == FormatName::MqttMessage {
+            let format = super::mqtt::visit(ctx, loc, map)?;
+            store_format(out, ParsedFormat::MqttMessage(format));
+            return Ok(());
+        }
         let item = Some(loc.item);
         let mut seen = SeenKeys::default();
         let mut raw = RawFormat::default();
@@ -203,6 +199,8 @@ fn parse_action(raw: Option<&str>, loc: FormatLoc) -> Result<Action, PublishErro
             &[Action::Send, Action::Close, Action::Refresh, Action::Hint],
             "'send', 'close', 'refresh' or 'hint'",
         ),
+        // `mqtt.rs` reads its own format; it has no `action`
+        FormatName::MqttMessage => (&[Action::Send], "'send'"),
     };
     let action = match raw {
         None | Some("send") => Action::Send,
@@ -285,6 +283,11 @@ fn finish(
                 action,
                 content_filters,
             })
+        }
+        FormatName::MqttMessage => {
+            // never reached: `FormatSeed` hands this format to `mqtt.rs`
+            let message = format!("{loc}: not read as a GRIP format");
+            return Err(invalid(item, message));
         }
     })
 }
@@ -463,92 +466,6 @@ fn sendable_close_code(code: u64) -> Option<u16> {
     let code = u16::try_from(code).ok()?;
     let sendable = (1000..=4999).contains(&code) && !matches!(code, 1004 | 1005 | 1006 | 1015);
     sendable.then_some(code)
-}
-
-/// Decoded content and the key it came from.
-struct Payload {
-    bytes: Bytes,
-    field: &'static str,
-    from_base64: bool,
-}
-
-/// Takes the one of `text` / `bin` (base64) that is present, decoded and size-checked;
-/// `None` when neither is. Both present is an error.
-fn payload(
-    loc: FormatLoc,
-    max: usize,
-    text: Option<Cow<'_, str>>,
-    text_key: &'static str,
-    bin: Option<Cow<'_, str>>,
-    bin_key: &'static str,
-) -> Result<Option<Payload>, PublishError> {
-    let item = Some(loc.item);
-    let payload = match (text, bin) {
-        (None, None) => return Ok(None),
-        (Some(_), Some(_)) => {
-            let message = format!("{loc}: has both '{text_key}' and '{bin_key}'; give one");
-            return Err(invalid(item, message));
-        }
-        (Some(text), None) => {
-            check_size(text.len(), max, loc, text_key)?;
-            Payload {
-                bytes: cow_into_bytes(text),
-                field: text_key,
-                from_base64: false,
-            }
-        }
-        (None, Some(encoded)) => {
-            let decoded = decode_base64(&encoded)
-                .map_err(|why| invalid(item, format!("{loc}.{bin_key}: {why}")))?;
-            check_size(decoded.len(), max, loc, bin_key)?;
-            Payload {
-                bytes: Bytes::from(decoded),
-                field: bin_key,
-                from_base64: true,
-            }
-        }
-    };
-    Ok(Some(payload))
-}
-
-fn check_size(len: usize, max: usize, loc: FormatLoc, field: &str) -> Result<(), PublishError> {
-    if len > max {
-        let message = format!("{loc}.{field}: {len} bytes, over the limit of {max}");
-        return Err(too_large(Some(loc.item), message));
-    }
-    Ok(())
-}
-
-/// Decodes `*-bin` content: standard alphabet, padding optional, ASCII whitespace (as in
-/// line-wrapped base64) skipped. The error is worded for a user.
-fn decode_base64(text: &str) -> Result<Vec<u8>, String> {
-    let result = match LENIENT_BASE64.decode(text) {
-        Err(_) if text.bytes().any(|b| b.is_ascii_whitespace()) => {
-            let compact: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-            LENIENT_BASE64.decode(compact)
-        }
-        other => other,
-    };
-    result.map_err(|e| match e {
-        DecodeError::InvalidByte(offset, byte) => format!(
-            "not valid base64: unexpected {:?} at offset {offset}",
-            char::from(byte)
-        ),
-        DecodeError::InvalidLastSymbol(offset, _) => {
-            format!("not valid base64: bad final symbol at offset {offset}")
-        }
-        DecodeError::InvalidLength(_) => "not valid base64: wrong length".to_owned(),
-        DecodeError::InvalidPadding => "not valid base64: bad padding".to_owned(),
-    })
-}
-
-/// Content as bytes: a string borrowed from the body is copied once, an unescaped (owned)
-/// one is moved without copying.
-fn cow_into_bytes(text: Cow<'_, str>) -> Bytes {
-    match text {
-        Cow::Borrowed(s) => Bytes::copy_from_slice(s.as_bytes()),
-        Cow::Owned(s) => Bytes::from(s),
-    }
 }
 
 /// The length of a patch's JSON encoding, without building it.

@@ -10,6 +10,7 @@ use super::*;
 
 mod errors;
 mod limits;
+mod mqtt;
 mod props;
 
 pub(super) fn limits() -> PublishLimits {
@@ -110,6 +111,7 @@ fn reference_example_body() {
                 },
                 content_filters: vec![],
             }),
+            mqtt_message: None,
         },
     };
     assert_eq!(parse_ok(body), vec![expected]);

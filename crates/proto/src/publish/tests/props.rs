@@ -118,18 +118,71 @@ fn ws_strategy() -> impl Strategy<Value = WsMessageFormat> {
     })
 }
 
+fn mqtt_strategy() -> impl Strategy<Value = MqttMessageFormat> {
+    let topic = "[a-z/$ ]{1,12}|[^+#\\x00]{1,6}";
+    let text = "[^\\x00]{0,8}";
+    let props = (
+        proptest::option::of(text),
+        proptest::option::of(any::<bool>()),
+        proptest::option::of(any::<u32>()),
+        proptest::option::of(topic),
+        proptest::option::of(bytes_strategy(16)),
+        proptest::collection::vec((text, text), 0..3),
+    )
+        .prop_map(
+            |(
+                content_type,
+                payload_utf8,
+                message_expiry,
+                response_topic,
+                correlation_data,
+                user,
+            )| {
+                MqttProperties {
+                    content_type,
+                    payload_utf8,
+                    message_expiry,
+                    response_topic,
+                    correlation_data,
+                    user,
+                }
+            },
+        );
+    (
+        bytes_strategy(32),
+        proptest::option::of(topic),
+        proptest::option::of(0u8..=1),
+        any::<bool>(),
+        props,
+    )
+        .prop_map(
+            |(content, topic, qos, retain, properties)| MqttMessageFormat {
+                content,
+                topic,
+                qos,
+                retain,
+                properties,
+            },
+        )
+        .prop_filter("payload-format 1 needs UTF-8", |f| f.problem().is_none())
+}
+
 fn item_strategy() -> impl Strategy<Value = Item> {
     let name = "[a-zA-Z0-9_.:/~ -]{1,16}|\\PC{1,8}";
     let formats = (
         proptest::option::of(stream_strategy()),
         proptest::option::of(response_strategy()),
         proptest::option::of(ws_strategy()),
+        proptest::option::of(mqtt_strategy()),
     )
-        .prop_map(|(http_stream, http_response, ws_message)| Formats {
-            http_stream,
-            http_response,
-            ws_message,
-        })
+        .prop_map(
+            |(http_stream, http_response, ws_message, mqtt_message)| Formats {
+                http_stream,
+                http_response,
+                ws_message,
+                mqtt_message,
+            },
+        )
         .prop_filter("no formats", |f| !f.is_empty());
     (
         name,
@@ -175,6 +228,16 @@ fn body_like_strategy() -> impl Strategy<Value = Value> {
         Just("headers"),
         Just("type"),
         Just("content-filters"),
+        Just("mqtt-message"),
+        Just("topic"),
+        Just("qos"),
+        Just("retain"),
+        Just("properties"),
+        Just("payload-format"),
+        Just("message-expiry"),
+        Just("response-topic"),
+        Just("correlation-data-bin"),
+        Just("user"),
         Just("op"),
         Just("path"),
         Just("from"),
