@@ -5,29 +5,23 @@
 //! {"results": [RESULT, ...], "meta": {"user": "alice"}}
 //! ```
 //!
-//! Parsing is in two passes. The first is serde, driven by the request's event kinds: it reads
-//! each result of a connect, subscribe or publish into a raw struct, skips the results of
-//! notifications and any results past the last event without keeping them, and caps every
-//! list (`filters`, `channels`, `reply`, `meta`) while reading, so what it allocates is bounded
-//! by the body and those caps. Its errors are [`OriginError::Malformed`] (not JSON, a wrong
-//! type, an unknown or repeated field) with serde's position. The second pass checks each raw
-//! result against its event and limits and builds the typed one; its errors are
-//! [`OriginError::Invalid`], naming the result and field. `null` is the same as an absent field.
-
-use std::fmt;
-use std::marker::PhantomData;
+//! Parsing is in two passes. The first (`raw`) is serde: JSON types, ranges, unknown and
+//! repeated fields, and list caps, while reading; its errors are [`OriginError::Malformed`],
+//! with serde's position. The second, here, checks each raw result against its event and the
+//! limits and builds the typed one; its errors are [`OriginError::Invalid`], naming the result
+//! and field. Within a result, `null` is the same as an absent field.
 
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::{alphabet, Engine as _};
 use bytes::Bytes;
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::Deserialize;
+use serde::de::DeserializeSeed;
 use serde_json::Value;
 
+use super::raw::{AnswerSeed, RawFilter, RawReply, RawResult, Slot};
 use super::{
     default_channel, AnswerLimits, EventKind, OriginError, Reason, SubscribeFilter,
-    MAX_CHANNELS_PER_FILTER, MAX_META_NAME_BYTES, MAX_META_VALUE_BYTES, MAX_REPLIES,
+    MAX_META_NAME_BYTES, MAX_META_VALUE_BYTES,
 };
 
 /// Standard-alphabet base64 that takes input with or without `=` padding (as the publish API).
@@ -37,11 +31,6 @@ const LENIENT_BASE64: GeneralPurpose = GeneralPurpose::new(
         .with_decode_padding_mode(DecodePaddingMode::Indifferent)
         .with_decode_allow_trailing_bits(true),
 );
-
-/// Most entries a subscribe result's `filters` may have while being read (a SUBSCRIBE the
-/// server asks about has at most its `max_subscriptions`, far fewer); the count must then
-/// equal the event's.
-const MAX_FILTERS_READ: usize = 4096;
 
 /// A parsed answer: one result per event, in order, and the meta values to set.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -114,7 +103,7 @@ pub struct SubscribeResult {
 pub struct FilterResult {
     /// JSON `allow` (required).
     pub allow: bool,
-    /// JSON `channels` (allow only, 1 to [`MAX_CHANNELS_PER_FILTER`] distinct): the channels
+    /// JSON `channels` (allow only, 1 to [`super::MAX_CHANNELS_PER_FILTER`] distinct): the channels
     /// whose items the filter receives. `None`: the filter itself ([`super::default_channel`]);
     /// always `Some` for a wildcard filter.
     pub channels: Option<Vec<String>>,
@@ -138,7 +127,7 @@ pub struct PublishResult {
     /// JSON `publish` (allow only, default true): false accepts the message but publishes
     /// nothing (the origin consumed it); then `channel`, `id` and `formats` are refused.
     pub publish: bool,
-    /// JSON `reply` (allow only, at most [`MAX_REPLIES`]): packets sent to this device only.
+    /// JSON `reply` (allow only, at most [`super::MAX_REPLIES`]): packets sent to this device only.
     pub reply: Vec<Reply>,
     /// JSON `formats` (allow only): a GRIP formats object replacing the default ones the
     /// server builds for other transports; checked by the publish parser, not here.
@@ -512,224 +501,6 @@ fn quote(s: &str) -> String {
         out.push('…');
     }
     out
-}
-
-// ---- first pass: serde ----
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct RawResult {
-    allow: Option<bool>,
-    reason: Option<String>,
-    message: Option<String>,
-    client_id: Option<String>,
-    keep_alive: Option<u16>,
-    session_expiry: Option<u32>,
-    will: Option<Value>,
-    #[serde(default, deserialize_with = "capped::<_, RawFilter, MAX_FILTERS_READ>")]
-    filters: Option<Vec<RawFilter>>,
-    channel: Option<String>,
-    id: Option<String>,
-    publish: Option<bool>,
-    #[serde(default, deserialize_with = "capped::<_, RawReply, MAX_REPLIES>")]
-    reply: Option<Vec<RawReply>>,
-    formats: Option<Value>,
-}
-
-impl RawResult {
-    /// The names of the fields that are present, in declaration order.
-    fn present(&self) -> impl Iterator<Item = &'static str> {
-        [
-            ("allow", self.allow.is_some()),
-            ("reason", self.reason.is_some()),
-            ("message", self.message.is_some()),
-            ("client-id", self.client_id.is_some()),
-            ("keep-alive", self.keep_alive.is_some()),
-            ("session-expiry", self.session_expiry.is_some()),
-            ("will", self.will.is_some()),
-            ("filters", self.filters.is_some()),
-            ("channel", self.channel.is_some()),
-            ("id", self.id.is_some()),
-            ("publish", self.publish.is_some()),
-            ("reply", self.reply.is_some()),
-            ("formats", self.formats.is_some()),
-        ]
-        .into_iter()
-        .filter_map(|(name, present)| present.then_some(name))
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawFilter {
-    allow: Option<bool>,
-    #[serde(
-        default,
-        deserialize_with = "capped::<_, String, MAX_CHANNELS_PER_FILTER>"
-    )]
-    channels: Option<Vec<String>>,
-    qos: Option<u8>,
-    topic: Option<String>,
-    reason: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct RawReply {
-    topic: Option<String>,
-    content: Option<String>,
-    content_bin: Option<String>,
-    qos: Option<u8>,
-}
-
-/// An optional list of at most `N` entries, refused while reading the `N + 1`th.
-fn capped<'de, D, T, const N: usize>(d: D) -> Result<Option<Vec<T>>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    struct Capped<T, const N: usize>(PhantomData<T>);
-    impl<'de, T: Deserialize<'de>, const N: usize> Visitor<'de> for Capped<T, N> {
-        type Value = Option<Vec<T>>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            write!(f, "a list of at most {N} entries")
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            let mut out = Vec::new();
-            while let Some(item) = seq.next_element()? {
-                if out.len() == N {
-                    return Err(de::Error::custom(format!("more than {N} entries")));
-                }
-                out.push(item);
-            }
-            Ok(Some(out))
-        }
-    }
-    d.deserialize_any(Capped::<T, N>(PhantomData))
-}
-
-enum Slot {
-    Ignored,
-    Result(Box<RawResult>),
-}
-
-struct RawAnswer {
-    /// The slots read, and how many results the answer had in all.
-    results: Option<(Vec<Slot>, usize)>,
-    /// The meta entries read (at most the limit), and how many there were in all.
-    meta: (Vec<(String, String)>, usize),
-}
-
-struct AnswerSeed<'k, 'a, 'l> {
-    events: &'k [EventKind<'a>],
-    limits: &'l AnswerLimits,
-}
-
-impl<'de> DeserializeSeed<'de> for AnswerSeed<'_, '_, '_> {
-    type Value = RawAnswer;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<RawAnswer, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for AnswerSeed<'_, '_, '_> {
-    type Value = RawAnswer;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an answer object {\"results\": [...], \"meta\": {...}}")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawAnswer, A::Error> {
-        let mut answer = RawAnswer {
-            results: None,
-            meta: (Vec::new(), 0),
-        };
-        let mut seen_meta = false;
-        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
-            match &*key {
-                "results" if answer.results.is_none() => {
-                    answer.results = Some(map.next_value_seed(ResultsSeed(self.events))?);
-                }
-                "meta" if !seen_meta => {
-                    seen_meta = true;
-                    answer.meta = map.next_value_seed(MetaSeed(self.limits.max_meta_entries))?;
-                }
-                "results" | "meta" => {
-                    return Err(de::Error::custom(format!("duplicate field `{key}`")))
-                }
-                other => {
-                    return Err(de::Error::unknown_field(other, &["results", "meta"]));
-                }
-            }
-        }
-        Ok(answer)
-    }
-}
-
-struct ResultsSeed<'k, 'a>(&'k [EventKind<'a>]);
-
-impl<'de> DeserializeSeed<'de> for ResultsSeed<'_, '_> {
-    type Value = (Vec<Slot>, usize);
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_seq(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ResultsSeed<'_, '_> {
-    type Value = (Vec<Slot>, usize);
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a list of results, one per event")
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut slots = Vec::with_capacity(self.0.len());
-        let mut count = 0;
-        loop {
-            let more = match self.0.get(count) {
-                Some(kind) if !kind.is_notification() => seq
-                    .next_element::<RawResult>()?
-                    .map(|r| slots.push(Slot::Result(Box::new(r)))),
-                // notifications' results, and any past the last event, are read and dropped
-                Some(_) => seq
-                    .next_element::<IgnoredAny>()?
-                    .map(|_| slots.push(Slot::Ignored)),
-                None => seq.next_element::<IgnoredAny>()?.map(|_| ()),
-            };
-            if more.is_none() {
-                return Ok((slots, count));
-            }
-            count += 1;
-        }
-    }
-}
-
-/// Reads up to `.0` meta entries, and counts (without keeping) any beyond.
-struct MetaSeed(usize);
-
-impl<'de> DeserializeSeed<'de> for MetaSeed {
-    type Value = (Vec<(String, String)>, usize);
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for MetaSeed {
-    type Value = (Vec<(String, String)>, usize);
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an object of string values")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut out = Vec::new();
-        let mut count = 0;
-        while let Some(name) = map.next_key::<String>()? {
-            let value: String = map.next_value()?;
-            if count < self.0 {
-                out.push((name, value));
-            }
-            count += 1;
-        }
-        Ok((out, count))
-    }
 }
 
 /// The meta entries checked, names lower-cased.

@@ -18,6 +18,7 @@
 
 mod answer;
 mod cache;
+mod raw;
 mod reason;
 mod request;
 

@@ -218,7 +218,8 @@ mod tests {
     fn the_documented_table() {
         use Reason::*;
         // name, CONNACK v5, CONNACK v3, SUBACK v5, PUBACK v5 (None = not allowed there)
-        let table: [(Reason, Option<u8>, u8, Option<u8>, Option<u8>); 11] = [
+        type Row = (Reason, Option<u8>, u8, Option<u8>, Option<u8>);
+        let table: [Row; 11] = [
             (BadCredentials, Some(0x86), 4, None, None),
             (NotAuthorized, Some(0x87), 5, Some(0x87), Some(0x87)),
             (Banned, Some(0x8A), 5, None, None),
