@@ -628,3 +628,34 @@ fn application_json_example_of_the_design() {
     let a = parse_answer(body, &[EventKind::Subscribe(&fs), EventKind::Publish]).expect("ok");
     assert_eq!(a.meta, [("user-id".to_string(), "42".to_string())]);
 }
+
+#[test]
+fn the_example_origins_answers_parse() {
+    // what examples/mqtt_origin.py writes (tests/interop/test_mqtt_origin_example.py checks it)
+    let fs = filters(&["devices/alice/#", "public/news", "secret"]);
+    let kinds = [
+        EventKind::Subscribe(&fs),
+        EventKind::Publish,
+        EventKind::Publish,
+        EventKind::Publish,
+        EventKind::Publish,
+        EventKind::Disconnect,
+    ];
+    let body = br#"{"results": [
+        {"filters": [{"allow": true, "channels": ["devices/alice"]}, {"allow": true},
+                     {"allow": false, "reason": "not-authorized"}]},
+        {"allow": true, "channel": "devices/alice"},
+        {"allow": true},
+        {"allow": false, "reason": "not-authorized"},
+        {"allow": true, "publish": false, "reply": [{"topic": "rpc/pong", "content": "pong"}]},
+        {}]}"#;
+    let a = parse_answer(body, &kinds).expect("the example's answers are valid");
+    assert_eq!(a.results.len(), 6);
+    for body in [
+        &br#"{"results": [{"allow": true}]}"#[..],
+        br#"{"results": [{"allow": false, "reason": "bad-credentials"}]}"#,
+    ] {
+        assert!(parse_answer(body, &[EventKind::Connect]).is_ok());
+    }
+    assert_eq!(max_age("max-age=60", 3600), Some(60));
+}
