@@ -158,3 +158,14 @@ def test_count_counts_every_request(origin):
     ask(origin, [connect("s3cret")], sig="bad")
     assert count(origin) == before + 2
     assert requests.get(origin + "/other", timeout=10).status_code == 404
+
+
+def test_the_readme_shows_the_examples_code():
+    """The README's excerpt of the example is the example's own code, line for line."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### MQTT: the origin decides"):]
+    excerpt = section[section.index("```python\n") + 10:]
+    excerpt = excerpt[:excerpt.index("```")]
+    code = EXAMPLE.read_text()
+    for line in excerpt.splitlines():
+        assert line in code.splitlines(), f"README line not in the example: {line!r}"
