@@ -32,6 +32,9 @@ const LENIENT_BASE64: GeneralPurpose = GeneralPurpose::new(
         .with_decode_allow_trailing_bits(true),
 );
 
+/// Longest error text quoted from serde, in characters.
+const MAX_ERROR_CHARS: usize = 300;
+
 /// A parsed answer: one result per event, in order, and the meta values to set.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Answer {
@@ -186,7 +189,7 @@ pub fn parse_answer_with(
     let raw = AnswerSeed { events, limits }
         .deserialize(&mut de)
         .and_then(|raw| de.end().map(|()| raw))
-        .map_err(|e| OriginError::Malformed(e.to_string()))?;
+        .map_err(|e| OriginError::Malformed(clip(&e.to_string(), MAX_ERROR_CHARS)))?;
     let meta = check_meta_entries(raw.meta, limits)?;
     let Some((slots, got)) = raw.results else {
         if notifications_only {
@@ -496,8 +499,21 @@ fn check_topic(field: &str, s: &str, limits: &AnswerLimits) -> Result<(), String
 
 /// A short, printable rendering of an origin-supplied string for an error message.
 fn quote(s: &str) -> String {
-    let mut out: String = s.chars().take(40).flat_map(char::escape_debug).collect();
-    if s.chars().nth(40).is_some() {
+    clip(s, 40)
+}
+
+/// At most `max` characters of `s`, control characters escaped, `…` if cut: error texts
+/// (serde's quote the origin's field names and values) stay short and safe to log.
+fn clip(s: &str, max: usize) -> String {
+    let mut out = String::new();
+    for c in s.chars().take(max) {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    if s.chars().nth(max).is_some() {
         out.push('…');
     }
     out

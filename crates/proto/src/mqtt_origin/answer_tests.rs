@@ -659,3 +659,25 @@ fn the_example_origins_answers_parse() {
     }
     assert_eq!(max_age("max-age=60", 3600), Some(60));
 }
+
+#[test]
+fn error_texts_are_short_and_printable() {
+    let long = format!("{}\n\u{1b}[31m", "x".repeat(100_000));
+    let body =
+        serde_json::to_vec(&json!({"results": [{"allow": true, long.clone(): 1}]})).expect("json");
+    let text = malformed(&body, &[EventKind::Publish]);
+    assert!(
+        text.chars().count() <= 301,
+        "{} chars",
+        text.chars().count()
+    );
+    assert!(!text.chars().any(char::is_control), "{text:?}");
+    let body =
+        serde_json::to_vec(&json!({"results": [{"allow": false, "reason": long}]})).expect("json");
+    let e = parse_answer(&body, &[EventKind::Publish]).expect_err("unknown reason");
+    let text = e.to_string();
+    assert!(
+        text.len() < 200 && !text.chars().any(char::is_control),
+        "{text:?}"
+    );
+}
