@@ -10,6 +10,7 @@ pub mod chunked;
 pub mod http1;
 pub mod instruct;
 pub mod mqtt;
+pub mod mqtt_origin;
 pub mod params;
 pub mod publish;
 pub mod routes;
