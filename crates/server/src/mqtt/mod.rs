@@ -16,10 +16,8 @@ mod subscriber;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
-use gripway_proto::mqtt::InPublish;
-use gripway_proto::publish::{
-    Formats, HttpStreamAction, HttpStreamFormat, Item, WsAction, WsKind, WsMessageFormat,
-};
+use gripway_proto::mqtt::{from_v5, InPublish};
+use gripway_proto::publish::{self, DevicePublish, Item, StreamForm};
 
 pub(crate) use session::run;
 
@@ -36,44 +34,24 @@ fn next_id() -> String {
     format!("m{prefix:016x}{n:x}")
 }
 
-/// The item a device's publish to `channel` becomes: the payload as a WebSocket message
-/// (text when it is UTF-8) and as an SSE event on HTTP streams.
-fn device_item(channel: String, p: &InPublish) -> Item {
-    let text = std::str::from_utf8(&p.payload).ok();
-    let kind = if text.is_some() {
-        WsKind::Text
-    } else {
-        WsKind::Binary
+/// The item a device's publish to `channel` becomes: its MQTT form, the payload as a
+/// WebSocket message (text when it is UTF-8) and as an SSE event on HTTP streams; or why it
+/// cannot be one (a v5 property MQTT allows but items cannot carry).
+fn device_item(channel: String, p: &InPublish) -> Result<Item, String> {
+    let publish = DevicePublish {
+        topic: p.topic.to_string(),
+        payload: p.payload.clone(),
+        qos: p.qos,
+        retain: p.retain,
+        properties: p.properties.as_deref().map(from_v5).unwrap_or_default(),
     };
-    let http_stream = text.map(|t| {
-        let mut sse = String::with_capacity(t.len() + 16);
-        for line in t.split('\n') {
-            sse.push_str("data: ");
-            sse.push_str(line);
-            sse.push('\n');
-        }
-        sse.push('\n');
-        HttpStreamFormat {
-            action: HttpStreamAction::Send(sse.into()),
-            content_filters: Vec::new(),
-        }
-    });
-    Item {
-        channel,
-        id: Some(next_id()),
-        prev_id: None,
-        meta: Vec::new(),
-        no_seq: false,
-        formats: Formats {
-            http_stream,
-            http_response: None,
-            ws_message: Some(WsMessageFormat {
-                action: WsAction::Send {
-                    kind,
-                    content: p.payload.clone(),
-                },
-                content_filters: Vec::new(),
-            }),
-        },
+    if let Some(problem) = publish.problem() {
+        return Err(problem);
     }
+    Ok(publish::device_item(
+        channel,
+        Some(next_id()),
+        publish,
+        StreamForm::Sse,
+    ))
 }

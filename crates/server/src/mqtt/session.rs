@@ -491,22 +491,42 @@ impl Session {
             }
             _ => None,
         };
-        match authorize::publish(&route, &p.topic) {
-            Ok(channel) => {
-                let item = device_item(channel, &p);
-                self.to_publish.push(ToPublish { item, ack });
-            }
+        let refused = match authorize::publish(&route, &p.topic) {
+            Ok(channel) => match device_item(channel, &p) {
+                Ok(item) => {
+                    self.to_publish.push(ToPublish { item, ack });
+                    return Step::Continue;
+                }
+                Err(problem) => {
+                    // MQTT allows it, an item cannot carry it (a v5 property past a limit)
+                    let refusal = Refusal::client(
+                        400,
+                        "mqtt-publish-invalid",
+                        format!("MQTT publish: {problem}"),
+                    );
+                    self.shared.metrics.error(&refusal);
+                    refusal.log("");
+                    0x83
+                }
+            },
             Err(code) => {
                 self.shared.metrics.dropped("mqtt-publish-denied");
-                if let Some(Out::Puback { pid, .. } | Out::Pubrec { pid, .. }) = ack {
-                    let out = if p.qos == 2 {
-                        Out::Pubrec { pid, code }
-                    } else {
-                        Out::Puback { pid, code }
-                    };
-                    return self.ok(self.send(&out));
-                }
+                code
             }
+        };
+        // v3 has no negative acknowledgement: acknowledged and dropped, as brokers do
+        if let Some(Out::Puback { pid, .. } | Out::Pubrec { pid, .. }) = ack {
+            let code = if self.version == Version::V5 {
+                refused
+            } else {
+                0
+            };
+            let out = if p.qos == 2 {
+                Out::Pubrec { pid, code }
+            } else {
+                Out::Puback { pid, code }
+            };
+            return self.ok(self.send(&out));
         }
         Step::Continue
     }
@@ -645,8 +665,10 @@ impl Session {
                     dup: false,
                     properties: None,
                 };
-                if let Ok(channel) = authorize::publish(&route, &p.topic) {
-                    let item = device_item(channel, &p);
+                let item = authorize::publish(&route, &p.topic)
+                    .ok()
+                    .and_then(|channel| device_item(channel, &p).ok());
+                if let Some(item) = item {
                     if let Err(refusal) =
                         crate::publish_api::publish_items(&self.shared, vec![item]).await
                     {

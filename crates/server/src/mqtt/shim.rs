@@ -1,32 +1,5 @@
-//! Stand-ins for what proto and broker are about to provide (the `mqtt-message` view of a
-//! message, the PUBLISH head, topic matching); removed when those land.
-
-use gripway_broker::{Message, WsOp};
-use gripway_proto::publish::WsKind;
-
-pub(crate) struct View<'a> {
-    pub(crate) payload: &'a [u8],
-    pub(crate) qos: u8,
-    pub(crate) retain: bool,
-    pub(crate) topic: Option<&'a str>,
-    pub(crate) props: &'a [u8],
-}
-
-static NO_PROPS: [u8; 1] = [0];
-
-pub(crate) fn view(msg: &Message) -> Option<View<'_>> {
-    let payload = match msg.ws_message().map(|f| f.action) {
-        Some(WsOp::Send(WsKind::Text | WsKind::Binary)) => msg.ws_content()?,
-        _ => msg.stream_content()?,
-    };
-    Some(View {
-        payload,
-        qos: u8::from(msg.has_id()),
-        retain: false,
-        topic: None,
-        props: &NO_PROPS,
-    })
-}
+//! Stand-ins for what proto is about to provide (the PUBLISH head, topic matching); removed
+//! when those land.
 
 pub(crate) fn head(
     qos: u8,

@@ -15,6 +15,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use gripway_broker::message::Encoding;
 use gripway_broker::{Delivery, Message, Subscriber, Transport};
 use gripway_proto::mqtt::Version;
 use parking_lot::Mutex;
@@ -126,8 +127,9 @@ struct Planned<'a> {
     head_len: usize,
     pid: Option<[u8; 2]>,
     topic: &'a [u8],
-    props: &'a [u8],
     payload: &'a [u8],
+    msg: Option<&'a Arc<Message>>,
+    v5: bool,
 }
 
 impl MqttSub {
@@ -159,7 +161,7 @@ impl MqttSub {
                 let Some((qos, topic, entry)) = route(entries, channel, msg) else {
                     continue;
                 };
-                let Some(view) = shim::view(msg) else {
+                let Some(view) = msg.mqtt() else {
                     continue;
                 };
                 let props: &[u8] = if v5 { view.props } else { &[] };
@@ -180,7 +182,7 @@ impl MqttSub {
                 let p = &mut planned[n];
                 let Some(len) = shim::head(
                     qos,
-                    view.retain,
+                    false, // live: RETAIN is for retained messages sent at subscribe
                     topic.len(),
                     pid.is_some(),
                     props.len(),
@@ -206,8 +208,9 @@ impl MqttSub {
                 p.head_len = len;
                 p.pid = pid.map(u16::to_be_bytes);
                 p.topic = topic.as_bytes();
-                p.props = props;
                 p.payload = view.payload;
+                p.msg = Some(msg);
+                p.v5 = v5;
                 n += 1;
             }
             if n == 0 {
@@ -216,6 +219,7 @@ impl MqttSub {
             let mut frames: [Frame<'_>; PER_WRITE * 5] = [Frame::Slice(&[]); PER_WRITE * 5];
             let mut f = 0;
             for p in &planned[..n] {
+                let Some(msg) = p.msg else { continue };
                 frames[f] = Frame::Slice(&p.head[..p.head_len]);
                 frames[f + 1] = Frame::Slice(p.topic);
                 f += 2;
@@ -223,9 +227,17 @@ impl MqttSub {
                     frames[f] = Frame::Slice(pid);
                     f += 1;
                 }
-                for part in [p.props, p.payload] {
-                    if !part.is_empty() {
-                        frames[f] = Frame::Slice(part);
+                // the property block and payload are the message's: queued, if need be,
+                // as the message itself, never copied
+                if p.v5 {
+                    if let Some(props) = Frame::of(msg, Encoding::MqttV5Props) {
+                        frames[f] = props;
+                        f += 1;
+                    }
+                }
+                if !p.payload.is_empty() {
+                    if let Some(payload) = Frame::of(msg, Encoding::MqttPayload) {
+                        frames[f] = payload;
                         f += 1;
                     }
                 }
@@ -260,7 +272,7 @@ fn route<'a>(
     channel: &str,
     msg: &'a Message,
 ) -> Option<(u8, &'a str, usize)> {
-    let view = shim::view(msg)?;
+    let view = msg.mqtt()?;
     let mut best: Option<(u8, &'a str, usize)> = None;
     for (i, e) in entries.iter().enumerate() {
         if &*e.channel != channel {
