@@ -12,6 +12,7 @@
 //! max_subscriptions = 100           # topic filters per connection
 //! max_keep_alive_secs = 3600        # a longer (or zero) keep-alive is lowered to this (v5)
 //! max_client_id_bytes = 256
+//! max_cache_secs = 3600             # longest reuse of an origin's answer (its max-age, capped)
 //! ```
 //!
 //! Without `mqtt_port`, MQTT is off, except for the built-in demo (no routes configured),
@@ -42,6 +43,9 @@ pub struct MqttSettings {
     pub max_keep_alive_secs: u16,
     /// Longest client identifier, in bytes.
     pub max_client_id_bytes: usize,
+    /// Longest time an origin's answer is reused (its `Cache-Control: max-age` is capped to
+    /// this), in seconds.
+    pub max_cache_secs: u32,
 }
 
 /// The demo's MQTT port when none is configured.
@@ -57,6 +61,7 @@ impl Default for MqttSettings {
             max_subscriptions: 100,
             max_keep_alive_secs: 3600,
             max_client_id_bytes: 256,
+            max_cache_secs: 3600,
         }
     }
 }
@@ -77,6 +82,8 @@ pub struct RawMqtt {
     pub max_keep_alive_secs: Option<u16>,
     /// Longest client identifier, in bytes (default 256).
     pub max_client_id_bytes: Option<usize>,
+    /// Longest reuse of an origin's answer, in seconds (default 3,600).
+    pub max_cache_secs: Option<u32>,
 }
 
 /// Parses `[server] mqtt_port`'s addresses (empty strings dropped: `""` turns MQTT off).
@@ -145,6 +152,9 @@ pub(super) fn parse(
             ));
         }
         settings.max_client_id_bytes = n;
+    }
+    if let Some(n) = raw.max_cache_secs {
+        settings.max_cache_secs = n;
     }
     Ok(())
 }

@@ -284,6 +284,14 @@ impl Sink {
         }
     }
 
+    /// The client's address (an HTTP/2 stream's: unknown here).
+    pub(crate) fn peer_addr(&self) -> Option<std::net::SocketAddr> {
+        match &self.out {
+            Out::Socket(sock) => sock.peer_addr().ok(),
+            Out::H2(_) => None,
+        }
+    }
+
     /// True for a TLS connection's sink.
     pub(crate) fn is_tls(&self) -> bool {
         self.state.lock().tls.is_some()

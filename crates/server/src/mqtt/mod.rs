@@ -2,13 +2,16 @@
 //! apps. A connection is another transport on the seam: accepted by [`crate::conn`]'s accept
 //! loop (plain TCP or TLS), run by [`session`] on a task of its own, written to by the
 //! broker's fan-out through [`subscriber::MqttSub`] and the shared sink. Packets are decoded
-//! and encoded by [`gripway_proto::mqtt`]; who may do what is decided in [`authorize`].
+//! and encoded by [`gripway_proto::mqtt`]; who may do what is decided by the demo origin
+//! ([`authorize`]) or the route's origin over HTTP ([`origin`]), and acted on in [`decide`].
 //!
 //! A device's publish becomes an item ([`device_item`]) published as the publish API does,
 //! with history, ordering and the cluster, so SSE, WebSocket and long-poll subscribers of
 //! the channel get it too.
 
 mod authorize;
+mod decide;
+mod origin;
 pub(crate) mod session;
 mod shim;
 mod subscriber;
@@ -37,7 +40,7 @@ fn next_id() -> String {
 /// The item a device's publish to `channel` becomes: its MQTT form, the payload as a
 /// WebSocket message (text when it is UTF-8) and as an SSE event on HTTP streams; or why it
 /// cannot be one (a v5 property MQTT allows but items cannot carry).
-fn device_item(channel: String, p: &InPublish) -> Result<Item, String> {
+fn device_item(channel: String, id: Option<String>, p: &InPublish) -> Result<Item, String> {
     let publish = DevicePublish {
         topic: p.topic.to_string(),
         payload: p.payload.clone(),
@@ -50,7 +53,7 @@ fn device_item(channel: String, p: &InPublish) -> Result<Item, String> {
     }
     Ok(publish::device_item(
         channel,
-        Some(next_id()),
+        Some(id.unwrap_or_else(next_id)),
         publish,
         StreamForm::Sse,
     ))

@@ -11,20 +11,24 @@
 
 use std::future::Future;
 use std::io;
+use std::net::{IpAddr, Ipv4Addr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use gripway_broker::{Subscriber, Subscription};
+use gripway_broker::Subscription;
 use gripway_proto::mqtt::{
     connect_info, decode, decode_connect, encode_out, inbound, scan, ConnackInfo, ConnectInfo,
-    FrameError, InPublish, Inbound, MqttError, Out, Scan, SubRequest, Version, Will,
+    FrameError, InPublish, Inbound, MqttError, Out, Scan, Version, Will,
 };
+use gripway_proto::mqtt_origin::WillRule;
 use gripway_proto::publish::Item;
 use tokio::time::{Instant, Sleep};
 
-use super::subscriber::{Entry, MqttSub};
+use super::decide::{self, Asked, Granted};
+use super::origin::OriginLink;
+use super::subscriber::MqttSub;
 use super::{authorize, device_item};
 use crate::conn::Tokens;
 use crate::error::Refusal;
@@ -43,7 +47,7 @@ const PUBLISH_BATCH: usize = 64;
 
 /// Why a connection ended, for the will and the log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum End {
+pub(super) enum End {
     /// DISCONNECT with reason 0: no will.
     Clean,
     /// DISCONNECT 0x04 (v5): the will is sent.
@@ -55,35 +59,39 @@ enum End {
 }
 
 /// One granted subscription held by the task: dropping it unsubscribes.
-struct Held {
-    filter: Arc<str>,
-    _subscription: Subscription,
+pub(super) struct Held {
+    pub(super) filter: Arc<str>,
+    pub(super) _subscription: Subscription,
 }
 
 /// A device's publish, decided: the item, and how to acknowledge it.
-struct ToPublish {
-    item: Item,
-    ack: Option<Out>,
+pub(super) struct ToPublish {
+    pub(super) item: Item,
+    pub(super) ack: Option<Out>,
 }
 
 pub(crate) struct Session {
-    shared: Arc<Shared>,
-    sub: Arc<MqttSub>,
+    pub(super) shared: Arc<Shared>,
+    pub(super) sub: Arc<MqttSub>,
     /// None until CONNECT was accepted.
-    route: Option<Arc<RouteEntry>>,
-    version: Version,
+    pub(super) route: Option<Arc<RouteEntry>>,
+    /// Requests to the route's origin and the answers it let us reuse (None: the demo
+    /// origin, which decides in process).
+    pub(super) link: Option<Box<OriginLink>>,
+    pub(super) version: Version,
     /// An incomplete packet (empty and unallocated between packets).
     partial: BytesMut,
     timer: Pin<Box<Sleep>>,
     /// Keep-alive × 1.5 (zero: none).
     keep_alive: Duration,
     last_seen: Instant,
-    held: Vec<Held>,
-    will: Option<Box<Will>>,
+    pub(super) held: Vec<Held>,
+    /// The will and the channel it goes to.
+    pub(super) will: Option<Box<(Will, String)>>,
     /// QoS 2 packet ids published and awaiting the device's PUBREL.
-    awaiting_rel: Vec<u16>,
-    to_publish: Vec<ToPublish>,
-    client_id: Arc<str>,
+    pub(super) awaiting_rel: Vec<u16>,
+    pub(super) to_publish: Vec<ToPublish>,
+    pub(super) client_id: Arc<str>,
     _tokens: Tokens,
     guard: ConnGuard,
 }
@@ -105,6 +113,7 @@ pub(crate) fn run(
         sub: Arc::new(MqttSub::new(sink, Version::V3, u32::MAX, u16::MAX)),
         shared,
         route: None,
+        link: None,
         version: Version::V3,
         partial: BytesMut::new(),
         timer: Box::pin(tokio::time::sleep_until(deadline)),
@@ -142,17 +151,33 @@ fn drive(mut s: Session) -> impl Future<Output = ()> + Send + 'static {
                 }
                 Wake::End(_) => Step::End(End::Lost),
             };
-            // publishing awaits the broker: boxed, so the task is not sized for it
-            while let Step::Publish(then) = step {
-                step = match Box::pin(s.publish()).await {
-                    Step::End(e) => Step::End(e),
-                    _ => match then {
-                        Some(e) => Step::End(e),
-                        // input may be waiting behind the batch: read on
-                        None => s.on_input(),
+            // publishing awaits the broker, asking awaits the origin: both boxed, so the
+            // task is not sized for them
+            step = loop {
+                step = match step {
+                    Step::Publish(then) => match Box::pin(s.publish()).await {
+                        Step::End(e) => Step::End(e),
+                        _ => match then {
+                            Some(e) => Step::End(e),
+                            // input may be waiting behind the batch: read on
+                            None => s.on_input(),
+                        },
                     },
+                    Step::Ask(asked) => {
+                        if !s.to_publish.is_empty() {
+                            if let Step::End(e) = Box::pin(s.publish()).await {
+                                break Step::End(e);
+                            }
+                        }
+                        match Box::pin(s.ask(*asked)).await {
+                            // packets may be waiting behind the one asked about
+                            Step::Continue => s.on_input(),
+                            other => other,
+                        }
+                    }
+                    other => break other,
                 };
-            }
+            };
             if let Step::End(end) = step {
                 break end;
             }
@@ -163,10 +188,12 @@ fn drive(mut s: Session) -> impl Future<Output = ()> + Send + 'static {
 }
 
 /// What handling input leads to.
-enum Step {
+pub(super) enum Step {
     Continue,
     /// Publish what the device sent, then end (Some) or go on reading (None).
     Publish(Option<End>),
+    /// Ask the origin (after publishing what came before), then go on.
+    Ask(Box<Asked>),
     End(End),
 }
 
@@ -184,9 +211,10 @@ impl Session {
             if got > 0 {
                 self.last_seen = Instant::now();
             }
-            let handled = self.handle_packets();
-            let end = match handled {
+            let end = match self.handle_packets() {
                 Step::End(e) => Some(e),
+                // the drive loop publishes what came before, then asks
+                ask @ Step::Ask(_) => return ask,
                 _ if closed => Some(End::Lost),
                 _ => None,
             };
@@ -271,8 +299,9 @@ impl Session {
                     Err(e) => self.violation(0x81, "mqtt-malformed", e.to_string()),
                 }
             };
-            if let Step::End(e) = step {
-                return Step::End(e);
+            if !matches!(step, Step::Continue) {
+                // ended, or the origin is asked before the packets after this one
+                return step;
             }
         }
         if self.partial.is_empty() {
@@ -283,7 +312,7 @@ impl Session {
     }
 
     /// Writes one packet of the connection's protocol; false if the device is too slow.
-    fn send_out(&self, version: Version, out: &Out) -> bool {
+    pub(super) fn send_out(&self, version: Version, out: &Out) -> bool {
         let Ok(bytes) = encode_out(version, out) else {
             return true;
         };
@@ -291,12 +320,12 @@ impl Session {
         self.sub.sink.send(&mut st, &[&bytes::Bytes::from(bytes)])
     }
 
-    fn send(&self, out: &Out) -> bool {
+    pub(super) fn send(&self, out: &Out) -> bool {
         self.send_out(self.version, out)
     }
 
     /// Counts and logs a refusal of the device's input, and ends the connection.
-    fn refuse(&self, reason: &'static str, detail: &str) -> Step {
+    pub(super) fn refuse(&self, reason: &'static str, detail: &str) -> Step {
         let refusal = Refusal::client(400, reason, format!("MQTT client: {detail}"));
         self.shared.metrics.error(&refusal);
         refusal.log("");
@@ -304,7 +333,7 @@ impl Session {
     }
 
     /// A protocol violation after CONNECT: v5 gets DISCONNECT with `code` first.
-    fn violation(&self, code: u8, reason: &'static str, detail: String) -> Step {
+    pub(super) fn violation(&self, code: u8, reason: &'static str, detail: String) -> Step {
         if self.route.is_some() {
             self.send(&Out::Disconnect { code });
         }
@@ -315,6 +344,7 @@ impl Session {
         let shared = self.shared.clone();
         let cfg = &shared.config.mqtt;
         self.version = c.version;
+        // a connect's refusals by the server itself
         let refuse_with = |s: &Self, v5: u8, v3: u8, reason: &'static str, detail: &str| {
             let code = if c.version == Version::V5 { v5 } else { v3 };
             s.send(&connack(code));
@@ -344,26 +374,67 @@ impl Session {
         else {
             return refuse_with(self, 0x88, 3, "no-route", "no route for MQTT");
         };
-        if let Err((v5, v3, why)) = authorize::connect(&route, &c) {
-            return refuse_with(self, v5, v3, "mqtt-connect-denied", why);
+        if authorize::is_demo(&route) {
+            return self.accept(c, route, Granted::default());
         }
+        // the route's origin decides
+        let peer = self
+            .sub
+            .sink
+            .peer_addr()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+        self.link = Some(Box::new(OriginLink::new(
+            c.level,
+            c.client_id.to_string(),
+            c.username.as_deref().map(str::to_string),
+            peer,
+            tls,
+        )));
+        Step::Ask(Box::new(Asked::Connect {
+            info: Box::new(c),
+            route,
+        }))
+    }
+
+    /// Accepts a CONNECT as `granted` says: CONNACK, the subscriber set up, keep-alive armed.
+    pub(super) fn accept(
+        &mut self,
+        c: ConnectInfo,
+        route: Arc<RouteEntry>,
+        granted: Granted,
+    ) -> Step {
+        let shared = self.shared.clone();
+        let cfg = &shared.config.mqtt;
         let mut info = ConnackInfo {
             receive_max: Some(cfg.max_inflight),
             max_packet: Some(cfg.max_packet_bytes),
-            wildcards: false,
+            // the origin maps wildcard filters to channels; the demo has no such mapping
+            wildcards: !authorize::is_demo(&route),
             shared: false,
             ..ConnackInfo::default()
         };
-        if c.client_id.is_empty() {
+        if let Some(id) = granted.client_id {
+            let id: Arc<str> = Arc::from(id);
+            if *id != *c.client_id {
+                info.assigned_client_id = Some(id.clone());
+            }
+            self.client_id = id;
+        } else if c.client_id.is_empty() {
             let id: Arc<str> = Arc::from(format!("gw-{}", uuid::Uuid::new_v4().simple()));
             info.assigned_client_id = Some(id.clone());
             self.client_id = id;
         } else {
             self.client_id = c.client_id.clone();
         }
+        if let Some(link) = self.link.as_mut() {
+            link.client_id = self.client_id.to_string();
+        }
         let mut keep_alive = c.keep_alive;
-        if c.version == Version::V5 && (keep_alive == 0 || keep_alive > cfg.max_keep_alive_secs) {
-            keep_alive = cfg.max_keep_alive_secs;
+        let max = granted
+            .keep_alive
+            .map_or(cfg.max_keep_alive_secs, |k| k.min(cfg.max_keep_alive_secs));
+        if c.version == Version::V5 && (keep_alive == 0 || keep_alive > max) {
+            keep_alive = max;
             info.server_keep_alive = Some(keep_alive);
         }
         if c.version == Version::V5 && c.session_expiry != 0 {
@@ -376,7 +447,15 @@ impl Session {
             state.max_packet = c.max_packet.unwrap_or(u32::MAX);
             state.receive_max = c.receive_max.max(1);
         }
-        self.will = c.will.map(Box::new);
+        let prefix = &route.route.prefix;
+        self.will = c.will.and_then(|w| {
+            let channel = match granted.will {
+                WillRule::Default => format!("{prefix}{}", w.topic),
+                WillRule::Channel(c) => format!("{prefix}{c}"),
+                WillRule::Drop => return None,
+            };
+            Some(Box::new((w, channel)))
+        });
         self.route = Some(route);
         self.guard.become_kind(ConnKind::Mqtt);
         self.shared.drain.roster.enlist(&self.sub);
@@ -457,78 +536,12 @@ impl Session {
         }
     }
 
-    fn ok(&self, written: bool) -> Step {
+    pub(super) fn ok(&self, written: bool) -> Step {
         if written {
             Step::Continue
         } else {
             Step::End(End::Lost)
         }
-    }
-
-    fn on_publish(&mut self, p: InPublish) -> Step {
-        let Some(route) = self.route.clone() else {
-            return Step::End(End::Lost);
-        };
-        if p.qos == 2 {
-            let pid = p.pid.unwrap_or(0);
-            if self.awaiting_rel.contains(&pid) {
-                // a resend of one already taken: answer again, publish nothing
-                return self.ok(self.send(&Out::Pubrec { pid, code: 0 }));
-            }
-            if self.awaiting_rel.len() >= usize::from(self.shared.config.mqtt.max_inflight) {
-                return self.violation(
-                    0x93,
-                    "mqtt-receive-maximum-exceeded",
-                    "too many QoS 2 publishes unacknowledged".into(),
-                );
-            }
-        }
-        let ack = match (p.qos, p.pid) {
-            (1, Some(pid)) => Some(Out::Puback { pid, code: 0 }),
-            (2, Some(pid)) => {
-                self.awaiting_rel.push(pid);
-                Some(Out::Pubrec { pid, code: 0 })
-            }
-            _ => None,
-        };
-        let refused = match authorize::publish(&route, &p.topic) {
-            Ok(channel) => match device_item(channel, &p) {
-                Ok(item) => {
-                    self.to_publish.push(ToPublish { item, ack });
-                    return Step::Continue;
-                }
-                Err(problem) => {
-                    // MQTT allows it, an item cannot carry it (a v5 property past a limit)
-                    let refusal = Refusal::client(
-                        400,
-                        "mqtt-publish-invalid",
-                        format!("MQTT publish: {problem}"),
-                    );
-                    self.shared.metrics.error(&refusal);
-                    refusal.log("");
-                    0x83
-                }
-            },
-            Err(code) => {
-                self.shared.metrics.dropped("mqtt-publish-denied");
-                code
-            }
-        };
-        // v3 has no negative acknowledgement: acknowledged and dropped, as brokers do
-        if let Some(Out::Puback { pid, .. } | Out::Pubrec { pid, .. }) = ack {
-            let code = if self.version == Version::V5 {
-                refused
-            } else {
-                0
-            };
-            let out = if p.qos == 2 {
-                Out::Pubrec { pid, code }
-            } else {
-                Out::Puback { pid, code }
-            };
-            return self.ok(self.send(&out));
-        }
-        Step::Continue
     }
 
     /// Hands the device's decided publishes to the broker, in order, then acknowledges them.
@@ -563,120 +576,37 @@ impl Session {
         }
     }
 
-    fn on_subscribe(&mut self, pid: u16, filters: Vec<SubRequest>) -> Step {
-        let Some(route) = self.route.clone() else {
-            return Step::End(End::Lost);
-        };
-        let v5 = self.version == Version::V5;
-        let max = self.shared.config.mqtt.max_subscriptions;
-        let mut codes = Vec::with_capacity(filters.len());
-        for f in filters {
-            let replacing = self.held.iter().any(|h| h.filter == f.filter);
-            let code = if !replacing && self.held.len() >= max {
-                if v5 {
-                    0x97
-                } else {
-                    0x80
-                }
-            } else {
-                match authorize::subscribe(&route, &f.filter) {
-                    Ok(channel) => {
-                        let qos = f.qos.min(1);
-                        self.subscribe(&f.filter, channel, qos);
-                        qos
-                    }
-                    Err((c5, c3)) => {
-                        if v5 {
-                            c5
-                        } else {
-                            c3
-                        }
-                    }
-                }
-            };
-            codes.push(code);
-        }
-        self.ok(self.send(&Out::Suback { pid, codes }))
-    }
-
-    /// Subscribes `filter` (replacing a subscription with the same filter) to `channel`.
-    fn subscribe(&mut self, filter: &Arc<str>, channel: String, qos: u8) {
-        self.unsubscribe(filter);
-        let channel: Arc<str> = Arc::from(channel);
-        let wildcard = filter.contains(['+', '#']);
-        {
-            let mut state = self.sub.state.lock();
-            state.entries.push(Entry {
-                topic: if wildcard {
-                    channel.clone()
-                } else {
-                    filter.clone()
-                },
-                channel: channel.clone(),
-                filter: filter.clone(),
-                qos,
-                wildcard,
-            });
-        }
-        let subscription = self
-            .shared
-            .broker
-            .registry()
-            .subscribe(&channel, self.sub.clone() as Arc<dyn Subscriber>);
-        self.held.push(Held {
-            filter: filter.clone(),
-            _subscription: subscription,
-        });
-    }
-
-    /// Drops the subscription with this filter; whether there was one.
-    fn unsubscribe(&mut self, filter: &str) -> bool {
-        let before = self.held.len();
-        self.held.retain(|h| &*h.filter != filter);
-        self.sub
-            .state
-            .lock()
-            .entries
-            .retain(|e| &*e.filter != filter);
-        self.held.len() != before
-    }
-
-    fn on_unsubscribe(&mut self, pid: u16, filters: Vec<Arc<str>>) -> Step {
-        let codes = filters
-            .iter()
-            .map(|f| if self.unsubscribe(f) { 0x00 } else { 0x11 })
-            .collect();
-        self.ok(self.send(&Out::Unsuback { pid, codes }))
-    }
-
     /// Ends the connection: the will (unless it ended cleanly or at a drain), then what is
     /// queued is flushed briefly.
     async fn finish(mut self, end: End) {
         self.shared.drain.roster.leave(&self.sub);
         self.held.clear();
+        let mut will_sent = false;
         if matches!(end, End::Lost | End::WithWill) {
-            if let (Some(will), Some(route)) = (self.will.take(), self.route.clone()) {
+            if let Some(will) = self.will.take() {
+                let (will, channel) = *will;
                 let p = InPublish {
-                    topic: will.topic.clone(),
-                    payload: will.payload.clone(),
+                    topic: will.topic,
+                    payload: will.payload,
                     qos: will.qos,
                     pid: None,
                     retain: will.retain,
                     dup: false,
                     properties: None,
                 };
-                let item = authorize::publish(&route, &p.topic)
-                    .ok()
-                    .and_then(|channel| device_item(channel, &p).ok());
-                if let Some(item) = item {
-                    if let Err(refusal) =
-                        crate::publish_api::publish_items(&self.shared, vec![item]).await
-                    {
-                        self.shared.metrics.error(&refusal);
-                        refusal.log("MQTT will: ");
+                if let Ok(item) = device_item(channel, None, &p) {
+                    match crate::publish_api::publish_items(&self.shared, vec![item]).await {
+                        Ok(()) => will_sent = true,
+                        Err(refusal) => {
+                            self.shared.metrics.error(&refusal);
+                            refusal.log("MQTT will: ");
+                        }
                     }
                 }
             }
+        }
+        if self.route.is_some() {
+            self.notify(decide::will_event(will_sent, end));
         }
         // what the device was sent last (a DISCONNECT, an answer) goes out if it can
         let sink = &self.sub.sink;
@@ -697,7 +627,7 @@ impl Session {
 }
 
 /// A CONNACK refusing with `code` (v3 return code or v5 reason code).
-fn connack(code: u8) -> Out {
+pub(super) fn connack(code: u8) -> Out {
     Out::Connack {
         session_present: false,
         code,
