@@ -12,8 +12,17 @@
 mod decode;
 mod encode;
 mod frame;
+mod publish;
+mod topic;
 
 pub use decode::{decode, decode_connect, Connect, MqttError, Packet, Version};
 pub use encode::encode;
 pub use frame::{scan, Frame, FrameError, Scan};
 pub use mqtt_proto::{v3, v5};
+pub use publish::{
+    publish_head, publish_total_len, v5_publish_props, PublishHead, PublishTail, MAX_REMAINING,
+};
+pub use topic::{
+    has_wildcards, is_shared, matches, parse_shared, valid_filter, valid_topic_name, Shared,
+    MAX_TOPIC_BYTES,
+};
