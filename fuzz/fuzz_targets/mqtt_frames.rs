@@ -136,7 +136,10 @@ fn small_case(data: &[u8]) -> Option<Packet> {
     };
     let topic = "t/".repeat(usize::from(topic_len) / 2) + &"x".repeat(usize::from(topic_len) % 2);
     let topic_name = TopicName::try_from(topic.as_str()).ok()?;
-    let payload = Bytes::from(vec![b'p'; usize::from(u16::from_be_bytes([len_hi, len_lo]))]);
+    let payload = Bytes::from(vec![
+        b'p';
+        usize::from(u16::from_be_bytes([len_hi, len_lo]))
+    ]);
     let (dup, retain) = (flags & 0x08 != 0, flags & 0x01 != 0);
     if flags & 0x80 == 0 {
         return Some(Packet::V3(v3::Packet::Publish(v3::Publish {
