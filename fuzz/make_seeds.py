@@ -220,3 +220,67 @@ write("jwt", "alg-none", token("none", lambda m: b""))
 write("jwt", "hs256-public-key-secret", token("HS256", lambda m: hmac.new(open(os.path.join(KEYS, "rsa-public.pem"), "rb").read(), m, hashlib.sha256).digest()))
 write("jwt", "basic", b"Basic " + base64.b64encode(b"user:pass"))
 write("jwt", "static", b"Bearer static-key")
+
+# --- mqtt_frames: raw packets as a device sends them (the first bytes also describe one small
+# PUBLISH, see the target's header) ------------------------------------------------------
+def varint(n):
+    out = b""
+    while True:
+        b, n = n % 128, n // 128
+        out += bytes([b | (0x80 if n else 0)])
+        if not n:
+            return out
+
+def mqtt(first, body):
+    return bytes([first]) + varint(len(body)) + body
+
+def s16(b):
+    if isinstance(b, str):
+        b = b.encode()
+    return struct.pack(">H", len(b)) + b
+
+def props(p=b""):
+    return varint(len(p)) + p
+
+connect3 = mqtt(0x10, s16("MQTT") + b"\x04\x02" + struct.pack(">H", 60) + s16("gw-dev-1"))
+# 3.1.1 with will (QoS 1, retained), username and password
+connect3_full = mqtt(0x10, s16("MQTT") + bytes([4, 0x80 | 0x40 | 0x20 | 0x08 | 0x04 | 0x02]) + struct.pack(">H", 30)
+                     + s16("dev-2") + s16("will/topic") + s16("gone") + s16("alice") + s16("secret"))
+connect31 = mqtt(0x10, s16("MQIsdp") + b"\x03\x02" + struct.pack(">H", 60) + s16("old"))
+# 5.0: session expiry 60 s, receive maximum 10, max packet size 1 MiB
+connect5 = mqtt(0x10, s16("MQTT") + b"\x05\x02" + struct.pack(">H", 60)
+                + props(b"\x11" + struct.pack(">I", 60) + b"\x21" + struct.pack(">H", 10) + b"\x27" + struct.pack(">I", 1 << 20))
+                + s16("gw-dev-5"))
+subscribe3 = mqtt(0x82, struct.pack(">H", 1) + s16("sensors/+/temp") + b"\x01" + s16("news/#") + b"\x00")
+subscribe5 = mqtt(0x82, struct.pack(">H", 2) + props(b"\x0b\x07") + s16("$share/g1/sensors/#") + b"\x01" + s16("a/b") + b"\x2e")
+unsubscribe3 = mqtt(0xA2, struct.pack(">H", 3) + s16("news/#"))
+publish3_q0 = mqtt(0x30, s16("test") + b"hello")
+publish3_q1 = mqtt(0x3B, s16("sensors/1/temp") + struct.pack(">H", 7) + b"21.5")
+# v5 QoS 1 with payload-format, expiry, content type, response topic, correlation data, a user property
+publish5 = mqtt(0x32, s16("test") + struct.pack(">H", 9)
+                + props(b"\x01\x01" + b"\x02" + struct.pack(">I", 30) + b"\x03" + s16("text/plain")
+                        + b"\x08" + s16("reply/here") + b"\x09" + s16(b"\x00\x01") + b"\x26" + s16("k") + s16("v"))
+                + b"hello, world")
+publish5_q0 = mqtt(0x30, s16("t") + props() + b"x" * 200)
+puback = mqtt(0x40, struct.pack(">H", 7))
+pingreq = bytes([0xC0, 0x00])
+disconnect = bytes([0xE0, 0x00])
+disconnect5 = mqtt(0xE0, b"\x04" + props())
+
+write("mqtt_frames", "connect-v311", connect3)
+write("mqtt_frames", "connect-v311-will-auth", connect3_full)
+write("mqtt_frames", "connect-v31", connect31)
+write("mqtt_frames", "connect-v5", connect5)
+write("mqtt_frames", "session-v3", connect3 + subscribe3 + publish3_q0 + publish3_q1 + puback + unsubscribe3 + pingreq + disconnect)
+write("mqtt_frames", "session-v5", connect5 + subscribe5 + publish5 + publish5_q0 + puback + pingreq + disconnect5)
+write("mqtt_frames", "subscribe-v3", subscribe3)
+write("mqtt_frames", "subscribe-v5", subscribe5)
+write("mqtt_frames", "publish-v3-qos1", publish3_q1)
+write("mqtt_frames", "publish-v5-props", publish5)
+write("mqtt_frames", "pingreq", pingreq)
+write("mqtt_frames", "pingreq-with-body", bytes([0xC0, 0x01, 0x00]))
+# 268,435,455 bytes declared (256 MiB): refused from the header alone
+write("mqtt_frames", "header-256mib", bytes([0x30, 0xFF, 0xFF, 0xFF, 0x7F]) + s16("t"))
+write("mqtt_frames", "header-5-bytes", bytes([0x30, 0x80, 0x80, 0x80, 0x80, 0x01]))
+# a 3-byte remaining length (payload past 16 KiB), for the small-case PUBLISH check too
+write("mqtt_frames", "publish-16k", mqtt(0x30, s16("big") + b"z" * 16400))

@@ -8,7 +8,9 @@
 //! crate. The crate's own stream/poll decoders are never used: they pre-allocate the declared
 //! length and reach `unreachable!()` on some packet types. `packets` gives the server one view
 //! of both versions: plain values in, plain answers out. `props` encodes a message's MQTT 5
-//! property block once, through the crate. The crate's `v3` and `v5` modules and common types
+//! property block once, through the crate; `publish` writes the few bytes of a PUBLISH that
+//! differ per subscriber (its head and packet id), checked byte for byte against the crate's
+//! own encoding; `topic` validates and matches topic names and filters. The crate's `v3` and `v5` modules and common types
 //! are re-exported so callers need no direct dependency on it.
 
 mod decode;
@@ -16,6 +18,8 @@ mod encode;
 mod frame;
 mod packets;
 mod props;
+mod publish;
+mod topic;
 
 pub use decode::{decode, decode_connect, Connect, MqttError, Packet, Version};
 pub use encode::encode;
@@ -26,3 +30,10 @@ pub use packets::{
     SubRequest, Will,
 };
 pub use props::{decode_v5_publish_props, from_v5, v5_publish_props};
+pub use publish::{
+    encode_v5_props, publish_head, publish_total_len, PublishHead, PublishTail, MAX_REMAINING,
+};
+pub use topic::{
+    has_wildcards, is_shared, matches, parse_shared, valid_filter, valid_topic_name, Shared,
+    MAX_TOPIC_BYTES,
+};

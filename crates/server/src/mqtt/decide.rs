@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use gripway_broker::Subscriber;
-use gripway_proto::mqtt::{ConnectInfo, InPublish, Out, SubRequest, Version};
+use gripway_proto::mqtt::{publish_head, ConnectInfo, InPublish, Out, SubRequest, Version};
 use gripway_proto::mqtt_origin::{
     default_channel, Connect, ConnectProperties, Event, EventResult, FilterResult,
     MessageProperties, Publish, PublishResult, SubscribeFilter, WillRule,
@@ -360,25 +360,25 @@ impl Session {
     /// Sends the device a QoS 0 PUBLISH of its own (an origin's reply); false if too slow.
     fn send_reply(&self, topic: &str, content: &Bytes) -> bool {
         let props: &[u8] = if self.v5() { &[0] } else { &[] };
-        let mut head = [0u8; 16];
-        let Some(len) = super::shim::head(
+        let Ok((head, _)) = publish_head(
+            self.version,
             0,
             false,
-            topic.len(),
             false,
+            topic.len(),
+            None,
             props.len(),
             content.len(),
-            &mut head,
         ) else {
             return true;
         };
-        let mut packet = Vec::with_capacity(len + topic.len() + props.len() + content.len());
-        packet.extend_from_slice(&head[..len]);
-        packet.extend_from_slice(topic.as_bytes());
-        packet.extend_from_slice(props);
-        packet.extend_from_slice(content);
+        let head = Bytes::copy_from_slice(head.as_slice());
+        let topic = Bytes::copy_from_slice(topic.as_bytes());
+        let props = Bytes::from_static(if props.is_empty() { b"" } else { b"\0" });
         let mut st = self.sub.sink.lock();
-        self.sub.sink.send(&mut st, &[&Bytes::from(packet)])
+        self.sub
+            .sink
+            .send(&mut st, &[&head, &topic, &props, content])
     }
 
     pub(super) fn on_subscribe(&mut self, pid: u16, filters: Vec<SubRequest>) -> Step {

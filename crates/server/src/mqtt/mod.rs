@@ -13,7 +13,6 @@ mod authorize;
 mod decide;
 mod origin;
 pub(crate) mod session;
-mod shim;
 mod subscriber;
 
 use std::sync::atomic::{AtomicU64, Ordering};

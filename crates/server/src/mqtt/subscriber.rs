@@ -17,10 +17,11 @@ use std::sync::Arc;
 
 use gripway_broker::message::Encoding;
 use gripway_broker::{Delivery, Message, Subscriber, Transport};
-use gripway_proto::mqtt::Version;
+use gripway_proto::mqtt::{
+    matches, publish_head, publish_total_len, PublishHead, PublishTail, Version,
+};
 use parking_lot::Mutex;
 
-use super::shim;
 use crate::drain::Drainable;
 use crate::hold::sink::{Frame, Intake, Sink, SinkState};
 
@@ -120,16 +121,13 @@ impl Subscriber for MqttSub {
     }
 }
 
-/// One PUBLISH decided: its head on the stack, and what it borrows.
-#[derive(Default)]
+/// One PUBLISH decided: its head and packet id on the stack, and what it borrows.
 struct Planned<'a> {
-    head: [u8; 16],
-    head_len: usize,
-    pid: Option<[u8; 2]>,
+    head: PublishHead,
+    pid: PublishTail,
     topic: &'a [u8],
     payload: &'a [u8],
-    msg: Option<&'a Arc<Message>>,
-    v5: bool,
+    msg: &'a Arc<Message>,
 }
 
 impl MqttSub {
@@ -155,7 +153,7 @@ impl MqttSub {
         let v5 = *version == Version::V5;
         let mut sent = 0u32;
         for chunk in messages.chunks(PER_WRITE) {
-            let mut planned: [Planned<'_>; PER_WRITE] = Default::default();
+            let mut planned: [Option<Planned<'_>>; PER_WRITE] = Default::default();
             let mut n = 0;
             for msg in chunk {
                 let Some((qos, topic, entry)) = route(entries, channel, msg) else {
@@ -176,27 +174,25 @@ impl MqttSub {
                         sent += 1;
                         continue;
                     }
-                    let id = take_pid(next_pid, inflight);
-                    pid = Some(id);
+                    pid = Some(take_pid(next_pid, inflight));
                 }
-                let p = &mut planned[n];
-                let Some(len) = shim::head(
+                // live: RETAIN is for retained messages sent at subscribe
+                let head = publish_head(
+                    *version,
                     qos,
-                    false, // live: RETAIN is for retained messages sent at subscribe
+                    false,
+                    false,
                     topic.len(),
-                    pid.is_some(),
+                    pid,
                     props.len(),
                     view.payload.len(),
-                    &mut p.head,
-                ) else {
+                );
+                let Ok((head, tail)) = head else {
                     *oversized += 1;
                     continue;
                 };
-                let total = len
-                    + topic.len()
-                    + 2 * usize::from(pid.is_some())
-                    + props.len()
-                    + view.payload.len();
+                let total =
+                    publish_total_len(topic.len(), pid.is_some(), props.len(), view.payload.len());
                 if total > *max_packet as usize {
                     // MQTT 5: a packet over the client's maximum is not sent to it
                     *oversized += 1;
@@ -205,12 +201,13 @@ impl MqttSub {
                 if let Some(id) = pid {
                     inflight.push_back((id, msg.clone()));
                 }
-                p.head_len = len;
-                p.pid = pid.map(u16::to_be_bytes);
-                p.topic = topic.as_bytes();
-                p.payload = view.payload;
-                p.msg = Some(msg);
-                p.v5 = v5;
+                planned[n] = Some(Planned {
+                    head,
+                    pid: tail,
+                    topic: topic.as_bytes(),
+                    payload: view.payload,
+                    msg,
+                });
                 n += 1;
             }
             if n == 0 {
@@ -218,25 +215,24 @@ impl MqttSub {
             }
             let mut frames: [Frame<'_>; PER_WRITE * 5] = [Frame::Slice(&[]); PER_WRITE * 5];
             let mut f = 0;
-            for p in &planned[..n] {
-                let Some(msg) = p.msg else { continue };
-                frames[f] = Frame::Slice(&p.head[..p.head_len]);
+            for p in planned[..n].iter().flatten() {
+                frames[f] = Frame::Slice(p.head.as_slice());
                 frames[f + 1] = Frame::Slice(p.topic);
                 f += 2;
-                if let Some(pid) = &p.pid {
-                    frames[f] = Frame::Slice(pid);
+                if !p.pid.as_slice().is_empty() {
+                    frames[f] = Frame::Slice(p.pid.as_slice());
                     f += 1;
                 }
                 // the property block and payload are the message's: queued, if need be,
                 // as the message itself, never copied
-                if p.v5 {
-                    if let Some(props) = Frame::of(msg, Encoding::MqttV5Props) {
+                if v5 {
+                    if let Some(props) = Frame::of(p.msg, Encoding::MqttV5Props) {
                         frames[f] = props;
                         f += 1;
                     }
                 }
                 if !p.payload.is_empty() {
-                    if let Some(payload) = Frame::of(msg, Encoding::MqttPayload) {
+                    if let Some(payload) = Frame::of(p.msg, Encoding::MqttPayload) {
                         frames[f] = payload;
                         f += 1;
                     }
@@ -279,7 +275,7 @@ fn route<'a>(
             continue;
         }
         let topic = match view.topic {
-            Some(t) if e.wildcard && !shim::matches(&e.filter, t) => continue,
+            Some(t) if e.wildcard && !matches(&e.filter, t) => continue,
             Some(t) if !e.wildcard && t != &*e.filter => continue,
             Some(t) => t,
             None => &e.topic,
