@@ -7,7 +7,7 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::mqtt::{connack_code, ConnectOptions, MqttClient};
+use common::mqtt::{connack_code, session_present, ConnectOptions, MqttClient};
 use common::*;
 use futures_util::StreamExt;
 use gripway_proto::mqtt::{v5, Packet, Version};
@@ -393,4 +393,82 @@ async fn unsubscribe_stops_deliveries() {
         200
     );
     assert_eq!(c.next_publish(false).await.1, b"for u");
+}
+
+#[tokio::test]
+async fn a_persistent_session_gets_the_qos1_items_it_missed_in_order_once() {
+    let gw = gripway(&[]);
+    let addr = mqtt_addr(&gw);
+    for version in [Version::V3, Version::V5] {
+        let id = format!("keeper-{version:?}");
+        let channel = format!("persist-{version:?}");
+        let mut o = ConnectOptions::new(version, &id);
+        o.clean = false;
+        o.session_expiry = Some(600);
+        let (mut c, ack) = MqttClient::connect(addr, &o).await;
+        assert_eq!(connack_code(&ack), 0);
+        assert!(!session_present(&ack), "a new session");
+        assert_eq!(c.subscribe(&[(channel.as_str(), 1)]).await, vec![1]);
+        let body = item(&channel, &format!("{channel}-0"), "before");
+        assert_eq!(publish(&gw.publish_url(), &body).await.0, 200);
+        assert_eq!(c.next_publish(true).await.1, b"before");
+        // one more it receives but does not acknowledge, then it goes away
+        let body = item(&channel, &format!("{channel}-1"), "unacked");
+        assert_eq!(publish(&gw.publish_url(), &body).await.0, 200);
+        assert_eq!(c.next_publish(false).await.1, b"unacked");
+        drop(c);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        for i in 2..52 {
+            let body = item(&channel, &format!("{channel}-{i}"), &format!("missed {i}"));
+            assert_eq!(publish(&gw.publish_url(), &body).await.0, 200);
+        }
+        let (mut c, ack) = MqttClient::connect(addr, &o).await;
+        assert_eq!(connack_code(&ack), 0);
+        assert!(session_present(&ack), "the session was kept");
+        // the unacknowledged one again, then exactly what it missed, in order
+        assert_eq!(c.next_publish(true).await.1, b"unacked");
+        for i in 2..52 {
+            let (topic, payload, qos, _) = c.next_publish(true).await;
+            assert_eq!((topic.as_str(), qos), (channel.as_str(), 1));
+            assert_eq!(payload, format!("missed {i}").into_bytes());
+        }
+        let body = item(&channel, &format!("{channel}-live"), "live");
+        assert_eq!(publish(&gw.publish_url(), &body).await.0, 200);
+        assert_eq!(c.next_publish(true).await.1, b"live");
+        c.disconnect(0).await;
+        drop(c);
+        // a clean start drops the session
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut clean = ConnectOptions::new(version, &id);
+        clean.clean = true;
+        let (_, ack) = MqttClient::connect(addr, &clean).await;
+        assert!(!session_present(&ack));
+    }
+}
+
+#[tokio::test]
+async fn mosquitto_sub_with_a_persistent_session_recovers_what_it_missed() {
+    let gw = gripway(&[]);
+    let port = mqtt_addr(&gw).port();
+    let args = ["-t", "fleet", "-q", "1", "-c", "-i", "mosq-keeper"];
+    let mut first: Vec<&str> = args.to_vec();
+    first.extend(["-C", "1"]);
+    let sub = mosquitto_sub(port, &first);
+    wait_subscriptions(&gw, 1.0).await;
+    assert_eq!(
+        publish(&gw.publish_url(), &item("fleet", "f0", "one"))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(output_of(sub), "one\n");
+    wait_subscriptions(&gw, 0.0).await;
+    for i in 1..4 {
+        let body = item("fleet", &format!("f{i}"), &format!("away {i}"));
+        assert_eq!(publish(&gw.publish_url(), &body).await.0, 200);
+    }
+    let mut again: Vec<&str> = args.to_vec();
+    again.extend(["-C", "3"]);
+    let sub = mosquitto_sub(port, &again);
+    assert_eq!(output_of(sub), "away 1\naway 2\naway 3\n");
 }

@@ -75,6 +75,8 @@ pub(crate) struct Shared {
     pub(crate) next_links: tokio::sync::Semaphore,
     /// Shutdown state: whether draining, the roster of holds, the tasks still running.
     pub(crate) drain: drain::Drain,
+    /// MQTT sessions kept for devices that are away.
+    pub(crate) mqtt_sessions: mqtt::Sessions,
 }
 
 impl Shared {
@@ -95,6 +97,7 @@ impl Shared {
             farewells: Arc::new(tokio::sync::Semaphore::new(1)),
             next_links: tokio::sync::Semaphore::new(config.grip.max_next_link_fetches),
             drain: drain::Drain::new(),
+            mqtt_sessions: mqtt::Sessions::new(config.mqtt.max_sessions),
             config,
         })
     }
@@ -286,6 +289,7 @@ pub async fn run(
         }
         None => (None, None),
     };
+    let mqtt_sessions = mqtt::Sessions::new(config.mqtt.max_sessions);
     let shared = Arc::new(Shared {
         next_links: tokio::sync::Semaphore::new(config.grip.max_next_link_fetches),
         config,
@@ -297,6 +301,7 @@ pub async fn run(
         upstream_key,
         farewells: Arc::new(tokio::sync::Semaphore::new(MAX_FAREWELLS)),
         drain: drain::Drain::new(),
+        mqtt_sessions,
     });
     hold::first_subscription::start(&shared);
     if let Some(deliveries) = deliveries {

@@ -357,3 +357,12 @@ pub fn connack_code(p: &Packet) -> u8 {
         other => panic!("not a CONNACK: {other:?}"),
     }
 }
+
+/// The session-present flag of a CONNACK.
+pub fn session_present(p: &Packet) -> bool {
+    match p {
+        Packet::V3(v3::Packet::Connack(c)) => c.session_present,
+        Packet::V5(v5::Packet::Connack(c)) => c.session_present,
+        other => panic!("not a CONNACK: {other:?}"),
+    }
+}

@@ -180,6 +180,17 @@ impl History {
         }
     }
 
+    /// The newest item kept on `channel`, from a store that answers without waiting (every
+    /// store does; in cluster mode this is the node's image).
+    pub fn last_now(&self, channel: &str, now: Instant) -> Option<Kept> {
+        match self {
+            History::Off => None,
+            History::Memory(m) => m.last_now(channel, now),
+            History::Disk(d) => d.last_now(channel, now),
+            History::Cluster(c) => c.image().last_now(channel, now),
+        }
+    }
+
     /// See [`HistoryStore::last`].
     pub async fn last(&self, channel: &str, now: Instant) -> Result<Option<Kept>, HistoryError> {
         match self {

@@ -13,6 +13,8 @@
 //! max_keep_alive_secs = 3600        # a longer (or zero) keep-alive is lowered to this (v5)
 //! max_client_id_bytes = 256
 //! max_cache_secs = 3600             # longest reuse of an origin's answer (its max-age, capped)
+//! max_sessions = 100000             # persistent sessions kept for devices that are away
+//! max_session_secs = 7200           # longest a session outlives its connection
 //! ```
 //!
 //! Without `mqtt_port`, MQTT is off, except for the built-in demo (no routes configured),
@@ -46,6 +48,11 @@ pub struct MqttSettings {
     /// Longest time an origin's answer is reused (its `Cache-Control: max-age` is capped to
     /// this), in seconds.
     pub max_cache_secs: u32,
+    /// Persistent sessions kept for devices that are away, at most (per node).
+    pub max_sessions: usize,
+    /// Longest a persistent session outlives its connection, in seconds (a v5 device's
+    /// session expiry is capped to it; a v3 device with `clean_session = 0` gets it).
+    pub max_session_secs: u32,
 }
 
 /// The demo's MQTT port when none is configured.
@@ -62,6 +69,8 @@ impl Default for MqttSettings {
             max_keep_alive_secs: 3600,
             max_client_id_bytes: 256,
             max_cache_secs: 3600,
+            max_sessions: 100_000,
+            max_session_secs: 7200,
         }
     }
 }
@@ -84,6 +93,10 @@ pub struct RawMqtt {
     pub max_client_id_bytes: Option<usize>,
     /// Longest reuse of an origin's answer, in seconds (default 3,600).
     pub max_cache_secs: Option<u32>,
+    /// Persistent sessions kept for devices that are away (default 100,000).
+    pub max_sessions: Option<usize>,
+    /// Longest a persistent session outlives its connection, in seconds (default 7,200).
+    pub max_session_secs: Option<u32>,
 }
 
 /// Parses `[server] mqtt_port`'s addresses (empty strings dropped: `""` turns MQTT off).
@@ -155,6 +168,12 @@ pub(super) fn parse(
     }
     if let Some(n) = raw.max_cache_secs {
         settings.max_cache_secs = n;
+    }
+    if let Some(n) = raw.max_sessions {
+        settings.max_sessions = n;
+    }
+    if let Some(n) = raw.max_session_secs {
+        settings.max_session_secs = n;
     }
     Ok(())
 }

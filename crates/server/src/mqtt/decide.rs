@@ -473,6 +473,17 @@ impl Session {
         let topic: Option<Arc<str>> = topic.map(Arc::from);
         for channel in channels {
             let channel: Arc<str> = Arc::from(channel);
+            // a persistent session recovers after the channel's newest item at subscribe time
+            // when nothing was sent to it since
+            let last = (self.expiry > 0)
+                .then(|| {
+                    self.shared
+                        .broker
+                        .history()
+                        .last_now(&channel, std::time::Instant::now())
+                })
+                .flatten()
+                .map(|k| k.msg);
             {
                 let mut state = self.sub.state.lock();
                 state.entries.reserve_exact(1);
@@ -486,6 +497,7 @@ impl Session {
                     filter: filter.clone(),
                     qos,
                     wildcard,
+                    last,
                 });
             }
             let subscription = self

@@ -12,7 +12,9 @@
 mod authorize;
 mod decide;
 mod origin;
+mod resume;
 pub(crate) mod session;
+mod sessions;
 mod subscriber;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +24,7 @@ use gripway_proto::mqtt::{from_v5, InPublish};
 use gripway_proto::publish::{self, DevicePublish, Item, StreamForm};
 
 pub(crate) use session::run;
+pub(crate) use sessions::Sessions;
 
 /// Bytes of an MQTT subscriber's state, for the budget test.
 #[cfg(test)]

@@ -88,6 +88,8 @@ pub(crate) struct Session {
     pub(super) held: Vec<Held>,
     /// The will and the channel it goes to.
     pub(super) will: Option<Box<(Will, String)>>,
+    /// Seconds the session outlives the connection (0: it ends with it).
+    pub(super) expiry: u32,
     /// QoS 2 packet ids published and awaiting the device's PUBREL.
     pub(super) awaiting_rel: Vec<u16>,
     pub(super) to_publish: Vec<ToPublish>,
@@ -121,6 +123,7 @@ pub(crate) fn run(
         last_seen: Instant::now(),
         held: Vec::new(),
         will: None,
+        expiry: 0,
         awaiting_rel: Vec::new(),
         to_publish: Vec::new(),
         client_id: Arc::from(""),
@@ -437,12 +440,26 @@ impl Session {
             keep_alive = max;
             info.server_keep_alive = Some(keep_alive);
         }
-        if c.version == Version::V5 && c.session_expiry != 0 {
-            // sessions do not outlive their connection yet
-            info.session_expiry = Some(0);
+        // a session outlives the connection when asked (v3 clean_session = 0, v5 an expiry),
+        // for at most max_session_secs
+        let cap = cfg.max_session_secs;
+        self.expiry = match c.version {
+            Version::V3 if !c.clean => cap,
+            Version::V3 => 0,
+            Version::V5 => c.session_expiry.min(cap),
+        };
+        if c.version == Version::V5 && c.session_expiry > cap {
+            info.session_expiry = Some(cap);
         }
+        let stored = self
+            .shared
+            .mqtt_sessions
+            .take(&route.label, &self.client_id);
+        // clean start: what was stored is dropped
+        let stored = stored.filter(|_| !c.clean);
         {
             let mut state = self.sub.state.lock();
+            state.track = self.expiry > 0;
             state.version = c.version;
             state.max_packet = c.max_packet.unwrap_or(u32::MAX);
             state.receive_max = c.receive_max.max(1);
@@ -460,7 +477,7 @@ impl Session {
         self.guard.become_kind(ConnKind::Mqtt);
         self.shared.drain.roster.enlist(&self.sub);
         if !self.send(&Out::Connack {
-            session_present: false,
+            session_present: stored.is_some(),
             code: 0,
             info: Box::new(info),
         }) {
@@ -469,6 +486,9 @@ impl Session {
         // keep-alive: 1.5 times what the device asked (MQTT §3.1.2.10)
         self.keep_alive = Duration::from_millis(u64::from(keep_alive) * 1500);
         self.arm_keep_alive();
+        if let Some(stored) = stored {
+            self.resume(stored);
+        }
         Step::Continue
     }
 
@@ -581,6 +601,8 @@ impl Session {
     async fn finish(mut self, end: End) {
         self.shared.drain.roster.leave(&self.sub);
         self.held.clear();
+        // what the session was sent stays, for storing it below
+
         let mut will_sent = false;
         if matches!(end, End::Lost | End::WithWill) {
             if let Some(will) = self.will.take() {
@@ -603,6 +625,14 @@ impl Session {
                         }
                     }
                 }
+            }
+        }
+        if let (Some(route), true) = (&self.route, self.expiry > 0) {
+            if end != End::Drain {
+                let stored = super::resume::keep(&self.sub, self.expiry);
+                self.shared
+                    .mqtt_sessions
+                    .put(&route.label, &self.client_id, stored);
             }
         }
         if self.route.is_some() {

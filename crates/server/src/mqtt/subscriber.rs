@@ -44,6 +44,9 @@ pub(crate) struct Entry {
     pub(crate) qos: u8,
     /// The filter has wildcards: an item's own topic must match it.
     pub(crate) wildcard: bool,
+    /// A persistent session's last item sent on the channel (history is read after it when
+    /// the device comes back); None otherwise.
+    pub(crate) last: Option<Arc<Message>>,
 }
 
 /// What the fan-out and the connection's task share beside the sink.
@@ -63,6 +66,8 @@ pub(crate) struct SubState {
     pub(crate) close: Option<u8>,
     /// Deliveries skipped because they exceed the client's maximum packet size.
     pub(crate) oversized: u64,
+    /// The session outlives the connection: each entry keeps its last item sent.
+    pub(crate) track: bool,
 }
 
 /// The parts of an MQTT connection the fan-out reaches.
@@ -85,6 +90,7 @@ impl MqttSub {
                 pending: VecDeque::new(),
                 close: None,
                 oversized: 0,
+                track: false,
             }),
         }
     }
@@ -148,12 +154,14 @@ impl MqttSub {
             inflight,
             pending,
             oversized,
+            track,
             ..
         } = &mut *guard;
         let v5 = *version == Version::V5;
         let mut sent = 0u32;
         for chunk in messages.chunks(PER_WRITE) {
             let mut planned: [Option<Planned<'_>>; PER_WRITE] = Default::default();
+            let mut marks: [Option<(usize, &Arc<Message>)>; PER_WRITE] = [None; PER_WRITE];
             let mut n = 0;
             for msg in chunk {
                 let Some((qos, topic, entry)) = route(entries, channel, msg) else {
@@ -208,6 +216,7 @@ impl MqttSub {
                     payload: view.payload,
                     msg,
                 });
+                marks[n] = Some((entry, msg));
                 n += 1;
             }
             if n == 0 {
@@ -242,6 +251,11 @@ impl MqttSub {
                 return Delivery::DroppedSlow(messages.len() as u32);
             }
             sent += n as u32;
+            if *track {
+                for (entry, msg) in marks.iter().flatten() {
+                    entries[*entry].last = Some(Arc::clone(msg));
+                }
+            }
         }
         if sent == 0 {
             Delivery::Skipped

@@ -1,0 +1,144 @@
+//! Persistent MQTT sessions: what a device that asked for a session outliving its connection
+//! (MQTT 3.1.1 `clean_session = 0`, MQTT 5 a session expiry) left behind when it went away,
+//! kept until it reconnects with the same client id or the session expires.
+//!
+//! A stored session is small: its subscriptions, and for each the id of the last item the
+//! device was sent on its channel, plus the QoS 1 messages it had not acknowledged. What was
+//! published while it was away is not copied here: it is read from history when the device
+//! comes back (items after that id), so a session costs the same whatever it missed. Items
+//! history no longer keeps (past `[history] max_items` or `max_age`) cannot be recovered.
+//!
+//! The table is per node and bounded by count (`[mqtt] max_sessions`): past it, the session
+//! closest to expiry goes first. Expired sessions are dropped when the table is next touched.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gripway_broker::Message;
+use parking_lot::Mutex;
+
+/// One subscription of a stored session.
+pub(crate) struct SubRecord {
+    pub(crate) filter: Arc<str>,
+    pub(crate) channel: Arc<str>,
+    pub(crate) topic: Arc<str>,
+    pub(crate) qos: u8,
+    pub(crate) wildcard: bool,
+    /// The last item the device was sent on the channel (recovery reads after its id); None:
+    /// the channel had nothing when it subscribed.
+    pub(crate) last: Option<Arc<Message>>,
+}
+
+/// A session whose device is away.
+pub(crate) struct Stored {
+    pub(crate) subs: Vec<SubRecord>,
+    /// QoS 1 messages sent and not acknowledged, oldest first: sent again on resume.
+    pub(crate) inflight: Vec<Arc<Message>>,
+    expires: Instant,
+}
+
+impl Stored {
+    pub(crate) fn new(subs: Vec<SubRecord>, inflight: Vec<Arc<Message>>, expiry: Duration) -> Self {
+        Stored {
+            subs,
+            inflight,
+            expires: Instant::now() + expiry,
+        }
+    }
+}
+
+type Key = (Arc<str>, Arc<str>);
+
+/// Stored sessions by (route, client id).
+pub(crate) struct Sessions {
+    map: Mutex<HashMap<Key, Stored>>,
+    max: usize,
+}
+
+impl Sessions {
+    pub(crate) fn new(max: usize) -> Self {
+        Sessions {
+            map: Mutex::new(HashMap::new()),
+            max,
+        }
+    }
+
+    /// Takes the stored session of `client` on `route`, if one has not expired.
+    pub(crate) fn take(&self, route: &str, client: &str) -> Option<Stored> {
+        let mut map = self.map.lock();
+        let stored = map.remove(&(Arc::from(route), Arc::from(client)))?;
+        (stored.expires > Instant::now()).then_some(stored)
+    }
+
+    /// Keeps `stored` for `client` on `route`; the session nearest its expiry makes room when
+    /// the table is full.
+    pub(crate) fn put(&self, route: &str, client: &str, stored: Stored) {
+        let mut map = self.map.lock();
+        let now = Instant::now();
+        if map.len() >= self.max {
+            map.retain(|_, s| s.expires > now);
+        }
+        if map.len() >= self.max {
+            if let Some(k) = map
+                .iter()
+                .min_by_key(|(_, s)| s.expires)
+                .map(|(k, _)| k.clone())
+            {
+                map.remove(&k);
+            }
+        }
+        if self.max > 0 {
+            map.insert((Arc::from(route), Arc::from(client)), stored);
+        }
+    }
+
+    /// Sessions stored now.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.map.lock().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_sessions_are_taken_once_expire_and_are_bounded() {
+        let s = Sessions::new(2);
+        s.put(
+            "r",
+            "a",
+            Stored::new(vec![], vec![], Duration::from_secs(60)),
+        );
+        assert!(s.take("r", "a").is_some());
+        assert!(s.take("r", "a").is_none(), "taken once");
+        s.put("r", "gone", Stored::new(vec![], vec![], Duration::ZERO));
+        assert!(s.take("r", "gone").is_none(), "expired");
+        s.put(
+            "r",
+            "x",
+            Stored::new(vec![], vec![], Duration::from_secs(10)),
+        );
+        s.put(
+            "r",
+            "y",
+            Stored::new(vec![], vec![], Duration::from_secs(60)),
+        );
+        s.put(
+            "r",
+            "z",
+            Stored::new(vec![], vec![], Duration::from_secs(60)),
+        );
+        assert_eq!(s.len(), 2);
+        assert!(
+            s.take("r", "x").is_none(),
+            "the one nearest expiry made room"
+        );
+        assert!(
+            s.take("other-route", "y").is_none(),
+            "sessions are per route"
+        );
+    }
+}
