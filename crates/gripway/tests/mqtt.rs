@@ -472,3 +472,67 @@ async fn mosquitto_sub_with_a_persistent_session_recovers_what_it_missed() {
     let sub = mosquitto_sub(port, &again);
     assert_eq!(output_of(sub), "away 1\naway 2\naway 3\n");
 }
+
+/// The next PUBLISH's payload and RETAIN flag.
+async fn next_retain(c: &mut MqttClient) -> (Vec<u8>, bool) {
+    loop {
+        match c.next().await.expect("a PUBLISH") {
+            Packet::V3(gripway_proto::mqtt::v3::Packet::Publish(p)) => {
+                return (p.payload.to_vec(), p.retain)
+            }
+            Packet::V5(v5::Packet::Publish(p)) => return (p.payload.to_vec(), p.retain),
+            _ => continue,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_retained_publish_reaches_later_subscribers_with_the_retain_flag_until_cleared() {
+    let gw = gripway(&[]);
+    let port = mqtt_addr(&gw).port().to_string();
+    let pub_retained = |m: &[&str]| {
+        let status = Command::new("mosquitto_pub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-t",
+                "status",
+                "-r",
+                "-q",
+                "1",
+            ])
+            .args(m)
+            .status()
+            .expect("mosquitto_pub runs");
+        assert!(status.success());
+    };
+    pub_retained(&["-m", "offline"]);
+    pub_retained(&["-m", "online"]);
+    // a plain publish after it does not replace the retained message
+    let mut device = connected(&gw, Version::V3, "plain").await;
+    device.publish("status", b"not retained", 1).await;
+    device.next().await;
+    for version in [Version::V3, Version::V5] {
+        let mut c = connected(&gw, version, &format!("late-{version:?}")).await;
+        assert_eq!(c.subscribe(&[("status", 1)]).await, vec![1]);
+        assert_eq!(next_retain(&mut c).await, (b"online".to_vec(), true));
+        // live ones carry no RETAIN flag
+        device.publish("status", b"live", 0).await;
+        assert_eq!(next_retain(&mut c).await, (b"live".to_vec(), false));
+    }
+    // mosquitto_sub sees it too
+    let sub = mosquitto_sub(mqtt_addr(&gw).port(), &["-t", "status", "-C", "1"]);
+    assert_eq!(output_of(sub), "online\n");
+    // an empty retained publish clears it
+    pub_retained(&["-n"]);
+    let mut c = connected(&gw, Version::V5, "after-clear").await;
+    assert_eq!(c.subscribe(&[("status", 1)]).await, vec![1]);
+    let mut seen = Vec::new();
+    assert!(!c.closed_within(Duration::from_millis(300), &mut seen).await);
+    assert!(
+        seen.is_empty(),
+        "a cleared retained message was sent: {seen:?}"
+    );
+}

@@ -211,7 +211,7 @@ impl Session {
                     }
                 }
                 let codes = codes.into_iter().map(|c| c.unwrap_or(0x80)).collect();
-                self.ok(self.send(&Out::Suback { pid, codes }))
+                self.suback(pid, codes)
             }
             (Asked::Publish { p, ack }, Some(EventResult::Publish(r))) => {
                 self.apply_publish(p, ack, r)
@@ -235,7 +235,7 @@ impl Session {
                     *c = Some(0x80);
                 }
                 let codes = codes.into_iter().map(|c| c.unwrap_or(0x80)).collect();
-                self.ok(self.send(&Out::Suback { pid, codes }))
+                self.suback(pid, codes)
             }
             Asked::Publish { ack, .. } => match ack {
                 // v5: not published, and says so; v3 cannot: the connection closes without
@@ -408,7 +408,8 @@ impl Session {
                 Some(match authorize::subscribe(&route, &f.filter) {
                     Ok(channel) => {
                         let qos = f.qos.min(1);
-                        self.subscribe(&f.filter, vec![channel], qos, None);
+                        let retained = wants_retained(f, replacing);
+                        self.subscribe(&f.filter, vec![channel], qos, None, retained);
                         qos
                     }
                     Err((c5, c3)) => {
@@ -430,7 +431,7 @@ impl Session {
             }));
         }
         let codes = codes.into_iter().map(|c| c.unwrap_or(0x80)).collect();
-        self.ok(self.send(&Out::Suback { pid, codes }))
+        self.suback(pid, codes)
     }
 
     /// Acts on the origin's result for one filter: its SUBACK code.
@@ -454,7 +455,9 @@ impl Session {
             },
         };
         let qos = f.qos.min(r.qos.unwrap_or(1)).min(1);
-        self.subscribe(&f.filter, channels, qos, r.topic.as_deref());
+        let replacing = self.held.iter().any(|h| h.filter == f.filter);
+        let retained = wants_retained(f, replacing);
+        self.subscribe(&f.filter, channels, qos, r.topic.as_deref(), retained);
         qos
     }
 
@@ -467,8 +470,16 @@ impl Session {
         channels: Vec<String>,
         qos: u8,
         topic: Option<&str>,
+        retained: bool,
     ) {
         self.unsubscribe(filter);
+        // held back while the retained messages are read and until they follow the SUBACK:
+        // none goes out after a newer one
+        if retained && self.retained.is_none() {
+            let sink = &self.sub.sink;
+            sink.hold_back(&mut sink.lock());
+            self.retained = Some(Box::default());
+        }
         let wildcard = filter.contains(['+', '#']);
         let topic: Option<Arc<str>> = topic.map(Arc::from);
         for channel in channels {
@@ -505,12 +516,30 @@ impl Session {
                 .broker
                 .registry()
                 .subscribe(&channel, self.sub.clone() as Arc<dyn Subscriber>);
+            if retained {
+                if let (Some(msg), Some(found)) = (
+                    super::retained::newest(&self.shared, &channel),
+                    self.retained.as_mut(),
+                ) {
+                    found.push(msg);
+                }
+            }
             self.held.reserve_exact(1);
             self.held.push(Held {
                 filter: filter.clone(),
                 _subscription: subscription,
             });
         }
+    }
+
+    /// Sends SUBACK, then the retained messages the subscriptions found (releasing what the
+    /// fan-out held back meanwhile).
+    fn suback(&mut self, pid: u16, codes: Vec<u8>) -> Step {
+        let written = self.send(&Out::Suback { pid, codes });
+        if let Some(found) = self.retained.take() {
+            super::retained::send(&self.sub, *found);
+        }
+        self.ok(written)
     }
 
     /// Drops the subscriptions with this filter; whether there were any.
@@ -571,4 +600,14 @@ pub(super) fn will_event(will_sent: bool, end: End) -> Event {
         End::Lost => DisconnectReason::Gone,
     };
     Event::Disconnect { reason, will_sent }
+}
+
+/// Whether a subscription gets the channel's retained message now (MQTT 5 retain handling:
+/// 0 always, 1 only for a new subscription, 2 never).
+fn wants_retained(f: &SubRequest, replacing: bool) -> bool {
+    match f.retain_handling {
+        0 => true,
+        1 => !replacing,
+        _ => false,
+    }
 }

@@ -13,6 +13,7 @@ mod authorize;
 mod decide;
 mod origin;
 mod resume;
+mod retained;
 pub(crate) mod session;
 mod sessions;
 mod subscriber;

@@ -88,6 +88,13 @@ pub(crate) struct Session {
     pub(super) held: Vec<Held>,
     /// The will and the channel it goes to.
     pub(super) will: Option<Box<(Will, String)>>,
+    /// Retained messages found by the subscriptions of the SUBSCRIBE being handled, sent
+    /// after its SUBACK (the fan-out is held back meanwhile).
+    #[allow(
+        clippy::box_collection,
+        reason = "one pointer in every session; the list exists only while a SUBSCRIBE is handled"
+    )]
+    pub(super) retained: Option<Box<Vec<Arc<gripway_broker::Message>>>>,
     /// Seconds the session outlives the connection (0: it ends with it).
     pub(super) expiry: u32,
     /// QoS 2 packet ids published and awaiting the device's PUBREL.
@@ -124,6 +131,7 @@ pub(crate) fn run(
         held: Vec::new(),
         will: None,
         expiry: 0,
+        retained: None,
         awaiting_rel: Vec::new(),
         to_publish: Vec::new(),
         client_id: Arc::from(""),

@@ -144,6 +144,18 @@ impl MqttSub {
         channel: &str,
         messages: &[Arc<Message>],
     ) -> Delivery {
+        self.write(st, channel, messages, false)
+    }
+
+    /// Writes `messages` of `channel` with the RETAIN flag set when `retained` (a retained
+    /// message sent at subscribe; live ones go without it).
+    pub(crate) fn write(
+        &self,
+        st: &mut SinkState,
+        channel: &str,
+        messages: &[Arc<Message>],
+        retained: bool,
+    ) -> Delivery {
         let mut guard = self.state.lock();
         let SubState {
             version,
@@ -184,12 +196,11 @@ impl MqttSub {
                     }
                     pid = Some(take_pid(next_pid, inflight));
                 }
-                // live: RETAIN is for retained messages sent at subscribe
                 let head = publish_head(
                     *version,
                     qos,
                     false,
-                    false,
+                    retained,
                     topic.len(),
                     pid,
                     props.len(),
