@@ -21,13 +21,18 @@ class Gripway:
     def __init__(self, args):
         if not BIN.exists():
             raise RuntimeError(f"gripway binary not found at {BIN}; build it first")
+        # an MQTT listener on a free port too (the demo's default, 1883, would make two
+        # servers collide), unless the arguments choose one (or `off`)
+        mqtt = [] if any(a.startswith("--mqtt-port") for a in args) else ["--mqtt-port", "127.0.0.1:0"]
         cmd = [str(BIN), "--port", "127.0.0.1:0", "--publish-port", "127.0.0.1:0",
-               "--admin-port", "127.0.0.1:0", "--log-level", "info", *args]
+               "--admin-port", "127.0.0.1:0", "--log-level", "info", *mqtt, *args]
         self.proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
         self.log = []
         # the first TLS listener (`--tls-port`), if any: its line, "clients (TLS) on ADDR",
         # comes before the plain listener's and does not match "clients on "
         self.tls_addr = None
+        # the first MQTT listener, if any: its line, "MQTT on ADDR", comes before "clients on"
+        self.mqtt_addr = None
         found = {}
         deadline = time.time() + 20
         patterns = {"addr": r"clients on (\S+)", "publish": r"publish API on (\S+)",
@@ -44,6 +49,9 @@ class Gripway:
             m = re.search(r"clients \(TLS\) on (\S+)", line)
             if m and self.tls_addr is None:
                 self.tls_addr = m.group(1)
+            m = re.search(r"MQTT on (\S+)", line)
+            if m and self.mqtt_addr is None:
+                self.mqtt_addr = m.group(1)
             for name, pat in patterns.items():
                 m = re.search(pat, line)
                 if m:
