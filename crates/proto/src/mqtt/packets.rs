@@ -420,7 +420,8 @@ pub fn encode_out(version: Version, out: &Out) -> Result<Vec<u8>, MqttError> {
             p.session_expiry_interval = info.session_expiry;
             p.reason_string = info.reason_string.clone();
             if *code == 0 {
-                p.max_qos = Some(QoS::Level1);
+                // no Maximum QoS: QoS 2 publishes are taken (and handled as QoS 1, which a
+                // v5 client told Maximum QoS 1 could not send at all)
                 p.topic_alias_max = Some(0);
                 p.wildcard_subscription_available = Some(info.wildcards);
                 p.shared_subscription_available = Some(info.shared);
