@@ -201,19 +201,86 @@ async fn a_device_publish_is_acknowledged_once_the_broker_has_it() {
 }
 
 #[tokio::test]
-async fn the_demo_refuses_wildcard_and_shared_filters_with_reason_codes() {
+async fn the_demo_refuses_wildcard_filters_with_reason_codes() {
     let gw = gripway(&[]);
     let mut c5 = connected(&gw, Version::V5, "five").await;
     let codes = c5
-        .subscribe(&[("a/+", 1), ("$share/g/test", 0), ("test", 2)])
+        .subscribe(&[("a/+", 1), ("$share/g/a/#", 0), ("test", 2)])
         .await;
-    // wildcards not supported, shared not supported, QoS 2 granted as 1
-    assert_eq!(codes, vec![0xA2, 0x9E, 1]);
+    // wildcards not supported (the demo maps no wildcard to channels), QoS 2 granted as 1
+    assert_eq!(codes, vec![0xA2, 0xA2, 1]);
     let mut c3 = connected(&gw, Version::V3, "three").await;
     assert_eq!(
         c3.subscribe(&[("a/#", 0), ("test", 0)]).await,
         vec![0x80, 0]
     );
+}
+
+#[tokio::test]
+async fn a_shared_subscription_splits_the_channel_between_its_members() {
+    let gw = gripway(&[]);
+    let mut members = Vec::new();
+    for (i, version) in [Version::V5, Version::V5, Version::V3]
+        .into_iter()
+        .enumerate()
+    {
+        let mut c = connected(&gw, version, &format!("member-{i}")).await;
+        assert_eq!(c.subscribe(&[("$share/workers/jobs", 1)]).await, vec![1]);
+        members.push(c);
+    }
+    let mut everyone = connected(&gw, Version::V5, "watcher").await;
+    assert_eq!(everyone.subscribe(&[("jobs", 1)]).await, vec![1]);
+    // the group is one subscriber of the channel, beside the watcher
+    wait_subscriptions(&gw, 2.0).await;
+    for i in 0..30 {
+        let body = item("jobs", &format!("j{i}"), &format!("job {i}"));
+        assert_eq!(publish(&gw.publish_url(), &body).await.0, 200);
+    }
+    let mut all = Vec::new();
+    for _ in 0..30 {
+        all.push(everyone.next_publish(true).await.1);
+    }
+    let mut shared = Vec::new();
+    for c in &mut members {
+        let mut mine = Vec::new();
+        // each member got some, in turn: 10 each
+        for _ in 0..10 {
+            let (topic, payload, _, _) = c.next_publish(true).await;
+            assert_eq!(topic, "jobs");
+            mine.push(payload);
+        }
+        let mut seen = Vec::new();
+        assert!(!c.closed_within(Duration::from_millis(200), &mut seen).await);
+        assert!(
+            seen.is_empty(),
+            "a member got more than its share: {seen:?}"
+        );
+        shared.extend(mine);
+    }
+    shared.sort();
+    all.sort();
+    assert_eq!(shared, all, "every job went to exactly one member");
+    // when members leave, the rest take everything
+    for c in &mut members[1..] {
+        c.disconnect(0).await;
+    }
+    members.truncate(1);
+    for _ in 0..500 {
+        if gw.metric("gripway_connections{transport=\"mqtt\"}").await == Some(2.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for i in 30..33 {
+        let body = item("jobs", &format!("j{i}"), &format!("job {i}"));
+        assert_eq!(publish(&gw.publish_url(), &body).await.0, 200);
+    }
+    for i in 30..33 {
+        assert_eq!(
+            members[0].next_publish(true).await.1,
+            format!("job {i}").into_bytes()
+        );
+    }
 }
 
 #[tokio::test]

@@ -77,6 +77,8 @@ pub(crate) struct Shared {
     pub(crate) drain: drain::Drain,
     /// MQTT sessions kept for devices that are away.
     pub(crate) mqtt_sessions: mqtt::Sessions,
+    /// MQTT shared subscriptions' groups.
+    pub(crate) mqtt_groups: mqtt::Groups,
 }
 
 impl Shared {
@@ -98,6 +100,7 @@ impl Shared {
             next_links: tokio::sync::Semaphore::new(config.grip.max_next_link_fetches),
             drain: drain::Drain::new(),
             mqtt_sessions: mqtt::Sessions::new(config.mqtt.max_sessions),
+            mqtt_groups: mqtt::Groups::default(),
             config,
         })
     }
@@ -302,6 +305,7 @@ pub async fn run(
         farewells: Arc::new(tokio::sync::Semaphore::new(MAX_FAREWELLS)),
         drain: drain::Drain::new(),
         mqtt_sessions,
+        mqtt_groups: mqtt::Groups::default(),
     });
     hold::first_subscription::start(&shared);
     if let Some(deliveries) = deliveries {

@@ -2,6 +2,7 @@
 //! channel = topic (plus the route's prefix). A route with an origin of its own asks it
 //! instead ([`super::origin`]).
 
+use gripway_proto::mqtt::parse_shared;
 use gripway_proto::routes::TargetKind;
 
 use crate::routing::RouteEntry;
@@ -17,10 +18,8 @@ pub(crate) fn is_demo(route: &RouteEntry) -> bool {
 
 /// The channel a topic filter subscribes to, or why not: (v5 reason code, v3 code).
 pub(crate) fn subscribe(route: &RouteEntry, filter: &str) -> Result<String, (u8, u8)> {
-    if filter.starts_with("$share/") {
-        // shared subscriptions are not available yet
-        return Err((0x9E, 0x80));
-    }
+    // a shared subscription's channel is its inner filter's
+    let filter = parse_shared(filter).map_or(filter, |s| s.filter);
     if filter.contains(['+', '#']) {
         // wildcards need the origin to map them to channels
         return Err((0xA2, 0x80));

@@ -12,14 +12,16 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use gripway_broker::Subscriber;
-use gripway_proto::mqtt::{publish_head, ConnectInfo, InPublish, Out, SubRequest, Version};
+use gripway_proto::mqtt::{
+    parse_shared, publish_head, ConnectInfo, InPublish, Out, SubRequest, Version,
+};
 use gripway_proto::mqtt_origin::{
     default_channel, Connect, ConnectProperties, Event, EventResult, FilterResult,
     MessageProperties, Publish, PublishResult, SubscribeFilter, WillRule,
 };
 
 use super::origin;
-use super::session::{End, Held, Session, Step, ToPublish};
+use super::session::{End, Held, Holding, Session, Step, ToPublish};
 use super::subscriber::Entry;
 use super::{authorize, device_item};
 use crate::error::Refusal;
@@ -393,9 +395,9 @@ impl Session {
             let replacing = self.held.iter().any(|h| h.filter == f.filter);
             let code = if !replacing && self.held.len() >= max {
                 Some(if v5 { 0x97 } else { 0x80 })
-            } else if f.filter.starts_with("$share/") {
-                // shared subscriptions are not available yet
-                Some(if v5 { 0x9E } else { 0x80 })
+            } else if f.filter.starts_with("$share/") && parse_shared(&f.filter).is_none() {
+                // a malformed shared filter
+                Some(if v5 { 0x8F } else { 0x80 })
             } else if let Some(link) = self.link.as_deref_mut() {
                 match link.cached_filter(&f.filter) {
                     Some(r) => Some(self.apply_filter(f, &r)),
@@ -473,6 +475,9 @@ impl Session {
         retained: bool,
     ) {
         self.unsubscribe(filter);
+        // a shared subscription gets no retained messages (MQTT 5 §4.8.2)
+        let shared = parse_shared(filter);
+        let retained = retained && shared.is_none();
         // held back while the retained messages are read and until they follow the SUBACK:
         // none goes out after a newer one
         if retained && self.retained.is_none() {
@@ -499,10 +504,11 @@ impl Session {
                 let mut state = self.sub.state.lock();
                 state.entries.reserve_exact(1);
                 state.entries.push(Entry {
-                    topic: match &topic {
-                        Some(t) => t.clone(),
-                        None if wildcard => channel.clone(),
-                        None => filter.clone(),
+                    topic: match (&topic, shared) {
+                        (Some(t), _) => t.clone(),
+                        (None, _) if wildcard => channel.clone(),
+                        (None, Some(s)) => Arc::from(s.filter),
+                        (None, None) => filter.clone(),
                     },
                     channel: channel.clone(),
                     filter: filter.clone(),
@@ -511,11 +517,7 @@ impl Session {
                     last,
                 });
             }
-            let subscription = self
-                .shared
-                .broker
-                .registry()
-                .subscribe(&channel, self.sub.clone() as Arc<dyn Subscriber>);
+            let subscription = self.attach(filter, &channel);
             if retained {
                 if let (Some(msg), Some(found)) = (
                     super::retained::newest(&self.shared, &channel),
@@ -540,6 +542,24 @@ impl Session {
             super::retained::send(&self.sub, *found);
         }
         self.ok(written)
+    }
+
+    /// Puts the connection in the broker for `channel`: itself, or for a shared `filter` its
+    /// group's place.
+    pub(super) fn attach(&self, filter: &str, channel: &str) -> Holding {
+        let registry = self.shared.broker.registry();
+        match (parse_shared(filter), &self.route) {
+            (Some(s), Some(route)) => Holding::Group(self.shared.mqtt_groups.join(
+                registry,
+                &route.label,
+                s.group,
+                channel,
+                self.sub.clone(),
+            )),
+            _ => Holding::Channel(
+                registry.subscribe(channel, self.sub.clone() as Arc<dyn Subscriber>),
+            ),
+        }
     }
 
     /// Drops the subscriptions with this filter; whether there were any.

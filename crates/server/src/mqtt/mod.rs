@@ -16,6 +16,7 @@ mod resume;
 mod retained;
 pub(crate) mod session;
 mod sessions;
+mod share;
 mod subscriber;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,6 +27,7 @@ use gripway_proto::publish::{self, DevicePublish, Item, StreamForm};
 
 pub(crate) use session::run;
 pub(crate) use sessions::Sessions;
+pub(crate) use share::Groups;
 
 /// Bytes of an MQTT subscriber's state, for the budget test.
 #[cfg(test)]

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gripway_broker::history::{After, Reach};
-use gripway_broker::{Message, Subscriber};
+use gripway_broker::Message;
 
 use super::session::{Held, Session};
 use super::sessions::{Stored, SubRecord};
@@ -51,11 +51,7 @@ impl Session {
             if rec.qos > 0 && !wants.iter().any(|(c, _)| *c == rec.channel) {
                 wants.push((rec.channel.clone(), rec.last.clone()));
             }
-            let subscription = self
-                .shared
-                .broker
-                .registry()
-                .subscribe(&rec.channel, self.sub.clone() as Arc<dyn Subscriber>);
+            let subscription = self.attach(&rec.filter, &rec.channel);
             self.held.push(Held {
                 filter: rec.filter.clone(),
                 _subscription: subscription,

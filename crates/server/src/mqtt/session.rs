@@ -28,6 +28,7 @@ use tokio::time::{Instant, Sleep};
 
 use super::decide::{self, Asked, Granted};
 use super::origin::OriginLink;
+use super::share::Membership;
 use super::subscriber::MqttSub;
 use super::{authorize, device_item};
 use crate::conn::Tokens;
@@ -61,7 +62,14 @@ pub(super) enum End {
 /// One granted subscription held by the task: dropping it unsubscribes.
 pub(super) struct Held {
     pub(super) filter: Arc<str>,
-    pub(super) _subscription: Subscription,
+    pub(super) _subscription: Holding,
+}
+
+/// What keeps a subscription in the broker: the connection's own place in a channel, or its
+/// place in a shared subscription's group.
+pub(super) enum Holding {
+    Channel(#[allow(dead_code, reason = "held for its Drop")] Subscription),
+    Group(#[allow(dead_code, reason = "held for its Drop")] Membership),
 }
 
 /// A device's publish, decided: the item, and how to acknowledge it.
@@ -421,7 +429,7 @@ impl Session {
             max_packet: Some(cfg.max_packet_bytes),
             // the origin maps wildcard filters to channels; the demo has no such mapping
             wildcards: !authorize::is_demo(&route),
-            shared: false,
+            shared: true,
             ..ConnackInfo::default()
         };
         if let Some(id) = granted.client_id {

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use gripway_broker::message::Encoding;
 use gripway_broker::{Delivery, Message, Subscriber, Transport};
 use gripway_proto::mqtt::{
-    matches, publish_head, publish_total_len, PublishHead, PublishTail, Version,
+    matches, parse_shared, publish_head, publish_total_len, PublishHead, PublishTail, Version,
 };
 use parking_lot::Mutex;
 
@@ -299,9 +299,11 @@ fn route<'a>(
         if &*e.channel != channel {
             continue;
         }
+        // a shared subscription's filter is matched without its `$share/<group>/`
+        let filter = parse_shared(&e.filter).map_or(&*e.filter, |s| s.filter);
         let topic = match view.topic {
-            Some(t) if e.wildcard && !matches(&e.filter, t) => continue,
-            Some(t) if !e.wildcard && t != &*e.filter => continue,
+            Some(t) if e.wildcard && !matches(filter, t) => continue,
+            Some(t) if !e.wildcard && t != filter => continue,
             Some(t) => t,
             None => &e.topic,
         };
