@@ -44,9 +44,13 @@ class Device:
     """A paho client connected to gripway's MQTT listener, on paho's own network thread;
     what its callbacks see is queued, so a test waits for each with a bound."""
 
-    def __init__(self, gw, version, client_id, *, login=None, will=None, keepalive=60):
+    def __init__(self, gw, version, client_id, *, login=None, will=None, keepalive=60, ws_path=None):
         protocol = mqtt.MQTTv5 if version == 5 else mqtt.MQTTv311
-        self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol)
+        transport = "websockets" if ws_path else "tcp"
+        self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol,
+                             transport=transport)
+        if ws_path:
+            self.c.ws_set_options(path=ws_path)
         self.connacks, self.subacks, self.published = queue.Queue(), queue.Queue(), queue.Queue()
         self.messages, self.disconnects = queue.Queue(), queue.Queue()
         self.log = []
@@ -62,7 +66,8 @@ class Device:
             self.c.username_pw_set(*login)
         if will:
             self.c.will_set(*will)
-        host, port = host_port(gw.mqtt_addr)
+        # over WebSocket, the client port (HTTP) at the MQTT path
+        host, port = host_port(gw.addr if ws_path else gw.mqtt_addr)
         self.c.connect(host, port, keepalive=keepalive)
         self.connected_at = time.monotonic()
         self.c.loop_start()
@@ -402,3 +407,28 @@ def test_paho_v5_reports_the_keep_alive_timeout_reason_code(start_gripway, devic
     flags, rc = d.disconnects.get_nowait()
     assert flags.is_disconnect_packet_from_server
     assert (rc.value, str(rc)) == (0x8D, "Keep alive timeout")
+
+
+def test_paho_over_websocket_shares_channels_with_tcp_devices_and_sse(start_gripway, devices):
+    """MQTT over WebSocket (subprotocol mqtt) on the client port's /mqtt, the demo's path:
+    paho's websockets transport, v3.1.1 and v5, receives what the publish API and a TCP
+    device send, and its own publishes reach TCP devices and SSE clients."""
+    gw = start_gripway()
+    sse = devices(Sse, gw)
+    tcp = devices(Device, gw, 5, "tcp-device")
+    assert tcp.subscribe([("test", 1)]) == [1]
+    for version in (4, 5):
+        ws = devices(Device, gw, version, f"ws-{version}", ws_path="/mqtt")
+        assert ws.rc == 0
+        assert ws.subscribe([("test", 1)]) == [1]
+        item = {"channel": "test", "id": f"w{version}", "formats": {"ws-message": {"content": f"api {version}"}}}
+        assert httpx.post(f"http://{gw.publish_addr}/publish/", json={"items": [item]}).status_code == 200
+        assert [m.payload for m in ws.received(1)] == [f"api {version}".encode()]
+        assert [m.payload for m in tcp.received(1)] == [f"api {version}".encode()]
+        tcp.publish("test", f"from tcp {version}", 1)
+        assert [m.payload for m in ws.received(1)] == [f"from tcp {version}".encode()]
+        assert [m.payload for m in tcp.received(1)] == [f"from tcp {version}".encode()]
+        ws.publish("test", f"from ws {version}", 1)
+        assert [m.payload for m in tcp.received(1)] == [f"from ws {version}".encode()]
+        assert [m.payload for m in ws.received(1)] == [f"from ws {version}".encode()]
+    assert sse.until("from ws 5") == ["from tcp 4", "from ws 4", "from tcp 5", "from ws 5"]

@@ -34,21 +34,32 @@ pub fn encode_frame(kind: FrameKind, payload: Bytes) -> Bytes {
 /// (the same bytes [`encode_frame`] puts in front of the payload), for a caller that builds
 /// the frame in its own buffer.
 pub fn write_frame_header(out: &mut Vec<u8>, kind: FrameKind, len: usize) {
+    let (head, n) = frame_header(kind, len);
+    out.extend_from_slice(&head[..n]);
+}
+
+/// The header [`write_frame_header`] writes, on the stack: its bytes and their number (for a
+/// fan-out that frames a shared payload per subscriber without allocating).
+pub fn frame_header(kind: FrameKind, len: usize) -> ([u8; 10], usize) {
     let opcode = match kind {
         FrameKind::Text => 0x1,
         FrameKind::Binary => 0x2,
         FrameKind::Ping => 0x9,
         FrameKind::Pong => 0xa,
     };
-    out.push(0x80 | opcode);
+    let mut head = [0u8; 10];
+    head[0] = 0x80 | opcode;
     if len < 126 {
-        out.push(len as u8);
+        head[1] = len as u8;
+        (head, 2)
     } else if let Ok(short) = u16::try_from(len) {
-        out.push(126);
-        out.extend_from_slice(&short.to_be_bytes());
+        head[1] = 126;
+        head[2..4].copy_from_slice(&short.to_be_bytes());
+        (head, 4)
     } else {
-        out.push(127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
+        head[1] = 127;
+        head[2..10].copy_from_slice(&(len as u64).to_be_bytes());
+        (head, 10)
     }
 }
 

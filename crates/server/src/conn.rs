@@ -226,6 +226,14 @@ pub(crate) async fn serve(shared: Arc<Shared>, mut conn: ClientConn, tokens: Tok
                 });
                 return;
             }
+            Next::Mqtt(plan) => {
+                if !conn.buf.is_empty() {
+                    Box::pin(refuse_websocket_early_data(shared, conn)).await;
+                    return;
+                }
+                tokio::spawn(crate::mqtt::ws::run(shared.clone(), conn, plan, tokens));
+                return;
+            }
             Next::Hold(plan) => {
                 spawn_hold(shared.clone(), conn, plan, tokens);
                 return;

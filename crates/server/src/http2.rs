@@ -240,6 +240,13 @@ fn after(shared: Arc<Shared>, conn: ClientConn, next: Next) {
             // on a task of its own, as an HTTP/1 connection's
             tokio::spawn(crate::ws::run(shared, conn, plan));
         }
+        Next::Mqtt(plan) => {
+            let tokens = crate::conn::Tokens {
+                _admitted: None,
+                _busy: shared.drain.busy(),
+            };
+            tokio::spawn(crate::mqtt::ws::run(shared, conn, plan, tokens));
+        }
         Next::Hold(plan) => {
             tokio::spawn(HeldStream {
                 hold: crate::hold::run(shared.clone(), conn, plan),

@@ -7,6 +7,8 @@
 //!
 //! [mqtt]
 //! path = "/mqtt"                    # the path MQTT connections are routed by
+//! websocket_path = "/mqtt"          # MQTT over WebSocket on the client port (default off;
+//!                                   # the demo: /mqtt)
 //! max_packet_bytes = 1048576        # largest packet a device may send
 //! max_inflight = 32                 # QoS 1/2 publishes a device may have unacknowledged
 //! max_subscriptions = 100           # topic filters per connection
@@ -33,6 +35,9 @@ pub struct MqttSettings {
     pub addrs: Option<Vec<SocketAddr>>,
     /// The request path MQTT connections are routed by, and that origin requests go to.
     pub path: String,
+    /// The path on the client port where WebSocket clients offering the `mqtt` subprotocol
+    /// speak MQTT: None is the default (off, or `/mqtt` for the demo); empty is off.
+    pub websocket_path: Option<String>,
     /// Largest packet a device may send, in bytes (its remaining length).
     pub max_packet_bytes: u32,
     /// QoS 1 and 2 publishes a device may have waiting for their acknowledgement (our
@@ -63,6 +68,7 @@ impl Default for MqttSettings {
         MqttSettings {
             addrs: None,
             path: "/mqtt".into(),
+            websocket_path: None,
             max_packet_bytes: 1024 * 1024,
             max_inflight: 32,
             max_subscriptions: 100,
@@ -81,6 +87,8 @@ impl Default for MqttSettings {
 pub struct RawMqtt {
     /// The path MQTT connections are routed by (default `/mqtt`).
     pub path: Option<String>,
+    /// The client port's path for MQTT over WebSocket (default: off; the demo `/mqtt`).
+    pub websocket_path: Option<String>,
     /// Largest packet a device may send, in bytes (default 1,048,576).
     pub max_packet_bytes: Option<u32>,
     /// QoS 1/2 publishes a device may have unacknowledged (default 32).
@@ -119,6 +127,15 @@ pub(super) fn parse(
             return Err(err("path", "[mqtt] path must start with /".into()));
         }
         settings.path = path;
+    }
+    if let Some(path) = raw.websocket_path {
+        if !path.is_empty() && !path.starts_with('/') {
+            return Err(err(
+                "websocket_path",
+                "[mqtt] websocket_path must start with / (or be empty: off)".into(),
+            ));
+        }
+        settings.websocket_path = Some(path);
     }
     if let Some(n) = raw.max_packet_bytes {
         // the fixed header's remaining length holds at most 268,435,455
@@ -179,6 +196,16 @@ pub(super) fn parse(
 }
 
 impl MqttSettings {
+    /// The client port's MQTT-over-WebSocket path, if any.
+    pub fn websocket_path(&self, demo: bool) -> Option<&str> {
+        match self.websocket_path.as_deref() {
+            Some("") => None,
+            Some(p) => Some(p),
+            None if demo => Some("/mqtt"),
+            None => None,
+        }
+    }
+
     /// The listeners to open, and whether failing to bind them is only a warning (the
     /// demo's default port).
     pub fn listeners(&self, demo: bool) -> (Vec<SocketAddr>, bool) {

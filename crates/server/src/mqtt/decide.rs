@@ -377,10 +377,7 @@ impl Session {
         let head = Bytes::copy_from_slice(head.as_slice());
         let topic = Bytes::copy_from_slice(topic.as_bytes());
         let props = Bytes::from_static(if props.is_empty() { b"" } else { b"\0" });
-        let mut st = self.sub.sink.lock();
-        self.sub
-            .sink
-            .send(&mut st, &[&head, &topic, &props, content])
+        self.send_packet(&[&head, &topic, &props, content])
     }
 
     pub(super) fn on_subscribe(&mut self, pid: u16, filters: Vec<SubRequest>) -> Step {

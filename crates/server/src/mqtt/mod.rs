@@ -18,6 +18,7 @@ pub(crate) mod session;
 mod sessions;
 mod share;
 mod subscriber;
+pub(crate) mod ws;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -28,6 +29,7 @@ use gripway_proto::publish::{self, DevicePublish, Item, StreamForm};
 pub(crate) use session::run;
 pub(crate) use sessions::Sessions;
 pub(crate) use share::Groups;
+pub(crate) use ws::MqttWsPlan;
 
 /// Bytes of an MQTT subscriber's state, for the budget test.
 #[cfg(test)]

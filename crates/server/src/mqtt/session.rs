@@ -37,7 +37,9 @@ use crate::hold::sink::{Ending, Input, Sink, Wake};
 use crate::metrics::{ConnGuard, ConnKind};
 use crate::routing::RouteEntry;
 use crate::transport::ClientConn;
+use crate::ws::client::{ClientMessage, ClientProtocol, ReadEnd};
 use crate::Shared;
+use gripway_proto::ws_frame::{frame_header, FrameKind};
 
 /// Bytes read from the socket per wake before the packets in them are handled.
 const READ_CHUNK: usize = 4096;
@@ -109,6 +111,8 @@ pub(crate) struct Session {
     pub(super) awaiting_rel: Vec<u16>,
     pub(super) to_publish: Vec<ToPublish>,
     pub(super) client_id: Arc<str>,
+    /// MQTT over WebSocket: the WebSocket protocol state (packets come in binary messages).
+    ws: Option<Box<ClientProtocol>>,
     _tokens: Tokens,
     guard: ConnGuard,
 }
@@ -120,6 +124,20 @@ pub(crate) fn run(
     conn: ClientConn,
     tokens: Tokens,
 ) -> impl Future<Output = ()> + Send + 'static {
+    drive(start(shared, conn, tokens, false))
+}
+
+/// Runs an MQTT connection whose packets travel in WebSocket messages (the handshake was
+/// answered).
+pub(crate) fn run_ws(
+    shared: Arc<Shared>,
+    conn: ClientConn,
+    tokens: Tokens,
+) -> impl Future<Output = ()> + Send + 'static {
+    drive(start(shared, conn, tokens, true))
+}
+
+fn start(shared: Arc<Shared>, conn: ClientConn, tokens: Tokens, ws: bool) -> Session {
     let ClientConn {
         sock, guard, buf, ..
     } = conn;
@@ -128,7 +146,7 @@ pub(crate) fn run(
     let deadline = Instant::now() + shared.config.proxy.request_head_timeout;
     let s = Session {
         sub: Arc::new(MqttSub::new(sink, Version::V3, u32::MAX, u16::MAX)),
-        shared,
+        shared: shared.clone(),
         route: None,
         link: None,
         version: Version::V3,
@@ -143,10 +161,16 @@ pub(crate) fn run(
         awaiting_rel: Vec::new(),
         to_publish: Vec::new(),
         client_id: Arc::from(""),
+        ws: ws.then(|| {
+            // binary messages up to the largest packet (plus a frame's worth of slack)
+            let max = shared.config.mqtt.max_packet_bytes as usize + 16;
+            Box::new(ClientProtocol::new(max, false))
+        }),
         _tokens: tokens,
         guard,
     };
-    drive(s)
+    s.sub.state.lock().ws = ws;
+    s
 }
 
 /// Runs a session until it ends. Not an async fn: that would keep the session twice, as its
@@ -252,6 +276,39 @@ impl Session {
 
     /// Reads up to a chunk into `partial`: bytes read, and whether the device closed.
     fn read_some(&mut self) -> io::Result<(usize, bool)> {
+        if let Some(ws) = self.ws.as_deref_mut() {
+            let mut messages = Vec::new();
+            let mut out = Vec::new();
+            let end = ws.read(&self.sub.sink, &mut messages, &mut out, READ_CHUNK);
+            if !out.is_empty() {
+                // pongs and close replies
+                let mut st = self.sub.sink.lock();
+                self.sub.sink.send(&mut st, &[&bytes::Bytes::from(out)]);
+            }
+            let mut got = 0;
+            for m in messages {
+                match m {
+                    ClientMessage::Binary(b) => {
+                        got += b.len();
+                        self.partial.extend_from_slice(&b);
+                    }
+                    // MQTT over WebSocket is binary only
+                    ClientMessage::Text(_) => {
+                        return Err(io::Error::new(io::ErrorKind::InvalidData, "a text message"))
+                    }
+                    ClientMessage::Close(_) => return Ok((got, true)),
+                    ClientMessage::Ping(_) | ClientMessage::Pong(_) => {}
+                }
+            }
+            return match end {
+                ReadEnd::Drained => Ok((got, false)),
+                ReadEnd::Closed => Ok((got, true)),
+                ReadEnd::Violation(_) => Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "WebSocket violation",
+                )),
+            };
+        }
         let mut buf = [0u8; READ_CHUNK];
         match self.sub.sink.try_read(&mut buf) {
             Ok(0) => Ok((0, true)),
@@ -335,8 +392,23 @@ impl Session {
         let Ok(bytes) = encode_out(version, out) else {
             return true;
         };
+        self.send_packet(&[&bytes::Bytes::from(bytes)])
+    }
+
+    /// Writes one packet made of `parts` (in a binary WebSocket message over WebSocket);
+    /// false if the device is too slow.
+    pub(super) fn send_packet(&self, parts: &[&bytes::Bytes]) -> bool {
         let mut st = self.sub.sink.lock();
-        self.sub.sink.send(&mut st, &[&bytes::Bytes::from(bytes)])
+        if self.ws.is_none() {
+            return self.sub.sink.send(&mut st, parts);
+        }
+        let len = parts.iter().map(|p| p.len()).sum();
+        let (head, n) = frame_header(FrameKind::Binary, len);
+        let head = bytes::Bytes::copy_from_slice(&head[..n]);
+        let mut framed: Vec<&bytes::Bytes> = Vec::with_capacity(parts.len() + 1);
+        framed.push(&head);
+        framed.extend_from_slice(parts);
+        self.sub.sink.send(&mut st, &framed)
     }
 
     pub(super) fn send(&self, out: &Out) -> bool {

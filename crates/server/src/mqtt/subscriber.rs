@@ -20,6 +20,7 @@ use gripway_broker::{Delivery, Message, Subscriber, Transport};
 use gripway_proto::mqtt::{
     matches, parse_shared, publish_head, publish_total_len, PublishHead, PublishTail, Version,
 };
+use gripway_proto::ws_frame::{frame_header, FrameKind};
 use parking_lot::Mutex;
 
 use crate::drain::Drainable;
@@ -29,8 +30,8 @@ use crate::hold::sink::{Frame, Intake, Sink, SinkState};
 /// (beside the sink's byte bound; a v5 client's receive maximum lowers it).
 pub(crate) const MAX_UNACKED: usize = 10_000;
 
-/// Messages turned into packets per vectored write (five slices each).
-const PER_WRITE: usize = 12;
+/// Messages turned into packets per vectored write (six slices each, at most).
+const PER_WRITE: usize = 10;
 
 /// One granted subscription, as the fan-out needs it.
 pub(crate) struct Entry {
@@ -68,6 +69,8 @@ pub(crate) struct SubState {
     pub(crate) oversized: u64,
     /// The session outlives the connection: each entry keeps its last item sent.
     pub(crate) track: bool,
+    /// MQTT over WebSocket: each packet goes in a binary message.
+    pub(crate) ws: bool,
 }
 
 /// The parts of an MQTT connection the fan-out reaches.
@@ -91,6 +94,7 @@ impl MqttSub {
                 close: None,
                 oversized: 0,
                 track: false,
+                ws: false,
             }),
         }
     }
@@ -129,6 +133,8 @@ impl Subscriber for MqttSub {
 
 /// One PUBLISH decided: its head and packet id on the stack, and what it borrows.
 struct Planned<'a> {
+    /// Over WebSocket: the binary frame's header.
+    frame: ([u8; 10], usize),
     head: PublishHead,
     pid: PublishTail,
     topic: &'a [u8],
@@ -167,6 +173,7 @@ impl MqttSub {
             pending,
             oversized,
             track,
+            ws,
             ..
         } = &mut *guard;
         let v5 = *version == Version::V5;
@@ -220,7 +227,13 @@ impl MqttSub {
                 if let Some(id) = pid {
                     inflight.push_back((id, msg.clone()));
                 }
+                let frame = if *ws {
+                    frame_header(FrameKind::Binary, total)
+                } else {
+                    ([0; 10], 0)
+                };
                 planned[n] = Some(Planned {
+                    frame,
                     head,
                     pid: tail,
                     topic: topic.as_bytes(),
@@ -233,9 +246,13 @@ impl MqttSub {
             if n == 0 {
                 continue;
             }
-            let mut frames: [Frame<'_>; PER_WRITE * 5] = [Frame::Slice(&[]); PER_WRITE * 5];
+            let mut frames: [Frame<'_>; PER_WRITE * 6] = [Frame::Slice(&[]); PER_WRITE * 6];
             let mut f = 0;
             for p in planned[..n].iter().flatten() {
+                if p.frame.1 > 0 {
+                    frames[f] = Frame::Slice(&p.frame.0[..p.frame.1]);
+                    f += 1;
+                }
                 frames[f] = Frame::Slice(p.head.as_slice());
                 frames[f + 1] = Frame::Slice(p.topic);
                 f += 2;

@@ -35,10 +35,23 @@ pub(crate) enum Next {
     Hold(Box<HoldPlan>),
     /// Switch the connection to a WebSocket.
     WebSocket(Box<crate::ws::WsPlan>),
+    /// Switch the connection to MQTT over WebSocket.
+    Mqtt(Box<crate::mqtt::MqttWsPlan>),
 }
 
 /// Handles one request read from `conn`.
 pub(crate) async fn handle(shared: &Arc<Shared>, conn: &mut ClientConn, head: RequestHead) -> Next {
+    if head.is_websocket_upgrade() {
+        // MQTT over WebSocket is answered here; the origin is asked at its CONNECT
+        match crate::mqtt::ws::plan(shared, &head) {
+            Some(Ok(plan)) => return Next::Mqtt(plan),
+            Some(Err((status, text))) => {
+                let refusal = Refusal::client(status, "bad-websocket-handshake", text);
+                return refuse(shared, conn, &head, refusal).await;
+            }
+            None => {}
+        }
+    }
     let routes = shared.routes.current();
     let proto = if head.is_websocket_upgrade() {
         RouteProto::Ws

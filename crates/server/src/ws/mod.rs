@@ -6,7 +6,7 @@
 //! ([`grip`]) once it has enabled the `grip` extension. [`session`] runs a connection.
 
 mod base_headers;
-mod client;
+pub(crate) mod client;
 mod grip;
 mod passthrough;
 mod recover;
