@@ -75,8 +75,9 @@ pub(crate) struct Session {
     /// An incomplete packet (empty and unallocated between packets).
     partial: BytesMut,
     timer: Pin<Box<Sleep>>,
-    /// Keep-alive × 1.5 (zero: none).
-    keep_alive: Duration,
+    /// Keep-alive × 1.5, in milliseconds (zero: none); not a `Duration`, so that the task
+    /// stays within 280 B, under tokio's next 128-byte step.
+    keep_alive_ms: u32,
     last_seen: Instant,
     held: Vec<Held>,
     will: Option<Box<Will>>,
@@ -88,9 +89,15 @@ pub(crate) struct Session {
     guard: ConnGuard,
 }
 
-/// Runs an MQTT connection until it ends. The session is made before the future, so that
-/// the future keeps it once.
-pub(crate) fn run(
+/// Runs an MQTT connection on a task of its own, sized for it: the task that accepted it is
+/// sized for HTTP's larger future (768 B a connection, for its whole life, against 384).
+pub(crate) async fn run(shared: Arc<Shared>, conn: ClientConn, tokens: Tokens) {
+    tokio::spawn(start(shared, conn, tokens));
+}
+
+/// An MQTT connection's future, until it ends. The session is made before the future, so
+/// that the future keeps it once.
+pub(crate) fn start(
     shared: Arc<Shared>,
     conn: ClientConn,
     tokens: Tokens,
@@ -108,7 +115,7 @@ pub(crate) fn run(
         version: Version::V3,
         partial: BytesMut::new(),
         timer: Box::pin(tokio::time::sleep_until(deadline)),
-        keep_alive: Duration::ZERO,
+        keep_alive_ms: 0,
         last_seen: Instant::now(),
         held: Vec::new(),
         will: None,
@@ -388,17 +395,20 @@ impl Session {
             return Step::End(End::Lost);
         }
         // keep-alive: 1.5 times what the device asked (MQTT §3.1.2.10)
-        self.keep_alive = Duration::from_millis(u64::from(keep_alive) * 1500);
+        self.keep_alive_ms = u32::from(keep_alive) * 1500;
         self.arm_keep_alive();
         Step::Continue
     }
 
+    fn keep_alive(&self) -> Option<Duration> {
+        (self.keep_alive_ms > 0).then(|| Duration::from_millis(self.keep_alive_ms.into()))
+    }
+
     fn arm_keep_alive(&mut self) {
-        let due = if self.keep_alive.is_zero() {
+        let due = match self.keep_alive() {
             // none asked (v3): only the drain or the device ends it
-            Instant::now() + Duration::from_secs(86_400 * 365)
-        } else {
-            self.last_seen + self.keep_alive
+            None => Instant::now() + Duration::from_secs(86_400 * 365),
+            Some(k) => self.last_seen + k,
         };
         self.timer.as_mut().reset(due);
     }
@@ -407,7 +417,10 @@ impl Session {
         if self.route.is_none() {
             return self.refuse("mqtt-connect-timeout", "no CONNECT in time");
         }
-        if !self.keep_alive.is_zero() && Instant::now() >= self.last_seen + self.keep_alive {
+        if self
+            .keep_alive()
+            .is_some_and(|k| Instant::now() >= self.last_seen + k)
+        {
             return self.violation(0x8D, "mqtt-keep-alive-timeout", "keep-alive passed".into());
         }
         self.arm_keep_alive();
@@ -602,10 +615,12 @@ impl Session {
     /// Subscribes `filter` (replacing a subscription with the same filter) to `channel`.
     fn subscribe(&mut self, filter: &Arc<str>, channel: String, qos: u8) {
         self.unsubscribe(filter);
+        room_for_one(&mut self.held);
         let channel: Arc<str> = Arc::from(channel);
         let wildcard = filter.contains(['+', '#']);
         {
             let mut state = self.sub.state.lock();
+            room_for_one(&mut state.entries);
             state.entries.push(Entry {
                 topic: if wildcard {
                     channel.clone()
@@ -693,6 +708,26 @@ impl Session {
                 }
             }
         }
+    }
+}
+
+/// Makes room for one more subscription, exactly while there are few: most devices
+/// subscribe once, and a `Vec`'s first growth makes room for four (224 B of entries).
+fn room_for_one<T>(v: &mut Vec<T>) {
+    if v.len() < 4 {
+        v.reserve_exact(1);
+    }
+}
+
+#[cfg(test)]
+#[test]
+fn one_subscription_takes_room_for_one() {
+    let mut v = Vec::new();
+    for n in 1..=6 {
+        room_for_one(&mut v);
+        v.push(n);
+        let room = if n <= 4 { n } else { 8 };
+        assert_eq!(v.capacity(), room, "after {n}");
     }
 }
 

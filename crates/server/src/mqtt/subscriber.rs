@@ -54,14 +54,29 @@ pub(crate) struct SubState {
     pub(crate) receive_max: u16,
     pub(crate) entries: Vec<Entry>,
     next_pid: u16,
-    /// QoS 1 messages sent, by packet id, oldest first, until the client's PUBACK.
-    pub(crate) inflight: VecDeque<(u16, Arc<Message>)>,
-    /// QoS 1 messages waiting for room in the client's receive maximum, with their topic.
-    pub(crate) pending: VecDeque<(Arc<Message>, Arc<str>)>,
+    /// QoS 1 messages unacknowledged; None while there are none.
+    pub(crate) window: Option<Box<Window>>,
     /// The connection's task is asked to end it with this v5 reason code (a drain).
     pub(crate) close: Option<u8>,
     /// Deliveries skipped because they exceed the client's maximum packet size.
     pub(crate) oversized: u64,
+}
+
+/// QoS 1 messages the client has not acknowledged yet. Boxed beside the state, and only
+/// while there are some: most connections have none, and an idle one keeps none (the two
+/// queues inline would be 64 B of every connection's state).
+#[derive(Default)]
+pub(crate) struct Window {
+    /// Sent, by packet id, oldest first, until the client's PUBACK.
+    pub(crate) inflight: VecDeque<(u16, Arc<Message>)>,
+    /// Waiting for room in the client's receive maximum, with their topic.
+    pub(crate) pending: VecDeque<(Arc<Message>, Arc<str>)>,
+}
+
+impl Window {
+    fn is_empty(&self) -> bool {
+        self.inflight.is_empty() && self.pending.is_empty()
+    }
 }
 
 /// The parts of an MQTT connection the fan-out reaches.
@@ -80,8 +95,7 @@ impl MqttSub {
                 receive_max,
                 entries: Vec::new(),
                 next_pid: 0,
-                inflight: VecDeque::new(),
-                pending: VecDeque::new(),
+                window: None,
                 close: None,
                 oversized: 0,
             }),
@@ -147,8 +161,7 @@ impl MqttSub {
             receive_max,
             entries,
             next_pid,
-            inflight,
-            pending,
+            window,
             oversized,
             ..
         } = &mut *guard;
@@ -167,16 +180,18 @@ impl MqttSub {
                 let props: &[u8] = if v5 { view.props } else { &[] };
                 let mut pid = None;
                 if qos == 1 {
-                    if inflight.len() + pending.len() >= MAX_UNACKED {
+                    let w = window.get_or_insert_with(Box::default);
+                    if w.inflight.len() + w.pending.len() >= MAX_UNACKED {
                         self.sink.cut_off(st);
                         return Delivery::DroppedSlow(messages.len() as u32);
                     }
-                    if inflight.len() >= usize::from(*receive_max) {
-                        pending.push_back((msg.clone(), entries[entry].channel.clone()));
+                    if w.inflight.len() >= usize::from(*receive_max) {
+                        w.pending
+                            .push_back((msg.clone(), entries[entry].channel.clone()));
                         sent += 1;
                         continue;
                     }
-                    let id = take_pid(next_pid, inflight);
+                    let id = take_pid(next_pid, &w.inflight);
                     pid = Some(id);
                 }
                 let p = &mut planned[n];
@@ -203,7 +218,8 @@ impl MqttSub {
                     continue;
                 }
                 if let Some(id) = pid {
-                    inflight.push_back((id, msg.clone()));
+                    let w = window.get_or_insert_with(Box::default);
+                    w.inflight.push_back((id, msg.clone()));
                 }
                 p.head_len = len;
                 p.pid = pid.map(u16::to_be_bytes);
@@ -246,6 +262,10 @@ impl MqttSub {
                 return Delivery::DroppedSlow(messages.len() as u32);
             }
             sent += n as u32;
+        }
+        if window.as_ref().is_some_and(|w| w.is_empty()) {
+            // made for a message that was not sent after all (too large for the client)
+            *window = None;
         }
         if sent == 0 {
             Delivery::Skipped
@@ -299,19 +319,20 @@ impl MqttSub {
         let mut st = self.sink.lock();
         let next = {
             let mut state = self.state.lock();
-            let Some(at) = state.inflight.iter().position(|(p, _)| *p == pid) else {
+            let receive_max = usize::from(state.receive_max);
+            let Some(w) = state.window.as_mut() else {
                 return;
             };
-            state.inflight.remove(at);
-            if state.inflight.is_empty() {
-                // an idle connection keeps no window storage
-                state.inflight = VecDeque::new();
-            }
-            let room = usize::from(state.receive_max).saturating_sub(state.inflight.len());
-            let n = room.min(state.pending.len());
-            let next: Vec<_> = state.pending.drain(..n).collect();
-            if state.pending.is_empty() {
-                state.pending = VecDeque::new();
+            let Some(at) = w.inflight.iter().position(|(p, _)| *p == pid) else {
+                return;
+            };
+            w.inflight.remove(at);
+            let room = receive_max.saturating_sub(w.inflight.len());
+            let n = room.min(w.pending.len());
+            let next: Vec<_> = w.pending.drain(..n).collect();
+            if w.is_empty() {
+                // an idle connection keeps no window
+                state.window = None;
             }
             next
         };
