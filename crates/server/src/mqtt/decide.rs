@@ -263,11 +263,12 @@ impl Session {
         };
         if p.qos == 2 {
             let pid = p.pid.unwrap_or(0);
-            if self.awaiting_rel.contains(&pid) {
+            let awaiting = self.extra.as_deref().map_or(&[][..], |e| &e.awaiting_rel);
+            if awaiting.contains(&pid) {
                 // a resend of one already taken: answer again, publish nothing
                 return self.ok(self.send(&Out::Pubrec { pid, code: 0 }));
             }
-            if self.awaiting_rel.len() >= usize::from(self.shared.config.mqtt.max_inflight) {
+            if awaiting.len() >= usize::from(self.shared.config.mqtt.max_inflight) {
                 return self.violation(
                     0x93,
                     "mqtt-receive-maximum-exceeded",
@@ -278,7 +279,7 @@ impl Session {
         let ack = match (p.qos, p.pid) {
             (1, Some(pid)) => Some(Out::Puback { pid, code: 0 }),
             (2, Some(pid)) => {
-                self.awaiting_rel.push(pid);
+                self.extra().awaiting_rel.push(pid);
                 Some(Out::Pubrec { pid, code: 0 })
             }
             _ => None,
@@ -477,10 +478,10 @@ impl Session {
         let retained = retained && shared.is_none();
         // held back while the retained messages are read and until they follow the SUBACK:
         // none goes out after a newer one
-        if retained && self.retained.is_none() {
+        if retained && self.extra.as_deref().is_none_or(|e| e.retained.is_none()) {
             let sink = &self.sub.sink;
             sink.hold_back(&mut sink.lock());
-            self.retained = Some(Box::default());
+            self.extra().retained = Some(Vec::new());
         }
         let wildcard = filter.contains(['+', '#']);
         let topic: Option<Arc<str>> = topic.map(Arc::from);
@@ -488,7 +489,7 @@ impl Session {
             let channel: Arc<str> = Arc::from(channel);
             // a persistent session recovers after the channel's newest item at subscribe time
             // when nothing was sent to it since
-            let last = (self.expiry > 0)
+            let last = (self.expiry() > 0)
                 .then(|| {
                     self.shared
                         .broker
@@ -499,7 +500,7 @@ impl Session {
                 .map(|k| k.msg);
             {
                 let mut state = self.sub.state.lock();
-                state.entries.reserve_exact(1);
+                super::session::room_for_one(&mut state.entries);
                 state.entries.push(Entry {
                     topic: match (&topic, shared) {
                         (Some(t), _) => t.clone(),
@@ -516,14 +517,13 @@ impl Session {
             }
             let subscription = self.attach(filter, &channel);
             if retained {
-                if let (Some(msg), Some(found)) = (
-                    super::retained::newest(&self.shared, &channel),
-                    self.retained.as_mut(),
-                ) {
-                    found.push(msg);
+                if let Some(msg) = super::retained::newest(&self.shared, &channel) {
+                    if let Some(found) = self.extra().retained.as_mut() {
+                        found.push(msg);
+                    }
                 }
             }
-            self.held.reserve_exact(1);
+            super::session::room_for_one(&mut self.held);
             self.held.push(Held {
                 filter: filter.clone(),
                 _subscription: subscription,
@@ -535,8 +535,8 @@ impl Session {
     /// fan-out held back meanwhile).
     fn suback(&mut self, pid: u16, codes: Vec<u8>) -> Step {
         let written = self.send(&Out::Suback { pid, codes });
-        if let Some(found) = self.retained.take() {
-            super::retained::send(&self.sub, *found);
+        if let Some(found) = self.extra.as_deref_mut().and_then(|e| e.retained.take()) {
+            super::retained::send(&self.sub, found);
         }
         self.ok(written)
     }

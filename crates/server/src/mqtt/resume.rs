@@ -36,7 +36,11 @@ pub(super) fn keep(sub: &MqttSub, expiry: u32) -> Stored {
             last: e.last,
         })
         .collect();
-    let inflight = state.inflight.drain(..).map(|(_, m)| m).collect();
+    let inflight = state
+        .window
+        .take()
+        .map(|w| w.inflight.into_iter().map(|(_, m)| m).collect())
+        .unwrap_or_default();
     Stored::new(subs, inflight, Duration::from_secs(u64::from(expiry)))
 }
 

@@ -92,39 +92,51 @@ pub(crate) struct Session {
     /// An incomplete packet (empty and unallocated between packets).
     partial: BytesMut,
     timer: Pin<Box<Sleep>>,
-    /// Keep-alive × 1.5 (zero: none).
-    keep_alive: Duration,
+    /// Keep-alive × 1.5, in milliseconds (zero: none); not a `Duration`, so that the task
+    /// stays within 280 B, under tokio's next 128-byte step.
+    keep_alive_ms: u32,
     last_seen: Instant,
     pub(super) held: Vec<Held>,
-    /// The will and the channel it goes to.
-    pub(super) will: Option<Box<(Will, String)>>,
-    /// Retained messages found by the subscriptions of the SUBSCRIBE being handled, sent
-    /// after its SUBACK (the fan-out is held back meanwhile).
-    #[allow(
-        clippy::box_collection,
-        reason = "one pointer in every session; the list exists only while a SUBSCRIBE is handled"
-    )]
-    pub(super) retained: Option<Box<Vec<Arc<gripway_broker::Message>>>>,
-    /// Seconds the session outlives the connection (0: it ends with it).
-    pub(super) expiry: u32,
-    /// QoS 2 packet ids published and awaiting the device's PUBREL.
-    pub(super) awaiting_rel: Vec<u16>,
+    /// What few sessions need (a will, a persistent session, QoS 2, retained messages being
+    /// sent), boxed: an ordinary idle connection keeps one pointer for it.
+    pub(super) extra: Option<Box<Extra>>,
     pub(super) to_publish: Vec<ToPublish>,
-    pub(super) client_id: Arc<str>,
     /// MQTT over WebSocket: the WebSocket protocol state (packets come in binary messages).
     ws: Option<Box<ClientProtocol>>,
     _tokens: Tokens,
     guard: ConnGuard,
 }
 
-/// Runs an MQTT connection until it ends. The session is made before the future, so that
-/// the future keeps it once.
-pub(crate) fn run(
+/// The parts of a session few connections use.
+#[derive(Default)]
+pub(super) struct Extra {
+    /// The will and the channel it goes to.
+    pub(super) will: Option<(Will, String)>,
+    /// Retained messages found by the subscriptions of the SUBSCRIBE being handled, sent
+    /// after its SUBACK (the fan-out is held back meanwhile).
+    pub(super) retained: Option<Vec<Arc<gripway_broker::Message>>>,
+    /// Seconds the session outlives the connection (0: it ends with it).
+    pub(super) expiry: u32,
+    /// The client id a persistent session is stored under.
+    pub(super) client_id: Option<Arc<str>>,
+    /// QoS 2 packet ids published and awaiting the device's PUBREL.
+    pub(super) awaiting_rel: Vec<u16>,
+}
+
+/// Runs an MQTT connection on a task of its own, sized for it: the task that accepted it is
+/// sized for HTTP's larger future (768 B a connection, for its whole life, against 384).
+pub(crate) async fn run(shared: Arc<Shared>, conn: ClientConn, tokens: Tokens) {
+    tokio::spawn(start(shared, conn, tokens));
+}
+
+/// An MQTT connection's future, until it ends. The session is made before the future, so
+/// that the future keeps it once.
+pub(crate) fn start(
     shared: Arc<Shared>,
     conn: ClientConn,
     tokens: Tokens,
 ) -> impl Future<Output = ()> + Send + 'static {
-    drive(start(shared, conn, tokens, false))
+    drive(setup(shared, conn, tokens, false))
 }
 
 /// Runs an MQTT connection whose packets travel in WebSocket messages (the handshake was
@@ -134,10 +146,11 @@ pub(crate) fn run_ws(
     conn: ClientConn,
     tokens: Tokens,
 ) -> impl Future<Output = ()> + Send + 'static {
-    drive(start(shared, conn, tokens, true))
+    drive(setup(shared, conn, tokens, true))
 }
 
-fn start(shared: Arc<Shared>, conn: ClientConn, tokens: Tokens, ws: bool) -> Session {
+/// The session of a connection that has not sent CONNECT yet.
+fn setup(shared: Arc<Shared>, conn: ClientConn, tokens: Tokens, ws: bool) -> Session {
     let ClientConn {
         sock, guard, buf, ..
     } = conn;
@@ -152,15 +165,11 @@ fn start(shared: Arc<Shared>, conn: ClientConn, tokens: Tokens, ws: bool) -> Ses
         version: Version::V3,
         partial: BytesMut::new(),
         timer: Box::pin(tokio::time::sleep_until(deadline)),
-        keep_alive: Duration::ZERO,
+        keep_alive_ms: 0,
         last_seen: Instant::now(),
         held: Vec::new(),
-        will: None,
-        expiry: 0,
-        retained: None,
-        awaiting_rel: Vec::new(),
+        extra: None,
         to_publish: Vec::new(),
-        client_id: Arc::from(""),
         ws: ws.then(|| {
             // binary messages up to the largest packet (plus a frame's worth of slack)
             let max = shared.config.mqtt.max_packet_bytes as usize + 16;
@@ -411,6 +420,16 @@ impl Session {
         self.sub.sink.send(&mut st, &framed)
     }
 
+    /// The rarely used parts, made on first use.
+    pub(super) fn extra(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_with(Box::default)
+    }
+
+    /// Seconds the session outlives the connection (0: it ends with it).
+    pub(super) fn expiry(&self) -> u32 {
+        self.extra.as_deref().map_or(0, |e| e.expiry)
+    }
+
     pub(super) fn send(&self, out: &Out) -> bool {
         self.send_out(self.version, out)
     }
@@ -504,21 +523,21 @@ impl Session {
             shared: true,
             ..ConnackInfo::default()
         };
-        if let Some(id) = granted.client_id {
+        let client_id: Arc<str> = if let Some(id) = granted.client_id {
             let id: Arc<str> = Arc::from(id);
             if *id != *c.client_id {
                 info.assigned_client_id = Some(id.clone());
             }
-            self.client_id = id;
+            id
         } else if c.client_id.is_empty() {
             let id: Arc<str> = Arc::from(format!("gw-{}", uuid::Uuid::new_v4().simple()));
             info.assigned_client_id = Some(id.clone());
-            self.client_id = id;
+            id
         } else {
-            self.client_id = c.client_id.clone();
-        }
+            c.client_id.clone()
+        };
         if let Some(link) = self.link.as_mut() {
-            link.client_id = self.client_id.to_string();
+            link.client_id = client_id.to_string();
         }
         let mut keep_alive = c.keep_alive;
         let max = granted
@@ -531,36 +550,41 @@ impl Session {
         // a session outlives the connection when asked (v3 clean_session = 0, v5 an expiry),
         // for at most max_session_secs
         let cap = cfg.max_session_secs;
-        self.expiry = match c.version {
+        let expiry = match c.version {
             Version::V3 if !c.clean => cap,
             Version::V3 => 0,
             Version::V5 => c.session_expiry.min(cap),
         };
+        if expiry > 0 {
+            let extra = self.extra();
+            extra.expiry = expiry;
+            extra.client_id = Some(client_id.clone());
+        }
         if c.version == Version::V5 && c.session_expiry > cap {
             info.session_expiry = Some(cap);
         }
-        let stored = self
-            .shared
-            .mqtt_sessions
-            .take(&route.label, &self.client_id);
+        let stored = self.shared.mqtt_sessions.take(&route.label, &client_id);
         // clean start: what was stored is dropped
         let stored = stored.filter(|_| !c.clean);
         {
             let mut state = self.sub.state.lock();
-            state.track = self.expiry > 0;
+            state.track = expiry > 0;
             state.version = c.version;
             state.max_packet = c.max_packet.unwrap_or(u32::MAX);
             state.receive_max = c.receive_max.max(1);
         }
         let prefix = &route.route.prefix;
-        self.will = c.will.and_then(|w| {
+        let will = c.will.and_then(|w| {
             let channel = match granted.will {
                 WillRule::Default => format!("{prefix}{}", w.topic),
                 WillRule::Channel(c) => format!("{prefix}{c}"),
                 WillRule::Drop => return None,
             };
-            Some(Box::new((w, channel)))
+            Some((w, channel))
         });
+        if will.is_some() {
+            self.extra().will = will;
+        }
         self.route = Some(route);
         self.guard.become_kind(ConnKind::Mqtt);
         self.shared.drain.roster.enlist(&self.sub);
@@ -572,7 +596,7 @@ impl Session {
             return Step::End(End::Lost);
         }
         // keep-alive: 1.5 times what the device asked (MQTT §3.1.2.10)
-        self.keep_alive = Duration::from_millis(u64::from(keep_alive) * 1500);
+        self.keep_alive_ms = u32::from(keep_alive) * 1500;
         self.arm_keep_alive();
         if let Some(stored) = stored {
             self.resume(stored);
@@ -580,12 +604,15 @@ impl Session {
         Step::Continue
     }
 
+    fn keep_alive(&self) -> Option<Duration> {
+        (self.keep_alive_ms > 0).then(|| Duration::from_millis(self.keep_alive_ms.into()))
+    }
+
     fn arm_keep_alive(&mut self) {
-        let due = if self.keep_alive.is_zero() {
+        let due = match self.keep_alive() {
             // none asked (v3): only the drain or the device ends it
-            Instant::now() + Duration::from_secs(86_400 * 365)
-        } else {
-            self.last_seen + self.keep_alive
+            None => Instant::now() + Duration::from_secs(86_400 * 365),
+            Some(k) => self.last_seen + k,
         };
         self.timer.as_mut().reset(due);
     }
@@ -594,7 +621,10 @@ impl Session {
         if self.route.is_none() {
             return self.refuse("mqtt-connect-timeout", "no CONNECT in time");
         }
-        if !self.keep_alive.is_zero() && Instant::now() >= self.last_seen + self.keep_alive {
+        if self
+            .keep_alive()
+            .is_some_and(|k| Instant::now() >= self.last_seen + k)
+        {
             return self.violation(0x8D, "mqtt-keep-alive-timeout", "keep-alive passed".into());
         }
         self.arm_keep_alive();
@@ -620,7 +650,9 @@ impl Session {
                 Step::Continue
             }
             Inbound::Pubrel(pid) => {
-                self.awaiting_rel.retain(|p| *p != pid);
+                if let Some(e) = self.extra.as_deref_mut() {
+                    e.awaiting_rel.retain(|p| *p != pid);
+                }
                 self.ok(self.send(&Out::Pubcomp { pid }))
             }
             Inbound::Pubrec(_) | Inbound::Pubcomp(_) => self.violation(
@@ -693,8 +725,7 @@ impl Session {
 
         let mut will_sent = false;
         if matches!(end, End::Lost | End::WithWill) {
-            if let Some(will) = self.will.take() {
-                let (will, channel) = *will;
+            if let Some((will, channel)) = self.extra.as_deref_mut().and_then(|e| e.will.take()) {
                 let p = InPublish {
                     topic: will.topic,
                     payload: will.payload,
@@ -715,12 +746,16 @@ impl Session {
                 }
             }
         }
-        if let (Some(route), true) = (&self.route, self.expiry > 0) {
-            if end != End::Drain {
-                let stored = super::resume::keep(&self.sub, self.expiry);
+        let persistent = self
+            .extra
+            .as_deref()
+            .and_then(|e| Some((e.expiry, e.client_id.clone()?)));
+        if let (Some(route), Some((expiry, client_id))) = (&self.route, persistent) {
+            if end != End::Drain && expiry > 0 {
+                let stored = super::resume::keep(&self.sub, expiry);
                 self.shared
                     .mqtt_sessions
-                    .put(&route.label, &self.client_id, stored);
+                    .put(&route.label, &client_id, stored);
             }
         }
         if self.route.is_some() {
@@ -741,6 +776,26 @@ impl Session {
                 }
             }
         }
+    }
+}
+
+/// Makes room for one more subscription, exactly while there are few: most devices
+/// subscribe once, and a `Vec`'s first growth makes room for four (224 B of entries).
+pub(super) fn room_for_one<T>(v: &mut Vec<T>) {
+    if v.len() < 4 {
+        v.reserve_exact(1);
+    }
+}
+
+#[cfg(test)]
+#[test]
+fn one_subscription_takes_room_for_one() {
+    let mut v = Vec::new();
+    for n in 1..=6 {
+        room_for_one(&mut v);
+        v.push(n);
+        let room = if n <= 4 { n } else { 8 };
+        assert_eq!(v.capacity(), room, "after {n}");
     }
 }
 

@@ -59,10 +59,8 @@ pub(crate) struct SubState {
     pub(crate) receive_max: u16,
     pub(crate) entries: Vec<Entry>,
     next_pid: u16,
-    /// QoS 1 messages sent, by packet id, oldest first, until the client's PUBACK.
-    pub(crate) inflight: VecDeque<(u16, Arc<Message>)>,
-    /// QoS 1 messages waiting for room in the client's receive maximum, with their topic.
-    pub(crate) pending: VecDeque<(Arc<Message>, Arc<str>)>,
+    /// QoS 1 messages unacknowledged; None while there are none.
+    pub(crate) window: Option<Box<Window>>,
     /// The connection's task is asked to end it with this v5 reason code (a drain).
     pub(crate) close: Option<u8>,
     /// Deliveries skipped because they exceed the client's maximum packet size.
@@ -71,6 +69,23 @@ pub(crate) struct SubState {
     pub(crate) track: bool,
     /// MQTT over WebSocket: each packet goes in a binary message.
     pub(crate) ws: bool,
+}
+
+/// QoS 1 messages the client has not acknowledged yet. Boxed beside the state, and only
+/// while there are some: most connections have none, and an idle one keeps none (the two
+/// queues inline would be 64 B of every connection's state).
+#[derive(Default)]
+pub(crate) struct Window {
+    /// Sent, by packet id, oldest first, until the client's PUBACK.
+    pub(crate) inflight: VecDeque<(u16, Arc<Message>)>,
+    /// Waiting for room in the client's receive maximum, with their topic.
+    pub(crate) pending: VecDeque<(Arc<Message>, Arc<str>)>,
+}
+
+impl Window {
+    fn is_empty(&self) -> bool {
+        self.inflight.is_empty() && self.pending.is_empty()
+    }
 }
 
 /// The parts of an MQTT connection the fan-out reaches.
@@ -89,8 +104,7 @@ impl MqttSub {
                 receive_max,
                 entries: Vec::new(),
                 next_pid: 0,
-                inflight: VecDeque::new(),
-                pending: VecDeque::new(),
+                window: None,
                 close: None,
                 oversized: 0,
                 track: false,
@@ -169,8 +183,7 @@ impl MqttSub {
             receive_max,
             entries,
             next_pid,
-            inflight,
-            pending,
+            window,
             oversized,
             track,
             ws,
@@ -192,16 +205,19 @@ impl MqttSub {
                 let props: &[u8] = if v5 { view.props } else { &[] };
                 let mut pid = None;
                 if qos == 1 {
-                    if inflight.len() + pending.len() >= MAX_UNACKED {
+                    let w = window.get_or_insert_with(Box::default);
+                    if w.inflight.len() + w.pending.len() >= MAX_UNACKED {
                         self.sink.cut_off(st);
                         return Delivery::DroppedSlow(messages.len() as u32);
                     }
-                    if inflight.len() >= usize::from(*receive_max) {
-                        pending.push_back((msg.clone(), entries[entry].channel.clone()));
+                    if w.inflight.len() >= usize::from(*receive_max) {
+                        w.pending
+                            .push_back((msg.clone(), entries[entry].channel.clone()));
                         sent += 1;
                         continue;
                     }
-                    pid = Some(take_pid(next_pid, inflight));
+                    let id = take_pid(next_pid, &w.inflight);
+                    pid = Some(id);
                 }
                 let head = publish_head(
                     *version,
@@ -225,7 +241,8 @@ impl MqttSub {
                     continue;
                 }
                 if let Some(id) = pid {
-                    inflight.push_back((id, msg.clone()));
+                    let w = window.get_or_insert_with(Box::default);
+                    w.inflight.push_back((id, msg.clone()));
                 }
                 let frame = if *ws {
                     frame_header(FrameKind::Binary, total)
@@ -285,6 +302,10 @@ impl MqttSub {
                 }
             }
         }
+        if window.as_ref().is_some_and(|w| w.is_empty()) {
+            // made for a message that was not sent after all (too large for the client)
+            *window = None;
+        }
         if sent == 0 {
             Delivery::Skipped
         } else {
@@ -339,19 +360,20 @@ impl MqttSub {
         let mut st = self.sink.lock();
         let next = {
             let mut state = self.state.lock();
-            let Some(at) = state.inflight.iter().position(|(p, _)| *p == pid) else {
+            let receive_max = usize::from(state.receive_max);
+            let Some(w) = state.window.as_mut() else {
                 return;
             };
-            state.inflight.remove(at);
-            if state.inflight.is_empty() {
-                // an idle connection keeps no window storage
-                state.inflight = VecDeque::new();
-            }
-            let room = usize::from(state.receive_max).saturating_sub(state.inflight.len());
-            let n = room.min(state.pending.len());
-            let next: Vec<_> = state.pending.drain(..n).collect();
-            if state.pending.is_empty() {
-                state.pending = VecDeque::new();
+            let Some(at) = w.inflight.iter().position(|(p, _)| *p == pid) else {
+                return;
+            };
+            w.inflight.remove(at);
+            let room = receive_max.saturating_sub(w.inflight.len());
+            let n = room.min(w.pending.len());
+            let next: Vec<_> = w.pending.drain(..n).collect();
+            if w.is_empty() {
+                // an idle connection keeps no window
+                state.window = None;
             }
             next
         };
