@@ -37,12 +37,11 @@ use crate::hold::sink::{Ending, Input, Sink, Wake};
 use crate::metrics::{ConnGuard, ConnKind};
 use crate::routing::RouteEntry;
 use crate::transport::ClientConn;
-use crate::ws::client::{ClientMessage, ClientProtocol, ReadEnd};
+use crate::ws::client::ClientProtocol;
 use crate::Shared;
-use gripway_proto::ws_frame::{frame_header, FrameKind};
 
 /// Bytes read from the socket per wake before the packets in them are handled.
-const READ_CHUNK: usize = 4096;
+pub(super) const READ_CHUNK: usize = 4096;
 /// Most bytes read in one wake (then the task yields; input waits in the socket).
 const READ_PER_WAKE: usize = 64 * 1024;
 /// Device publishes handed to the broker together, at most.
@@ -90,7 +89,7 @@ pub(crate) struct Session {
     pub(super) link: Option<Box<OriginLink>>,
     pub(super) version: Version,
     /// An incomplete packet (empty and unallocated between packets).
-    partial: BytesMut,
+    pub(super) partial: BytesMut,
     timer: Pin<Box<Sleep>>,
     /// Keep-alive × 1.5, in milliseconds (zero: none); not a `Duration`, so that the task
     /// stays within 280 B, under tokio's next 128-byte step.
@@ -102,7 +101,7 @@ pub(crate) struct Session {
     pub(super) extra: Option<Box<Extra>>,
     pub(super) to_publish: Vec<ToPublish>,
     /// MQTT over WebSocket: the WebSocket protocol state (packets come in binary messages).
-    ws: Option<Box<ClientProtocol>>,
+    pub(super) ws: Option<Box<ClientProtocol>>,
     _tokens: Tokens,
     guard: ConnGuard,
 }
@@ -285,38 +284,8 @@ impl Session {
 
     /// Reads up to a chunk into `partial`: bytes read, and whether the device closed.
     fn read_some(&mut self) -> io::Result<(usize, bool)> {
-        if let Some(ws) = self.ws.as_deref_mut() {
-            let mut messages = Vec::new();
-            let mut out = Vec::new();
-            let end = ws.read(&self.sub.sink, &mut messages, &mut out, READ_CHUNK);
-            if !out.is_empty() {
-                // pongs and close replies
-                let mut st = self.sub.sink.lock();
-                self.sub.sink.send(&mut st, &[&bytes::Bytes::from(out)]);
-            }
-            let mut got = 0;
-            for m in messages {
-                match m {
-                    ClientMessage::Binary(b) => {
-                        got += b.len();
-                        self.partial.extend_from_slice(&b);
-                    }
-                    // MQTT over WebSocket is binary only
-                    ClientMessage::Text(_) => {
-                        return Err(io::Error::new(io::ErrorKind::InvalidData, "a text message"))
-                    }
-                    ClientMessage::Close(_) => return Ok((got, true)),
-                    ClientMessage::Ping(_) | ClientMessage::Pong(_) => {}
-                }
-            }
-            return match end {
-                ReadEnd::Drained => Ok((got, false)),
-                ReadEnd::Closed => Ok((got, true)),
-                ReadEnd::Violation(_) => Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "WebSocket violation",
-                )),
-            };
+        if self.ws.is_some() {
+            return self.read_ws();
         }
         let mut buf = [0u8; READ_CHUNK];
         match self.sub.sink.try_read(&mut buf) {
@@ -402,22 +371,6 @@ impl Session {
             return true;
         };
         self.send_packet(&[&bytes::Bytes::from(bytes)])
-    }
-
-    /// Writes one packet made of `parts` (in a binary WebSocket message over WebSocket);
-    /// false if the device is too slow.
-    pub(super) fn send_packet(&self, parts: &[&bytes::Bytes]) -> bool {
-        let mut st = self.sub.sink.lock();
-        if self.ws.is_none() {
-            return self.sub.sink.send(&mut st, parts);
-        }
-        let len = parts.iter().map(|p| p.len()).sum();
-        let (head, n) = frame_header(FrameKind::Binary, len);
-        let head = bytes::Bytes::copy_from_slice(&head[..n]);
-        let mut framed: Vec<&bytes::Bytes> = Vec::with_capacity(parts.len() + 1);
-        framed.push(&head);
-        framed.extend_from_slice(parts);
-        self.sub.sink.send(&mut st, &framed)
     }
 
     /// The rarely used parts, made on first use.

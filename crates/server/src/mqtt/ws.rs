@@ -9,6 +9,7 @@
 //! behind a per-subscriber frame header.
 
 use std::future::Future;
+use std::io;
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -17,10 +18,13 @@ use http::header::HeaderValue;
 use http::HeaderMap;
 use tokio::io::AsyncWriteExt;
 
+use super::session::{Session, READ_CHUNK};
 use crate::config::RoutesSource;
 use crate::conn::Tokens;
 use crate::transport::ClientConn;
+use crate::ws::client::{ClientMessage, ReadEnd};
 use crate::Shared;
+use gripway_proto::ws_frame::{frame_header, FrameKind};
 
 /// A client's MQTT-over-WebSocket handshake, accepted.
 pub(crate) struct MqttWsPlan {
@@ -120,4 +124,61 @@ async fn answer(
         return None;
     }
     Some(conn)
+}
+
+impl Session {
+    /// Reads the WebSocket messages the socket has now into the session's buffer: bytes
+    /// read, and whether the device closed.
+    pub(super) fn read_ws(&mut self) -> io::Result<(usize, bool)> {
+        let Some(ws) = self.ws.as_deref_mut() else {
+            return Ok((0, false));
+        };
+        let mut messages = Vec::new();
+        let mut out = Vec::new();
+        let end = ws.read(&self.sub.sink, &mut messages, &mut out, READ_CHUNK);
+        if !out.is_empty() {
+            // pongs and close replies
+            let mut st = self.sub.sink.lock();
+            self.sub.sink.send(&mut st, &[&bytes::Bytes::from(out)]);
+        }
+        let mut got = 0;
+        for m in messages {
+            match m {
+                ClientMessage::Binary(b) => {
+                    got += b.len();
+                    self.partial.extend_from_slice(&b);
+                }
+                // MQTT over WebSocket is binary only
+                ClientMessage::Text(_) => {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, "a text message"))
+                }
+                ClientMessage::Close(_) => return Ok((got, true)),
+                ClientMessage::Ping(_) | ClientMessage::Pong(_) => {}
+            }
+        }
+        match end {
+            ReadEnd::Drained => Ok((got, false)),
+            ReadEnd::Closed => Ok((got, true)),
+            ReadEnd::Violation(_) => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "WebSocket violation",
+            )),
+        }
+    }
+
+    /// Writes one packet made of `parts` (in a binary WebSocket message over WebSocket);
+    /// false if the device is too slow.
+    pub(super) fn send_packet(&self, parts: &[&bytes::Bytes]) -> bool {
+        let mut st = self.sub.sink.lock();
+        if self.ws.is_none() {
+            return self.sub.sink.send(&mut st, parts);
+        }
+        let len = parts.iter().map(|p| p.len()).sum();
+        let (head, n) = frame_header(FrameKind::Binary, len);
+        let head = bytes::Bytes::copy_from_slice(&head[..n]);
+        let mut framed: Vec<&bytes::Bytes> = Vec::with_capacity(parts.len() + 1);
+        framed.push(&head);
+        framed.extend_from_slice(parts);
+        self.sub.sink.send(&mut st, &framed)
+    }
 }
