@@ -1,8 +1,9 @@
 //! MQTT over TLS (`--mqtt-tls-port`) against the real binary: Debian's `mosquitto_sub` and
 //! `mosquitto_pub` trusting a test CA, rustls clients (through test-support) for SNI and
 //! ALPN, `openssl s_client -alpn mqtt`, a plaintext client on the TLS port, a CONNECT sent
-//! with the last handshake flight, a certificate added while running, and a TLS subscriber
-//! that stops reading. The demo origin allows everything, with channel = topic.
+//! with the last handshake flight, a certificate added while running, the demo's self-signed
+//! certificate shared with HTTPS, a TLS subscriber that stops reading, and the drain. The
+//! demo origin allows everything, with channel = topic.
 
 mod common;
 
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 use common::mqtt::{connack_code, ConnectOptions, MqttClient};
 use common::tls::CertsDir;
 use common::*;
-use gripway_proto::mqtt::Version;
+use gripway_proto::mqtt::{v5, Packet, Version};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
 
@@ -374,4 +375,72 @@ async fn a_slow_tls_subscriber_is_cut_off_and_others_keep_receiving() {
         200
     );
     assert_eq!(fast.next_publish(false).await.1, b"still here");
+}
+
+#[tokio::test]
+async fn without_a_certs_dir_https_and_mqtt_share_the_demo_s_self_signed_certificate() {
+    let tmp = TempDir::new("mqtts-selfsigned");
+    let gw = Gripway::start_with_env(
+        env!("CARGO_BIN_EXE_gripway"),
+        &[
+            "--tls-port",
+            "127.0.0.1:0",
+            "--mqtt-tls-port",
+            "127.0.0.1:0",
+        ],
+        &[("TMPDIR", tmp.path().as_os_str())],
+    );
+    let pem = tmp.path().join("gripway-self-signed.pem");
+    let demo = CertificateDer::from_pem_file(&pem).expect("the demo certificate is saved");
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(demo.clone()).unwrap();
+    let trusting = |alpn: &[u8]| {
+        let mut c = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots.clone())
+        .with_no_client_auth();
+        c.alpn_protocols = vec![alpn.to_vec()];
+        std::sync::Arc::new(c)
+    };
+    let https = tls_connect(gw.tls_addr.unwrap(), trusting(b"http/1.1"), "localhost").await;
+    let mqtts = tls_connect(mqtts_addr(&gw), trusting(b"mqtt"), "localhost").await;
+    assert_eq!(https.get_ref().1.peer_certificates().unwrap()[0], demo);
+    assert_eq!(mqtts.get_ref().1.peer_certificates().unwrap()[0], demo);
+
+    // mosquitto_sub trusting the saved PEM
+    let sub = Command::new("mosquitto_sub")
+        .args(["-h", "127.0.0.1", "-p", &mqtts_addr(&gw).port().to_string()])
+        .arg("--cafile")
+        .arg(&pem)
+        .args(["-t", "test", "-C", "1", "-W", "20"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mosquitto_sub runs");
+    wait_subscriptions(&gw, 1.0).await;
+    assert_eq!(
+        publish(&gw.publish_url(), &item("test", "1", "demo"))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(output_of(sub), "demo\n");
+}
+
+#[tokio::test]
+async fn at_shutdown_a_v5_device_over_tls_is_told_the_server_is_going_away() {
+    let certs = CertsDir::new(&["default"]);
+    let gw = gripway_mqtts(&certs, &[]);
+    let mut c = tls_device(&gw, &certs, "localhost", &[b"mqtt"], "drained").await;
+    assert_eq!(c.subscribe(&[("test", 0)]).await, vec![0]);
+    gw.terminate();
+    let mut seen = Vec::new();
+    assert!(c.closed_within(WAIT, &mut seen).await);
+    assert!(
+        matches!(seen.last(), Some(Packet::V5(v5::Packet::Disconnect(d))) if d.reason_code as u8 == 0x8B),
+        "{seen:?}"
+    );
 }
