@@ -55,6 +55,10 @@ struct RunArgs {
     /// file's mqtt_port (default: off, or 1883 for the built-in demo).
     #[arg(long = "mqtt-port", value_name = "[ADDR:]PORT")]
     mqtt_ports: Vec<String>,
+    /// MQTT-over-TLS listener, [addr:]port; repeatable; "off" turns it off; replaces the
+    /// config file's mqtt_tls_port (default: none). Certificates as for --tls-port.
+    #[arg(long = "mqtt-tls-port", value_name = "[ADDR:]PORT")]
+    mqtt_tls_ports: Vec<String>,
     /// Directory of TLS certificates (<host>.crt + <host>.key, _.example.com wildcards,
     /// default.crt); replaces [tls] certs_dir.
     #[arg(long, value_name = "DIR")]
@@ -189,6 +193,10 @@ fn build_config(args: &RunArgs) -> Result<Config, ConfigError> {
                 .collect::<Result<_, _>>()?
         });
     }
+    if !args.mqtt_tls_ports.is_empty() {
+        config.mqtt.tls_addrs =
+            gripway_server::config::mqtt::flag_listeners("--mqtt-tls-port", &args.mqtt_tls_ports)?;
+    }
     if let Some(dir) = &args.tls_certs_dir {
         config.tls.certs_dir = Some(dir.clone());
     }
@@ -304,6 +312,34 @@ mod tests {
         assert_eq!(c.mqtt.addrs, Some(vec![]));
         let e = config_of(&["--mqtt-port", "nowhere"]).unwrap_err();
         assert!(e.to_string().starts_with("--mqtt-port: "), "{e}");
+    }
+
+    #[test]
+    fn mqtt_tls_port_is_off_by_default_repeatable_and_replaces_the_files() {
+        assert!(config_of(&[]).unwrap().mqtt.tls_addrs.is_empty());
+        let c = config_of(&[
+            "--mqtt-tls-port",
+            "8883",
+            "--mqtt-tls-port",
+            "127.0.0.1:8884",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.mqtt.tls_addrs,
+            vec![
+                SocketAddr::from(([0, 0, 0, 0], 8883)),
+                "127.0.0.1:8884".parse().unwrap()
+            ]
+        );
+        let dir = temp_dir("mqtttls");
+        let file = dir.join("gripway.toml");
+        std::fs::write(&file, "[server]\nmqtt_tls_port = \"127.0.0.1:9883\"\n").unwrap();
+        let c = config_of(&["--config", file.to_str().unwrap()]).unwrap();
+        assert_eq!(c.mqtt.tls_addrs, vec!["127.0.0.1:9883".parse().unwrap()]);
+        let c = config_of(&["--config", file.to_str().unwrap(), "--mqtt-tls-port", "off"]).unwrap();
+        assert!(c.mqtt.tls_addrs.is_empty());
+        let e = config_of(&["--mqtt-tls-port", "nowhere"]).unwrap_err();
+        assert!(e.to_string().starts_with("--mqtt-tls-port: "), "{e}");
     }
 
     #[test]

@@ -117,6 +117,8 @@ pub struct Listeners {
     pub tls: Vec<TcpListener>,
     /// MQTT listeners.
     pub mqtt: Vec<TcpListener>,
+    /// MQTT-over-TLS listeners.
+    pub mqtt_tls: Vec<TcpListener>,
     /// The publish API.
     pub publish: TcpListener,
     /// The admin listener, if enabled.
@@ -149,6 +151,10 @@ pub async fn bind(config: &Config) -> Result<Listeners, ConfigError> {
             Err(e) => return Err(e),
         }
     }
+    let mut mqtt_tls = Vec::new();
+    for addr in &config.mqtt.tls_addrs {
+        mqtt_tls.push(bind_one(*addr, "MQTT over TLS").await?);
+    }
     let publish = bind_one(config.publish_addr, "publish API").await?;
     let admin = match config.admin_addr {
         Some(addr) => Some(bind_one(addr, "admin").await?),
@@ -158,6 +164,7 @@ pub async fn bind(config: &Config) -> Result<Listeners, ConfigError> {
         http,
         tls,
         mqtt,
+        mqtt_tls,
         publish,
         admin,
     })
@@ -312,7 +319,8 @@ pub async fn run(
         cluster::start(&shared, deliveries, broker_thread.handle());
     }
     let gate = fds::ClientGate::from_config(&shared.config);
-    let tls = if listeners.tls.is_empty() {
+    // one certificate set, reloaded alike, for HTTPS and MQTT over TLS
+    let tls = if listeners.tls.is_empty() && listeners.mqtt_tls.is_empty() {
         None
     } else {
         Some(tls::start(&shared.config.tls, metrics.tls())?)
@@ -339,6 +347,19 @@ pub async fn run(
             gate.clone(),
             listener,
             None,
+            conn::Protocol::Mqtt,
+        ));
+    }
+    for listener in listeners.mqtt_tls {
+        if let Ok(addr) = listener.local_addr() {
+            tracing::info!("MQTT (TLS) on {addr}");
+        }
+        let config = tls.as_ref().map(|t| t.mqtt_config.clone());
+        tokio::spawn(conn::accept_loop(
+            shared.clone(),
+            gate.clone(),
+            listener,
+            config,
             conn::Protocol::Mqtt,
         ));
     }

@@ -26,6 +26,9 @@ pub struct Gripway {
     /// client listeners'). Every start asks for one on port 0 unless the arguments name
     /// `--mqtt-port` themselves.
     pub mqtt_addr: Option<SocketAddr>,
+    /// The first MQTT-over-TLS listener (`--mqtt-tls-port`), if one was asked for: learned
+    /// from its `MQTT (TLS) on ADDR` line (logged before the client listeners').
+    pub mqtt_tls_addr: Option<SocketAddr>,
     log: Arc<Mutex<Vec<String>>>,
 }
 
@@ -134,6 +137,7 @@ impl Gripway {
         let (mut addr, mut publish_addr, mut admin_addr) = (None, None, None);
         let mut tls_addr = None;
         let mut mqtt_addr = None;
+        let mut mqtt_tls_addr = None;
         while addr.is_none() || publish_addr.is_none() || admin_addr.is_none() {
             let left = deadline.saturating_duration_since(Instant::now());
             let line = match rx.recv_timeout(left) {
@@ -158,7 +162,9 @@ impl Gripway {
             // "clients (TLS) on ADDR" does not hold "clients on ", so the plain listener's
             // marker never takes a TLS line
             tls_addr = tls_addr.or_else(|| after("clients (TLS) on "));
+            // likewise "MQTT (TLS) on ADDR" does not hold "MQTT on "
             mqtt_addr = mqtt_addr.or_else(|| after("MQTT on "));
+            mqtt_tls_addr = mqtt_tls_addr.or_else(|| after("MQTT (TLS) on "));
             addr = addr.or_else(|| after("clients on "));
             publish_addr = publish_addr.or_else(|| after("publish API on "));
             admin_addr = admin_addr.or_else(|| after("metrics on http://"));
@@ -170,6 +176,7 @@ impl Gripway {
             admin_addr: admin_addr.expect("admin address"),
             tls_addr,
             mqtt_addr,
+            mqtt_tls_addr,
             log,
         }
     }

@@ -2,7 +2,8 @@
 //! codes, packet ids, DISCONNECT before a close) or to send what a well-behaved client library
 //! never would. Packets are encoded and decoded by the `mqtt-proto` crate through
 //! `gripway_proto::mqtt`, never by hand, except where a test means to send malformed bytes
-//! ([`MqttClient::send_raw`]).
+//! ([`MqttClient::send_raw`]). It speaks over TCP ([`MqttClient::open`]) or over any stream,
+//! a TLS one say ([`MqttClient::over`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use gripway_proto::mqtt::{decode, scan, v3, v5, Packet, Scan, Version};
 use gripway_proto::mqtt::{Pid, QoS, QosPid, TopicFilter, TopicName};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::WAIT;
@@ -53,9 +54,14 @@ impl ConnectOptions {
     }
 }
 
-/// One MQTT connection over TCP.
+/// A stream an MQTT client can speak over (TCP, TLS).
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// One MQTT connection over TCP or another stream.
 pub struct MqttClient {
-    sock: TcpStream,
+    sock: Box<dyn Io>,
     buf: Vec<u8>,
     /// The version CONNECT chose.
     pub version: Version,
@@ -71,12 +77,30 @@ impl MqttClient {
     pub async fn open(addr: SocketAddr) -> MqttClient {
         let sock = TcpStream::connect(addr).await.expect("MQTT connect");
         sock.set_nodelay(true).expect("nodelay");
+        Self::over(sock)
+    }
+
+    /// A client over `stream` (already connected: a TLS stream after its handshake, say),
+    /// nothing sent yet.
+    pub fn over(stream: impl Io + 'static) -> MqttClient {
         MqttClient {
-            sock,
+            sock: Box::new(stream),
             buf: Vec::new(),
             version: Version::V3,
             next_pid: 0,
         }
+    }
+
+    /// Sends CONNECT over `stream` (see [`MqttClient::over`]); returns the client and the
+    /// CONNACK.
+    pub async fn connect_over(
+        stream: impl Io + 'static,
+        o: &ConnectOptions,
+    ) -> (MqttClient, Packet) {
+        let mut c = Self::over(stream);
+        c.send_connect(o).await;
+        let ack = c.next().await.expect("a CONNACK");
+        (c, ack)
     }
 
     /// Connects and sends CONNECT; returns the client and the CONNACK (a v3 or v5 packet).

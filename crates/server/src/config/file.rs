@@ -7,6 +7,7 @@
 //! http_port = ["7999"]              # Pushpin's [addr:]port, one or more (or 7999, "7999")
 //! tls_port = "443"                  # TLS listeners, the same shapes (default: none)
 //! mqtt_port = "1883"                # MQTT listeners, the same shapes ([mqtt]: config/mqtt.rs)
+//! mqtt_tls_port = "8883"            # MQTT over TLS, the same shapes; certificates from [tls]
 //! publish_port = "127.0.0.1:5561"
 //! admin_port = "127.0.0.1:5564"     # "" disables metrics/health
 //! routes_file = "routes"            # relative to this file; or `routes = ["* 127.0.0.1:8080"]`
@@ -183,6 +184,8 @@ pub struct RawServer {
     pub tls_port: Option<Ports>,
     /// MQTT listeners, the same shapes (default: none; the demo 1883); `""` turns MQTT off.
     pub mqtt_port: Option<Ports>,
+    /// MQTT-over-TLS listeners, the same shapes (default: none); certificates from `[tls]`.
+    pub mqtt_tls_port: Option<Ports>,
     /// Publish API listener (default `127.0.0.1:5561`).
     pub publish_port: Option<String>,
     /// Admin listener for `/metrics` and `/health` (default `127.0.0.1:5564`; empty disables).
@@ -350,6 +353,9 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     }
     if let Some(Ports(ports)) = s.mqtt_port {
         c.mqtt.addrs = Some(super::mqtt::listeners(&ports).map_err(|m| err("mqtt_port", m))?);
+    }
+    if let Some(Ports(ports)) = s.mqtt_tls_port {
+        c.mqtt.tls_addrs = super::mqtt::listeners(&ports).map_err(|m| err("mqtt_tls_port", m))?;
     }
     if let Some(d) = raw.tls.certs_dir.filter(|d| !d.trim().is_empty()) {
         c.tls.certs_dir = Some(c.base_dir.join(d));

@@ -1,9 +1,12 @@
-//! The `[mqtt]` section and the MQTT listeners (`[server] mqtt_port`, `--mqtt-port`): where
-//! devices connect and the limits every device is held to.
+//! The `[mqtt]` section and the MQTT listeners (`[server] mqtt_port`, `--mqtt-port`; over
+//! TLS `[server] mqtt_tls_port`, `--mqtt-tls-port`): where devices connect and the limits
+//! every device is held to.
 //!
 //! ```toml
 //! [server]
 //! mqtt_port = "1883"                # [addr:]port, one or more; "" or [] turns MQTT off
+//! mqtt_tls_port = "8883"            # MQTT over TLS, the same shapes (default: none); the
+//!                                   # certificates are [tls] certs_dir's, as for tls_port
 //!
 //! [mqtt]
 //! path = "/mqtt"                    # the path MQTT connections are routed by
@@ -20,7 +23,7 @@
 //! ```
 //!
 //! Without `mqtt_port`, MQTT is off, except for the built-in demo (no routes configured),
-//! which listens on 1883 when that port is free.
+//! which listens on 1883 when that port is free. MQTT over TLS is off unless asked for.
 
 use std::net::SocketAddr;
 
@@ -33,6 +36,8 @@ use super::{parse_listen_addr, ConfigError};
 pub struct MqttSettings {
     /// Listeners: None is the default (off, or 1883 for the demo); empty is off.
     pub addrs: Option<Vec<SocketAddr>>,
+    /// MQTT-over-TLS listeners (empty, the default: none); certificates from `[tls]`.
+    pub tls_addrs: Vec<SocketAddr>,
     /// The request path MQTT connections are routed by, and that origin requests go to.
     pub path: String,
     /// The path on the client port where WebSocket clients offering the `mqtt` subprotocol
@@ -67,6 +72,7 @@ impl Default for MqttSettings {
     fn default() -> Self {
         MqttSettings {
             addrs: None,
+            tls_addrs: Vec::new(),
             path: "/mqtt".into(),
             websocket_path: None,
             max_packet_bytes: 1024 * 1024,
@@ -113,6 +119,18 @@ pub(super) fn listeners(ports: &[String]) -> Result<Vec<SocketAddr>, String> {
         .iter()
         .filter(|p| !p.trim().is_empty())
         .map(|p| parse_listen_addr(p))
+        .collect()
+}
+
+/// Parses a listener flag's values (`--mqtt-port`, `--mqtt-tls-port`): `off` among them
+/// turns the listeners off; errors start with the flag.
+pub fn flag_listeners(flag: &str, values: &[String]) -> Result<Vec<SocketAddr>, ConfigError> {
+    if values.iter().any(|p| p == "off") {
+        return Ok(Vec::new());
+    }
+    values
+        .iter()
+        .map(|p| parse_listen_addr(p).map_err(|m| ConfigError::new(format!("{flag}: {m}"))))
         .collect()
 }
 
@@ -237,6 +255,18 @@ mod tests {
         assert_eq!((c.mqtt.max_packet_bytes, c.mqtt.max_inflight), (4096, 8));
         let off = parse_str("[server]\nmqtt_port = \"\"\n").unwrap();
         assert_eq!(off.mqtt.addrs, Some(vec![]));
+        assert!(off.mqtt.tls_addrs.is_empty(), "no MQTT over TLS by default");
+        let tls = parse_str("[server]\nmqtt_tls_port = [8883, \"127.0.0.1:8884\"]\n").unwrap();
+        assert_eq!(
+            tls.mqtt.tls_addrs,
+            vec![
+                SocketAddr::from(([0, 0, 0, 0], 8883)),
+                SocketAddr::from(([127, 0, 0, 1], 8884))
+            ]
+        );
+        assert_eq!(tls.mqtt.addrs, None, "the plain listeners are as they were");
+        let e = parse_str("[server]\nmqtt_tls_port = \"nowhere\"\n").unwrap_err();
+        assert_eq!(e.line, Some(2), "the error names the line: {e}");
         for bad in [
             "[mqtt]\nmax_packet_bytes = 300000000\n",
             "[mqtt]\nmax_inflight = 0\n",
@@ -245,6 +275,21 @@ mod tests {
         ] {
             assert!(parse_str(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn listener_flags_parse_and_off_turns_them_off() {
+        let v = |s: &[&str]| s.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            flag_listeners("--mqtt-tls-port", &v(&["8883", "[::1]:8884"])).unwrap(),
+            vec![
+                SocketAddr::from(([0, 0, 0, 0], 8883)),
+                "[::1]:8884".parse().unwrap()
+            ]
+        );
+        assert_eq!(flag_listeners("--mqtt-tls-port", &v(&["off"])), Ok(vec![]));
+        let e = flag_listeners("--mqtt-tls-port", &v(&["nowhere"])).unwrap_err();
+        assert!(e.to_string().starts_with("--mqtt-tls-port: "), "{e}");
     }
 
     #[test]

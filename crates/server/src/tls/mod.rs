@@ -1,8 +1,10 @@
 //! TLS toward clients: which certificate each handshake gets ([`certs`]: a directory in
 //! Pushpin's layout chosen by SNI, or the demo's [`self_signed`] one), keeping it current
-//! ([`reload`]), and the rustls server configuration every TLS listener shares
-//! ([`server_config`]). The listeners themselves, and the transport that runs HTTP over a TLS
-//! stream, live with the other client transports; this module owns no socket.
+//! ([`reload`]), and the rustls server configurations the TLS listeners share
+//! ([`server_config`]): one for HTTPS (ALPN `h2`, `http/1.1`) and one for MQTT over TLS (ALPN
+//! [`MQTT_ALPN`]), both answering from the same certificates, so one directory serves both and
+//! a reload reaches both. The listeners themselves, and the transport that runs HTTP or MQTT
+//! over a TLS stream, live with the other client transports; this module owns no socket.
 //!
 //! Protocols: TLS 1.3 and 1.2, with the aws-lc-rs provider like the rest of the tree.
 //! Resumption: stateless tickets (TLS 1.3 and 1.2, keys rotated every 6 h by rustls) and, for
@@ -28,10 +30,22 @@ pub(crate) use self_signed::{self_signed, DEMO_HOSTS};
 /// past it the oldest are forgotten and those clients do a full handshake.
 pub(crate) const SESSION_CACHE_ENTRIES: usize = 4096;
 
-/// What the TLS listeners share while the server runs: the rustls configuration, and the
-/// task that reloads the certificate directory (stopped when this is dropped).
+/// ALPN of the HTTPS listeners, in order of preference.
+pub(crate) const HTTP_ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
+
+/// ALPN of the MQTT-over-TLS listeners: `mqtt`, which some devices offer (AWS IoT's on 443;
+/// an HTTP list would refuse them: no protocol in common). A client offering no ALPN is
+/// served all the same.
+pub(crate) const MQTT_ALPN: &[&[u8]] = &[b"mqtt"];
+
+/// What the TLS listeners share while the server runs: the rustls configurations (HTTPS,
+/// MQTT), and the task that reloads the certificate directory they both answer from
+/// (stopped when this is dropped).
 pub(crate) struct TlsServing {
+    /// For HTTPS listeners.
     pub(crate) config: Arc<ServerConfig>,
+    /// For MQTT-over-TLS listeners: the same certificates, MQTT's ALPN.
+    pub(crate) mqtt_config: Arc<ServerConfig>,
     _reloader: Option<Reloader>,
 }
 
@@ -61,16 +75,19 @@ pub(crate) fn start(
             CertResolver::fixed(made.key, metrics)
         }
     };
-    let config = server_config(resolver.clone(), &[b"h2", b"http/1.1"])
-        .map_err(|e| ConfigError::new(format!("TLS: {e}")))?;
+    let tls_error = |e: rustls::Error| ConfigError::new(format!("TLS: {e}"));
+    let config = server_config(resolver.clone(), HTTP_ALPN).map_err(tls_error)?;
+    let mqtt_config = server_config(resolver.clone(), MQTT_ALPN).map_err(tls_error)?;
     Ok(TlsServing {
         config,
+        mqtt_config,
         _reloader: spawn_reloader(resolver, POLL_INTERVAL),
     })
 }
 
-/// The configuration every TLS listener shares: certificates from `resolver`, ALPN
-/// protocols `alpn` in order of preference (`h2`, `http/1.1`, ...; empty: no ALPN).
+/// A configuration TLS listeners share: certificates from `resolver`, ALPN protocols `alpn`
+/// in order of preference (`h2`, `http/1.1`, ...; empty: no ALPN). A client that offers ALPN
+/// and none of `alpn` is refused (RFC 7301 §3.2); one that offers none is served.
 pub(crate) fn server_config(
     resolver: Arc<dyn ResolvesServerCert>,
     alpn: &[&[u8]],
@@ -172,6 +189,42 @@ mod tests {
             .unwrap();
         assert_eq!(seen.leaf, leaf_of(&resolver, None));
         assert_eq!(seen.alpn, None);
+    }
+
+    #[tokio::test]
+    async fn mqtt_listeners_answer_alpn_mqtt_from_the_same_certificates() {
+        let ca = TestCa::new();
+        let dir = ca.dir(&["localhost"]);
+        let settings = crate::config::TlsSettings {
+            addrs: Vec::new(),
+            certs_dir: Some(dir.path().to_path_buf()),
+        };
+        let serving = start(&settings, TlsMetrics::default()).unwrap();
+        let mqtt = serving.mqtt_config.clone();
+        let seen = handshake(mqtt.clone(), ca.client(&[b"mqtt"]), "localhost")
+            .await
+            .unwrap();
+        assert_eq!(seen.alpn.as_deref(), Some(&b"mqtt"[..]));
+        // the same certificate as HTTPS
+        let https = handshake(serving.config.clone(), ca.client(&[]), "localhost")
+            .await
+            .unwrap();
+        assert_eq!(seen.leaf, https.leaf);
+        // most MQTT clients offer no ALPN
+        let seen = handshake(mqtt.clone(), ca.client(&[]), "localhost")
+            .await
+            .unwrap();
+        assert_eq!(seen.alpn, None);
+        // why the MQTT listeners need their own list: HTTPS's refuses a client offering
+        // only mqtt, and MQTT's refuses one offering only HTTP
+        assert!(
+            handshake(serving.config.clone(), ca.client(&[b"mqtt"]), "localhost")
+                .await
+                .is_err()
+        );
+        assert!(handshake(mqtt, ca.client(&[b"h2"]), "localhost")
+            .await
+            .is_err());
     }
 
     #[tokio::test]
