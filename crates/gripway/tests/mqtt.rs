@@ -492,8 +492,10 @@ async fn a_persistent_session_gets_the_qos1_items_it_missed_in_order_once() {
         let (mut c, ack) = MqttClient::connect(addr, &o).await;
         assert_eq!(connack_code(&ack), 0);
         assert!(session_present(&ack), "the session was kept");
-        // the unacknowledged one again, then exactly what it missed, in order
-        assert_eq!(c.next_publish(true).await.1, b"unacked");
+        // the unacknowledged one again (DUP set), then exactly what it missed, in order
+        let (payload, dup, pid) = next_with_dup(&mut c).await;
+        assert_eq!((payload.as_slice(), dup), (&b"unacked"[..], true));
+        c.puback(pid).await;
         for i in 2..52 {
             let (topic, payload, qos, _) = c.next_publish(true).await;
             assert_eq!((topic.as_str(), qos), (channel.as_str(), 1));
@@ -602,4 +604,42 @@ async fn a_retained_publish_reaches_later_subscribers_with_the_retain_flag_until
         seen.is_empty(),
         "a cleared retained message was sent: {seen:?}"
     );
+}
+
+/// The next PUBLISH's payload, DUP flag and packet id (QoS 1).
+async fn next_with_dup(c: &mut MqttClient) -> (Vec<u8>, bool, u16) {
+    loop {
+        let (payload, dup, q) = match c.next().await.expect("a PUBLISH") {
+            Packet::V3(gripway_proto::mqtt::v3::Packet::Publish(p)) => {
+                (p.payload, p.dup, p.qos_pid)
+            }
+            Packet::V5(v5::Packet::Publish(p)) => (p.payload, p.dup, p.qos_pid),
+            _ => continue,
+        };
+        let pid = q.pid().expect("QoS 1").value();
+        return (payload.to_vec(), dup, pid);
+    }
+}
+
+#[tokio::test]
+async fn a_topic_too_long_for_a_channel_is_refused_and_an_error_disconnect_sends_the_will() {
+    let gw = gripway(&[]);
+    let mut c = connected(&gw, Version::V5, "long").await;
+    let topic = "t".repeat(2000);
+    c.publish(&topic, b"x", 1).await;
+    match c.next().await.expect("PUBACK") {
+        Packet::V5(v5::Packet::Puback(a)) => assert_eq!(a.reason_code as u8, 0x90),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(c.subscribe(&[(topic.as_str(), 0)]).await, vec![0x8F]);
+    // MQTT 5: a DISCONNECT with an error reason keeps the will
+    let mut sse = RawClient::connect(gw.addr).await;
+    sse.get("/test/sse", &[]).await;
+    sse.read_head().await;
+    wait_subscriptions(&gw, 1.0).await;
+    let mut o = ConnectOptions::new(Version::V5, "errs");
+    o.will = Some(("test".into(), b"will after 0x80".to_vec(), 0));
+    let (mut d, _) = MqttClient::connect(mqtt_addr(&gw), &o).await;
+    d.disconnect(0x80).await;
+    sse.read_until(b"data: will after 0x80\n\n", WAIT).await;
 }

@@ -24,7 +24,7 @@ use super::origin;
 use super::session::{End, Held, Holding, Session, Step, ToPublish};
 use super::subscriber::Entry;
 use super::{authorize, device_item};
-use crate::error::Refusal;
+use crate::error::{Refusal, Source};
 use crate::routing::RouteEntry;
 
 /// What the origin is being asked about, and what is needed to act on its answer.
@@ -250,7 +250,9 @@ impl Session {
                 }
                 Some(_) => Step::End(End::Lost),
                 None => {
-                    self.shared.metrics.dropped("mqtt-publish-origin-failed");
+                    self.shared
+                        .metrics
+                        .count_error(Source::Origin, "mqtt-publish-origin-failed");
                     Step::Continue
                 }
             },
@@ -325,6 +327,13 @@ impl Session {
                 Some(c) => c.clone(),
                 None => format!("{prefix}{}", p.topic),
             };
+            if !self.channel_ok(&channel) {
+                // an item's channel has a bound MQTT topics do not
+                self.shared
+                    .metrics
+                    .count_error(Source::Client, "mqtt-channel-too-long");
+                return self.refuse_publish(ack, 0x90);
+            }
             match device_item(channel, r.id.clone(), &p) {
                 Ok(item) => {
                     self.to_publish.push(ToPublish { item, ack });
@@ -343,21 +352,28 @@ impl Session {
                 }
             }
         } else {
-            self.shared.metrics.dropped("mqtt-publish-denied");
+            self.shared
+                .metrics
+                .count_error(Source::Client, "mqtt-publish-denied");
             r.reason.map_or(0x87, |reason| reason.puback_v5())
         };
+        self.refuse_publish(ack, refused)
+    }
+
+    /// Acknowledges a publish that was not published, with `code` (v5).
+    fn refuse_publish(&mut self, ack: Option<Out>, code: u8) -> Step {
         // v3 has no negative acknowledgement: acknowledged and dropped, as brokers do
+        let code = if self.v5() { code } else { 0 };
         match ack {
-            Some(Out::Puback { pid, .. }) => {
-                let code = if self.v5() { refused } else { 0 };
-                self.ok(self.send(&Out::Puback { pid, code }))
-            }
-            Some(Out::Pubrec { pid, .. }) => {
-                let code = if self.v5() { refused } else { 0 };
-                self.ok(self.send(&Out::Pubrec { pid, code }))
-            }
+            Some(Out::Puback { pid, .. }) => self.ok(self.send(&Out::Puback { pid, code })),
+            Some(Out::Pubrec { pid, .. }) => self.ok(self.send(&Out::Pubrec { pid, code })),
             _ => Step::Continue,
         }
+    }
+
+    /// Whether `channel` is within the publish API's bound on channel names.
+    pub(super) fn channel_ok(&self, channel: &str) -> bool {
+        !channel.is_empty() && channel.len() <= self.shared.config.publish.limits.max_channel_bytes
     }
 
     /// Sends the device a QoS 0 PUBLISH of its own (an origin's reply); false if too slow.
@@ -391,7 +407,7 @@ impl Session {
         let mut ask = false;
         for f in &filters {
             let replacing = self.held.iter().any(|h| h.filter == f.filter);
-            let code = if !replacing && self.held.len() >= max {
+            let code = if !replacing && self.filters() >= max {
                 Some(if v5 { 0x97 } else { 0x80 })
             } else if f.filter.starts_with("$share/") && parse_shared(&f.filter).is_none() {
                 // a malformed shared filter
@@ -406,6 +422,13 @@ impl Session {
                 }
             } else {
                 Some(match authorize::subscribe(&route, &f.filter) {
+                    Ok(channel) if !self.channel_ok(&channel) => {
+                        if v5 {
+                            0x8F
+                        } else {
+                            0x80
+                        }
+                    }
                     Ok(channel) => {
                         let qos = f.qos.min(1);
                         let retained = wants_retained(f, replacing);
@@ -434,6 +457,17 @@ impl Session {
         self.suback(pid, codes)
     }
 
+    /// Topic filters held (one may hold several channels).
+    fn filters(&self) -> usize {
+        let mut n = 0;
+        for (i, h) in self.held.iter().enumerate() {
+            if !self.held[..i].iter().any(|o| o.filter == h.filter) {
+                n += 1;
+            }
+        }
+        n
+    }
+
     /// Acts on the origin's result for one filter: its SUBACK code.
     fn apply_filter(&mut self, f: &SubRequest, r: &FilterResult) -> u8 {
         if !r.allow {
@@ -454,6 +488,9 @@ impl Session {
                 None => return 0x80,
             },
         };
+        if !channels.iter().all(|c| self.channel_ok(c)) {
+            return if self.v5() { 0x8F } else { 0x80 };
+        }
         let qos = f.qos.min(r.qos.unwrap_or(1)).min(1);
         let replacing = self.held.iter().any(|h| h.filter == f.filter);
         let retained = wants_retained(f, replacing);
@@ -593,7 +630,7 @@ impl Session {
         let Ok(permit) = self.shared.farewells.clone().try_acquire_owned() else {
             self.shared
                 .metrics
-                .dropped("mqtt-origin-notification-skipped");
+                .count_error(Source::Internal, "mqtt-origin-notification-skipped");
             return;
         };
         let shared = self.shared.clone();

@@ -17,7 +17,7 @@ use gripway_broker::Message;
 
 use super::session::{Held, Session};
 use super::sessions::{Stored, SubRecord};
-use super::subscriber::{Entry, MqttSub};
+use super::subscriber::{Entry, Flags, MqttSub};
 use crate::hold::from_history::{self, Found};
 
 /// What the session leaves behind for `expiry` seconds: its subscriptions with the last item
@@ -100,9 +100,13 @@ impl Session {
         }
         let mut st = sink.lock();
         // unacknowledged QoS 1 messages first, in the order they were sent
+        let again = Flags {
+            retain: false,
+            dup: true,
+        };
         for msg in &stored.inflight {
             self.sub
-                .deliver_locked(&mut st, &msg.channel, std::slice::from_ref(msg));
+                .write(&mut st, &msg.channel, std::slice::from_ref(msg), again);
         }
         let held = sink.release(&mut st, from_history::recovered_ids(&found));
         let live = from_history::reconcile(&mut found, held);

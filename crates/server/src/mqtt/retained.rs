@@ -11,7 +11,7 @@ use std::time::Instant;
 use gripway_broker::history::After;
 use gripway_broker::Message;
 
-use super::subscriber::MqttSub;
+use super::subscriber::{Flags, MqttSub};
 use crate::Shared;
 
 /// The retained message of `channel`, if history keeps one (and it was not cleared).
@@ -43,14 +43,27 @@ pub(super) fn send(sub: &MqttSub, retained: Vec<Arc<Message>>) {
         .collect();
     let held = sink.release(&mut st, ids);
     for msg in &retained {
-        sub.write(&mut st, &msg.channel, std::slice::from_ref(msg), true);
+        sub.write(
+            &mut st,
+            &msg.channel,
+            std::slice::from_ref(msg),
+            Flags {
+                retain: true,
+                dup: false,
+            },
+        );
     }
     for msg in held {
         let again = retained
             .iter()
             .any(|r| r.channel == msg.channel && r.id().is_some() && r.id() == msg.id());
         if !again {
-            sub.write(&mut st, &msg.channel, std::slice::from_ref(&msg), false);
+            sub.write(
+                &mut st,
+                &msg.channel,
+                std::slice::from_ref(&msg),
+                Flags::default(),
+            );
         }
     }
 }

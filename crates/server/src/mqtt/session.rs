@@ -435,7 +435,13 @@ impl Session {
             .find("", &cfg.path, gripway_proto::routes::RouteProto::Http, tls)
             .cloned()
         else {
-            return refuse_with(self, 0x88, 3, "no-route", "no route for MQTT");
+            // ours, as for HTTP: no route takes MQTT
+            let code = if c.version == Version::V5 { 0x88 } else { 3 };
+            self.send(&connack(code));
+            let refusal = Refusal::internal(502, "no-route", "no route for MQTT");
+            self.shared.metrics.error(&refusal);
+            refusal.log("");
+            return Step::End(End::Lost);
         };
         if authorize::is_demo(&route) {
             return self.accept(c, route, Granted::default());
@@ -616,8 +622,9 @@ impl Session {
             Inbound::Subscribe { pid, filters } => self.on_subscribe(pid, filters),
             Inbound::Unsubscribe { pid, filters } => self.on_unsubscribe(pid, filters),
             Inbound::Pingreq => self.ok(self.send(&Out::Pingresp)),
-            Inbound::Disconnect(0x04) => Step::End(End::WithWill),
-            Inbound::Disconnect(_) => Step::End(End::Clean),
+            // MQTT 5 §3.14.4: only a normal disconnection (0x00) discards the will
+            Inbound::Disconnect(0) => Step::End(End::Clean),
+            Inbound::Disconnect(_) => Step::End(End::WithWill),
             Inbound::Auth => self.violation(
                 0x82,
                 "mqtt-protocol-error",
@@ -688,7 +695,11 @@ impl Session {
                     dup: false,
                     properties: None,
                 };
-                if let Ok(item) = device_item(channel, None, &p) {
+                let item = self
+                    .channel_ok(&channel)
+                    .then(|| device_item(channel, None, &p).ok())
+                    .flatten();
+                if let Some(item) = item {
                     match crate::publish_api::publish_items(&self.shared, vec![item]).await {
                         Ok(()) => will_sent = true,
                         Err(refusal) => {

@@ -33,6 +33,15 @@ pub(crate) const MAX_UNACKED: usize = 10_000;
 /// Messages turned into packets per vectored write (six slices each, at most).
 const PER_WRITE: usize = 10;
 
+/// The PUBLISH flags a write sets.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Flags {
+    /// RETAIN: a retained message sent at subscribe.
+    pub(crate) retain: bool,
+    /// DUP: a QoS 1 message sent again (a resumed session's unacknowledged ones).
+    pub(crate) dup: bool,
+}
+
 /// One granted subscription, as the fan-out needs it.
 pub(crate) struct Entry {
     /// The channel it receives.
@@ -164,17 +173,16 @@ impl MqttSub {
         channel: &str,
         messages: &[Arc<Message>],
     ) -> Delivery {
-        self.write(st, channel, messages, false)
+        self.write(st, channel, messages, Flags::default())
     }
 
-    /// Writes `messages` of `channel` with the RETAIN flag set when `retained` (a retained
-    /// message sent at subscribe; live ones go without it).
+    /// Writes `messages` of `channel` with `flags` (live deliveries have neither).
     pub(crate) fn write(
         &self,
         st: &mut SinkState,
         channel: &str,
         messages: &[Arc<Message>],
-        retained: bool,
+        flags: Flags,
     ) -> Delivery {
         let mut guard = self.state.lock();
         let SubState {
@@ -222,8 +230,8 @@ impl MqttSub {
                 let head = publish_head(
                     *version,
                     qos,
-                    false,
-                    retained,
+                    flags.dup && qos > 0,
+                    flags.retain,
                     topic.len(),
                     pid,
                     props.len(),
