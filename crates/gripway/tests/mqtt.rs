@@ -643,3 +643,41 @@ async fn a_topic_too_long_for_a_channel_is_refused_and_an_error_disconnect_sends
     d.disconnect(0x80).await;
     sse.read_until(b"data: will after 0x80\n\n", WAIT).await;
 }
+
+#[tokio::test]
+async fn a_second_connect_with_the_same_client_id_takes_the_session_over() {
+    let gw = gripway(&[]);
+    let addr = mqtt_addr(&gw);
+    let mut o = ConnectOptions::new(Version::V5, "twin");
+    o.clean = false;
+    o.session_expiry = Some(600);
+    o.will = Some(("test".into(), b"twin's will".to_vec(), 0));
+    let (mut first, _) = MqttClient::connect(addr, &o).await;
+    assert_eq!(first.subscribe(&[("takeover", 1)]).await, vec![1]);
+    let mut sse = RawClient::connect(gw.addr).await;
+    sse.get("/test/sse", &[]).await;
+    sse.read_head().await;
+    let (mut second, ack) = MqttClient::connect(addr, &o).await;
+    assert_eq!(connack_code(&ack), 0);
+    assert!(
+        session_present(&ack),
+        "the session moved to the new connection"
+    );
+    // the first is told 0x8E (session taken over) and closed
+    let mut seen = Vec::new();
+    assert!(first.closed_within(WAIT, &mut seen).await);
+    assert!(
+        matches!(seen.last(), Some(Packet::V5(v5::Packet::Disconnect(d))) if d.reason_code as u8 == 0x8E),
+        "{seen:?}"
+    );
+    // the second has the subscription, without subscribing again
+    let body = item("takeover", "t1", "to the twin");
+    assert_eq!(publish(&gw.publish_url(), &body).await.0, 200);
+    assert_eq!(second.next_publish(true).await.1, b"to the twin");
+    // and no will went out for the first
+    let quiet = sse.read_for(Duration::from_millis(300)).await;
+    assert!(
+        !String::from_utf8_lossy(&quiet).contains("twin's will"),
+        "a taken-over connection's will was published"
+    );
+}

@@ -651,6 +651,7 @@ pub(super) fn will_event(will_sent: bool, end: End) -> Event {
     let reason = match end {
         End::Clean | End::WithWill => DisconnectReason::Normal,
         End::Drain => DisconnectReason::Shutdown,
+        End::TakenOver => DisconnectReason::TakenOver,
         End::Lost => DisconnectReason::Gone,
     };
     Event::Disconnect { reason, will_sent }

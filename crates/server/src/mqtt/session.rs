@@ -58,6 +58,8 @@ pub(super) enum End {
     Lost,
     /// The server is shutting down: no will.
     Drain,
+    /// Another connection took the session over: no will, nothing stored here.
+    TakenOver,
 }
 
 /// One granted subscription held by the task: dropping it unsubscribes.
@@ -116,8 +118,6 @@ pub(super) struct Extra {
     pub(super) retained: Option<Vec<Arc<gripway_broker::Message>>>,
     /// Seconds the session outlives the connection (0: it ends with it).
     pub(super) expiry: u32,
-    /// The client id a persistent session is stored under.
-    pub(super) client_id: Option<Arc<str>>,
     /// QoS 2 packet ids published and awaiting the device's PUBREL.
     pub(super) awaiting_rel: Vec<u16>,
 }
@@ -515,19 +515,32 @@ impl Session {
             Version::V5 => c.session_expiry.min(cap),
         };
         if expiry > 0 {
-            let extra = self.extra();
-            extra.expiry = expiry;
-            extra.client_id = Some(client_id.clone());
+            self.extra().expiry = expiry;
         }
         if c.version == Version::V5 && c.session_expiry > cap {
             info.session_expiry = Some(cap);
         }
-        let stored = self.shared.mqtt_sessions.take(&route.label, &client_id);
+        let sessions = &self.shared.mqtt_sessions;
+        let mut stored = sessions.take(&route.label, &client_id);
+        // a connection live under this id is taken over: told 0x8E and closed; its session
+        // (subscriptions, unacknowledged messages) comes here
+        if let Some(old) = sessions.go_live(&route.label, &client_id, &self.sub) {
+            let kept = super::resume::keep(&old, expiry.max(1));
+            {
+                let mut st = old.sink.lock();
+                old.state.lock().close = Some(0x8E);
+                old.sink.notify(&mut st);
+            }
+            if !kept.is_empty() {
+                stored = Some(kept);
+            }
+        }
         // clean start: what was stored is dropped
         let stored = stored.filter(|_| !c.clean);
         {
             let mut state = self.sub.state.lock();
             state.track = expiry > 0;
+            state.client_id = Some(client_id.clone());
             state.version = c.version;
             state.max_packet = c.max_packet.unwrap_or(u32::MAX);
             state.receive_max = c.receive_max.max(1);
@@ -595,7 +608,11 @@ impl Session {
         match close {
             Some(code) => {
                 self.send(&Out::Disconnect { code });
-                Step::End(End::Drain)
+                Step::End(if code == 0x8E {
+                    End::TakenOver
+                } else {
+                    End::Drain
+                })
             }
             None => Step::Continue,
         }
@@ -710,19 +727,22 @@ impl Session {
                 }
             }
         }
-        let persistent = self
-            .extra
-            .as_deref()
-            .and_then(|e| Some((e.expiry, e.client_id.clone()?)));
+        let client_id = self.sub.state.lock().client_id.clone();
+        let persistent = client_id.clone().map(|id| (self.expiry(), id));
         if let (Some(route), Some((expiry, client_id))) = (&self.route, persistent) {
-            if end != End::Drain && expiry > 0 {
+            if !matches!(end, End::Drain | End::TakenOver) && expiry > 0 {
                 let stored = super::resume::keep(&self.sub, expiry);
                 self.shared
                     .mqtt_sessions
                     .put(&route.label, &client_id, stored);
             }
         }
-        if self.route.is_some() {
+        if let Some(route) = &self.route {
+            if let Some(client_id) = client_id.as_deref() {
+                self.shared
+                    .mqtt_sessions
+                    .leave(&route.label, client_id, &self.sub);
+            }
             self.notify(decide::will_event(will_sent, end));
         }
         // what the device was sent last (a DISCONNECT, an answer) goes out if it can

@@ -8,15 +8,22 @@
 //! comes back (items after that id), so a session costs the same whatever it missed. Items
 //! history no longer keeps (past `[history] max_items` or `max_age`) cannot be recovered.
 //!
+//! A device that connects with a client id already live on this node takes the session over:
+//! the older connection is told DISCONNECT 0x8E (MQTT 5) and closed, without its will, and its
+//! subscriptions and unacknowledged messages move to the new one (unless it asked for a clean
+//! start).
+//!
 //! The table is per node and bounded by count (`[mqtt] max_sessions`): past it, the session
 //! closest to expiry goes first. Expired sessions are dropped when the table is next touched.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use gripway_broker::Message;
 use parking_lot::Mutex;
+
+use super::subscriber::MqttSub;
 
 /// One subscription of a stored session.
 pub(crate) struct SubRecord {
@@ -39,6 +46,11 @@ pub(crate) struct Stored {
 }
 
 impl Stored {
+    /// Whether there is nothing to resume.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.subs.is_empty() && self.inflight.is_empty()
+    }
+
     pub(crate) fn new(subs: Vec<SubRecord>, inflight: Vec<Arc<Message>>, expiry: Duration) -> Self {
         Stored {
             subs,
@@ -50,9 +62,11 @@ impl Stored {
 
 type Key = (Arc<str>, Arc<str>);
 
-/// Stored sessions by (route, client id).
+/// Stored sessions by (route, client id), and the connections live now under each id (a
+/// second CONNECT with the same id takes the session over).
 pub(crate) struct Sessions {
     map: Mutex<HashMap<Key, Stored>>,
+    live: Mutex<HashMap<Key, Weak<MqttSub>>>,
     max: usize,
 }
 
@@ -60,6 +74,7 @@ impl Sessions {
     pub(crate) fn new(max: usize) -> Self {
         Sessions {
             map: Mutex::new(HashMap::new()),
+            live: Mutex::new(HashMap::new()),
             max,
         }
     }
@@ -90,6 +105,34 @@ impl Sessions {
         }
         if self.max > 0 {
             map.insert((Arc::from(route), Arc::from(client)), stored);
+        }
+    }
+
+    /// Records `sub` as the live connection of `client` on `route`; the one it replaces, if
+    /// it is still open.
+    pub(crate) fn go_live(
+        &self,
+        route: &str,
+        client: &str,
+        sub: &Arc<MqttSub>,
+    ) -> Option<Arc<MqttSub>> {
+        let mut live = self.live.lock();
+        if live.len() > 1024 && live.len().is_power_of_two() {
+            live.retain(|_, w| w.strong_count() > 0);
+        }
+        live.insert((Arc::from(route), Arc::from(client)), Arc::downgrade(sub))
+            .and_then(|w| w.upgrade())
+    }
+
+    /// Forgets `sub` as the live connection of `client` (unless another took its place).
+    pub(crate) fn leave(&self, route: &str, client: &str, sub: &Arc<MqttSub>) {
+        let mut live = self.live.lock();
+        let key = (Arc::from(route), Arc::from(client));
+        if live
+            .get(&key)
+            .is_some_and(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(sub)))
+        {
+            live.remove(&key);
         }
     }
 

@@ -78,6 +78,8 @@ pub(crate) struct SubState {
     pub(crate) track: bool,
     /// MQTT over WebSocket: each packet goes in a binary message.
     pub(crate) ws: bool,
+    /// The client id, once CONNECT was accepted (a second connection with it takes over).
+    pub(crate) client_id: Option<Arc<str>>,
 }
 
 /// QoS 1 messages the client has not acknowledged yet. Boxed beside the state, and only
@@ -118,6 +120,7 @@ impl MqttSub {
                 oversized: 0,
                 track: false,
                 ws: false,
+                client_id: None,
             }),
         }
     }
