@@ -66,8 +66,9 @@ mod tests {
     /// 512.
     const MQTT_FUTURE: usize = 280;
     /// Bytes of an MQTT subscriber's state shared with the broker: the sink and what the
-    /// fan-out needs (subscriptions, packet ids; the QoS 1 window boxed, made when needed).
-    const MQTT_STATE: usize = 200;
+    /// fan-out needs (subscriptions, packet ids; the QoS 1 window boxed, made when needed),
+    /// and the client id a second connection's takeover finds it by.
+    const MQTT_STATE: usize = 208;
 
     #[test]
     fn per_connection_state_stays_within_budget() {

@@ -72,8 +72,6 @@ pub(crate) struct SubState {
     pub(crate) window: Option<Box<Window>>,
     /// The connection's task is asked to end it with this v5 reason code (a drain).
     pub(crate) close: Option<u8>,
-    /// Deliveries skipped because they exceed the client's maximum packet size.
-    pub(crate) oversized: u64,
     /// The session outlives the connection: each entry keeps its last item sent.
     pub(crate) track: bool,
     /// MQTT over WebSocket: each packet goes in a binary message.
@@ -117,7 +115,6 @@ impl MqttSub {
                 next_pid: 0,
                 window: None,
                 close: None,
-                oversized: 0,
                 track: false,
                 ws: false,
                 client_id: None,
@@ -195,7 +192,6 @@ impl MqttSub {
             entries,
             next_pid,
             window,
-            oversized,
             track,
             ws,
             ..
@@ -241,14 +237,12 @@ impl MqttSub {
                     view.payload.len(),
                 );
                 let Ok((head, tail)) = head else {
-                    *oversized += 1;
                     continue;
                 };
                 let total =
                     publish_total_len(topic.len(), pid.is_some(), props.len(), view.payload.len());
                 if total > *max_packet as usize {
                     // MQTT 5: a packet over the client's maximum is not sent to it
-                    *oversized += 1;
                     continue;
                 }
                 if let Some(id) = pid {
