@@ -93,7 +93,12 @@ class Conn:
         self.close()
 
     def send(self, data):
-        self.sock.sendall(data)
+        try:
+            self.sock.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            # a server may answer (413, 400) and close before reading a large body: its
+            # answer is still there to read
+            pass
 
     def _recv(self, deadline):
         left = deadline - time.monotonic()
