@@ -671,9 +671,16 @@ impl Shard {
         if let Some(last) = messages.last() {
             self.last_ids.set(channel, last.id(), now);
         }
+        // pattern subscribers first, on this task: per-channel order holds for them too
+        let by_pattern = self.registry.fan_out_patterns(channel, messages);
+        if let Some(count) = &by_pattern {
+            self.stats.count_fan_out_more(count);
+        }
         let Some(found) = self.registry.find(channel) else {
-            self.stats
-                .count_fan_out(&FanOutCount::default(), messages.len());
+            if by_pattern.is_none_or(|c| c.subscribers == 0) {
+                self.stats
+                    .count_fan_out(&FanOutCount::default(), messages.len());
+            }
             return;
         };
         let Some(lane) = &self.lane else {

@@ -23,6 +23,7 @@ pub mod lanes;
 pub mod last_ids;
 pub mod message;
 pub mod names;
+pub mod patterns;
 pub mod registry;
 pub mod sequencer;
 pub mod stats;
@@ -30,6 +31,7 @@ pub mod subscriber;
 
 pub use dispatch::{Broker, BrokerConfig, PublishError};
 pub use message::{ChannelName, Message, StreamAction, StreamFormat, WsFormat, WsOp};
+pub use patterns::PatternSubscription;
 pub use registry::{NewChannels, Registry, Subscription};
 pub use stats::BrokerStats;
 pub use subscriber::{Delivery, Subscriber, Transport};

@@ -26,6 +26,7 @@ use parking_lot::Mutex;
 use slab::Slab;
 
 use crate::message::{ChannelName, Message};
+use crate::patterns::{PatternSubscription, Patterns};
 use crate::subscriber::{Delivery, Subscriber, Transport};
 
 const SHARDS: usize = 64;
@@ -42,6 +43,8 @@ pub struct Registry {
     /// Told of each channel created (see [`Registry::watch_new_channels`]); locked only
     /// when a channel is created or a watcher added.
     new_channels: Mutex<Vec<Watcher>>,
+    /// Subscribers by channel-name pattern ([`crate::patterns`]).
+    patterns: Arc<Patterns>,
 }
 
 /// One watcher of new channels: its queue and its count of notices dropped.
@@ -150,7 +153,30 @@ impl Registry {
             channels: AtomicUsize::new(0),
             subscriptions: AtomicUsize::new(0),
             new_channels: Mutex::new(Vec::new()),
+            patterns: Arc::default(),
         })
+    }
+
+    /// Subscribes `subscriber` to every channel whose name matches `pattern` (MQTT
+    /// topic-filter syntax); None when the node holds [`crate::patterns::MAX_PATTERNS`].
+    pub fn subscribe_pattern(
+        &self,
+        pattern: &str,
+        subscriber: Arc<dyn Subscriber>,
+    ) -> Option<PatternSubscription> {
+        self.patterns.subscribe(pattern, subscriber)
+    }
+
+    /// Hands `messages` of `channel` to the pattern subscribers it matches; nothing (one
+    /// atomic load) while there are none.
+    pub fn fan_out_patterns(
+        &self,
+        channel: &str,
+        messages: &[Arc<Message>],
+    ) -> Option<FanOutCount> {
+        self.patterns
+            .any()
+            .then(|| self.patterns.fan_out(channel, messages))
     }
 
     /// From now on, each channel created is sent to the returned queue, which holds at most

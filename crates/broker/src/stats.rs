@@ -38,6 +38,14 @@ pub struct BrokerStats {
 
 impl BrokerStats {
     /// Counts one fan-out of `messages` items.
+    /// Counts what a second walk of the same messages sent (pattern subscribers), without
+    /// counting the messages as unheard again.
+    pub(crate) fn count_fan_out_more(&self, count: &FanOutCount) {
+        if count.subscribers > 0 {
+            self.count_fan_out(count, 0);
+        }
+    }
+
     pub(crate) fn count_fan_out(&self, count: &FanOutCount, messages: usize) {
         if count.subscribers == 0 {
             self.unheard.fetch_add(messages as u64, Ordering::Relaxed);

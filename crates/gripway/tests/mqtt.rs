@@ -201,18 +201,64 @@ async fn a_device_publish_is_acknowledged_once_the_broker_has_it() {
 }
 
 #[tokio::test]
-async fn the_demo_refuses_wildcard_filters_with_reason_codes() {
+async fn the_demo_takes_wildcard_filters_as_patterns_over_channels() {
     let gw = gripway(&[]);
     let mut c5 = connected(&gw, Version::V5, "five").await;
     let codes = c5
-        .subscribe(&[("a/+", 1), ("$share/g/a/#", 0), ("test", 2)])
+        .subscribe(&[("sensors/+/temp", 1), ("$share/g/a/#", 0), ("test", 2)])
         .await;
-    // wildcards not supported (the demo maps no wildcard to channels), QoS 2 granted as 1
-    assert_eq!(codes, vec![0xA2, 0xA2, 1]);
+    // a shared group is one subscriber of one channel: no pattern; QoS 2 granted as 1
+    assert_eq!(codes, vec![1, 0xA2, 1]);
     let mut c3 = connected(&gw, Version::V3, "three").await;
+    assert_eq!(c3.subscribe(&[("#", 0)]).await, vec![0]);
+    // the patterns match channels nobody subscribed to by name, publish API and devices alike
+    let mut device = connected(&gw, Version::V3, "device").await;
+    device.publish("sensors/kitchen/temp", b"21.5", 1).await;
+    device.publish("sensors/kitchen/humidity", b"40", 1).await;
+    let body = item("sensors/hall/temp", "h1", "19.0");
+    assert_eq!(publish(&gw.publish_url(), &body).await.0, 200);
+    let (topic, payload, _, _) = c5.next_publish(true).await;
     assert_eq!(
-        c3.subscribe(&[("a/#", 0), ("test", 0)]).await,
-        vec![0x80, 0]
+        (topic.as_str(), payload.as_slice()),
+        ("sensors/kitchen/temp", &b"21.5"[..])
+    );
+    let (topic, payload, _, _) = c5.next_publish(true).await;
+    assert_eq!(
+        (topic.as_str(), payload.as_slice()),
+        ("sensors/hall/temp", &b"19.0"[..])
+    );
+    let mut seen = Vec::new();
+    assert!(
+        !c5.closed_within(Duration::from_millis(200), &mut seen)
+            .await
+    );
+    assert!(seen.is_empty(), "humidity matched sensors/+/temp: {seen:?}");
+    // `#` gets all three, in order
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        got.push(c3.next_publish(false).await.0);
+    }
+    assert_eq!(
+        got,
+        [
+            "sensors/kitchen/temp",
+            "sensors/kitchen/humidity",
+            "sensors/hall/temp"
+        ]
+    );
+    // unsubscribing the pattern stops it
+    c3.unsubscribe(&["#"]).await;
+    c3.next().await; // UNSUBACK
+    device.publish("sensors/x/temp", b"after", 0).await;
+    assert_eq!(c5.next_publish(true).await.1, b"after");
+    let mut seen = Vec::new();
+    assert!(
+        !c3.closed_within(Duration::from_millis(200), &mut seen)
+            .await
+    );
+    assert!(
+        seen.is_empty(),
+        "an unsubscribed pattern still delivers: {seen:?}"
     );
 }
 

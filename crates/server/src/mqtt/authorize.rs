@@ -1,5 +1,6 @@
-//! What the built-in demo origin (`test` targets) allows: every CONNECT, and exact topics with
-//! channel = topic (plus the route's prefix). A route with an origin of its own asks it
+//! What the built-in demo origin (`test` targets) allows: every CONNECT, and every topic with
+//! channel = topic (plus the route's prefix); a wildcard filter subscribes to the channels
+//! its pattern matches. A route with an origin of its own asks it
 //! instead ([`super::origin`]).
 
 use gripway_proto::mqtt::parse_shared;
@@ -16,15 +17,18 @@ pub(crate) fn is_demo(route: &RouteEntry) -> bool {
         .is_some_and(|t| matches!(t.kind, TargetKind::Test))
 }
 
-/// The channel a topic filter subscribes to, or why not: (v5 reason code, v3 code).
-pub(crate) fn subscribe(route: &RouteEntry, filter: &str) -> Result<String, (u8, u8)> {
+/// What a topic filter subscribes to — a channel, or for a wildcard filter a pattern over
+/// channel names (true) — or why not: (v5 reason code, v3 code).
+pub(crate) fn subscribe(route: &RouteEntry, filter: &str) -> Result<(String, bool), (u8, u8)> {
+    let shared = parse_shared(filter);
     // a shared subscription's channel is its inner filter's
-    let filter = parse_shared(filter).map_or(filter, |s| s.filter);
-    if filter.contains(['+', '#']) {
-        // wildcards need the origin to map them to channels
+    let inner = shared.map_or(filter, |s| s.filter);
+    let pattern = inner.contains(['+', '#']);
+    if pattern && shared.is_some() {
+        // a group is one subscriber of one channel
         return Err((0xA2, 0x80));
     }
-    Ok(format!("{}{}", route.route.prefix, filter))
+    Ok((format!("{}{}", route.route.prefix, inner), pattern))
 }
 
 /// The channel a device's publish goes to, or the v5 reason code refusing it.

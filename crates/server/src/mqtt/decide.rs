@@ -422,18 +422,24 @@ impl Session {
                 }
             } else {
                 Some(match authorize::subscribe(&route, &f.filter) {
-                    Ok(channel) if !self.channel_ok(&channel) => {
+                    Ok((channel, _)) if !self.channel_ok(&channel) => {
                         if v5 {
                             0x8F
                         } else {
                             0x80
                         }
                     }
-                    Ok(channel) => {
+                    Ok((channel, pattern)) => {
                         let qos = f.qos.min(1);
-                        let retained = wants_retained(f, replacing);
-                        self.subscribe(&f.filter, vec![channel], qos, None, retained);
-                        qos
+                        // a pattern has no one channel to read a retained message from
+                        let retained = wants_retained(f, replacing) && !pattern;
+                        if self.subscribe(&f.filter, vec![channel], qos, None, retained, pattern) {
+                            qos
+                        } else if v5 {
+                            0x97
+                        } else {
+                            0x80
+                        }
                     }
                     Err((c5, c3)) => {
                         if v5 {
@@ -494,13 +500,24 @@ impl Session {
         let qos = f.qos.min(r.qos.unwrap_or(1)).min(1);
         let replacing = self.held.iter().any(|h| h.filter == f.filter);
         let retained = wants_retained(f, replacing);
-        self.subscribe(&f.filter, channels, qos, r.topic.as_deref(), retained);
-        qos
+        if self.subscribe(
+            &f.filter,
+            channels,
+            qos,
+            r.topic.as_deref(),
+            retained,
+            false,
+        ) {
+            qos
+        } else {
+            0x80
+        }
     }
 
-    /// Subscribes `filter` (replacing a subscription with the same filter) to `channels`;
-    /// items without a topic of their own go out with `topic` (default: the filter when it
-    /// is exact, else the channel).
+    /// Subscribes `filter` (replacing a subscription with the same filter) to `channels`
+    /// (to the channels a `pattern` matches, for a demo wildcard filter); items without a
+    /// topic of their own go out with `topic` (default: the filter when it is exact, else
+    /// the channel). False if the node holds all the patterns it may.
     pub(super) fn subscribe(
         &mut self,
         filter: &Arc<str>,
@@ -508,7 +525,8 @@ impl Session {
         qos: u8,
         topic: Option<&str>,
         retained: bool,
-    ) {
+        pattern: bool,
+    ) -> bool {
         self.unsubscribe(filter);
         // a shared subscription gets no retained messages (MQTT 5 §4.8.2)
         let shared = parse_shared(filter);
@@ -526,7 +544,7 @@ impl Session {
             let channel: Arc<str> = Arc::from(channel);
             // a persistent session recovers after the channel's newest item at subscribe time
             // when nothing was sent to it since
-            let last = (self.expiry() > 0)
+            let last = (self.expiry() > 0 && !pattern)
                 .then(|| {
                     self.shared
                         .broker
@@ -549,10 +567,13 @@ impl Session {
                     filter: filter.clone(),
                     qos,
                     wildcard,
+                    pattern,
                     last,
                 });
             }
-            let subscription = self.attach(filter, &channel);
+            let Some(subscription) = self.attach(filter, &channel, pattern) else {
+                return false;
+            };
             if retained {
                 if let Some(msg) = super::retained::newest(&self.shared, &channel) {
                     if let Some(found) = self.extra().retained.as_mut() {
@@ -566,6 +587,7 @@ impl Session {
                 _subscription: subscription,
             });
         }
+        true
     }
 
     /// Sends SUBACK, then the retained messages the subscriptions found (releasing what the
@@ -578,11 +600,17 @@ impl Session {
         self.ok(written)
     }
 
-    /// Puts the connection in the broker for `channel`: itself, or for a shared `filter` its
-    /// group's place.
-    pub(super) fn attach(&self, filter: &str, channel: &str) -> Holding {
+    /// Puts the connection in the broker for `channel`: itself, for a shared `filter` its
+    /// group's place, for a `pattern` its place among the patterns (None: none left).
+    pub(super) fn attach(&self, filter: &str, channel: &str, pattern: bool) -> Option<Holding> {
         let registry = self.shared.broker.registry();
-        match (parse_shared(filter), &self.route) {
+        let me = || self.sub.clone() as Arc<dyn Subscriber>;
+        if pattern {
+            return registry
+                .subscribe_pattern(channel, me())
+                .map(Holding::Pattern);
+        }
+        Some(match (parse_shared(filter), &self.route) {
             (Some(s), Some(route)) => Holding::Group(self.shared.mqtt_groups.join(
                 registry,
                 &route.label,
@@ -590,10 +618,8 @@ impl Session {
                 channel,
                 self.sub.clone(),
             )),
-            _ => Holding::Channel(
-                registry.subscribe(channel, self.sub.clone() as Arc<dyn Subscriber>),
-            ),
-        }
+            _ => Holding::Channel(registry.subscribe(channel, me())),
+        })
     }
 
     /// Drops the subscriptions with this filter; whether there were any.

@@ -33,6 +33,7 @@ pub(super) fn keep(sub: &MqttSub, expiry: u32) -> Stored {
             topic: e.topic,
             qos: e.qos,
             wildcard: e.wildcard,
+            pattern: e.pattern,
             last: e.last,
         })
         .collect();
@@ -52,10 +53,12 @@ impl Session {
         sink.hold_back(&mut sink.lock());
         let mut wants: Vec<(Arc<str>, Option<Arc<Message>>)> = Vec::new();
         for rec in stored.subs {
-            if rec.qos > 0 && !wants.iter().any(|(c, _)| *c == rec.channel) {
+            if rec.qos > 0 && !rec.pattern && !wants.iter().any(|(c, _)| *c == rec.channel) {
                 wants.push((rec.channel.clone(), rec.last.clone()));
             }
-            let subscription = self.attach(&rec.filter, &rec.channel);
+            let Some(subscription) = self.attach(&rec.filter, &rec.channel, rec.pattern) else {
+                continue;
+            };
             self.held.push(Held {
                 filter: rec.filter.clone(),
                 _subscription: subscription,
@@ -66,6 +69,7 @@ impl Session {
                 topic: rec.topic,
                 qos: rec.qos,
                 wildcard: rec.wildcard,
+                pattern: rec.pattern,
                 last: rec.last,
             });
         }

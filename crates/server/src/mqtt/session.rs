@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use gripway_broker::Subscription;
+use gripway_broker::{PatternSubscription, Subscription};
 use gripway_proto::mqtt::{
     connect_info, decode, decode_connect, encode_out, inbound, scan, ConnackInfo, ConnectInfo,
     FrameError, InPublish, Inbound, MqttError, Out, Scan, Version, Will,
@@ -73,6 +73,7 @@ pub(super) struct Held {
 pub(super) enum Holding {
     Channel(#[allow(dead_code, reason = "held for its Drop")] Subscription),
     Group(#[allow(dead_code, reason = "held for its Drop")] Membership),
+    Pattern(#[allow(dead_code, reason = "held for its Drop")] PatternSubscription),
 }
 
 /// A device's publish, decided: the item, and how to acknowledge it.
@@ -477,8 +478,8 @@ impl Session {
         let mut info = ConnackInfo {
             receive_max: Some(cfg.max_inflight),
             max_packet: Some(cfg.max_packet_bytes),
-            // the origin maps wildcard filters to channels; the demo has no such mapping
-            wildcards: !authorize::is_demo(&route),
+            // the origin maps wildcard filters to channels; the demo to channel patterns
+            wildcards: true,
             shared: true,
             ..ConnackInfo::default()
         };

@@ -32,6 +32,8 @@ pub(crate) struct SubRecord {
     pub(crate) topic: Arc<str>,
     pub(crate) qos: u8,
     pub(crate) wildcard: bool,
+    /// `channel` is a pattern over channel names.
+    pub(crate) pattern: bool,
     /// The last item the device was sent on the channel (recovery reads after its id); None:
     /// the channel had nothing when it subscribed.
     pub(crate) last: Option<Arc<Message>>,

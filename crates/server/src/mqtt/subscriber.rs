@@ -54,6 +54,8 @@ pub(crate) struct Entry {
     pub(crate) qos: u8,
     /// The filter has wildcards: an item's own topic must match it.
     pub(crate) wildcard: bool,
+    /// `channel` is a pattern over channel names (a demo wildcard filter).
+    pub(crate) pattern: bool,
     /// A persistent session's last item sent on the channel (history is read after it when
     /// the device comes back); None otherwise.
     pub(crate) last: Option<Arc<Message>>,
@@ -339,7 +341,12 @@ fn route<'a>(
     let view = msg.mqtt()?;
     let mut best: Option<(u8, &'a str, usize)> = None;
     for (i, e) in entries.iter().enumerate() {
-        if &*e.channel != channel {
+        let on_channel = if e.pattern {
+            gripway_broker::patterns::matches(&e.channel, channel)
+        } else {
+            &*e.channel == channel
+        };
+        if !on_channel {
             continue;
         }
         // a shared subscription's filter is matched without its `$share/<group>/`
@@ -348,6 +355,8 @@ fn route<'a>(
             Some(t) if e.wildcard && !matches(filter, t) => continue,
             Some(t) if !e.wildcard && t != filter => continue,
             Some(t) => t,
+            // a pattern's items go out with their channel's name as topic
+            None if e.pattern => &msg.channel,
             None => &e.topic,
         };
         let qos = view.qos.min(e.qos);
