@@ -79,6 +79,9 @@ pub struct BrokerConfig {
     /// Where wide fan-outs run ([`crate::lanes`]: one lane per shard, spawned on this
     /// runtime); `None`: every fan-out runs in its shard's task.
     pub lanes: Option<tokio::runtime::Handle>,
+    /// Parts per lane: how many threads at most write one wide channel's batch at once
+    /// (the worker count; see [`crate::lanes`]).
+    pub lane_parts: usize,
 }
 
 impl Default for BrokerConfig {
@@ -94,6 +97,7 @@ impl Default for BrokerConfig {
             last_ids_max_bytes: 16 << 20,
             history: HistoryConfig::default(),
             lanes: None,
+            lane_parts: 1,
         }
     }
 }
@@ -192,7 +196,7 @@ impl Broker {
                     lane: config
                         .lanes
                         .as_ref()
-                        .map(|runtime| Lane::start(runtime, stats.clone())),
+                        .map(|runtime| Lane::start(runtime, config.lane_parts, stats.clone())),
                     in_flight: VecDeque::new(),
                     dups: Vec::new(),
                     waiting_dups: Vec::new(),

@@ -16,13 +16,13 @@
 //! ([`Registry::new_channel_drops`]), so subscribing never waits.
 
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use foldhash::fast::FixedState;
 use foldhash::HashMap;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use slab::Slab;
 
 use crate::message::{ChannelName, Message};
@@ -82,7 +82,12 @@ pub type NewChannel = (Instant, ChannelName);
 /// One channel's subscribers.
 pub struct Channel {
     name: ChannelName,
-    inner: Mutex<ChannelInner>,
+    /// Read-locked by each fan-out (several parts of one at once, see [`Found::fan_out_part`]),
+    /// write-locked to subscribe or leave.
+    inner: RwLock<ChannelInner>,
+    /// Into how many parts the lanes split this channel's last wide fan-out (0: none yet);
+    /// see `crate::lanes` for why a change waits for the lane to be idle.
+    parts: AtomicU8,
 }
 
 struct ChannelInner {
@@ -107,12 +112,13 @@ pub struct FanOutCount {
 /// A channel found by [`Registry::find`]. Holding it keeps the channel's subscriber list
 /// (not its subscribers' connections) alive; a subscriber that leaves meanwhile is not
 /// handed anything by a later fan-out, as the walk takes the channel's lock.
+#[derive(Clone)]
 pub struct Found(Arc<Channel>);
 
 impl Found {
     /// Hands `messages` (all on this channel, in order) to every subscriber it has now.
     pub fn fan_out(&self, messages: &[Arc<Message>]) -> FanOutCount {
-        walk(&self.0.name, &self.0.inner.lock(), messages)
+        walk(&self.0.name, &self.0.inner.read(), messages)
     }
 
     /// True if both are the same channel (not one that replaced the other meanwhile).
@@ -123,21 +129,70 @@ impl Found {
     /// [`Found::fan_out`], but only if the channel has at most `max` subscribers (one lock
     /// for the check and the walk); `None`, having handed nothing, otherwise.
     pub fn fan_out_if_at_most(&self, max: usize, messages: &[Arc<Message>]) -> Option<FanOutCount> {
-        let inner = self.0.inner.lock();
+        let inner = self.0.inner.read();
         (inner.subscribers.len() <= max).then(|| walk(&self.0.name, &inner, messages))
+    }
+
+    /// Hands `messages` to the subscribers in part `part` of `parts`: those whose slot
+    /// number is `part` modulo `parts`. A slot keeps its number while its subscriber stays,
+    /// so with the same `parts` a subscriber is always in the same part. Parts are walked
+    /// under a shared lock, so several threads write one channel at once.
+    pub fn fan_out_part(
+        &self,
+        part: usize,
+        parts: usize,
+        messages: &[Arc<Message>],
+    ) -> FanOutCount {
+        let inner = self.0.inner.read();
+        let slots = &inner.subscribers;
+        let mut count = FanOutCount::default();
+        let mut key = part;
+        // a slab's slots are numbered from zero up to its capacity
+        while key < slots.capacity() {
+            if let Some(sub) = slots.get(key) {
+                deliver_one(&self.0.name, sub.as_ref(), messages, &mut count);
+            }
+            key += parts.max(1);
+        }
+        count
+    }
+
+    /// How many subscribers the channel has now.
+    pub fn len(&self) -> usize {
+        self.0.inner.read().subscribers.len()
+    }
+
+    /// True if the channel has no subscriber now.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Records that the channel's next wide fan-out is split into `parts`; returns the count
+    /// its previous one used (0: none yet).
+    pub(crate) fn swap_parts(&self, parts: u8) -> u8 {
+        self.0.parts.swap(parts, Ordering::AcqRel)
+    }
+}
+
+fn deliver_one(
+    channel: &str,
+    sub: &dyn Subscriber,
+    messages: &[Arc<Message>],
+    count: &mut FanOutCount,
+) {
+    count.subscribers += 1;
+    match sub.deliver(channel, messages) {
+        Delivery::Sent(n) => count.sent[sub.transport().index()] += u64::from(n),
+        Delivery::Skipped => {}
+        Delivery::DroppedSlow(n) => count.dropped_slow += u64::from(n),
+        Delivery::Closed(n) => count.closed += u64::from(n),
     }
 }
 
 fn walk(channel: &str, inner: &ChannelInner, messages: &[Arc<Message>]) -> FanOutCount {
     let mut count = FanOutCount::default();
     for (_, sub) in inner.subscribers.iter() {
-        count.subscribers += 1;
-        match sub.deliver(channel, messages) {
-            Delivery::Sent(n) => count.sent[sub.transport().index()] += u64::from(n),
-            Delivery::Skipped => {}
-            Delivery::DroppedSlow(n) => count.dropped_slow += u64::from(n),
-            Delivery::Closed(n) => count.closed += u64::from(n),
-        }
+        deliver_one(channel, sub.as_ref(), messages, &mut count);
     }
     count
 }
@@ -219,10 +274,11 @@ impl Registry {
                 None => {
                     let c = Arc::new(Channel {
                         name: Arc::from(channel),
-                        inner: Mutex::new(ChannelInner {
+                        inner: RwLock::new(ChannelInner {
                             subscribers: Slab::new(),
                             dead: false,
                         }),
+                        parts: AtomicU8::new(0),
                     });
                     shard.insert(c.name.clone(), c.clone());
                     self.channels.fetch_add(1, Ordering::Relaxed);
@@ -230,7 +286,7 @@ impl Registry {
                     c
                 }
             };
-            let mut inner = chan.inner.lock();
+            let mut inner = chan.inner.write();
             if inner.dead {
                 // its last subscriber left and has not yet removed it from the map
                 drop(inner);
@@ -267,7 +323,7 @@ impl Registry {
 
     fn unsubscribe(&self, channel: &Arc<Channel>, key: usize) {
         let now_dead = {
-            let mut inner = channel.inner.lock();
+            let mut inner = channel.inner.write();
             if inner.subscribers.try_remove(key).is_none() {
                 return;
             }
@@ -324,7 +380,7 @@ impl Registry {
         };
         let mut count = 0;
         for chan in channels {
-            let inner = chan.inner.lock();
+            let inner = chan.inner.read();
             for (_, sub) in inner.subscribers.iter() {
                 sub.recover();
                 count += 1;
@@ -339,7 +395,7 @@ impl Registry {
         let Some(chan) = self.shard(channel).lock().get(channel).cloned() else {
             return 0;
         };
-        let inner = chan.inner.lock();
+        let inner = chan.inner.read();
         inner
             .subscribers
             .iter()
@@ -352,7 +408,7 @@ impl Registry {
         self.shard(channel)
             .lock()
             .get(channel)
-            .map_or(0, |c| c.inner.lock().subscribers.len())
+            .map_or(0, |c| c.inner.read().subscribers.len())
     }
 
     /// Channels with at least one subscriber.

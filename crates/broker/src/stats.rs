@@ -37,7 +37,6 @@ pub struct BrokerStats {
 }
 
 impl BrokerStats {
-    /// Counts one fan-out of `messages` items.
     /// Counts what a second walk of the same messages sent (pattern subscribers), without
     /// counting the messages as unheard again.
     pub(crate) fn count_fan_out_more(&self, count: &FanOutCount) {
@@ -46,6 +45,7 @@ impl BrokerStats {
         }
     }
 
+    /// Counts one fan-out of `messages` items.
     pub(crate) fn count_fan_out(&self, count: &FanOutCount, messages: usize) {
         if count.subscribers == 0 {
             self.unheard.fetch_add(messages as u64, Ordering::Relaxed);

@@ -272,6 +272,7 @@ pub async fn run(
                 order_max_bytes: config.publish.order_max_bytes,
                 last_ids_max_bytes: config.publish.last_ids_max_bytes,
                 shards: std::thread::available_parallelism().map_or(2, |n| n.get()),
+                lane_parts: workers.metrics().num_workers(),
                 lanes: Some(workers),
                 ..BrokerConfig::default()
             },
