@@ -57,7 +57,7 @@ PY
 }
 
 for r in $(seq 1 "$ROUNDS"); do
-    for scen in burst-1k burst-15k; do
+    for scen in ${SCENARIOS:-burst-1k burst-15k}; do
         case $scen in
         burst-1k) args=(--transport sse --subscribers 1000 --channels 1 --messages 1000 --rate 0) ;;
         burst-15k) args=(--transport sse --subscribers 15000 --channels 1 --messages 200 --rate 0) ;;

@@ -80,7 +80,7 @@ pub struct BrokerConfig {
     /// runtime); `None`: every fan-out runs in its shard's task.
     pub lanes: Option<tokio::runtime::Handle>,
     /// Parts per lane: how many threads at most write one wide channel's batch at once
-    /// (the worker count; see [`crate::lanes`]).
+    /// (the server gives one per worker thread but one; see [`crate::lanes`]).
     pub lane_parts: usize,
 }
 

@@ -10,8 +10,8 @@
 //! consecutive batches of one channel as one, so a hot channel's subscribers still get one
 //! write for many publishes.
 //!
-//! One hot channel uses every worker thread: a lane has one part per worker thread (a task
-//! each, with a queue of its own), and a channel with more than [`PART_MIN_SUBSCRIBERS`]
+//! One hot channel uses the worker threads together: a lane has several parts (the server
+//! gives it one per worker thread but one; a task each, with a queue of its own), and a channel with more than [`PART_MIN_SUBSCRIBERS`]
 //! subscribers per part is split between several: part `i` of `m` writes the subscribers in
 //! the channel's slots numbered `i` modulo `m` ([`Found::fan_out_part`]). A batch crosses
 //! threads once per part, never once per subscriber, and each part's writes go on while
@@ -72,7 +72,7 @@ pub(crate) struct Lane {
 }
 
 impl Lane {
-    /// Starts a lane on `runtime` with `parts` parts (its worker count).
+    /// Starts a lane on `runtime` with `parts` parts (at most [`MAX_PARTS`]).
     pub(crate) fn start(runtime: &Handle, parts: usize, stats: Arc<BrokerStats>) -> Lane {
         let shared = Arc::new(Shared {
             pending: Arc::new(AtomicUsize::new(0)),
@@ -123,6 +123,12 @@ impl Lane {
             self.wait_idle().await;
         }
         let messages: Arc<[Arc<Message>]> = messages.into();
+        if parts > 1 {
+            self.shared
+                .stats
+                .split_fan_outs
+                .fetch_add(1, Ordering::Relaxed);
+        }
         self.shared.pending.fetch_add(parts, Ordering::AcqRel);
         for (i, part) in self.parts[..parts].iter().enumerate() {
             let job = Job {

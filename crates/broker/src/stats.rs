@@ -24,6 +24,9 @@ pub struct BrokerStats {
     pub dropped_slow: AtomicU64,
     /// Messages not delivered because the subscriber was already closing.
     pub dropped_closed: AtomicU64,
+    /// Wide batches split between several parts of a lane (a hot channel written by
+    /// several worker threads at once).
+    pub split_fan_outs: AtomicU64,
     /// (channel, id) pairs the dedup tables remember now, over all shards.
     pub dedup_entries: AtomicU64,
     /// What the dedup tables cost now, in bytes.

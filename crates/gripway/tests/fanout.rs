@@ -174,3 +174,65 @@ async fn publishes_are_taken_and_fanned_out_on_the_broker_thread() {
         "the broker thread did no work for {N} publishes ({before} -> {after} ticks)"
     );
 }
+
+/// With four workers a lane has three parts, and a channel of 800 subscribers is split in
+/// three (one part per 256): every subscriber still gets every item once, in publish order,
+/// through the real binary, while the items come in several publish requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hot_channel_split_between_the_workers_reaches_everyone_in_order() {
+    const N: usize = 800;
+    const ITEMS: usize = 60;
+    let origin = Origin::start(sse_origin).await;
+    let gw = gripway_to(&origin, &["--workers", "4"]);
+    let mut clients = Vec::with_capacity(N);
+    for batch in (0..N).collect::<Vec<_>>().chunks(200) {
+        clients.extend(
+            join_all(batch.iter().map(|_| {
+                let addr = gw.addr;
+                async move {
+                    let mut c = RawClient::connect(addr).await;
+                    c.get("/hot", &[]).await;
+                    c.read_until(b"ready\n", WAIT).await;
+                    c
+                }
+            }))
+            .await,
+        );
+    }
+    assert_eq!(
+        wait_metric(&gw, "gripway_subscriptions", N as f64).await,
+        Some(N as f64)
+    );
+    for chunk in (0..ITEMS).collect::<Vec<_>>().chunks(7) {
+        let items: Vec<_> = chunk
+            .iter()
+            .map(|i| serde_json::json!({"channel": "hot", "formats": {"http-stream": {"content": format!("<m{i}>\n")}}}))
+            .collect();
+        let body = serde_json::json!({ "items": items }).to_string();
+        assert_eq!(publish(&gw.publish_url(), &body).await.0, 200);
+    }
+    let last = format!("<m{}>", ITEMS - 1);
+    let got = join_all(
+        clients
+            .iter_mut()
+            .map(|c| c.read_until(last.as_bytes(), WAIT)),
+    )
+    .await;
+    for body in got {
+        let text = String::from_utf8_lossy(&body);
+        let mut at = 0;
+        for i in 0..ITEMS {
+            let mark = format!("<m{i}>");
+            let found = text[at..]
+                .find(&mark)
+                .unwrap_or_else(|| panic!("{mark} missing or out of order in {text:?}"));
+            at += found + mark.len();
+            assert!(
+                !text[at..].contains(&mark),
+                "{mark} delivered twice: {text:?}"
+            );
+        }
+    }
+    let split = gw.metric("gripway_fanout_split_batches_total").await;
+    assert!(split.unwrap_or(0.0) >= 1.0, "written in parts: {split:?}");
+}

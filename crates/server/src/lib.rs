@@ -272,7 +272,10 @@ pub async fn run(
                 order_max_bytes: config.publish.order_max_bytes,
                 last_ids_max_bytes: config.publish.last_ids_max_bytes,
                 shards: std::thread::available_parallelism().map_or(2, |n| n.get()),
-                lane_parts: workers.metrics().num_workers(),
+                // one worker is always left to the connections' own work (reads, new
+                // subscriptions, flushing what a socket did not take), so one channel's burst
+                // never stalls every other connection (ARCHITECTURE.md, "One hot channel")
+                lane_parts: workers.metrics().num_workers().saturating_sub(1).max(1),
                 lanes: Some(workers),
                 ..BrokerConfig::default()
             },

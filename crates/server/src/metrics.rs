@@ -578,6 +578,12 @@ impl Collector for BrokerCollector {
         )?;
         counter(
             &mut encoder,
+            "fanout_split_batches",
+            "Batches of a hot channel written by several worker threads at once",
+            stats.split_fan_outs.load(Ordering::Relaxed),
+        )?;
+        counter(
+            &mut encoder,
             "messages_unheard",
             "Items published to channels with no subscribers on this node",
             stats.unheard.load(Ordering::Relaxed),
