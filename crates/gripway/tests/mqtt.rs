@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::mqtt::{connack_code, session_present, ConnectOptions, MqttClient};
 use common::*;
 use futures_util::StreamExt;
-use gripway_proto::mqtt::{v5, Packet, Version};
+use gripway_proto::mqtt::{v3, v5, Packet, Version};
 use tokio_tungstenite::tungstenite::Message;
 
 fn mqtt_addr(gw: &Gripway) -> std::net::SocketAddr {
@@ -198,6 +198,41 @@ async fn a_device_publish_is_acknowledged_once_the_broker_has_it() {
     // each line of the payload is a data: line of one SSE event
     sse.read_until(b"data: line one\ndata: line two\n\n", WAIT)
         .await;
+}
+
+/// Publishes that arrive together are acknowledged together (one write), each PUBACK with its
+/// own packet id, in order, and every item reaches the channel.
+#[tokio::test]
+async fn publishes_sent_in_one_write_are_each_acknowledged_in_order() {
+    let gw = gripway(&[]);
+    let mut sse = RawClient::connect(gw.addr).await;
+    sse.get("/test/sse", &[]).await;
+    sse.read_head().await;
+    wait_subscriptions(&gw, 1.0).await;
+    for version in [Version::V3, Version::V5] {
+        let mut c = connected(&gw, version, &format!("pub-{version:?}")).await;
+        let mut bytes = Vec::new();
+        for i in 0..5 {
+            bytes.extend(c.publish_bytes("test", format!("{version:?}-{i}").as_bytes(), 1));
+        }
+        c.send_raw(&bytes).await;
+        let mut pids = Vec::new();
+        for _ in 0..5 {
+            match c.next().await.expect("PUBACK") {
+                Packet::V3(v3::Packet::Puback(pid)) => pids.push(pid.value()),
+                Packet::V5(v5::Packet::Puback(a)) => {
+                    assert_eq!(a.reason_code as u8, 0);
+                    pids.push(a.pid.value());
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(pids, [1, 2, 3, 4, 5], "{version:?}");
+        for i in 0..5 {
+            sse.read_until(format!("data: {version:?}-{i}\n\n").as_bytes(), WAIT)
+                .await;
+        }
+    }
 }
 
 #[tokio::test]

@@ -247,6 +247,13 @@ impl MqttClient {
 
     /// Sends PUBLISH (QoS 1 gets a packet id; the PUBACK is not waited for).
     pub async fn publish(&mut self, topic: &str, payload: &[u8], q: u8) {
+        let bytes = self.publish_bytes(topic, payload, q);
+        self.send_raw(&bytes).await;
+    }
+
+    /// A PUBLISH packet's bytes (the next packet id taken for QoS 1 and 2), to send later,
+    /// several in one write for instance.
+    pub fn publish_bytes(&mut self, topic: &str, payload: &[u8], q: u8) -> Vec<u8> {
         let qos_pid = match q {
             0 => QosPid::Level0,
             1 => QosPid::Level1(self.pid()),
@@ -254,7 +261,7 @@ impl MqttClient {
         };
         let topic = TopicName::try_from(topic).expect("topic");
         let payload = Bytes::copy_from_slice(payload);
-        let bytes = match self.version {
+        match self.version {
             Version::V3 => v3::Packet::Publish(v3::Publish::new(qos_pid, topic, payload))
                 .encode()
                 .expect("encode")
@@ -265,8 +272,7 @@ impl MqttClient {
                 .expect("encode")
                 .as_ref()
                 .to_vec(),
-        };
-        self.send_raw(&bytes).await;
+        }
     }
 
     /// Acknowledges a QoS 1 PUBLISH.

@@ -669,10 +669,15 @@ impl Session {
             batch.into_iter().map(|t| (t.item, t.ack)).unzip();
         match crate::publish_api::publish_items(&self.shared, items).await {
             Ok(()) => {
+                // the batch's acknowledgements in one write
+                let mut out = Vec::new();
                 for ack in acks.iter().flatten() {
-                    if !self.send(ack) {
-                        return Step::End(End::Lost);
+                    if let Ok(bytes) = encode_out(self.version, ack) {
+                        out.extend_from_slice(&bytes);
                     }
+                }
+                if !out.is_empty() && !self.send_packet(&[&bytes::Bytes::from(out)]) {
+                    return Step::End(End::Lost);
                 }
                 Step::Continue
             }
