@@ -432,3 +432,36 @@ def test_paho_over_websocket_shares_channels_with_tcp_devices_and_sse(start_grip
         assert [m.payload for m in tcp.received(1)] == [f"from ws {version}".encode()]
         assert [m.payload for m in ws.received(1)] == [f"from ws {version}".encode()]
     assert sse.until("from ws 5") == ["from tcp 4", "from ws 4", "from tcp 5", "from ws 5"]
+
+
+# MQTT 5 subscription options with paho
+
+
+def test_paho_v5_no_local_and_retain_as_published(start_gripway, devices):
+    from paho.mqtt.subscribeoptions import SubscribeOptions
+
+    gw = start_gripway()
+    me = devices(Device, gw, 5, "paho-me")
+    other = devices(Device, gw, 5, "paho-other")
+    no_local = SubscribeOptions(qos=0, noLocal=True, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND)
+    keeps = SubscribeOptions(qos=0, retainAsPublished=True,
+                             retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND)
+    drops = SubscribeOptions(qos=0, retainAsPublished=False,
+                             retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND)
+    assert me.subscribe([("chat", no_local), ("lamp", drops)]) == [0, 0]
+    assert other.subscribe([("chat", keeps), ("lamp", keeps)]) == [0, 0]
+    subscribed(gw, 4)
+    me.publish("chat", b"from me", 1)
+    other.publish("chat", b"from other", 1)
+    got = other.received(2)
+    assert sorted(m.payload for m in got) == [b"from me", b"from other"]
+    # "me" has No Local on chat: the first thing it gets there is the other's message
+    [m] = me.received(1)
+    assert (m.topic, m.payload) == ("chat", b"from other")
+    # a retained publish: its flag stays for Retain As Published, and only there
+    info = other.c.publish("lamp", b"on", qos=1, retain=True)
+    info.wait_for_publish(WAIT)
+    [mine] = me.received(1)
+    [theirs] = other.received(1)
+    assert (mine.payload, mine.retain) == (b"on", False)
+    assert (theirs.payload, theirs.retain) == (b"on", True)

@@ -762,3 +762,48 @@ async fn a_second_connect_with_the_same_client_id_takes_the_session_over() {
         "a taken-over connection's will was published"
     );
 }
+
+/// MQTT 5 subscription options: No Local keeps what a client id published from its own
+/// subscription (others still get it), and Retain As Published keeps the publisher's
+/// retain flag on live deliveries, which otherwise go out without it.
+#[tokio::test]
+async fn no_local_and_retain_as_published_shape_what_a_v5_subscription_gets() {
+    use gripway_proto::mqtt::v5::{RetainHandling, SubscriptionOptions};
+    use gripway_proto::mqtt::QoS;
+    let gw = gripway(&[]);
+    let opts = |no_local: bool, retain_as_published: bool| SubscriptionOptions {
+        max_qos: QoS::Level0,
+        no_local,
+        retain_as_published,
+        retain_handling: RetainHandling::DoNotSend,
+    };
+    let mut me = connected(&gw, Version::V5, "me").await;
+    let mut other = connected(&gw, Version::V5, "other").await;
+    assert_eq!(me.subscribe_with("room", opts(true, false)).await, 0);
+    assert_eq!(other.subscribe_with("room", opts(false, false)).await, 0);
+    let mut keeps = connected(&gw, Version::V5, "keeps").await;
+    assert_eq!(keeps.subscribe_with("lamp", opts(false, true)).await, 0);
+    let mut plain = connected(&gw, Version::V3, "plain").await;
+    assert_eq!(plain.subscribe(&[("lamp", 0)]).await, [0]);
+    wait_subscriptions(&gw, 4.0).await;
+
+    me.publish("room", b"mine", 0).await;
+    assert_eq!(next_retain(&mut other).await.0, b"mine");
+    other.publish("room", b"theirs", 0).await;
+    assert_eq!(next_retain(&mut other).await.0, b"theirs");
+    // the first thing "me" gets is the other's message, not its own
+    assert_eq!(next_retain(&mut me).await.0, b"theirs");
+
+    let retained = {
+        let mut p = v5::Publish::new(
+            gripway_proto::mqtt::QosPid::Level0,
+            gripway_proto::mqtt::TopicName::try_from("lamp").unwrap(),
+            bytes::Bytes::from_static(b"on"),
+        );
+        p.retain = true;
+        v5::Packet::Publish(p).encode().unwrap().as_ref().to_vec()
+    };
+    me.send_raw(&retained).await;
+    assert_eq!(next_retain(&mut keeps).await, (b"on".to_vec(), true));
+    assert_eq!(next_retain(&mut plain).await, (b"on".to_vec(), false));
+}

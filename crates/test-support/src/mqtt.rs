@@ -201,6 +201,24 @@ impl MqttClient {
             .to_vec(),
         };
         self.send_raw(&bytes).await;
+        self.read_suback().await
+    }
+
+    /// Subscribes (MQTT 5) to one filter with the given options; returns its SUBACK code.
+    pub async fn subscribe_with(&mut self, filter: &str, options: v5::SubscriptionOptions) -> u8 {
+        let pid = self.pid();
+        let topics = vec![(TopicFilter::try_from(filter).expect("filter"), options)];
+        let bytes = v5::Packet::Subscribe(v5::Subscribe::new(pid, topics))
+            .encode()
+            .expect("encode")
+            .as_ref()
+            .to_vec();
+        self.send_raw(&bytes).await;
+        self.read_suback().await[0]
+    }
+
+    /// Reads packets until a SUBACK; returns its codes.
+    async fn read_suback(&mut self) -> Vec<u8> {
         loop {
             match self.next().await.expect("a SUBACK") {
                 Packet::V3(v3::Packet::Suback(s)) => {

@@ -334,7 +334,8 @@ impl Session {
                     .count_error(Source::Client, "mqtt-channel-too-long");
                 return self.refuse_publish(ack, 0x90);
             }
-            match device_item(channel, r.id.clone(), &p) {
+            let me = self.sub.state.lock().client_id.clone();
+            match device_item(channel, r.id.clone(), &p, me.as_deref()) {
                 Ok(item) => {
                     self.to_publish.push(ToPublish { item, ack });
                     return Step::Continue;
@@ -433,7 +434,9 @@ impl Session {
                         let qos = f.qos.min(1);
                         // a pattern has no one channel to read a retained message from
                         let retained = wants_retained(f, replacing) && !pattern;
-                        if self.subscribe(&f.filter, vec![channel], qos, None, retained, pattern) {
+                        let grant = Grant::of(f, qos);
+                        if self.subscribe(&f.filter, vec![channel], grant, None, retained, pattern)
+                        {
                             qos
                         } else if v5 {
                             0x97
@@ -503,7 +506,7 @@ impl Session {
         if self.subscribe(
             &f.filter,
             channels,
-            qos,
+            Grant::of(f, qos),
             r.topic.as_deref(),
             retained,
             false,
@@ -522,7 +525,7 @@ impl Session {
         &mut self,
         filter: &Arc<str>,
         channels: Vec<String>,
-        qos: u8,
+        grant: Grant,
         topic: Option<&str>,
         retained: bool,
         pattern: bool,
@@ -565,7 +568,9 @@ impl Session {
                     },
                     channel: channel.clone(),
                     filter: filter.clone(),
-                    qos,
+                    qos: grant.qos,
+                    no_local: grant.no_local,
+                    retain_as_published: grant.retain_as_published,
                     wildcard,
                     pattern,
                     last,
@@ -681,6 +686,24 @@ pub(super) fn will_event(will_sent: bool, end: End) -> Event {
         End::Lost => DisconnectReason::Gone,
     };
     Event::Disconnect { reason, will_sent }
+}
+
+/// What a subscription was granted: its QoS and its MQTT 5 options that shape deliveries.
+#[derive(Clone, Copy)]
+pub(super) struct Grant {
+    pub(super) qos: u8,
+    pub(super) no_local: bool,
+    pub(super) retain_as_published: bool,
+}
+
+impl Grant {
+    fn of(f: &SubRequest, qos: u8) -> Grant {
+        Grant {
+            qos,
+            no_local: f.no_local,
+            retain_as_published: f.retain_as_published,
+        }
+    }
 }
 
 /// Whether a subscription gets the channel's retained message now (MQTT 5 retain handling:

@@ -44,10 +44,20 @@ fn next_id() -> String {
     format!("m{prefix:016x}{n:x}")
 }
 
+/// The item meta naming the client id of the device that published it: an MQTT 5
+/// subscription with No Local set is not sent what its own client id published.
+pub(crate) const PUBLISHER_META: &str = "mqtt-client-id";
+
 /// The item a device's publish to `channel` becomes: its MQTT form, the payload as a
-/// WebSocket message (text when it is UTF-8) and as an SSE event on HTTP streams; or why it
-/// cannot be one (a v5 property MQTT allows but items cannot carry).
-fn device_item(channel: String, id: Option<String>, p: &InPublish) -> Result<Item, String> {
+/// WebSocket message (text when it is UTF-8) and as an SSE event on HTTP streams, with the
+/// publishing device's client id in its meta; or why it cannot be one (a v5 property MQTT
+/// allows but items cannot carry).
+fn device_item(
+    channel: String,
+    id: Option<String>,
+    p: &InPublish,
+    client_id: Option<&str>,
+) -> Result<Item, String> {
     let publish = DevicePublish {
         topic: p.topic.to_string(),
         payload: p.payload.clone(),
@@ -58,10 +68,15 @@ fn device_item(channel: String, id: Option<String>, p: &InPublish) -> Result<Ite
     if let Some(problem) = publish.problem() {
         return Err(problem);
     }
-    Ok(publish::device_item(
+    let mut item = publish::device_item(
         channel,
         Some(id.unwrap_or_else(next_id)),
         publish,
         StreamForm::Sse,
-    ))
+    );
+    if let Some(client_id) = client_id.filter(|c| !c.is_empty()) {
+        item.meta
+            .push((PUBLISHER_META.to_owned(), client_id.to_owned()));
+    }
+    Ok(item)
 }

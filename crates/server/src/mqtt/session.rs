@@ -718,9 +718,10 @@ impl Session {
                     dup: false,
                     properties: None,
                 };
+                let me = self.sub.state.lock().client_id.clone();
                 let item = self
                     .channel_ok(&channel)
-                    .then(|| device_item(channel, None, &p).ok())
+                    .then(|| device_item(channel, None, &p, me.as_deref()).ok())
                     .flatten();
                 if let Some(item) = item {
                     match crate::publish_api::publish_items(&self.shared, vec![item]).await {

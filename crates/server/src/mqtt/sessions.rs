@@ -31,6 +31,8 @@ pub(crate) struct SubRecord {
     pub(crate) channel: Arc<str>,
     pub(crate) topic: Arc<str>,
     pub(crate) qos: u8,
+    pub(crate) no_local: bool,
+    pub(crate) retain_as_published: bool,
     pub(crate) wildcard: bool,
     /// `channel` is a pattern over channel names.
     pub(crate) pattern: bool,

@@ -52,6 +52,11 @@ pub(crate) struct Entry {
     pub(crate) topic: Arc<str>,
     /// The QoS granted.
     pub(crate) qos: u8,
+    /// MQTT 5 No Local: nothing this client id published is sent to this subscription.
+    pub(crate) no_local: bool,
+    /// MQTT 5 Retain As Published: items go out with the retain flag they were published
+    /// with (otherwise only a retained message sent at subscribe has it).
+    pub(crate) retain_as_published: bool,
     /// The filter has wildcards: an item's own topic must match it.
     pub(crate) wildcard: bool,
     /// `channel` is a pattern over channel names (a demo wildcard filter).
@@ -196,8 +201,10 @@ impl MqttSub {
             window,
             track,
             ws,
+            client_id,
             ..
         } = &mut *guard;
+        let me = client_id.as_deref();
         let v5 = *version == Version::V5;
         let mut sent = 0u32;
         for chunk in messages.chunks(PER_WRITE) {
@@ -205,7 +212,7 @@ impl MqttSub {
             let mut marks: [Option<(usize, &Arc<Message>)>; PER_WRITE] = [None; PER_WRITE];
             let mut n = 0;
             for msg in chunk {
-                let Some((qos, topic, entry)) = route(entries, channel, msg) else {
+                let Some((qos, topic, entry)) = route(entries, channel, msg, me) else {
                     continue;
                 };
                 let Some(view) = msg.mqtt() else {
@@ -232,7 +239,7 @@ impl MqttSub {
                     *version,
                     qos,
                     flags.dup && qos > 0,
-                    flags.retain,
+                    flags.retain || (entries[entry].retain_as_published && view.retain),
                     topic.len(),
                     pid,
                     props.len(),
@@ -337,10 +344,16 @@ fn route<'a>(
     entries: &'a [Entry],
     channel: &str,
     msg: &'a Message,
+    me: Option<&str>,
 ) -> Option<(u8, &'a str, usize)> {
     let view = msg.mqtt()?;
+    // published by this client id (only read when a subscription asks for No Local)
+    let own = || me.is_some() && msg.meta_value(super::PUBLISHER_META) == me;
     let mut best: Option<(u8, &'a str, usize)> = None;
     for (i, e) in entries.iter().enumerate() {
+        if e.no_local && own() {
+            continue;
+        }
         let on_channel = if e.pattern {
             gripway_broker::patterns::matches(&e.channel, channel)
         } else {
