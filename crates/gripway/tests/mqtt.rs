@@ -250,6 +250,10 @@ async fn the_demo_takes_wildcard_filters_as_patterns_over_channels() {
     let mut device = connected(&gw, Version::V3, "device").await;
     device.publish("sensors/kitchen/temp", b"21.5", 1).await;
     device.publish("sensors/kitchen/humidity", b"40", 1).await;
+    // acknowledged, so in the broker before the publish API's item
+    for _ in 0..2 {
+        device.next().await.expect("PUBACK");
+    }
     let body = item("sensors/hall/temp", "h1", "19.0");
     assert_eq!(publish(&gw.publish_url(), &body).await.0, 200);
     let (topic, payload, _, _) = c5.next_publish(true).await;
@@ -806,4 +810,42 @@ async fn no_local_and_retain_as_published_shape_what_a_v5_subscription_gets() {
     me.send_raw(&retained).await;
     assert_eq!(next_retain(&mut keeps).await, (b"on".to_vec(), true));
     assert_eq!(next_retain(&mut plain).await, (b"on".to_vec(), false));
+}
+
+/// MQTT 5 will delay: with a session that outlives the connection, a lost device's will
+/// waits for its delay, and a device that comes back within it sends none at all.
+#[tokio::test]
+async fn a_delayed_will_waits_and_a_device_back_in_time_sends_none() {
+    let gw = gripway(&[]);
+    let mut sse = RawClient::connect(gw.addr).await;
+    sse.get("/test/sse", &[]).await;
+    sse.read_head().await;
+    wait_subscriptions(&gw, 1.0).await;
+    let will = |id: &str, payload: &[u8]| {
+        let mut o = ConnectOptions::new(Version::V5, id);
+        o.will = Some(("test".into(), payload.to_vec(), 0));
+        o.will_delay = Some(1);
+        o.session_expiry = Some(60);
+        o
+    };
+    // comes back within the delay: no will
+    let (c, _) = MqttClient::connect(mqtt_addr(&gw), &will("returns", b"never")).await;
+    drop(c);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (back, _) = MqttClient::connect(mqtt_addr(&gw), &will("returns", b"never")).await;
+    // gone for good: the will, after the delay
+    let (c, _) = MqttClient::connect(mqtt_addr(&gw), &will("leaves", b"late")).await;
+    let lost = std::time::Instant::now();
+    drop(c);
+    let got = sse.read_until(b"data: late\n\n", WAIT).await;
+    assert!(
+        lost.elapsed() >= Duration::from_millis(900),
+        "the will waited for its delay: {:?}",
+        lost.elapsed()
+    );
+    assert!(
+        !String::from_utf8_lossy(&got).contains("never"),
+        "a device back within the delay sent its will"
+    );
+    drop(back);
 }

@@ -34,6 +34,8 @@ pub struct ConnectOptions {
     pub will: Option<(String, Vec<u8>, u8)>,
     /// v5 session expiry.
     pub session_expiry: Option<u32>,
+    /// v5 will delay interval, in seconds.
+    pub will_delay: Option<u32>,
     /// v5 receive maximum.
     pub receive_max: Option<u16>,
 }
@@ -49,6 +51,7 @@ impl ConnectOptions {
             login: None,
             will: None,
             session_expiry: None,
+            will_delay: None,
             receive_max: None,
         }
     }
@@ -147,11 +150,13 @@ impl MqttClient {
                     c.password = Some(Bytes::from(p.clone()));
                 }
                 if let Some((t, p, q)) = &o.will {
-                    c.last_will = Some(v5::LastWill::new(
+                    let mut will = v5::LastWill::new(
                         qos(*q),
                         TopicName::try_from(t.as_str()).expect("will topic"),
                         Bytes::from(p.clone()),
-                    ));
+                    );
+                    will.properties.delay_interval = o.will_delay;
+                    c.last_will = Some(will);
                 }
                 v5::Packet::Connect(c)
                     .encode()

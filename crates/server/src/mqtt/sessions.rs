@@ -71,6 +71,10 @@ type Key = (Arc<str>, Arc<str>);
 pub(crate) struct Sessions {
     map: Mutex<HashMap<Key, Stored>>,
     live: Mutex<HashMap<Key, Weak<MqttSub>>>,
+    /// Wills waiting for their delay (MQTT 5), by the token their timer holds: a connection
+    /// with the client id removes its entry, and the timer then sends nothing.
+    wills: Mutex<HashMap<Key, u64>>,
+    next_will: std::sync::atomic::AtomicU64,
     max: usize,
 }
 
@@ -79,7 +83,36 @@ impl Sessions {
         Sessions {
             map: Mutex::new(HashMap::new()),
             live: Mutex::new(HashMap::new()),
+            wills: Mutex::new(HashMap::new()),
+            next_will: std::sync::atomic::AtomicU64::new(0),
             max,
+        }
+    }
+
+    /// Records a will of `client` on `route` waiting for its delay; its token, or None when
+    /// `max` wills wait already (it is then sent at once).
+    pub(crate) fn delay_will(&self, route: &str, client: &str) -> Option<u64> {
+        let mut wills = self.wills.lock();
+        if wills.len() >= self.max {
+            return None;
+        }
+        let token = self
+            .next_will
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        wills.insert((Arc::from(route), Arc::from(client)), token);
+        Some(token)
+    }
+
+    /// At the end of a will's delay: true (and forgotten) if it is still due, false if a
+    /// connection with the client id came meanwhile.
+    pub(crate) fn will_due(&self, route: &str, client: &str, token: u64) -> bool {
+        let mut wills = self.wills.lock();
+        let key = (Arc::from(route), Arc::from(client));
+        if wills.get(&key) == Some(&token) {
+            wills.remove(&key);
+            true
+        } else {
+            false
         }
     }
 
@@ -120,6 +153,10 @@ impl Sessions {
         client: &str,
         sub: &Arc<MqttSub>,
     ) -> Option<Arc<MqttSub>> {
+        // a connection with the id cancels the will its last one left waiting
+        self.wills
+            .lock()
+            .remove(&(Arc::from(route), Arc::from(client)));
         let mut live = self.live.lock();
         if live.len() > 1024 && live.len().is_power_of_two() {
             live.retain(|_, w| w.strong_count() > 0);
