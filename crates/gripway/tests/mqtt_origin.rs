@@ -213,3 +213,51 @@ async fn the_origin_replies_to_the_device_alone_and_cached_answers_spare_it() {
     c.next_publish(false).await;
     assert_eq!(origin.count().await - before, 2);
 }
+
+/// The origin's `session-expiry` caps how long a device's session outlives its connection:
+/// an MQTT 5 device asking for more is told the cap in CONNACK, and with 0 nothing is kept.
+#[tokio::test]
+async fn the_origin_s_session_expiry_caps_the_session() {
+    let origin = Origin::start(|r: &OriginRequest| {
+        let body = String::from_utf8_lossy(&r.body).into_owned();
+        let answer = if body.contains("\"connect\"") {
+            let expiry = if body.contains("\"brief\"") { 0 } else { 30 };
+            serde_json::json!({"results": [{"allow": true, "session-expiry": expiry}]})
+        } else if body.contains("\"subscribe\"") {
+            serde_json::json!({"results": [{"filters": [{"allow": true}]}]})
+        } else {
+            serde_json::json!({"results": [{}]})
+        };
+        Reply::ok()
+            .header("Content-Type", "application/mqtt-events+json")
+            .body(answer.to_string())
+    })
+    .await;
+    let gw = gripway(&["--route", &format!("* {}", origin.target())]);
+    let asks = |id: &str, clean: bool| {
+        let mut o = ConnectOptions::new(Version::V5, id);
+        o.session_expiry = Some(3600);
+        o.clean = clean;
+        o
+    };
+    let told = |ack: &Packet| match ack {
+        Packet::V5(v5::Packet::Connack(c)) => c.properties.session_expiry_interval,
+        other => panic!("{other:?}"),
+    };
+    let addr = gw.mqtt_addr.expect("an MQTT listener");
+    let (mut long, ack) = MqttClient::connect(addr, &asks("long", true)).await;
+    assert_eq!(told(&ack), Some(30));
+    let (mut brief, ack) = MqttClient::connect(addr, &asks("brief", true)).await;
+    assert_eq!(told(&ack), Some(0));
+    assert_eq!(long.subscribe(&[("a", 1)]).await, [1]);
+    assert_eq!(brief.subscribe(&[("a", 1)]).await, [1]);
+    drop((long, brief));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (_long, ack) = MqttClient::connect(addr, &asks("long", false)).await;
+    assert!(common::mqtt::session_present(&ack), "kept for 30 s");
+    let (_brief, ack) = MqttClient::connect(addr, &asks("brief", false)).await;
+    assert!(
+        !common::mqtt::session_present(&ack),
+        "the origin allowed none"
+    );
+}

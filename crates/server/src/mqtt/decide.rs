@@ -52,6 +52,8 @@ pub(crate) struct Granted {
     pub(crate) client_id: Option<String>,
     /// The most keep-alive the origin allows.
     pub(crate) keep_alive: Option<u16>,
+    /// The longest the origin lets the session outlive the connection, in seconds.
+    pub(crate) session_expiry: Option<u32>,
     /// What becomes of the will.
     pub(crate) will: WillRule,
 }
@@ -165,6 +167,7 @@ impl Session {
                     let granted = Granted {
                         client_id: r.client_id,
                         keep_alive: r.keep_alive,
+                        session_expiry: r.session_expiry,
                         will: r.will,
                     };
                     self.accept(*info, route, granted)

@@ -508,8 +508,10 @@ impl Session {
             info.server_keep_alive = Some(keep_alive);
         }
         // a session outlives the connection when asked (v3 clean_session = 0, v5 an expiry),
-        // for at most max_session_secs
-        let cap = cfg.max_session_secs;
+        // for at most max_session_secs, and at most what the origin allows
+        let cap = granted
+            .session_expiry
+            .map_or(cfg.max_session_secs, |s| s.min(cfg.max_session_secs));
         let expiry = match c.version {
             Version::V3 if !c.clean => cap,
             Version::V3 => 0,
