@@ -506,3 +506,57 @@ async fn a_quiet_sse_stream_over_h2_gets_its_keep_alives() {
     // nothing is published: the keep-alive (every second while quiet) arrives as DATA
     read_until(&mut body, &mut got, b":ka\n\n:ka\n\n").await;
 }
+
+/// MQTT over WebSocket over HTTP/2 (RFC 8441): the demo's `/mqtt` path with the `mqtt`
+/// subprotocol opens on a stream; the device connects and subscribes in binary messages and
+/// receives what is published to its channel.
+#[tokio::test]
+async fn an_mqtt_device_over_an_h2_websocket_stream_connects_subscribes_and_receives() {
+    let gw = gripway(&[]);
+    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let page = get(&client, "/").await;
+    assert_eq!(page.status(), 200);
+    let mut client = client.ready().await.unwrap();
+    let req = http::Request::builder()
+        .method(http::Method::CONNECT)
+        .uri("http://localhost/mqtt")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-protocol", "mqtt")
+        .extension(h2::ext::Protocol::from_static("websocket"))
+        .body(())
+        .unwrap();
+    let (resp, mut send) = client.send_request(req, false).unwrap();
+    let resp = tokio::time::timeout(WAIT, resp).await.unwrap().unwrap();
+    assert_eq!(resp.status(), 200, "RFC 8441: a 200 opens the stream");
+    assert_eq!(
+        resp.headers()
+            .get("sec-websocket-protocol")
+            .map(|v| v.as_bytes()),
+        Some(&b"mqtt"[..])
+    );
+    let mut body = resp.into_body();
+    let mut got = Vec::new();
+    // MQTT 3.1.1 CONNECT (clean session, keep-alive 60, client id "h2"): CONNACK 0
+    let connect = [
+        0x10, 14, 0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 60, 0, 2, b'h', b'2',
+    ];
+    send.send_data(client_frame(0x2, &connect), false).unwrap();
+    read_until(&mut body, &mut got, &[0x82, 4, 0x20, 2, 0, 0]).await;
+    // SUBSCRIBE to `test` at QoS 0: SUBACK granting 0
+    let subscribe = [0x82, 9, 0, 1, 0, 4, b't', b'e', b's', b't', 0];
+    send.send_data(client_frame(0x2, &subscribe), false)
+        .unwrap();
+    read_until(&mut body, &mut got, &[0x90, 3, 0, 1, 0]).await;
+    let item = serde_json::json!({"items": [{"channel": "test",
+        "formats": {"ws-message": {"content": "to a device on h2"}}}]});
+    assert_eq!(publish(&gw.publish_url(), &item.to_string()).await.0, 200);
+    // a PUBLISH (QoS 0) of topic `test` with that payload, in a binary message
+    let mut want = vec![0x30, 6 + 17, 0, 4];
+    want.extend_from_slice(b"test");
+    want.extend_from_slice(b"to a device on h2");
+    read_until(&mut body, &mut got, &want).await;
+}
