@@ -849,3 +849,41 @@ async fn a_delayed_will_waits_and_a_device_back_in_time_sends_none() {
     );
     drop(back);
 }
+
+/// An MQTT 5 will's properties (content type, user properties, ...) go out with it, as
+/// those of a publish do.
+#[tokio::test]
+async fn a_v5_will_keeps_its_properties() {
+    let gw = gripway(&[]);
+    let mut watcher = connected(&gw, Version::V5, "watcher").await;
+    assert_eq!(watcher.subscribe(&[("status", 0)]).await, [0]);
+    wait_subscriptions(&gw, 1.0).await;
+    let mut o = ConnectOptions::new(Version::V5, "lost");
+    o.will = Some(("status".into(), b"offline".to_vec(), 0));
+    let mut props = v5::WillProperties::default();
+    props.content_type = Some("text/plain".into());
+    props.user_properties = vec![gripway_proto::mqtt::v5::UserProperty {
+        name: "device".into(),
+        value: "lost".into(),
+    }];
+    o.will_properties = Some(props);
+    let (c, _) = MqttClient::connect(mqtt_addr(&gw), &o).await;
+    drop(c);
+    loop {
+        match watcher.next().await.expect("the will") {
+            Packet::V5(v5::Packet::Publish(p)) => {
+                assert_eq!(&p.payload[..], b"offline");
+                assert_eq!(p.properties.content_type.as_deref(), Some("text/plain"));
+                let user: Vec<(String, String)> = p
+                    .properties
+                    .user_properties
+                    .iter()
+                    .map(|u| (u.name.to_string(), u.value.to_string()))
+                    .collect();
+                assert_eq!(user, [("device".to_owned(), "lost".to_owned())]);
+                break;
+            }
+            _ => continue,
+        }
+    }
+}

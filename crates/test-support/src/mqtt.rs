@@ -36,6 +36,8 @@ pub struct ConnectOptions {
     pub session_expiry: Option<u32>,
     /// v5 will delay interval, in seconds.
     pub will_delay: Option<u32>,
+    /// v5 will properties (the delay above is set in them).
+    pub will_properties: Option<v5::WillProperties>,
     /// v5 receive maximum.
     pub receive_max: Option<u16>,
 }
@@ -52,6 +54,7 @@ impl ConnectOptions {
             will: None,
             session_expiry: None,
             will_delay: None,
+            will_properties: None,
             receive_max: None,
         }
     }
@@ -155,6 +158,9 @@ impl MqttClient {
                         TopicName::try_from(t.as_str()).expect("will topic"),
                         Bytes::from(p.clone()),
                     );
+                    if let Some(p) = &o.will_properties {
+                        will.properties = p.clone();
+                    }
                     will.properties.delay_interval = o.will_delay;
                     c.last_will = Some(will);
                 }

@@ -59,6 +59,9 @@ pub struct Will {
     pub retain: bool,
     /// v5 will delay interval in seconds.
     pub delay: u32,
+    /// v5 will properties but the delay, as the PUBLISH the will becomes carries them
+    /// (boxed; None when there are none, and for 3.1.1).
+    pub properties: Option<Box<v5::PublishProperties>>,
 }
 
 /// One topic filter of a SUBSCRIBE.
@@ -157,6 +160,7 @@ pub fn connect_info(connect: Connect) -> ConnectInfo {
                 qos: qos_u8(w.qos),
                 retain: w.retain,
                 delay: 0,
+                properties: None,
             }),
             session_expiry: 0,
             receive_max: u16::MAX,
@@ -181,6 +185,7 @@ pub fn connect_info(connect: Connect) -> ConnectInfo {
                     qos: qos_u8(w.qos),
                     retain: w.retain,
                     delay: w.properties.delay_interval.unwrap_or(0),
+                    properties: will_publish_props(w.properties),
                 }),
                 session_expiry: p.session_expiry_interval.unwrap_or(0),
                 receive_max: p.receive_max.unwrap_or(u16::MAX),
@@ -462,6 +467,21 @@ pub fn encode_out(version: Version, out: &Out) -> Result<Vec<u8>, MqttError> {
         }
     };
     Ok(encode(&packet)?.as_ref().to_vec())
+}
+
+/// A v5 will's properties as those of the PUBLISH it becomes (all but the delay); None when
+/// it has none.
+fn will_publish_props(w: v5::WillProperties) -> Option<Box<v5::PublishProperties>> {
+    let p = v5::PublishProperties {
+        payload_is_utf8: w.payload_is_utf8,
+        message_expiry_interval: w.message_expiry_interval,
+        response_topic: w.response_topic,
+        correlation_data: w.correlation_data,
+        user_properties: w.user_properties,
+        content_type: w.content_type,
+        ..v5::PublishProperties::default()
+    };
+    (p != v5::PublishProperties::default()).then(|| Box::new(p))
 }
 
 #[cfg(test)]

@@ -722,7 +722,7 @@ impl Session {
                     pid: None,
                     retain: will.retain,
                     dup: false,
-                    properties: None,
+                    properties: will.properties,
                 };
                 let item = self
                     .channel_ok(&channel)
