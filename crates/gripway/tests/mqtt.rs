@@ -860,13 +860,14 @@ async fn a_v5_will_keeps_its_properties() {
     wait_subscriptions(&gw, 1.0).await;
     let mut o = ConnectOptions::new(Version::V5, "lost");
     o.will = Some(("status".into(), b"offline".to_vec(), 0));
-    let mut props = v5::WillProperties::default();
-    props.content_type = Some("text/plain".into());
-    props.user_properties = vec![gripway_proto::mqtt::v5::UserProperty {
-        name: "device".into(),
-        value: "lost".into(),
-    }];
-    o.will_properties = Some(props);
+    o.will_properties = Some(v5::WillProperties {
+        content_type: Some("text/plain".into()),
+        user_properties: vec![v5::UserProperty {
+            name: "device".into(),
+            value: "lost".into(),
+        }],
+        ..v5::WillProperties::default()
+    });
     let (c, _) = MqttClient::connect(mqtt_addr(&gw), &o).await;
     drop(c);
     loop {
