@@ -261,3 +261,71 @@ async fn the_origin_s_session_expiry_caps_the_session() {
         "the origin allowed none"
     );
 }
+
+/// A publish answer's `formats` replace what SSE and WebSocket subscribers get from a device's
+/// publish (devices still get its payload); formats that do not make an item are the origin's
+/// fault: the device gets v5 PUBACK 0x80 and nothing is published.
+#[tokio::test]
+async fn the_origin_s_formats_shape_what_browsers_get_from_a_device() {
+    let origin = Origin::start(|r: &OriginRequest| {
+        if r.method == "GET" {
+            return Reply::ok()
+                .header("Content-Type", "text/event-stream")
+                .header("Grip-Hold", "stream")
+                .header("Grip-Channel", "readings")
+                .body("ready\n");
+        }
+        let body = String::from_utf8_lossy(&r.body).into_owned();
+        let result = if body.contains("\"connect\"") {
+            serde_json::json!({"allow": true})
+        } else if body.contains("\"subscribe\"") {
+            serde_json::json!({"filters": [{"allow": true}]})
+        } else if body.contains("\"broken\"") {
+            serde_json::json!({"allow": true, "channel": "readings",
+                "formats": {"http-stream": {"content": 5}}})
+        } else if body.contains("\"publish\"") {
+            serde_json::json!({"allow": true,
+                "formats": {"http-stream": {"content": "event: reading\ndata: shaped\n\n"}}})
+        } else {
+            serde_json::json!({})
+        };
+        Reply::ok()
+            .header("Content-Type", "application/mqtt-events+json")
+            .body(serde_json::json!({ "results": [result] }).to_string())
+    })
+    .await;
+    let gw = gripway(&["--route", &format!("* {}", origin.target())]);
+    let addr = gw.mqtt_addr.expect("an MQTT listener");
+    let mut sse = RawClient::connect(gw.addr).await;
+    sse.get("/readings", &[]).await;
+    sse.read_until(b"ready\n", WAIT).await;
+    let (mut sub, _) = MqttClient::connect(addr, &ConnectOptions::new(Version::V5, "sub")).await;
+    assert_eq!(sub.subscribe(&[("readings", 0)]).await, [0]);
+    let (mut dev, _) = MqttClient::connect(addr, &ConnectOptions::new(Version::V5, "dev")).await;
+    let puback = |p: Packet| match p {
+        Packet::V5(v5::Packet::Puback(a)) => a.reason_code as u8,
+        other => panic!("{other:?}"),
+    };
+
+    dev.publish("readings", b"raw", 1).await;
+    assert_eq!(puback(dev.next().await.expect("PUBACK")), 0);
+    sse.read_until(b"event: reading\ndata: shaped\n\n", WAIT)
+        .await;
+    let (topic, payload, _, _) = sub.next_publish(false).await;
+    assert_eq!(
+        (topic.as_str(), payload.as_slice()),
+        ("readings", &b"raw"[..])
+    );
+
+    dev.publish("broken", b"lost", 1).await;
+    assert_eq!(puback(dev.next().await.expect("PUBACK")), 0x80);
+    let bad = gw
+        .metric("gripway_errors_total{source=\"origin\",reason=\"mqtt-origin-bad-answer\"}")
+        .await;
+    assert_eq!(bad, Some(1.0));
+    // nothing of it reached the channel: the next item there is the next good one
+    dev.publish("readings", b"after", 1).await;
+    assert_eq!(puback(dev.next().await.expect("PUBACK")), 0);
+    let (_, payload, _, _) = sub.next_publish(false).await;
+    assert_eq!(payload, b"after");
+}

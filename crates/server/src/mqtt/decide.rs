@@ -338,10 +338,18 @@ impl Session {
                 return self.refuse_publish(ack, 0x90);
             }
             let me = self.sub.state.lock().client_id.clone();
-            match device_item(channel, r.id.clone(), &p, me.as_deref()) {
+            let item = device_item(channel, r.id.clone(), &p, me.as_deref());
+            match item.and_then(|item| self.origin_formats(item, r.formats.as_ref())) {
                 Ok(item) => {
                     self.to_publish.push(ToPublish { item, ack });
                     return Step::Continue;
+                }
+                Err(problem) if r.formats.is_some() && problem.starts_with(FORMATS) => {
+                    // the origin's formats do not make an item: its fault, not the device's
+                    let refusal = Refusal::origin(false, "mqtt-origin-bad-answer", problem);
+                    self.shared.metrics.error(&refusal);
+                    refusal.log("MQTT publish: ");
+                    0x80
                 }
                 Err(problem) => {
                     // MQTT allows it, an item cannot carry it (a v5 property past a limit)
@@ -362,6 +370,33 @@ impl Session {
             r.reason.map_or(0x87, |reason| reason.puback_v5())
         };
         self.refuse_publish(ack, refused)
+    }
+
+    /// `item` with the origin's `formats`, when it gave some: they replace the `http-stream`,
+    /// `http-response` and `ws-message` forms Gripway made (one it leaves out is not sent to
+    /// that kind of subscriber), and its `mqtt-message`, if any, the device's. Read by the
+    /// publish API's own parser and limits; why not, starting with [`FORMATS`].
+    fn origin_formats(
+        &self,
+        mut item: gripway_proto::publish::Item,
+        formats: Option<&serde_json::Value>,
+    ) -> Result<gripway_proto::publish::Item, String> {
+        let Some(formats) = formats else {
+            return Ok(item);
+        };
+        let body = serde_json::json!({"items": [{"channel": &*item.channel, "formats": formats}]});
+        let limits = &self.shared.config.publish.limits;
+        let mut parsed =
+            gripway_proto::publish::parse_publish_body(body.to_string().as_bytes(), limits)
+                .map_err(|e| format!("{FORMATS}{e}"))?;
+        let given = parsed.pop().map(|i| i.formats).unwrap_or_default();
+        item.formats.http_stream = given.http_stream;
+        item.formats.http_response = given.http_response;
+        item.formats.ws_message = given.ws_message;
+        if given.mqtt_message.is_some() {
+            item.formats.mqtt_message = given.mqtt_message;
+        }
+        Ok(item)
     }
 
     /// Acknowledges a publish that was not published, with `code` (v5).
@@ -690,6 +725,9 @@ pub(super) fn will_event(will_sent: bool, end: End) -> Event {
     };
     Event::Disconnect { reason, will_sent }
 }
+
+/// How the problem with an origin's `formats` starts.
+const FORMATS: &str = "the origin's formats: ";
 
 /// What a subscription was granted: its QoS and its MQTT 5 options that shape deliveries.
 #[derive(Clone, Copy)]
