@@ -18,7 +18,7 @@ What it does:
 
 * Starts the gripway binary (--binary) on port 0 with one route, `* 127.0.0.1:PORT,over_http`,
   to an origin inside this script. The origin answers GRIP for
-  `GET /sse/<ch>` (stream hold, first bytes `: ready`), `GET /stream/<ch>` (stream hold,
+  `GET /sse/<ch>` (stream hold, first bytes `: ready`), MQTT-over-HTTP `POST /mqtt`, `GET /stream/<ch>` (stream hold,
   `ready`), `GET /poll/<ch>[?last=N]` (long-poll: without `last` it answers at once
   `ready N`, N being the channel's last acknowledged sequence number; with `last` it answers
   at once with every acknowledged item after N if there is one, else holds with
@@ -30,7 +30,8 @@ What it does:
   `data: <id>\\n\\n`, `http-response` body `<id>\\n`, `ws-message` `<id>`). One publish per
   channel is in flight at a time; a 200 answer is an acknowledgement.
 * Keeps --connections subscribers connected, spread evenly over SSE, HTTP streaming,
-  long-poll and WebSocket (--bulk-fraction of them on `bulk`). Each lives a random time
+  long-poll, WebSocket and MQTT 3.1.1 (a device on `--mqtt-port` subscribed to its channel at
+  QoS 1, acknowledging every PUBLISH; the origin allows its CONNECT and SUBSCRIBE) (--bulk-fraction of them on `bulk`). Each lives a random time
   (--life-min..--life-max s), then drains and drops, and a new one takes its place. A long-poll
   re-polls with `?last=<highest seq seen>`, so the origin fills any gap.
 * Mixes in slow readers (--slow-fraction extra connections on `bulk` with a small receive
@@ -80,7 +81,7 @@ from soaklib.wire import (
     ws_handshake, ws_read_frame,
 )
 
-TRANSPORTS = ("sse", "stream", "poll", "ws")
+TRANSPORTS = ("sse", "stream", "poll", "ws", "mqtt")
 ID_RE = re.compile(rb"((?:c\d+|bulk)-\d+)")
 GRACE = 90.0  # seconds past --duration by which everything has ended
 
@@ -200,7 +201,8 @@ class Soak(Misbehaving):
         self.load_over = asyncio.Event()  # no new subscribers, publishing stops
         self.publishing_done = asyncio.Event()  # every publish answered: subscribers drain now
         self.proc = None
-        self.port = self.publish_port = self.admin_port = 0
+        self.port = self.publish_port = self.admin_port = self.mqtt_port = 0
+        self.mqtt_ids = 0
         self.rss: list = []  # (elapsed, KiB)
         self.lines: list = []
         self.start_t = 0.0
@@ -227,6 +229,7 @@ class Soak(Misbehaving):
             "--port", f"{LOOPBACK}:0",
             "--publish-port", f"{LOOPBACK}:0",
             "--admin-port", f"{LOOPBACK}:0",
+            "--mqtt-port", f"{LOOPBACK}:0",
             "--route", f"* {LOOPBACK}:{origin_port},over_http",
             "--log-level", "info",
         ] + [x for g in a.gripway_arg for x in g.split(" ", 1)]
@@ -246,7 +249,7 @@ class Soak(Misbehaving):
             return int(m.group(2)) if m else 0
 
         deadline = now() + 20
-        while not (self.port and self.publish_port and self.admin_port):
+        while not (self.port and self.publish_port and self.admin_port and self.mqtt_port):
             try:
                 raw = await asyncio.wait_for(self.proc.stderr.readline(), max(0.1, deadline - now()))
             except asyncio.TimeoutError:
@@ -258,6 +261,7 @@ class Soak(Misbehaving):
             self.port = self.port or port_after(line, "clients on ")
             self.publish_port = self.publish_port or port_after(line, "publish API on ")
             self.admin_port = self.admin_port or port_after(line, "metrics on http://")
+            self.mqtt_port = self.mqtt_port or port_after(line, "MQTT on ")
         self.spawn(self.pump_log())
 
     async def pump_log(self) -> None:
@@ -404,7 +408,8 @@ class Soak(Misbehaving):
         closed_at = None
         try:
             try:
-                reader, writer = await asyncio.wait_for(open_conn(self.port), 10)
+                port = self.mqtt_port if transport == "mqtt" else self.port
+                reader, writer = await asyncio.wait_for(open_conn(port), 10)
             except (OSError, asyncio.TimeoutError):
                 st.inc("connect_failed")
                 return
@@ -508,6 +513,8 @@ class Soak(Misbehaving):
             await self.consume_stream(sub, reader, writer)
         elif sub.transport == "ws":
             await self.consume_ws(sub, reader, writer)
+        elif sub.transport == "mqtt":
+            await self.consume_mqtt(sub, reader, writer)
         else:
             await self.consume_poll(sub, reader, writer)
 
@@ -550,6 +557,38 @@ class Soak(Misbehaving):
                 writer.write(ws_frame(10, payload))
             elif op == 8:
                 raise Closed(f"close frame {payload[:2].hex()}")
+
+    async def consume_mqtt(self, sub: Sub, reader, writer) -> None:
+        """An MQTT 3.1.1 device: CONNECT (clean, no keep-alive), SUBSCRIBE to the channel at QoS
+        1 (ready at its SUBACK: the server subscribes before it answers), then every PUBLISH
+        acknowledged and its payload, the item's id, counted."""
+        self.mqtt_ids += 1
+        cid = f"soak-{self.mqtt_ids}".encode()
+        body = b"\x00\x04MQTT\x04\x02\x00\x00" + struct.pack("!H", len(cid)) + cid
+        writer.write(bytes([0x10]) + mqtt_len(len(body)) + body)
+        kind, _ = await mqtt_read(reader)
+        if kind >> 4 != 2:
+            raise Closed(f"no CONNACK: {kind:#x}")
+        topic = sub.ch.name.encode()
+        body = b"\x00\x01" + struct.pack("!H", len(topic)) + topic + b"\x01"
+        writer.write(bytes([0x82]) + mqtt_len(len(body)) + body)
+        while True:
+            kind, body = await mqtt_read(reader)
+            if kind >> 4 == 9:  # SUBACK
+                if body[-1:] == b"\x80":
+                    raise Closed("subscription refused")
+                sub.ready_t = now()
+                sub.got.set()
+            elif kind >> 4 == 3:  # PUBLISH
+                qos = (kind >> 1) & 3
+                n = struct.unpack("!H", body[:2])[0]
+                at = 2 + n
+                if qos:
+                    writer.write(b"\x40\x02" + body[at : at + 2])
+                    at += 2
+                m = ID_RE.match(body[at:])
+                if m:
+                    sub.item(m.group(1), self.stats)
 
     async def consume_poll(self, sub: Sub, reader, writer) -> None:
         path = f"/poll/{sub.ch.name}"
@@ -716,6 +755,29 @@ class Soak(Misbehaving):
             self.proc.kill()
             await self.proc.wait()
 
+
+
+def mqtt_len(n: int) -> bytes:
+    """An MQTT remaining length."""
+    out = b""
+    while True:
+        b, n = n % 128, n // 128
+        out += bytes([b | (0x80 if n else 0)])
+        if not n:
+            return out
+
+
+async def mqtt_read(reader) -> tuple[int, bytes]:
+    """One MQTT packet: its first byte and its body."""
+    first = (await reader.readexactly(1))[0]
+    n, shift = 0, 0
+    for _ in range(4):
+        b = (await reader.readexactly(1))[0]
+        n |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            break
+    return first, await reader.readexactly(n)
 
 def median(xs: list):
     return sorted(xs)[len(xs) // 2] if xs else None

@@ -50,6 +50,8 @@ class Origin:
 
     def answer(self, method: str, target: str, headers: dict, body: bytes) -> bytes:
         path, _, query = target.partition("?")
+        if method == "POST" and path == "/mqtt":
+            return self.mqtt_answer(body)
         parts = path.split("/")
         chans = self.soak.channels
         if len(parts) != 3 or parts[2] not in chans:
@@ -104,3 +106,22 @@ class Origin:
                     out += woh_event("CLOSE", ev[1])
             return self.response("200 OK", [("Content-Type", "application/websocket-events")] + ext, out)
         return self.response("405 Method Not Allowed", [("Content-Type", "text/plain")], b"no\n")
+
+    def mqtt_answer(self, body: bytes) -> bytes:
+        """MQTT-over-HTTP: every device may connect, and subscribe to the soak's channels by
+        name (a filter is its channel); publishing is the publish API's job here."""
+        results = []
+        for ev in json.loads(body).get("events", []):
+            if ev["type"] == "connect":
+                results.append({"allow": True})
+            elif ev["type"] == "subscribe":
+                results.append({"filters": [
+                    {"allow": True} if f["filter"] in self.soak.channels
+                    else {"allow": False, "reason": "not-authorized"}
+                    for f in ev["filters"]]})
+            elif ev["type"] == "publish":
+                results.append({"allow": False, "reason": "not-authorized"})
+            else:
+                results.append({})
+        return self.response("200 OK", [("Content-Type", "application/mqtt-events+json")],
+                             json.dumps({"results": results}).encode())
