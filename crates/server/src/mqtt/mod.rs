@@ -18,6 +18,7 @@ pub(crate) mod session;
 mod sessions;
 mod share;
 mod subscriber;
+mod will;
 pub(crate) mod ws;
 
 use std::sync::atomic::{AtomicU64, Ordering};

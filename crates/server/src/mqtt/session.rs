@@ -20,17 +20,17 @@ use bytes::BytesMut;
 use gripway_broker::{PatternSubscription, Subscription};
 use gripway_proto::mqtt::{
     connect_info, decode, decode_connect, encode_out, inbound, scan, ConnackInfo, ConnectInfo,
-    FrameError, InPublish, Inbound, MqttError, Out, Scan, Version, Will,
+    FrameError, Inbound, MqttError, Out, Scan, Version, Will,
 };
 use gripway_proto::mqtt_origin::WillRule;
 use gripway_proto::publish::Item;
 use tokio::time::{Instant, Sleep};
 
+use super::authorize;
 use super::decide::{self, Asked, Granted};
 use super::origin::OriginLink;
 use super::share::Membership;
 use super::subscriber::MqttSub;
-use super::{authorize, device_item};
 use crate::conn::Tokens;
 use crate::error::Refusal;
 use crate::hold::sink::{Ending, Input, Sink, Wake};
@@ -708,50 +708,11 @@ impl Session {
         self.held.clear();
         // what the session was sent stays, for storing it below
 
-        let mut will_sent = false;
         let client_id = self.sub.state.lock().client_id.clone();
-        if matches!(end, End::Lost | End::WithWill) {
-            if let Some((will, channel)) = self.extra.as_deref_mut().and_then(|e| e.will.take()) {
-                // MQTT 5 will delay: only while the session outlives the connection, and at
-                // most as long as it does
-                let delay = will.delay.min(self.expiry());
-                let p = InPublish {
-                    topic: will.topic,
-                    payload: will.payload,
-                    qos: will.qos,
-                    pid: None,
-                    retain: will.retain,
-                    dup: false,
-                    properties: will.properties,
-                };
-                let item = self
-                    .channel_ok(&channel)
-                    .then(|| device_item(channel, None, &p, client_id.as_deref()).ok())
-                    .flatten();
-                let waits = match (&item, &self.route, &client_id) {
-                    (Some(_), Some(route), Some(client)) if delay > 0 => self
-                        .shared
-                        .mqtt_sessions
-                        .delay_will(&route.label, client)
-                        .map(|token| (route.label.clone(), client.clone(), token)),
-                    _ => None,
-                };
-                match (item, waits) {
-                    (Some(item), Some((route, client, token))) => {
-                        let shared = self.shared.clone();
-                        let delay = Duration::from_secs(u64::from(delay));
-                        tokio::spawn(async move {
-                            tokio::time::sleep(delay).await;
-                            if shared.mqtt_sessions.will_due(&route, &client, token) {
-                                publish_will(&shared, item).await;
-                            }
-                        });
-                    }
-                    (Some(item), None) => will_sent = publish_will(&self.shared, item).await,
-                    (None, _) => {}
-                }
-            }
-        }
+        let will_sent = match end {
+            End::Lost | End::WithWill => self.send_will(client_id.as_ref()).await,
+            _ => false,
+        };
         let persistent = client_id.clone().map(|id| (self.expiry(), id));
         if let (Some(route), Some((expiry, client_id))) = (&self.route, persistent) {
             if !matches!(end, End::Drain | End::TakenOver) && expiry > 0 {
@@ -783,18 +744,6 @@ impl Session {
                     _ => {}
                 }
             }
-        }
-    }
-}
-
-/// Publishes a will now; false (counted and logged) if the broker refused it.
-async fn publish_will(shared: &Shared, item: gripway_proto::publish::Item) -> bool {
-    match crate::publish_api::publish_items(shared, vec![item]).await {
-        Ok(()) => true,
-        Err(refusal) => {
-            shared.metrics.error(&refusal);
-            refusal.log("MQTT will: ");
-            false
         }
     }
 }
