@@ -16,29 +16,16 @@ use gripway_broker::history::{After, Reach};
 use gripway_broker::Message;
 
 use super::session::{Held, Session};
-use super::sessions::{Stored, SubRecord};
-use super::subscriber::{Entry, Flags, MqttSub};
+use super::sessions::Stored;
+use super::subscriber::{Flags, MqttSub};
 use crate::hold::from_history::{self, Found};
 
 /// What the session leaves behind for `expiry` seconds: its subscriptions with the last item
 /// each was sent, and its unacknowledged QoS 1 messages.
 pub(super) fn keep(sub: &MqttSub, expiry: u32) -> Stored {
     let mut state = sub.state.lock();
-    let subs = state
-        .entries
-        .drain(..)
-        .map(|e| SubRecord {
-            filter: e.filter,
-            channel: e.channel,
-            topic: e.topic,
-            qos: e.qos,
-            no_local: e.no_local,
-            retain_as_published: e.retain_as_published,
-            wildcard: e.wildcard,
-            pattern: e.pattern,
-            last: e.last,
-        })
-        .collect();
+    // the entries as they are, each with the last item it was sent
+    let subs = std::mem::take(&mut state.entries);
     let inflight = state
         .window
         .take()
@@ -65,17 +52,7 @@ impl Session {
                 filter: rec.filter.clone(),
                 _subscription: subscription,
             });
-            self.sub.state.lock().entries.push(Entry {
-                channel: rec.channel,
-                filter: rec.filter,
-                topic: rec.topic,
-                qos: rec.qos,
-                no_local: rec.no_local,
-                retain_as_published: rec.retain_as_published,
-                wildcard: rec.wildcard,
-                pattern: rec.pattern,
-                last: rec.last,
-            });
+            self.sub.state.lock().entries.push(rec);
         }
         let history = self.shared.broker.history();
         let limit = self.shared.config.history.max_recover.max(1);

@@ -23,27 +23,11 @@ use std::time::{Duration, Instant};
 use gripway_broker::Message;
 use parking_lot::Mutex;
 
-use super::subscriber::MqttSub;
-
-/// One subscription of a stored session.
-pub(crate) struct SubRecord {
-    pub(crate) filter: Arc<str>,
-    pub(crate) channel: Arc<str>,
-    pub(crate) topic: Arc<str>,
-    pub(crate) qos: u8,
-    pub(crate) no_local: bool,
-    pub(crate) retain_as_published: bool,
-    pub(crate) wildcard: bool,
-    /// `channel` is a pattern over channel names.
-    pub(crate) pattern: bool,
-    /// The last item the device was sent on the channel (recovery reads after its id); None:
-    /// the channel had nothing when it subscribed.
-    pub(crate) last: Option<Arc<Message>>,
-}
+use super::subscriber::{Entry, MqttSub};
 
 /// A session whose device is away.
 pub(crate) struct Stored {
-    pub(crate) subs: Vec<SubRecord>,
+    pub(crate) subs: Vec<Entry>,
     /// QoS 1 messages sent and not acknowledged, oldest first: sent again on resume.
     pub(crate) inflight: Vec<Arc<Message>>,
     expires: Instant,
@@ -55,7 +39,7 @@ impl Stored {
         self.subs.is_empty() && self.inflight.is_empty()
     }
 
-    pub(crate) fn new(subs: Vec<SubRecord>, inflight: Vec<Arc<Message>>, expiry: Duration) -> Self {
+    pub(crate) fn new(subs: Vec<Entry>, inflight: Vec<Arc<Message>>, expiry: Duration) -> Self {
         Stored {
             subs,
             inflight,
