@@ -329,3 +329,54 @@ async fn the_origin_s_formats_shape_what_browsers_get_from_a_device() {
     let (_, payload, _, _) = sub.next_publish(false).await;
     assert_eq!(payload, b"after");
 }
+
+/// Devices leaving in a burst larger than the notices that may be out at once (256) each get
+/// their `disconnect` notice to a slow origin: the rest wait their turn instead of being
+/// skipped, so an origin that tracks presence from them sees every device go.
+#[tokio::test]
+async fn every_device_of_a_burst_leaving_is_announced_to_a_slow_origin() {
+    const DEVICES: usize = 320;
+    let origin = Origin::start(|r: &OriginRequest| {
+        let body = String::from_utf8_lossy(&r.body).into_owned();
+        let (answer, delay) = if body.contains("\"connect\"") {
+            (serde_json::json!({"results": [{"allow": true}]}), 0)
+        } else {
+            // the notices: slow, so that the first 256 are still out when the rest come
+            (serde_json::json!({"results": [{}]}), 600)
+        };
+        Reply::ok()
+            .header("Content-Type", "application/mqtt-events+json")
+            .body(answer.to_string())
+            .delay(Duration::from_millis(delay))
+    })
+    .await;
+    let gw = gripway(&["--route", &format!("* {}", origin.target())]);
+    let addr = gw.mqtt_addr.expect("an MQTT listener");
+    let mut devices = Vec::with_capacity(DEVICES);
+    for i in 0..DEVICES {
+        let (c, ack) =
+            MqttClient::connect(addr, &ConnectOptions::new(Version::V3, &format!("d{i}"))).await;
+        assert_eq!(connack_code(&ack), 0, "{ack:?}");
+        devices.push(c);
+    }
+    drop(devices);
+    let told = || {
+        origin
+            .requests()
+            .iter()
+            .filter(|r| String::from_utf8_lossy(&r.body).contains("\"disconnect\""))
+            .count()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while told() < DEVICES && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(told(), DEVICES, "one disconnect notice per device");
+    let skipped = gw
+        .metric(
+            "gripway_errors_total{source=\"internal\",reason=\"mqtt-origin-notification-skipped\"}",
+        )
+        .await
+        .unwrap_or(0.0);
+    assert_eq!(skipped, 0.0);
+}

@@ -71,6 +71,8 @@ pub(crate) struct Shared {
     /// Bounds the origin requests that outlive their client (a WebSocket's last CLOSE or
     /// DISCONNECT), so a mass disconnect cannot flood the origin.
     pub(crate) farewells: Arc<tokio::sync::Semaphore>,
+    /// Bounds the MQTT notices (unsubscribe, disconnect) waiting for a farewell permit.
+    pub(crate) waiting_notices: Arc<tokio::sync::Semaphore>,
     /// Bounds the next-link fetches running at once (`grip.max_next_link_fetches`).
     pub(crate) next_links: tokio::sync::Semaphore,
     /// Shutdown state: whether draining, the roster of holds, the tasks still running.
@@ -97,6 +99,7 @@ impl Shared {
             cluster: None,
             upstream_key: None,
             farewells: Arc::new(tokio::sync::Semaphore::new(1)),
+            waiting_notices: Arc::new(tokio::sync::Semaphore::new(MAX_WAITING_NOTICES)),
             next_links: tokio::sync::Semaphore::new(config.grip.max_next_link_fetches),
             drain: drain::Drain::new(),
             mqtt_sessions: mqtt::Sessions::new(config.mqtt.max_sessions),
@@ -108,6 +111,13 @@ impl Shared {
 
 /// Origin requests that outlive their client, at most this many at once.
 pub(crate) const MAX_FAREWELLS: usize = 256;
+
+/// MQTT notices to the origin waiting for one of the [`MAX_FAREWELLS`], at most this many
+/// node-wide (past it a notice is skipped and counted).
+pub(crate) const MAX_WAITING_NOTICES: usize = 16_384;
+
+/// How long an MQTT notice waits for a farewell permit before it is skipped (and counted).
+pub(crate) const NOTICE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The sockets Gripway serves on, bound by the caller (tests bind port 0).
 pub struct Listeners {
@@ -314,6 +324,7 @@ pub async fn run(
         metrics: metrics.clone(),
         upstream_key,
         farewells: Arc::new(tokio::sync::Semaphore::new(MAX_FAREWELLS)),
+        waiting_notices: Arc::new(tokio::sync::Semaphore::new(MAX_WAITING_NOTICES)),
         drain: drain::Drain::new(),
         mqtt_sessions,
         mqtt_groups: mqtt::Groups::default(),

@@ -691,12 +691,15 @@ impl Session {
     }
 
     /// Tells the origin something whose answer does not matter (an unsubscribe, the end),
-    /// in the background; skipped (and counted) when too many such requests are out.
+    /// in the background. At most [`MAX_FAREWELLS`](crate::MAX_FAREWELLS) go out at once
+    /// node-wide, so a burst of devices leaving waits its turn (a drain waits for it too);
+    /// skipped and counted only when [`MAX_WAITING_NOTICES`](crate::MAX_WAITING_NOTICES)
+    /// already wait or the turn does not come within [`NOTICE_WAIT`](crate::NOTICE_WAIT).
     pub(super) fn notify(&self, event: Event) {
         let (Some(route), Some(link)) = (self.route.clone(), self.link.as_deref()) else {
             return;
         };
-        let Ok(permit) = self.shared.farewells.clone().try_acquire_owned() else {
+        let Ok(waiting) = self.shared.waiting_notices.clone().try_acquire_owned() else {
             self.shared
                 .metrics
                 .count_error(Source::Internal, "mqtt-origin-notification-skipped");
@@ -704,8 +707,18 @@ impl Session {
         };
         let shared = self.shared.clone();
         let link = link.for_notification();
+        let busy = shared.drain.busy();
         tokio::spawn(async move {
-            let _permit = permit;
+            let _busy = busy;
+            let turn =
+                tokio::time::timeout(crate::NOTICE_WAIT, shared.farewells.clone().acquire_owned());
+            let Ok(Ok(_permit)) = turn.await else {
+                shared
+                    .metrics
+                    .count_error(Source::Internal, "mqtt-origin-notification-skipped");
+                return;
+            };
+            drop(waiting);
             if let Err(refusal) = origin::ask(&shared, &route, &link, &[event]).await {
                 shared.metrics.error(&refusal);
                 refusal.log("MQTT origin notification: ");
