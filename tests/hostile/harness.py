@@ -348,7 +348,7 @@ def _split(addr):
 class Env:
     """One gripway process with the battery's config, its origins and its canary."""
 
-    def __init__(self, tmp_dir, extra_config=""):
+    def __init__(self, tmp_dir, extra_config="", extra_routes=()):
         raise_nofile()
         self.origin = steerable_origin()
         self.raw = RawOrigin()
@@ -356,7 +356,7 @@ class Env:
         cfg.write_text(f"""
 [server]
 routes = [
-  "*,path_beg=/raw/ {self.raw.addr}",
+{"".join(f'  "{r}",{chr(10)}' for r in extra_routes)}  "*,path_beg=/raw/ {self.raw.addr}",
   "*,path_beg=/ws/ {self.origin.addr},over_http",
   "* {self.origin.addr}",
 ]

@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::mqtt::{connack_code, session_present, ConnectOptions, MqttClient};
+use common::mqtt_setup::*;
 use common::*;
 use futures_util::StreamExt;
 use gripway_proto::mqtt::{v3, v5, Packet, Version};
@@ -26,41 +27,6 @@ fn mosquitto_sub(port: u16, args: &[&str]) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .expect("mosquitto_sub runs (apt-get install mosquitto-clients)")
-}
-
-fn output_of(child: Child) -> String {
-    let out = child.wait_with_output().expect("mosquitto_sub ends");
-    assert!(
-        out.status.success(),
-        "mosquitto_sub failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8")
-}
-
-async fn wait_subscriptions(gw: &Gripway, n: f64) {
-    for _ in 0..1000 {
-        if gw.metric("gripway_subscriptions").await == Some(n) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("subscriptions never reached {n}");
-}
-
-async fn error_count(gw: &Gripway, reason: &str) -> f64 {
-    gw.metric(&format!(
-        "gripway_errors_total{{source=\"client\",reason=\"{reason}\"}}"
-    ))
-    .await
-    .unwrap_or(0.0)
-}
-
-fn item(channel: &str, id: &str, text: &str) -> String {
-    serde_json::json!({"items": [{"channel": channel, "id": id, "formats": {
-        "ws-message": {"content": text},
-        "http-stream": {"content": format!("data: {text}\n\n")}}}]})
-    .to_string()
 }
 
 async fn connected(gw: &Gripway, version: Version, id: &str) -> MqttClient {

@@ -12,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::mqtt::{connack_code, ConnectOptions, MqttClient};
+use common::mqtt_setup::*;
 use common::tls::CertsDir;
 use common::*;
 use gripway_proto::mqtt::{v5, Packet, Version};
@@ -58,43 +59,6 @@ fn mosquitto_sub(gw: &Gripway, certs: &CertsDir, args: &[&str]) -> Child {
     mosquitto("mosquitto_sub", gw, certs, &[&["-W", "20"], args].concat())
         .spawn()
         .expect("mosquitto_sub runs (apt-get install mosquitto-clients)")
-}
-
-fn output_of(child: Child) -> String {
-    let out = child.wait_with_output().expect("mosquitto_sub ends");
-    assert!(
-        out.status.success(),
-        "mosquitto_sub failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8")
-}
-
-async fn wait_subscriptions(gw: &Gripway, n: f64) {
-    for _ in 0..1000 {
-        if gw.metric("gripway_subscriptions").await == Some(n) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("subscriptions never reached {n}");
-}
-
-async fn wait_metric_at_least(gw: &Gripway, sample: &str, want: f64) {
-    for _ in 0..1000 {
-        if gw.metric(sample).await >= Some(want) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("{sample} never reached {want}");
-}
-
-fn item(channel: &str, id: &str, text: &str) -> String {
-    serde_json::json!({"items": [{"channel": channel, "id": id, "formats": {
-        "ws-message": {"content": text},
-        "http-stream": {"content": format!("data: {text}\n\n")}}}]})
-    .to_string()
 }
 
 /// The leaf certificate of `<stem>.crt`, DER.

@@ -3,6 +3,7 @@
 
 pub use gripway_test_support::*;
 
+pub mod mqtt_setup;
 pub mod tls_setup;
 
 /// Starts the gripway binary built for these tests.

@@ -1,0 +1,57 @@
+//! What the MQTT tests (plain and over TLS) share beside the byte-level client: waiting for
+//! the node's metrics, reading what `mosquitto_sub` printed, and a publish body.
+
+use std::process::Child;
+use std::time::Duration;
+
+use gripway_test_support::Gripway;
+
+/// Waits (bounded) until the node counts exactly `n` subscriptions.
+pub async fn wait_subscriptions(gw: &Gripway, n: f64) {
+    for _ in 0..1000 {
+        if gw.metric("gripway_subscriptions").await == Some(n) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("subscriptions never reached {n}");
+}
+
+/// Waits (bounded) until `sample` is at least `want`.
+pub async fn wait_metric_at_least(gw: &Gripway, sample: &str, want: f64) {
+    for _ in 0..1000 {
+        if gw.metric(sample).await >= Some(want) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{sample} never reached {want}");
+}
+
+/// `gripway_errors_total` for a client's fault with this reason (0 when never counted).
+pub async fn error_count(gw: &Gripway, reason: &str) -> f64 {
+    gw.metric(&format!(
+        "gripway_errors_total{{source=\"client\",reason=\"{reason}\"}}"
+    ))
+    .await
+    .unwrap_or(0.0)
+}
+
+/// What a finished `mosquitto_sub` printed; panics if it failed.
+pub fn output_of(child: Child) -> String {
+    let out = child.wait_with_output().expect("mosquitto_sub ends");
+    assert!(
+        out.status.success(),
+        "mosquitto_sub failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// A publish body with one item of `ws-message` and `http-stream` (SSE) content.
+pub fn item(channel: &str, id: &str, text: &str) -> String {
+    serde_json::json!({"items": [{"channel": channel, "id": id, "formats": {
+        "ws-message": {"content": text},
+        "http-stream": {"content": format!("data: {text}\n\n")}}}]})
+    .to_string()
+}
