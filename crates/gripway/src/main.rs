@@ -93,6 +93,12 @@ struct RunArgs {
     cluster: Option<String>,
 }
 
+/// jemalloc: less CPU per delivery than glibc's malloc where items are made on one thread and
+/// freed on another, at the same memory per connection (BENCHMARKS.md).
+#[cfg(all(feature = "jemalloc", target_os = "linux", target_env = "gnu"))]
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
