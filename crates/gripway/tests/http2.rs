@@ -425,10 +425,14 @@ fn client_frame(opcode: u8, payload: &[u8]) -> Bytes {
     Bytes::from(f)
 }
 
-#[tokio::test]
-async fn a_websocket_over_h2_extended_connect_echoes_and_receives_what_is_published() {
-    // the demo: /test/websocket echoes and is subscribed to channel `test`
-    let gw = gripway(&[]);
+/// Opens a WebSocket on an HTTP/2 stream of a fresh cleartext connection to `gw` (RFC 8441's
+/// extended CONNECT to `path`, asking for `subprotocol`), after checking that the server
+/// announces it; the answer (200) and the stream's sending half.
+async fn h2_websocket(
+    gw: &Gripway,
+    path: &str,
+    subprotocol: Option<&str>,
+) -> (http::Response<h2::RecvStream>, h2::SendStream<Bytes>) {
     let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
     let (client, conn) = h2::client::handshake(tcp).await.unwrap();
     tokio::spawn(async move {
@@ -442,16 +446,28 @@ async fn a_websocket_over_h2_extended_connect_echoes_and_receives_what_is_publis
         client.is_extended_connect_protocol_enabled(),
         "the server announces SETTINGS_ENABLE_CONNECT_PROTOCOL (RFC 8441)"
     );
-    let req = http::Request::builder()
+    let mut req = http::Request::builder()
         .method(http::Method::CONNECT)
-        .uri("http://localhost/test/websocket")
-        .header("sec-websocket-version", "13")
+        .uri(format!("http://localhost{path}"))
+        .header("sec-websocket-version", "13");
+    if let Some(p) = subprotocol {
+        req = req.header("sec-websocket-protocol", p);
+    }
+    let req = req
         .extension(h2::ext::Protocol::from_static("websocket"))
         .body(())
         .unwrap();
-    let (resp, mut send) = client.send_request(req, false).unwrap();
+    let (resp, send) = client.send_request(req, false).unwrap();
     let resp = tokio::time::timeout(WAIT, resp).await.unwrap().unwrap();
     assert_eq!(resp.status(), 200, "RFC 8441: a 200 opens the stream");
+    (resp, send)
+}
+
+#[tokio::test]
+async fn a_websocket_over_h2_extended_connect_echoes_and_receives_what_is_published() {
+    // the demo: /test/websocket echoes and is subscribed to channel `test`
+    let gw = gripway(&[]);
+    let (resp, mut send) = h2_websocket(&gw, "/test/websocket", None).await;
     let mut body = resp.into_body();
     let mut got = Vec::new();
 
@@ -513,25 +529,7 @@ async fn a_quiet_sse_stream_over_h2_gets_its_keep_alives() {
 #[tokio::test]
 async fn an_mqtt_device_over_an_h2_websocket_stream_connects_subscribes_and_receives() {
     let gw = gripway(&[]);
-    let tcp = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
-    let (client, conn) = h2::client::handshake(tcp).await.unwrap();
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let page = get(&client, "/").await;
-    assert_eq!(page.status(), 200);
-    let mut client = client.ready().await.unwrap();
-    let req = http::Request::builder()
-        .method(http::Method::CONNECT)
-        .uri("http://localhost/mqtt")
-        .header("sec-websocket-version", "13")
-        .header("sec-websocket-protocol", "mqtt")
-        .extension(h2::ext::Protocol::from_static("websocket"))
-        .body(())
-        .unwrap();
-    let (resp, mut send) = client.send_request(req, false).unwrap();
-    let resp = tokio::time::timeout(WAIT, resp).await.unwrap().unwrap();
-    assert_eq!(resp.status(), 200, "RFC 8441: a 200 opens the stream");
+    let (resp, mut send) = h2_websocket(&gw, "/mqtt", Some("mqtt")).await;
     assert_eq!(
         resp.headers()
             .get("sec-websocket-protocol")
