@@ -77,8 +77,8 @@ from dataclasses import dataclass, field
 from soaklib.misbehaving import Misbehaving
 from soaklib.origin import Origin
 from soaklib.wire import (
-    LOOPBACK, Closed, body_chunks, close_writer, open_conn, read_body, read_head, ws_frame,
-    ws_handshake, ws_read_frame,
+    LOOPBACK, Closed, body_chunks, close_writer, mqtt_packet, mqtt_read, open_conn, read_body,
+    read_head, ws_frame, ws_handshake, ws_read_frame,
 )
 
 TRANSPORTS = ("sse", "stream", "poll", "ws", "mqtt")
@@ -565,13 +565,13 @@ class Soak(Misbehaving):
         self.mqtt_ids += 1
         cid = f"soak-{self.mqtt_ids}".encode()
         body = b"\x00\x04MQTT\x04\x02\x00\x00" + struct.pack("!H", len(cid)) + cid
-        writer.write(bytes([0x10]) + mqtt_len(len(body)) + body)
+        writer.write(mqtt_packet(0x10, body))
         kind, _ = await mqtt_read(reader)
         if kind >> 4 != 2:
             raise Closed(f"no CONNACK: {kind:#x}")
         topic = sub.ch.name.encode()
         body = b"\x00\x01" + struct.pack("!H", len(topic)) + topic + b"\x01"
-        writer.write(bytes([0x82]) + mqtt_len(len(body)) + body)
+        writer.write(mqtt_packet(0x82, body))
         while True:
             kind, body = await mqtt_read(reader)
             if kind >> 4 == 9:  # SUBACK
@@ -756,28 +756,6 @@ class Soak(Misbehaving):
             await self.proc.wait()
 
 
-
-def mqtt_len(n: int) -> bytes:
-    """An MQTT remaining length."""
-    out = b""
-    while True:
-        b, n = n % 128, n // 128
-        out += bytes([b | (0x80 if n else 0)])
-        if not n:
-            return out
-
-
-async def mqtt_read(reader) -> tuple[int, bytes]:
-    """One MQTT packet: its first byte and its body."""
-    first = (await reader.readexactly(1))[0]
-    n, shift = 0, 0
-    for _ in range(4):
-        b = (await reader.readexactly(1))[0]
-        n |= (b & 0x7F) << shift
-        shift += 7
-        if not b & 0x80:
-            break
-    return first, await reader.readexactly(n)
 
 def median(xs: list):
     return sorted(xs)[len(xs) // 2] if xs else None

@@ -1,5 +1,6 @@
-"""Client-side HTTP/1.1 and WebSocket helpers for the soak test, and the
-WebSocket-over-HTTP event codec its origin speaks. Everything connects to 127.0.0.1 only."""
+"""Client-side HTTP/1.1, WebSocket and MQTT helpers for the soak test (the MQTT ones also for
+tests/hostile), and the WebSocket-over-HTTP event codec its origin speaks. Everything connects
+to 127.0.0.1 only."""
 
 from __future__ import annotations
 
@@ -150,3 +151,27 @@ def parse_events(body: bytes) -> list:
             i += n + 2
         out.append((kind, content))
     return out
+
+
+def mqtt_packet(first: int, body: bytes) -> bytes:
+    """An MQTT packet: its first byte, the remaining length, the body."""
+    out = bytearray([first])
+    n = len(body)
+    while True:
+        b, n = n % 128, n // 128
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out) + body
+
+
+async def mqtt_read(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """One MQTT packet: its first byte and its body (a length of at most four bytes)."""
+    first = (await reader.readexactly(1))[0]
+    n, shift = 0, 0
+    for _ in range(4):
+        b = (await reader.readexactly(1))[0]
+        n |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            break
+    return first, await reader.readexactly(n)

@@ -6,30 +6,22 @@ max_packet_bytes is refused from its first bytes (MQTT 5: DISCONNECT 0x95), one 
 decode gets 0x81, a protocol error (a second CONNECT, a PUBREC for nothing sent, AUTH) 0x82;
 MQTT 3.1.1 devices are closed without a reason. A CONNECT not finished within the head timeout
 is closed. A flood of half-open connections costs bounded memory and other devices keep
-working; a device that stops reading is cut off as too slow and its queue does not grow.
+working; a device that stops reading is cut off as too slow once its queue reaches its bound.
 Each case counts in the metrics, and the canary (SSE, same process) never misses a message."""
 
 import asyncio
 import socket
 import struct
+import sys
 import time
 
-from harness import HEAD_TIMEOUT_S, rss_mb, run
+from harness import HEAD_TIMEOUT_S, ROOT, rss_mb, run
+
+# the packet helpers the soak uses (scripts/soaklib/wire.py)
+sys.path.insert(0, str(ROOT / "scripts"))
+from soaklib.wire import mqtt_packet, mqtt_read  # noqa: E402
 
 GRIPWAY_EXTRA_ROUTES = ["*,path_beg=/mqtt test"]
-
-
-def varint(n):
-    out = bytearray()
-    while True:
-        b, n = n & 0x7F, n >> 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def packet(first, body):
-    return bytes([first]) + varint(len(body)) + body
 
 
 def mqtt_str(s):
@@ -39,29 +31,19 @@ def mqtt_str(s):
 
 def connect(client_id, level=5, keep_alive=60):
     props = b"\x00" if level == 5 else b""
-    return packet(0x10, mqtt_str("MQTT") + bytes([level, 0x02]) + struct.pack(">H", keep_alive)
-                  + props + mqtt_str(client_id))
+    return mqtt_packet(0x10, mqtt_str("MQTT") + bytes([level, 0x02])
+                       + struct.pack(">H", keep_alive) + props + mqtt_str(client_id))
 
 
 def subscribe(pid, topic, level=5):
     props = b"\x00" if level == 5 else b""
-    return packet(0x82, struct.pack(">H", pid) + props + mqtt_str(topic) + b"\x00")
+    return mqtt_packet(0x82, struct.pack(">H", pid) + props + mqtt_str(topic) + b"\x00")
 
 
 async def read_packet(reader, timeout=5.0):
     """(first byte, body) of the next packet; None when the connection ends or times out."""
-    async def read():
-        first = (await reader.readexactly(1))[0]
-        n, shift = 0, 0
-        while True:
-            b = (await reader.readexactly(1))[0]
-            n |= (b & 0x7F) << shift
-            shift += 7
-            if not b & 0x80:
-                break
-        return first, await reader.readexactly(n)
     try:
-        return await asyncio.wait_for(read(), timeout)
+        return await asyncio.wait_for(mqtt_read(reader), timeout)
     except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
         return None
 
@@ -109,14 +91,14 @@ BROKEN = {
                                    "mqtt-packet-too-large", "mqtt-packet-too-large"),
     "a five-byte remaining length": (lambda _: b"\x30\x80\x80\x80\x80\x01", {0x81},
                                      "mqtt-malformed", "mqtt-malformed"),
-    "a PUBLISH at QoS 3": (lambda _: packet(0x36, mqtt_str("t") + b"\x00\x01\x00x"), {0x81},
+    "a PUBLISH at QoS 3": (lambda _: mqtt_packet(0x36, mqtt_str("t") + b"\x00\x01\x00x"), {0x81},
                            "mqtt-malformed", "mqtt-malformed"),
     "reserved packet type 0": (lambda _: b"\x00\x00", {0x81}, "mqtt-malformed", "mqtt-malformed"),
     "a second CONNECT": (lambda level: connect("again", level), {0x82},
                          "mqtt-protocol-error", "mqtt-protocol-error"),
-    "a PUBREC for nothing sent": (lambda _: packet(0x50, b"\x00\x07"), {0x82},
+    "a PUBREC for nothing sent": (lambda _: mqtt_packet(0x50, b"\x00\x07"), {0x82},
                                   "mqtt-protocol-error", "mqtt-protocol-error"),
-    "AUTH": (lambda _: packet(0xF0, b""), {0x82}, "mqtt-protocol-error", "mqtt-malformed"),
+    "AUTH": (lambda _: mqtt_packet(0xF0, b""), {0x82}, "mqtt-protocol-error", "mqtt-malformed"),
 }
 
 
@@ -241,10 +223,9 @@ def test_a_flood_of_half_connects_is_bounded_and_devices_keep_working(env):
     env.canary.check("a flood of half connects")
 
 
-def test_a_device_that_stops_reading_is_cut_off_and_memory_stays_flat(env):
+def test_a_device_that_stops_reading_is_cut_off_at_its_queue_bound(env):
     sample = 'gripway_connection_drops_total{reason="slow-subscriber"}'
     before = env.gw.metric(sample) or 0.0
-    rss_before = rss_mb(env.pid)
     host, port = env.gw.mqtt_addr.rsplit(":", 1)
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -269,8 +250,9 @@ def test_a_device_that_stops_reading_is_cut_off_and_memory_stays_flat(env):
             if dropped > before:
                 break
             time.sleep(0.1)
+        # 7 MB published against a 1 MiB queue bound: only the cut-off keeps it bounded (RSS
+        # would not tell, history keeps the last 100 items of the channel anyway)
         assert dropped > before, "the device that stopped reading was never cut off"
-        assert rss_mb(env.pid) - rss_before < 40, "memory grew with what the device did not read"
     finally:
         sock.close()
     env.canary.check("a device that stopped reading")

@@ -54,9 +54,7 @@ async fn with_no_arguments_mosquitto_sub_on_1883_gets_what_the_publish_api_sends
 #[tokio::test]
 async fn mosquitto_pub_reaches_sse_and_websocket_clients_of_the_channel() {
     let gw = gripway(&[]);
-    let mut sse = RawClient::connect(gw.addr).await;
-    sse.get("/test/sse", &[]).await;
-    sse.read_head().await;
+    let mut sse = sse_client(&gw, "/test/sse").await;
     let url = format!("ws://{}/test/websocket", gw.addr);
     let sock = tokio::net::TcpStream::connect(gw.addr)
         .await
@@ -96,9 +94,7 @@ async fn mixed_subscribers_get_the_same_items_in_the_same_order() {
     let sub5 = mosquitto_sub(port, &["-t", "test", "-C", "100", "-V", "mqttv5"]);
     let mut raw = connected(&gw, Version::V5, "raw").await;
     assert_eq!(raw.subscribe(&[("test", 1)]).await, vec![1]);
-    let mut sse = RawClient::connect(gw.addr).await;
-    sse.get("/test/sse", &[]).await;
-    sse.read_head().await;
+    let mut sse = sse_client(&gw, "/test/sse").await;
     wait_subscriptions(&gw, 4.0).await;
     let mut want = String::new();
     for i in 0..100 {
@@ -151,9 +147,7 @@ async fn qos1_deliveries_wait_for_room_in_the_receive_maximum() {
 #[tokio::test]
 async fn a_device_publish_is_acknowledged_once_the_broker_has_it() {
     let gw = gripway(&[]);
-    let mut sse = RawClient::connect(gw.addr).await;
-    sse.get("/test/sse", &[]).await;
-    sse.read_head().await;
+    let mut sse = sse_client(&gw, "/test/sse").await;
     wait_subscriptions(&gw, 1.0).await;
     let mut c = connected(&gw, Version::V5, "pub").await;
     c.publish("test", b"line one\nline two", 1).await;
@@ -171,9 +165,7 @@ async fn a_device_publish_is_acknowledged_once_the_broker_has_it() {
 #[tokio::test]
 async fn publishes_sent_in_one_write_are_each_acknowledged_in_order() {
     let gw = gripway(&[]);
-    let mut sse = RawClient::connect(gw.addr).await;
-    sse.get("/test/sse", &[]).await;
-    sse.read_head().await;
+    let mut sse = sse_client(&gw, "/test/sse").await;
     wait_subscriptions(&gw, 1.0).await;
     for version in [Version::V3, Version::V5] {
         let mut c = connected(&gw, version, &format!("pub-{version:?}")).await;
@@ -456,9 +448,7 @@ async fn a_silent_device_is_closed_after_one_and_a_half_keep_alives() {
 #[tokio::test]
 async fn a_lost_device_s_will_is_published_and_a_clean_disconnect_sends_none() {
     let gw = gripway(&[]);
-    let mut sse = RawClient::connect(gw.addr).await;
-    sse.get("/test/sse", &[]).await;
-    sse.read_head().await;
+    let mut sse = sse_client(&gw, "/test/sse").await;
     wait_subscriptions(&gw, 1.0).await;
     let mut o = ConnectOptions::new(Version::V3, "leaves-cleanly");
     o.will = Some(("test".into(), b"clean-will".to_vec(), 0));
@@ -684,9 +674,7 @@ async fn a_topic_too_long_for_a_channel_is_refused_and_an_error_disconnect_sends
     }
     assert_eq!(c.subscribe(&[(topic.as_str(), 0)]).await, vec![0x8F]);
     // MQTT 5: a DISCONNECT with an error reason keeps the will
-    let mut sse = RawClient::connect(gw.addr).await;
-    sse.get("/test/sse", &[]).await;
-    sse.read_head().await;
+    let mut sse = sse_client(&gw, "/test/sse").await;
     wait_subscriptions(&gw, 1.0).await;
     let mut o = ConnectOptions::new(Version::V5, "errs");
     o.will = Some(("test".into(), b"will after 0x80".to_vec(), 0));
@@ -705,9 +693,7 @@ async fn a_second_connect_with_the_same_client_id_takes_the_session_over() {
     o.will = Some(("test".into(), b"twin's will".to_vec(), 0));
     let (mut first, _) = MqttClient::connect(addr, &o).await;
     assert_eq!(first.subscribe(&[("takeover", 1)]).await, vec![1]);
-    let mut sse = RawClient::connect(gw.addr).await;
-    sse.get("/test/sse", &[]).await;
-    sse.read_head().await;
+    let mut sse = sse_client(&gw, "/test/sse").await;
     let (mut second, ack) = MqttClient::connect(addr, &o).await;
     assert_eq!(connack_code(&ack), 0);
     assert!(
@@ -783,9 +769,7 @@ async fn no_local_and_retain_as_published_shape_what_a_v5_subscription_gets() {
 #[tokio::test]
 async fn a_delayed_will_waits_and_a_device_back_in_time_sends_none() {
     let gw = gripway(&[]);
-    let mut sse = RawClient::connect(gw.addr).await;
-    sse.get("/test/sse", &[]).await;
-    sse.read_head().await;
+    let mut sse = sse_client(&gw, "/test/sse").await;
     wait_subscriptions(&gw, 1.0).await;
     let will = |id: &str, payload: &[u8]| {
         let mut o = ConnectOptions::new(Version::V5, id);

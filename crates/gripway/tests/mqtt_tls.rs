@@ -112,9 +112,7 @@ async fn mosquitto_clients_over_tls_get_what_the_publish_api_sends_and_reach_sse
     assert_eq!(output_of(sub5), want);
 
     // a device's publish over TLS reaches an SSE client of the channel
-    let mut sse = RawClient::connect(gw.addr).await;
-    sse.get("/test/sse", &[]).await;
-    sse.read_head().await;
+    let mut sse = sse_client(&gw, "/test/sse").await;
     wait_subscriptions(&gw, 1.0).await;
     for (version, qos) in [("mqttv311", "0"), ("mqttv5", "1")] {
         let text = format!("from a {version} device at qos {qos}");

@@ -1,10 +1,19 @@
-//! What the MQTT tests (plain and over TLS) share beside the byte-level client: waiting for
-//! the node's metrics, reading what `mosquitto_sub` printed, and a publish body.
+//! What the MQTT tests (plain and over TLS) share beside the byte-level client: an SSE
+//! client beside the devices, waiting for the node's metrics, reading what `mosquitto_sub`
+//! printed, and a publish body.
 
 use std::process::Child;
 use std::time::Duration;
 
-use gripway_test_support::Gripway;
+use gripway_test_support::{Gripway, RawClient};
+
+/// A client of `path` on `gw`'s client port (an SSE or streaming hold), its head read.
+pub async fn sse_client(gw: &Gripway, path: &str) -> RawClient {
+    let mut c = RawClient::connect(gw.addr).await;
+    c.get(path, &[]).await;
+    c.read_head().await;
+    c
+}
 
 /// Waits (bounded) until the node counts exactly `n` subscriptions.
 pub async fn wait_subscriptions(gw: &Gripway, n: f64) {
