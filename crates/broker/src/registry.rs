@@ -434,6 +434,12 @@ impl Subscription {
     pub fn channel(&self) -> &str {
         &self.channel.name
     }
+
+    /// The channel's name as the registry holds it: the fan-out hands subscribers this very
+    /// string, so one that keeps it can recognise the channel by address.
+    pub fn name(&self) -> &Arc<str> {
+        &self.channel.name
+    }
 }
 
 impl Drop for Subscription {

@@ -51,6 +51,38 @@ mod on_tls;
 /// Most buffers handed to one vectored write (Linux takes up to 1024).
 const MAX_IOV: usize = 256;
 
+/// A batch of frames up to this many bytes is copied into one buffer on the stack and
+/// written with one `send` rather than a vectored write: for a small delivery (an MQTT
+/// PUBLISH of a 100-byte payload is 3 to 5 frames) the kernel's vectored path — importing
+/// the buffer list, the file-level write checks — cost more than the copy (BENCHMARKS.md,
+/// "One buffer per small write").
+const GATHER_MAX: usize = 1024;
+
+/// Writes what the socket takes of `frames` now (at most 64 frames): one plain write when
+/// they are one frame or fit [`GATHER_MAX`] together, a vectored write otherwise.
+fn write_now<'a, F: Into<Frame<'a>> + Copy>(sock: &TcpStream, frames: &[F]) -> io::Result<usize> {
+    if let [one] = frames {
+        return sock.try_write((*one).into().bytes());
+    }
+    let total: usize = frames.iter().map(|f| (*f).into().bytes().len()).sum();
+    if total <= GATHER_MAX {
+        let mut buf = [0u8; GATHER_MAX];
+        let mut at = 0;
+        for f in frames {
+            let bytes = (*f).into().bytes();
+            buf[at..at + bytes.len()].copy_from_slice(bytes);
+            at += bytes.len();
+        }
+        return sock.try_write(&buf[..at]);
+    }
+    let mut io = [IoSlice::new(&[]); 64];
+    let n = frames.len().min(io.len());
+    for (slot, f) in io.iter_mut().zip(frames) {
+        *slot = IoSlice::new((*f).into().bytes());
+    }
+    sock.try_write_vectored(&io[..n])
+}
+
 /// What one queued entry costs beside its payload: the entry in the queue, twice over for
 /// the spare capacity a growing `VecDeque` keeps.
 pub(crate) const SLOT_COST: usize = 2 * std::mem::size_of::<Queued>();
@@ -334,12 +366,7 @@ impl Sink {
         let mut written = 0;
         let was_empty = st.queue.is_empty();
         if was_empty {
-            let mut io = [IoSlice::new(&[]); 64];
-            let n = frames.len().min(io.len());
-            for (slot, f) in io.iter_mut().zip(frames) {
-                *slot = IoSlice::new((*f).into().bytes());
-            }
-            match sock.try_write_vectored(&io[..n]) {
+            match write_now(sock, frames) {
                 Ok(w) => written = w,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(_) => {

@@ -617,6 +617,14 @@ impl Session {
             let Some(subscription) = self.attach(filter, &channel, pattern) else {
                 return false;
             };
+            if let Holding::Channel(s) = &subscription {
+                // the registry's own name from now on, so the fan-out matches by address
+                if let Some(e) = self.sub.state.lock().entries.last_mut() {
+                    if *e.channel == **s.name() {
+                        e.channel = s.name().clone();
+                    }
+                }
+            }
             if retained {
                 if let Some(msg) = super::retained::newest(&self.shared, &channel) {
                     if let Some(found) = self.extra().retained.as_mut() {

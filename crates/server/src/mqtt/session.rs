@@ -71,7 +71,7 @@ pub(super) struct Held {
 /// What keeps a subscription in the broker: the connection's own place in a channel, or its
 /// place in a shared subscription's group.
 pub(super) enum Holding {
-    Channel(#[allow(dead_code, reason = "held for its Drop")] Subscription),
+    Channel(Subscription),
     Group(#[allow(dead_code, reason = "held for its Drop")] Membership),
     Pattern(#[allow(dead_code, reason = "held for its Drop")] PatternSubscription),
 }

@@ -357,7 +357,10 @@ fn route<'a>(
         let on_channel = if e.pattern {
             gripway_broker::patterns::matches(&e.channel, channel)
         } else {
-            &*e.channel == channel
+            // the fan-out passes the registry's own name, which the entry shares once
+            // subscribed (`decide`): equal by address, without reading the entry's string
+            (std::ptr::eq(e.channel.as_ptr(), channel.as_ptr()) && e.channel.len() == channel.len())
+                || &*e.channel == channel
         };
         if !on_channel {
             continue;
