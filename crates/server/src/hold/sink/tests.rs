@@ -153,6 +153,63 @@ async fn queued_message_encodings_go_out_whole_and_in_order_without_a_copy() {
     assert_eq!(&got[start..], &want[..]);
 }
 
+#[tokio::test]
+async fn small_batches_written_as_the_socket_fills_arrive_whole_and_in_order() {
+    // small batches are copied into one buffer and sent at once (GATHER_MAX); the socket
+    // fills midway through one of them, and the rest is queued from inside a frame
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut client = TcpStream::connect(listener.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (server, _) = listener.accept().await.unwrap();
+    let sink = Sink::new(ClientStream::plain(server), 1 << 24);
+    let mut want = Vec::new();
+    let mut queued = false;
+    for n in 0u32..100_000 {
+        let head = Bytes::from(format!("<{n}:"));
+        let body = Bytes::from(vec![b'a' + (n % 26) as u8; 1 + (n as usize * 7) % 300]);
+        let tail = Bytes::from_static(b">");
+        let frames = [&head, &body, &tail];
+        let mut st = sink.lock();
+        assert!(sink.send(&mut st, &frames));
+        for f in frames {
+            want.extend_from_slice(f);
+        }
+        if !st.queue.is_empty() && n % 64 == 0 {
+            queued = true;
+            break;
+        }
+    }
+    assert!(queued, "the socket never filled");
+    let reader = tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 1 << 16];
+        while let Ok(n) = client.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        got
+    });
+    for _ in 0..2000 {
+        sink.flush().unwrap();
+        if sink.lock().queue.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    assert!(sink.lock().queue.is_empty());
+    let Out::Socket(sock) = &sink.out else {
+        unreachable!()
+    };
+    let _ = socket2::SockRef::from(sock).shutdown(Shutdown::Write);
+    let got = reader.await.unwrap();
+    assert_eq!(got.len(), want.len());
+    assert!(got == want, "bytes out of order or lost");
+}
+
 fn msg(channel: &str, id: &str) -> Arc<Message> {
     let body = format!(
         r#"{{"items":[{{"channel":"{channel}","id":"{id}","formats":{{"http-stream":{{"content":"x"}}}}}}]}}"#
