@@ -324,6 +324,13 @@ async fn a_shared_subscription_splits_the_channel_between_its_members() {
             format!("job {i}").into_bytes()
         );
     }
+    // a device's publish carries its topic, matched against the filter past `$share/workers/`
+    everyone.publish("jobs", b"from a device", 1).await;
+    let (topic, payload, _, _) = members[0].next_publish(true).await;
+    assert_eq!(
+        (topic.as_str(), payload.as_slice()),
+        ("jobs", &b"from a device"[..])
+    );
 }
 
 #[tokio::test]

@@ -606,6 +606,9 @@ impl Session {
                     },
                     channel: channel.clone(),
                     filter: filter.clone(),
+                    filter_at: shared.map_or(0, |s| {
+                        u16::try_from(filter.len() - s.filter.len()).unwrap_or(0)
+                    }),
                     qos: grant.qos,
                     no_local: grant.no_local,
                     retain_as_published: grant.retain_as_published,

@@ -15,10 +15,10 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use gripway_broker::message::Encoding;
+use gripway_broker::message::{Encoding, MqttView};
 use gripway_broker::{Delivery, Message, Subscriber, Transport};
 use gripway_proto::mqtt::{
-    matches, parse_shared, publish_head, publish_total_len, PublishHead, PublishTail, Version,
+    matches, publish_head, publish_total_len, PublishHead, PublishTail, Version,
 };
 use gripway_proto::ws_frame::{frame_header, FrameKind};
 use parking_lot::Mutex;
@@ -48,6 +48,9 @@ pub(crate) struct Entry {
     pub(crate) channel: Arc<str>,
     /// The topic filter the client subscribed with.
     pub(crate) filter: Arc<str>,
+    /// Where the filter proper starts in `filter`: past a shared subscription's
+    /// `$share/<group>/`, 0 otherwise (found once at subscribe, not per delivery).
+    pub(crate) filter_at: u16,
     /// The topic of items that carry none: the filter when it is exact, else the channel.
     pub(crate) topic: Arc<str>,
     /// The QoS granted.
@@ -212,10 +215,7 @@ impl MqttSub {
             let mut marks: [Option<(usize, &Arc<Message>)>; PER_WRITE] = [None; PER_WRITE];
             let mut n = 0;
             for msg in chunk {
-                let Some((qos, topic, entry)) = route(entries, channel, msg, me) else {
-                    continue;
-                };
-                let Some(view) = msg.mqtt() else {
+                let Some((qos, topic, entry, view)) = route(entries, channel, msg, me) else {
                     continue;
                 };
                 let props: &[u8] = if v5 { view.props } else { &[] };
@@ -338,14 +338,15 @@ fn take_pid(next: &mut u16, inflight: &VecDeque<(u16, Arc<Message>)>) -> u16 {
     }
 }
 
-/// The QoS and topic `msg` goes out with on this connection, and the subscription that takes
-/// it: one delivery per connection, at the highest QoS its subscriptions to `channel` grant.
+/// The QoS and topic `msg` goes out with on this connection, the subscription that takes it
+/// and the message's MQTT form: one delivery per connection, at the highest QoS its
+/// subscriptions to `channel` grant.
 fn route<'a>(
     entries: &'a [Entry],
     channel: &str,
     msg: &'a Message,
     me: Option<&str>,
-) -> Option<(u8, &'a str, usize)> {
+) -> Option<(u8, &'a str, usize, MqttView<'a>)> {
     let view = msg.mqtt()?;
     // published by this client id (only read when a subscription asks for No Local)
     let own = || me.is_some() && msg.meta_value(super::PUBLISHER_META) == me;
@@ -366,7 +367,10 @@ fn route<'a>(
             continue;
         }
         // a shared subscription's filter is matched without its `$share/<group>/`
-        let filter = parse_shared(&e.filter).map_or(&*e.filter, |s| s.filter);
+        let filter = e
+            .filter
+            .get(usize::from(e.filter_at)..)
+            .unwrap_or(&e.filter);
         let topic = match view.topic {
             Some(t) if e.wildcard && !matches(filter, t) => continue,
             Some(t) if !e.wildcard && t != filter => continue,
@@ -380,7 +384,7 @@ fn route<'a>(
             best = Some((qos, topic, i));
         }
     }
-    best
+    best.map(|(qos, topic, i)| (qos, topic, i, view))
 }
 
 impl MqttSub {
