@@ -291,9 +291,10 @@ class Canary:
     def published(self):
         return len(self.acked)
 
-    def wait_caught_up(self, timeout=5.0):
-        """Waits until everything acknowledged so far has been received."""
-        want = len(self.acked)
+    def wait_caught_up(self, timeout=5.0, want=None):
+        """Waits until everything acknowledged so far (or the first `want`) has been
+        received."""
+        want = len(self.acked) if want is None else want
         deadline = time.time() + timeout
         while time.time() < deadline:
             if len(self.received) >= want or self.sub_error:
@@ -307,13 +308,15 @@ class Canary:
         deadline = time.time() + 2
         while not self.acked and not self.publish_errors and time.time() < deadline:
             time.sleep(0.05)
-        self.wait_caught_up()
+        # what was acknowledged when the check began: the publisher goes on meanwhile, and a
+        # message acknowledged after the wait may not have been read yet
+        acked = list(self.acked)
+        self.wait_caught_up(want=len(acked))
         where = f" (after {context})" if context else ""
         assert self.acked or self.publish_errors, "the canary never published"
         assert self.gw.proc.poll() is None, f"gripway died{where}: exit {self.gw.proc.returncode}"
         assert not self.publish_errors, f"canary publishes failed{where}: {self.publish_errors[:5]}"
         assert self.sub_error is None, f"{self.sub_error}{where}"
-        acked = list(self.acked)
         got = [n for n, _ in self.received]
         assert got[:len(acked)] == [n for n, _ in acked], (
             f"canary lost, duplicated or reordered messages{where}: "
