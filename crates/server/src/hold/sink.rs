@@ -1,7 +1,8 @@
 //! The write side of a held connection, shared by the broker's fan-out and the connection's
 //! own task.
 //!
-//! The fan-out writes straight to the socket (one vectored write for a whole batch) when
+//! The fan-out writes straight to the socket (one write for a whole batch: a small one copied
+//! into one buffer and sent, a larger one vectored; see [`GATHER_MAX`]) when
 //! nothing is queued, so the common case costs one syscall per subscriber and no task wake.
 //! What the socket does not take is queued — a message's encoding as the shared
 //! `Arc<Message>`, which encoding and how far it was written (no buffer handle of its own:
@@ -55,7 +56,7 @@ const MAX_IOV: usize = 256;
 /// written with one `send` rather than a vectored write: for a small delivery (an MQTT
 /// PUBLISH of a 100-byte payload is 3 to 5 frames) the kernel's vectored path — importing
 /// the buffer list, the file-level write checks — cost more than the copy (BENCHMARKS.md,
-/// "One buffer per small write").
+/// "Issue 11, the last figure").
 const GATHER_MAX: usize = 1024;
 
 /// Writes what the socket takes of `frames` now (at most 64 frames): one plain write when
