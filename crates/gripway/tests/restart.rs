@@ -160,7 +160,8 @@ async fn run(stop: Stop, durable: bool) {
     if durable {
         args.extend(["--history-dir", history_dir.as_str()]);
     }
-    let mut gw = gripway(&args);
+    // ports a restart can bind again (see Gripway::start_restartable)
+    let mut gw = Gripway::start_restartable(env!("CARGO_BIN_EXE_gripway"), &args);
     let addr = gw.addr;
     let publish_addr = gw.publish_addr;
     let seen: Vec<Arc<Mutex<Vec<String>>>> = (0..CLIENTS).map(|_| Arc::default()).collect();

@@ -54,7 +54,16 @@ impl Gripway {
         )
     }
 
-    /// Starts `binary` again on the listeners of `previous` (a restart on the same ports).
+    /// Starts `binary` on client, publish and admin ports below the kernel's ephemeral range,
+    /// so that [`Gripway::restart_like`] can bind them again: a port-0 port could be taken by
+    /// an outgoing connection while the server is down.
+    pub fn start_restartable(binary: &str, args: &[&str]) -> Gripway {
+        let addrs = [0; 3].map(|_| format!("127.0.0.1:{}", crate::ports::free_port()));
+        Self::start_at(binary, args, None, addrs, &[])
+    }
+
+    /// Starts `binary` again on the listeners of `previous` (a restart on the same ports;
+    /// start the first with [`Gripway::start_restartable`]).
     pub fn restart_like(binary: &str, args: &[&str], previous: &Gripway) -> Gripway {
         let addrs = [previous.addr, previous.publish_addr, previous.admin_addr];
         Self::start_at(binary, args, None, addrs.map(|a| a.to_string()), &[])

@@ -13,6 +13,7 @@ mod gripway;
 pub mod mqtt;
 mod nats;
 mod origin;
+mod ports;
 mod raw;
 mod tempdir;
 pub mod tls;
