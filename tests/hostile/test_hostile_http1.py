@@ -218,7 +218,8 @@ def test_pipelined_request_behind_a_hold_is_served(env):
 def slowloris(addr, n_heads, n_bodies, drip_every=0.5, slack=5.0):
     """Opens n_heads + n_bodies connections that drip one byte each every `drip_every`
     seconds (heads that never end, then bodies that never end) until the server answers or
-    closes. Returns [(kind, status or None, seconds from connect to close or None)]."""
+    closes. Returns [(kind, status or None, seconds from connect to close or None, seconds
+    from connect to the first bytes sent or None)]."""
     host, port = addr.rsplit(":", 1)
     port = int(port)
     head_start = b"GET /slow HTTP/1.1\r\nHost: x\r\n"
@@ -235,7 +236,8 @@ def slowloris(addr, n_heads, n_bodies, drip_every=0.5, slack=5.0):
             pass
         c["sock"].close()
         t = time.monotonic() - c["opened"] if c["opened"] else None
-        done.append((c["kind"], status if status is not None else c["status"], t))
+        first = c["opened"] - c["connecting"] if c["opened"] else None
+        done.append((c["kind"], status if status is not None else c["status"], t, first))
 
     def pump(timeout):
         for fd, ev in ep.poll(timeout, 4096):
@@ -277,9 +279,10 @@ def slowloris(addr, n_heads, n_bodies, drip_every=0.5, slack=5.0):
             rc = s.connect_ex((host, port))
             if rc not in (0, errno.EINPROGRESS):
                 s.close()
-                done.append((kind, None, None))
+                done.append((kind, None, None, None))
                 continue
-            conns[s.fileno()] = {"sock": s, "kind": kind, "opened": None, "status": None}
+            conns[s.fileno()] = {"sock": s, "kind": kind, "opened": None, "status": None,
+                                 "connecting": time.monotonic()}
             ep.register(s.fileno(), select.EPOLLOUT)
         pump(0.02)
     last_drip = time.monotonic()
@@ -313,7 +316,7 @@ def test_slowloris_heads_and_bodies(env):
     results = slowloris(env.gw.addr, n_heads, n_bodies)
     took = time.monotonic() - t0
     slack = 5.0
-    bad = [(k, s, t) for k, s, t in results
+    bad = [(k, s, t) for k, s, t, _ in results
            if t is None or t > HEAD_TIMEOUT_S + slack or s not in (None, 408)]
     summary = {}
     for k, s, t in bad:
@@ -321,10 +324,18 @@ def test_slowloris_heads_and_bodies(env):
         summary[key] = summary.get(key, 0) + 1
     assert len(results) == n_heads + n_bodies
     assert not bad, f"{len(bad)} slow connections not refused in time ({took:.1f}s): {summary}"
-    # a connection whose drip had not started when its time ran out holds no bytes: the
-    # server closes it silently (an idle connection), so only the 408 answers are counted
-    answered = sum(1 for k, s, _ in results if k == "head" and s == 408)
-    assert answered >= n_heads * 0.9, f"only {answered} of {n_heads} heads got 408"
+    # a connection whose first bytes went out after its time ran out held none: the server
+    # closed it silently (an idle connection). On a loaded machine this client's own loop
+    # can be that late for some; every head whose bytes went out a second before its
+    # timeout must be answered 408, and most must have been that prompt
+    prompt = [s for k, s, _, first in results
+              if k == "head" and first is not None and first < HEAD_TIMEOUT_S - 1.0]
+    unanswered = sum(1 for s in prompt if s != 408)
+    assert len(prompt) >= n_heads * 0.5, f"only {len(prompt)} of {n_heads} heads started in time"
+    # (a listen backlog too short for 10,000 connects at once failed this: handshakes the
+    # kernel dropped were reset long before the head timeout, with no answer)
+    assert unanswered == 0, f"{unanswered} of {len(prompt)} prompt heads got no 408"
+    answered = sum(1 for k, s, _, _ in results if k == "head" and s == 408)
     got = env.wait_errors("client", "request-head-timeout", before + answered)
     assert got >= before + answered, f"head timeouts counted: {got - before} of {answered} answered"
     env.canary.check("10,000 slowloris connections")

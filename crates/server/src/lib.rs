@@ -135,12 +135,28 @@ pub struct Listeners {
     pub admin: Option<TcpListener>,
 }
 
+/// Connections the kernel completes for a listener before Gripway accepts them (the listen
+/// backlog; the kernel caps it at `net.core.somaxconn`). tokio's default, 1,024, overflowed
+/// when thousands of clients connected at once (a reconnect storm, the hostile battery's
+/// 10,000 slow clients): the kernel then drops handshakes, and a client that believes it is
+/// connected is reset or answered late.
+pub(crate) const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listener on `addr` with [`LISTEN_BACKLOG`] (address reuse on, as tokio's `bind` does).
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Binds the listeners the config names.
 pub async fn bind(config: &Config) -> Result<Listeners, ConfigError> {
     let bind_one = |addr: SocketAddr, what: &'static str| async move {
-        TcpListener::bind(addr)
-            .await
-            .map_err(|e| ConfigError::new(format!("cannot listen on {addr} ({what}): {e}")))
+        listen(addr).map_err(|e| ConfigError::new(format!("cannot listen on {addr} ({what}): {e}")))
     };
     let mut http = Vec::new();
     for addr in &config.http_addrs {
