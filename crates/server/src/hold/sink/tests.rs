@@ -91,9 +91,39 @@ fn a_queue_entry_is_no_larger_than_a_buffer_handle() {
     assert_eq!(std::mem::size_of::<Queued>(), std::mem::size_of::<Bytes>());
 }
 
+/// Flushes everything `sink` queued while `client` reads it, then closes the sink's side:
+/// every byte the client received, in order.
+async fn flush_to_client(sink: &Sink, mut client: TcpStream) -> Vec<u8> {
+    let reader = tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 1 << 16];
+        while let Ok(n) = client.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        got
+    });
+    for _ in 0..2000 {
+        sink.flush().unwrap();
+        if sink.lock().queue.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    assert!(sink.lock().queue.is_empty(), "the queue never drained");
+    let Out::Socket(sock) = &sink.out else {
+        unreachable!()
+    };
+    let _ = socket2::SockRef::from(sock).shutdown(Shutdown::Write);
+    reader.await.unwrap()
+}
+
 #[tokio::test]
 async fn queued_message_encodings_go_out_whole_and_in_order_without_a_copy() {
-    let (sink, mut client) = stalled_sink(1 << 22).await;
+    let (sink, client) = stalled_sink(1 << 22).await;
     let content = "abcdefghij".repeat(1000);
     let body = format!(
         r#"{{"items":[{{"channel":"c","id":"1","formats":{{"http-stream":{{"content":"{content}"}}}}}}]}}"#
@@ -122,32 +152,8 @@ async fn queued_message_encodings_go_out_whole_and_in_order_without_a_copy() {
         assert_eq!(Arc::strong_count(&m), 1 + 40);
         assert!(matches!(st.queue.front(), Some(Queued::Message { .. })));
     }
-    let reader = tokio::spawn(async move {
-        use tokio::io::AsyncReadExt;
-        let mut got = Vec::new();
-        let mut buf = vec![0u8; 1 << 16];
-        while let Ok(n) = client.read(&mut buf).await {
-            if n == 0 {
-                break;
-            }
-            got.extend_from_slice(&buf[..n]);
-        }
-        got
-    });
-    for _ in 0..2000 {
-        sink.flush().unwrap();
-        if sink.lock().queue.is_empty() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-    }
-    assert!(sink.lock().queue.is_empty());
+    let got = flush_to_client(&sink, client).await;
     assert_eq!(Arc::strong_count(&m), 1);
-    let Out::Socket(sock) = &sink.out else {
-        unreachable!()
-    };
-    let _ = socket2::SockRef::from(sock).shutdown(Shutdown::Write);
-    let got = reader.await.unwrap();
     // what the stalled socket held first is zeros
     let start = got.iter().position(|b| *b != 0).unwrap();
     assert_eq!(&got[start..], &want[..]);
@@ -158,7 +164,7 @@ async fn small_batches_written_as_the_socket_fills_arrive_whole_and_in_order() {
     // small batches are copied into one buffer and sent at once (GATHER_MAX); the socket
     // fills midway through one of them, and the rest is queued from inside a frame
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let mut client = TcpStream::connect(listener.local_addr().unwrap())
+    let client = TcpStream::connect(listener.local_addr().unwrap())
         .await
         .unwrap();
     let (server, _) = listener.accept().await.unwrap();
@@ -181,31 +187,7 @@ async fn small_batches_written_as_the_socket_fills_arrive_whole_and_in_order() {
         }
     }
     assert!(queued, "the socket never filled");
-    let reader = tokio::spawn(async move {
-        use tokio::io::AsyncReadExt;
-        let mut got = Vec::new();
-        let mut buf = vec![0u8; 1 << 16];
-        while let Ok(n) = client.read(&mut buf).await {
-            if n == 0 {
-                break;
-            }
-            got.extend_from_slice(&buf[..n]);
-        }
-        got
-    });
-    for _ in 0..2000 {
-        sink.flush().unwrap();
-        if sink.lock().queue.is_empty() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-    }
-    assert!(sink.lock().queue.is_empty());
-    let Out::Socket(sock) = &sink.out else {
-        unreachable!()
-    };
-    let _ = socket2::SockRef::from(sock).shutdown(Shutdown::Write);
-    let got = reader.await.unwrap();
+    let got = flush_to_client(&sink, client).await;
     assert_eq!(got.len(), want.len());
     assert!(got == want, "bytes out of order or lost");
 }
