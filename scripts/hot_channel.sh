@@ -9,6 +9,8 @@
 #   Scenarios: burst-1k (1,000 subscribers, 1,000 messages, as fast as the publisher can) and
 #   burst-15k (15,000 subscribers, 200 messages); fanbench's own origin; 100-byte payloads.
 #   OUT=DIR      results (default bench/results/hot-channel-<date>): DIR/<label>.{json,txt}
+#   WORKERS=N    the many-thread runs use `--workers N` instead of the default (one per core);
+#                N above the core count oversubscribes, to see many threads' contention here
 # Prints one line per run: deliveries/s, delivery p99 (ms), server CPU (s), loss.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -64,7 +66,9 @@ for r in $(seq 1 "$ROUNDS"); do
         esac
         for b in "${BINS[@]}"; do
             for w in all 1; do
-                flag=; [ $w = 1 ] && flag="--workers 1"
+                flag=${WORKERS:+--workers $WORKERS}
+                [ $w = 1 ] && flag="--workers 1"
+                [ $w = all ] && [ -n "${WORKERS:-}" ] && w=$WORKERS
                 one "$scen-${b%%=*}-w$w-r$r" "${b#*=}" "$flag" "${args[@]}"
             done
         done
