@@ -3,11 +3,13 @@
 //! own ([`passthrough`]). Either way the client side is the same: RFC 6455 by tungstenite
 //! ([`client`]), published `ws-message` items written by the broker's fan-out through the
 //! shared sink ([`subscriber`]), and the origin's messages interpreted by the GRIP rules
-//! ([`grip`]) once it has enabled the `grip` extension. [`session`] runs a connection.
+//! ([`grip`]) once it has enabled the `grip` extension. [`open`] opens the origin's side
+//! before the client is switched; [`session`] runs a connection.
 
 mod base_headers;
 pub(crate) mod client;
 mod grip;
+mod open;
 mod passthrough;
 mod recover;
 mod session;
@@ -101,7 +103,7 @@ async fn handshake(
     shared: Arc<Shared>,
     mut conn: ClientConn,
     plan: Box<WsPlan>,
-) -> Option<(ClientConn, Arc<RouteEntry>, session::Opened, bool)> {
+) -> Option<(ClientConn, Arc<RouteEntry>, open::Opened, bool)> {
     let shared = &shared;
     let route = plan.route.clone();
     let path = route
@@ -147,12 +149,12 @@ async fn handshake(
     }
     let opened = if over_http {
         // boxed: the origin request's state is freed once the connection is open
-        Box::pin(session::open_over_http(shared, &route, path, headers)).await
+        Box::pin(open::open_over_http(shared, &route, path, headers)).await
     } else {
         for name in ["sec-websocket-key", "sec-websocket-version", "grip-feature"] {
             headers.remove(name);
         }
-        Box::pin(session::open_passthrough(shared, &route, &path, headers)).await
+        Box::pin(open::open_passthrough(shared, &route, &path, headers)).await
     };
     let mut opened = match opened {
         Ok(o) => o,

@@ -25,16 +25,13 @@ use super::recover;
 use gripway_proto::woh::{close_code_and_reason, Event, EventKind};
 use gripway_proto::ws_control::{ControlMessage, GripExtension};
 use gripway_proto::ws_frame::{encode_frame, FrameKind};
-use http::HeaderMap;
 use tungstenite::Message;
 
-use super::base_headers::BaseHeaders;
 use super::client::{ClientMessage, ClientProtocol, ReadEnd};
 use super::grip::{from_origin, FromOrigin, Timed};
-use super::passthrough::{Connected, WsLink};
+use super::open::{Link, Opened};
 use super::subscriber::WsSub;
-use super::woh::{Answer, Reply, WohLink};
-use super::{client_visible, Refused};
+use super::woh::{Answer, Reply};
 use crate::error::Refusal;
 use crate::hold::filters::Filters;
 use crate::hold::sink::{Ending, Input, Sink, Wake};
@@ -46,121 +43,6 @@ use crate::Shared;
 
 /// How long the client has to answer our close frame.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The origin's side of a connection.
-enum Link {
-    Http(Box<WohLink>),
-    Ws(Box<WsLink>),
-    /// Detached, or the origin is gone: only published messages reach the client.
-    None,
-}
-
-/// A connection the origin accepted, before the client has been told.
-pub(crate) struct Opened {
-    pub(crate) client_headers: HeaderMap,
-    link: Link,
-    grip: Option<GripExtension>,
-    /// What came with the origin's acceptance, to act on once the client is switched.
-    first: Option<Box<Reply>>,
-}
-
-/// Opens the connection to an `over_http` origin with `OPEN`.
-pub(crate) async fn open_over_http(
-    shared: &Arc<Shared>,
-    route: &Arc<RouteEntry>,
-    path: String,
-    headers: HeaderMap,
-) -> Result<Opened, Refused> {
-    // kept compactly for the life of the connection; a signature is minted for each request,
-    // so the handshake's is not kept
-    let fresh_sig = !route.route.no_grip && route.signer.is_some();
-    let base = BaseHeaders::new(&headers, |n| fresh_sig && n == "grip-sig");
-    drop(headers);
-    let opened = WohLink::open(shared.clone(), route.clone(), path.into(), base, &[]).await;
-    let (link, answer) = match opened {
-        Ok(x) => x,
-        Err(e) => {
-            tracing::info!(route = %route.label, "WebSocket origin failed: {e}");
-            return Err(Refused::origin_failed(route.debug, &e.message));
-        }
-    };
-    let reply = match answer {
-        Answer::Events(reply) => reply,
-        Answer::Refused {
-            status,
-            reason,
-            headers,
-            body,
-        } => {
-            return Err(Refused {
-                status: status.as_u16(),
-                reason,
-                headers,
-                body,
-            })
-        }
-    };
-    let opens = reply
-        .events
-        .first()
-        .is_some_and(|e| e.kind == EventKind::Open)
-        || (reply.events.is_empty() && reply.keep_alive.is_some());
-    if !opens {
-        return Err(Refused::origin_failed(
-            route.debug,
-            "the origin's answer to OPEN did not start with OPEN",
-        ));
-    }
-    Ok(Opened {
-        client_headers: client_visible(&reply.headers),
-        grip: reply.grip.clone().filter(|_| !route.route.no_grip),
-        link: Link::Http(Box::new(link)),
-        first: Some(reply),
-    })
-}
-
-/// Opens a WebSocket to the origin (pass-through), trying the route's targets in order.
-pub(crate) async fn open_passthrough(
-    shared: &Arc<Shared>,
-    route: &Arc<RouteEntry>,
-    path: &str,
-    headers: HeaderMap,
-) -> Result<Opened, Refused> {
-    let max = shared.config.websocket.max_message_bytes;
-    let mut last = String::from("route has no targets");
-    for target in &route.route.targets {
-        let limit = shared.config.websocket.origin_queue_bytes;
-        match WsLink::connect(shared, target, path, headers.clone(), max, limit).await {
-            Ok(Connected::Open {
-                link,
-                headers,
-                grip,
-            }) => {
-                return Ok(Opened {
-                    client_headers: client_visible(&headers),
-                    grip: grip.filter(|_| !route.route.no_grip),
-                    link: Link::Ws(link),
-                    first: None,
-                })
-            }
-            Ok(Connected::Refused(r)) => {
-                return Err(Refused {
-                    status: r.status.as_u16(),
-                    reason: None,
-                    headers: r.headers,
-                    body: r.body,
-                })
-            }
-            Err(e) if e.try_next_target() => last = e.message,
-            Err(e) => {
-                last = e.message;
-                break;
-            }
-        }
-    }
-    tracing::info!(route = %route.label, "WebSocket origin failed: {last}");
-    Err(Refused::origin_failed(route.debug, &last))
-}
 
 struct Channel {
     name: String,
