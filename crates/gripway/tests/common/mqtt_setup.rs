@@ -1,11 +1,36 @@
-//! What the MQTT tests (plain and over TLS) share beside the byte-level client: an SSE
-//! client beside the devices, waiting for the node's metrics, reading what `mosquitto_sub`
+//! What the MQTT tests (plain and over TLS) share beside the byte-level client: the node's
+//! MQTT address, `mosquitto_sub`, a connected device, an SSE client beside the devices, waiting for the node's metrics, reading what `mosquitto_sub`
 //! printed, and a publish body.
 
-use std::process::Child;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use gripway_proto::mqtt::Version;
+use gripway_test_support::mqtt::{connack_code, ConnectOptions, MqttClient};
 use gripway_test_support::{Gripway, RawClient};
+
+/// The node's MQTT listener.
+pub fn mqtt_addr(gw: &Gripway) -> std::net::SocketAddr {
+    gw.mqtt_addr.expect("an MQTT listener")
+}
+
+/// `mosquitto_sub` on `port`, printing each message on its own line.
+pub fn mosquitto_sub(port: u16, args: &[&str]) -> Child {
+    Command::new("mosquitto_sub")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-W", "20"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mosquitto_sub runs (apt-get install mosquitto-clients)")
+}
+
+/// A device connected as `id` with default options, its CONNACK checked.
+pub async fn connected(gw: &Gripway, version: Version, id: &str) -> MqttClient {
+    let (c, ack) = MqttClient::connect(mqtt_addr(gw), &ConnectOptions::new(version, id)).await;
+    assert_eq!(connack_code(&ack), 0, "{ack:?}");
+    c
+}
 
 /// A client of `path` on `gw`'s client port (an SSE or streaming hold), its head read.
 pub async fn sse_client(gw: &Gripway, path: &str) -> RawClient {
