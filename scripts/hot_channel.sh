@@ -66,9 +66,11 @@ for r in $(seq 1 "$ROUNDS"); do
         esac
         for b in "${BINS[@]}"; do
             for w in all 1; do
-                flag=${WORKERS:+--workers $WORKERS}
-                [ $w = 1 ] && flag="--workers 1"
-                [ $w = all ] && [ -n "${WORKERS:-}" ] && w=$WORKERS
+                if [ $w = 1 ]; then
+                    flag="--workers 1"
+                else
+                    flag=${WORKERS:+--workers $WORKERS} w=${WORKERS:-all}
+                fi
                 one "$scen-${b%%=*}-w$w-r$r" "${b#*=}" "$flag" "${args[@]}"
             done
         done

@@ -373,15 +373,9 @@ async fn without_a_certs_dir_https_and_mqtt_share_the_demo_s_self_signed_certifi
     assert_eq!(mqtts.get_ref().1.peer_certificates().unwrap()[0], demo);
 
     // mosquitto_sub trusting the saved PEM
-    let sub = Command::new("mosquitto_sub")
-        .args(["-h", "127.0.0.1", "-p", &mqtts_addr(&gw).port().to_string()])
-        .arg("--cafile")
-        .arg(&pem)
-        .args(["-t", "test", "-C", "1", "-W", "20"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("mosquitto_sub runs");
+    let pem = pem.to_str().expect("a UTF-8 path");
+    let args = ["--cafile", pem, "-t", "test", "-C", "1"];
+    let sub = common::mqtt_setup::mosquitto_sub(mqtts_addr(&gw).port(), &args);
     wait_subscriptions(&gw, 1.0).await;
     assert_eq!(
         publish(&gw.publish_url(), &item("test", "1", "demo"))
