@@ -15,6 +15,7 @@
 //! entries until it is within the bound.
 
 use std::borrow::Borrow;
+use std::collections::hash_map::Entry;
 use std::collections::VecDeque;
 use std::hash::Hash;
 use std::time::Instant;
@@ -95,22 +96,35 @@ impl<K: Hash + Eq + Clone, V> AgedMap<K, V> {
         old
     }
 
-    /// Makes `key` the newest entry (as of `now`), if held.
-    pub fn touch<Q>(&mut self, key: &Q, now: Instant)
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let Some((k, _)) = self.map.get_key_value(key) else {
-            return;
-        };
-        let k = k.clone();
-        let seq = self.bump();
-        if let Some(slot) = self.map.get_mut(key) {
-            slot.seq = seq;
+    /// Inserts `key` unless it is held (then nothing changes): true if it was inserted. One
+    /// hash lookup, where `contains_key` then `insert` take two.
+    pub fn insert_new(&mut self, key: K, value: V, heap: usize, now: Instant) -> bool {
+        let seq = self.next_seq;
+        match self.map.entry(key) {
+            Entry::Occupied(_) => return false,
+            Entry::Vacant(slot) => {
+                self.order.push_back((seq, now, slot.key().clone()));
+                slot.insert(Slot { value, seq, heap });
+            }
         }
-        self.order.push_back((seq, now, k));
+        self.next_seq += 1;
+        self.heap += heap;
         self.sweep_if_needed();
+        true
+    }
+
+    /// Makes `key` the newest entry (as of `now`) if held, in one hash lookup (the caller
+    /// gives the queue its own copy of the key); false if it is not held.
+    pub fn touch_owned(&mut self, key: K, now: Instant) -> bool {
+        let Some(slot) = self.map.get_mut(&key) else {
+            return false;
+        };
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        slot.seq = seq;
+        self.order.push_back((seq, now, key));
+        self.sweep_if_needed();
+        true
     }
 
     /// The value of `key`.
@@ -276,7 +290,7 @@ mod tests {
         assert!(m.bytes() <= m.max_bytes());
         assert!(m.get(&1).is_none() && m.get(&2).is_some());
         // touching 2 makes 3 the oldest
-        m.touch(&2, t);
+        m.touch_owned(2, t);
         assert_eq!(m.pop_oldest(), Some((3, 3)));
         assert_eq!(m.pop_oldest(), Some((4, 4)));
         assert_eq!(m.pop_oldest(), Some((2, 2)));
@@ -306,11 +320,27 @@ mod tests {
             m.insert(i, (), 0, t);
         }
         for _ in 0..100_000 {
-            m.touch(&3, t);
+            m.touch_owned(3, t);
             m.insert(4, (), 0, t);
         }
         assert!(m.order.len() <= 2 * m.len() + 65, "{}", m.order.len());
         assert_eq!(m.pop_oldest().map(|e| e.0), Some(0));
+    }
+
+    #[test]
+    fn insert_new_and_touch_owned_keep_the_order() {
+        let mut m = AgedMap::<u32, u32>::new(usize::MAX);
+        let t = Instant::now();
+        assert!(m.insert_new(1, 10, 5, t));
+        assert!(m.insert_new(2, 20, 5, t));
+        assert!(!m.insert_new(1, 11, 5, t), "held: unchanged");
+        assert_eq!(m.get(&1), Some(&10));
+        assert_eq!(m.bytes(), 2 * (5 + AgedMap::<u32, u32>::ENTRY_OVERHEAD));
+        assert!(m.touch_owned(1, t));
+        assert!(!m.touch_owned(3, t), "not held");
+        assert_eq!(m.pop_oldest(), Some((2, 20)));
+        assert_eq!(m.pop_oldest(), Some((1, 10)));
+        assert!(m.is_empty());
     }
 
     #[test]

@@ -39,11 +39,12 @@ impl Dedup {
                 .expire_before(cutoff + Duration::from_nanos(1), |_, _| true, |_, _| {});
         }
         let key = (channel.clone(), Arc::from(id));
-        if self.seen.contains_key(&key) {
+        if !self
+            .seen
+            .insert_new(key, (), str_heap(channel) + str_heap(id), now)
+        {
             return false;
         }
-        self.seen
-            .insert(key, (), str_heap(channel) + str_heap(id), now);
         self.seen.evict_over_bound(|_, _| {});
         true
     }

@@ -409,6 +409,17 @@ impl Message {
     }
 
     fn layout(&self) -> Layout {
+        let end = if self.flags() & MQTT != 0 {
+            self.mqtt_part().start
+        } else {
+            self.block.len()
+        };
+        self.layout_to(end)
+    }
+
+    /// [`Message::layout`], given where the encodings end (the MQTT part's start, when the
+    /// caller has read it already).
+    fn layout_to(&self, end: usize) -> Layout {
         let b = &self.block;
         let flags = b[0];
         let (id_len, at) = if flags & LONG_ID != 0 {
@@ -417,11 +428,6 @@ impl Message {
             (usize::from(b[1]), 2)
         };
         let id_end = at + id_len;
-        let end = if flags & MQTT != 0 {
-            self.mqtt_part().start
-        } else {
-            b.len()
-        };
         let frame_end = match flags & (CHUNK | FRAME) {
             FRAME => end,
             f if f == CHUNK | FRAME => id_end + ws_frame_len(&b[id_end..end]),

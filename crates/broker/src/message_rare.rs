@@ -358,7 +358,14 @@ impl Message {
         let part = self.mqtt_part();
         let byte = part.byte;
         let payload = if byte & FROM_WS != 0 {
-            self.ws_content().unwrap_or_default()
+            // the `ws-message` content (a send: see `NewMqtt::new`), found from the part
+            // already read rather than through `ws_content`, which would read it twice more
+            // (this runs for every delivery to a device)
+            let frame = self
+                .block
+                .get(self.layout_to(part.start).frame)
+                .unwrap_or_default();
+            &frame[super::ws_header_len(frame).min(frame.len())..]
         } else if byte & FROM_STREAM != 0 {
             self.stream_content().unwrap_or_default()
         } else {

@@ -8,9 +8,10 @@
 //!
 //! Bounded, never by dropping anything: at most `max_pending` items wait per channel (one
 //! more flushes the channel's waiting items in arrival order); a channel's state is forgotten
-//! once it has been quiet for [`IDLE`] with nothing waiting; and the whole table — channel
-//! names, last ids and waiting messages — costs at most `max_bytes` (see [`AgedMap`]): past
-//! it the channels quiet longest are forgotten first, their waiting items released in order.
+//! once it has been quiet for [`IDLE`] (to the second) with nothing waiting; and the whole
+//! table — channel names, last ids and waiting messages — costs at most `max_bytes` (see
+//! [`AgedMap`]): past it the channels quiet longest are forgotten first, their waiting items
+//! released in order.
 //! A forgotten channel behaves as one that just gained subscribers.
 
 use std::collections::VecDeque;
@@ -27,6 +28,11 @@ use crate::names::Names;
 /// waits): its next item goes out at once, as after a fresh subscription.
 pub const IDLE: Duration = Duration::from_secs(600);
 
+/// How precisely a channel's quiet time is kept: an item moves its channel to the young end
+/// of the age order only if the last move is this old (so "quiet for [`IDLE`]" and "quiet
+/// longest" hold to within this).
+const TOUCH_EVERY: Duration = Duration::from_secs(1);
+
 /// Per-channel ordering state for the channels of one dispatcher shard.
 pub struct Sequencer {
     wait: Duration,
@@ -42,12 +48,13 @@ pub struct Sequencer {
     names: Names,
 }
 
-#[derive(Default)]
 struct ChannelOrder {
     last_id: Option<Arc<str>>,
     pending: VecDeque<(Instant, Arc<Message>)>,
     /// Heap bytes of the waiting messages and their queue slots.
     pending_bytes: usize,
+    /// When the channel last moved to the young end of the table's age order.
+    touched: Instant,
 }
 
 /// What a waiting item costs beside its message: its pending slot and its deadline entry
@@ -56,6 +63,15 @@ const PENDING_SLOT: usize = std::mem::size_of::<(Instant, Arc<Message>)>()
     + 2 * std::mem::size_of::<(Instant, ChannelName)>();
 
 impl ChannelOrder {
+    fn new(now: Instant) -> Self {
+        ChannelOrder {
+            last_id: None,
+            pending: VecDeque::new(),
+            pending_bytes: 0,
+            touched: now,
+        }
+    }
+
     fn heap(&self, channel: &str) -> usize {
         str_heap(channel) + self.last_id.as_deref().map_or(0, str_heap) + self.pending_bytes
     }
@@ -162,17 +178,31 @@ impl Sequencer {
             return Arrival::Released;
         }
         let channel = msg.channel.clone();
-        if self.channels.contains_key(&channel) {
-            self.channels.touch(&channel, now);
-        } else {
-            let order = ChannelOrder::default();
-            let heap = order.heap(&channel);
-            self.channels.insert(channel.clone(), order, heap, now);
+        // the channel's place in the table's age order moves at most once per TOUCH_EVERY:
+        // a busy channel then leaves one stale queue slot a second, not one per item
+        let touch = self.channels.get_mut(&channel).map(|order| {
+            let due = now.saturating_duration_since(order.touched) >= TOUCH_EVERY;
+            if due {
+                order.touched = now;
+            }
+            due
+        });
+        match touch {
+            None => {
+                let order = ChannelOrder::new(now);
+                let heap = order.heap(&channel);
+                self.channels.insert(channel.clone(), order, heap, now);
+            }
+            Some(true) => {
+                self.channels.touch_owned(channel.clone(), now);
+            }
+            Some(false) => {}
         }
         let Some(order) = self.channels.get_mut(&channel) else {
             out.push(msg);
             return Arrival::Released;
         };
+        let heap_before = order.heap(&channel);
         let arrival = if order.in_order(&msg) {
             release(order, msg, &mut self.waiting, out);
             Arrival::Released
@@ -193,7 +223,9 @@ impl Sequencer {
             Arrival::Waiting
         };
         let heap = order.heap(&channel);
-        self.channels.set_heap(&channel, heap);
+        if heap != heap_before {
+            self.channels.set_heap(&channel, heap);
+        }
         self.evict_over_bound(out);
         self.sweep_deadlines();
         if arrival == Arrival::Waiting && !self.channels.contains_key(&channel) {
@@ -489,6 +521,35 @@ mod tests {
         s.expire(now + IDLE + Duration::from_secs(1), &mut out);
         assert_eq!(s.channels(), 0);
         assert_eq!(s.bytes(), 0);
+    }
+
+    #[test]
+    fn a_busy_channel_is_not_quiet() {
+        let mut s = Sequencer::new(Duration::from_secs(5), 100, 1 << 20);
+        let now = Instant::now();
+        let mut out = vec![];
+        s.arrive(on("quiet", "1", None), true, now, &mut out);
+        // items every half second for IDLE: the busy channel's age moves on with them
+        let mut t = now;
+        let mut n = 0;
+        while t <= now + IDLE {
+            n += 1;
+            s.arrive(on("busy", &n.to_string(), None), true, t, &mut out);
+            t += Duration::from_millis(500);
+        }
+        s.expire(now + IDLE + Duration::from_secs(1), &mut out);
+        assert_eq!(
+            s.channels(),
+            1,
+            "the quiet channel is forgotten, the busy one kept"
+        );
+        // the busy channel still knows its last id: an item naming it goes out at once,
+        // one naming another waits
+        let (last, other) = (n.to_string(), "x".to_string());
+        let later = now + IDLE + Duration::from_secs(2);
+        let a = s.arrive(on("busy", "a", Some(&other)), true, later, &mut out);
+        let b = s.arrive(on("busy", "b", Some(&last)), true, later, &mut out);
+        assert_eq!((a, b), (Arrival::Waiting, Arrival::Released));
     }
 
     #[test]

@@ -13,7 +13,9 @@
 //! Fanout's 32,767 bytes (`fastly_max_content`).
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -55,6 +57,9 @@ pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener) {
                 .timer(TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(30))
                 .max_buf_size(64 * 1024)
+                // an answer's head and body in one `send`, not a vectored write (which
+                // costs the kernel more for a few dozen bytes; see `hold::sink::GATHER_MAX`)
+                .writev(false)
                 .serve_connection(TokioIo::new(sock), service)
                 .await;
         });
@@ -103,7 +108,7 @@ fn recover(shared: &Shared, req: &Request<Incoming>) -> Result<Response<Full<Byt
         return Err(Refusal::publisher(406, "not-acceptable", "Not acceptable."));
     };
     crate::hold::recovery::recover_all(shared);
-    Ok(answer(format, "Updated"))
+    Ok(answer(format, &UPDATED))
 }
 
 /// The publish API's credentials check (open when no keys are configured).
@@ -122,17 +127,33 @@ pub(crate) fn check_auth(shared: &Shared, req: &Request<Incoming>) -> Result<(),
     Ok(())
 }
 
-/// `200 <message>` as text or as Pushpin's JSON object.
-fn answer(format: Format, message: &str) -> Response<Full<Bytes>> {
-    match format {
-        Format::Text => text(StatusCode::OK, &format!("{message}\n")),
-        Format::Json => {
-            let mut r = text(StatusCode::OK, &format!("{{\"message\": \"{message}\"}}\n"));
-            r.headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            r
-        }
-    }
+/// A success's body as text and as Pushpin's JSON object (static: a publisher's every
+/// request is answered with one, so nothing is formatted or copied per request).
+struct Success {
+    text: &'static str,
+    json: &'static str,
+}
+
+const PUBLISHED: Success = Success {
+    text: "Published\n",
+    json: "{\"message\": \"Published\"}\n",
+};
+
+const UPDATED: Success = Success {
+    text: "Updated\n",
+    json: "{\"message\": \"Updated\"}\n",
+};
+
+/// `200` with `success` as text or as JSON.
+fn answer(format: Format, success: &Success) -> Response<Full<Bytes>> {
+    let (body, content_type) = match format {
+        Format::Text => (success.text, "text/plain"),
+        Format::Json => (success.json, "application/json"),
+    };
+    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
 }
 
 /// The answer to a publish during the drain at shutdown: nothing more is accepted.
@@ -174,13 +195,21 @@ async fn publish(
     if declared.is_some_and(|n| n > max as u64) {
         return Err(too_large());
     }
-    let read = tokio::time::timeout(BODY_TIMEOUT, Limited::new(req.into_body(), max).collect());
-    let Ok(collected) = read.await else {
-        return Err(Refusal::publisher(
-            408,
-            "body-timeout",
-            "Request body not received in time.",
-        ));
+    let mut read = std::pin::pin!(Limited::new(req.into_body(), max).collect());
+    // a small body has usually arrived with the head: the timer is set only if it has not
+    let first = std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await;
+    let collected = match first {
+        Poll::Ready(collected) => collected,
+        Poll::Pending => match tokio::time::timeout(BODY_TIMEOUT, read).await {
+            Ok(collected) => collected,
+            Err(_) => {
+                return Err(Refusal::publisher(
+                    408,
+                    "body-timeout",
+                    "Request body not received in time.",
+                ))
+            }
+        },
     };
     let body = match collected {
         Ok(b) => b.to_bytes(),
@@ -211,7 +240,7 @@ async fn publish(
         Refusal::publisher(e.http_status(), reason, e.message)
     })?;
     publish_items(shared, items).await?;
-    Ok(answer(format, "Published"))
+    Ok(answer(format, &PUBLISHED))
 }
 
 /// Publishes `items` as the publish API does: through the cluster's stream in cluster mode,

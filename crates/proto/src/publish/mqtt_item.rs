@@ -124,12 +124,12 @@ pub fn device_item(
 /// LF or CR, as an event-stream reader splits them), then the blank line that ends the
 /// event. A reader's `data` for it is `text` with line ends read as LF.
 pub fn sse_event(text: &str) -> Bytes {
-    let lines = text.bytes().filter(|b| *b == b'\n' || *b == b'\r').count() + 1;
+    let lines = memchr::memchr2_iter(b'\n', b'\r', text.as_bytes()).count() + 1;
     let mut out = Vec::with_capacity(text.len() + 7 * lines + 1);
     let mut rest = text;
     loop {
         out.extend_from_slice(b"data: ");
-        match rest.find(['\r', '\n']) {
+        match memchr::memchr2(b'\r', b'\n', rest.as_bytes()) {
             Some(at) => {
                 out.extend_from_slice(&rest.as_bytes()[..at]);
                 out.push(b'\n');

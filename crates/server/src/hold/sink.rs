@@ -59,29 +59,52 @@ const MAX_IOV: usize = 256;
 /// "Issue 11, the last figure").
 const GATHER_MAX: usize = 1024;
 
+/// Batches up to this many bytes gather into a smaller buffer (less to zero).
+const GATHER_SMALL: usize = 256;
+
 /// Writes what the socket takes of `frames` now (at most 64 frames): one plain write when
 /// they are one frame or fit [`GATHER_MAX`] together, a vectored write otherwise.
+///
+/// Straight to the socket, not through tokio's `try_write`: that first reads the socket's
+/// readiness, a cache line of its own per subscriber that the fan-out would touch only for
+/// this (about 1% of the CPU of an MQTT fan-out). It is only called with nothing queued, so
+/// the socket is almost always writable; when it is not, the connection's task is woken,
+/// its own write through tokio finds the socket full and waits for it the usual way. (A
+/// closed peer gives an error, not SIGPIPE: Rust's runtime ignores that signal.)
 fn write_now<'a, F: Into<Frame<'a>> + Copy>(sock: &TcpStream, frames: &[F]) -> io::Result<usize> {
+    let sock = socket2::SockRef::from(sock);
     if let [one] = frames {
-        return sock.try_write((*one).into().bytes());
+        return sock.send((*one).into().bytes());
     }
     let total: usize = frames.iter().map(|f| (*f).into().bytes().len()).sum();
+    // the buffer is zeroed before use: a small one for the common small delivery
+    if total <= GATHER_SMALL {
+        return gather_send::<GATHER_SMALL, F>(&sock, frames);
+    }
     if total <= GATHER_MAX {
-        let mut buf = [0u8; GATHER_MAX];
-        let mut at = 0;
-        for f in frames {
-            let bytes = (*f).into().bytes();
-            buf[at..at + bytes.len()].copy_from_slice(bytes);
-            at += bytes.len();
-        }
-        return sock.try_write(&buf[..at]);
+        return gather_send::<GATHER_MAX, F>(&sock, frames);
     }
     let mut io = [IoSlice::new(&[]); 64];
     let n = frames.len().min(io.len());
     for (slot, f) in io.iter_mut().zip(frames) {
         *slot = IoSlice::new((*f).into().bytes());
     }
-    sock.try_write_vectored(&io[..n])
+    sock.send_vectored(&io[..n])
+}
+
+/// Copies `frames` (at most `N` bytes together) into one buffer on the stack and sends it.
+fn gather_send<'a, const N: usize, F: Into<Frame<'a>> + Copy>(
+    sock: &socket2::SockRef<'_>,
+    frames: &[F],
+) -> io::Result<usize> {
+    let mut buf = [0u8; N];
+    let mut at = 0;
+    for f in frames {
+        let bytes = (*f).into().bytes();
+        buf[at..at + bytes.len()].copy_from_slice(bytes);
+        at += bytes.len();
+    }
+    sock.send(&buf[..at])
 }
 
 /// What one queued entry costs beside its payload: the entry in the queue, twice over for

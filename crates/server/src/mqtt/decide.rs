@@ -614,6 +614,9 @@ impl Session {
                     retain_as_published: grant.retain_as_published,
                     wildcard,
                     pattern,
+                    exact_is_channel: !wildcard
+                        && !pattern
+                        && shared.map_or(&**filter, |s| s.filter) == &*channel,
                     last,
                 });
             }

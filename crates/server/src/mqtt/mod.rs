@@ -42,7 +42,26 @@ fn next_id() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let prefix = PREFIX.get_or_init(|| uuid::Uuid::new_v4().as_u64_pair().0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("m{prefix:016x}{n:x}")
+    id_text(*prefix, n)
+}
+
+/// `m`, `prefix` as 16 hex digits, then `n` in hex without leading zeros: written by hand,
+/// since `format!` cost 1% of the CPU of a device-publishing load.
+fn id_text(prefix: u64, n: u64) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 33];
+    out[0] = b'm';
+    for (i, slot) in out[1..17].iter_mut().enumerate() {
+        *slot = HEX[((prefix >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    let digits = (64 - n.leading_zeros()).div_ceil(4).max(1) as usize;
+    for i in 0..digits {
+        out[17 + i] = HEX[((n >> (4 * (digits - 1 - i))) & 0xf) as usize];
+    }
+    // ASCII throughout
+    std::str::from_utf8(&out[..17 + digits])
+        .map(str::to_owned)
+        .unwrap_or_default()
 }
 
 /// The item meta naming the client id of the device that published it: an MQTT 5
@@ -80,4 +99,19 @@ fn device_item(
             .push((PUBLISHER_META.to_owned(), client_id.to_owned()));
     }
     Ok(item)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ids_read_as_format_writes_them() {
+        for (prefix, n) in [
+            (0, 0),
+            (0x0123_4567_89ab_cdef, 1),
+            (u64::MAX, u64::MAX),
+            (7, 0x10),
+        ] {
+            assert_eq!(super::id_text(prefix, n), format!("m{prefix:016x}{n:x}"));
+        }
+    }
 }

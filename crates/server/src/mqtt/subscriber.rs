@@ -64,6 +64,10 @@ pub(crate) struct Entry {
     pub(crate) wildcard: bool,
     /// `channel` is a pattern over channel names (a demo wildcard filter).
     pub(crate) pattern: bool,
+    /// The filter (without `$share/<group>/`) is exact and is the channel's name, as where
+    /// topic = channel: an item's topic is then checked against the channel's name, which
+    /// the fan-out has at hand, instead of reading the filter's string.
+    pub(crate) exact_is_channel: bool,
     /// A persistent session's last item sent on the channel (history is read after it when
     /// the device comes back); None otherwise.
     pub(crate) last: Option<Arc<Message>>,
@@ -171,6 +175,9 @@ struct Planned<'a> {
     head: PublishHead,
     pid: PublishTail,
     topic: &'a [u8],
+    /// The message's MQTT 5 property block (`Encoding::MqttV5Props`).
+    props: &'a [u8],
+    /// The message's payload (`Encoding::MqttPayload`).
     payload: &'a [u8],
     msg: &'a Arc<Message>,
 }
@@ -268,6 +275,7 @@ impl MqttSub {
                     head,
                     pid: tail,
                     topic: topic.as_bytes(),
+                    props: view.props,
                     payload: view.payload,
                     msg,
                 });
@@ -292,18 +300,22 @@ impl MqttSub {
                     f += 1;
                 }
                 // the property block and payload are the message's: queued, if need be,
-                // as the message itself, never copied
+                // as the message itself, never copied (the view read them already)
                 if v5 {
-                    if let Some(props) = Frame::of(p.msg, Encoding::MqttV5Props) {
-                        frames[f] = props;
-                        f += 1;
-                    }
+                    frames[f] = Frame::Message {
+                        msg: p.msg,
+                        which: Encoding::MqttV5Props,
+                        bytes: p.props,
+                    };
+                    f += 1;
                 }
                 if !p.payload.is_empty() {
-                    if let Some(payload) = Frame::of(p.msg, Encoding::MqttPayload) {
-                        frames[f] = payload;
-                        f += 1;
-                    }
+                    frames[f] = Frame::Message {
+                        msg: p.msg,
+                        which: Encoding::MqttPayload,
+                        bytes: p.payload,
+                    };
+                    f += 1;
                 }
             }
             if !self.sink.send(st, &frames[..f]) {
@@ -372,6 +384,8 @@ fn route<'a>(
             .get(usize::from(e.filter_at)..)
             .unwrap_or(&e.filter);
         let topic = match view.topic {
+            Some(t) if e.exact_is_channel && t != channel => continue,
+            Some(t) if e.exact_is_channel => t,
             Some(t) if e.wildcard && !matches(filter, t) => continue,
             Some(t) if !e.wildcard && t != filter => continue,
             Some(t) => t,
