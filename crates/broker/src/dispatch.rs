@@ -265,16 +265,25 @@ impl Broker {
     /// Queues validated items for fan-out, in order. Returns once all are queued — or,
     /// with a durable history store, once all are stored ([`crate::ack`]).
     pub async fn publish(&self, items: Vec<Item>) -> Result<(), PublishError> {
-        let (ack, answer) = match self.history.is_durable() && !items.is_empty() {
+        self.publish_messages(items.into_iter().map(Message::new))
+            .await
+    }
+
+    /// [`Broker::publish`] for items already made into messages (by
+    /// [`Message::new_fresh`], say).
+    pub async fn publish_messages(
+        &self,
+        msgs: impl ExactSizeIterator<Item = Arc<Message>> + Send,
+    ) -> Result<(), PublishError> {
+        let (ack, answer) = match self.history.is_durable() && msgs.len() > 0 {
             true => {
-                let (ack, rx) = Ack::new(items.len());
+                let (ack, rx) = Ack::new(msgs.len());
                 (Some(ack), Some(rx))
             }
             false => (None, None),
         };
         let mut now = None;
-        for item in items {
-            let msg = Message::new(item);
+        for msg in msgs {
             let shard = self.shard_of(&msg.channel);
             let queue = &self.queues[shard];
             let gate = &self.gates[shard];
@@ -506,7 +515,8 @@ impl Shard {
 
     fn arrive(&mut self, entry: Entry, now: Instant, ready: &mut Vec<Arc<Message>>) {
         let Entry { msg, ack } = entry;
-        if let Some(id) = msg.id() {
+        // an id this node made for the item cannot have been seen before
+        if let Some(id) = msg.id().filter(|_| !msg.id_is_fresh()) {
             // a durable store also knows ids stored before a restart: asked while those
             // can still be within the dedup window (after that, this process's own table
             // has seen every id the window covers)

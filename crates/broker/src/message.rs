@@ -76,6 +76,8 @@ const RARE: u8 = 8;
 const LONG_ID: u8 = 16;
 /// The block ends with an MQTT part (the item has an `mqtt-message`).
 const MQTT: u8 = 32;
+/// The id was made by this node for the item ([`Message::new_fresh`]).
+const FRESH: u8 = 64;
 
 /// Which of a message's encodings: what a subscriber that queues one keeps beside the
 /// `Arc<Message>` (see [`Message::encoding`]).
@@ -256,6 +258,25 @@ impl NewFrame<'_> {
 }
 
 impl Message {
+    /// [`Message::new`] for an item whose id this node has just made for it (a device's
+    /// publish): unique by construction, so the broker does not look it up among the ids
+    /// seen (dedup). Nothing else differs, and nothing of it outlives this process: a store
+    /// or the cluster's stream keeps the item, not the mark.
+    pub fn new_fresh(item: Item) -> Arc<Message> {
+        let mut msg = Message::new(item);
+        if let Some(m) = Arc::get_mut(&mut msg) {
+            if m.has_id() {
+                m.block[0] |= FRESH;
+            }
+        }
+        msg
+    }
+
+    /// True for a message made by [`Message::new_fresh`] with an id.
+    pub fn id_is_fresh(&self) -> bool {
+        self.flags() & FRESH != 0
+    }
+
     /// Wraps a validated publish item, encoding its wire forms.
     pub fn new(item: Item) -> Arc<Message> {
         let Item {

@@ -247,11 +247,28 @@ async fn publish(
 /// to this node's broker otherwise. Ok once they are taken (stored, where history is
 /// durable or in a cluster): what a publisher's acknowledgement may promise.
 pub(crate) async fn publish_items(shared: &Shared, items: Vec<Item>) -> Result<(), Refusal> {
+    publish_marked(shared, items, &[]).await
+}
+
+/// [`publish_items`], where `fresh[i]` says that item `i`'s id was made here for it (a
+/// device's publish): this node's broker then skips looking it up for duplicates.
+pub(crate) async fn publish_marked(
+    shared: &Shared,
+    items: Vec<Item>,
+    fresh: &[bool],
+) -> Result<(), Refusal> {
     if let Some(cluster) = &shared.cluster {
         // stored in the cluster's stream first; every node's broker gets the items from it
         return cluster.publish(items).await;
     }
-    match shared.broker.publish(items).await {
+    let msgs = items.into_iter().enumerate().map(|(i, item)| {
+        if fresh.get(i).copied().unwrap_or(false) {
+            gripway_broker::Message::new_fresh(item)
+        } else {
+            gripway_broker::Message::new(item)
+        }
+    });
+    match shared.broker.publish_messages(msgs).await {
         Ok(()) => Ok(()),
         Err(gripway_broker::PublishError::Closed) => Err(draining()),
         Err(gripway_broker::PublishError::NotStored) => Err(Refusal::internal(

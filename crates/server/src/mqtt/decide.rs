@@ -328,7 +328,7 @@ impl Session {
             let channel = match &r.channel {
                 Some(c) if self.link.is_some() => format!("{prefix}{c}"),
                 Some(c) => c.clone(),
-                None => format!("{prefix}{}", p.topic),
+                None => [prefix, &*p.topic].concat(),
             };
             if !self.channel_ok(&channel) {
                 // an item's channel has a bound MQTT topics do not
@@ -341,7 +341,8 @@ impl Session {
             let item = device_item(channel, r.id.clone(), &p, me.as_deref());
             match item.and_then(|item| self.origin_formats(item, r.formats.as_ref())) {
                 Ok(item) => {
-                    self.to_publish.push(ToPublish { item, ack });
+                    let fresh = r.id.is_none();
+                    self.to_publish.push(ToPublish { item, ack, fresh });
                     return Step::Continue;
                 }
                 Err(problem) if r.formats.is_some() && problem.starts_with(FORMATS) => {

@@ -80,6 +80,8 @@ pub(super) enum Holding {
 pub(super) struct ToPublish {
     pub(super) item: Item,
     pub(super) ack: Option<Out>,
+    /// The item's id was made here (the origin gave none).
+    pub(super) fresh: bool,
 }
 
 pub(crate) struct Session {
@@ -667,9 +669,10 @@ impl Session {
     /// Hands the device's decided publishes to the broker, in order, then acknowledges them.
     async fn publish(&mut self) -> Step {
         let batch = std::mem::take(&mut self.to_publish);
+        let fresh: Vec<bool> = batch.iter().map(|t| t.fresh).collect();
         let (items, acks): (Vec<Item>, Vec<Option<Out>>) =
             batch.into_iter().map(|t| (t.item, t.ack)).unzip();
-        match crate::publish_api::publish_items(&self.shared, items).await {
+        match crate::publish_api::publish_marked(&self.shared, items, &fresh).await {
             Ok(()) => {
                 // the batch's acknowledgements in one write
                 let mut out = Vec::new();
