@@ -7,8 +7,9 @@
 //! leaves the old one behind as a tombstone (its sequence number no longer matches the map's),
 //! skipped when it reaches the front. Tombstones are swept when they outnumber the live
 //! entries, so every operation is amortised O(1) and the queue is never more than about
-//! twice the map. The times given to it must not go backwards (callers pass `Instant::now()`),
-//! so the queue is in time order too.
+//! twice the map. [`AgedMap::expire_before`] takes the queue to be in time order too, as it is
+//! for a table fed by one task with `Instant::now()` (dedup, the sequencer); the last ids,
+//! set from several threads, never expire by time.
 //!
 //! Memory is counted as what an entry really costs: the heap bytes the caller says its key
 //! and value own, plus the map slot (with the hash table's spare capacity) and the queue
@@ -224,8 +225,8 @@ impl<K: Hash + Eq + Clone, V> AgedMap<K, V> {
         mut expired: impl FnMut(&K, &V) -> bool,
         mut removed: impl FnMut(K, V),
     ) -> usize {
-        // the queue is in time order (times given are non-decreasing, as `Instant::now()`
-        // is): when its front, live or not, is young, so is everything, and no lookup is made
+        // the queue is in time order (see the module's note): when its front, live or not,
+        // is young, so is everything, and no lookup is made
         if self.order.front().is_none_or(|(_, t, _)| *t >= cutoff) {
             return 0;
         }

@@ -3,45 +3,13 @@
 //! `Message::new_fresh`) is delivered and kept without being looked up or remembered among
 //! the ids seen.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use gripway_broker::{Broker, BrokerConfig, Delivery, Message, Subscriber, Transport};
-use gripway_proto::publish::{Formats, HttpStreamAction, HttpStreamFormat, Item};
-use parking_lot::Mutex;
+use gripway_broker::{Broker, BrokerConfig, Message};
 
-#[derive(Default)]
-struct Recorder(Mutex<Vec<String>>);
-
-impl Subscriber for Recorder {
-    fn transport(&self) -> Transport {
-        Transport::HttpStream
-    }
-    fn deliver(&self, _channel: &str, messages: &[Arc<Message>]) -> Delivery {
-        let mut got = self.0.lock();
-        for m in messages {
-            let content = m.stream_content().unwrap_or_default();
-            got.push(String::from_utf8_lossy(content).into_owned());
-        }
-        Delivery::Sent(messages.len() as u32)
-    }
-}
-
-fn item(id: &str, text: &str) -> Item {
-    Item {
-        channel: "c".into(),
-        id: Some(id.into()),
-        prev_id: None,
-        meta: vec![],
-        no_seq: false,
-        formats: Formats {
-            http_stream: Some(HttpStreamFormat {
-                action: HttpStreamAction::Send(text.as_bytes().to_vec().into()),
-                content_filters: vec![],
-            }),
-            ..Formats::default()
-        },
-    }
-}
+mod common;
+use common::{item, with_id, Recorder};
 
 #[tokio::test]
 async fn repeated_ids_are_dropped_and_fresh_ones_are_not_remembered() {
@@ -56,39 +24,37 @@ async fn repeated_ids_are_dropped_and_fresh_ones_are_not_remembered() {
             tokio::task::yield_now().await;
         }
     };
+    let duplicates = || broker.stats().duplicates.load(Ordering::Relaxed);
 
     // a publisher sending one item twice (two redundant paths): delivered once
-    broker.publish(vec![item("p1", "a")]).await.unwrap();
-    broker.publish(vec![item("p1", "a again")]).await.unwrap();
+    broker
+        .publish(vec![with_id(item("c", "a"), "p1")])
+        .await
+        .unwrap();
+    broker
+        .publish(vec![with_id(item("c", "a again"), "p1")])
+        .await
+        .unwrap();
     settle().await;
-    assert_eq!(*got.0.lock(), ["a"]);
-    assert_eq!(
-        broker
-            .stats()
-            .duplicates
-            .load(std::sync::atomic::Ordering::Relaxed),
-        1
-    );
+    assert_eq!(got.got(), ["a"]);
+    assert_eq!(duplicates(), 1);
 
     // a fresh item is delivered, kept as the channel's last id, and its id is not among
     // those remembered: the same id from a publisher later is not a duplicate of it
-    let fresh = Message::new_fresh(item("m1", "b"));
+    let fresh = Message::new_fresh(with_id(item("c", "b"), "m1"));
     assert!(fresh.id_is_fresh());
-    assert!(!Message::new(item("m1", "b")).id_is_fresh());
+    assert!(!Message::new(with_id(item("c", "b"), "m1")).id_is_fresh());
     broker
         .publish_messages(std::iter::once(fresh))
         .await
         .unwrap();
     settle().await;
     assert_eq!(broker.last_id("c").as_deref(), Some("m1"));
-    broker.publish(vec![item("m1", "c")]).await.unwrap();
+    broker
+        .publish(vec![with_id(item("c", "c"), "m1")])
+        .await
+        .unwrap();
     settle().await;
-    assert_eq!(*got.0.lock(), ["a", "b", "c"]);
-    assert_eq!(
-        broker
-            .stats()
-            .duplicates
-            .load(std::sync::atomic::Ordering::Relaxed),
-        1
-    );
+    assert_eq!(got.got(), ["a", "b", "c"]);
+    assert_eq!(duplicates(), 1);
 }

@@ -19,6 +19,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
+use gripway_broker::Message;
 use gripway_proto::publish::{parse_publish_body, Item, PublishErrorKind};
 use http::header::{HeaderValue, ACCEPT, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{Method, Request, Response, StatusCode};
@@ -247,27 +248,37 @@ async fn publish(
 /// to this node's broker otherwise. Ok once they are taken (stored, where history is
 /// durable or in a cluster): what a publisher's acknowledgement may promise.
 pub(crate) async fn publish_items(shared: &Shared, items: Vec<Item>) -> Result<(), Refusal> {
-    publish_marked(shared, items, &[]).await
-}
-
-/// [`publish_items`], where `fresh[i]` says that item `i`'s id was made here for it (a
-/// device's publish): this node's broker then skips looking it up for duplicates.
-pub(crate) async fn publish_marked(
-    shared: &Shared,
-    items: Vec<Item>,
-    fresh: &[bool],
-) -> Result<(), Refusal> {
     if let Some(cluster) = &shared.cluster {
         // stored in the cluster's stream first; every node's broker gets the items from it
         return cluster.publish(items).await;
     }
-    let msgs = items.into_iter().enumerate().map(|(i, item)| {
-        if fresh.get(i).copied().unwrap_or(false) {
-            gripway_broker::Message::new_fresh(item)
-        } else {
-            gripway_broker::Message::new(item)
-        }
+    to_broker(shared, items.into_iter().map(Message::new)).await
+}
+
+/// [`publish_items`] for a device's publishes, each with whether its id was made here (the
+/// origin gave none): this node's broker then skips looking it up for duplicates. The
+/// cluster's stream carries the items only.
+pub(crate) async fn publish_device_items(
+    shared: &Shared,
+    items: Vec<(Item, bool)>,
+) -> Result<(), Refusal> {
+    if let Some(cluster) = &shared.cluster {
+        return cluster
+            .publish(items.into_iter().map(|(item, _)| item).collect())
+            .await;
+    }
+    let msgs = items.into_iter().map(|(item, fresh)| match fresh {
+        true => Message::new_fresh(item),
+        false => Message::new(item),
     });
+    to_broker(shared, msgs).await
+}
+
+/// Hands messages to this node's broker; its refusals as the publish API words them.
+async fn to_broker(
+    shared: &Shared,
+    msgs: impl ExactSizeIterator<Item = Arc<Message>> + Send,
+) -> Result<(), Refusal> {
     match shared.broker.publish_messages(msgs).await {
         Ok(()) => Ok(()),
         Err(gripway_broker::PublishError::Closed) => Err(draining()),

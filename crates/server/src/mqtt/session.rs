@@ -669,10 +669,11 @@ impl Session {
     /// Hands the device's decided publishes to the broker, in order, then acknowledges them.
     async fn publish(&mut self) -> Step {
         let batch = std::mem::take(&mut self.to_publish);
-        let fresh: Vec<bool> = batch.iter().map(|t| t.fresh).collect();
-        let (items, acks): (Vec<Item>, Vec<Option<Out>>) =
-            batch.into_iter().map(|t| (t.item, t.ack)).unzip();
-        match crate::publish_api::publish_marked(&self.shared, items, &fresh).await {
+        let (items, acks): (Vec<(Item, bool)>, Vec<Option<Out>>) = batch
+            .into_iter()
+            .map(|t| ((t.item, t.fresh), t.ack))
+            .unzip();
+        match crate::publish_api::publish_device_items(&self.shared, items).await {
             Ok(()) => {
                 // the batch's acknowledgements in one write
                 let mut out = Vec::new();
