@@ -8,7 +8,10 @@ while a 64 KiB ws-message on Pushpin's /publish/ is accepted and delivered; ever
 counted as gripway_errors_total{source="publisher"}; a bad JWT (wrong key, expired, alg none,
 HS256 signed with the configured public key's PEM text) is 401; a body-patch whose result
 would exceed the content limit is refused 400 at publish, or counted and skipped at delivery,
-without ever building the large value."""
+without ever building the large value. The listener reads requests as the client port does:
+pipelined publishes are answered and published in order; HTTP/1.0, `Expect: 100-continue`
+and HEAD work; a refusal before the body closes the connection; a bare LF, an oversized head,
+broken chunking or both framings at once are 400/431 and counted as the publisher's."""
 
 import asyncio
 import base64
@@ -258,6 +261,103 @@ def test_a_64kib_ws_message_on_pushpins_path_is_delivered(env):
     status, text, got = run(case())
     assert status == 200, (status, text[:100])
     assert got == content.encode(), "the 64 KiB message did not arrive whole"
+
+
+# ---------------------------------------------------------------------------------------------
+# The listener's HTTP/1.1: the same head reader as the client port
+
+
+def exchange(env, data, steps=()):
+    """Writes `data` on a new connection to the publish listener, then for each (wait_for,
+    send) in `steps` reads until `wait_for` has arrived and sends `send`; returns everything
+    read until the server closes (or 10 s pass)."""
+    import socket
+    host, port = env.gw.publish_addr.rsplit(":", 1)
+    out = b""
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(data)
+        for wait_for, send in steps:
+            while wait_for not in out:
+                chunk = s.recv(65536)
+                assert chunk, f"closed before {wait_for!r}: {out!r}"
+                out += chunk
+            s.sendall(send)
+        try:
+            while chunk := s.recv(65536):
+                out += chunk
+        except OSError:
+            pass
+    return out
+
+
+def publish_request(channel, item_id, extra=b"", version=b"HTTP/1.1"):
+    body = json.dumps({"items": [{"channel": channel, "id": item_id, "formats": {
+        "http-stream": {"content": f"{item_id}\n"}}}]}).encode()
+    return (b"POST /publish/ " + version + b"\r\nHost: x\r\nAuthorization: Bearer "
+            + PUBLISH_TOKEN.encode() + b"\r\nContent-Length: %d\r\n" % len(body) + extra
+            + b"\r\n" + body)
+
+
+def history_ids(env, channel):
+    import requests
+    r = requests.get(f"http://{env.gw.publish_addr}/history/{channel}",
+                     headers={"Authorization": f"Bearer {PUBLISH_TOKEN}"}, timeout=5)
+    assert r.status_code == 200, r.text[:200]
+    return [item["id"] for item in r.json()["items"]]
+
+
+def test_pipelined_publishes_are_answered_and_published_in_order(env):
+    data = (publish_request("pipe", "p1") + publish_request("pipe", "p2")
+            + publish_request("pipe", "p3", extra=b"Connection: close\r\n"))
+    out = exchange(env, data)
+    answers = out.split(b"HTTP/1.1 ")[1:]
+    assert [a[:3] for a in answers] == [b"200"] * 3, out[:600]
+    assert b"connection: close" in answers[2].lower(), answers[2][:300]
+    assert history_ids(env, "pipe") == ["p1", "p2", "p3"]
+
+
+def test_http10_expect_continue_and_head(env):
+    # HTTP/1.0 without keep-alive: answered as 1.0, then closed
+    out = exchange(env, publish_request("old", "o1", version=b"HTTP/1.0"))
+    assert out.startswith(b"HTTP/1.0 200 "), out[:200]
+    # Expect: 100-continue: the body is sent only after the interim answer
+    req = publish_request("expect", "e1", extra=b"Expect: 100-continue\r\nConnection: close\r\n")
+    head, body = req.split(b"\r\n\r\n", 1)
+    out = exchange(env, head + b"\r\n\r\n", steps=[(b"100 Continue\r\n\r\n", body)])
+    assert out.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 "), out[:300]
+    assert history_ids(env, "old") == ["o1"] and history_ids(env, "expect") == ["e1"]
+    # HEAD: the head of the answer, no body
+    out = exchange(env, b"HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 ") and out.endswith(b"\r\n\r\n"), out[:300]
+
+
+def test_a_refusal_before_the_body_closes_the_connection(env):
+    # refused before its body is read: the body must not be taken for a next request
+    body = b"POST /publish/ HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n"
+    out = exchange(env, b"POST /publish/ HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer wrong\r\n"
+                   b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    assert out.startswith(b"HTTP/1.1 401 "), out[:300]
+    assert out.count(b"HTTP/1.1 ") == 1, out[:600]
+    assert b"connection: close" in out.lower(), out[:300]
+
+
+def test_bad_heads_are_refused_and_counted(env):
+    before = publisher_errors(env)
+    out = exchange(env, b"POST /publish/ HTTP/1.1\nHost: x\n\n")
+    assert out.startswith(b"HTTP/1.1 400 ") and b"LF" in out, out[:300]
+    out = exchange(env, b"POST /publish/ HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * (200 << 10)
+                   + b"\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 431 "), out[:300]
+    # a body that says it is chunked and is not
+    out = exchange(env, b"POST /publish/ HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                   + PUBLISH_TOKEN.encode() + b"\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
+    assert out.startswith(b"HTTP/1.1 400 "), out[:300]
+    # smuggling: both framings
+    out = exchange(env, b"POST /publish/ HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
+                   b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 400 "), out[:300]
+    assert publisher_errors(env) - before == 4
+    env.canary.check("bad publish heads")
 
 
 # ---------------------------------------------------------------------------------------------

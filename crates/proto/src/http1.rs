@@ -190,9 +190,10 @@ impl HeadScan {
 /// Parses a request head from the start of `buf`. `Ok(None)`: incomplete, read more.
 /// On success returns the head and how many bytes of `buf` it took.
 pub fn parse_request_head(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, HeadError> {
-    let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut raw);
-    let consumed = match req.parse(buf) {
+    // uninitialised: a head of a few headers does not pay for clearing room for 128
+    let mut raw = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let consumed = match req.parse_with_uninit_headers(buf, &mut raw) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooManyHeaders),
@@ -231,16 +232,13 @@ pub fn parse_request_head(buf: &[u8]) -> Result<Option<(RequestHead, usize)>, He
 
 /// The first LF in `bytes` not preceded by CR, if any.
 fn find_bare_lf(bytes: &[u8]) -> Option<usize> {
-    bytes
-        .iter()
-        .enumerate()
-        .position(|(i, &b)| b == b'\n' && (i == 0 || bytes[i - 1] != b'\r'))
+    memchr::memchr_iter(b'\n', bytes).find(|&i| i == 0 || bytes[i - 1] != b'\r')
 }
 
 fn body_framing(headers: &HeaderMap, version: Version) -> Result<BodyFraming, HeadError> {
-    let te: Vec<&HeaderValue> = headers.get_all(TRANSFER_ENCODING).iter().collect();
-    let cl: Vec<&HeaderValue> = headers.get_all(CONTENT_LENGTH).iter().collect();
-    if !te.is_empty() {
+    let te = headers.get_all(TRANSFER_ENCODING);
+    let cl = headers.get_all(CONTENT_LENGTH);
+    if te.iter().next().is_some() {
         if version == Version::Http10 {
             // HTTP/1.0 has no transfer codings: a proxy that reads one where the next hop
             // does not is how requests are smuggled (RFC 9112 §6.1)
@@ -248,7 +246,7 @@ fn body_framing(headers: &HeaderMap, version: Version) -> Result<BodyFraming, He
                 "Transfer-Encoding in an HTTP/1.0 request",
             ));
         }
-        if !cl.is_empty() {
+        if cl.iter().next().is_some() {
             return Err(HeadError::BadFraming(
                 "both Content-Length and Transfer-Encoding sent",
             ));

@@ -22,8 +22,7 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use gripway_proto::http1::{parse_request_head, HeadError, HeadScan, RequestHead, Version};
-use tokio::io::AsyncReadExt;
+use gripway_proto::http1::{RequestHead, Version};
 use tokio::net::TcpListener;
 
 use crate::drain::Busy;
@@ -33,7 +32,7 @@ use crate::hold::{HoldEnd, HoldPlan};
 use crate::metrics::ConnKind;
 use crate::origin::forward::ProxiedRequest;
 use crate::proxy::{self, Next};
-use crate::transport::{answer_refusal, write_simple, ClientConn, ClientStream};
+use crate::transport::{answer_refusal, write_simple, ClientConn, ClientStream, HeadRead};
 use crate::Shared;
 
 /// What a listener's clients speak.
@@ -351,91 +350,19 @@ async fn next_request(shared: &Arc<Shared>, conn: &mut ClientConn, wait: Duratio
 
 /// Reads one request head; None when the connection should close (EOF, timeout, or a bad
 /// head, which has been answered).
-///
-/// Linear in the head's size however it is dripped in: each byte is scanned once for the end
-/// of the head and the head is parsed once, when that end is there. The head may be at most
-/// `max_request_head` bytes, exactly, whether it comes in one read or many; the buffer grows
-/// with what arrives.
 async fn read_head(shared: &Shared, conn: &mut ClientConn, wait: Duration) -> Option<RequestHead> {
     let max = shared.config.proxy.max_request_head;
-    let read = async {
-        let mut scan = HeadScan::default();
-        loop {
-            if !conn.buf.is_empty() {
-                match scan.scan(&conn.buf, max) {
-                    Ok(Some(end)) => {
-                        let raw = conn.buf.split_to(end);
-                        return match parse_request_head(&raw) {
-                            Ok(Some((head, _))) => Ok(Some(head)),
-                            // the scan found the blank line: the parser cannot want more
-                            Ok(None) => Err(HeadProblem::Bad(HeadError::Malformed(
-                                "incomplete request head".into(),
-                            ))),
-                            Err(e) => Err(HeadProblem::Bad(e)),
-                        };
-                    }
-                    Ok(None) => {}
-                    Err(HeadError::TooLarge) => return Err(HeadProblem::TooLarge),
-                    Err(e) => return Err(HeadProblem::Bad(e)),
-                }
-            }
-            if conn.buf.capacity() - conn.buf.len() < 512 {
-                // grow with what arrives, never past the limit
-                let len = conn.buf.len();
-                let want = len.max(1024).min(max.saturating_sub(len)).max(1);
-                conn.buf.reserve(want);
-            }
-            match conn.sock.read_buf(&mut conn.buf).await {
-                Ok(0) if conn.buf.is_empty() => return Ok(None),
-                Ok(0) => return Err(HeadProblem::Truncated),
-                Ok(_) => {}
-                // a TLS record that does not decrypt (the client was told by an alert)
-                Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-                    return Err(HeadProblem::Tls(e.to_string()))
-                }
-                Err(_) => return Ok(None),
-            }
-        }
-    };
-    let result = tokio::time::timeout(wait, read).await;
-    let problem = match result {
-        Ok(Ok(head)) => return head,
-        Ok(Err(p)) => p,
-        Err(_) if conn.buf.is_empty() => return None,
-        Err(_) => HeadProblem::Timeout,
-    };
-    let refusal = match problem {
-        HeadProblem::Tls(e) => {
-            let refusal = Refusal::client(400, "tls-bad-record", format!("TLS: {e}\n"));
+    match crate::transport::read_head(&mut conn.sock, &mut conn.buf, max, wait).await {
+        HeadRead::Head(head) => Some(head),
+        HeadRead::Closed => None,
+        HeadRead::Broken(refusal) => {
             shared.metrics.error(&refusal);
             refusal.log("");
-            return None;
+            None
         }
-        HeadProblem::TooLarge => {
-            Refusal::client(431, "request-head-too-large", "Request header too large.\n")
+        HeadRead::Bad(refusal) => {
+            answer_refusal(shared, &mut conn.sock, Version::Http11, &refusal, false).await;
+            None
         }
-        HeadProblem::Bad(HeadError::BareLf) => Refusal::client(
-            400,
-            "bare-lf",
-            "Bad request: a line of the request head ends in LF without CR.\n",
-        ),
-        HeadProblem::Bad(e) => {
-            Refusal::client(400, "bad-request-head", format!("Bad request: {e}\n"))
-        }
-        HeadProblem::Truncated => return None,
-        HeadProblem::Timeout => {
-            Refusal::client(408, "request-head-timeout", "Request timed out.\n")
-        }
-    };
-    answer_refusal(shared, &mut conn.sock, Version::Http11, &refusal, false).await;
-    None
-}
-
-enum HeadProblem {
-    /// A TLS error on an established connection: counted, no answer possible.
-    Tls(String),
-    TooLarge,
-    Bad(HeadError),
-    Truncated,
-    Timeout,
+    }
 }

@@ -31,6 +31,7 @@ mod mqtt;
 mod proxy;
 mod publish_api;
 mod publish_history;
+mod publish_listener;
 mod relay;
 pub(crate) mod tls;
 mod transport;
@@ -411,7 +412,7 @@ pub async fn run(
     }
     broker_thread
         .handle()
-        .spawn(publish_api::serve(shared.clone(), publish_listener));
+        .spawn(publish_listener::serve(shared.clone(), publish_listener));
     if let Some(admin) = listeners.admin {
         if let Ok(addr) = admin.local_addr() {
             tracing::info!("metrics on http://{addr}/metrics");

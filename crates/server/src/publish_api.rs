@@ -1,5 +1,7 @@
 //! The publish API, compatible with Pushpin's (`POST /publish/`) and Fastly Fanout's
-//! (`POST /service/{id}/publish/`), with or without the trailing slash.
+//! (`POST /service/{id}/publish/`), with or without the trailing slash: what each request
+//! on the publish listener ([`crate::publish_listener`], which reads heads and writes
+//! answers) means, and its answer.
 //!
 //! A request is checked in this order: route and method (404/405), credentials (401),
 //! `Accept` (406), body size (413), items (400, or 413 for oversized content; all-or-nothing).
@@ -12,85 +14,58 @@
 //! default 1,000,000 bytes: only the body limit bounds it there), Fastly's path keeps
 //! Fanout's 32,767 bytes (`fastly_max_content`).
 
-use std::convert::Infallible;
-use std::future::Future;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
 use gripway_broker::Message;
+use gripway_proto::http1::BodyFraming;
 use gripway_proto::publish::{parse_publish_body, Item, PublishErrorKind};
-use http::header::{HeaderValue, ACCEPT, ALLOW, CONTENT_LENGTH, CONTENT_TYPE, WWW_AUTHENTICATE};
-use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use http::header::{HeaderValue, ACCEPT};
+use http::{HeaderMap, Method};
 
 use crate::error::Refusal;
 use crate::now_unix;
+use crate::publish_listener::{Answer, Request};
+use crate::transport::{read_body, BodyProblem};
 use crate::Shared;
 
 /// Time a publisher has to send its request body.
 const BODY_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Serves the publish API on `listener` until the process ends.
-pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener) {
-    let mut backoff = crate::fds::AcceptBackoff::default();
-    loop {
-        let (sock, _) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                backoff.failed("publish API", &e).await;
-                continue;
-            }
-        };
-        backoff.succeeded();
-        let _ = sock.set_nodelay(true);
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let shared = shared.clone();
-                async move { Ok::<_, Infallible>(handle(&shared, req).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(30))
-                .max_buf_size(64 * 1024)
-                // an answer's head and body in one `send`, not a vectored write (which
-                // costs the kernel more for a few dozen bytes; see `hold::sink::GATHER_MAX`)
-                .writev(false)
-                .serve_connection(TokioIo::new(sock), service)
-                .await;
-        });
-    }
-}
 
 enum Format {
     Text,
     Json,
 }
 
-async fn handle(shared: &Shared, req: Request<Incoming>) -> Response<Full<Bytes>> {
+/// Answers one request (reading its body only if it gets that far).
+pub(crate) async fn handle(shared: &Shared, req: &mut Request<'_>) -> Answer {
     let response = route(shared, req)
         .await
         .unwrap_or_else(|r| refused(shared, &r));
-    shared.metrics.publish_answer(response.status().as_u16());
+    shared.metrics.publish_answer(response.status);
     response
 }
 
-async fn route(shared: &Shared, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Refusal> {
-    let path = req.uri().path();
+async fn route(shared: &Shared, req: &mut Request<'_>) -> Result<Answer, Refusal> {
+    let (path, query) = req
+        .head
+        .path_and_query()
+        .split_once('?')
+        .unwrap_or((req.head.path(), ""));
     let path = path.strip_suffix('/').unwrap_or(path);
     let fastly = is_fastly_publish(path);
     let is_publish = path == "/publish" || fastly;
-    match (path, req.method()) {
-        ("", &Method::GET) => Ok(text(StatusCode::OK, "Gripway API\n")),
+    match (path, &req.head.method) {
+        ("", &Method::GET) => Ok(Answer::ok(
+            "text/plain",
+            Bytes::from_static(b"Gripway API\n"),
+        )),
         (_, &Method::POST) if is_publish => publish(shared, req, fastly).await,
-        ("/recover", &Method::POST) => recover(shared, &req),
+        ("/recover", &Method::POST) => recover(shared, &req.head.headers),
         (_, &Method::GET) if path.starts_with("/history/") => {
-            crate::publish_history::get(shared, &req, &path["/history/".len()..]).await
+            let name = &path["/history/".len()..];
+            crate::publish_history::get(shared, &req.head.headers, name, query).await
         }
         (_, _) if is_publish || path == "/recover" => Err(Refusal::publisher(
             405,
@@ -103,9 +78,9 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> Result<Response<Full<
 
 /// `POST /recover` (same auth and negotiation as publishing): every hold that can recover
 /// asks its origin again, see `hold::recovery`.
-fn recover(shared: &Shared, req: &Request<Incoming>) -> Result<Response<Full<Bytes>>, Refusal> {
-    check_auth(shared, req)?;
-    let Some(format) = negotiate(req.headers().get(ACCEPT)) else {
+fn recover(shared: &Shared, headers: &HeaderMap) -> Result<Answer, Refusal> {
+    check_auth(shared, headers)?;
+    let Some(format) = negotiate(headers.get(ACCEPT)) else {
         return Err(Refusal::publisher(406, "not-acceptable", "Not acceptable."));
     };
     crate::hold::recovery::recover_all(shared);
@@ -113,10 +88,10 @@ fn recover(shared: &Shared, req: &Request<Incoming>) -> Result<Response<Full<Byt
 }
 
 /// The publish API's credentials check (open when no keys are configured).
-pub(crate) fn check_auth(shared: &Shared, req: &Request<Incoming>) -> Result<(), Refusal> {
+pub(crate) fn check_auth(shared: &Shared, headers: &HeaderMap) -> Result<(), Refusal> {
     let auth = &shared.config.publish.auth;
     if !auth.is_open() {
-        let header = |name: &str| req.headers().get(name).map(HeaderValue::as_bytes);
+        let header = |name: &str| headers.get(name).map(HeaderValue::as_bytes);
         if let Err(e) = auth.check(header("authorization"), header("fastly-key"), now_unix()) {
             return Err(Refusal::publisher(
                 401,
@@ -146,15 +121,14 @@ const UPDATED: Success = Success {
 };
 
 /// `200` with `success` as text or as JSON.
-fn answer(format: Format, success: &Success) -> Response<Full<Bytes>> {
-    let (body, content_type) = match format {
-        Format::Text => (success.text, "text/plain"),
-        Format::Json => (success.json, "application/json"),
-    };
-    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    r
+fn answer(format: Format, success: &Success) -> Answer {
+    match format {
+        Format::Text => Answer::ok("text/plain", Bytes::from_static(success.text.as_bytes())),
+        Format::Json => Answer::ok(
+            "application/json",
+            Bytes::from_static(success.json.as_bytes()),
+        ),
+    }
 }
 
 /// The answer to a publish during the drain at shutdown: nothing more is accepted.
@@ -174,60 +148,15 @@ fn is_fastly_publish(path: &str) -> bool {
 }
 
 /// Checks and queues one publish request; `fastly` selects Fanout's content limit.
-async fn publish(
-    shared: &Shared,
-    req: Request<Incoming>,
-    fastly: bool,
-) -> Result<Response<Full<Bytes>>, Refusal> {
+async fn publish(shared: &Shared, req: &mut Request<'_>, fastly: bool) -> Result<Answer, Refusal> {
     if shared.drain.is_draining() {
         return Err(draining());
     }
-    check_auth(shared, &req)?;
-    let Some(format) = negotiate(req.headers().get(ACCEPT)) else {
+    check_auth(shared, &req.head.headers)?;
+    let Some(format) = negotiate(req.head.headers.get(ACCEPT)) else {
         return Err(Refusal::publisher(406, "not-acceptable", "Not acceptable."));
     };
-    let too_large = || Refusal::publisher(413, "body-too-large", "Request body too large.");
-    let max = shared.config.publish.max_body;
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max as u64) {
-        return Err(too_large());
-    }
-    let mut read = std::pin::pin!(Limited::new(req.into_body(), max).collect());
-    // a small body has usually arrived with the head: the timer is set only if it has not
-    let first = std::future::poll_fn(|cx| Poll::Ready(read.as_mut().poll(cx))).await;
-    let collected = match first {
-        Poll::Ready(collected) => collected,
-        Poll::Pending => match tokio::time::timeout(BODY_TIMEOUT, read).await {
-            Ok(collected) => collected,
-            Err(_) => {
-                return Err(Refusal::publisher(
-                    408,
-                    "body-timeout",
-                    "Request body not received in time.",
-                ))
-            }
-        },
-    };
-    let body = match collected {
-        Ok(b) => b.to_bytes(),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            return Err(too_large())
-        }
-        Err(_) => {
-            return Err(Refusal::publisher(
-                400,
-                "body-unreadable",
-                "Request body could not be read.",
-            ))
-        }
-    };
+    let body = body(req, shared.config.publish.max_body).await?;
     let limits = if fastly {
         &shared.config.publish.fastly_limits
     } else {
@@ -242,6 +171,40 @@ async fn publish(
     })?;
     publish_items(shared, items).await?;
     Ok(answer(format, &PUBLISHED))
+}
+
+/// Reads `req`'s body, at most `max` bytes within [`BODY_TIMEOUT`] (`100 Continue` first when
+/// the publisher asked for it).
+async fn body(req: &mut Request<'_>, max: usize) -> Result<Bytes, Refusal> {
+    let too_large = || Refusal::publisher(413, "body-too-large", "Request body too large.");
+    if let BodyFraming::Length(n) = req.head.framing {
+        if n > max as u64 {
+            return Err(too_large());
+        }
+    }
+    let read = read_body(req.sock, req.buf, &req.head, max, BODY_TIMEOUT);
+    match tokio::time::timeout(BODY_TIMEOUT, read).await {
+        Ok(Ok(body)) => {
+            req.body_left = false;
+            Ok(body)
+        }
+        Ok(Err(BodyProblem::TooLarge)) => Err(too_large()),
+        Ok(Err(BodyProblem::Bad(e))) => Err(Refusal::publisher(
+            400,
+            "body-unreadable",
+            format!("Request body could not be read: {e}."),
+        )),
+        Ok(Err(BodyProblem::Gone)) => Err(Refusal::publisher(
+            400,
+            "body-unreadable",
+            "Request body could not be read.",
+        )),
+        Err(_) => Err(Refusal::publisher(
+            408,
+            "body-timeout",
+            "Request body not received in time.",
+        )),
+    }
 }
 
 /// Publishes `items` as the publish API does: through the cluster's stream in cluster mode,
@@ -291,25 +254,19 @@ async fn to_broker(
 }
 
 /// The answer to a refused request: counted, logged (rate-limited), its detail as the body.
-fn refused(shared: &Shared, refusal: &Refusal) -> Response<Full<Bytes>> {
+pub(crate) fn refused(shared: &Shared, refusal: &Refusal) -> Answer {
     shared.metrics.error(refusal);
     refusal.log("publish API: ");
-    let status = StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::BAD_REQUEST);
-    let mut r = text(status, &format!("{}\n", refusal.detail));
-    match status {
-        StatusCode::UNAUTHORIZED => {
-            r.headers_mut().insert(
-                WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"gripway\""),
-            );
-        }
-        StatusCode::METHOD_NOT_ALLOWED => {
-            r.headers_mut()
-                .insert(ALLOW, HeaderValue::from_static("POST"));
-        }
-        _ => {}
+    Answer {
+        status: refusal.status,
+        content_type: "text/plain",
+        body: Bytes::from(format!("{}\n", refusal.detail)),
+        extra: match refusal.status {
+            401 => Some("WWW-Authenticate: Bearer realm=\"gripway\"\r\n"),
+            405 => Some("Allow: POST\r\n"),
+            _ => None,
+        },
     }
-    r
 }
 
 /// Pushpin's negotiation: text unless the client prefers JSON; None if it accepts neither.
@@ -331,14 +288,6 @@ fn negotiate(accept: Option<&HeaderValue>) -> Option<Format> {
         }
     }
     None
-}
-
-fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::copy_from_slice(body.as_bytes())));
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-    r
 }
 
 #[cfg(test)]

@@ -23,13 +23,11 @@ use std::time::Instant;
 use bytes::Bytes;
 use gripway_broker::history::{After, Reach};
 use gripway_proto::publish::FormatsJson;
-use http::header::{HeaderValue, CONTENT_TYPE};
-use http::{Request, Response, StatusCode};
-use http_body_util::Full;
-use hyper::body::Incoming;
+use http::HeaderMap;
 use serde_json::{json, Map, Value};
 
 use crate::error::Refusal;
+use crate::publish_listener::Answer;
 use crate::Shared;
 
 /// Most items one answer holds (and the default `limit`).
@@ -38,10 +36,11 @@ pub(crate) const MAX_LIMIT: usize = 1000;
 /// Answers `GET /history/{channel}`; `name` is the path after `/history/`, still escaped.
 pub(crate) async fn get(
     shared: &Shared,
-    req: &Request<Incoming>,
+    headers: &HeaderMap,
     name: &str,
-) -> Result<Response<Full<Bytes>>, Refusal> {
-    crate::publish_api::check_auth(shared, req)?;
+    query: &str,
+) -> Result<Answer, Refusal> {
+    crate::publish_api::check_auth(shared, headers)?;
     let bad = |m: String| Refusal::publisher(400, "bad-history-request", m);
     let channel = percent_encoding::percent_decode_str(name)
         .decode_utf8()
@@ -51,7 +50,6 @@ pub(crate) async fn get(
     }
     let mut after = None;
     let mut limit = MAX_LIMIT;
-    let query = req.uri().query().unwrap_or("");
     for (k, v) in form_urlencoded::parse(query.as_bytes()) {
         match &*k {
             "after" => after = Some(v.into_owned()),
@@ -115,9 +113,8 @@ pub(crate) async fn get(
         "more": recovery.more,
         "items": items,
     });
-    let mut r = Response::new(Full::new(Bytes::from(format!("{body}\n"))));
-    *r.status_mut() = StatusCode::OK;
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    Ok(r)
+    Ok(Answer::ok(
+        "application/json",
+        Bytes::from(format!("{body}\n")),
+    ))
 }

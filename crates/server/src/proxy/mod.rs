@@ -88,7 +88,15 @@ pub(crate) async fn handle(shared: &Arc<Shared>, conn: &mut ClientConn, head: Re
         };
     }
     let cfg = &shared.config.proxy;
-    let body = match read_body(conn, &head, cfg.max_request_body, cfg.request_head_timeout).await {
+    let body = match read_body(
+        &mut conn.sock,
+        &mut conn.buf,
+        &head,
+        cfg.max_request_body,
+        cfg.request_head_timeout,
+    )
+    .await
+    {
         Ok(b) => b,
         Err(problem) => {
             let refusal = match problem {

@@ -25,9 +25,11 @@ use crate::error::Refusal;
 use crate::Shared;
 
 pub(crate) mod h2;
+mod head;
 mod stream;
 pub(crate) mod tls;
 
+pub(crate) use head::{read_head, HeadRead};
 pub(crate) use stream::{ClientStream, SocketStream};
 
 /// A client connection between requests.
@@ -51,7 +53,8 @@ pub(crate) enum BodyProblem {
 
 /// Reads the request body into memory (bounded by `max`).
 pub(crate) async fn read_body(
-    conn: &mut ClientConn,
+    sock: &mut ClientStream,
+    buf: &mut BytesMut,
     head: &RequestHead,
     max: usize,
     wait: Duration,
@@ -60,7 +63,7 @@ pub(crate) async fn read_body(
     if framing == BodyFraming::None {
         return Ok(Bytes::new());
     }
-    if let ClientStream::H2(h2) = &mut conn.sock {
+    if let ClientStream::H2(h2) = sock {
         return tokio::time::timeout(wait, h2.read_body(max))
             .await
             .unwrap_or(Err(BodyProblem::Gone));
@@ -71,33 +74,26 @@ pub(crate) async fn read_body(
         }
     }
     if head.expects_continue() && head.version == Version::Http11 {
-        conn.sock
-            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+        sock.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
             .await
             .map_err(|_| BodyProblem::Gone)?;
     }
     let read = async {
         match framing {
             BodyFraming::None => Ok(Bytes::new()),
-            BodyFraming::Length(n) => read_length_body(&mut conn.sock, &mut conn.buf, n as usize)
+            BodyFraming::Length(n) => read_length_body(sock, buf, n as usize)
                 .await
                 .map_err(|_| BodyProblem::Gone),
             BodyFraming::Chunked => {
                 let mut decoder = ChunkedDecoder::new(max as u64);
                 let mut body = BytesMut::new();
                 loop {
-                    match decoder.decode(&mut conn.buf) {
+                    match decoder.decode(buf) {
                         Ok(Decoded::Data(d)) => body.extend_from_slice(&d),
                         Ok(Decoded::Done) => return Ok(body.freeze()),
                         Ok(Decoded::NeedMore) => {
-                            conn.buf.reserve(4096);
-                            if conn
-                                .sock
-                                .read_buf(&mut conn.buf)
-                                .await
-                                .map_err(|_| BodyProblem::Gone)?
-                                == 0
-                            {
+                            buf.reserve(4096);
+                            if sock.read_buf(buf).await.map_err(|_| BodyProblem::Gone)? == 0 {
                                 return Err(BodyProblem::Gone);
                             }
                         }
