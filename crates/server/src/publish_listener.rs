@@ -7,7 +7,7 @@
 //! the connection, as does a bad head or [`HEAD_TIMEOUT`] of silence.
 //!
 //! Not hyper, as the origin client and the admin listener are: measured, the publish API's
-//! own loop costs 12% less server CPU per request (`BENCHMARKS.md`, "The publish listener"),
+//! own loop costs about 10% less server CPU per request (`BENCHMARKS.md`, "The publish listener"),
 //! and the project keeps one HTTP/1 request reader instead of two.
 
 use std::sync::Arc;
