@@ -6,9 +6,9 @@
 //! order (pipelined ones too); a request whose body was left unread (refused before it) ends
 //! the connection, as does a bad head or [`HEAD_TIMEOUT`] of silence.
 //!
-//! Not hyper, as the origin client and the admin listener are: measured, the publish API's
-//! own loop costs about 10% less server CPU per request (`BENCHMARKS.md`, "The publish listener"),
-//! and the project keeps one HTTP/1 request reader instead of two.
+//! Not hyper, as the origin client and the admin listener are: measured, this loop costs
+//! about 10% less server CPU per request (`BENCHMARKS.md`, "The publish listener on the
+//! project's HTTP/1 reader"), and the project keeps one HTTP/1 request reader, not two.
 
 use std::sync::Arc;
 use std::time::Duration;
