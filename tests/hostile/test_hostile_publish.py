@@ -345,6 +345,7 @@ def test_bad_heads_are_refused_and_counted(env):
     before = publisher_errors(env)
     out = exchange(env, b"POST /publish/ HTTP/1.1\nHost: x\n\n")
     assert out.startswith(b"HTTP/1.1 400 ") and b"LF" in out, out[:300]
+    assert out.endswith(b".\n") and not out.endswith(b"\n\n"), out[-100:]
     out = exchange(env, b"POST /publish/ HTTP/1.1\r\nHost: x\r\nX-Big: " + b"b" * (200 << 10)
                    + b"\r\n\r\n")
     assert out.startswith(b"HTTP/1.1 431 "), out[:300]

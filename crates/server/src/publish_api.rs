@@ -260,7 +260,8 @@ pub(crate) fn refused(shared: &Shared, refusal: &Refusal) -> Answer {
     Answer {
         status: refusal.status,
         content_type: "text/plain",
-        body: Bytes::from(format!("{}\n", refusal.detail)),
+        // one line: a head refusal's detail (shared with the client port) has its newline
+        body: Bytes::from(format!("{}\n", refusal.detail.trim_end_matches('\n'))),
         extra: match refusal.status {
             401 => Some("WWW-Authenticate: Bearer realm=\"gripway\"\r\n"),
             405 => Some("Allow: POST\r\n"),
