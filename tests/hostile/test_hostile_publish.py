@@ -11,7 +11,8 @@ would exceed the content limit is refused 400 at publish, or counted and skipped
 without ever building the large value. The listener reads requests as the client port does:
 pipelined publishes are answered and published in order; HTTP/1.0, `Expect: 100-continue`
 and HEAD work; a refusal before the body closes the connection; a bare LF, an oversized head,
-broken chunking or both framings at once are 400/431 and counted as the publisher's."""
+broken chunking or both framings at once are 400/431 and counted as the publisher's; past 512
+open publish connections a new one is answered 503."""
 
 import asyncio
 import base64
@@ -359,6 +360,37 @@ def test_bad_heads_are_refused_and_counted(env):
     assert out.startswith(b"HTTP/1.1 400 "), out[:300]
     assert publisher_errors(env) - before == 4
     env.canary.check("bad publish heads")
+
+
+def test_publish_connections_are_capped_and_given_back(env):
+    """512 publish connections at once (the documented limit): the next is answered 503 and
+    counted; once they close, publishing works again."""
+    import socket
+    host, port = env.gw.publish_addr.rsplit(":", 1)
+    before = errors_sum(env, 'gripway_errors_total{source="internal",reason="too-many-publish-connections"')
+    held = []
+    try:
+        for _ in range(512):
+            held.append(socket.create_connection((host, int(port)), timeout=10))
+        # the server counts a connection once it has accepted it: wait until all 512 are in
+        deadline = time.monotonic() + 10
+        out = b""
+        while time.monotonic() < deadline:
+            out = exchange(env, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            if out.startswith(b"HTTP/1.1 503 "):
+                break
+            time.sleep(0.1)
+        assert out.startswith(b"HTTP/1.1 503 ") and b"publish connections" in out, out[:300]
+    finally:
+        for s in held:
+            s.close()
+    after = errors_sum(env, 'gripway_errors_total{source="internal",reason="too-many-publish-connections"')
+    assert after > before, "the refusal was not counted"
+    deadline = time.monotonic() + 10
+    while env.publish(ITEM)[0] != 200:
+        assert time.monotonic() < deadline, "publishing did not come back after the connections closed"
+        time.sleep(0.1)
+    env.canary.check("the publish connection cap")
 
 
 # ---------------------------------------------------------------------------------------------

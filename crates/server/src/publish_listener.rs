@@ -10,6 +10,7 @@
 //! about 10% less server CPU per request (`BENCHMARKS.md`, "The publish listener on the
 //! project's HTTP/1 reader"), and the project keeps one HTTP/1 request reader, not two.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +20,7 @@ use http::Method;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::error::Source;
+use crate::error::{Refusal, Source};
 use crate::transport::{read_head, ClientStream, HeadRead};
 use crate::Shared;
 
@@ -34,9 +35,15 @@ const MAX_HEAD: usize = 128 * 1024;
 /// Longest a publisher may take to read an answer (it stops reading: the connection closes).
 const WRITE_STALL: Duration = Duration::from_secs(10);
 
+/// Most publish connections open at once: past it a new one is answered 503 and closed. They
+/// come out of the descriptors the client listener keeps in reserve (`fd_reserve`, at least
+/// 1,024), which origin connections and the rest also need.
+const MAX_CONNECTIONS: usize = 512;
+
 /// Serves the publish API on `listener` until the process ends.
 pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener) {
     let mut backoff = crate::fds::AcceptBackoff::default();
+    let open = Arc::new(AtomicUsize::new(0));
     loop {
         let (sock, _) = match listener.accept().await {
             Ok(x) => x,
@@ -47,8 +54,40 @@ pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener) {
         };
         backoff.succeeded();
         let _ = sock.set_nodelay(true);
-        tokio::spawn(connection(shared.clone(), sock));
+        if open.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
+            tokio::spawn(turn_away(shared.clone(), sock));
+            continue;
+        }
+        open.fetch_add(1, Ordering::Relaxed);
+        let open = Open(open.clone());
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            connection(shared, sock).await;
+            drop(open);
+        });
     }
+}
+
+/// A publish connection's place in the count; given back when dropped.
+struct Open(Arc<AtomicUsize>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Answers a connection past [`MAX_CONNECTIONS`] with 503 and closes it.
+async fn turn_away(shared: Arc<Shared>, sock: TcpStream) {
+    let refusal = Refusal::internal(
+        503,
+        "too-many-publish-connections",
+        "Too many publish connections: reuse one, or try again later.",
+    );
+    let answer = crate::publish_api::refused(&shared, &refusal);
+    shared.metrics.publish_answer(answer.status);
+    let mut sock = ClientStream::plain(sock);
+    let _ = write_answer(&mut sock, Version::Http11, false, false, answer).await;
 }
 
 /// One publisher's connection: requests one after another (pipelined ones in order) until it
