@@ -3,7 +3,8 @@
 //! is separate from the client and publish listeners so that it can stay on loopback or a
 //! private network.
 //! `/health` answers `503 draining` once a drain has begun, so a load balancer stops sending
-//! clients before the listeners close.
+//! clients before the listeners close. At most 64 admin connections are open at once; the
+//! next is answered 503.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -17,11 +18,37 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
+use crate::error::Refusal;
 use crate::Shared;
+
+/// Most admin connections open at once: past it a new one is answered 503 and closed (they
+/// come out of the descriptor reserve, as publish connections do).
+const MAX_CONNECTIONS: usize = 64;
+
+/// Answers a connection past [`MAX_CONNECTIONS`] with 503 and closes it.
+async fn turn_away(shared: Arc<Shared>, sock: tokio::net::TcpStream) {
+    let refusal = Refusal::internal(
+        503,
+        "too-many-admin-connections",
+        "Too many admin connections: try again later.",
+    );
+    shared.metrics.error(&refusal);
+    refusal.log("admin: ");
+    let mut sock = crate::transport::ClientStream::plain(sock);
+    let _ = crate::transport::write_simple(
+        &mut sock,
+        gripway_proto::http1::Version::Http11,
+        503,
+        &format!("{}\n", refusal.detail),
+        false,
+    )
+    .await;
+}
 
 /// Serves the admin endpoints on `listener` until the process ends.
 pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener) {
     let mut backoff = crate::fds::AcceptBackoff::default();
+    let cap = crate::fds::ListenerCap::new(MAX_CONNECTIONS);
     loop {
         let sock = match listener.accept().await {
             Ok((sock, _)) => sock,
@@ -31,8 +58,13 @@ pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener) {
             }
         };
         backoff.succeeded();
+        let Some(slot) = cap.take() else {
+            tokio::spawn(turn_away(shared.clone(), sock));
+            continue;
+        };
         let shared = shared.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let service = hyper::service::service_fn(move |req| {
                 let shared = shared.clone();
                 async move { Ok::<_, Infallible>(handle(&shared, &req).await) }

@@ -3,6 +3,9 @@
 //! connections, and the client listeners admit new connections only while that reserve is
 //! untouched and (optionally) while the client's address holds fewer than its share.
 //!
+//! The publish and admin listeners, which draw on that reserve, each hold at most a fixed
+//! number of connections at once ([`ListenerCap`]).
+//!
 //! Accept loops never spin or flood the log when accepting fails (out of descriptors, most
 //! often): [`AcceptBackoff`] waits longer after each failure in a row, up to a second, and
 //! logs at most one line a second per listener.
@@ -16,6 +19,42 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use crate::config::Config;
+
+/// A count of a listener's open connections, bounded: [`ListenerCap::take`] fails once `max`
+/// are open, and each place is given back when its [`CapSlot`] drops.
+#[derive(Clone)]
+pub(crate) struct ListenerCap {
+    open: Arc<AtomicUsize>,
+    max: usize,
+}
+
+/// One connection's place under a [`ListenerCap`].
+pub(crate) struct CapSlot(Arc<AtomicUsize>);
+
+impl Drop for CapSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl ListenerCap {
+    pub(crate) fn new(max: usize) -> ListenerCap {
+        ListenerCap {
+            open: Arc::new(AtomicUsize::new(0)),
+            max,
+        }
+    }
+
+    /// A place for one more connection, or None when `max` are open (one accept loop takes
+    /// places, so the check and the count need not be one step).
+    pub(crate) fn take(&self) -> Option<CapSlot> {
+        if self.open.load(Ordering::Relaxed) >= self.max {
+            return None;
+        }
+        self.open.fetch_add(1, Ordering::Relaxed);
+        Some(CapSlot(self.open.clone()))
+    }
+}
 
 /// Descriptors kept back when the config does not say: a tenth of the limit, but at least
 /// 1,024 where half the limit allows it.

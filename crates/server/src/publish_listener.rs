@@ -10,7 +10,6 @@
 //! about 10% less server CPU per request (`BENCHMARKS.md`, "The publish listener on the
 //! project's HTTP/1 reader"), and the project keeps one HTTP/1 request reader, not two.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,7 +42,7 @@ const MAX_CONNECTIONS: usize = 512;
 /// Serves the publish API on `listener` until the process ends.
 pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener) {
     let mut backoff = crate::fds::AcceptBackoff::default();
-    let open = Arc::new(AtomicUsize::new(0));
+    let cap = crate::fds::ListenerCap::new(MAX_CONNECTIONS);
     loop {
         let (sock, _) = match listener.accept().await {
             Ok(x) => x,
@@ -54,26 +53,15 @@ pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener) {
         };
         backoff.succeeded();
         let _ = sock.set_nodelay(true);
-        if open.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
+        let Some(slot) = cap.take() else {
             tokio::spawn(turn_away(shared.clone(), sock));
             continue;
-        }
-        open.fetch_add(1, Ordering::Relaxed);
-        let open = Open(open.clone());
+        };
         let shared = shared.clone();
         tokio::spawn(async move {
             connection(shared, sock).await;
-            drop(open);
+            drop(slot);
         });
-    }
-}
-
-/// A publish connection's place in the count; given back when dropped.
-struct Open(Arc<AtomicUsize>);
-
-impl Drop for Open {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
