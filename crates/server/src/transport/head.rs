@@ -1,6 +1,6 @@
 //! Reading one HTTP/1.x request head from a byte stream, within a time and a size limit:
 //! the first step of every request on the client listener (`conn`) and on the publish
-//! listener (`publish_api`), so both refuse a bad head the same way.
+//! listener (`publish_listener`), so both refuse a bad head the same way.
 //!
 //! Linear in the head's size however it is dripped in: each byte is scanned once for the end
 //! of the head ([`HeadScan`]) and the head is parsed once, when that end is there. The head
