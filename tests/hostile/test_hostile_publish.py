@@ -270,12 +270,12 @@ def test_a_64kib_ws_message_on_pushpins_path_is_delivered(env):
 # The listener's HTTP/1.1: the same head reader as the client port
 
 
-def exchange(env, data, steps=()):
-    """Writes `data` on a new connection to the publish listener, then for each (wait_for,
-    send) in `steps` reads until `wait_for` has arrived and sends `send`; returns everything
-    read until the server closes (or 10 s pass)."""
+def exchange(env, data, steps=(), addr=None):
+    """Writes `data` on a new connection to the publish listener (or `addr`), then for each
+    (wait_for, send) in `steps` reads until `wait_for` has arrived and sends `send`; returns
+    everything read until the server closes (or 10 s pass)."""
     import socket
-    host, port = env.gw.publish_addr.rsplit(":", 1)
+    host, port = (addr or env.gw.publish_addr).rsplit(":", 1)
     out = b""
     with socket.create_connection((host, int(port)), timeout=10) as s:
         s.sendall(data)
@@ -364,19 +364,10 @@ def test_bad_heads_are_refused_and_counted(env):
     env.canary.check("bad publish heads")
 
 
-def raw_get(addr, path):
+def raw_get(env, addr, path):
     """One `GET path` on a new connection to `addr` (Connection: close); everything answered."""
-    import socket
-    host, port = addr.rsplit(":", 1)
-    out = b""
-    with socket.create_connection((host, int(port)), timeout=10) as s:
-        s.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        try:
-            while chunk := s.recv(65536):
-                out += chunk
-        except OSError:
-            pass
-    return out
+    return exchange(env, b"GET " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                    addr=addr)
 
 
 @pytest.mark.parametrize("listener,limit", [("publish", 512), ("admin", 64)])
@@ -397,7 +388,7 @@ def test_publish_and_admin_connections_are_capped_and_given_back(env, listener, 
         deadline = time.monotonic() + 10
         out = b""
         while time.monotonic() < deadline:
-            out = raw_get(addr, path)
+            out = raw_get(env, addr, path)
             if out.startswith(b"HTTP/1.1 503 "):
                 break
             time.sleep(0.1)
@@ -406,7 +397,7 @@ def test_publish_and_admin_connections_are_capped_and_given_back(env, listener, 
         for s in held:
             s.close()
     deadline = time.monotonic() + 10
-    while not raw_get(addr, path).startswith(b"HTTP/1.1 200 "):
+    while not raw_get(env, addr, path).startswith(b"HTTP/1.1 200 "):
         assert time.monotonic() < deadline, f"the {listener} listener did not come back"
         time.sleep(0.1)
     # read once the admin listener has its places back (the metrics are read through it)

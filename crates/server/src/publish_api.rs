@@ -19,7 +19,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gripway_broker::Message;
-use gripway_proto::http1::BodyFraming;
 use gripway_proto::publish::{parse_publish_body, Item, PublishErrorKind};
 use http::header::{HeaderValue, ACCEPT};
 use http::{HeaderMap, Method};
@@ -176,35 +175,26 @@ async fn publish(shared: &Shared, req: &mut Request<'_>, fastly: bool) -> Result
 /// Reads `req`'s body, at most `max` bytes within [`BODY_TIMEOUT`] (`100 Continue` first when
 /// the publisher asked for it).
 async fn body(req: &mut Request<'_>, max: usize) -> Result<Bytes, Refusal> {
-    let too_large = || Refusal::publisher(413, "body-too-large", "Request body too large.");
-    if let BodyFraming::Length(n) = req.head.framing {
-        if n > max as u64 {
-            return Err(too_large());
-        }
-    }
-    let read = read_body(req.sock, req.buf, &req.head, max, BODY_TIMEOUT);
-    match tokio::time::timeout(BODY_TIMEOUT, read).await {
-        Ok(Ok(body)) => {
-            req.body_left = false;
-            Ok(body)
-        }
-        Ok(Err(BodyProblem::TooLarge)) => Err(too_large()),
-        Ok(Err(BodyProblem::Bad(e))) => Err(Refusal::publisher(
-            400,
-            "body-unreadable",
-            format!("Request body could not be read: {e}."),
-        )),
-        Ok(Err(BodyProblem::Gone)) => Err(Refusal::publisher(
-            400,
-            "body-unreadable",
-            "Request body could not be read.",
-        )),
-        Err(_) => Err(Refusal::publisher(
-            408,
-            "body-timeout",
-            "Request body not received in time.",
-        )),
-    }
+    let body = read_body(req.sock, req.buf, &req.head, max, BODY_TIMEOUT)
+        .await
+        .map_err(|problem| match problem {
+            BodyProblem::TooLarge => {
+                Refusal::publisher(413, "body-too-large", "Request body too large.")
+            }
+            BodyProblem::Bad(e) => Refusal::publisher(
+                400,
+                "body-unreadable",
+                format!("Request body could not be read: {e}."),
+            ),
+            BodyProblem::Gone => {
+                Refusal::publisher(400, "body-unreadable", "Request body could not be read.")
+            }
+            BodyProblem::TimedOut => {
+                Refusal::publisher(408, "body-timeout", "Request body not received in time.")
+            }
+        })?;
+    req.body_left = false;
+    Ok(body)
 }
 
 /// Publishes `items` as the publish API does: through the cluster's stream in cluster mode,

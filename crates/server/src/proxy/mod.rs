@@ -106,7 +106,7 @@ pub(crate) async fn handle(shared: &Arc<Shared>, conn: &mut ClientConn, head: Re
                 BodyProblem::Bad(e) => {
                     Refusal::client(400, "bad-request-body", format!("Bad request body: {e}\n"))
                 }
-                BodyProblem::Gone => return Next::Close,
+                BodyProblem::Gone | BodyProblem::TimedOut => return Next::Close,
             };
             return refuse(shared, conn, &head, refusal).await;
         }

@@ -47,8 +47,10 @@ pub(crate) enum BodyProblem {
     TooLarge,
     /// Malformed chunked framing: answer 400.
     Bad(String),
-    /// The client went away or stalled.
+    /// The client went away.
     Gone,
+    /// The whole body did not arrive within the wait.
+    TimedOut,
 }
 
 /// Reads the request body into memory (bounded by `max`).
@@ -66,7 +68,7 @@ pub(crate) async fn read_body(
     if let ClientStream::H2(h2) = sock {
         return tokio::time::timeout(wait, h2.read_body(max))
             .await
-            .unwrap_or(Err(BodyProblem::Gone));
+            .unwrap_or(Err(BodyProblem::TimedOut));
     }
     if let BodyFraming::Length(n) = framing {
         if n > max as u64 {
@@ -108,7 +110,7 @@ pub(crate) async fn read_body(
     };
     tokio::time::timeout(wait, read)
         .await
-        .unwrap_or(Err(BodyProblem::Gone))
+        .unwrap_or(Err(BodyProblem::TimedOut))
 }
 
 /// Writes all of `data` to `sock`, giving up when the peer takes nothing for `stall`: a
